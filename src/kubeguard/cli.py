@@ -1,0 +1,35 @@
+"""The one entry point: `kubeguard scan | paths | rules | replay | alerts | dpi | agent | demo ...`.
+
+Each lane keeps its command code in its own package (`kubeguard.<lane>.commands`); this module
+only wires them into one Typer app and turns user errors into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from kubeguard import __version__
+
+app = typer.Typer(
+    name="kubeguard",
+    help="Kubernetes security: posture and attack paths, runtime detection, DPI and enforcement.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"kubeguard {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    """Kubernetes security: posture and attack paths, runtime detection, DPI and enforcement."""
+
+
+# Lanes register their commands below (one import and one line each).

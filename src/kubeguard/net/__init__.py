@@ -1,0 +1,1 @@
+"""Network lane: capture, flows, reassembly, protocol identification, L7 parsing, detectors."""

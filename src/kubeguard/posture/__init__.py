@@ -1,0 +1,1 @@
+"""Posture checks over a Snapshot, and the attack graph."""
