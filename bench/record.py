@@ -12,7 +12,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-HEADER = "# Benchmarks\n\nLatest measured figures; each section is rewritten by its benchmark (`python -m bench.NAME`).\n"
+HEADER = (
+    "# Benchmarks\n\nLatest measured figures; each section is rewritten by its benchmark"
+    " (`python -m bench.NAME`).\n"
+)
 
 
 def machine() -> str:
