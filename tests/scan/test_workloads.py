@@ -176,11 +176,13 @@ spec:
   serviceAccountName: {sa}
   {extra}
   containers: [{{name: c, image: "busybox:1.36"}}]
-""" for name, sa, extra in [("uses-builder", "builder", ""), ("opted-out", "builder", "automountServiceAccountToken: false"),
-                            ("sa-opted-out", "quiet", ""), ("sa-overridden", "quiet", "automountServiceAccountToken: true"),
-                            ("no-rights", "default", "")])
+""" for name, sa, extra in [
+        ("uses-builder", "builder", ""), ("opted-out", "builder", "automountServiceAccountToken: false"),
+        ("sa-opted-out", "quiet", ""), ("sa-overridden", "quiet", "automountServiceAccountToken: true"),
+        ("no-rights", "default", "")])
     findings = [f for f in evaluate_workloads(snapshot_from_yaml(manifests)) if f.check == "sa-token-automount"]
-    assert pairs(findings) == {("sa-token-automount", "Pod/ci/uses-builder"), ("sa-token-automount", "Pod/ci/sa-overridden")}
+    assert pairs(findings) == {("sa-token-automount", "Pod/ci/uses-builder"),
+                               ("sa-token-automount", "Pod/ci/sa-overridden")}
     assert all("rbac-pod-create" in f.evidence and f.severity == Severity.HIGH for f in findings)
 
 

@@ -341,4 +341,5 @@ def network_policy_findings(snapshot: Snapshot) -> Iterator[Finding]:
         evidence = f"{len(pods)} workload(s) selected by none of the namespace's {have} NetworkPolicies: {names}{more}"
         ns_obj = namespaces.get(namespace)
         resource: Resource | K8sObject = ns_obj or Resource("Namespace", namespace)
-        yield MISSING_NETWORK_POLICY.finding(resource, evidence, source=ns_obj.source if ns_obj else pods[0].owner.source)
+        source = ns_obj.source if ns_obj else pods[0].owner.source
+        yield MISSING_NETWORK_POLICY.finding(resource, evidence, source=source)
