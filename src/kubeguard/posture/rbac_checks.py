@@ -177,6 +177,11 @@ def dangerous_rights(index: RbacIndex, subject: Subject, inherited: bool = False
     return out
 
 
+def rights_names(rights: dict[Check, list[Grant]]) -> list[str]:
+    """Check ids of a subject's dangerous rights; cluster-admin alone when held (it implies the rest)."""
+    return [CLUSTER_ADMIN.id] if CLUSTER_ADMIN in rights else [check.id for check in rights]
+
+
 def has_api_rights(index: RbacIndex, subject: Subject) -> bool:
     """Whether the subject (with its groups) may do anything beyond discovery and self-review."""
     return any(g.rule.resources and not g.rule.resources <= DISCOVERY_RESOURCES

@@ -16,7 +16,7 @@ from kubeguard.cluster.selectors import label_selector_selects
 from kubeguard.cluster.snapshot import POD_TEMPLATE_PATHS, K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding, Resource, Severity, Workload
 from kubeguard.posture.rbac import Subject
-from kubeguard.posture.rbac_checks import dangerous_rights, has_api_rights, rbac_index
+from kubeguard.posture.rbac_checks import dangerous_rights, has_api_rights, rbac_index, rights_names
 from kubeguard.posture.registry import Check, evaluator, register
 from kubeguard.posture.secrets import find_secret
 
@@ -165,7 +165,7 @@ def evaluate_workloads(snapshot: Snapshot) -> Iterator[Finding]:
 
 def rights_summary(index: Any, subject: Subject) -> list[str]:
     """Names of the API rights a subject holds, dangerous ones first; empty when none."""
-    dangerous = [check.id for check in dangerous_rights(index, subject, inherited=True)]
+    dangerous = rights_names(dangerous_rights(index, subject, inherited=True))
     if dangerous:
         return dangerous
     return ["API rights"] if has_api_rights(index, subject) else []
