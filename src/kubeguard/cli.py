@@ -33,3 +33,8 @@ def main(
 
 
 # Lanes register their commands below (one import and one line each).
+from kubeguard.posture.commands import scan  # noqa: E402
+from kubeguard.scenarios.demo import demo  # noqa: E402
+
+app.command("scan")(scan)
+app.command("demo")(demo)

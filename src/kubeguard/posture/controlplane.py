@@ -85,7 +85,7 @@ class _Flags:
         value = self.get(flag)
         shown = f"--{flag}={value}" if value is not None else f"--{flag} unset"
         where = self.config.sources.get(flag)
-        return f"{shown} ({where})" if where else f"{shown} (default)"
+        return f"{shown} ({PurePath(where.file).name}:{where.line})" if where else f"{shown} (default)"
 
     def finding(self, check: Check, evidence: str, *flags: str, severity: Severity | None = None) -> Finding:
         source = next((self.config.sources[f] for f in flags if f in self.config.sources), self.config.source)
