@@ -157,3 +157,70 @@ def udp_exchange(writer: PcapWriter, client: Endpoint, server: Endpoint, datagra
             ts += 0.0001
             writer.frame(ts, ether(ip, d == 0))
     return ts
+
+
+# ---- message builders (correct wire bytes) ------------------------------------------------
+
+def tls_client_hello(sni: str = "", version: int = 0x0303, versions: tuple[int, ...] = (0x0304, 0x0303),
+                     record_version: int = 0x0301) -> bytes:
+    """A TLS record holding a ClientHello (SNI, groups, point formats, supported_versions when given)."""
+    ciphers = (0x1301, 0x1302, 0xC02B, 0xC02F, 0x009C, 0x002F)
+    ext = b""
+    if sni:
+        name = sni.encode()
+        entry = b"\x00" + struct.pack("!H", len(name)) + name
+        ext += struct.pack("!HH", 0, len(entry) + 2) + struct.pack("!H", len(entry)) + entry
+    groups = struct.pack("!HHH", 0x001D, 0x0017, 0x0018)
+    ext += struct.pack("!HHH", 10, len(groups) + 2, len(groups)) + groups
+    ext += struct.pack("!HHB", 11, 2, 1) + b"\x00"
+    if versions:
+        vs = b"".join(struct.pack("!H", v) for v in versions)
+        ext += struct.pack("!HHB", 43, len(vs) + 1, len(vs)) + vs
+    body = (struct.pack("!H", version) + bytes(range(32)) + b"\x00" + struct.pack("!H", 2 * len(ciphers))
+            + b"".join(struct.pack("!H", c) for c in ciphers) + b"\x01\x00" + struct.pack("!H", len(ext)) + ext)
+    hs = b"\x01" + len(body).to_bytes(3, "big") + body
+    return b"\x16" + struct.pack("!HH", record_version, len(hs)) + hs
+
+
+def tls_server_hello(version: int = 0x0303, selected: int | None = 0x0304) -> bytes:
+    """A TLS record holding a ServerHello (with supported_versions when `selected`)."""
+    ext = struct.pack("!HHH", 43, 2, selected) if selected else b""
+    body = struct.pack("!H", version) + bytes(32) + b"\x00" + struct.pack("!HB", 0x1301, 0)
+    body += struct.pack("!H", len(ext)) + ext
+    hs = b"\x02" + len(body).to_bytes(3, "big") + body
+    return b"\x16" + struct.pack("!HH", version if version < 0x0303 else 0x0303, len(hs)) + hs
+
+
+def heartbeat_request(claimed: int, payload: bytes = b"", version: int = 0x0302) -> bytes:
+    """A TLS heartbeat request record; `claimed` larger than `payload` is Heartbleed."""
+    body = b"\x01" + struct.pack("!H", claimed) + payload
+    return b"\x18" + struct.pack("!HH", version, len(body)) + body
+
+
+def _dns_name(name: str) -> bytes:
+    return b"".join(bytes([len(p)]) + p.encode() for p in name.rstrip(".").split(".") if p) + b"\x00"
+
+
+DNS_TYPES = {"A": 1, "NS": 2, "CNAME": 5, "NULL": 10, "TXT": 16, "AAAA": 28, "AXFR": 252, "ANY": 255}
+
+
+def dns_query(qname: str, qtype: str = "A", ident: int = 0x1234) -> bytes:
+    return struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0) + _dns_name(qname) + struct.pack(
+        "!HH", DNS_TYPES[qtype], 1)
+
+
+def dns_response(qname: str, qtype: str = "A", ident: int = 0x1234, cnames: tuple[str, ...] = (),
+                 address: str = "198.51.100.7", rcode: int = 0) -> bytes:
+    """A response: the question, a CNAME chain (uncompressed names), then an A record."""
+    answers = b""
+    owner = qname
+    for target in cnames:
+        rdata = _dns_name(target)
+        answers += _dns_name(owner) + struct.pack("!HHIH", 5, 1, 300, len(rdata)) + rdata
+        owner = target
+    count = len(cnames)
+    if qtype == "A" and not rcode:
+        answers += _dns_name(owner) + struct.pack("!HHIH", 1, 1, 300, 4) + ipaddress.ip_address(address).packed
+        count += 1
+    return (struct.pack("!HHHHHH", ident, 0x8180 | rcode, 1, count, 0, 0) + _dns_name(qname)
+            + struct.pack("!HH", DNS_TYPES[qtype], 1) + answers)

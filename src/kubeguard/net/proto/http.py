@@ -43,9 +43,10 @@ class HttpRequestStream:
         self._started = True
 
     def on_url(self, url: bytes) -> None:
-        if self._url_len < MAX_URL:
-            self._url.append(url)
-            self._url_len += len(url)
+        room = MAX_URL - self._url_len
+        if room > 0:
+            self._url.append(url[:room])
+            self._url_len += min(len(url), room)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self._headers) < MAX_HEADERS:
