@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from kubeguard.agent import proctable
@@ -58,6 +59,11 @@ def test_fork_copies_the_parent_and_exit_expires(monkeypatch) -> None:
 def test_proc_fallback_reads_a_live_process() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "marker-arg"])
     try:
+        # Popen returns at exec's point of no return; the new argv is in place a moment later
+        for _ in range(200):
+            if b"marker-arg" in Path(f"/proc/{child.pid}/cmdline").read_bytes():
+                break
+            time.sleep(0.01)
         table = ProcessTable()
         info = table.get(child.pid)
         assert info is not None
