@@ -33,6 +33,8 @@ def main(
 
 
 # Lanes register their commands below (one import and one line each).
+from kubeguard.agent.commands import agent  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
 
 app.command("dpi")(dpi)
+app.command("agent")(agent)
