@@ -42,9 +42,7 @@ def read_file(path: Path) -> Iterator[tuple[float, int, bytes]]:
         count = 0
         try:
             if magic in PCAP_MAGICS:
-                for frame in _pcap_frames(fh, path):
-                    count += 1
-                    yield frame
+                yield from _pcap_frames(fh, path)  # numbers its own packets in errors
             elif magic == PCAPNG_MAGIC:
                 reader = dpkt.pcapng.Reader(fh)
                 linktype = reader.datalink()

@@ -85,6 +85,7 @@ class Engine:
         self.on_alert = on_alert or (lambda _a: None)
         self.on_flow = on_flow
         self.detectors = detectors or Detectors()
+        self._volume = self.detectors.volume
         self.hostname = hostname
         self.decoder = Decoder()
         self.table = FlowTable(self._expired, max_flows=self.config.max_flows,
@@ -117,7 +118,7 @@ class Engine:
         if ts > self._now:
             self._now = ts
             self.table.tick(ts)
-        volume = self.detectors.volume
+        volume = self._volume
         if volume is not None:
             dets = volume.observe_packet(ts, ip_text(pkt.src), ip_text(pkt.dst), pkt.proto, pkt.dport, pkt.flags,
                                          pkt.icmp_type)
