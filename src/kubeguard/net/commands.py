@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import typer
+from rich.markup import escape
 
 from kubeguard.cliutil import UserError, die, stderr, stdout, warn
 from kubeguard.cluster.podmap import PodMap, PodMapError
@@ -37,7 +38,7 @@ class AlertSink:
             print(alert.to_json(), flush=self.live_mode)
         else:
             colour = _COLOURS.get(alert.priority, "")
-            stdout.print(f"[{colour}]{alert.priority:<8}[/] {alert.time} {_escape(alert.output)}")
+            stdout.print(f"[{colour}]{alert.priority:<8}[/] {alert.time} {escape(alert.output)}")
         if self.store is not None:
             self.batch.append(alert)
             if self.live_mode or len(self.batch) >= STORE_BATCH:
@@ -47,10 +48,6 @@ class AlertSink:
         if self.store is not None and self.batch:
             self.store.add(self.batch)
             self.batch = []
-
-
-def _escape(text: str) -> str:
-    return text.replace("[", "\\[")
 
 
 class FlowWriter:
