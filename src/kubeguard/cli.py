@@ -33,3 +33,6 @@ def main(
 
 
 # Lanes register their commands below (one import and one line each).
+from kubeguard.net.commands import dpi  # noqa: E402
+
+app.command("dpi")(dpi)

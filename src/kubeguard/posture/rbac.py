@@ -15,6 +15,9 @@ ClusterRole their selectors match, transitively). Then:
   matching as the API server's RBAC authorizer does: `*` for verbs, apiGroups, resources and
   resourceNames, `*/subresource`, `pods/exec` style subresources, a RoleBinding's rules limited
   to its namespace.
+
+The default ClusterRoles cluster-admin, admin, edit and view are assumed when the snapshot binds
+to them without defining them (manifest folders rarely carry them).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubeguard.cluster.selectors import label_selector_selects
-from kubeguard.cluster.snapshot import K8sObject, Snapshot
+from kubeguard.cluster.snapshot import K8sObject, Snapshot, SourceRef
 
 ALL = "*"
 SA_USER_PREFIX = "system:serviceaccount:"
@@ -192,7 +195,7 @@ class RbacIndex:
     def __post_init__(self) -> None:
         self._resolve_cluster_roles()
         roles = {(o.namespace, o.name): o for o in self.snapshot.of_kind("Role")}
-        cluster_roles = {o.name: o for o in self.snapshot.of_kind("ClusterRole")}
+        cluster_roles = self._cluster_role_objects()
         for binding in self.snapshot.of_kind("RoleBinding", "ClusterRoleBinding"):
             self._index_binding(binding, roles, cluster_roles)
         for sa in self.snapshot.of_kind("ServiceAccount"):
@@ -200,9 +203,17 @@ class RbacIndex:
         for pod in self.snapshot.pod_templates():
             self._subjects.add(Subject("ServiceAccount", pod.service_account, pod.namespace))
 
+    def _cluster_role_objects(self) -> dict[str, K8sObject]:
+        """ClusterRoles of the snapshot, plus the built-in defaults it does not define."""
+        by_name = {o.name: o for o in self.snapshot.of_kind("ClusterRole")}
+        for name in BUILTIN_CLUSTER_ROLES:
+            if name not in by_name:
+                by_name[name] = builtin_cluster_role(name)
+        return by_name
+
     def _resolve_cluster_roles(self) -> None:
         """Rules of every ClusterRole, aggregation included (transitively, cycles cut)."""
-        by_name = {o.name: o for o in self.snapshot.of_kind("ClusterRole")}
+        by_name = self._cluster_role_objects()
         own = {name: tuple(_rules(obj)) for name, obj in by_name.items()}
         selectors: dict[str, list[dict[str, Any]]] = {}
         for name, obj in by_name.items():
@@ -296,6 +307,45 @@ def _in_scope(grant: Grant, namespace: str | None) -> bool:
     if namespace is None or grant.cluster_wide:
         return True
     return grant.scope == namespace
+
+
+_READ = ["get", "list", "watch"]
+_WRITE = ["create", "update", "patch", "delete", "deletecollection"]
+_WORKLOADS = [
+    {"apiGroups": [""], "resources": ["pods", "services", "configmaps", "endpoints", "persistentvolumeclaims",
+                                      "replicationcontrollers", "serviceaccounts"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"]},
+    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"]},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"]},
+]
+_VIEW = [{**r, "verbs": _READ} for r in _WORKLOADS] + [
+    {"apiGroups": [""], "resources": ["pods/log", "pods/status", "events", "namespaces"], "verbs": _READ}]
+_EDIT = _VIEW + [{**r, "verbs": _WRITE} for r in _WORKLOADS] + [
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": _READ + _WRITE},
+    {"apiGroups": [""], "resources": ["pods/exec", "pods/attach", "pods/portforward"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+]
+_ADMIN = [*_EDIT, {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+                   "verbs": _READ + _WRITE}]
+# The default user-facing ClusterRoles every cluster has. Manifest folders bind to them without
+# defining them, so they are assumed when absent (admin/edit/view: their main rules, abridged).
+BUILTIN_CLUSTER_ROLES: dict[str, list[dict[str, Any]]] = {
+    "cluster-admin": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                      {"nonResourceURLs": ["*"], "verbs": ["*"]}],
+    "admin": _ADMIN,
+    "edit": _EDIT,
+    "view": _VIEW,
+}
+
+
+def builtin_cluster_role(name: str) -> K8sObject:
+    """A default ClusterRole as the API server creates it (source: built-in)."""
+    raw = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+           "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+           "rules": BUILTIN_CLUSTER_ROLES[name]}
+    return K8sObject(raw, SourceRef(f"built-in ClusterRole {name}"))
 
 
 def _rules(role: K8sObject) -> Iterable[Rule]:

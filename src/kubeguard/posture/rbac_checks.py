@@ -45,9 +45,9 @@ class Probe:
     group: str = ""
     subresource: str | None = None
 
-    def grants(self, index: RbacIndex, subject: Subject) -> list[Grant]:
+    def grants(self, index: RbacIndex, subject: Subject, inherited: bool = False) -> list[Grant]:
         return index.allows_any(subject, self.verbs, self.resource, None, self.group, self.subresource,
-                                inherited=False)
+                                inherited=inherited)
 
 
 RBAC = "rbac"
@@ -161,18 +161,41 @@ def evaluate_rbac(snapshot: Snapshot) -> Iterator[Finding]:
         yield from subject_findings(index, subject)
 
 
+def dangerous_rights(index: RbacIndex, subject: Subject, inherited: bool = False) -> dict[Check, list[Grant]]:
+    """The checks the subject's rights make (cluster-admin first), each with its evidence grants."""
+    grants = index.grants(subject, inherited)
+    out: dict[Check, list[Grant]] = {}
+    admin = [g for g in grants if g.cluster_wide and (g.rule.is_full_wildcard or g.role.name == "cluster-admin")]
+    if admin:
+        out[CLUSTER_ADMIN] = admin
+    if not grants:
+        return out
+    for check, probes in PROBES.items():
+        matched = _unique(g for probe in probes for g in probe.grants(index, subject, inherited))
+        if matched:
+            out[check] = matched
+    return out
+
+
+def rights_names(rights: dict[Check, list[Grant]]) -> list[str]:
+    """Check ids of a subject's dangerous rights; cluster-admin alone when held (it implies the rest)."""
+    return [CLUSTER_ADMIN.id] if CLUSTER_ADMIN in rights else [check.id for check in rights]
+
+
+def has_api_rights(index: RbacIndex, subject: Subject) -> bool:
+    """Whether the subject (with its groups) may do anything beyond discovery and self-review."""
+    return any(g.rule.resources and not g.rule.resources <= DISCOVERY_RESOURCES
+               for g in index.grants(subject, inherited=True))
+
+
 def subject_findings(index: RbacIndex, subject: Subject) -> Iterator[Finding]:
     """The rbac-* findings of one subject, from its own bindings."""
     own = index.grants(subject, inherited=False)
     if not own:
         return
     resource = subject_resource(subject)
-    matched: dict[Check, list[Grant]] = {}
-    for check, probes in PROBES.items():
-        grants = _unique(g for probe in probes for g in probe.grants(index, subject))
-        if grants:
-            matched[check] = grants
-    admin = [g for g in own if g.cluster_wide and (g.rule.is_full_wildcard or g.role.name == "cluster-admin")]
+    matched = dangerous_rights(index, subject)
+    admin = matched.pop(CLUSTER_ADMIN, [])
     wildcard = [g for g in own if "*" in g.rule.verbs or "*" in g.rule.resources]
 
     if admin:
