@@ -18,6 +18,7 @@ import threading
 import time
 from importlib import resources
 from pathlib import Path
+from typing import IO
 
 from kubeguard.model import Event
 from kubeguard.sensors.base import SENSITIVE_PREFIXES, EmitFn, SensorError
@@ -119,11 +120,14 @@ class EbpfSensor:
     name = "ebpf"
 
     def __init__(self, bpftrace: str = "bpftrace", prefixes: tuple[str, ...] = SENSITIVE_PREFIXES,
-                 rb_pages: int = DEFAULT_RB_PAGES, ready_timeout: float = READY_TIMEOUT_S) -> None:
+                 rb_pages: int = DEFAULT_RB_PAGES, ready_timeout: float = READY_TIMEOUT_S,
+                 record: Path | None = None) -> None:
         self.bpftrace = bpftrace
         self.prefixes = prefixes
         self.rb_pages = rb_pages
         self.ready_timeout = ready_timeout
+        self.record = record  # every raw bpftrace line is appended there (recordings for replay tests)
+        self._record_file: IO[bytes] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.decoder = BpftraceDecoder(clock_offset_ns())
         self.dropped_sections: list[str] = []
@@ -152,6 +156,8 @@ class EbpfSensor:
             self.blind_spots.append("no tracepoints on this kernel for: " + ", ".join(self.dropped_sections))
         env = dict(os.environ, BPFTRACE_PERF_RB_PAGES=str(self.rb_pages), BPFTRACE_STRLEN="64")
         began = time.monotonic()
+        if self.record is not None:
+            self._record_file = self.record.open("ab")
         self.decoder = BpftraceDecoder(clock_offset_ns())
         self.proc = subprocess.Popen([exe, "-f", "json", "-e", program], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
@@ -205,6 +211,8 @@ class EbpfSensor:
                 return None
             self._buffer += chunk
         line, self._buffer = self._buffer.split(b"\n", 1)
+        if self._record_file is not None:
+            self._record_file.write(line + b"\n")
         return line
 
     def run(self, emit: EmitFn, stop: threading.Event) -> None:
@@ -242,6 +250,9 @@ class EbpfSensor:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        if self._record_file is not None:
+            self._record_file.close()
+            self._record_file = None
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
