@@ -145,7 +145,7 @@ def _read_yaml(text: str, name: str, problems: list[LoadProblem], first_line: in
             problems.append(LoadProblem(f"{name}:{at}", why))
             continue
         except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-            problems.append(LoadProblem(f"{name}:{line}", f"malformed YAML: {_one_line(exc)}"))
+            problems.append(LoadProblem(f"{name}:{line}", f"malformed YAML: {one_line(exc)}"))
             continue
         finally:
             loader.dispose()
@@ -205,7 +205,7 @@ def _json_item_lines(text: str, start: int) -> list[int] | None:
     return None
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
