@@ -42,9 +42,7 @@ def snapshot_from_dir(root: Path) -> Snapshot:
 
 
 def check_findings(snapshot: Snapshot) -> list[Finding]:
-    """Findings of the rbac, workload and exposure evaluators."""
-    from kubeguard.posture.exposure import evaluate_exposure
-    from kubeguard.posture.rbac_checks import evaluate_rbac
-    from kubeguard.posture.workloads import evaluate_workloads
+    """Every finding of the posture engine (all registered checks, suppressions applied)."""
+    from kubeguard.posture.engine import run_checks
 
-    return [f for ev in (evaluate_rbac, evaluate_workloads, evaluate_exposure) for f in ev(snapshot)]
+    return run_checks(snapshot)
