@@ -1,0 +1,119 @@
+"""Scenario clusters: every rbac, workload and exposure finding asserted exactly, as (check, resource)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from checkutil import check_findings, pairs, snapshot_from_dir
+
+from kubeguard.model import Severity
+
+REPO = Path(__file__).resolve().parents[2]
+CLUSTERS = REPO / "tests" / "fixtures" / "clusters"
+
+EXPECTED: dict[str, set[tuple[str, str]]] = {
+    "hardened": set(),
+    "rbac-escalation": {
+        ("rbac-escalate", "ServiceAccount/ci/ci-deployer"),
+        ("rbac-escalate", "User/dev@example.com"),
+        ("rbac-escalate", "Group/oncall"),
+        ("rbac-token-create", "ServiceAccount/platform/identity-broker"),
+        ("rbac-csr-approve", "ServiceAccount/platform/identity-broker"),
+        ("rbac-webhook-control", "ServiceAccount/policy/policy-engine"),
+        ("rbac-nodes-proxy", "ServiceAccount/policy/policy-engine"),
+    },
+    "privileged-node-access": {
+        ("host-namespace", "DaemonSet/monitoring/node-agent"),
+        ("host-path", "DaemonSet/monitoring/node-agent"),
+        ("runtime-socket", "DaemonSet/monitoring/node-agent"),
+        ("privileged", "DaemonSet/monitoring/node-agent"),
+        ("privilege-escalation-allowed", "DaemonSet/monitoring/node-agent"),
+        ("run-as-root", "DaemonSet/monitoring/node-agent"),
+        ("host-path", "Pod/monitoring/net-debug"),
+        ("dangerous-capability", "Pod/monitoring/net-debug"),
+    },
+    "exposed-databases": {
+        ("exposed-service", "Service/data/cache"),
+        ("exposed-service", "Service/data/documents"),
+        ("exposed-service", "Service/data/search"),
+        ("exposed-service", "Service/data/prometheus"),
+        ("sensitive-port-exposed", "Service/data/cache"),
+        ("sensitive-port-exposed", "Service/data/search"),
+        ("sensitive-port-exposed", "Service/data/prometheus"),
+    },
+    "multi-tenant": {
+        ("rbac-anonymous", "User/system:anonymous"),
+        ("rbac-anonymous", "Group/system:authenticated"),
+        ("rbac-secrets-read", "Group/system:authenticated"),
+        ("rbac-default-sa", "ServiceAccount/team-a/default"),
+        ("rbac-secrets-read", "ServiceAccount/team-a/default"),
+        ("rbac-pod-exec", "ServiceAccount/team-a/default"),
+        ("rbac-pod-create", "ServiceAccount/team-a/default"),
+        ("rbac-token-create", "ServiceAccount/team-a/default"),
+        ("rbac-escalate", "ServiceAccount/team-a/default"),
+        ("sa-token-automount", "Deployment/team-a/app-a"),
+        ("missing-network-policy", "Namespace/team-a"),
+    },
+    "aggregated-clusterroles": {
+        ("rbac-pod-exec", "Group/platform-team"),
+        ("rbac-secrets-read", "Group/platform-team"),
+        ("rbac-pod-create", "ServiceAccount/argocd/argocd-deployer"),
+        ("rbac-wildcard", "ServiceAccount/argocd/argocd-deployer"),
+    },
+    "secrets-everywhere": {
+        ("secret-in-env", "Deployment/apps/notifier"),
+        ("secret-in-env", "CronJob/apps/backup"),
+    },
+}
+TESLA = {
+    ("unauthenticated-console", "Deployment/kubernetes-dashboard/kubernetes-dashboard"),
+    ("rbac-cluster-admin", "ServiceAccount/kubernetes-dashboard/kubernetes-dashboard"),
+    ("sa-token-automount", "Deployment/kubernetes-dashboard/kubernetes-dashboard"),
+    ("exposed-service", "Service/kubernetes-dashboard/kubernetes-dashboard"),
+    ("secret-in-env", "Deployment/telemetry/telemetry-ingest"),
+    ("no-resource-limits", "Deployment/telemetry/telemetry-ingest"),
+    ("no-resource-limits", "Deployment/kubernetes-dashboard/kubernetes-dashboard"),
+    ("missing-network-policy", "Namespace/telemetry"),
+    ("missing-network-policy", "Namespace/kubernetes-dashboard"),
+}
+
+
+def test_every_scenario_folder_has_expectations() -> None:
+    assert {p.name for p in CLUSTERS.iterdir() if p.is_dir()} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_scenario_findings_exact(name: str) -> None:
+    findings = check_findings(snapshot_from_dir(CLUSTERS / name))
+    assert pairs(findings) == EXPECTED[name]
+    for finding in findings:
+        assert finding.file and finding.file.startswith(str(CLUSTERS / name)) and finding.line
+        assert finding.evidence and finding.remediation and finding.mitre
+
+
+def test_tesla_example_is_the_2018_breach() -> None:
+    findings = check_findings(snapshot_from_dir(REPO / "examples" / "tesla"))
+    assert pairs(findings) == TESLA
+    by = {f.check: f for f in findings}
+    console = by["unauthenticated-console"]
+    assert console.severity == Severity.CRITICAL
+    assert "--enable-skip-login" in console.evidence and "rbac-cluster-admin" in console.evidence
+    assert "Service/kubernetes-dashboard/kubernetes-dashboard (type NodePort)" in console.evidence
+    assert "AWS_ACCESS_KEY_ID" in by["secret-in-env"].evidence
+    assert by["secret-in-env"].severity == Severity.CRITICAL
+
+
+def test_no_secret_value_reaches_any_output() -> None:
+    leaked = ["AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI", "R2d2C3p0L7k9", "XXXXXXXXXXXXXXXXXXXXXXXX", "Zr8uP2qLw9",
+              "Tr0ub4dor", "b3BlbnNzaC1rZXktdjEA", "acme-backups"]
+    for folder in (REPO / "examples" / "tesla", CLUSTERS / "secrets-everywhere"):
+        dumped = json.dumps([f.to_dict() for f in check_findings(snapshot_from_dir(folder))])
+        for value in leaked:
+            assert value not in dumped
+    notifier = next(f for f in check_findings(snapshot_from_dir(CLUSTERS / "secrets-everywhere"))
+                    if f.resource.name == "notifier" and f.workload and f.workload.container == "notifier")
+    for var in ("SLACK_WEBHOOK_URL", "DATABASE_URL", "SMTP_PASSWORD"):
+        assert var in notifier.evidence
+    assert "FEATURE_FLAGS" not in notifier.evidence and "SMTP_PASSWORD_REF" not in notifier.evidence
