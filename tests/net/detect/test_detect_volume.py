@@ -19,6 +19,12 @@ def test_horizontal_scan_udp() -> None:
     assert run(ScanFloodDetector(), pkts) == ["Horizontal port scan"]
 
 
+def test_ip_protocol_numbers_accepted() -> None:
+    pkts = [(1.0 + h / 10, "10.1.0.5", f"10.2.0.{h}", 17, 53, 0, None) for h in range(1, 60)]
+    pkts += [(3.0, "10.1.0.5", "10.1.0.9", 1, 0, 0, 8)] * 600
+    assert run(ScanFloodDetector(), pkts) == ["Horizontal port scan", "ICMP flood"]
+
+
 def test_null_and_fin_probes_count_as_scan() -> None:
     pkts = [(1.0, "10.1.0.5", "10.1.0.9", "tcp", p, 0 if p % 2 else 0x01, None) for p in range(1, 30)]
     assert "Vertical port scan" in run(ScanFloodDetector(), pkts)

@@ -22,6 +22,7 @@ from kubeguard.net.types import Detection
 
 SYN, ACK, RST, FIN, PSH, URG = 0x02, 0x10, 0x04, 0x01, 0x08, 0x20
 ICMP_ECHO = frozenset({8, 128})  # echo request, IPv4 and IPv6
+PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}  # IP protocol numbers the engine may pass
 
 
 @dataclass(slots=True)
@@ -100,10 +101,10 @@ class ScanFloodDetector:
         self.targets.move_to_end(dst)
         return state
 
-    def observe_packet(self, ts: float, src: str, dst: str, proto: str, dport: int, tcp_flags: int,
+    def observe_packet(self, ts: float, src: str, dst: str, proto: str | int, dport: int, tcp_flags: int,
                        icmp_type: int | None) -> list[Detection]:
-        """Detections raised by one packet (``proto``: "tcp", "udp", "icmp", "icmp6")."""
-        proto = proto.lower()
+        """Detections raised by one packet (``proto``: "tcp", "udp", "icmp", "icmp6" or the IP protocol number)."""
+        proto = PROTO_NAMES.get(proto, "other") if isinstance(proto, int) else proto.lower()
         out: list[Detection] = []
         fields = {"fd.cip": src, "fd.sip": dst, "fd.l4proto": proto}
         if proto.startswith("icmp"):
