@@ -7,6 +7,7 @@ sensor that dies leaves a blind interval, reported through `on_gap` when the run
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -38,7 +39,13 @@ class SensorRunner:
     def __init__(self, sensor: Any, emit: Callable[[Event], None], on_gap: GapFn,
                  metrics: AgentMetrics | None = None) -> None:
         self.sensor = sensor
-        self.emit = emit
+        own = os.getpid()
+
+        def emit_others(event: Event) -> None:  # the agent's own syscalls are not the node's activity
+            if event.get("proc.pid") != own:
+                emit(event)
+
+        self.emit = emit_others
         self.on_gap = on_gap
         self.metrics = metrics
         self.failed: str | None = None
