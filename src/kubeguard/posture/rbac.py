@@ -170,12 +170,16 @@ class Grant:
     def cluster_wide(self) -> bool:
         return self.scope == ""
 
-    def describe(self) -> str:
-        """One line of evidence: binding -> role (scope [via group]): rule."""
+    def path(self) -> str:
+        """How the subject got this: binding -> role (scope [via group])."""
         where = "cluster-wide" if self.cluster_wide else f"in namespace {self.scope}"
         via = f" via {self.via}" if self.via.kind == "Group" else ""
-        return (f"{self.binding.kind}/{_qualified(self.binding)} -> {self.role.kind}/{_qualified(self.role)}"
-                f" ({where}{via}): {self.rule}")
+        role = f"{self.role.kind}/{_qualified(self.role)}"
+        return f"{self.binding.kind}/{_qualified(self.binding)} -> {role} ({where}{via})"
+
+    def describe(self) -> str:
+        """One line of evidence: binding -> role (scope [via group]): rule."""
+        return f"{self.path()}: {self.rule}"
 
 
 def _qualified(obj: K8sObject) -> str:
