@@ -216,12 +216,13 @@ def test_connect_to_the_cloud_metadata_address(lab: Lab) -> None:
 def test_ptrace_attach(lab: Lab) -> None:
     pod = lab.pod("web", namespace="shop")
     code = ("import ctypes, subprocess, time\n"
-            "victim = subprocess.Popen(['/usr/bin/sleep', '30'])\n"
+            "victim = subprocess.Popen(['/usr/bin/sleep', '30'], stdout=-3, stderr=-3)\n"  # DEVNULL
             "libc = ctypes.CDLL(None, use_errno=True)\n"
             "time.sleep(0.2)\n"
             "rc = libc.ptrace(16, victim.pid, None, None)\n"  # PTRACE_ATTACH
-            "print(rc, ctypes.get_errno())\n"
-            "victim.kill()\n")
+            "err = ctypes.get_errno()\n"
+            "victim.kill(); victim.wait()\n"
+            "print(rc, err, flush=True)\n")
     out = pod.run([PYTHON, "-c", code])
     assert out.stdout.split()[0] == "0", out.stdout + out.stderr
     lab.expect("ptrace", pod)
@@ -242,6 +243,7 @@ BENIGN_SERVER = """
 import http.server, socketserver, subprocess, sys
 class Quiet(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body are two writes
     count = 0
     def do_GET(self):
         Quiet.count += 1
