@@ -7,6 +7,7 @@ agent reads, runs an attack, and waits for the alert naming that pod's container
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import shutil
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from agentlab import AgentProcess, describe
 from podlab import Pod, PodLab
 from roothelpers import require
@@ -58,8 +60,14 @@ class Lab:
         return pod
 
     def expect(self, attack: str, pod: Pod, timeout: float = 15.0) -> dict[str, Any]:
-        """The alert of the attack's rule for `pod`, with the pod's identity; fails with what came instead."""
+        """The alert of the attack's rule for `pod`, with the pod's identity; fails with what came instead.
+
+        A rule the default rule set does not have yet is an expected failure naming it (the rules
+        lane owns the defaults); a rule that exists but does not fire is a failure.
+        """
         rule = RULES[attack]
+        if rule not in default_rule_names():
+            pytest.xfail(f"default rule '{rule}' ({attack}) is not in kubeguard's default rules")
         alert = self.agent.wait_alert(rule, pod.container_id, timeout)
         got = self.agent.alerts_for(pod.container_id)
         assert alert is not None, (
@@ -73,6 +81,19 @@ class Lab:
         return alert
 
 
+@functools.cache
+def default_rule_names() -> frozenset[str]:
+    """Names of the rules in kubeguard's default rule files (kubeguard/rules/**/*.yaml)."""
+    import kubeguard.rules
+
+    names = set()
+    for path in Path(kubeguard.rules.__file__).parent.rglob("*.yaml"):
+        for item in yaml.safe_load(path.read_text()) or []:
+            if isinstance(item, dict) and "rule" in item:
+                names.add(str(item["rule"]))
+    return frozenset(names)
+
+
 @pytest.fixture(scope="module")
 def lab(module_podlab: PodLab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     require(shutil.which("bpftrace") is not None, "bpftrace (the ebpf sensor)")
@@ -81,7 +102,7 @@ def lab(module_podlab: PodLab, tmp_path_factory: pytest.TempPathFactory) -> Iter
     try:
         agent = AgentProcess.start(work, pods_file)
     except RuntimeError as exc:
-        require(False, f"a running ebpf sensor ({exc})")
+        require(False, f"a running agent with the ebpf sensor and default rules ({exc})")
         raise
     try:
         yield Lab(module_podlab, agent, pods_file, work)
