@@ -19,7 +19,7 @@ from kubeguard.model import Alert
 from kubeguard.net import identify as ident
 from kubeguard.net import threats
 from kubeguard.net.alerting import make_alert
-from kubeguard.net.decode import TCP, TH_FIN, TH_RST, TH_SYN, UDP, Decoder, Packet, ip_text
+from kubeguard.net.decode import TCP, TH_ACK, TH_FIN, TH_RST, TH_SYN, UDP, Decoder, Packet, ip_text
 from kubeguard.net.flows import Flow, FlowTable
 from kubeguard.net.proto.dns import DnsError, DnsTcpStream, parse_message
 from kubeguard.net.proto.http import HttpRequestStream, HttpResponseStream
@@ -121,13 +121,15 @@ class Engine:
         if ts > self._now:
             self._now = ts
             self.table.tick(ts)
+        flow, d = self.table.lookup(pkt)
         volume = self._volume
-        if volume is not None:
-            dets = volume.observe_packet(ts, ip_text(pkt.src), ip_text(pkt.dst), pkt.proto, pkt.dport, pkt.flags,
-                                         pkt.icmp_type)
+        # Floods and scans are told by packets without ACK (SYN, NULL/FIN/XMAS probes) and by non-TCP
+        # packets; established TCP traffic (ACK set) is not passed, which keeps bulk transfers cheap.
+        if volume is not None and (pkt.proto != TCP or not pkt.flags & TH_ACK):
+            src, dst = (flow.cip, flow.sip) if d == 0 else (flow.sip, flow.cip)
+            dets = volume.observe_packet(ts, src, dst, pkt.proto, pkt.dport, pkt.flags, pkt.icmp_type)
             if dets:
                 self._packet_detections(pkt, dets)
-        flow, d = self.table.lookup(pkt)
         flow.end = ts
         flow.pkts[d] += 1
         flow.bytes[d] += pkt.wire_len
