@@ -134,8 +134,8 @@ class Engine:
                 else:
                     self.packets += 1
 
-    def packet(self, pkt: Packet) -> None:
-        """One decoded packet."""
+    def packet(self, pkt: Packet) -> Flow:
+        """One decoded packet; returns its flow, whose `verdict` an inline caller can act on."""
         self.packets += 1
         ts = pkt.ts
         if ts > self._now:
@@ -168,6 +168,7 @@ class Engine:
                 self._direction_closed(flow, d)
         elif pkt.proto == UDP and pkt.payload:
             self._datagram(flow, d, pkt.payload, ts)
+        return flow
 
     def finish(self) -> None:
         """End of input: close every flow (flushing queued stream data) and emit records."""
@@ -424,6 +425,7 @@ class Engine:
         if dedupe in flow.alerted:
             return
         flow.alerted.add(dedupe)
+        flow.flag(det.rule, det.severity)
         identity = flow.identity()
         for key in ("tls.sni", "tls.version", "dns.qname", "ssh.version", "stratum.method", "stratum.agent"):
             if key in flow.meta:
