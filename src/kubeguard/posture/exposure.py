@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from kubeguard.cluster.fields import as_dict, dicts, strings
 from kubeguard.cluster.selectors import PodLabelIndex
 from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding, Severity
@@ -55,9 +56,7 @@ def container_command(container: dict[str, Any]) -> list[str]:
     """command + args as one argument list."""
     out: list[str] = []
     for key in ("command", "args"):
-        items = container.get(key)
-        if isinstance(items, list):
-            out.extend(str(i) for i in items)
+        out.extend(strings(container.get(key)))
     return out
 
 
@@ -75,8 +74,8 @@ def flag_value(args: list[str], flag: str) -> str | None:
 def env_literals(container: dict[str, Any]) -> dict[str, str]:
     """Env vars set (literally or by reference) in the container: name -> literal value ('' for a reference)."""
     out: dict[str, str] = {}
-    for env in container.get("env") or []:
-        if isinstance(env, dict) and env.get("name"):
+    for env in dicts(container.get("env")):
+        if env.get("name"):
             out[str(env["name"])] = str(env.get("value", "")) if "value" in env else "<from reference>"
     return out
 
@@ -248,8 +247,7 @@ def identity_text(container: dict[str, Any]) -> str:
 # --- entry points ---
 
 def _service_ports(service: K8sObject) -> list[dict[str, Any]]:
-    ports = service.spec.get("ports")
-    return [p for p in ports if isinstance(p, dict)] if isinstance(ports, list) else []
+    return dicts(service.spec.get("ports"))
 
 
 def _port_text(port: dict[str, Any]) -> str:
@@ -272,7 +270,7 @@ def _backends(pods: list[PodTemplate]) -> str:
 
 def _external_kind(service: K8sObject) -> str:
     kind = str(service.spec.get("type", "ClusterIP"))
-    external_ips = service.spec.get("externalIPs")
+    external_ips = strings(service.spec.get("externalIPs"))
     if kind in ("NodePort", "LoadBalancer"):
         return f"type {kind}" + (f" with externalIPs {','.join(map(str, external_ips))}" if external_ips else "")
     if external_ips:
@@ -287,12 +285,10 @@ def _ingress_services(ingress: K8sObject) -> Iterator[tuple[str, str, Any]]:
         name, port = _backend_target(default)
         if name:
             yield "default backend", name, port
-    for rule in ingress.spec.get("rules") or []:
-        if not isinstance(rule, dict):
-            continue
+    for rule in dicts(ingress.spec.get("rules")):
         host = str(rule.get("host") or "*")
-        for path in ((rule.get("http") or {}).get("paths") or []):
-            if isinstance(path, dict) and isinstance(path.get("backend"), dict):
+        for path in dicts(as_dict(rule.get("http")).get("paths")):
+            if isinstance(path.get("backend"), dict):
                 name, port = _backend_target(path["backend"])
                 if name:
                     yield f"{host}{path.get('path', '/')}", name, port
@@ -302,8 +298,8 @@ def _backend_target(backend: dict[str, Any]) -> tuple[str, Any]:
     service = backend.get("service")
     if isinstance(service, dict):
         port = service.get("port") if isinstance(service.get("port"), dict) else {}
-        return str(service.get("name", "")), port.get("number") or port.get("name")
-    return str(backend.get("serviceName", "")), backend.get("servicePort")
+        return str(service.get("name") or ""), port.get("number") or port.get("name")
+    return str(backend.get("serviceName") or ""), backend.get("servicePort")
 
 
 @evaluator
@@ -343,8 +339,7 @@ def evaluate_exposure(snapshot: Snapshot) -> Iterator[Finding]:
             yield EXPOSED_SERVICE.finding(ingress, "; ".join(lines))
 
     for pod in pods.pods:
-        host_ports = [(c, p) for c in pod.containers() for p in c.get("ports") or []
-                      if isinstance(p, dict) and p.get("hostPort")]
+        host_ports = [(c, p) for c in pod.containers() for p in dicts(c.get("ports")) if p.get("hostPort")]
         if host_ports:
             text = ", ".join(f"container {c.get('name')}: hostPort {p['hostPort']}->{p.get('containerPort')}"
                              for c, p in host_ports)
@@ -364,12 +359,19 @@ def _mark(exposures: dict[int, list[str]], pods: list[PodTemplate], route: str) 
             exposures[id(pod)].append(route)
 
 
+def port_ref(value: Any) -> int | str | None:
+    """A port given as a number or a name; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    return value if isinstance(value, int | str) else None
+
+
 def _containers_on(pod: PodTemplate, port: int | str) -> list[tuple[dict[str, Any], int]]:
     """(container, port number) that a target port (number or name) reaches in a pod."""
     out = []
     for container in pod.containers(include_init=False):
-        for entry in container.get("ports") or []:
-            if isinstance(entry, dict) and port in (entry.get("containerPort"), entry.get("name")):
+        for entry in dicts(container.get("ports")):
+            if port in (entry.get("containerPort"), entry.get("name")):
                 number = entry.get("containerPort")
                 if isinstance(number, int):
                     out.append((container, number))
@@ -393,9 +395,12 @@ def _sensitive_on_service(service: K8sObject, ports: list[dict[str, Any]], backi
     lines: list[str] = []
     critical = False
     for entry in ports:
-        target = entry.get("targetPort", entry.get("port"))
+        port = port_ref(entry.get("port"))
+        target = port_ref(entry.get("targetPort")) or port
+        if target is None:
+            continue
         if not backing:  # no selector: endpoints point outside the snapshot (often at nodes)
-            for number in {entry.get("port"), target} & set(PORTS_BY_NUMBER):
+            for number in {port, target} & set(PORTS_BY_NUMBER):
                 for rule in PORTS_BY_NUMBER[number]:
                     if rule.pattern is None:
                         lines.append(f"port {number} ({rule.what}) exposed by {route}")
@@ -419,9 +424,7 @@ def _pod_sensitive_ports(pods: list[PodTemplate]) -> Iterator[Finding]:
         lines: list[str] = []
         critical = False
         for container in pod.containers(include_init=False):
-            for entry in container.get("ports") or []:
-                if not isinstance(entry, dict):
-                    continue
+            for entry in dicts(container.get("ports")):
                 number = entry.get("containerPort")
                 if not isinstance(number, int):
                     continue
