@@ -129,3 +129,15 @@ def test_no_secret_value_reaches_any_output() -> None:
     for var in ("SLACK_WEBHOOK_URL", "DATABASE_URL", "SMTP_PASSWORD"):
         assert var in notifier.evidence
     assert "FEATURE_FLAGS" not in notifier.evidence and "SMTP_PASSWORD_REF" not in notifier.evidence
+
+
+@pytest.mark.parametrize("name", ["multi-tenant", "exposed-databases", "privileged-node-access"])
+def test_same_findings_from_a_kubectl_dump(name: str, tmp_path: Path) -> None:
+    """A `kubectl get -A -o json` List of the same objects gives the same findings as the folder."""
+    folder = snapshot_from_dir(CLUSTERS / name)
+    dump = tmp_path / "dump.json"
+    dump.write_text(json.dumps({"apiVersion": "v1", "kind": "List", "items": [o.raw for o in folder.objects]},
+                               indent=2))
+    from_dump = check_findings(snapshot_from_dir(dump))
+    assert pairs(from_dump) == EXPECTED[name]
+    assert all(f.file == str(dump) and f.line for f in from_dump)

@@ -322,21 +322,32 @@ def evaluate_exposure(snapshot: Snapshot) -> Iterator[Finding]:
         yield EXPOSED_SERVICE.finding(service, evidence, severity=severity)
         route = f"Service/{service.namespace}/{service.name} ({how})"
         _mark(exposures, backing, route)
-        found = _sensitive_on_service(service, ports, backing, route)
+        found = _sensitive_finding(service, *_sensitive_lines(ports, backing, route))
         if found:
             sensitive.append(found)
 
     for ingress in snapshot.of_kind("Ingress"):
         lines = []
+        port_lines: list[str] = []
+        critical = False
         for where, name, port in _ingress_services(ingress):
             service = services.get((ingress.namespace, name))
             backing = service_pods.get((ingress.namespace, name), [])
             lines.append(f"{where} -> Service/{name}:{port}; {_backends(backing)}")
+            route = f"Ingress/{ingress.namespace}/{ingress.name} ({where})"
+            _mark(exposures, backing, route)
             if service is None:
                 lines[-1] += " (Service not in the snapshot)"
-            _mark(exposures, backing, f"Ingress/{ingress.namespace}/{ingress.name} ({where})")
+                continue
+            reached = [p for p in _service_ports(service) if port_ref(port) in (p.get("port"), p.get("name"))]
+            more, is_critical = _sensitive_lines(reached, backing, route)
+            port_lines += more
+            critical = critical or is_critical
         if lines:
             yield EXPOSED_SERVICE.finding(ingress, "; ".join(lines))
+        found = _sensitive_finding(ingress, port_lines, critical)
+        if found:
+            sensitive.append(found)
 
     for pod in pods.pods:
         host_ports = [(c, p) for c in pod.containers() for p in dicts(c.get("ports")) if p.get("hostPort")]
@@ -389,9 +400,16 @@ def _sensitive_hits(container: dict[str, Any], port: int) -> Iterator[tuple[Sens
             yield rule, why
 
 
-def _sensitive_on_service(service: K8sObject, ports: list[dict[str, Any]], backing: list[PodTemplate],
-                          route: str) -> Finding | None:
-    """sensitive-port-exposed on an externally reachable Service."""
+def _sensitive_finding(resource: K8sObject, lines: list[str], critical: bool) -> Finding | None:
+    """sensitive-port-exposed on a Service or Ingress, from the lines of `_sensitive_lines`."""
+    if not lines:
+        return None
+    return SENSITIVE_PORT.finding(resource, "; ".join(sorted(set(lines))),
+                                  severity=Severity.CRITICAL if critical else None)
+
+
+def _sensitive_lines(ports: list[dict[str, Any]], backing: list[PodTemplate], route: str) -> tuple[list[str], bool]:
+    """Evidence lines for the sensitive ports a Service's `ports` reach, and whether one is critical."""
     lines: list[str] = []
     critical = False
     for entry in ports:
@@ -412,10 +430,7 @@ def _sensitive_on_service(service: K8sObject, ports: list[dict[str, Any]], backi
                     lines.append(f"port {number} ({rule.what}) of {pod.owner.kind}/{pod.owner.name} "
                                  f"container {container.get('name')}: {why}")
                     critical = critical or rule.critical
-    if not lines:
-        return None
-    return SENSITIVE_PORT.finding(service, "; ".join(sorted(set(lines))),
-                                  severity=Severity.CRITICAL if critical else None)
+    return lines, critical
 
 
 def _pod_sensitive_ports(pods: list[PodTemplate]) -> Iterator[Finding]:

@@ -227,10 +227,12 @@ def container_findings(pod: PodTemplate, path: str, container: dict[str, Any]) -
     """Container-level checks, each naming the container and the field path."""
     name = str(container.get("name", ""))
     workload = workload_of(pod, container)
+    resource = Resource(pod.owner.kind, workload.pod, workload.namespace)
     ctx = f"{path}.securityContext"
 
     def found(check: Check, evidence: str, severity: Severity | None = None) -> Finding:
-        return check.finding(pod.owner, f"container {name}: {evidence}", severity=severity, workload=workload)
+        return check.finding(resource, f"container {name}: {evidence}", severity=severity, workload=workload,
+                             source=pod.owner.source)
 
     privileged = as_dict(container.get("securityContext")).get("privileged") is True
     if privileged:
