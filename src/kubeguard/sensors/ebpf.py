@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from kubeguard.model import Event
-from kubeguard.sensors.base import SENSITIVE_PREFIXES, EmitFn, SensorError
+from kubeguard.sensors.base import SENSITIVE_PREFIXES, EmitFn, SensorError, clock_offset_ns
 from kubeguard.sensors.ebpf_decode import BpftraceDecoder
 
 TRACING_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
@@ -107,11 +107,6 @@ def build_program(tracepoints: set[str], prefixes: tuple[str, ...] = SENSITIVE_P
         else:
             kept.append(block)
     return "".join(kept).replace("@@PREFIX_FILTER@@", prefix_filter(prefixes)), dropped
-
-
-def clock_offset_ns() -> int:
-    """Wall clock minus CLOCK_MONOTONIC (bpftrace's `nsecs`), to turn event times into epoch ns."""
-    return time.time_ns() - time.monotonic_ns()
 
 
 class EbpfSensor:
