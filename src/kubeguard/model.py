@@ -156,8 +156,9 @@ class Finding:
 
     @property
     def id(self) -> str:
-        """Stable identity of this finding: check plus resource (and the evidence key for several per resource)."""
-        return f"{self.check}:{self.resource}"
+        """Stable identity of this finding: check plus resource, plus the container for per-container checks."""
+        base = f"{self.check}:{self.resource}"
+        return f"{base}:{self.workload.container}" if self.workload and self.workload.container else base
 
     def to_dict(self) -> dict[str, Any]:
         return {
