@@ -61,3 +61,10 @@ def test_memory_bounded_under_spoofing() -> None:
         det.observe_packet(1.0, src, dst, "udp", i % 65535, 0, None)
     assert len(det.sources) <= 100 and len(det.targets) <= 100
     assert all(len(s.ports_by_dst) <= 16 and len(s.dsts_by_port) <= 16 for s in det.sources.values())
+
+
+def test_non_finite_timestamps_ignored() -> None:
+    det = ScanFloodDetector()
+    for ts in (float("nan"), float("inf"), float("-inf")):
+        assert det.observe_packet(ts, "10.1.0.5", "10.1.0.9", "tcp", 80, SYN, None) == []
+    assert not det.sources and not det.targets

@@ -175,7 +175,7 @@ class DnsTunnelDetector:
 
     def observe(self, src_ip: str, q: DnsQuestion, ts: float) -> list[Detection]:
         """Detections raised by one question from `src_ip` at time `ts` (seconds)."""
-        if q.is_response:
+        if q.is_response or not math.isfinite(ts):
             return []
         out: list[Detection] = []
         qtype = q.qtype.upper()

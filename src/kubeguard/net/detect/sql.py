@@ -10,6 +10,7 @@ COPY ... FROM PROGRAM). `SqlAuthMonitor` counts failed logins per flow key.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -116,7 +117,7 @@ class SqlAuthMonitor:
 
     def observe(self, flow_key: object, failed: bool, ts: float) -> list[Detection]:
         """Record one login outcome; a Detection when failures for `flow_key` reach the threshold."""
-        if not failed:
+        if not failed or not math.isfinite(ts):
             return []
         times = self.failures.get(flow_key)
         if times is None:

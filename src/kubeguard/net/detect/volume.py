@@ -14,6 +14,7 @@ per 60 s, Zeek's scan policy at 15 ports per host and 25 hosts per port (5 min w
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -104,6 +105,8 @@ class ScanFloodDetector:
     def observe_packet(self, ts: float, src: str, dst: str, proto: str | int, dport: int, tcp_flags: int,
                        icmp_type: int | None) -> list[Detection]:
         """Detections raised by one packet (``proto``: "tcp", "udp", "icmp", "icmp6" or the IP protocol number)."""
+        if not math.isfinite(ts):
+            return []  # a broken capture timestamp can not be windowed
         proto = PROTO_NAMES.get(proto, "other") if isinstance(proto, int) else proto.lower()
         out: list[Detection] = []
         fields = {"fd.cip": src, "fd.sip": dst, "fd.l4proto": proto}
