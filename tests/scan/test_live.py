@@ -97,3 +97,16 @@ def test_unreachable_server_is_one_problem(tmp_path: Path) -> None:
     snap = load_live(config, None)  # the server is gone now
     assert len(snap.problems) == 1
     assert snap.problems[0].message.startswith("cannot reach the API server")
+
+
+def test_live_sarif_is_valid_without_file_locations(server: ReplayServer, tmp_path: Path) -> None:
+    import jsonschema
+
+    schema = json.loads((RECORDED.parents[2] / "sarif-schema-2.1.0.json").read_text())
+    result = subprocess.run([sys.executable, "-m", "kubeguard", "scan", "--kubeconfig",
+                             str(server.kubeconfig(tmp_path / "config")), "-o", "sarif"],
+                            capture_output=True, text=True, timeout=120)
+    log = json.loads(result.stdout)
+    jsonschema.Draft4Validator(schema).validate(log)
+    results = log["runs"][0]["results"]
+    assert results and all("physicalLocation" not in r["locations"][0] for r in results)
