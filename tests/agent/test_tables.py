@@ -142,3 +142,16 @@ def test_proc_fallback_resolves_a_live_socket() -> None:
 def test_hex_endpoints() -> None:
     assert _hex_endpoint("0100007F:1F90") == ("127.0.0.1", 8080)
     assert _hex_endpoint("00000000000000000000000001000000:0050") == ("::1", 80)
+
+
+def test_dup_with_socket_fields_from_the_sensor_is_remembered() -> None:
+    fds = FdTable(proc=Path("/nonexistent"))
+    dup = {"evt.type": "dup2", "proc.pid": 400, "evt.arg.oldfd": 3, "evt.arg.newfd": 1, "evt.rawres": 1,
+           "fd.num": 1, "fd.type": "ipv6", "fd.rip": "::1", "fd.rport": 9}
+    fds.apply(dup)
+    later = {"evt.type": "dup2", "proc.pid": 400, "evt.arg.oldfd": 1, "evt.arg.newfd": 0, "evt.rawres": 0}
+    fds.apply(later)
+    assert (later["fd.type"], later["fd.rport"]) == ("ipv6", 9)
+    file_dup = {"evt.type": "dup2", "proc.pid": 400, "evt.arg.oldfd": 5, "evt.rawres": 1, "fd.type": "file"}
+    fds.apply(file_dup)  # fd 1 now holds a file: no longer the socket
+    assert fds.lookup(400, 1) is None and file_dup["fd.type"] == "file"

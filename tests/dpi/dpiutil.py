@@ -50,10 +50,12 @@ def run_engine(write: Callable[[PcapWriter], object], tmp_path: Any = None, conf
 
 
 def tcp(messages: list[tuple[int, bytes]], client: tuple[str, int] = CLIENT, server: tuple[str, int] = SERVER,
-        **options: Any) -> Result:
-    return run_engine(lambda w: tcp_conversation(w, client, server, messages, **options))
+        detectors: Detectors | None = None, config: EngineConfig | None = None, **options: Any) -> Result:
+    """One TCP conversation (options: segment, reorder, overlap, fragment, vlan) through the engine."""
+    return run_engine(lambda w: tcp_conversation(w, client, server, messages, **options), config=config,
+                      detectors=detectors)
 
 
 def udp(datagrams: list[tuple[int, bytes]], client: tuple[str, int] = CLIENT, server: tuple[str, int] = SERVER,
-        **options: Any) -> Result:
-    return run_engine(lambda w: udp_exchange(w, client, server, datagrams, **options))
+        detectors: Detectors | None = None, **options: Any) -> Result:
+    return run_engine(lambda w: udp_exchange(w, client, server, datagrams, **options), detectors=detectors)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from kubeguard.cluster.loader import load_path
 from kubeguard.cluster.snapshot import K8sObject, Snapshot, SourceRef
 from kubeguard.model import Finding
 
@@ -34,17 +35,14 @@ def pairs(findings: Iterable[Finding], prefix: str = "") -> set[tuple[str, str]]
 
 
 def snapshot_from_dir(root: Path) -> Snapshot:
-    """Every *.yaml / *.yml under `root` (sorted), each document with file and line."""
-    snap = Snapshot()
-    for path in sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml")):
-        snap.extend(snapshot_from_yaml(path.read_text(), str(path)).objects)
+    """The folder as `kubeguard scan` reads it (the real loader), failing on any load problem."""
+    snap = load_path(root)
+    assert not snap.problems, [str(p) for p in snap.problems]
     return snap
 
 
 def check_findings(snapshot: Snapshot) -> list[Finding]:
-    """Findings of the rbac, workload and exposure evaluators."""
-    from kubeguard.posture.exposure import evaluate_exposure
-    from kubeguard.posture.rbac_checks import evaluate_rbac
-    from kubeguard.posture.workloads import evaluate_workloads
+    """Every finding of the posture engine (all registered checks, suppressions applied)."""
+    from kubeguard.posture.engine import run_checks
 
-    return [f for ev in (evaluate_rbac, evaluate_workloads, evaluate_exposure) for f in ev(snapshot)]
+    return run_checks(snapshot)

@@ -134,6 +134,23 @@ def test_sensitive_ports() -> None:
         + _service("web", "data", "LoadBalancer", 9200, 9200)
         + _deploy("mongo-internal", "data", "mongo:7", ports="[{containerPort: 27017}]")
         + _service("mongo-internal", "data", "ClusterIP", 27017, 27017)
+        + _deploy("kibana-es", "logs", "elasticsearch:7.17.0", ports="[{containerPort: 9200}]")
+        + _service("kibana-es", "logs", "ClusterIP", 80, 9200)
+        + _deploy("safe-es", "logs", "elasticsearch:8.12.0", ports="[{containerPort: 9200}]",
+                  env="[{name: ELASTIC_PASSWORD, valueFrom: {secretKeyRef: {name: es, key: pw}}}]")
+        + _service("safe-es", "logs", "ClusterIP", 80, 9200)
+        + """
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: logs, namespace: logs}
+spec:
+  rules:
+  - http:
+      paths:
+      - {path: /es, pathType: Prefix, backend: {service: {name: kibana-es, port: {number: 80}}}}
+      - {path: /safe, pathType: Prefix, backend: {service: {name: safe-es, port: {number: 80}}}}
+"""
         + _deploy("docker", "ci", "docker:24-dind", extra="hostNetwork: true",
                   ports="[{containerPort: 2375}]")
         + """
@@ -152,12 +169,14 @@ spec:
         ("sensitive-port-exposed", "Service/data/es"),
         ("sensitive-port-exposed", "Deployment/ci/docker"),
         ("sensitive-port-exposed", "Service/kube-system/kubelet-direct"),
+        ("sensitive-port-exposed", "Ingress/logs/logs"),
     }
     by = {f.resource.name: f for f in findings}
     assert "no --requirepass" in by["redis"].evidence and by["redis"].severity == Severity.HIGH
     assert "xpack.security.enabled=false" in by["es"].evidence
     assert by["docker"].severity == Severity.CRITICAL and "hostNetwork" in by["docker"].evidence
     assert by["kubelet-direct"].severity == Severity.CRITICAL
+    assert "Deployment/kibana-es" in by["logs"].evidence and "safe-es" not in by["logs"].evidence
 
 
 def test_flag_value_and_label_index() -> None:

@@ -22,6 +22,7 @@ SocketFields = dict[str, Any]
 DUP_TYPES = frozenset({"dup", "dup2", "dup3"})
 SOCKET_OPEN_TYPES = frozenset({"connect", "accept", "accept4"})
 EINPROGRESS = -115
+SOCKET_TYPES = ("ipv4", "ipv6", "unix")
 
 
 class FdTable:
@@ -59,14 +60,17 @@ class FdTable:
             fd = as_int(event.get("fd.num"))
             if etype != "connect" and res is not None and res >= 0:
                 fd = res  # accept returns the new fd
-            if fd is not None and event.get("fd.type") in ("ipv4", "ipv6", "unix"):
+            if fd is not None and event.get("fd.type") in SOCKET_TYPES:
                 self._remember(pid, fd, {k: v for k, v in event.items() if k.startswith("fd.") and k != "fd.num"})
         elif etype in DUP_TYPES:
             old = as_int(event.get("evt.arg.oldfd", event.get("evt.arg.fd")))
             new = as_int(event.get("evt.rawres"))
             if new is None:
                 new = as_int(event.get("evt.arg.newfd"))
-            sock = self.lookup(pid, old) if old is not None else None
+            if event.get("fd.type") in SOCKET_TYPES:  # the sensor read the socket itself
+                sock = {k: v for k, v in event.items() if k.startswith("fd.") and k != "fd.num"}
+            else:
+                sock = self.lookup(pid, old) if old is not None and "fd.type" not in event else None
             if sock is not None:
                 for key, value in sock.items():
                     event.setdefault(key, value)

@@ -206,9 +206,12 @@ class Pipeline:
             alerts = []
         self.processed += 1
         if alerts:
+            identity = identity_fields(event)
             for alert in alerts:
                 if not alert.hostname:
                     alert.hostname = self.hostname
+                for key, value in identity.items():  # like Falco's -pk: who it was, on every alert
+                    alert.output_fields.setdefault(key, value)
                 if alert.workload is None:
                     alert.workload = event.workload
             self._raise(alerts)
@@ -299,3 +302,11 @@ class Pipeline:
             output.flush()
             self.metrics.output_failures.labels(output.name).set(output.failures)
 
+
+IDENTITY_FIELDS = ("container.id", "container.name", "container.image", "k8s.ns.name", "k8s.pod.name", "k8s.pod.uid",
+                   "k8s.pod.sa", "k8s.pod.labels", "k8s.node.name")
+
+
+def identity_fields(event: Event) -> dict[str, Any]:
+    """The workload identity fields an event carries (added to every alert's output_fields)."""
+    return {key: event[key] for key in IDENTITY_FIELDS if key in event}

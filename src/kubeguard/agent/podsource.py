@@ -97,19 +97,22 @@ class FilePodSource(PodSource):
 
     def load(self) -> PodMap:
         try:
-            self._mtime = self.path.stat().st_mtime
-            return PodMap.from_file(self.path)
+            mtime = self.path.stat().st_mtime
+            podmap = PodMap.from_file(self.path)
         except OSError as exc:
             raise PodSourceError(f"{self.path}: cannot read pods file: {exc.strerror or exc}") from exc
         except PodMapError as exc:
             raise PodSourceError(str(exc)) from exc
+        self._mtime = mtime
+        return podmap
 
     def refresh(self, force: bool = False) -> bool:
+        """Re-read when the file changed (a stat per miss is cheap, so no rate limit then)."""
         try:
             changed = self.path.stat().st_mtime != self._mtime
         except OSError:
-            changed = True
-        return super().refresh(force) if (changed or force) else False
+            changed = False
+        return super().refresh(force=True) if (changed or force) else False
 
 
 class KubeletPodSource(PodSource):

@@ -11,7 +11,7 @@ import select
 import socket
 import struct
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,9 +42,7 @@ def read_file(path: Path) -> Iterator[tuple[float, int, bytes]]:
         count = 0
         try:
             if magic in PCAP_MAGICS:
-                for frame in _pcap_frames(fh, path):
-                    count += 1
-                    yield frame
+                yield from _pcap_frames(fh, path)  # numbers its own packets in errors
             elif magic == PCAPNG_MAGIC:
                 reader = dpkt.pcapng.Reader(fh)
                 linktype = reader.datalink()
@@ -90,9 +88,12 @@ def _pcap_frames(fh: BinaryIO, path: Path) -> Iterator[tuple[float, int, bytes]]
         yield sec + frac * scale, linktype, buf
 
 
-def live(interface: str, duration: float | None = None, count: int | None = None,
-         stop: object = None) -> Iterator[tuple[float, int, bytes]]:
-    """Frames from an interface via AF_PACKET (root), both directions, until duration / count / stop."""
+def live(interface: str, duration: float | None = None, count: int | None = None, stop: object = None,
+         on_ready: Callable[[], None] | None = None) -> Iterator[tuple[float, int, bytes]]:
+    """Frames from an interface via AF_PACKET (root), both directions, until duration / count / stop.
+
+    `on_ready` is called once the socket is bound: from then on no packet is missed.
+    """
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     except PermissionError as exc:
@@ -110,6 +111,8 @@ def live(interface: str, duration: float | None = None, count: int | None = None
             sock.bind((interface, ETH_P_ALL))
         except OSError as exc:
             raise CaptureError(f"{interface}: cannot capture: {exc.strerror or exc}") from exc
+        if on_ready is not None:
+            on_ready()
         deadline = time.monotonic() + duration if duration else None
         loopback = interface == "lo"
         seen = 0

@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import IO, Any
 
 import typer
+from rich.markup import escape
 
-from kubeguard.cliutil import UserError, die, stdout, warn
+from kubeguard.cliutil import UserError, die, stderr, stdout, warn
 from kubeguard.cluster.podmap import PodMap, PodMapError
 from kubeguard.model import Alert
 from kubeguard.net.capture import CaptureError, interface_exists, live, read_file
@@ -37,7 +38,7 @@ class AlertSink:
             print(alert.to_json(), flush=self.live_mode)
         else:
             colour = _COLOURS.get(alert.priority, "")
-            stdout.print(f"[{colour}]{alert.priority:<8}[/] {alert.time} {_escape(alert.output)}")
+            stdout.print(f"[{colour}]{alert.priority:<8}[/] {alert.time} {escape(alert.output)}")
         if self.store is not None:
             self.batch.append(alert)
             if self.live_mode or len(self.batch) >= STORE_BATCH:
@@ -47,10 +48,6 @@ class AlertSink:
         if self.store is not None and self.batch:
             self.store.add(self.batch)
             self.batch = []
-
-
-def _escape(text: str) -> str:
-    return text.replace("[", "\\[")
 
 
 class FlowWriter:
@@ -129,7 +126,8 @@ def _run(files: list[Path], interface: str | None, duration: float | None, count
             stop = threading.Event()
             previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
             try:
-                engine.feed_frames(live(interface, duration=duration, count=count, stop=stop))
+                ready = lambda: stderr.print(f"dpi: capturing on {interface}", markup=False)  # noqa: E731
+                engine.feed_frames(live(interface, duration=duration, count=count, stop=stop, on_ready=ready))
             except KeyboardInterrupt:
                 pass
             finally:
@@ -155,15 +153,6 @@ def _run(files: list[Path], interface: str | None, duration: float | None, count
             store.close()
     summary = (f"dpi: {engine.packets} packets, {engine.table.created} flows, {sink.count} alerts"
                + (f", {engine.decoder.malformed} malformed" if engine.decoder.malformed else ""))
-    if output == "json":
-        warn_summary(summary)
-    else:
-        stdout.print(summary, markup=False)
+    # with JSON on stdout the summary goes to stderr, so stdout stays one alert per line
+    (stderr if output == "json" else stdout).print(summary, markup=False)
     return status
-
-
-def warn_summary(text: str) -> None:
-    """The run summary on stderr, so JSON stdout stays pure."""
-    from kubeguard.cliutil import stderr
-
-    stderr.print(text, markup=False)

@@ -30,6 +30,8 @@ TH_FIN, TH_SYN, TH_RST, TH_PSH, TH_ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 _U16 = struct.Struct("!H").unpack_from
 _TCP = struct.Struct("!HHII").unpack_from  # sport, dport, seq, ack
 _UDP = struct.Struct("!HH").unpack_from
+_FAST_IP = struct.Struct("!HHH").unpack_from  # total length, id, flags/fragment offset
+_FAST_TCP = struct.Struct("!HHIIH").unpack_from  # ports, seq, ack, data offset + flags
 _IPV6_EXT = {0, 43, 60, 51, 135, 139, 140}  # hop-by-hop, routing, dst opts, AH, mobility, HIP, shim6
 _VLAN = {0x8100, 0x88A8, 0x9100}
 
@@ -71,6 +73,18 @@ class Decoder:
     def decode(self, linktype: int, buf: bytes, ts: float) -> Packet | None:
         """Decode one frame; None for non-IP, malformed, or a fragment still waiting for the rest."""
         try:
+            # fast path: Ethernet, IPv4 without options, not a fragment, TCP
+            if linktype == 1 and buf[12:15] == b"\x08\x00\x45" and buf[23] == 6:
+                total, _ident, frag = _FAST_IP(buf, 16)
+                if not frag & 0x3FFF:
+                    end = 14 + total
+                    if total < 40 or end > len(buf):
+                        end = len(buf)
+                    sport, dport, seq, _ack, offflags = _FAST_TCP(buf, 34)
+                    start = 34 + (offflags >> 12) * 4
+                    if offflags >> 12 >= 5 and start <= end:
+                        return Packet(ts, buf[26:30], buf[30:34], 6, sport, dport, offflags & 0xFF, seq,
+                                      buf[start:end], None, len(buf))
             return self._decode(linktype, buf, ts)
         except (struct.error, IndexError, ValueError):
             self.malformed += 1

@@ -15,22 +15,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeguard.cluster.podmap import PodMap
-from kubeguard.model import Alert, Severity
+from kubeguard.model import Alert
 from kubeguard.net import identify as ident
 from kubeguard.net import threats
 from kubeguard.net.alerting import make_alert
-from kubeguard.net.decode import TCP, TH_FIN, TH_RST, TH_SYN, UDP, Decoder, Packet, ip_text
+from kubeguard.net.decode import TCP, TH_ACK, TH_FIN, TH_RST, TH_SYN, UDP, Decoder, Packet, ip_text
 from kubeguard.net.flows import Flow, FlowTable
 from kubeguard.net.proto.dns import DnsError, DnsTcpStream, parse_message
 from kubeguard.net.proto.http import HttpRequestStream, HttpResponseStream
 from kubeguard.net.proto.sql import MysqlStream, PostgresStream
 from kubeguard.net.proto.ssh import SshBanner, SshStream
+from kubeguard.net.proto.stratum import MAX_MESSAGES, StratumStream
+from kubeguard.net.proto.stratum import parse_line as parse_stratum_line
 from kubeguard.net.proto.tls import Heartbeat, Hello, TlsStream, version_name
 from kubeguard.net.reassembly import TcpStream
 from kubeguard.net.types import Detection, DnsQuestion, HttpRequest
 
 HTTP_KINDS = ("http", "elasticsearch", "etcd")
 H2_KINDS = ("http2", "grpc")
+CONTENT_SCANNED = ("unknown", "telnet")  # flows whose bytes go through the content patterns
 
 
 @dataclass(slots=True)
@@ -85,6 +88,7 @@ class Engine:
         self.on_alert = on_alert or (lambda _a: None)
         self.on_flow = on_flow
         self.detectors = detectors or Detectors()
+        self._volume = self.detectors.volume
         self.hostname = hostname
         self.decoder = Decoder()
         self.table = FlowTable(self._expired, max_flows=self.config.max_flows,
@@ -117,13 +121,15 @@ class Engine:
         if ts > self._now:
             self._now = ts
             self.table.tick(ts)
-        volume = self.detectors.volume
-        if volume is not None:
-            dets = volume.observe_packet(ts, ip_text(pkt.src), ip_text(pkt.dst), pkt.proto, pkt.dport, pkt.flags,
-                                         pkt.icmp_type)
+        flow, d = self.table.lookup(pkt)
+        volume = self._volume
+        # Floods and scans are told by packets without ACK (SYN, NULL/FIN/XMAS probes) and by non-TCP
+        # packets; established TCP traffic (ACK set) is not passed, which keeps bulk transfers cheap.
+        if volume is not None and (pkt.proto != TCP or not pkt.flags & TH_ACK):
+            src, dst = (flow.cip, flow.sip) if d == 0 else (flow.sip, flow.cip)
+            dets = volume.observe_packet(ts, src, dst, pkt.proto, pkt.dport, pkt.flags, pkt.icmp_type)
             if dets:
                 self._packet_detections(pkt, dets)
-        flow, d = self.table.lookup(pkt)
         flow.end = ts
         flow.pkts[d] += 1
         flow.bytes[d] += pkt.wire_len
@@ -182,15 +188,16 @@ class Engine:
     def _stream_data(self, flow: Flow, d: int, data: bytes) -> None:
         if flow.proto is None:
             flow.heads[d] += data
-            self._content_scan(flow, d, data)
             self._decide(flow)
+            if flow.proto is None or flow.proto in CONTENT_SCANNED:
+                self._content_scan(flow, d, data)
             return
         handler = flow.handlers[d]
         if handler is not None:
             handler.feed(data)
             if getattr(handler, "done", False) or handler.failed:
                 flow.streams[d].finish_depth()
-        elif flow.proto in ("unknown", "stratum", "telnet"):
+        elif flow.proto in CONTENT_SCANNED:
             self._content_scan(flow, d, data)
 
     def _decide(self, flow: Flow, final: bool = False) -> None:
@@ -228,8 +235,8 @@ class Engine:
             handlers = [PostgresStream(True, lambda q: self._sql_query(flow, q), lambda f, w: None),
                         PostgresStream(False, lambda q: None, lambda f, w: self._sql_auth(flow, f, w))]
         elif proto == "stratum":
-            msg = threats.stratum_message(heads[0] or heads[1])
-            flow.meta.update(msg)
+            handlers = [StratumStream(lambda m: self._stratum(flow, m)),
+                        StratumStream(lambda m: self._stratum(flow, m))]
         flow.handlers = handlers
         for d in (0, 1):
             stream = flow.streams[d]
@@ -238,7 +245,7 @@ class Engine:
                     handlers[d].feed(heads[d])
                 if stream is not None and (getattr(handlers[d], "done", False) or handlers[d].failed):
                     stream.finish_depth()
-            elif proto not in ("unknown", "stratum", "telnet") and stream is not None:
+            elif proto not in CONTENT_SCANNED and stream is not None:
                 stream.finish_depth()  # identified, nothing more to inspect: bulk path from here on
 
     # ---- content scanning (unidentified, stratum and telnet flows) ------------------------
@@ -268,9 +275,8 @@ class Engine:
         if flow.proto == "dns":
             self._dns_message(flow, payload)
         elif flow.proto == "stratum":
-            flow.meta.update(threats.stratum_message(payload))
-            self._emit(flow, Detection(rule="Stratum mining protocol", severity=Severity.CRITICAL,
-                                       evidence="Stratum JSON-RPC over UDP", mitre=("T1496",), tags=("mining",)))
+            for line in payload.splitlines()[:MAX_MESSAGES]:
+                self._stratum(flow, parse_stratum_line(line))
 
     # ---- L7 callbacks -----------------------------------------------------------------------
 
@@ -303,6 +309,13 @@ class Engine:
             flow.meta["http.host"] = headers.get(":authority", "")[:255]
             if headers.get("user-agent"):
                 flow.meta["http.user_agent"] = headers["user-agent"][:512]
+
+    def _stratum(self, flow: Flow, fields: dict[str, str]) -> None:
+        if "stratum.method" not in fields:
+            return  # a pool's answer: nothing new
+        for key, value in fields.items():
+            flow.meta.setdefault(key, value)
+        self._emit(flow, threats.stratum_detection(fields))
 
     def _tls_hello(self, flow: Flow, hello: Hello, client: bool) -> None:
         handler = flow.handlers[0 if client else 1]
@@ -357,13 +370,9 @@ class Engine:
             meta["dns.rcode"] = q.rcode
             if q.answer_names:
                 meta["dns.cnames"] = list(q.answer_names[:16])
-        names = [q.qname, *q.answer_names]
-        key = "pool:" + ",".join(names)
-        if key not in flow.alerted:
-            det = threats.pool_name_detection("DNS", names)
-            if det:
-                flow.alerted.add(key)
-                self._emit(flow, det, extra={"dns.qname": q.qname})
+        det = threats.pool_name_detection("DNS", [q.qname, *q.answer_names])
+        if det:
+            self._emit(flow, det)  # once per flow: the query and its answer name the same pool
         if self.detectors.dns is not None:
             for det in self.detectors.dns.observe(flow.cip, q, self._now):
                 self._emit(flow, det, extra={"dns.qname": q.qname, "dns.qtype": q.qtype})

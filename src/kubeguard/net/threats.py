@@ -8,14 +8,13 @@ pattern split over 1-byte segments is still seen.
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 
 import hyperscan
 
 from kubeguard.model import Severity
 from kubeguard.net.proto.ssh import SshBanner
+from kubeguard.net.proto.stratum import parse_line as parse_stratum_line
 from kubeguard.net.proto.tls import Heartbeat, Hello, version_name
 from kubeguard.net.types import Detection
 
@@ -96,12 +95,7 @@ def content_detections(state: ContentState, direction: int, data: bytes, text: C
     client, server = state.seen
     out: list[Detection] = []
     if "stratum" in names:
-        method = _stratum_method(text())
-        out.append(Detection(
-            rule="Stratum mining protocol", severity=Severity.CRITICAL,
-            evidence=f"Stratum JSON-RPC {method or 'mining call'} on the wire",
-            mitre=("T1496",), fields={"stratum.method": method}, tags=("mining",),
-        ))
+        out.append(stratum_detection(parse_stratum_line(text())))
     # Reverse shell: the initiator sends shell prompts / command output, the other side commands.
     shell_marks = client & {"prompt", "shell_output", "strong", "root_prompt"}
     if "strong" in client or (shell_marks and "command" in server):
@@ -114,23 +108,13 @@ def content_detections(state: ContentState, direction: int, data: bytes, text: C
     return out
 
 
-def _stratum_method(data: bytes) -> str:
-    m = re.search(rb'"method"\s*:\s*"([a-z_.]{1,40})"', data)
-    return m.group(1).decode() if m else ""
-
-
-def stratum_message(data: bytes) -> dict[str, str]:
-    """Method and client agent of the first Stratum message (passwords never kept)."""
-    line = data.split(b"\n", 1)[0][:4096]
-    try:
-        msg = json.loads(line)
-    except (ValueError, UnicodeDecodeError):
-        return {"stratum.method": _stratum_method(data)}
-    out = {"stratum.method": str(msg.get("method", ""))[:40]} if isinstance(msg, dict) else {}
-    params = msg.get("params") if isinstance(msg, dict) else None
-    if isinstance(params, dict) and params.get("agent"):
-        out["stratum.agent"] = str(params["agent"])[:80]
-    return out
+def stratum_detection(fields: dict[str, str]) -> Detection:
+    """Stratum seen on a flow, whatever its port: `fields` are its method and agent when known."""
+    method = fields.get("stratum.method") or "mining call"
+    agent = f" from {fields['stratum.agent']}" if fields.get("stratum.agent") else ""
+    return Detection(rule="Stratum mining protocol", severity=Severity.CRITICAL,
+                     evidence=f"Stratum JSON-RPC {method}{agent} on the wire", mitre=("T1496",),
+                     fields=dict(fields), tags=("mining",))
 
 
 def pool_domain(name: str) -> str | None:

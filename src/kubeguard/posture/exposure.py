@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from kubeguard.cluster.fields import as_dict, dicts, strings
 from kubeguard.cluster.selectors import PodLabelIndex
 from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding, Severity
@@ -55,9 +56,7 @@ def container_command(container: dict[str, Any]) -> list[str]:
     """command + args as one argument list."""
     out: list[str] = []
     for key in ("command", "args"):
-        items = container.get(key)
-        if isinstance(items, list):
-            out.extend(str(i) for i in items)
+        out.extend(strings(container.get(key)))
     return out
 
 
@@ -75,8 +74,8 @@ def flag_value(args: list[str], flag: str) -> str | None:
 def env_literals(container: dict[str, Any]) -> dict[str, str]:
     """Env vars set (literally or by reference) in the container: name -> literal value ('' for a reference)."""
     out: dict[str, str] = {}
-    for env in container.get("env") or []:
-        if isinstance(env, dict) and env.get("name"):
+    for env in dicts(container.get("env")):
+        if env.get("name"):
             out[str(env["name"])] = str(env.get("value", "")) if "value" in env else "<from reference>"
     return out
 
@@ -248,8 +247,7 @@ def identity_text(container: dict[str, Any]) -> str:
 # --- entry points ---
 
 def _service_ports(service: K8sObject) -> list[dict[str, Any]]:
-    ports = service.spec.get("ports")
-    return [p for p in ports if isinstance(p, dict)] if isinstance(ports, list) else []
+    return dicts(service.spec.get("ports"))
 
 
 def _port_text(port: dict[str, Any]) -> str:
@@ -272,7 +270,7 @@ def _backends(pods: list[PodTemplate]) -> str:
 
 def _external_kind(service: K8sObject) -> str:
     kind = str(service.spec.get("type", "ClusterIP"))
-    external_ips = service.spec.get("externalIPs")
+    external_ips = strings(service.spec.get("externalIPs"))
     if kind in ("NodePort", "LoadBalancer"):
         return f"type {kind}" + (f" with externalIPs {','.join(map(str, external_ips))}" if external_ips else "")
     if external_ips:
@@ -287,12 +285,10 @@ def _ingress_services(ingress: K8sObject) -> Iterator[tuple[str, str, Any]]:
         name, port = _backend_target(default)
         if name:
             yield "default backend", name, port
-    for rule in ingress.spec.get("rules") or []:
-        if not isinstance(rule, dict):
-            continue
+    for rule in dicts(ingress.spec.get("rules")):
         host = str(rule.get("host") or "*")
-        for path in ((rule.get("http") or {}).get("paths") or []):
-            if isinstance(path, dict) and isinstance(path.get("backend"), dict):
+        for path in dicts(as_dict(rule.get("http")).get("paths")):
+            if isinstance(path.get("backend"), dict):
                 name, port = _backend_target(path["backend"])
                 if name:
                     yield f"{host}{path.get('path', '/')}", name, port
@@ -302,8 +298,8 @@ def _backend_target(backend: dict[str, Any]) -> tuple[str, Any]:
     service = backend.get("service")
     if isinstance(service, dict):
         port = service.get("port") if isinstance(service.get("port"), dict) else {}
-        return str(service.get("name", "")), port.get("number") or port.get("name")
-    return str(backend.get("serviceName", "")), backend.get("servicePort")
+        return str(service.get("name") or ""), port.get("number") or port.get("name")
+    return str(backend.get("serviceName") or ""), backend.get("servicePort")
 
 
 @evaluator
@@ -326,25 +322,35 @@ def evaluate_exposure(snapshot: Snapshot) -> Iterator[Finding]:
         yield EXPOSED_SERVICE.finding(service, evidence, severity=severity)
         route = f"Service/{service.namespace}/{service.name} ({how})"
         _mark(exposures, backing, route)
-        found = _sensitive_on_service(service, ports, backing, route)
+        found = _sensitive_finding(service, *_sensitive_lines(ports, backing, route))
         if found:
             sensitive.append(found)
 
     for ingress in snapshot.of_kind("Ingress"):
         lines = []
+        port_lines: list[str] = []
+        critical = False
         for where, name, port in _ingress_services(ingress):
             service = services.get((ingress.namespace, name))
             backing = service_pods.get((ingress.namespace, name), [])
             lines.append(f"{where} -> Service/{name}:{port}; {_backends(backing)}")
+            route = f"Ingress/{ingress.namespace}/{ingress.name} ({where})"
+            _mark(exposures, backing, route)
             if service is None:
                 lines[-1] += " (Service not in the snapshot)"
-            _mark(exposures, backing, f"Ingress/{ingress.namespace}/{ingress.name} ({where})")
+                continue
+            reached = [p for p in _service_ports(service) if port_ref(port) in (p.get("port"), p.get("name"))]
+            more, is_critical = _sensitive_lines(reached, backing, route)
+            port_lines += more
+            critical = critical or is_critical
         if lines:
             yield EXPOSED_SERVICE.finding(ingress, "; ".join(lines))
+        found = _sensitive_finding(ingress, port_lines, critical)
+        if found:
+            sensitive.append(found)
 
     for pod in pods.pods:
-        host_ports = [(c, p) for c in pod.containers() for p in c.get("ports") or []
-                      if isinstance(p, dict) and p.get("hostPort")]
+        host_ports = [(c, p) for c in pod.containers() for p in dicts(c.get("ports")) if p.get("hostPort")]
         if host_ports:
             text = ", ".join(f"container {c.get('name')}: hostPort {p['hostPort']}->{p.get('containerPort')}"
                              for c, p in host_ports)
@@ -364,12 +370,19 @@ def _mark(exposures: dict[int, list[str]], pods: list[PodTemplate], route: str) 
             exposures[id(pod)].append(route)
 
 
+def port_ref(value: Any) -> int | str | None:
+    """A port given as a number or a name; None for anything else."""
+    if isinstance(value, bool):
+        return None
+    return value if isinstance(value, int | str) else None
+
+
 def _containers_on(pod: PodTemplate, port: int | str) -> list[tuple[dict[str, Any], int]]:
     """(container, port number) that a target port (number or name) reaches in a pod."""
     out = []
     for container in pod.containers(include_init=False):
-        for entry in container.get("ports") or []:
-            if isinstance(entry, dict) and port in (entry.get("containerPort"), entry.get("name")):
+        for entry in dicts(container.get("ports")):
+            if port in (entry.get("containerPort"), entry.get("name")):
                 number = entry.get("containerPort")
                 if isinstance(number, int):
                     out.append((container, number))
@@ -387,15 +400,25 @@ def _sensitive_hits(container: dict[str, Any], port: int) -> Iterator[tuple[Sens
             yield rule, why
 
 
-def _sensitive_on_service(service: K8sObject, ports: list[dict[str, Any]], backing: list[PodTemplate],
-                          route: str) -> Finding | None:
-    """sensitive-port-exposed on an externally reachable Service."""
+def _sensitive_finding(resource: K8sObject, lines: list[str], critical: bool) -> Finding | None:
+    """sensitive-port-exposed on a Service or Ingress, from the lines of `_sensitive_lines`."""
+    if not lines:
+        return None
+    return SENSITIVE_PORT.finding(resource, "; ".join(sorted(set(lines))),
+                                  severity=Severity.CRITICAL if critical else None)
+
+
+def _sensitive_lines(ports: list[dict[str, Any]], backing: list[PodTemplate], route: str) -> tuple[list[str], bool]:
+    """Evidence lines for the sensitive ports a Service's `ports` reach, and whether one is critical."""
     lines: list[str] = []
     critical = False
     for entry in ports:
-        target = entry.get("targetPort", entry.get("port"))
+        port = port_ref(entry.get("port"))
+        target = port_ref(entry.get("targetPort")) or port
+        if target is None:
+            continue
         if not backing:  # no selector: endpoints point outside the snapshot (often at nodes)
-            for number in {entry.get("port"), target} & set(PORTS_BY_NUMBER):
+            for number in {port, target} & set(PORTS_BY_NUMBER):
                 for rule in PORTS_BY_NUMBER[number]:
                     if rule.pattern is None:
                         lines.append(f"port {number} ({rule.what}) exposed by {route}")
@@ -407,10 +430,7 @@ def _sensitive_on_service(service: K8sObject, ports: list[dict[str, Any]], backi
                     lines.append(f"port {number} ({rule.what}) of {pod.owner.kind}/{pod.owner.name} "
                                  f"container {container.get('name')}: {why}")
                     critical = critical or rule.critical
-    if not lines:
-        return None
-    return SENSITIVE_PORT.finding(service, "; ".join(sorted(set(lines))),
-                                  severity=Severity.CRITICAL if critical else None)
+    return lines, critical
 
 
 def _pod_sensitive_ports(pods: list[PodTemplate]) -> Iterator[Finding]:
@@ -419,9 +439,7 @@ def _pod_sensitive_ports(pods: list[PodTemplate]) -> Iterator[Finding]:
         lines: list[str] = []
         critical = False
         for container in pod.containers(include_init=False):
-            for entry in container.get("ports") or []:
-                if not isinstance(entry, dict):
-                    continue
+            for entry in dicts(container.get("ports")):
                 number = entry.get("containerPort")
                 if not isinstance(number, int):
                     continue

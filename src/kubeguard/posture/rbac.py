@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubeguard.cluster.fields import dicts, strings
 from kubeguard.cluster.selectors import label_selector_selects
 from kubeguard.cluster.snapshot import K8sObject, Snapshot, SourceRef
 
@@ -89,9 +90,7 @@ def subject_from_binding(entry: dict[str, Any], binding_namespace: str) -> Subje
 
 
 def _strings(value: Any) -> frozenset[str]:
-    if not isinstance(value, list):
-        return frozenset()
-    return frozenset(str(v) for v in value)
+    return frozenset(strings(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,12 +169,16 @@ class Grant:
     def cluster_wide(self) -> bool:
         return self.scope == ""
 
-    def describe(self) -> str:
-        """One line of evidence: binding -> role (scope [via group]): rule."""
+    def path(self) -> str:
+        """How the subject got this: binding -> role (scope [via group])."""
         where = "cluster-wide" if self.cluster_wide else f"in namespace {self.scope}"
         via = f" via {self.via}" if self.via.kind == "Group" else ""
-        return (f"{self.binding.kind}/{_qualified(self.binding)} -> {self.role.kind}/{_qualified(self.role)}"
-                f" ({where}{via}): {self.rule}")
+        role = f"{self.role.kind}/{_qualified(self.role)}"
+        return f"{self.binding.kind}/{_qualified(self.binding)} -> {role} ({where}{via})"
+
+    def describe(self) -> str:
+        """One line of evidence: binding -> role (scope [via group]): rule."""
+        return f"{self.path()}: {self.rule}"
 
 
 def _qualified(obj: K8sObject) -> str:
@@ -219,7 +222,7 @@ class RbacIndex:
         for name, obj in by_name.items():
             agg = obj.raw.get("aggregationRule")
             if isinstance(agg, dict):
-                selectors[name] = [s for s in agg.get("clusterRoleSelectors") or [] if isinstance(s, dict)]
+                selectors[name] = dicts(agg.get("clusterRoleSelectors"))
 
         def resolve(name: str, seen: frozenset[str]) -> tuple[Rule, ...]:
             if name in self._cluster_rules:
@@ -255,8 +258,8 @@ class RbacIndex:
             self.missing_roles.append((binding, f"{ref_kind}/{ref_name}"))
             rules = ()
             role = None
-        for entry in binding.raw.get("subjects") or []:
-            subject = subject_from_binding(entry, binding.namespace) if isinstance(entry, dict) else None
+        for entry in dicts(binding.raw.get("subjects")):
+            subject = subject_from_binding(entry, binding.namespace)
             if subject is None:
                 continue
             self._subjects.add(subject)
@@ -349,6 +352,5 @@ def builtin_cluster_role(name: str) -> K8sObject:
 
 
 def _rules(role: K8sObject) -> Iterable[Rule]:
-    for raw in role.raw.get("rules") or []:
-        if isinstance(raw, dict):
-            yield Rule.from_raw(raw)
+    for raw in dicts(role.raw.get("rules")):
+        yield Rule.from_raw(raw)

@@ -63,6 +63,10 @@ def scan_tesla(ctx: DemoContext) -> bool:
 Step = Callable[[DemoContext], bool]
 STEPS: list[Step] = [scan_tesla]
 
+from kubeguard.net.demo import dpi_tesla_miner  # noqa: E402
+
+STEPS.append(dpi_tesla_miner)
+
 
 def run_demo(examples: Path | None = None, console: Console = stdout) -> int:
     """Run every step in order; the exit code is 1 if any step failed."""

@@ -25,6 +25,7 @@ class HttpRequestStream:
         self.body_limit = body_limit
         self.failed = False
         self.parse_error = ""
+        self._tail = b""  # the last bytes fed, to recover the headers of a message llhttp rejects
         self._parser = httptools.HttpRequestParser(self)
         self._reset()
 
@@ -89,6 +90,7 @@ class HttpRequestStream:
         """Feed in-order client bytes."""
         if self.failed:
             return
+        self._tail = (self._tail + data)[-MAX_URL - 8192:]
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -97,7 +99,25 @@ class HttpRequestStream:
         except httptools.HttpParserError as exc:
             self.failed = True
             self.parse_error = str(exc)[:200]
+            if self._started:
+                self._recover_headers()
             self._emit()
+
+    def _recover_headers(self) -> None:
+        """After a parse error, read the rejected message's header lines from the raw bytes ourselves:
+        the header llhttp refused (a second length, a negative one) is what detectors need to see."""
+        method = self._parser.get_method() or b""
+        start = self._tail.rfind(method + b" " + b"".join(self._url)[:256]) if method else -1
+        if start < 0:
+            return
+        head = self._tail[start:].split(b"\r\n\r\n", 1)[0]
+        headers = []
+        for line in head.split(b"\r\n")[1: MAX_HEADERS + 1]:
+            name, sep, value = line.partition(b":")
+            if sep:
+                headers.append((name.decode("latin-1").strip(), value.decode("latin-1").strip()))
+        if len(headers) >= len(self._headers):
+            self._headers = headers
 
     def close(self) -> None:
         """End of stream: hand on a request whose body was cut short."""
