@@ -187,3 +187,21 @@ def test_flag_value_and_label_index() -> None:
     assert [p.owner.name for p in index.select("n1", {"tier": "backend"})] == ["x"]
     assert index.select("n1", {"tier": "backend", "app": "y"}) == []
     assert index.select("n1", {}) == []
+
+
+def test_more_consoles_and_old_dashboard() -> None:
+    text = (
+        _deploy("old-dash", "kube-system", "gcr.io/google_containers/kubernetes-dashboard-amd64:v1.6.3")
+        + _deploy("new-dash", "kube-system", "kubernetesui/dashboard:v2.7.0")
+        + _deploy("kibana", "logs", "docker.elastic.co/kibana/kibana:7.17.0",
+                  env="[{name: XPACK_SECURITY_ENABLED, value: 'false'}]")
+        + _deploy("nifi", "etl", "apache/nifi:1.23.2", env="[{name: NIFI_WEB_HTTP_PORT, value: '8080'}]")
+        + _deploy("kubeflow", "kubeflow", "docker.io/kubeflownotebookswg/centraldashboard:v1.8.0")
+        + _service("kubeflow", "kubeflow", "LoadBalancer", 80, 8082)
+        + _deploy("kubeflow-internal", "kubeflow", "docker.io/kubeflownotebookswg/centraldashboard:v1.8.0")
+    )
+    findings = [f for f in evaluate_exposure(snapshot_from_yaml(text)) if f.check == "unauthenticated-console"]
+    assert pairs(findings) == {("unauthenticated-console", f"Deployment/{r}") for r in (
+        "kube-system/old-dash", "logs/kibana", "etl/nifi", "kubeflow/kubeflow")}
+    old = next(f for f in findings if f.resource.name == "old-dash")
+    assert "predates login" in old.evidence

@@ -40,8 +40,6 @@ class Enricher:
         pid = as_int(event.get("proc.pid"))
         info = self.procs.get(pid) if pid else None
         identity = self._identity(event, pid)
-        if info is not None and identity is not None and info.identity is None:
-            info.identity = identity
         self._workload_fields(event, identity)
         if pid:
             self._process_fields(event, pid)
@@ -55,20 +53,28 @@ class Enricher:
         return event
 
     def _identity(self, event: Event, pid: int | None) -> CgroupIdentity | None:
+        """Whose event: the cgroup path or id the sensor gave, else the process's own /proc entry.
+
+        A process's identity is cached with the cgroup id it was seen in, and used only for events
+        of that same cgroup id (or of sensors that give none): processes move between cgroups.
+        """
         path = event.get("_cgroup_path")
         if path:
             return identity_from_path(str(path))
         cgroup_id = as_int(event.get("_cgroup_id"))
         if cgroup_id:
-            found = self.cgroups.identity(cgroup_id)
+            found = self.cgroups.identity(cgroup_id, pid)
             if found is not None:
                 return found
-        if pid:
-            info = self.procs.get(pid)
-            if info is not None and info.identity is not None and event.get("evt.type") not in ("execve", "execveat"):
-                return info.identity
-            return identity_of_pid(pid) or (info.identity if info else None)
-        return None
+        if not pid:
+            return None
+        info = self.procs.get(pid)
+        if info is not None and info.identity is not None and info.cgroup_id == cgroup_id:
+            return info.identity
+        found = identity_of_pid(pid)
+        if found is not None and info is not None:
+            info.identity, info.cgroup_id = found, cgroup_id
+        return found
 
     def _workload_fields(self, event: Event, identity: CgroupIdentity | None) -> None:
         if identity is None:

@@ -106,6 +106,7 @@ class Pipeline:
         self._reported_lost = 0
         self._reported_processed = 0
         self._last_report = time.monotonic()
+        self._last_flush = time.monotonic()
         self._event_counters: dict[str, Any] = {}
         self._drop_counters: dict[str, Any] = {}
         self._worker = threading.Thread(target=self._work, name="pipeline", daemon=True)
@@ -183,11 +184,14 @@ class Pipeline:
             if item is not None:
                 self._process(item)
             self.metrics.queue_depth.set(self.events.qsize())
-            if time.monotonic() - self._last_report >= self.drop_report_interval:
-                self._report_drops()
+            now = time.monotonic()
+            if now - self._last_flush >= 1.0:
+                self._last_flush = now
                 if self.events_log:
                     self.events_log.flush()
                 self.enricher.procs.expire()
+            if now - self._last_report >= self.drop_report_interval:
+                self._report_drops()
         self._report_drops()
         if self.events_log:
             self.events_log.flush()

@@ -35,6 +35,7 @@ class ProcInfo:
     tty: int | None = None
     cwd: str = ""
     identity: CgroupIdentity | None = None
+    cgroup_id: int | None = None  # the cgroup id `identity` was resolved for (None: from /proc)
     exited_at: float | None = None
 
     @property
@@ -76,6 +77,7 @@ class ProcessTable:
                 tty=as_int(event.get("proc.tty")),
                 cwd=str(event.get("proc.cwd") or ""),
                 identity=old.identity if old else None,
+                cgroup_id=old.cgroup_id if old else None,
             )
             self._put(info)
         elif etype in ("clone", "fork", "vfork", "clone3"):
@@ -84,7 +86,7 @@ class ProcessTable:
             if child and parent is not None:
                 self._put(ProcInfo(pid=child, ppid=pid, name=parent.name, exepath=parent.exepath,
                                    args=parent.args, uid=parent.uid, tty=parent.tty, cwd=parent.cwd,
-                                   identity=parent.identity))
+                                   identity=parent.identity, cgroup_id=parent.cgroup_id))
         elif etype == "procexit":
             info = self._table.get(pid)
             if info is not None:

@@ -162,17 +162,45 @@ class CgroupResolver:
                 found = self._paths.get(cgroup_id)
         return found
 
-    def identity(self, cgroup_id: int) -> CgroupIdentity | None:
-        """Container id / pod uid of a cgroup id; None when the id is unknown."""
+    def identity(self, cgroup_id: int, pid: int | None = None) -> CgroupIdentity | None:
+        """Container id / pod uid of a cgroup id; None when the id is unknown.
+
+        With `pid` (a process the event says is in that cgroup), a miss first tries the process's
+        own v2 cgroup path: exact and cheap, and it works for cgroups created a moment ago.
+        """
         found = self._identities.get(cgroup_id)
         if found is not None:
             return found
-        path = self.path(cgroup_id)
+        path = self._paths.get(cgroup_id)
+        if path is None and pid:
+            path = self._path_of_pid(cgroup_id, pid)
+        if path is None:
+            path = self.path(cgroup_id)
         if path is None:
             return None
         found = identity_from_path(path)
         self._identities[cgroup_id] = found
         return found
+
+    def _path_of_pid(self, cgroup_id: int, pid: int) -> str | None:
+        """The v2 path of `pid` when its directory's inode is `cgroup_id` (then cached)."""
+        if self.root is None:
+            return None
+        try:
+            text = Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            return None
+        for line in text.splitlines():
+            if line.startswith("0::"):
+                rel = line[3:]
+                try:
+                    inode = os.stat(str(self.root) + (rel if rel != "/" else "")).st_ino
+                except OSError:
+                    return None
+                if inode == cgroup_id:
+                    self._paths[cgroup_id] = rel
+                    return rel
+        return None
 
     def _walk(self) -> None:
         assert self.root is not None
