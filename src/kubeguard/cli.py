@@ -33,3 +33,6 @@ def main(
 
 
 # Lanes register their commands below (one import and one line each).
+from kubeguard.posture.paths.commands import paths_command  # noqa: E402
+
+app.command("paths")(paths_command)
