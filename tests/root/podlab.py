@@ -35,6 +35,7 @@ import ipaddress
 import os
 import random
 import secrets
+import shutil
 import signal
 import subprocess
 import time
@@ -50,6 +51,7 @@ LOCK_FILE = Path("/run/kubeguard-podlab.lock")
 POD_CGROUP_PARENT = ("kubepods", "besteffort")
 V1_CONTROLLERS = ("pids", "freezer")
 NODE_NAME = "kubeguard-test-node"
+NSENTER = shutil.which("nsenter", path="/usr/bin:/bin:/usr/sbin:/sbin") or "nsenter"  # no PATH search in the pod
 
 
 def cgroup2_root() -> Path:
@@ -147,7 +149,7 @@ class Pod:
         """`cmd` prefixed so that it runs in this pod's cgroups and network namespace."""
         procs = [self.cgroup_v2 / "cgroup.procs", *(p / "cgroup.procs" for p in self.cgroup_v1.values())]
         moves = " && ".join(f"echo $$ > {p}" for p in procs)
-        script = f'{moves} && exec nsenter --net=/run/netns/{self.netns} -- "$@"'
+        script = f'{moves} && exec {NSENTER} --net=/run/netns/{self.netns} -- "$@"'
         return ["sh", "-c", script, "kg-pod", *cmd]
 
     def popen(self, cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
@@ -322,8 +324,10 @@ class PodLab:
         return snap
 
     def write_pods(self, path: Path) -> Path:
-        """Write the pods map as Snapshot JSON; returns `path`."""
-        self.snapshot().write_json(path)
+        """Write the pods map as Snapshot JSON, atomically (readers never see half a file); returns `path`."""
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        self.snapshot().write_json(tmp)
+        tmp.replace(path)
         return path
 
     def close(self) -> None:

@@ -266,3 +266,15 @@ subjects: [{kind: Group, name: "system:authenticated"}]
     assert ("rbac-pod-exec", "ServiceAccount/team-a/ci") not in found
     index = RbacIndex(snap)
     assert index.allows(Subject("ServiceAccount", "ci", "team-a"), "create", "pods", subresource="exec")
+
+
+def test_check_metadata_is_complete() -> None:
+    from kubeguard.model import MITRE_ID
+    from kubeguard.posture import exposure, workloads  # noqa: F401  (registers their checks)
+    from kubeguard.posture.registry import CHECKS
+
+    mine = {c for c in CHECKS.values() if c.category in ("rbac", "workloads", "exposure")}
+    assert len(mine) == 12 + 13 + 3
+    for check in mine:
+        assert check.title and check.remediation and check.mitre, check.id
+        assert all(MITRE_ID.match(m) for m in check.mitre), check.id

@@ -134,7 +134,10 @@ def test_secret_patterns_and_entropy() -> None:
         assert match is not None and match.kind == kind, (name, match)
         assert value not in match.masked
     for name, value in [("DB_PASSWORD", "changeme"), ("DB_PASSWORD", "aaaaaaaaaaaa"), ("LOG_LEVEL", "Xq9rT2zKw8"),
-                        ("API_TOKEN", "/var/run/secrets/token"), ("PASSWORD", "short"), ("TOKEN", "${TOKEN}")]:
+                        ("API_TOKEN", "/var/run/secrets/token"),
+                        ("DATABASE_URL", "postgres://app:$(DB_PASSWORD)@db:5432/shop"),
+                        ("DATABASE_URL", "postgres://app:${DB_PASSWORD}@db:5432/shop"),
+                        ("PASSWORD", "short"), ("TOKEN", "${TOKEN}")]:
         assert find_secret(name, value) is None, (name, value)
     assert mask("AKIAIOSFODNN7EXAMPLE", 4) == "AKIA********(20 chars)"
     assert mask("hunter22") == "********(8 chars)"

@@ -7,7 +7,11 @@ LabelSelector selects everything; a missing one (None) selects nothing, as in th
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from typing import Any
+
+from kubeguard.cluster.snapshot import PodTemplate
 
 
 def map_selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
@@ -48,3 +52,34 @@ def _expression_holds(expr: dict[str, Any], labels: dict[str, str]) -> bool:
     if operator == "DoesNotExist":
         return key not in labels
     return False  # unknown operator: the API server would reject it; select nothing
+
+
+class PodLabelIndex:
+    """Pod templates of a snapshot indexed by (namespace, label, value), to resolve selectors fast.
+
+    `select(namespace, selector_map)` intersects the per-label sets instead of scanning every pod,
+    so resolving all Services of a cluster stays linear in its size.
+    """
+
+    def __init__(self, pods: Iterable[PodTemplate]) -> None:
+        self.pods: list[PodTemplate] = []
+        self._by_label: dict[tuple[str, str, str], list[int]] = defaultdict(list)
+        for pod in pods:
+            position = len(self.pods)
+            self.pods.append(pod)
+            for key, value in pod.labels.items():
+                self._by_label[(pod.namespace, str(key), str(value))].append(position)
+
+    def select(self, namespace: str, selector: dict[str, Any] | None) -> list[PodTemplate]:
+        """The pods of `namespace` a Service-style selector picks (none for an empty selector)."""
+        if not selector or not isinstance(selector, dict):
+            return []
+        candidates: set[int] | None = None
+        for key, value in selector.items():
+            hits = self._by_label.get((namespace, str(key), str(value)))
+            if not hits:
+                return []
+            candidates = set(hits) if candidates is None else candidates & set(hits)
+            if not candidates:
+                return []
+        return [self.pods[i] for i in sorted(candidates or ())]

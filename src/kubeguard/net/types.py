@@ -43,6 +43,7 @@ class DnsQuestion:
     is_response: bool = False
     rcode: int = 0
     answer_bytes: int = 0
+    answer_names: tuple[str, ...] = ()  # CNAME / NS / PTR targets in a response, lowercase
 
 
 @dataclass(slots=True)

@@ -15,6 +15,9 @@ ClusterRole their selectors match, transitively). Then:
   matching as the API server's RBAC authorizer does: `*` for verbs, apiGroups, resources and
   resourceNames, `*/subresource`, `pods/exec` style subresources, a RoleBinding's rules limited
   to its namespace.
+
+The default ClusterRoles cluster-admin, admin, edit and view are assumed when the snapshot binds
+to them without defining them (manifest folders rarely carry them).
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubeguard.cluster.fields import dicts, strings
 from kubeguard.cluster.selectors import label_selector_selects
-from kubeguard.cluster.snapshot import K8sObject, Snapshot
+from kubeguard.cluster.snapshot import K8sObject, Snapshot, SourceRef
 
 ALL = "*"
 SA_USER_PREFIX = "system:serviceaccount:"
@@ -86,9 +90,7 @@ def subject_from_binding(entry: dict[str, Any], binding_namespace: str) -> Subje
 
 
 def _strings(value: Any) -> frozenset[str]:
-    if not isinstance(value, list):
-        return frozenset()
-    return frozenset(str(v) for v in value)
+    return frozenset(strings(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,12 +169,16 @@ class Grant:
     def cluster_wide(self) -> bool:
         return self.scope == ""
 
-    def describe(self) -> str:
-        """One line of evidence: binding -> role (scope [via group]): rule."""
+    def path(self) -> str:
+        """How the subject got this: binding -> role (scope [via group])."""
         where = "cluster-wide" if self.cluster_wide else f"in namespace {self.scope}"
         via = f" via {self.via}" if self.via.kind == "Group" else ""
-        return (f"{self.binding.kind}/{_qualified(self.binding)} -> {self.role.kind}/{_qualified(self.role)}"
-                f" ({where}{via}): {self.rule}")
+        role = f"{self.role.kind}/{_qualified(self.role)}"
+        return f"{self.binding.kind}/{_qualified(self.binding)} -> {role} ({where}{via})"
+
+    def describe(self) -> str:
+        """One line of evidence: binding -> role (scope [via group]): rule."""
+        return f"{self.path()}: {self.rule}"
 
 
 def _qualified(obj: K8sObject) -> str:
@@ -192,7 +198,7 @@ class RbacIndex:
     def __post_init__(self) -> None:
         self._resolve_cluster_roles()
         roles = {(o.namespace, o.name): o for o in self.snapshot.of_kind("Role")}
-        cluster_roles = {o.name: o for o in self.snapshot.of_kind("ClusterRole")}
+        cluster_roles = self._cluster_role_objects()
         for binding in self.snapshot.of_kind("RoleBinding", "ClusterRoleBinding"):
             self._index_binding(binding, roles, cluster_roles)
         for sa in self.snapshot.of_kind("ServiceAccount"):
@@ -200,15 +206,23 @@ class RbacIndex:
         for pod in self.snapshot.pod_templates():
             self._subjects.add(Subject("ServiceAccount", pod.service_account, pod.namespace))
 
+    def _cluster_role_objects(self) -> dict[str, K8sObject]:
+        """ClusterRoles of the snapshot, plus the built-in defaults it does not define."""
+        by_name = {o.name: o for o in self.snapshot.of_kind("ClusterRole")}
+        for name in BUILTIN_CLUSTER_ROLES:
+            if name not in by_name:
+                by_name[name] = builtin_cluster_role(name)
+        return by_name
+
     def _resolve_cluster_roles(self) -> None:
         """Rules of every ClusterRole, aggregation included (transitively, cycles cut)."""
-        by_name = {o.name: o for o in self.snapshot.of_kind("ClusterRole")}
+        by_name = self._cluster_role_objects()
         own = {name: tuple(_rules(obj)) for name, obj in by_name.items()}
         selectors: dict[str, list[dict[str, Any]]] = {}
         for name, obj in by_name.items():
             agg = obj.raw.get("aggregationRule")
             if isinstance(agg, dict):
-                selectors[name] = [s for s in agg.get("clusterRoleSelectors") or [] if isinstance(s, dict)]
+                selectors[name] = dicts(agg.get("clusterRoleSelectors"))
 
         def resolve(name: str, seen: frozenset[str]) -> tuple[Rule, ...]:
             if name in self._cluster_rules:
@@ -244,8 +258,8 @@ class RbacIndex:
             self.missing_roles.append((binding, f"{ref_kind}/{ref_name}"))
             rules = ()
             role = None
-        for entry in binding.raw.get("subjects") or []:
-            subject = subject_from_binding(entry, binding.namespace) if isinstance(entry, dict) else None
+        for entry in dicts(binding.raw.get("subjects")):
+            subject = subject_from_binding(entry, binding.namespace)
             if subject is None:
                 continue
             self._subjects.add(subject)
@@ -298,7 +312,45 @@ def _in_scope(grant: Grant, namespace: str | None) -> bool:
     return grant.scope == namespace
 
 
+_READ = ["get", "list", "watch"]
+_WRITE = ["create", "update", "patch", "delete", "deletecollection"]
+_WORKLOADS = [
+    {"apiGroups": [""], "resources": ["pods", "services", "configmaps", "endpoints", "persistentvolumeclaims",
+                                      "replicationcontrollers", "serviceaccounts"]},
+    {"apiGroups": ["apps"], "resources": ["deployments", "replicasets", "statefulsets", "daemonsets"]},
+    {"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"]},
+    {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses", "networkpolicies"]},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"]},
+]
+_VIEW = [{**r, "verbs": _READ} for r in _WORKLOADS] + [
+    {"apiGroups": [""], "resources": ["pods/log", "pods/status", "events", "namespaces"], "verbs": _READ}]
+_EDIT = _VIEW + [{**r, "verbs": _WRITE} for r in _WORKLOADS] + [
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": _READ + _WRITE},
+    {"apiGroups": [""], "resources": ["pods/exec", "pods/attach", "pods/portforward"], "verbs": ["create", "get"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts/token"], "verbs": ["create"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["impersonate"]},
+]
+_ADMIN = [*_EDIT, {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"],
+                   "verbs": _READ + _WRITE}]
+# The default user-facing ClusterRoles every cluster has. Manifest folders bind to them without
+# defining them, so they are assumed when absent (admin/edit/view: their main rules, abridged).
+BUILTIN_CLUSTER_ROLES: dict[str, list[dict[str, Any]]] = {
+    "cluster-admin": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                      {"nonResourceURLs": ["*"], "verbs": ["*"]}],
+    "admin": _ADMIN,
+    "edit": _EDIT,
+    "view": _VIEW,
+}
+
+
+def builtin_cluster_role(name: str) -> K8sObject:
+    """A default ClusterRole as the API server creates it (source: built-in)."""
+    raw = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+           "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+           "rules": BUILTIN_CLUSTER_ROLES[name]}
+    return K8sObject(raw, SourceRef(f"built-in ClusterRole {name}"))
+
+
 def _rules(role: K8sObject) -> Iterable[Rule]:
-    for raw in role.raw.get("rules") or []:
-        if isinstance(raw, dict):
-            yield Rule.from_raw(raw)
+    for raw in dicts(role.raw.get("rules")):
+        yield Rule.from_raw(raw)

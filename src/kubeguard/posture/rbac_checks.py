@@ -177,6 +177,11 @@ def dangerous_rights(index: RbacIndex, subject: Subject, inherited: bool = False
     return out
 
 
+def rights_names(rights: dict[Check, list[Grant]]) -> list[str]:
+    """Check ids of a subject's dangerous rights; cluster-admin alone when held (it implies the rest)."""
+    return [CLUSTER_ADMIN.id] if CLUSTER_ADMIN in rights else [check.id for check in rights]
+
+
 def has_api_rights(index: RbacIndex, subject: Subject) -> bool:
     """Whether the subject (with its groups) may do anything beyond discovery and self-review."""
     return any(g.rule.resources and not g.rule.resources <= DISCOVERY_RESOURCES
@@ -227,10 +232,19 @@ def subject_resource(subject: Subject) -> Resource:
 
 def _finding(check: Check, resource: Resource, grants: list[Grant], extra: str = "",
              severity: Severity | None = None) -> Finding:
-    evidence = "; ".join(g.describe() for g in grants[:5])
-    if len(grants) > 5:
-        evidence += f"; and {len(grants) - 5} more"
+    evidence = describe_grants(grants)
     return check.finding(resource, evidence + extra, severity=severity, source=grants[0].binding.source)
+
+
+def describe_grants(grants: list[Grant], limit: int = 5) -> str:
+    """Evidence: each binding -> role path once, with the rules it grants (at most `limit` paths)."""
+    paths: dict[tuple[int, int], list[Grant]] = {}
+    for grant in grants:
+        paths.setdefault((id(grant.binding), id(grant.role)), []).append(grant)
+    lines = [f"{same[0].path()}: {' | '.join(str(g.rule) for g in same)}" for same in list(paths.values())[:limit]]
+    if len(paths) > limit:
+        lines.append(f"and {len(paths) - limit} more")
+    return "; ".join(lines)
 
 
 def _lower(severity: Severity) -> Severity:

@@ -25,7 +25,7 @@ TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str], bool], ...] = (
     ("GitHub token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{36}|github_pat_[A-Za-z0-9_]{50,})\b"), False),
     ("Slack token", re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"), False),
     ("Slack webhook", re.compile(r"https://hooks\.slack\.com/services/T[A-Z0-9]+/B[A-Z0-9]+/[A-Za-z0-9]+"), False),
-    ("password in URL", re.compile(r"\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:[^/\s@]{3,}@"), False),
+    ("password in URL", re.compile(r"\b[a-z][a-z0-9+.\-]*://[^/\s:@]+:(?![$<{])[^/\s@]{3,}@"), False),
 )
 # Formats whose first four characters are a public marker (AKIA, AIza, ghp_, xoxb), safe to show.
 PUBLIC_PREFIX_KINDS = frozenset({"AWS access key id", "GCP API key", "GitHub token", "Slack token"})

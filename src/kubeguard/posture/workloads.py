@@ -12,11 +12,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
+from kubeguard.cluster.fields import as_dict, as_list, dicts, strings
 from kubeguard.cluster.selectors import label_selector_selects
 from kubeguard.cluster.snapshot import POD_TEMPLATE_PATHS, K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding, Resource, Severity, Workload
 from kubeguard.posture.rbac import Subject
-from kubeguard.posture.rbac_checks import dangerous_rights, has_api_rights, rbac_index
+from kubeguard.posture.rbac_checks import dangerous_rights, has_api_rights, rbac_index, rights_names
 from kubeguard.posture.registry import Check, evaluator, register
 from kubeguard.posture.secrets import find_secret
 
@@ -128,16 +129,12 @@ def indexed_containers(pod: PodTemplate) -> Iterator[tuple[str, dict[str, Any]]]
                     yield f"{base}.{key}[{i}]", container
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def effective_security(pod: PodTemplate, container: dict[str, Any], key: str) -> tuple[Any, str]:
     """A securityContext field as the kubelet applies it (container over pod), and where it was set."""
-    own = _dict(container.get("securityContext"))
+    own = as_dict(container.get("securityContext"))
     if key in own:
         return own[key], "container"
-    pod_ctx = _dict(pod.spec.get("securityContext"))
+    pod_ctx = as_dict(pod.spec.get("securityContext"))
     if key in pod_ctx:
         return pod_ctx[key], "pod"
     return None, ""
@@ -165,7 +162,7 @@ def evaluate_workloads(snapshot: Snapshot) -> Iterator[Finding]:
 
 def rights_summary(index: Any, subject: Subject) -> list[str]:
     """Names of the API rights a subject holds, dangerous ones first; empty when none."""
-    dangerous = [check.id for check in dangerous_rights(index, subject, inherited=True)]
+    dangerous = rights_names(dangerous_rights(index, subject, inherited=True))
     if dangerous:
         return dangerous
     return ["API rights"] if has_api_rights(index, subject) else []
@@ -182,10 +179,11 @@ def pod_findings(pod: PodTemplate) -> Iterator[Finding]:
     host_path_lines: list[str] = []
     socket_lines: list[str] = []
     severity = HOST_PATH.severity
-    volumes = pod.spec.get("volumes")
-    for i, volume in enumerate(volumes if isinstance(volumes, list) else []):
-        host = _dict(_dict(volume).get("hostPath"))
-        path = str(host.get("path", "")).rstrip("/") or ("/" if host.get("path") else "")
+    for i, volume in enumerate(as_list(pod.spec.get("volumes"))):
+        volume = as_dict(volume)
+        host = as_dict(volume.get("hostPath"))
+        raw_path = host.get("path")
+        path = raw_path.rstrip("/") or "/" if isinstance(raw_path, str) and raw_path else ""
         if not path:
             continue
         name = str(volume.get("name", ""))
@@ -211,9 +209,8 @@ def _volume_mounts(pod: PodTemplate) -> dict[str, list[tuple[str, bool]]]:
     """Volume name -> [(container name, mounted read-only)]."""
     out: dict[str, list[tuple[str, bool]]] = defaultdict(list)
     for container in pod.containers():
-        for mount in container.get("volumeMounts") or []:
-            if isinstance(mount, dict):
-                out[str(mount.get("name", ""))].append((str(container.get("name", "")), mount.get("readOnly") is True))
+        for mount in dicts(container.get("volumeMounts")):
+            out[str(mount.get("name", ""))].append((str(container.get("name", "")), mount.get("readOnly") is True))
     return out
 
 
@@ -230,21 +227,23 @@ def container_findings(pod: PodTemplate, path: str, container: dict[str, Any]) -
     """Container-level checks, each naming the container and the field path."""
     name = str(container.get("name", ""))
     workload = workload_of(pod, container)
+    resource = Resource(pod.owner.kind, workload.pod, workload.namespace)
     ctx = f"{path}.securityContext"
 
     def found(check: Check, evidence: str, severity: Severity | None = None) -> Finding:
-        return check.finding(pod.owner, f"container {name}: {evidence}", severity=severity, workload=workload)
+        return check.finding(resource, f"container {name}: {evidence}", severity=severity, workload=workload,
+                             source=pod.owner.source)
 
-    privileged = _dict(container.get("securityContext")).get("privileged") is True
+    privileged = as_dict(container.get("securityContext")).get("privileged") is True
     if privileged:
         yield found(PRIVILEGED, f"{ctx}.privileged: true")
-    caps = {str(c).upper().removeprefix("CAP_") for c in
-            _dict(_dict(container.get("securityContext")).get("capabilities")).get("add") or []}
+    caps = {c.upper().removeprefix("CAP_") for c in
+            strings(as_dict(as_dict(container.get("securityContext")).get("capabilities")).get("add"))}
     bad = sorted(caps & DANGEROUS_CAPABILITIES)
     if bad:
         severity = Severity.CRITICAL if caps & CRITICAL_CAPABILITIES else None
         yield found(DANGEROUS_CAPABILITY, f"{ctx}.capabilities.add: {', '.join(bad)}", severity)
-    escalation = _dict(container.get("securityContext")).get("allowPrivilegeEscalation")
+    escalation = as_dict(container.get("securityContext")).get("allowPrivilegeEscalation")
     if escalation is not False or privileged or "SYS_ADMIN" in caps:
         why = "true" if escalation is True else "not set (defaults to true)"
         if escalation is False:
@@ -253,9 +252,9 @@ def container_findings(pod: PodTemplate, path: str, container: dict[str, Any]) -
     root = _root_evidence(pod, container, ctx)
     if root:
         yield found(RUN_AS_ROOT, root, Severity.HIGH if root.endswith("runAsUser: 0") else None)
-    if _dict(container.get("securityContext")).get("readOnlyRootFilesystem") is not True:
+    if as_dict(container.get("securityContext")).get("readOnlyRootFilesystem") is not True:
         yield found(WRITABLE_ROOT_FS, f"{ctx}.readOnlyRootFilesystem not true")
-    limits = _dict(_dict(container.get("resources")).get("limits"))
+    limits = as_dict(as_dict(container.get("resources")).get("limits"))
     missing = [r for r in ("cpu", "memory") if not limits.get(r)]
     if missing and "ephemeralContainers" not in path:
         yield found(NO_RESOURCE_LIMITS, f"{path}.resources.limits has no {' and no '.join(missing)}")
@@ -280,7 +279,7 @@ def _root_evidence(pod: PodTemplate, container: dict[str, Any], ctx: str) -> str
 def _secret_findings(pod: PodTemplate, path: str, container: dict[str, Any], found: Any) -> Iterator[Finding]:
     lines: list[str] = []
     cloud = False
-    for i, env in enumerate(container.get("env") or []):
+    for i, env in enumerate(as_list(container.get("env"))):
         if not isinstance(env, dict) or "value" not in env:
             continue
         var = str(env.get("name", ""))

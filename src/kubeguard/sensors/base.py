@@ -16,6 +16,7 @@ Keys starting with ``_`` are stripped before output.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
@@ -77,3 +78,8 @@ SENSITIVE_PREFIXES: tuple[str, ...] = (
     "/dev/mem",
     "/dev/kmem",
 )
+
+
+def clock_offset_ns() -> int:
+    """Wall clock minus CLOCK_MONOTONIC (bpftrace's `nsecs`, CN_PROC's timestamps): kernel time -> epoch ns."""
+    return time.time_ns() - time.monotonic_ns()

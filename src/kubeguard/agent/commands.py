@@ -1,0 +1,201 @@
+"""`kubeguard agent`: run a kernel sensor, attribute events to pods, apply the rules, emit alerts.
+
+Status goes to stderr (which sensor runs, what it cannot see, a summary at exit); alerts go to
+stdout as Falco JSON lines unless ``--alerts-out FILE`` is given. SIGTERM/SIGINT stop it cleanly:
+the sensor is detached, both queues drained, the event log, store and outputs flushed.
+
+Exit codes: 0 clean stop; 1 the sensor cannot start or died for good; 2 bad input (flag, file).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from kubeguard.agent.enrich import Enricher
+from kubeguard.agent.metrics import AgentMetrics, MetricsServer
+from kubeguard.agent.outputs import JsonLinesOutput, Output, SyslogOutput, WebhookOutput, parse_header
+from kubeguard.agent.pipeline import Pipeline, RuleSet
+from kubeguard.agent.podsource import SA_TOKEN, ApiPodSource, FilePodSource, KubeletPodSource, PodSource
+from kubeguard.agent.sensorrun import SensorRunner, make_sensor
+from kubeguard.cliutil import UserError, die, stderr
+from kubeguard.store.alerts import default_db_path
+
+SENSORS = ("ebpf", "proc")
+
+
+def agent(
+    rules: list[Path] = typer.Option([], "--rules", help="Extra Falco rules file (repeatable)."),
+    no_default_rules: bool = typer.Option(False, "--no-default-rules", help="Load only the --rules files."),
+    events_out: Path | None = typer.Option(None, "--events-out", help="Write every enriched event (replay format)."),
+    alerts_out: str = typer.Option("-", "--alerts-out", help="Falco JSON lines file for alerts ('-' = stdout)."),
+    pods: Path | None = typer.Option(None, "--pods", help="Pods map file (Snapshot JSON or a List of Pods)."),
+    sensor: str = typer.Option("ebpf", "--sensor", help="ebpf (bpftrace) or proc (netlink proc connector)."),
+    store: Path | None = typer.Option(None, "--store", help="Alert store (SQLite); default $KUBEGUARD_DB."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port."),
+    metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Metrics bind address."),
+    metrics_token_file: Path | None = typer.Option(None, "--metrics-token-file", help="Bearer token for /metrics."),
+    webhook: str | None = typer.Option(None, "--webhook", help="POST each alert (Falco JSON) to this URL, with retry."),
+    webhook_header: list[str] = typer.Option([], "--webhook-header", help="'Name: value' header for the webhook."),
+    syslog: str | None = typer.Option(None, "--syslog", help="Send alerts to syslog: udp://HOST:PORT or unix:///dev/log."),
+    node: str = typer.Option("", "--node", envvar="NODE_NAME", help="This node's name (pod lookups, k8s.node.name)."),
+    queue_size: int = typer.Option(65536, "--queue-size", help="Events buffered between sensor and rules."),
+    drop_report_interval: float = typer.Option(10.0, "--drop-report-interval", help="Seconds between drop alerts."),
+    duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
+) -> None:
+    """Run the node agent: kernel events -> pods -> rules -> alerts (store, stdout/file, webhook, syslog)."""
+    try:
+        code = run_agent(
+            rules=rules, defaults=not no_default_rules, events_out=events_out, alerts_out=alerts_out, pods=pods,
+            sensor_name=sensor, store=store or default_db_path(), metrics_port=metrics_port,
+            metrics_host=metrics_host, metrics_token=_metrics_token(metrics_token_file), webhook=webhook,
+            webhook_headers=webhook_header, syslog=syslog, node=node, queue_size=queue_size,
+            drop_report_interval=drop_report_interval, duration=duration,
+        )
+    except UserError as exc:
+        die(str(exc), exc.code)
+    raise typer.Exit(code)
+
+
+def _metrics_token(path: Path | None) -> str | None:
+    if path is None:
+        return os.environ.get("KUBEGUARD_METRICS_TOKEN") or None
+    try:
+        token = path.read_text().strip()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read metrics token: {exc.strerror}") from exc
+    if not token:
+        raise UserError(f"{path}: metrics token file is empty")
+    return token
+
+
+def load_rules(paths: list[Path], defaults: bool) -> RuleSet:
+    """The rule engine with the default rules (unless disabled) plus `paths`; UserError on bad files."""
+    try:
+        from kubeguard.rules import RuleEngine
+    except ImportError as exc:
+        raise UserError(f"the rule engine (kubeguard.rules) is not available: {exc}", code=1) from exc
+    try:
+        return RuleEngine.load(paths or None, include_defaults=defaults)
+    except UserError:
+        raise
+    except (ValueError, OSError) as exc:  # the rule loader's errors name file:line
+        raise UserError(str(exc)) from exc
+
+
+def pod_source(pods: Path | None, node: str) -> PodSource:
+    """--pods FILE; else the kubelet (with a service-account token) then the API server when in a cluster."""
+    if pods is not None:
+        source: PodSource = FilePodSource(pods)
+        source.refresh(force=True)
+        if source.errors:
+            raise UserError(source.last_error)
+        return source
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if SA_TOKEN.exists():
+            kubelet = KubeletPodSource()
+            if kubelet.refresh(force=True):
+                return kubelet
+        api = ApiPodSource(node)
+        api.refresh(force=True)
+        if api.errors:
+            stderr.print(f"kubeguard agent: warning: {api.last_error}; pods will show as container ids only",
+                         markup=False)
+        return api
+    stderr.print("kubeguard agent: no pod source (--pods FILE, kubelet or API server): "
+                 "containers are named by id only", markup=False)
+    return PodSource()
+
+
+def build_outputs(alerts_out: str, webhook: str | None, headers: list[str], syslog: str | None) -> list[Output]:
+    outputs: list[Output] = [JsonLinesOutput(None if alerts_out == "-" else Path(alerts_out))]
+    if webhook:
+        outputs.append(WebhookOutput(webhook, headers=dict(parse_header(h) for h in headers)))
+    if syslog:
+        outputs.append(SyslogOutput(syslog))
+    return outputs
+
+
+def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, alerts_out: str, pods: Path | None,
+              sensor_name: str, store: Path, metrics_port: int | None, metrics_host: str, metrics_token: str | None,
+              webhook: str | None, webhook_headers: list[str], syslog: str | None, node: str, queue_size: int,
+              drop_report_interval: float, duration: float | None) -> int:
+    """The agent's main loop; returns the exit code. Raises UserError on bad input."""
+    if sensor_name not in SENSORS:
+        raise UserError(f"--sensor {sensor_name}: expected one of {', '.join(SENSORS)}")
+    if queue_size < 1:
+        raise UserError(f"--queue-size {queue_size}: must be at least 1")
+    for path in rules:
+        if not path.is_file():
+            raise UserError(f"{path}: rules file not found")
+    outputs = build_outputs(alerts_out, webhook, webhook_headers, syslog)
+    source = pod_source(pods, node)
+    ruleset = load_rules(rules, defaults)
+    metrics = AgentMetrics()
+    sensor = make_sensor(sensor_name)
+    runner: SensorRunner | None = None
+    pipeline = Pipeline(
+        Enricher(source, node=node), ruleset, outputs, store_path=store, events_out=events_out, metrics=metrics,
+        queue_size=queue_size, drop_report_interval=drop_report_interval,
+        sensor_stats=lambda: runner.stats() if runner else {}, hostname=node or socket.gethostname(),
+    )
+    server = MetricsServer(metrics, metrics_port, metrics_host, metrics_token) if metrics_port is not None else None
+    pipeline.start()
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    code = 0
+    try:
+        runner = SensorRunner(sensor, pipeline.submit, pipeline.on_gap, metrics)
+        try:
+            runner.start()
+        except UserError as exc:
+            stderr.print(f"kubeguard: error: {exc}", markup=False)
+            return 1
+        if server is not None:
+            server.start()
+            stderr.print(f"kubeguard agent: metrics on http://{metrics_host}:{server.port}/metrics", markup=False)
+        _announce(sensor, source)
+        deadline = time.monotonic() + duration if duration is not None else None
+        while not stop.is_set():
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                break
+            stop.wait(0.5 if remaining is None else min(0.5, remaining))
+            if runner.failed:
+                stderr.print(f"kubeguard: error: sensor {sensor.name} died: {runner.failed}", markup=False)
+                code = 1
+                break
+    finally:
+        if runner is not None:
+            runner.stop()
+        pipeline.stop()
+        if server is not None:
+            server.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    _summary(pipeline, runner)
+    return code
+
+
+def _announce(sensor: Any, source: PodSource) -> None:
+    stderr.print(f"kubeguard agent: sensor {sensor.name} running; pods from {source.name}", markup=False)
+    for spot in getattr(sensor, "blind_spots", []):
+        stderr.print(f"kubeguard agent: blind spot ({sensor.name}): {spot}", markup=False)
+    sys.stderr.flush()
+
+
+def _summary(pipeline: Pipeline, runner: SensorRunner | None) -> None:
+    lost = sum(int(s.get("lost", 0)) for s in runner.stats().values()) if runner else 0
+    stderr.print(
+        f"kubeguard agent: stopped; events {sum(pipeline.received.values())}, processed {pipeline.processed}, "
+        f"dropped {pipeline.total_dropped} (queue) + {lost} (kernel), alerts {pipeline.alerts_raised}, "
+        f"stored {pipeline.stored}", markup=False,
+    )

@@ -1,0 +1,142 @@
+"""Enrichment: a raw sensor event gets the fields only the agent's tables know.
+
+- `container.*` and `k8s.*`: cgroup (path, or v2 id via `CgroupResolver`, or /proc/PID/cgroup)
+  -> container id -> pod, through a `PodSource`. Host processes get ``container.id=host``.
+- `proc.pname`, `proc.pexepath`, `proc.pcmdline`, `proc.aname` (a list: index 0 is the process
+  itself, 1 its parent, ...), `proc.apid`, and `proc.cmdline`/`proc.exepath` for events that did
+  not carry them, from the `ProcessTable`.
+- `fd.*` for events that name only an fd (dup2 of a socket onto stdin/stdout), from the `FdTable`.
+- `user.name` from the uid.
+"""
+
+from __future__ import annotations
+
+import pwd
+
+from kubeguard.agent.fdtable import FdTable
+from kubeguard.agent.fields import as_int
+from kubeguard.agent.podsource import PodSource
+from kubeguard.agent.proctable import ProcessTable
+from kubeguard.cluster.cgroups import HOST, CgroupIdentity, CgroupResolver, identity_from_path, identity_of_pid
+from kubeguard.model import Event
+
+
+class Enricher:
+    """Adds workload, ancestry, socket and user fields to events, in place."""
+
+    def __init__(self, pods: PodSource, cgroups: CgroupResolver | None = None, procs: ProcessTable | None = None,
+                 node: str = "") -> None:
+        self.pods = pods
+        self.cgroups = cgroups or CgroupResolver()
+        self.procs = procs or ProcessTable()
+        self.fds = FdTable(parent_of=self._parent_of)
+        self.node = node
+        self._users: dict[int, str] = {0: "root"}
+
+    def enrich(self, event: Event) -> Event:
+        """Update the tables from `event`, then fill its derived fields; returns the same event."""
+        self.procs.update(event)
+        self.fds.apply(event)
+        pid = as_int(event.get("proc.pid"))
+        info = self.procs.get(pid) if pid else None
+        identity = self._identity(event, pid)
+        self._workload_fields(event, identity)
+        if pid:
+            self._process_fields(event, pid)
+        uid = as_int(event.get("user.uid"))
+        if uid is None and info is not None:
+            uid = info.uid
+            if uid is not None:
+                event["user.uid"] = uid
+        if uid is not None and "user.name" not in event:
+            event["user.name"] = self._user_name(uid)
+        return event
+
+    def _identity(self, event: Event, pid: int | None) -> CgroupIdentity | None:
+        """Whose event: the cgroup path or id the sensor gave, else the process's own /proc entry.
+
+        A process's identity is cached with the cgroup id it was seen in, and used only for events
+        of that same cgroup id (or of sensors that give none): processes move between cgroups.
+        """
+        path = event.get("_cgroup_path")
+        if path:
+            return identity_from_path(str(path))
+        cgroup_id = as_int(event.get("_cgroup_id"))
+        if cgroup_id:
+            found = self.cgroups.identity(cgroup_id, pid)
+            if found is not None:
+                return found
+        if not pid:
+            return None
+        info = self.procs.get(pid)
+        if info is not None and info.identity is not None and info.cgroup_id == cgroup_id:
+            return info.identity
+        found = identity_of_pid(pid)
+        if found is not None and info is not None:
+            info.identity, info.cgroup_id = found, cgroup_id
+        return found
+
+    def _workload_fields(self, event: Event, identity: CgroupIdentity | None) -> None:
+        if identity is None:
+            return
+        event["container.id"] = identity.container_id
+        if identity.container_id == HOST:
+            if self.node:
+                event.setdefault("k8s.node.name", self.node)
+            return
+        workload = self.pods.workload(identity.container_id, identity.pod_uid)
+        if workload is None:
+            if identity.pod_uid:
+                event["k8s.pod.uid"] = identity.pod_uid
+            return
+        for key, value in workload.falco_fields().items():
+            event[key] = value
+        event["container.id"] = identity.container_id
+        if workload.image:
+            repository, tag = split_image(workload.image)
+            event["container.image.repository"] = repository
+            if tag:
+                event["container.image.tag"] = tag
+
+    def _process_fields(self, event: Event, pid: int) -> None:
+        me = self.procs.get(pid)
+        if me is not None:
+            for key, value in (("proc.name", me.name), ("proc.exepath", me.exepath), ("proc.args", me.args),
+                               ("proc.cmdline", me.cmdline), ("proc.ppid", me.ppid)):
+                if value not in ("", None) and key not in event:
+                    event[key] = value
+        chain = self.procs.ancestors(pid, as_int(event.get("proc.ppid")))
+        parent = chain[0] if chain else None
+        if parent is not None:
+            event["proc.pname"] = parent.name
+            event["proc.pexepath"] = parent.exepath
+            event["proc.pcmdline"] = parent.cmdline
+        event["proc.aname"] = [event.get("proc.name", me.name if me else "")] + [
+            a.name if a else "<NA>" for a in chain]
+        event["proc.apid"] = [pid] + [a.pid if a else 0 for a in chain]
+
+    def _parent_of(self, pid: int) -> int:
+        info = self.procs.get(pid)
+        return info.ppid if info else 0
+
+    def _user_name(self, uid: int) -> str:
+        name = self._users.get(uid)
+        if name is None:
+            try:
+                name = pwd.getpwuid(uid).pw_name
+            except KeyError:
+                name = str(uid)
+            self._users[uid] = name
+        return name
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """``registry/app:1.0`` -> (``registry/app``, ``1.0``); digests stay on the repository side."""
+    if "@" in image:
+        return image.split("@", 1)[0], ""
+    last = image.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = image.rsplit(":", 1)
+        return repo, tag
+    return image, ""
+

@@ -1,0 +1,115 @@
+"""Offline loading: manifest folders, files and `kubectl get -A -o json` dumps -> Snapshot.
+
+`load_path(path)` / `load_paths(paths)` read every YAML/JSON file recursively, expand `kind: List`
+(and any `*List`), keep the file and line of each object, and hand control-plane configuration
+(static pods, kubeadm, kind, KubeletConfiguration) to `kubeguard.cluster.components`. Whatever
+cannot be read lands in `Snapshot.problems` as one line naming file:line; loading goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from kubeguard.cluster import components
+from kubeguard.cluster.manifests import Document, discover, node_at, node_line, read_documents
+from kubeguard.cluster.snapshot import K8sObject, LoadProblem, Snapshot, SourceRef
+
+# Built-in kinds kubeguard understands (others from built-in API groups are reported as unknown).
+KNOWN_KINDS = frozenset({
+    "Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicationController",
+    "Service", "Endpoints", "EndpointSlice", "Ingress", "IngressClass", "NetworkPolicy", "ServiceAccount",
+    "Secret", "ConfigMap", "Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding", "Namespace", "Node",
+    "PersistentVolume", "PersistentVolumeClaim", "StorageClass", "LimitRange", "ResourceQuota",
+    "HorizontalPodAutoscaler", "PodDisruptionBudget", "PriorityClass", "RuntimeClass", "PodSecurityPolicy",
+    "CustomResourceDefinition", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration",
+    "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding", "APIService", "CertificateSigningRequest",
+    "Lease", "Event", "ControllerRevision", "CSIDriver", "CSINode", "VolumeAttachment", "PodTemplate",
+    "ComponentStatus", "FlowSchema", "PriorityLevelConfiguration",
+})
+# API groups that ship with Kubernetes: a kind there that is not in KNOWN_KINDS is a typo or unsupported.
+_BUILTIN_GROUPS = frozenset({
+    "", "apps", "batch", "networking.k8s.io", "rbac.authorization.k8s.io", "policy", "autoscaling",
+    "storage.k8s.io", "apiextensions.k8s.io", "admissionregistration.k8s.io", "apiregistration.k8s.io",
+    "certificates.k8s.io", "coordination.k8s.io", "discovery.k8s.io", "events.k8s.io", "node.k8s.io",
+    "scheduling.k8s.io", "flowcontrol.apiserver.k8s.io", "extensions",
+})
+
+
+def load_path(path: str | Path) -> Snapshot:
+    """Snapshot of everything under one file or directory."""
+    return load_paths([path])
+
+
+def load_paths(paths: Iterable[str | Path], snapshot: Snapshot | None = None) -> Snapshot:
+    """Snapshot of everything under several files or directories (added to `snapshot` if given)."""
+    snap = snapshot if snapshot is not None else Snapshot()
+    for path in paths:
+        for file in discover(Path(path), snap.problems):
+            load_file(file, snap)
+    return snap
+
+
+def load_file(file: Path, snap: Snapshot) -> None:
+    """Add one file's objects and component configs to `snap`."""
+    config_docs: list[Document] = []
+    for doc in read_documents(file, snap.problems):
+        _add_document(doc, snap, config_docs)
+    if config_docs:
+        snap.components.extend(components.from_config_documents(config_docs, snap.problems))
+
+
+def _add_document(doc: Document, snap: Snapshot, config_docs: list[Document]) -> None:
+    value = doc.value
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        snap.problems.append(LoadProblem(str(doc.source), f"not a Kubernetes object (a {_type_name(value)})"))
+        return
+    kind = value.get("kind")
+    if not isinstance(kind, str) or not kind:
+        snap.problems.append(LoadProblem(str(doc.source), "not a Kubernetes object (no `kind`)"))
+        return
+    if components.is_config_kind(value):
+        config_docs.append(doc)
+        return
+    items = value.get("items")
+    if kind.endswith("List") and isinstance(items, list):
+        for index, item in enumerate(items):
+            _add_object(item, _item_source(doc, index), snap, doc, index)
+        return
+    _add_object(value, doc.source, snap, doc, None)
+
+
+def _item_source(doc: Document, index: int) -> SourceRef:
+    if doc.item_lines is not None and index < len(doc.item_lines):
+        return SourceRef(doc.source.file, doc.item_lines[index])
+    return node_line(doc.node, doc.source, "items", index)
+
+
+def _add_object(raw: Any, source: SourceRef, snap: Snapshot, doc: Document, index: int | None) -> None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str) or not raw.get("kind"):
+        snap.problems.append(LoadProblem(str(source), "list item is not a Kubernetes object (no `kind`)"))
+        return
+    kind = raw["kind"]
+    api_version = str(raw.get("apiVersion", ""))
+    group = api_version.rpartition("/")[0] if "/" in api_version else ""
+    if kind not in KNOWN_KINDS and group in _BUILTIN_GROUPS:
+        snap.problems.append(LoadProblem(str(source), f"unknown kind {kind!r} (apiVersion {api_version or '?'}): "
+                                                      "not checked"))
+        return
+    if not isinstance(raw.get("metadata", {}), dict):
+        snap.problems.append(LoadProblem(str(source), f"{kind}: `metadata` is not a mapping"))
+        return
+    obj = K8sObject(raw, source)
+    snap.add(obj)
+    if kind == "Pod":
+        node = doc.node if index is None else node_at(doc.node, "items", index)
+        component = components.from_static_pod(obj, node, snap.problems)
+        if component is not None:
+            snap.components.append(component)
+
+
+def _type_name(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "value")

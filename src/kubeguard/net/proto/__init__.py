@@ -1,0 +1,1 @@
+"""L7 parsers: turn a reassembled byte stream of one protocol into metadata and inspection records."""

@@ -1,0 +1,1 @@
+"""End-to-end scenarios (the Tesla kill chain) used by `kubeguard demo` and tests."""

@@ -1,0 +1,256 @@
+"""The primary sensor: kubeguard.bt run by bpftrace (tracepoints, `-f json`), decoded into Events.
+
+The program is built at start from the packaged kubeguard.bt: blocks (`// @section`) whose
+tracepoints this kernel lacks are dropped (init_module/finit_module without CONFIG_MODULES), and
+the open() path filter is generated from the watched prefixes so it runs in the kernel.
+`start` returns once the program printed its own READY line (bpftrace's `attached_probes`
+line comes before the probes are attached).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import shutil
+import subprocess
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+from typing import IO
+
+from kubeguard.model import Event
+from kubeguard.sensors.base import SENSITIVE_PREFIXES, EmitFn, SensorError, clock_offset_ns
+from kubeguard.sensors.ebpf_decode import BpftraceDecoder
+
+TRACING_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
+TRACEPOINT = re.compile(r"tracepoint:([a-z0-9_]+):([a-z0-9_]+)")
+# Opens below these are not reported even though a watched prefix matches: every dynamic exec reads it.
+IGNORED_OPENS = ("/etc/ld.so.cache",)
+DEFAULT_RB_PAGES = 4096  # per-CPU perf ring buffer pages (16 MiB per CPU): no loss at max exec rate
+READY_TIMEOUT_S = 60.0
+IDLE_FLUSH_S = 0.2
+
+
+def tracing_dir() -> Path | None:
+    """Where tracefs is mounted (bpftrace 0.17 reads the debugfs copy, either works for listing)."""
+    for path in TRACING_DIRS:
+        if (path / "events" / "syscalls").is_dir():
+            return path
+    return None
+
+
+def available_tracepoints(root: Path | None = None) -> set[str]:
+    """``category:name`` of every tracepoint the kernel offers."""
+    base = root if root is not None else tracing_dir()
+    if base is None:
+        return set()
+    events = base / "events"
+    found: set[str] = set()
+    for category in events.iterdir():
+        if category.is_dir():
+            found.update(f"{category.name}:{tp.name}" for tp in category.iterdir() if tp.is_dir())
+    return found
+
+
+def _cmp(prefix: str) -> str:
+    return f'strncmp($f, "{prefix}", {len(prefix)}) == 0'
+
+
+def prefix_filter(prefixes: tuple[str, ...], ignored: tuple[str, ...] = IGNORED_OPENS) -> str:
+    """The bpftrace condition on `$f` matching the watched prefixes, minus the ignored paths.
+
+    Prefixes are grouped by their first directory and tested group first: a flat chain of 20
+    strncmp() makes the verifier give up (over a million instructions explored), nesting keeps
+    it small.
+    """
+    groups: dict[str, list[str]] = {}
+    for prefix in prefixes:
+        head = "/" + prefix.lstrip("/").split("/", 1)[0]
+        head = head + "/" if len(prefix) > len(head) else head
+        groups.setdefault(head, []).append(prefix)
+    terms = []
+    for head, members in groups.items():
+        if members == [head]:
+            terms.append(_cmp(head))
+        else:
+            inner = " || ".join(_cmp(m) for m in members)
+            terms.append(f"({_cmp(head)} && ({inner}))")
+    skip = " && ".join(f'strncmp($f, "{p}", {len(p) + 1}) != 0' for p in ignored)
+    return f"(({' || '.join(terms)}){' && ' + skip if skip else ''})"
+
+
+def split_sections(source: str) -> list[tuple[str, str]]:
+    """(name, text) blocks of the program; the preamble is named ""."""
+    sections: list[tuple[str, str]] = []
+    name, lines = "", []
+    for line in source.splitlines(keepends=True):
+        if line.startswith("// @section "):
+            sections.append((name, "".join(lines)))
+            name, lines = line.split(None, 2)[2].strip(), []
+        lines.append(line)
+    sections.append((name, "".join(lines)))
+    return sections
+
+
+def build_program(tracepoints: set[str], prefixes: tuple[str, ...] = SENSITIVE_PREFIXES,
+                  source: str | None = None) -> tuple[str, list[str]]:
+    """The program text for this kernel and the sections dropped for missing tracepoints."""
+    text = source if source is not None else resources.files("kubeguard.sensors").joinpath(
+        "kubeguard.bt").read_text()
+    kept, dropped = [], []
+    for name, block in split_sections(text):
+        needed = {f"{cat}:{tp}" for cat, tp in TRACEPOINT.findall(block)}
+        if needed - tracepoints:
+            dropped.append(name)
+        else:
+            kept.append(block)
+    return "".join(kept).replace("@@PREFIX_FILTER@@", prefix_filter(prefixes)), dropped
+
+
+class EbpfSensor:
+    """bpftrace tracepoint sensor (see kubeguard.bt for what it traces)."""
+
+    name = "ebpf"
+
+    def __init__(self, bpftrace: str = "bpftrace", prefixes: tuple[str, ...] = SENSITIVE_PREFIXES,
+                 rb_pages: int = DEFAULT_RB_PAGES, ready_timeout: float = READY_TIMEOUT_S,
+                 record: Path | None = None) -> None:
+        self.bpftrace = bpftrace
+        self.prefixes = prefixes
+        self.rb_pages = rb_pages
+        self.ready_timeout = ready_timeout
+        self.record = record  # every raw bpftrace line is appended there (recordings for replay tests)
+        self._record_file: IO[bytes] | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.decoder = BpftraceDecoder(clock_offset_ns())
+        self.dropped_sections: list[str] = []
+        self.stderr_lines: list[str] = []
+        self.startup_s = 0.0
+        self._buffer = b""
+        self._pending_lines: list[bytes] = []
+        self.blind_spots = [
+            "opens by relative path or below a directory fd (only absolute watched paths are traced)",
+            "paths and arguments longer than 64 bytes are cut; at most 15 argv entries; an empty argv entry ends argv",
+            "cwd deeper than 9 components is reported with a leading '...'",
+            "reads of already-open files (no per-read events); writes are seen by fanotify",
+        ]
+
+    # ---- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        exe = shutil.which(self.bpftrace)
+        if exe is None:
+            raise SensorError(f"{self.bpftrace} not found on PATH (install Debian's bpftrace package)")
+        if os.geteuid() != 0:
+            raise SensorError("the ebpf sensor needs root (CAP_BPF, CAP_PERFMON and tracefs access)")
+        if tracing_dir() is None:
+            raise SensorError("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)")
+        program, self.dropped_sections = build_program(available_tracepoints(), self.prefixes)
+        if self.dropped_sections:
+            self.blind_spots.append("no tracepoints on this kernel for: " + ", ".join(self.dropped_sections))
+        env = dict(os.environ, BPFTRACE_PERF_RB_PAGES=str(self.rb_pages), BPFTRACE_STRLEN="64")
+        began = time.monotonic()
+        if self.record is not None:
+            self._record_file = self.record.open("ab")
+        self.decoder = BpftraceDecoder(clock_offset_ns())
+        self.proc = subprocess.Popen([exe, "-f", "json", "-e", program], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+        threading.Thread(target=self._read_stderr, name="bpftrace-stderr", daemon=True).start()
+        deadline = began + self.ready_timeout
+        while not self.decoder.ready:
+            line = self._next_line(max(0.0, deadline - time.monotonic()))
+            if line is None:
+                if self.proc.poll() is not None or time.monotonic() >= deadline:
+                    break
+                continue
+            self._pending_lines.append(line)
+            self.decoder.feed(line.decode("utf-8", "replace"))
+        if not self.decoder.ready:
+            why = self._failure_reason()
+            self.close()
+            raise SensorError(f"bpftrace did not start: {why}")
+        self._pending_lines = [ln for ln in self._pending_lines if b'"READY\\n"' not in ln]
+        self.startup_s = time.monotonic() - began
+
+    def _failure_reason(self) -> str:
+        time.sleep(0.1)
+        errors = [ln for ln in self.stderr_lines if "ERROR" in ln.upper() and "RLIMIT_MEMLOCK" not in ln]
+        if errors:
+            return errors[0].strip()
+        if self.proc is not None and self.proc.poll() is not None:
+            return f"exited with status {self.proc.returncode}"
+        return f"no READY line within {self.ready_timeout:.0f} s"
+
+    def _read_stderr(self) -> None:
+        proc = self.proc
+        if proc is None or proc.stderr is None:
+            return
+        for raw in proc.stderr:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            if len(self.stderr_lines) < 200:
+                self.stderr_lines.append(line)
+            if line.startswith("Lost ") and line.endswith(" events"):
+                self.decoder.feed(line)
+
+    def _next_line(self, timeout: float) -> bytes | None:
+        """One stdout line, or None after `timeout` seconds without a full line (or at EOF)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        while b"\n" not in self._buffer:
+            fd = self.proc.stdout.fileno()
+            ready, _, _ = select.select([fd], [], [], timeout)
+            if not ready:
+                return None
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        if self._record_file is not None:
+            self._record_file.write(line + b"\n")
+        return line
+
+    def run(self, emit: EmitFn, stop: threading.Event) -> None:
+        if self.proc is None:
+            raise SensorError("ebpf sensor not started")
+        own_pid = self.proc.pid
+        decoder = self.decoder
+
+        def deliver(events: list[Event]) -> None:
+            for event in events:
+                if event.get("proc.pid") != own_pid:
+                    emit(event)
+
+        for line in self._pending_lines:
+            deliver(decoder.feed(line.decode("utf-8", "replace")))
+        self._pending_lines = []
+        while not stop.is_set():
+            line = self._next_line(IDLE_FLUSH_S)
+            if line is None:
+                deliver(decoder.flush())
+                if self.proc.poll() is not None:
+                    raise SensorError(f"bpftrace exited with status {self.proc.returncode}: {self._failure_reason()}")
+                continue
+            deliver(decoder.feed(line.decode("utf-8", "replace")))
+        deliver(decoder.flush())
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._record_file is not None:
+            self._record_file.close()
+            self._record_file = None
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
+
+    def stats(self) -> dict[str, int]:
+        return {"events": self.decoder.events, "lost": self.decoder.lost, "parse_errors": self.decoder.parse_errors}

@@ -1,0 +1,48 @@
+"""`kubeguard agent` bad input: one clear line naming what and where, exit 2, no traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def agent(*args: str, tmp: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "KUBEGUARD_DB": str(tmp / "a.db")}
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    return subprocess.run([sys.executable, "-m", "kubeguard", "agent", *args], capture_output=True, text=True,
+                          timeout=60, env=env)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_unknown_sensor(tmp_path: Path) -> None:
+    assert "--sensor kprobe: expected one of ebpf, proc" in one_error_line(agent("--sensor", "kprobe", tmp=tmp_path))
+
+
+def test_missing_rules_file(tmp_path: Path) -> None:
+    line = one_error_line(agent("--rules", str(tmp_path / "nope.yaml"), tmp=tmp_path))
+    assert f"{tmp_path / 'nope.yaml'}: rules file not found" in line
+
+
+def test_broken_pods_file(tmp_path: Path) -> None:
+    pods = tmp_path / "pods.json"
+    pods.write_text('{"kind": "List", "items": [')
+    line = one_error_line(agent("--pods", str(pods), tmp=tmp_path))
+    assert f"{pods}: not JSON" in line
+
+
+def test_bad_webhook_and_syslog(tmp_path: Path) -> None:
+    pods = tmp_path / "pods.json"
+    pods.write_text('{"kind": "List", "items": []}')
+    assert "expected udp://HOST:PORT" in one_error_line(
+        agent("--pods", str(pods), "--no-default-rules", "--syslog", "udp://x", tmp=tmp_path))

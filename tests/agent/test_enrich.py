@@ -1,0 +1,113 @@
+"""Enrichment: cgroup id -> container -> pod fields, host processes, ancestry, user names, pods-file reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from kubeguard.agent.enrich import Enricher, split_image
+from kubeguard.agent.podsource import FilePodSource, PodSourceError
+from kubeguard.agent.proctable import ProcessTable
+from kubeguard.cluster.cgroups import CgroupResolver
+from kubeguard.model import Event
+
+CID = "ab12" * 16
+UID = "0f0e0d0c-0b0a-4909-8807-060504030201"
+
+
+def pod(name: str, cid: str, uid: str, ip: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "uid": uid, "labels": {"app": name}},
+        "spec": {"serviceAccountName": "web-sa", "nodeName": "node-1",
+                 "containers": [{"name": "app", "image": "registry.example/shop/web:2.1"}]},
+        "status": {"podIP": ip, "containerStatuses": [
+            {"name": "app", "image": "registry.example/shop/web:2.1", "containerID": f"containerd://{cid}"}]},
+    }
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> tuple[Enricher, int, int, Path]:
+    root = tmp_path / "cgroup"
+    container = root / "kubepods" / "besteffort" / f"pod{UID}" / CID
+    container.mkdir(parents=True)
+    host = root / "system.slice" / "sshd.service"
+    host.mkdir(parents=True)
+    pods_file = tmp_path / "pods.json"
+    pods_file.write_text(json.dumps({"kind": "List", "items": [pod("web", CID, UID, "10.1.0.5")]}))
+    source = FilePodSource(pods_file, min_refresh=0.0)
+    source.refresh(force=True)
+    enricher = Enricher(source, CgroupResolver(root=root, refresh_interval=0.0),
+                        ProcessTable(proc=Path("/nonexistent")), node="node-1")
+    return enricher, os.stat(container).st_ino, os.stat(host).st_ino, pods_file
+
+
+def test_container_event_gets_pod_identity_and_ancestry(setup) -> None:
+    enricher, container_ino, _, _ = setup
+    for pid, ppid, name in ((500, 1, "containerd-shim"), (501, 500, "bash"), (502, 501, "cat")):
+        enricher.enrich(Event({"evt.type": "execve", "evt.dir": "<", "proc.pid": pid, "proc.ppid": ppid,
+                               "proc.name": name, "proc.args": "", "user.uid": 0, "_cgroup_id": container_ino}))
+    event = enricher.enrich(Event({"evt.type": "openat", "proc.pid": 502, "proc.name": "cat", "user.uid": 0,
+                                   "fd.name": "/etc/shadow", "_cgroup_id": container_ino}))
+    assert event["container.id"] == CID
+    assert (event["k8s.ns.name"], event["k8s.pod.name"], event["k8s.pod.uid"]) == ("shop", "web", UID)
+    assert event["k8s.pod.labels"] == {"app": "web"}
+    assert event["k8s.pod.sa"] == "web-sa"
+    assert (event["container.image.repository"], event["container.image.tag"]) == ("registry.example/shop/web", "2.1")
+    assert event["proc.pname"] == "bash"
+    assert event["proc.aname"][:3] == ["cat", "bash", "containerd-shim"]
+    assert event["proc.apid"][:3] == [502, 501, 500]
+    assert event["user.name"] == "root"
+    assert event.workload is not None and event.workload.pod == "web"
+
+
+def test_host_process_gets_container_id_host(setup) -> None:
+    enricher, _, host_ino, _ = setup
+    event = enricher.enrich(Event({"evt.type": "execve", "proc.pid": 700, "proc.ppid": 1, "proc.name": "sshd",
+                                   "_cgroup_id": host_ino}))
+    assert event["container.id"] == "host"
+    assert "k8s.pod.name" not in event
+    assert event["k8s.node.name"] == "node-1"
+
+
+def test_cgroup_path_wins_and_unknown_container_keeps_its_id(setup) -> None:
+    enricher, _, _, _ = setup
+    other = "cd34" * 16
+    event = enricher.enrich(Event({"evt.type": "execve", "proc.pid": 800, "proc.ppid": 1, "proc.name": "x",
+                                   "_cgroup_path": f"/kubepods/pod{UID}/{other}"}))
+    assert event["container.id"] == other
+    # same pod uid: identity comes from the pod even when the container is not listed yet
+    assert event["k8s.pod.name"] == "web"
+
+
+def test_pods_file_is_reloaded_when_a_new_pod_appears(setup, tmp_path: Path) -> None:
+    enricher, _, _, pods_file = setup
+    new_cid, new_uid = "ef56" * 16, "11111111-2222-4333-8444-555555555555"
+    time.sleep(0.01)
+    pods_file.write_text(json.dumps({"kind": "List", "items": [pod("web", CID, UID, "10.1.0.5"),
+                                                               pod("api", new_cid, new_uid, "10.1.0.6")]}))
+    os.utime(pods_file, (time.time() + 5, time.time() + 5))
+    event = enricher.enrich(Event({"evt.type": "execve", "proc.pid": 900, "proc.ppid": 1, "proc.name": "api",
+                                   "_cgroup_path": f"/kubepods/besteffort/pod{new_uid}/{new_cid}"}))
+    assert event["k8s.pod.name"] == "api"
+
+
+def test_broken_pods_file_is_one_clear_error(tmp_path: Path) -> None:
+    broken = tmp_path / "pods.json"
+    broken.write_text("{not json")
+    with pytest.raises(PodSourceError, match=r"pods.json: not JSON"):
+        FilePodSource(broken).load()
+    source = FilePodSource(broken)
+    assert source.refresh(force=True) is False
+    assert "not JSON" in source.last_error
+
+
+def test_split_image() -> None:
+    assert split_image("nginx") == ("nginx", "")
+    assert split_image("localhost:5000/app:1.2") == ("localhost:5000/app", "1.2")
+    assert split_image("localhost:5000/app") == ("localhost:5000/app", "")
+    assert split_image("repo/app@sha256:abcd") == ("repo/app", "")

