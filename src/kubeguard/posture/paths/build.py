@@ -7,15 +7,15 @@ and compute hijack. RBAC is resolved once by `kubeguard.posture.rbac.RbacIndex`.
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeguard.cluster.selectors import map_selects
+from kubeguard.cluster.selectors import PodLabelIndex
 from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding
+from kubeguard.posture.exposure import CONSOLES, identity_text
 from kubeguard.posture.paths import conditions as cond
 from kubeguard.posture.paths import workload as wl
 from kubeguard.posture.paths.graph import (
@@ -29,6 +29,7 @@ from kubeguard.posture.paths.graph import (
     AttackGraph,
 )
 from kubeguard.posture.rbac import Grant, RbacIndex, Subject
+from kubeguard.posture.rbac_checks import rbac_index
 
 # Controllers whose create/patch right is a pod create/patch right: (resource, API group).
 WORKLOAD_KINDS = (("deployments", "apps"), ("daemonsets", "apps"), ("statefulsets", "apps"), ("replicasets", "apps"),
@@ -96,7 +97,7 @@ class _Builder:
         for target, label in ((CLUSTER_ADMIN, "cluster-admin"), (NODE_ROOT, "root on a node"),
                               (CLOUD_DATA, "cloud data"), (COMPUTE_HIJACK, "compute hijack (miner)")):
             g.add_node(target, "target", label)
-        self.rbac = RbacIndex(self.snapshot)
+        self.rbac = rbac_index(self.snapshot)
         self._pods()
         self._secrets()
         self._endpoints()
@@ -174,6 +175,8 @@ class _Builder:
     # ----- entry -------------------------------------------------------------------------------
     def _endpoints(self) -> None:
         services: dict[tuple[str, str], str] = {}
+        by_template = {id(info.template): info for info in self.pods}
+        selector_index = PodLabelIndex(info.template for info in self.pods)
         for svc in self.snapshot.of_kind("Service"):
             spec = svc.spec
             kind = str(spec.get("type") or "ClusterIP")
@@ -190,13 +193,13 @@ class _Builder:
                 where = "a load balancer" if exposure == "external" else f"port(s) {ports} on every node"
                 finding = self.index.condition(cond.EXPOSED_ENDPOINT, svc, f"{kind} Service reachable on {where}")
                 self.graph.add_edge(INTERNET, node, "EXPOSED", f"{kind} Service: reachable on {where}", [finding])
-            for info in self.pods_by_ns.get(svc.namespace, []):
-                if map_selects(spec.get("selector"), info.template.labels):
-                    self._behind_endpoint(node, info)
+            for template in selector_index.select(svc.namespace, spec.get("selector")):
+                self._behind_endpoint(node, by_template[id(template)])
         for ingress in self.snapshot.of_kind("Ingress"):
             node = self.graph.add_node(f"endpoint:{ingress.namespace}/ingress/{ingress.name}", "endpoint",
                                        f"Ingress {ingress.namespace}/{ingress.name}", exposure="external")
-            hosts = [str(r.get("host")) for r in ingress.spec.get("rules") or [] if isinstance(r, dict) and r.get("host")]
+            hosts = [str(r.get("host")) for r in ingress.spec.get("rules") or []
+                     if isinstance(r, dict) and r.get("host")]
             finding = self.index.condition(cond.EXPOSED_ENDPOINT, ingress,
                                            f"Ingress routes {', '.join(hosts) or 'any host'} from outside")
             self.graph.add_edge(INTERNET, node, "EXPOSED", f"Ingress for {', '.join(hosts) or 'any host'}", [finding])
@@ -213,7 +216,8 @@ class _Builder:
         for _ctr, spec in info.containers:
             console = unauthenticated_console(spec)
             if console and info.token:
-                findings = [self.index.condition(cond.UNAUTH_CONSOLE, owner, f"{console} (image {spec.get('image')})"),
+                findings = [self.index.condition(cond.UNAUTH_CONSOLE, owner, f"{console} (image {spec.get('image')})",
+                                                 str(spec.get("name"))),
                             self.index.condition(cond.TOKEN_MOUNTED, owner,
                                                  f"token of {self.graph.label(info.sa_node)} is mounted")]
                 self.graph.add_edge(endpoint, info.sa_node, "UNAUTH_CONSOLE",
@@ -273,9 +277,9 @@ class _Builder:
             evidence = right.evidence
             if right.name == "ADMIN":
                 if scope:
-                    self.graph.add_edge(node, self._ns_admin(scope), "ESCALATE", f"all rights in {scope}: {evidence}")
+                    self.graph.add_edge(node, self._ns_admin(scope), "ADMIN_OF", f"all rights in {scope}: {evidence}")
                 else:
-                    self.graph.add_edge(node, CLUSTER_ADMIN, "ESCALATE", f"all rights cluster-wide: {evidence}")
+                    self.graph.add_edge(node, CLUSTER_ADMIN, "ADMIN_OF", f"all rights cluster-wide: {evidence}")
             elif right.name in ("ROLE_BIND", "ESCALATE", "IMPERSONATE") and right.cluster_admin:
                 self.graph.add_edge(node, CLUSTER_ADMIN, right.name, evidence)
             elif right.name in ("ROLE_BIND", "ESCALATE"):
@@ -325,7 +329,8 @@ class _Builder:
                             priv, pid]))
                 for cap, kind in (("SYS_PTRACE", "CE_SYS_PTRACE"), ("SYS_MODULE", "CE_MODULE_LOAD")):
                     if wl.has_capability(spec, cap) and (host_pid or kind == "CE_MODULE_LOAD"):
-                        finding = self.index.condition(cond.CAPABILITY, owner, f"container {name} adds {cap}", str(name))
+                        finding = self.index.condition(cond.CAPABILITY, owner, f"container {name} adds {cap}",
+                                                       str(name))
                         extra = [pid] if kind == "CE_SYS_PTRACE" else []
                         steps.append((kind, f"container {name} adds {cap}" + (" with hostPID" if extra else ""),
                                       [finding, *extra]))
@@ -385,10 +390,12 @@ class _Builder:
                 names = wl.literal_cloud_env(spec)
                 if names:
                     key_id = wl.literal_aws_key_id(spec)
-                    label = f"AWS key {wl.mask(key_id)}" if key_id else f"cloud keys in env of {owner.namespace}/{owner.name}"
+                    label = (f"AWS key {wl.mask(key_id)}" if key_id
+                             else f"cloud keys in env of {owner.namespace}/{owner.name}")
                     node = self._cloud_identity(f"aws-key:{wl.mask(key_id)}" if key_id else f"env:{ctr[4:]}", label)
                     finding = self.index.condition(
-                        cond.CLOUD_KEYS, owner, f"container {spec.get('name')} has cloud keys in env {', '.join(names)}",
+                        cond.CLOUD_KEYS, owner,
+                        f"container {spec.get('name')} has cloud keys in env {', '.join(names)}",
                         str(spec.get("name")))
                     self.graph.add_edge(ctr, node, "CLOUD_CREDS", f"env {', '.join(names)} (values masked)", [finding])
                 if identity is not None and sa_obj is not None:
@@ -492,7 +499,8 @@ def rights_of(grants: list[Grant], scope: str) -> list[Right]:
         esc = _allowed(grants, ("escalate",), role_res, rbac_group)
         edit = _allowed(grants, ("update", "patch", "create"), role_res, rbac_group)
         if esc is not None and edit is not None:
-            add("ESCALATE", esc, f"escalate and edit {role_res}", cluster_admin=role_res == "clusterroles" and not scope)
+            add("ESCALATE", esc, f"escalate and edit {role_res}",
+                cluster_admin=role_res == "clusterroles" and not scope)
             break
     users = _allowed(grants, ("impersonate",), "users") or _allowed(grants, ("impersonate",), "groups")
     if users is not None and not scope:
@@ -507,27 +515,14 @@ def rights_of(grants: list[Grant], scope: str) -> list[Right]:
 NAMESPACE_ADMIN_RIGHTS = tuple(
     Right(name, "namespace admin") for name in ("POD_EXEC", "POD_CREATE", "TOKEN_LIST", "TOKEN_CREATE"))
 
-CONSOLE_IMAGES = re.compile(r"kubernetes-dashboard|kubernetesui/dashboard|weaveworks/scope|jupyter", re.I)
-OLD_DASHBOARD = re.compile(r"kubernetes-dashboard[^:]*:v1\.[0-6]\.")
-
-
 def unauthenticated_console(container: dict[str, Any]) -> str | None:
-    """A description when the container is a console that serves without login, else None."""
-    image = str(container.get("image", ""))
-    if not CONSOLE_IMAGES.search(image):
-        return None
-    args = [str(a) for a in (container.get("args") or []) + (container.get("command") or [])]
-    joined = " ".join(args)
-    if "weaveworks/scope" in image:
-        return "Weave Scope has no login"
-    if "jupyter" in image.lower():
-        return "Jupyter with an empty token" if re.search(r"\.token=(''|\"\"|\s|$)", joined) else None
-    if OLD_DASHBOARD.search(image):
-        return "Kubernetes Dashboard before v1.7 serves without login"
-    if any(a in ("--enable-skip-login", "--enable-skip-login=true") for a in args):
-        return "Kubernetes Dashboard with --enable-skip-login"
-    if any(a.startswith("--authentication-mode=") and "token" not in a and "basic" not in a for a in args):
-        return "Kubernetes Dashboard without token or basic authentication"
+    """What makes the container a console serving without login (the scan's console table), or None."""
+    text = identity_text(container)
+    for console in CONSOLES:
+        if console.pattern.search(text):
+            why = console.auth_off(container)
+            if why:
+                return f"{console.name}: {why}"
     return None
 
 

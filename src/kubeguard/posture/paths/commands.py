@@ -80,8 +80,6 @@ def paths_command(
 
 def scan_findings(snapshot: Snapshot) -> list[Finding]:
     """The scan's findings, so that edges are labelled with findings of the scan report."""
-    from kubeguard.posture import rbac_checks, workloads
-    from kubeguard.posture.registry import EVALUATORS
+    from kubeguard.posture.engine import run_checks
 
-    del rbac_checks, workloads  # imported to register their evaluators
-    return [finding for evaluate in EVALUATORS for finding in evaluate(snapshot)]
+    return [f for f in run_checks(snapshot) if not f.suppressed]

@@ -71,7 +71,7 @@ EDGE_KINDS: dict[str, EdgeKind] = _kinds(
     EdgeKind("ESCALATE", 1, "grant oneself rights one does not hold (escalate verb)", ("T1098",)),
     EdgeKind("IMPERSONATE", 1, "act as another user, group or service account", ("T1078",)),
     EdgeKind("NODES_PROXY", 1, "run commands in pods through the kubelet API (nodes/proxy)", ("T1609",)),
-    EdgeKind("ADMIN_OF", 0, "cluster-admin holds every namespace's rights"),
+    EdgeKind("ADMIN_OF", 0, "these rights are every right (of the cluster, or of one namespace)"),
     EdgeKind("SECRET_MOUNT", 0, "the container has the secret in its environment or files", ("T1552.001",)),
     EdgeKind("SECRET_TOKEN", 0, "the secret holds the service account's token"),
     # escapes (KubeHound's container-escape set)

@@ -72,7 +72,8 @@ def svg(graph: AttackGraph, answers: list[Answer]) -> str:
             mid = (sx + ex) // 2
             d = f"M{sx},{sy} C{mid},{sy} {mid},{ey} {ex},{ey}"
         step = graph.step(u, v)
-        title = html.escape(f"{step.kind}: {step.evidence}" + (f" [{', '.join(step.findings)}]" if step.findings else ""))
+        labels = f" [{', '.join(step.findings)}]" if step.findings else ""
+        title = html.escape(f"{step.kind}: {step.evidence}{labels}")
         classes = " ".join(owners)
         out.append(f'<path class="step {classes}" d="{d}" fill="none" stroke="#c0392b" stroke-width="2" '
                    f'marker-end="url(#arrow)"><title>{title}</title></path>')
@@ -94,13 +95,15 @@ def svg(graph: AttackGraph, answers: list[Answer]) -> str:
 
 PAGE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy"
+ content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">
 <title>kubeguard attack paths</title>
 <style>
 body {{ font-family: sans-serif; margin: 1em; }}
 .step {{ opacity: 0.85; }} .step.dim {{ opacity: 0.08; }}
 #paths li {{ cursor: pointer; margin: 0.2em 0; }} #paths li.on {{ font-weight: bold; }}
-.finding {{ color: #8a5a00; }} table {{ border-collapse: collapse; }} td, th {{ padding: 2px 8px; border: 1px solid #ccc; }}
+.finding {{ color: #8a5a00; }} table {{ border-collapse: collapse; }}
+td, th {{ padding: 2px 8px; border: 1px solid #ccc; }}
 #drawing {{ overflow: auto; border: 1px solid #ddd; }}
 </style></head><body>
 <h1>kubeguard attack paths</h1>

@@ -122,8 +122,9 @@ def _resolve_named(graph: AttackGraph, spec: str, kind: str) -> str | None:
     if not name:
         return None
     # a pod name made by a controller: deployment-name-<hash>-<id>
+    prefix = f"pod:{namespace}/"
     candidates = [n for n, d in graph.g.nodes(data=True)
-                  if d.get("kind") == kind and n.startswith(f"pod:{namespace}/") and name.startswith(n.split("/", 1)[1])]
+                  if d.get("kind") == kind and n.startswith(prefix) and name.startswith(n.removeprefix(prefix))]
     return max(candidates, key=len) if candidates else None
 
 

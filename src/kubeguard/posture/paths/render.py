@@ -39,7 +39,8 @@ def print_answers(console: Console, graph: AttackGraph, answers: list[Answer]) -
         if ans.choke_points:
             chokes = tree.add("[bold]choke points[/]")
             for choke in ans.choke_points[:10]:
-                chokes.add(f"fixing [yellow]{escape(choke.finding)}[/] closes {choke.closes} of the {len(ans.paths)} paths")
+                chokes.add(f"fixing [yellow]{escape(choke.finding)}[/] closes {choke.closes} "
+                           f"of the {len(ans.paths)} paths")
         if ans.cut:
             fix = tree.add(f"[bold]smallest fix that closes every path[/] ({len(ans.cut)} finding(s))")
             for finding in ans.cut:
