@@ -15,11 +15,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from tests.conftest import require
 
 from kubeguard.cluster.loader import load_path
 from kubeguard.posture.paths.commands import analyse
 from kubeguard.posture.paths.html import page
-from tests.conftest import require
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "paths"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
