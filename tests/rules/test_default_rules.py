@@ -52,3 +52,17 @@ def test_positive(rule, event):
 def test_negative(rule, event):
     alerts = ENGINE.process(_event(event))
     assert rule not in [a.rule for a in alerts], f"{rule} fired on {event}"
+
+
+def test_compiled_engine_agrees_with_tree_walker_on_every_fixture_event():
+    from kubeguard.rules.demo import tesla_events_path
+    from kubeguard.rules.replay import ReplayStats, read_events
+    from kubeguard.rules.treewalk import TreeWalker
+
+    walker = TreeWalker(ENGINE.rules)
+    events = [_event(e) for case in TABLE["cases"].values() for kind in ("positive", "negative")
+              for e in case[kind]]
+    events += list(read_events(tesla_events_path(), ReplayStats(), print))
+    assert len(events) > 80
+    for event in events:
+        assert sorted(a.rule for a in ENGINE.process(event)) == sorted(walker.matching(event)), event
