@@ -68,6 +68,18 @@ def _anyof(values: Any, test: Callable[[Any], bool]) -> bool:
     return any(v is not None and test(v) for v in values)
 
 
+def _anyin(values: Any, allowed: frozenset[Any]) -> bool:
+    """Any of several values (ancestors, client/server ends) is in the set."""
+    if values is None:
+        return False
+    if not isinstance(values, list | tuple):
+        return values in allowed
+    try:
+        return not allowed.isdisjoint(values)
+    except TypeError:
+        return any(v in allowed for v in values if not isinstance(v, list | dict))
+
+
 def _allin(values: Any, allowed: frozenset[Any]) -> bool:
     if not isinstance(values, list | tuple):
         return values in allowed
@@ -84,7 +96,7 @@ TRANSFORM_FUNCS = {"tolower": "_lower", "toupper": "_upper", "b64": "_b64", "bas
 
 BASE_NAMESPACE: dict[str, Any] = {
     "_lower": _lower, "_upper": _upper, "_b64": _b64, "_basename": _basename, "_len": _len,
-    "_anyof": _anyof, "_allin": _allin, "_intersects": _intersects,
+    "_anyof": _anyof, "_anyin": _anyin, "_allin": _allin, "_intersects": _intersects,
     "_int": F.to_int, "_bool": F.to_bool, "_str": F.to_str, "_bytes": F.to_bytes,
     "_U": object(),
     "_anc": F.ancestor, "_ancs": F.ancestors, "_ix": F.indexed, "_innet": F.ip_in_nets,
@@ -282,6 +294,13 @@ class CodeGen:
                                else f"{self.const(F.MULTI[ref.name], 'fn')}(e)")
             if c.op == "exists":
                 return f"({values} is not None)"
+            if (c.op in ("=", "in", "intersects") and elem in (F.STR, F.INT) and not c.lhs.transformers
+                    and isinstance(c.rhs, Word | tuple)):
+                items = [c.rhs.text] if isinstance(c.rhs, Word) else [w.text for w in c.rhs]
+                allowed = frozenset(self._literal(x, elem, c.lhs.text) for x in items)
+                if elem == F.INT:
+                    allowed = allowed | frozenset(str(x) for x in allowed)
+                return f"_anyin({values}, {self.const(allowed)})"
             memo, self._memo = self._memo, None  # the helper's own argument is not memoised
             typed, tkind = self.typed("v", elem, c.lhs.transformers)
             self._memo = memo
