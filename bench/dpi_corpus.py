@@ -133,3 +133,33 @@ def generate(pcap: Path, requests_out: Path, target_bytes: int = 210 << 20, seed
         counts["frames"] = w.frames
         counts["bytes"] = w.bytes
     return counts
+
+
+def generate_short_flows(pcap: Path, flows: int = 30_000, seed: int = 11) -> dict[str, int]:
+    """Many short flows (one-request HTTP, DNS lookups, Redis pings): the per-flow cost."""
+    rng = random.Random(seed)
+    ts = 1_764_000_000.0
+    with pcap.open("wb") as fh:
+        w = PcapWriter(fh)
+        for n in range(flows):
+            client = (f"10.244.{n % 200}.{(n // 200) % 250 + 2}", 32768 + n % 28000)
+            kind = n % 3
+            if kind == 0:
+                conv = Conversation(w, client, (f"10.244.{200 + n % 50}.9", 8080), ts=ts)
+                conv.send(0, f"GET /api/v1/items/{rng.randint(1, 99999)} HTTP/1.1\r\nHost: svc\r\n\r\n".encode())
+                conv.send(1, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                conv.close()
+                ts = conv.ts
+            elif kind == 1:
+                name = f"svc-{n % 40}.shop.svc.cluster.local"
+                ts = udp_exchange(w, (client[0], 40000 + n % 20000), ("10.96.0.10", 53),
+                                  [(0, dns_query(name, ident=n & 0xFFFF)),
+                                   (1, dns_response(name, ident=n & 0xFFFF, address="10.96.3.4"))], ts=ts)
+            else:
+                conv = Conversation(w, client, ("10.244.250.3", 6379), ts=ts)
+                conv.send(0, b"*1\r\n$4\r\nPING\r\n")
+                conv.send(1, b"+PONG\r\n")
+                conv.close()
+                ts = conv.ts
+            ts += 0.0005
+        return {"flows": flows, "frames": w.frames, "bytes": w.bytes}

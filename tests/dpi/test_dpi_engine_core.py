@@ -165,3 +165,36 @@ def test_truncated_ipv4_total_length_is_not_trusted() -> None:
     lying = ip[:2] + struct.pack("!H", 60000) + ip[4:]
     pkt = dec.decode(1, ether(lying, True), 0.0)
     assert pkt is not None and pkt.payload == b"payload"
+
+
+def test_per_flow_verdict_is_returned_and_recorded() -> None:
+    from kubeguard.net.decode import Decoder
+    from kubeguard.net.engine import Engine
+
+    stratum = b'{"id":1,"method":"mining.subscribe","params":["x"]}\n'
+    flows: list[dict[str, object]] = []
+    engine = Engine(on_flow=flows.append)
+    dec = Decoder()
+    verdicts = []
+    import io
+
+    import dpkt
+
+    from kubeguard.net.pcapgen import PcapWriter
+
+    buf = io.BytesIO()
+    w = PcapWriter(buf)
+    tcp_conversation(w, ("10.0.0.1", 40000), ("10.0.0.2", 3333), [(0, stratum)])
+    tcp_conversation(w, ("10.0.0.1", 40001), ("10.0.0.2", 80), [(0, b"GET / HTTP/1.1\r\n\r\n")], ts=1_700_000_100.0)
+    buf.seek(0)
+    for ts, frame in dpkt.pcap.Reader(buf):
+        pkt = dec.decode(1, frame, ts)
+        assert pkt is not None
+        verdicts.append((pkt.dport if pkt.dport in (3333, 80) else pkt.sport, engine.packet(pkt).verdict))
+    engine.finish()
+    assert ("pass" in {v for p, v in verdicts if p == 3333}) and verdicts[-1][1] == "pass"
+    assert [v for p, v in verdicts if p == 3333][-1] == "alert"
+    by_port = {f["fd.sport"]: f for f in flows}
+    assert by_port[3333]["net.verdict"] == "alert" and by_port[3333]["net.severity"] == "critical"
+    assert by_port[3333]["net.alerts"] == ["Stratum mining protocol"]
+    assert by_port[80]["net.verdict"] == "pass" and "net.severity" not in by_port[80]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from kubeguard.model import format_time_ns
+from kubeguard.model import Severity, format_time_ns
 from kubeguard.net.decode import L4_NAMES, TCP, TH_ACK, TH_SYN, UDP, Packet, ip_text
 
 
@@ -32,13 +32,16 @@ class Flow:
         "meta",
         "pkts",
         "proto",
+        "rules",
         "scan_tail",
         "scanned",
+        "severity",
         "sip",
         "sport",
         "start",
         "state",
         "streams",
+        "verdict",
     )
 
     def __init__(self, key: tuple[bytes, int, bytes, int, int], ts: float) -> None:
@@ -61,6 +64,11 @@ class Flow:
         self.scanned = [0, 0]
         self.closed = 0  # bit 0: client FIN/RST, bit 1: server FIN/RST
         self.alerted: set[str] = set()
+        # The per-flow verdict, first-class so inline enforcement can act on it: "pass" until a
+        # detection fires on the flow, then "alert" with the highest severity and the rules seen.
+        self.verdict = "pass"
+        self.severity: Severity | None = None
+        self.rules: list[str] = []
         self.state: dict[str, Any] = {}  # per-flow detector state
 
     def identity(self) -> dict[str, Any]:
@@ -78,8 +86,20 @@ class Flow:
             "flow.bytes_toserver": self.bytes[0], "flow.bytes_toclient": self.bytes[1],
             "flow.start": format_time_ns(int(self.start * 1e9)), "flow.end": format_time_ns(int(self.end * 1e9)),
         })
+        out["net.verdict"] = self.verdict
+        if self.severity is not None:
+            out["net.severity"] = self.severity.label
+            out["net.alerts"] = list(self.rules)
         out.update(self.meta)
         return out
+
+    def flag(self, rule: str, severity: Severity) -> None:
+        """Record a detection in the flow's verdict."""
+        self.verdict = "alert"
+        if self.severity is None or severity > self.severity:
+            self.severity = severity
+        if rule not in self.rules:
+            self.rules.append(rule)
 
 
 _SERVICE_PORT_MAX = 1024

@@ -27,7 +27,7 @@ POOL_DOMAINS = (
     "unmineable.com", "viabtc.com", "antpool.com", "slushpool.com", "braiins.com", "poolin.com",
     "miningpoolhub.com", "minergate.com", "dwarfpool.com", "emcd.io", "kryptex.network", "xmrig.com",
     "monerohash.com", "p2pool.io", "zpool.ca", "prohashing.com", "mining-dutch.nl", "woolypooly.com",
-    "flypool.org", "sparkpool.com", "hiveon.net", "binance.com/pool", "pool.binance.com", "btc.com",
+    "flypool.org", "sparkpool.com", "hiveon.net", "pool.binance.com",
     "xmr.pool.gntl.co.uk", "bohemianpool.com", "monero.crypto-pool.fr", "minexmr.fr",
 )
 
@@ -117,12 +117,16 @@ def stratum_detection(fields: dict[str, str]) -> Detection:
                      fields=dict(fields), tags=("mining",))
 
 
+_POOL_SET = frozenset(POOL_DOMAINS)
+
+
 def pool_domain(name: str) -> str | None:
-    """The known pool a DNS name / SNI belongs to, or None."""
-    name = name.lower().rstrip(".")
-    for domain in POOL_DOMAINS:
-        if name == domain or name.endswith("." + domain):
-            return domain
+    """The known pool a DNS name / SNI belongs to (the name or one of its parent domains), or None."""
+    labels = name.lower().rstrip(".").split(".")
+    for i in range(len(labels) - 1):
+        suffix = ".".join(labels[i:])
+        if suffix in _POOL_SET:
+            return suffix
     return None
 
 
