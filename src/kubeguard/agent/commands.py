@@ -87,15 +87,16 @@ def load_rules(paths: list[Path], defaults: bool) -> RuleSet:
     if not paths and not defaults:
         return NoRules()
     try:
-        from kubeguard.rules import RuleEngine
+        from kubeguard.rules import RuleEngine, RuleLoadError
     except ImportError as exc:
         raise UserError(f"the rule engine (kubeguard.rules) is not available: {exc}", code=1) from exc
     try:
-        return RuleEngine.load(paths or None, include_defaults=defaults)
-    except UserError:
-        raise
-    except (ValueError, OSError) as exc:  # the rule loader's errors name file:line
+        engine = RuleEngine.load(paths or None, include_defaults=defaults)
+    except RuleLoadError as exc:  # one line: the first problem as file:line, and how many more
         raise UserError(str(exc)) from exc
+    stderr.print(f"kubeguard agent: {len(engine.rules)} rules loaded"
+                 f"{f' ({len(engine.warnings)} load warnings)' if engine.warnings else ''}", markup=False)
+    return engine
 
 
 class NoRules:
