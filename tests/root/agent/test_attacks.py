@@ -40,7 +40,7 @@ RULES = {
     "sa_token": "Read service account token",
     "miner": "Detect crypto miners",
     "port_scan": "Port scan from container",
-    "setuid": "Setuid to root by non-root process",
+    "setuid": "Setuid to root in container",
     "metadata": "Contact cloud metadata service from container",
     "ptrace": "PTRACE attached to process",
     "dev_shm": "Execution from /dev/shm",
