@@ -207,13 +207,13 @@ def test_evt_type_index_and_warning(tmp_path):
 
 
 def test_compiled_engine_agrees_with_tree_walker_on_falco_rules():
-    from bench.rules import generate
+    from bench.rules import ATTACKS, generate
 
     from kubeguard.rules.treewalk import TreeWalker
 
     engine = RuleEngine.load(falco_files()[:2], include_defaults=True)
     walker = TreeWalker(engine.rules)
-    events = generate(1500, seed=11)
+    events = generate(1500, seed=11) + [{"container.id": "abc123", "user.uid": 0, **a} for a in ATTACKS]
     hits = 0
     for event in events:
         got = sorted(r.name for r in engine.matching_rules(event))
