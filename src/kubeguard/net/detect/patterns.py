@@ -9,6 +9,7 @@ matched; Python's `re` then only runs for those to cut the evidence.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass
 
 import hyperscan
@@ -72,12 +73,29 @@ SIGNATURES: tuple[Signature, ...] = (
     ),
 )
 
+# Gates: cheap marks a value must carry before the slower checks run on it.
+GATE_SQL = 1000  # something SQL syntax needs: quotes, brackets, operators, comments, SQL words, hex blobs
+GATE_JNDI = 1001  # a Log4j lookup
+GATE_HOST = 1002  # something that can name a host: a URL, a bare address, a metadata name
+GATES = {
+    GATE_SQL: r"['\"`;()#=<>|&*@\\]|--|/\*|0x[0-9a-f]{8}|\b(?:and|or|xor|not|union|select|insert|update|delete|"
+              r"drop|exec|execute|sleep|benchmark|waitfor|having|order|group|like|rlike|regexp|between|case|when|"
+              r"null|procedure|into|from|where|div|mod|is|in|limit|declare|shutdown|call|end|if)\b",
+    GATE_JNDI: r"\$\{",
+    GATE_HOST: r"^[\[\d]|//|metadata|\.internal\b|nip\.io|sslip\.io",
+}
+SEPARATOR = "\n\x01\n"  # between values in one joined scan buffer
+
 _FLAGS = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_DOTALL
 _MAX_SCAN = 1 << 20  # bytes of one value scanned
 
 
 class Catalogue:
-    """All signatures in one hyperscan database; `scan` returns the indexes that matched."""
+    """All signatures in one hyperscan database; `scan` returns the indexes that matched.
+
+    A second database holds the signatures and the gates in multiline mode, for one pass over all
+    of a request's values joined (`scan_values`): benign requests are cleared by that single call.
+    """
 
     def __init__(self, signatures: tuple[Signature, ...] = SIGNATURES) -> None:
         self.signatures = signatures
@@ -89,6 +107,42 @@ class Catalogue:
             elements=len(signatures),
             flags=[_FLAGS] * len(signatures),
         )
+        joined = [*(s.pattern for s in signatures), *GATES.values()]
+        self.joined_db = hyperscan.Database()
+        self.joined_db.compile(
+            expressions=[p.encode() for p in joined],
+            ids=[*range(len(signatures)), *GATES],
+            elements=len(joined),
+            flags=[hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_MULTILINE] * len(joined),
+        )
+
+    def scan_values(self, texts: list[str]) -> list[set[int]]:
+        """For each text, the signature indexes and gate ids whose pattern ends inside it (one pass).
+
+        A signature hit here is a candidate: confirm it with `scan` on that text alone (a match may
+        straddle two joined values).
+        """
+        if not texts:
+            return []
+        texts = [t if len(t) <= _MAX_SCAN else t[:_MAX_SCAN] for t in texts]
+        joined = SEPARATOR.join(texts)
+        data = joined.encode("utf-8", "surrogatepass")
+        if len(data) == len(joined):  # ASCII: byte offsets are character offsets
+            sizes = [len(t) for t in texts]
+        else:
+            sizes = [len(t.encode("utf-8", "surrogatepass")) for t in texts]
+        starts = [0] * len(texts)
+        pos = 0
+        for k, size in enumerate(sizes):
+            starts[k] = pos
+            pos += size + len(SEPARATOR)
+        hits: list[set[int]] = [set() for _ in texts]
+
+        def on_match(sig_id: int, _from: int, to: int, _flags: int, _ctx: object) -> None:
+            hits[bisect_right(starts, to - 1) - 1].add(sig_id)
+
+        self.joined_db.scan(data, match_event_handler=on_match)
+        return hits
 
     def scan(self, value: str) -> list[int]:
         """Indexes of the signatures matching `value` (already decoded)."""

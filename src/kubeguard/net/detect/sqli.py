@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from kubeguard.net.detect.decode import normalize
@@ -62,10 +62,20 @@ def sqli_score(value: str, decoded: bool = False) -> float:
     text = text.strip()
     if not text or is_inert(text):
         return 0.0
+    return _cached_score(text) if len(text) <= CACHE_VALUE_LEN else _score(text)
+
+
+CACHE_VALUE_LEN = 512  # values up to this long are cached: benign traffic repeats them (user agents, ids)
+
+
+def _score(text: str) -> float:
     if grammar_match(text):
         return 1.0
     bias, _, weights = load_model()
     return raw_score(context_features(text), bias, weights)
+
+
+_cached_score = lru_cache(maxsize=8192)(_score)
 
 
 def is_sqli(value: str, decoded: bool = False) -> bool:
