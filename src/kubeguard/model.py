@@ -94,7 +94,8 @@ class Workload:
     labels: tuple[tuple[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        # field by field, not dataclasses.asdict: that deep-copies and dominated large scan reports
+        data = {name: getattr(self, name) for name in _WORKLOAD_FIELDS}
         data["labels"] = dict(self.labels)
         return data
 
@@ -123,6 +124,9 @@ class Workload:
         if self.labels:
             out["k8s.pod.labels"] = dict(self.labels)
         return out
+
+
+_WORKLOAD_FIELDS = tuple(Workload.__dataclass_fields__)
 
 
 @dataclass(frozen=True, slots=True)
