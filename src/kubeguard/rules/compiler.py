@@ -1,0 +1,399 @@
+"""Compile expanded condition trees into Python source, then into functions, once at load time.
+
+Per event type the engine builds one function that evaluates, in order, every rule that can match
+that type: `evt.type` checks are folded to constants first (partial evaluation), so a rule that
+cannot match an event type is absent from that type's function and the rest are plain Python
+boolean expressions over ``e.get(...)`` with constants hoisted into the module namespace.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from kubeguard.rules import fields as F
+from kubeguard.rules.fields import FieldRef, field_type
+from kubeguard.rules.parser import And, Check, Const, FieldValue, Node, Not, Or, Word
+
+EVT_TYPE_FIELDS = frozenset({"evt.type", "syscall.type"})
+
+
+class CompileError(ValueError):
+    """A condition that parses but cannot be compiled (bad value for a field's type, bad regex...)."""
+
+
+# --- runtime helpers used by generated code ------------------------------------------------------
+
+def _lower(v: Any) -> Any:
+    return None if v is None else F.to_str(v).lower()  # type: ignore[union-attr]
+
+
+def _upper(v: Any) -> Any:
+    return None if v is None else F.to_str(v).upper()  # type: ignore[union-attr]
+
+
+def _b64(v: Any) -> Any:
+    if v is None:
+        return None
+    try:
+        return base64.b64decode(F.to_str(v) or "", validate=False).decode("utf-8", "surrogateescape")
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _basename(v: Any) -> Any:
+    if v is None:
+        return None
+    text = F.to_str(v) or ""
+    return "" if text.endswith("/") else os.path.basename(text)
+
+
+def _len(v: Any) -> Any:
+    if v is None:
+        return None
+    if isinstance(v, list | tuple | bytes | str):
+        return len(v)
+    return len(F.to_str(v) or "")
+
+
+def _anyof(values: Any, test: Callable[[Any], bool]) -> bool:
+    if values is None:
+        return False
+    if not isinstance(values, list | tuple):
+        values = (values,)
+    return any(v is not None and test(v) for v in values)
+
+
+def _allin(values: Any, allowed: frozenset[Any]) -> bool:
+    if not isinstance(values, list | tuple):
+        return values in allowed
+    return all(v in allowed for v in values)
+
+
+def _intersects(values: Any, allowed: frozenset[Any]) -> bool:
+    if not isinstance(values, list | tuple):
+        return values in allowed
+    return not allowed.isdisjoint(values)
+
+
+TRANSFORM_FUNCS = {"tolower": "_lower", "toupper": "_upper", "b64": "_b64", "basename": "_basename", "len": "_len"}
+
+BASE_NAMESPACE: dict[str, Any] = {
+    "_lower": _lower, "_upper": _upper, "_b64": _b64, "_basename": _basename, "_len": _len,
+    "_anyof": _anyof, "_allin": _allin, "_intersects": _intersects,
+    "_int": F.to_int, "_bool": F.to_bool, "_str": F.to_str, "_bytes": F.to_bytes,
+    "_anc": F.ancestor, "_ancs": F.ancestors, "_ix": F.indexed, "_innet": F.ip_in_nets,
+}
+
+
+class PathPrefixes:
+    """Falco's `pmatch`: true when one of the paths is a component-wise prefix of the value (globs allowed)."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.exact: set[str] = set()
+        self.globbed: list[list[re.Pattern[str]]] = []
+        for p in paths:
+            p = p.rstrip("/") or "/"
+            if any(c in p for c in "*?["):
+                self.globbed.append([F.glob_regex(part) for part in p.split("/")])
+            else:
+                self.exact.add(p)
+
+    def __call__(self, value: Any) -> bool:
+        path = F.to_str(value)
+        if not path:
+            return False
+        if self.exact:
+            if "/" in self.exact and path.startswith("/"):
+                return True
+            probe = path.rstrip("/") or "/"
+            while True:
+                if probe in self.exact:
+                    return True
+                cut = probe.rfind("/")
+                if cut <= 0:
+                    break
+                probe = probe[:cut]
+        if self.globbed:
+            parts = path.split("/")
+            for pattern in self.globbed:
+                if len(parts) >= len(pattern) and all(
+                        rx.fullmatch(part) for rx, part in zip(pattern, parts, strict=False)):
+                    return True
+        return False
+
+
+# --- partial evaluation --------------------------------------------------------------------------
+
+def evt_type_words(node: Node) -> set[str]:
+    """Event types a tree names in `evt.type` checks."""
+    from kubeguard.rules.parser import walk
+
+    out: set[str] = set()
+    for n in walk(node):
+        if isinstance(n, Check) and n.lhs.field.name in EVT_TYPE_FIELDS and not n.lhs.transformers:
+            if isinstance(n.rhs, Word):
+                out.add(n.rhs.text)
+            elif isinstance(n.rhs, tuple):
+                out.update(w.text for w in n.rhs)
+    return out
+
+
+def fold(node: Node, evt_type: str | None) -> Node:
+    """Replace `evt.type`/`evt.dir` checks by constants for one event type (None: a type no rule names)."""
+    if isinstance(node, Check):
+        return _fold_check(node, evt_type)
+    if isinstance(node, Not):
+        inner = fold(node.item, evt_type)
+        return Const(not inner.value) if isinstance(inner, Const) else Not(inner)
+    if isinstance(node, And | Or):
+        is_and = isinstance(node, And)
+        items: list[Node] = []
+        for item in node.items:
+            got = fold(item, evt_type)
+            if isinstance(got, Const):
+                if got.value != is_and:  # False in an and / True in an or decides it
+                    return got
+                continue
+            items.append(got)
+        if not items:
+            return Const(is_and)
+        if len(items) == 1:
+            return items[0]
+        return And(tuple(items)) if is_and else Or(tuple(items))
+    return node
+
+
+def _fold_check(c: Check, evt_type: str | None) -> Node:
+    name = c.lhs.field.name
+    if c.lhs.transformers or c.lhs.field.arg is not None or isinstance(c.rhs, FieldValue):
+        return c
+    if name == "evt.dir" and isinstance(c.rhs, Word) and c.op in ("=", "!="):
+        # Falco >= 0.42: direction is deprecated; `evt.dir = <` matches everything, `= >` nothing.
+        hit = c.rhs.text == "<"
+        return Const(hit if c.op == "=" else not hit)
+    if name not in EVT_TYPE_FIELDS:
+        return c
+    if c.op == "exists":
+        return Const(True)
+    values = [c.rhs.text] if isinstance(c.rhs, Word) else [w.text for w in c.rhs or ()]
+    if c.op in ("=", "in", "intersects"):
+        return Const(evt_type in values)
+    if c.op == "!=":
+        return Const(evt_type not in values)
+    if evt_type is None:
+        return c
+    return c
+
+
+# --- code generation -----------------------------------------------------------------------------
+
+class CodeGen:
+    """Turns expanded, folded trees into Python expressions; constants live in `namespace`."""
+
+    def __init__(self) -> None:
+        self.namespace: dict[str, Any] = dict(BASE_NAMESPACE)
+        self._const_names: dict[tuple[str, Any], str] = {}
+        self._helpers: list[str] = []
+        self._helper_count = 0
+
+    def const(self, value: Any, kind: str = "") -> str:
+        key = (kind + type(value).__name__, value if _hashable(value) else id(value))
+        name = self._const_names.get(key)
+        if name is None:
+            name = f"_k{len(self._const_names)}"
+            self._const_names[key] = name
+            self.namespace[name] = value
+        return name
+
+    def helpers_source(self) -> str:
+        return "\n".join(self._helpers)
+
+    def expr(self, node: Node) -> str:
+        if isinstance(node, Const):
+            return "True" if node.value else "False"
+        if isinstance(node, And):
+            return "(" + " and ".join(self.expr(i) for i in node.items) + ")"
+        if isinstance(node, Or):
+            return "(" + " or ".join(self.expr(i) for i in node.items) + ")"
+        if isinstance(node, Not):
+            return f"(not {self.expr(node.item)})"
+        if isinstance(node, Check):
+            return self.check(node)
+        raise CompileError(f"unexpanded macro reference {node!r}")
+
+    # field access
+    def raw(self, ref: FieldRef) -> str:
+        """Expression for the raw value of a single-valued field."""
+        if ref.arg is not None:
+            if ref.name in F.ANCESTOR_LISTS:
+                return f"_anc(e, {ref.name!r}, {int(ref.arg)})"
+            return f"_ix(e, {ref.name!r}, {ref.arg!r})"
+        if ref.name in F.DERIVED:
+            return f"{self.const(F.DERIVED[ref.name], 'fn')}(e)"
+        return f"e.get({ref.name!r})"
+
+    def typed(self, raw: str, kind: str, transformers: tuple[str, ...]) -> tuple[str, str]:
+        """Coerce a raw value expression to its type, then apply transformers; returns (expr, kind)."""
+        if kind == F.INT:
+            raw = f"_int({raw})"
+        elif kind == F.BOOL:
+            raw = f"_bool({raw})"
+        elif kind in (F.ANY, F.IP, F.NET):
+            raw = f"_str({raw})"
+        elif kind == F.BYTES:
+            raw = f"_bytes({raw})"
+        for t in transformers:
+            raw = f"{TRANSFORM_FUNCS[t]}({raw})"
+            kind = F.INT if t == "len" else F.STR
+        return raw, kind
+
+    def check(self, c: Check) -> str:
+        ref = c.lhs.field
+        kind = field_type(ref)
+        if F.is_multi(ref):
+            elem = F._INDEXED[ref.name] if ref.name in F.ANCESTOR_LISTS else kind
+            values = (f"_ancs(e, {ref.name!r})" if ref.name in F.ANCESTOR_LISTS
+                      else f"{self.const(F.MULTI[ref.name], 'fn')}(e)")
+            if c.op == "exists":
+                return f"({values} is not None)"
+            typed, tkind = self.typed("v", elem, c.lhs.transformers)
+            body = self._compare(typed, tkind, c, value_is_var=False)
+            helper = f"_c{self._helper_count}"
+            self._helper_count += 1
+            self._helpers.append(f"def {helper}(v):\n    return {body}\n")
+            return f"_anyof({values}, {helper})"
+        raw = self.raw(ref)
+        if c.op == "exists":
+            return f"({raw} is not None)"
+        typed, tkind = self.typed(raw, kind, c.lhs.transformers)
+        # Fast paths: plain string equality / membership are None-safe by themselves.
+        if tkind == F.STR and not c.lhs.transformers and isinstance(c.rhs, Word) and c.op == "=":
+            return f"({raw} == {self.const(c.rhs.text)})"
+        if tkind == F.STR and not c.lhs.transformers and isinstance(c.rhs, tuple) and c.op in ("in", "intersects") \
+                and kind != F.LIST:
+            return f"({raw} in {self.const(frozenset(w.text for w in c.rhs))})"
+        return f"((v := {typed}) is not None and {self._compare('v', tkind, c, value_is_var=True)})"
+
+    def _compare(self, v: str, kind: str, c: Check, value_is_var: bool) -> str:
+        op, rhs = c.op, c.rhs
+        what = c.lhs.text
+        if isinstance(rhs, FieldValue):
+            other_kind = field_type(rhs.operand.field)
+            other, okind = self.typed(self.raw(rhs.operand.field), other_kind, rhs.operand.transformers)
+            if kind == F.INT and okind != F.INT:
+                other = f"_int({other})"
+            elif kind != F.INT and okind == F.INT:
+                other = f"_str({other})"
+            pyop = _PYOPS.get(op)
+            if pyop is None:
+                method = {"contains": "({w} in {v})", "startswith": "{v}.startswith({w})",
+                          "endswith": "{v}.endswith({w})", "icontains": "({w}.lower() in {v}.lower())"}.get(op)
+                if method is None:
+                    raise CompileError(f"{what} {op} val(...): operator not supported with val()")
+                test = method.format(v=v, w="w")
+            else:
+                test = f"{v} {pyop} w"
+            return f"((w := {other}) is not None and {test})"
+        if op in ("in", "intersects", "pmatch"):
+            items = [w.text for w in rhs] if isinstance(rhs, tuple) else [rhs.text]  # type: ignore[union-attr]
+            if op == "pmatch":
+                return f"{self.const(PathPrefixes(items), 'pm')}({v})"
+            if kind == F.NET:
+                return f"_innet({v}, {self.const(tuple(self._net(x, what) for x in items), 'net')})"
+            allowed = self.const(frozenset(self._literal(x, kind, what) for x in items))
+            if kind == F.LIST:
+                return f"{'_allin' if op == 'in' else '_intersects'}({v}, {allowed})"
+            return f"({v} in {allowed})"
+        if not isinstance(rhs, Word):
+            raise CompileError(f"{what} {op}: expected a single value, got a list")
+        text = rhs.text
+        if kind == F.NET and op in ("=", "!="):
+            test = f"_innet({v}, {self.const((self._net(text, what),), 'net')})"
+            return test if op == "=" else f"(not {test})"
+        if op in _PYOPS:
+            if op in ("<", "<=", ">", ">=") and kind not in (F.INT, F.STR, F.ANY, F.IP):
+                raise CompileError(f"{what} {op}: operator not supported for a {kind} field")
+            return f"{v} {_PYOPS[op]} {self.const(self._literal(text, kind, what))}"
+        s = v if kind in (F.STR,) else f"_str({v})"
+        if op == "contains":
+            return f"({self.const(text)} in {s})"
+        if op == "icontains":
+            return f"({self.const(text.lower())} in {s}.lower())"
+        if op == "startswith":
+            return f"{s}.startswith({self.const(text)})"
+        if op == "endswith":
+            return f"{s}.endswith({self.const(text)})"
+        if op in ("bcontains", "bstartswith"):
+            try:
+                needle = bytes.fromhex(text)
+            except ValueError as exc:
+                raise CompileError(f"{what} {op} {text}: expected hexadecimal bytes") from exc
+            b = f"_bytes({v})"
+            return f"({self.const(needle)} in {b})" if op == "bcontains" else f"{b}.startswith({self.const(needle)})"
+        if op in ("glob", "iglob"):
+            rx = F.glob_regex(text) if op == "glob" else re.compile(F.glob_regex(text).pattern, re.S | re.I)
+            return f"({self.const(rx, 'rx')}.fullmatch({s}) is not None)"
+        if op == "regex":
+            try:
+                rx = re.compile(text)
+            except (re.error, RecursionError, OverflowError) as exc:
+                raise CompileError(f"{what} regex {text!r}: invalid regular expression: {exc}") from exc
+            return f"({self.const(rx, 'rx')}.fullmatch({s}) is not None)"
+        raise CompileError(f"{what}: unknown operator {op}")
+
+    @staticmethod
+    def _literal(text: str, kind: str, what: str) -> Any:
+        if kind == F.INT:
+            value = F.to_int(text)
+            if value is None:
+                raise CompileError(f"{what}: {text!r} is not a number")
+            return value
+        if kind == F.BOOL:
+            value = F.to_bool(text)
+            if value is None:
+                raise CompileError(f"{what}: {text!r} is not true or false")
+            return value
+        if kind == F.BYTES:
+            return text.encode("utf-8", "surrogateescape")
+        return text
+
+    @staticmethod
+    def _net(text: str, what: str) -> Any:
+        try:
+            return F.parse_net(text)
+        except ValueError as exc:
+            raise CompileError(f"{what}: {text!r} is not an IP network") from exc
+
+
+_PYOPS = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def build_function(gen: CodeGen, name: str, body: str) -> Callable[..., Any]:
+    """Compile `def name(e): body` (body already indented) in the generator's namespace."""
+    source = gen.helpers_source() + f"\ndef {name}(e):\n{body}\n"
+    namespace = gen.namespace
+    try:
+        code = compile(source, f"<kubeguard-rules:{name}>", "exec")
+    except (SyntaxError, RecursionError, MemoryError) as exc:
+        raise CompileError(f"condition too complex to compile ({exc.__class__.__name__})") from exc
+    exec(code, namespace)
+    gen._helpers.clear()
+    return namespace[name]  # type: ignore[no-any-return]
+
+
+def rule_function(gen: CodeGen, name: str, node: Node) -> Callable[[Mapping[str, Any]], bool]:
+    """One rule's condition as a function of the event (used by tests and the slow, safe path)."""
+    return build_function(gen, name, f"    return bool({gen.expr(node)})")

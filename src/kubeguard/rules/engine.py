@@ -1,0 +1,241 @@
+"""The rule engine: load rule files, compile every condition once, evaluate events, emit Alerts.
+
+Per event type there is one compiled function that runs, in definition order, every enabled rule
+that can match that type (`evt.type` checks folded away). Events of a type no rule names go to
+the function of the rules without an `evt.type` restriction.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from kubeguard.model import Alert, format_time_ns, now_iso, workload_from_fields
+from kubeguard.rules import fields as F
+from kubeguard.rules.compiler import CodeGen, CompileError, build_function, evt_type_words, fold, rule_function
+from kubeguard.rules.loader import Expander, Loader, RuleLoadError, RuleSet, UnknownField, validate_fields
+from kubeguard.rules.output import OutputTemplate
+from kubeguard.rules.parser import And, Const, Node
+
+MAX_TYPE_CACHE = 4096
+
+
+@dataclass(slots=True)
+class Rule:
+    """A loaded, compiled rule."""
+
+    name: str
+    priority: str
+    tags: list[str]
+    source: str
+    desc: str
+    output: OutputTemplate
+    condition: str
+    tree: Node
+    file: str
+    line: int
+    enabled: bool = True
+    evt_types: frozenset[str] | None = None  # None: every type
+    _fn: Callable[[Mapping[str, Any]], bool] | None = field(default=None, repr=False)
+
+    @property
+    def mitre(self) -> list[str]:
+        from kubeguard.model import MITRE_ID
+
+        return [t for t in self.tags if MITRE_ID.match(t)]
+
+
+def default_rule_files() -> list[Path]:
+    """The rule files shipped in the package (kubeguard/rules/default/*.yaml), in name order."""
+    root = Path(str(resources.files("kubeguard.rules").joinpath("default")))
+    return sorted(root.glob("*.yaml")) if root.is_dir() else []
+
+
+class RuleEngine:
+    """Compiled rules indexed by event type. Build with `RuleEngine.load(...)`."""
+
+    def __init__(self, rules: list[Rule], *, rule_matching: str = "all", warnings: list[str] | None = None,
+                 hostname: str | None = None) -> None:
+        if rule_matching not in ("all", "first"):
+            raise RuleLoadError([f"rule_matching must be 'all' or 'first', not {rule_matching!r}"])
+        self.rules = [r for r in rules if r.enabled]
+        self.all_rules = rules
+        self.rule_matching = rule_matching
+        self.warnings = warnings or []
+        self.hostname = hostname if hostname is not None else socket.gethostname()
+        self.errors = 0  # events whose evaluation raised (malformed values); they were retried safely
+        self._gen = CodeGen()
+        self._types: set[str] = set()
+        for r in self.rules:
+            self._types |= evt_type_words(r.tree)
+        self._by_type: dict[Any, Callable[[Mapping[str, Any]], list[int]]] = {}
+        self._by_source: dict[str, list[Rule]] = {}
+        self._other = self._bucket(None)
+        for t in sorted(self._types):
+            self._by_type[t] = self._bucket(t)
+
+    # --- construction ---------------------------------------------------------------------------
+    @classmethod
+    def load(cls, paths: Iterable[Path | str] | None = None, *, include_defaults: bool = True,
+             rule_matching: str = "all", hostname: str | None = None) -> RuleEngine:
+        """Load rule files (defaults first, then `paths` in order); raises RuleLoadError (file:line)."""
+        files = (default_rule_files() if include_defaults else []) + [Path(p) for p in paths or []]
+        rs = read_rules(files)
+        rules, problems = compile_rules(rs)
+        if problems:
+            raise RuleLoadError(problems)
+        return cls(rules, rule_matching=rule_matching, warnings=rs.warnings, hostname=hostname)
+
+    def _bucket(self, evt_type: str | None) -> Callable[[Mapping[str, Any]], list[int]]:
+        """One function running every rule that can match `evt_type`, returning matching rule indexes."""
+        lines = ["    m = []"]
+        first = self.rule_matching == "first"
+        for i, rule in enumerate(self.rules):
+            if rule.source != "syscall":
+                continue
+            tree = fold(rule.tree, evt_type)
+            if isinstance(tree, Const) and not tree.value:
+                continue
+            code = self._gen.expr(tree)
+            lines.append(f"    if {code}:")
+            lines.append(f"        return [{i}]" if first else f"        m.append({i})")
+        lines.append("    return m")
+        name = f"_bucket_{len(self._by_type)}_{abs(hash(evt_type)) % 10**8}"
+        return build_function(self._gen, name, "\n".join(lines))
+
+    # --- evaluation -----------------------------------------------------------------------------
+    def matching_rules(self, event: Mapping[str, Any]) -> list[Rule]:
+        """Rules whose condition holds for the event (respecting rule_matching)."""
+        t = event.get("evt.type")
+        fn = self._by_type.get(t) if type(t) is str else None
+        if fn is None:
+            fn = self._other
+        try:
+            hits = fn(event)
+        except Exception:  # a malformed value (wrong type): retry rule by rule on a normalised copy
+            self.errors += 1
+            return self._safe_matches(event)
+        rules = self.rules
+        return [rules[i] for i in hits]
+
+    def process(self, event: Mapping[str, Any]) -> list[Alert]:
+        """Alerts (Falco format) raised by one event; empty for nearly every event."""
+        matched = self.matching_rules(event)
+        if not matched:
+            return []
+        return [self.alert(rule, event) for rule in matched]
+
+    def alert(self, rule: Rule, event: Mapping[str, Any]) -> Alert:
+        text, fields_ = rule.output.render(event)
+        ns = F.to_int(event.get("evt.time"))
+        time = format_time_ns(ns) if ns is not None and ns >= 0 else now_iso()
+        hostname = event.get("evt.hostname") or self.hostname
+        clock = time[11:29]
+        identity = {k: v for k, v in event.items() if k.startswith(("k8s.", "container."))}
+        return Alert(rule=rule.name, priority=rule.priority, output=f"{clock}: {rule.priority} {text}", time=time,
+                     source=rule.source, hostname=str(hostname), output_fields=fields_, tags=list(rule.tags),
+                     workload=workload_from_fields({**identity, **fields_}))
+
+    def _safe_matches(self, event: Mapping[str, Any]) -> list[Rule]:
+        normal = normalise(event)
+        out: list[Rule] = []
+        t = normal.get("evt.type")
+        for rule in self.rules:
+            if rule.source != "syscall":
+                continue
+            if rule.evt_types is not None and t not in rule.evt_types:
+                continue
+            if rule._fn is None:
+                rule._fn = rule_function(self._gen, f"_rule_{id(rule)}", rule.tree)
+            try:
+                hit = rule._fn(normal)
+            except Exception:
+                hit = False
+            if hit:
+                out.append(rule)
+                if self.rule_matching == "first":
+                    break
+        return out
+
+
+def normalise(event: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with each known field coerced to its type (strings, ints, bools)."""
+    out: dict[str, Any] = {}
+    for key, value in event.items():
+        try:
+            kind = F.field_type(F.FieldRef(key))
+        except UnknownField:
+            out[key] = value
+            continue
+        if kind == F.INT:
+            out[key] = F.to_int(value)
+        elif kind == F.BOOL:
+            out[key] = F.to_bool(value)
+        elif kind in (F.STR, F.IP, F.NET, F.ANY) and not isinstance(value, dict | list):
+            out[key] = F.to_str(value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_rules(files: Iterable[Path]) -> RuleSet:
+    loader = Loader()
+    for path in files:
+        loader.load_file(path)
+    return loader.rs
+
+
+def compile_rules(rs: RuleSet) -> tuple[list[Rule], list[str]]:
+    """Expand and validate every rule; returns (rules in definition order, problems)."""
+    problems = list(rs.problems)
+    expander = Expander(rs)
+    rules: list[Rule] = []
+    gen = CodeGen()
+    for rd in rs.rules.values():
+        label = f"{rd.where}: rule '{rd.name}'"
+        if rd.source not in ("syscall",):
+            rs.warnings.append(f"{label}: source '{rd.source}' is not loaded; rule skipped")
+            continue
+        try:
+            tree = expander.expand(expander.parse(rd.condition, "condition"))
+            exc_tree = expander.exceptions_tree(rd)
+            if exc_tree is not None:
+                tree = And((tree, exc_tree))
+            validate_fields(tree)
+            template = OutputTemplate(rd.output)
+            bad = template.unknown_fields()
+            if bad:
+                raise UnknownField(f"output: unknown field {bad[0]}")
+            rule_function(gen, "_check", tree)  # type/regex/value errors surface now
+        except UnknownField as exc:
+            if rd.skip_if_unknown_filter:
+                rs.warnings.append(f"{label}: skipped ({exc}; skip-if-unknown-filter is set)")
+                continue
+            problems.append(f"{label}: {exc}")
+            continue
+        except CompileError as exc:
+            problems.append(f"{label}: {exc}")
+            continue
+        except RecursionError:
+            problems.append(f"{label}: condition nested too deeply")
+            continue
+        types = evt_type_words(tree)
+        open_types = not isinstance(fold(tree, None), Const) or fold(tree, None) == Const(True)
+        if open_types and rd.warn_evttypes and rd.enabled:
+            rs.warnings.append(f"{label}: no evt.type restriction: the rule runs on every event"
+                               " (set warn_evttypes: false to silence)")
+        rules.append(Rule(name=rd.name, priority=rd.priority, tags=rd.tags, source=rd.source, desc=rd.desc,
+                          output=template, condition=rd.condition, tree=tree, file=rd.where.file,
+                          line=rd.where.line, enabled=rd.enabled,
+                          evt_types=None if open_types else frozenset(types)))
+    for name, macro in rs.macros.items():
+        if name not in expander.used_macros:
+            try:
+                expander.parse(macro.condition, f"macro '{name}'")
+            except CompileError as exc:
+                problems.append(f"{macro.where}: {exc}")
+    return rules, problems

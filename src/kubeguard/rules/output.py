@@ -1,0 +1,69 @@
+"""Falco output templates: ``Shell in %container.name (cmd=%proc.cmdline)`` -> text plus output_fields."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kubeguard.rules.fields import FieldRef, UnknownField, field_type, to_str, value_getter
+
+# %field, %field[arg], %(field); Falco also accepts a leading '*' (%*proc.name), which we ignore.
+_TOKEN = re.compile(r"%\*?(\()?([a-zA-Z][a-zA-Z0-9_]*(?:\.[a-zA-Z0-9_]+)+)(\[[^\]]*\])?(?(1)\))")
+NA = "<NA>"
+# Workload identity fields added to every alert's output_fields when the event carries them.
+IDENTITY_FIELDS = ("container.id", "container.name", "container.image.repository", "container.image.tag",
+                   "k8s.ns.name", "k8s.pod.name", "k8s.pod.uid", "k8s.pod.labels", "k8s.pod.sa", "k8s.node.name")
+
+
+class OutputTemplate:
+    """A parsed output template: literal parts and field getters, rendered on a match only."""
+
+    def __init__(self, template: str) -> None:
+        self.template = template
+        self.parts: list[tuple[str, str | None]] = []  # (literal, field text or None)
+        self.getters: dict[str, Any] = {}
+        pos = 0
+        for m in _TOKEN.finditer(template):
+            arg = m.group(3)
+            ref = FieldRef(m.group(2), arg[1:-1] if arg else None)
+            self.parts.append((template[pos:m.start()], ref.text))
+            self.getters[ref.text] = (ref, value_getter(ref))
+            pos = m.end()
+        self.parts.append((template[pos:], None))
+
+    def unknown_fields(self) -> list[str]:
+        out = []
+        for text, (ref, _) in self.getters.items():
+            try:
+                field_type(ref)
+            except UnknownField:
+                out.append(text)
+        return out
+
+    def render(self, event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+        values: dict[str, Any] = {}
+        for text, (_, get) in self.getters.items():
+            try:
+                values[text] = get(event)
+            except (TypeError, ValueError, AttributeError, KeyError, IndexError):
+                values[text] = None
+        out = []
+        for literal, name in self.parts:
+            out.append(literal)
+            if name is not None:
+                out.append(_display(values[name]))
+        for key in IDENTITY_FIELDS:
+            if key not in values and event.get(key) is not None:
+                values[key] = event[key]
+        return "".join(out), values
+
+
+def _display(value: Any) -> str:
+    if value is None:
+        return NA
+    if isinstance(value, list | tuple):
+        return ",".join(_display(v) for v in value)
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{v}" for k, v in value.items())
+    return to_str(value) or ""
