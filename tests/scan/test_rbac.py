@@ -278,3 +278,19 @@ def test_check_metadata_is_complete() -> None:
     for check in mine:
         assert check.title and check.remediation and check.mitre, check.id
         assert all(MITRE_ID.match(m) for m in check.mitre), check.id
+
+
+def test_default_sa_with_discovery_only_is_not_reported() -> None:
+    snap = snapshot_from_yaml("""
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: self-review}
+rules: [{apiGroups: [authorization.k8s.io], resources: [selfsubjectaccessreviews], verbs: [create]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: default-self-review, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: self-review}
+subjects: [{kind: ServiceAccount, name: default}]
+""")
+    assert pairs(evaluate_rbac(snap)) == set()

@@ -182,10 +182,9 @@ def rights_names(rights: dict[Check, list[Grant]]) -> list[str]:
     return [CLUSTER_ADMIN.id] if CLUSTER_ADMIN in rights else [check.id for check in rights]
 
 
-def has_api_rights(index: RbacIndex, subject: Subject) -> bool:
-    """Whether the subject (with its groups) may do anything beyond discovery and self-review."""
-    return any(g.rule.resources and not g.rule.resources <= DISCOVERY_RESOURCES
-               for g in index.grants(subject, inherited=True))
+def api_grants(grants: Iterable[Grant]) -> list[Grant]:
+    """The grants that allow something beyond discovery and self-review."""
+    return [g for g in grants if g.rule.resources and not g.rule.resources <= DISCOVERY_RESOURCES]
 
 
 def subject_findings(index: RbacIndex, subject: Subject) -> Iterator[Finding]:
@@ -208,8 +207,9 @@ def subject_findings(index: RbacIndex, subject: Subject) -> Iterator[Finding]:
         if wildcard:
             yield _finding(WILDCARD, resource, wildcard)
 
-    if subject.kind == "ServiceAccount" and subject.name == "default":
-        yield _finding(DEFAULT_SA, resource, own, severity=Severity.HIGH if matched or admin else None)
+    default_rights = api_grants(own) if (subject.kind, subject.name) == ("ServiceAccount", "default") else []
+    if default_rights:
+        yield _finding(DEFAULT_SA, resource, default_rights, severity=Severity.HIGH if matched or admin else None)
     anonymous = _anonymous_grants(subject, own, matched, admin)
     if anonymous:
         yield _finding(ANONYMOUS_CHECK, resource, anonymous)
@@ -219,7 +219,7 @@ def _anonymous_grants(subject: Subject, own: list[Grant], matched: dict[Check, l
                       admin: list[Grant]) -> list[Grant]:
     """Grants that open the API to anyone: any real right for anonymous, a powerful one for everyone."""
     if (subject.kind, subject.name) in (("User", ANONYMOUS), ("Group", UNAUTHENTICATED)):
-        return [g for g in own if g.rule.resources and not g.rule.resources <= DISCOVERY_RESOURCES]
+        return api_grants(own)
     if (subject.kind, subject.name) == ("Group", AUTHENTICATED):
         return admin or _unique(g for grants in matched.values() for g in grants)
     return []

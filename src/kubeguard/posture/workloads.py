@@ -17,7 +17,7 @@ from kubeguard.cluster.selectors import label_selector_selects
 from kubeguard.cluster.snapshot import POD_TEMPLATE_PATHS, K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding, Resource, Severity, Workload
 from kubeguard.posture.rbac import Subject
-from kubeguard.posture.rbac_checks import dangerous_rights, has_api_rights, rbac_index, rights_names
+from kubeguard.posture.rbac_checks import api_grants, dangerous_rights, rbac_index, rights_names
 from kubeguard.posture.registry import Check, evaluator, register
 from kubeguard.posture.secrets import find_secret
 
@@ -165,7 +165,9 @@ def rights_summary(index: Any, subject: Subject) -> list[str]:
     dangerous = rights_names(dangerous_rights(index, subject, inherited=True))
     if dangerous:
         return dangerous
-    return ["API rights"] if has_api_rights(index, subject) else []
+    grants = api_grants(index.grants(subject, inherited=True))
+    paths = list(dict.fromkeys(g.path() for g in grants))
+    return [f"API rights via {'; '.join(paths[:3])}"] if paths else []
 
 
 def pod_findings(pod: PodTemplate) -> Iterator[Finding]:
@@ -311,7 +313,7 @@ def token_automount_finding(pod: PodTemplate, sa: K8sObject | None, rights: list
         return None
     where = f"{template_path(pod)}.automountServiceAccountToken" + (
         ": true" if pod_setting is True else " not set" + (" (service account: true)" if sa_setting else ""))
-    dangerous = rights != ["API rights"]
+    dangerous = not rights[0].startswith("API rights")
     severity = Severity.HIGH if dangerous else None
     if "rbac-cluster-admin" in rights:
         severity = Severity.CRITICAL
