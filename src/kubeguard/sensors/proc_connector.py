@@ -138,6 +138,30 @@ class ProcReader:
         return info
 
 
+def proc_fields(info: dict[str, object]) -> dict[str, object]:
+    """Falco fields (proc.*, user.uid, group.gid, _cgroup_id, ...) from what ProcReader read."""
+    argv = [str(a) for a in info["argv"]]  # type: ignore[attr-defined]
+    exe = str(info.get("exe", ""))
+    args = " ".join(argv[1:])
+    comm = str(info["comm"])
+    event: dict[str, object] = {
+        "proc.name": comm, "proc.exepath": exe, "proc.exe": argv[0] if argv else exe, "proc.args": args,
+        "proc.cmdline": f"{comm} {args}".rstrip(), "proc.ppid": info["ppid"], "proc.sid": info["sid"],
+        "proc.tty": info["tty_nr"],
+    }
+    cwd = str(info.get("cwd", ""))
+    if cwd:
+        event["proc.cwd"] = cwd if cwd.endswith("/") else cwd + "/"
+    for key, field in (("uid", "user.uid"), ("gid", "group.gid"), ("vpid", "proc.vpid"),
+                       ("cgroup_id", "_cgroup_id"), ("pidns", "_pidns"), ("cgroup_path", "_cgroup_path")):
+        if key in info:
+            event[field] = info[key]
+    if "loginuid" in info:
+        login = int(info["loginuid"])  # type: ignore[call-overload]
+        event["user.loginuid"] = -1 if login == 0xFFFFFFFF else login
+    return event
+
+
 class ProcConnectorSensor:
     """CN_PROC process events (exec, fork, exit, uid/gid/sid changes, ptrace attach) with /proc details."""
 
@@ -261,7 +285,7 @@ class ProcConnectorSensor:
         if known is None and not forget:
             info = self.reader.read(tgid)
             if info is not None:
-                known = self._remember(tgid, self._fields(info))
+                known = self._remember(tgid, proc_fields(info))
         return dict(known or {})
 
     def _remember(self, tgid: int, fields: dict[str, object]) -> dict[str, object]:
@@ -279,33 +303,9 @@ class ProcConnectorSensor:
             self.counters["proc_gone"] += 1
             event["proc.name"] = Event.NA
             return event
-        fields = self._fields(info)
+        fields = proc_fields(info)
         event.update(fields)
         self._remember(tgid, fields)
-        return event
-
-    @staticmethod
-    def _fields(info: dict[str, object]) -> dict[str, object]:
-        """Falco fields from what ProcReader read."""
-        argv = [str(a) for a in info["argv"]]  # type: ignore[attr-defined]
-        exe = str(info.get("exe", ""))
-        args = " ".join(argv[1:])
-        comm = str(info["comm"])
-        event: dict[str, object] = {
-            "proc.name": comm, "proc.exepath": exe, "proc.exe": argv[0] if argv else exe, "proc.args": args,
-            "proc.cmdline": f"{comm} {args}".rstrip(), "proc.ppid": info["ppid"], "proc.sid": info["sid"],
-            "proc.tty": info["tty_nr"],
-        }
-        cwd = str(info.get("cwd", ""))
-        if cwd:
-            event["proc.cwd"] = cwd if cwd.endswith("/") else cwd + "/"
-        for key, field in (("uid", "user.uid"), ("gid", "group.gid"), ("vpid", "proc.vpid"),
-                           ("cgroup_id", "_cgroup_id"), ("pidns", "_pidns"), ("cgroup_path", "_cgroup_path")):
-            if key in info:
-                event[field] = info[key]
-        if "loginuid" in info:
-            login = int(info["loginuid"])  # type: ignore[call-overload]
-            event["user.loginuid"] = -1 if login == 0xFFFFFFFF else login
         return event
 
     def close(self) -> None:
