@@ -122,6 +122,12 @@ def synthetic_benign(rng: random.Random, count: int = 4000) -> list[str]:
         lambda: "\"" + " ".join(word() for _ in range(rng.randint(1, 3))) + "\"",
         lambda: f"{word()}@{word()}.com",
         lambda: "/" + "/".join(word() for _ in range(rng.randint(1, 4))) + "?" + word() + "=" + num(),
+        lambda: f"{word().capitalize()} #{num()} ({num()} {word()}) - {word()}; {word()}: {num()}",
+        lambda: f"{word()} #{num()}" + rng.choice(("", " " + word(), ", " + word() + " " + word())),
+        lambda: f"{word()} {word()}; {word()} {word()} ({word()})",
+        lambda: f"{word()}: {num()} - {word()}, {word()} ({num()}%)",
+        lambda: f"{word()} ({rng.choice(('', 'c-', '~'))}{num()} {word()}') {word()}",  # unit abbreviations: 5' / gr'
+        lambda: f"{word()} {num()}' {num()}\" {word()}",
     ]
     return [rng.choice(makers)() for _ in range(count)]
 

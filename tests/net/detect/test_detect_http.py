@@ -118,6 +118,11 @@ BENIGN = [
     post('{"comment": "I\'d drop by, or maybe not -- see you at union station"}', "application/json"),
     post("<order><item sku=\"A-1\">2</item><note>Leave at door; ring bell</note></order>", "application/xml"),
     post("user=alice&comment=Let%27s+meet+at+5+o%27clock", "application/x-www-form-urlencoded"),
+    post('{"description": "Order #12345 (2 items) - shipped; tracking: 1Z999AA10123456784"}', "application/json"),
+    post('{"note": "Use && or || in bash; see the man page", "size": "6\' 2\""}', "application/json"),
+    get("/menu?item=%D7%91%D7%95%D7%A8%D7%92%D7%A8%20(120%20%D7%92%D7%A8%27)"),  # Hebrew, gram abbreviation
+    get("/", ("If-None-Match", 'W/"5e-1a2b3c"'), ("Range", "bytes=0-1023"),
+        ("Sec-CH-UA", '"Not_A Brand";v="8", "Chromium";v="120"'), ("X-Forwarded-For", "203.0.113.7, 10.0.0.1")),
     HttpRequest("GET", "/", headers=[*BROWSER, ("Authorization", "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2ln")]),
 ]
 
