@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
@@ -88,7 +89,11 @@ def api_client(kubeconfig: Path | None, context: str | None) -> tuple[client.Api
     except ConfigException as exc:
         where = f"kubeconfig {kubeconfig or default}" if (kubeconfig or default.exists()) else "in-cluster config"
         raise UserError(f"{where}: {one_line(exc)}") from exc
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:  # unreadable or malformed file
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"kubeconfig {kubeconfig or default}{line}: malformed YAML: {exc.problem}") from exc
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:  # unreadable file
         raise UserError(f"kubeconfig {kubeconfig or default}: cannot read: {one_line(exc)}") from exc
     return client.ApiClient(cfg), name or cfg.host
 
@@ -124,15 +129,20 @@ class _Failed(Exception):
 
 
 class _Unreachable(_Failed):
-    """The API server cannot be reached at all: stop trying the other endpoints."""
+    """The API server cannot be reached, or refuses the credentials: stop trying the other endpoints."""
 
 
 def _get(api: client.ApiClient, path: str, query: list[tuple[str, Any]]) -> dict[str, Any]:
     try:
-        response = api.call_api(path, "GET", query_params=query, header_params={"Accept": "application/json"},
-                                auth_settings=["BearerToken"], _preload_content=False,
-                                _request_timeout=TIMEOUT_SECONDS)[0]
-        data = json.loads(response.data)
+        request = api.param_serialize("GET", path, query_params=query, header_params={"Accept": "application/json"},
+                                      auth_settings=["BearerToken"])
+        response = api.call_api(*request, _request_timeout=TIMEOUT_SECONDS)
+        body = response.read()
+        if response.status == 401:  # the credentials are refused everywhere: stop here
+            raise _Unreachable("HTTP 401 Unauthorized: the API server refused the credentials")
+        if not 200 <= response.status < 300:
+            raise _Failed(f"HTTP {response.status} {response.reason or ''}".strip())
+        data = json.loads(body)
     except ApiException as exc:
         raise _Failed(f"HTTP {exc.status} {exc.reason or ''}".strip()) from exc
     except HTTPError as exc:

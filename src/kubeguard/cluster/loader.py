@@ -15,6 +15,7 @@ from typing import Any
 from kubeguard.cluster import components
 from kubeguard.cluster.manifests import Document, discover, node_at, node_line, read_documents
 from kubeguard.cluster.snapshot import K8sObject, LoadProblem, Snapshot, SourceRef
+from kubeguard.perf import gc_paused
 
 # Built-in kinds kubeguard understands (others from built-in API groups are reported as unknown).
 KNOWN_KINDS = frozenset({
@@ -45,9 +46,10 @@ def load_path(path: str | Path) -> Snapshot:
 def load_paths(paths: Iterable[str | Path], snapshot: Snapshot | None = None) -> Snapshot:
     """Snapshot of everything under several files or directories (added to `snapshot` if given)."""
     snap = snapshot if snapshot is not None else Snapshot()
-    for path in paths:
-        for file in discover(Path(path), snap.problems):
-            load_file(file, snap)
+    with gc_paused():
+        for path in paths:
+            for file in discover(Path(path), snap.problems):
+                load_file(file, snap)
     return snap
 
 

@@ -20,9 +20,26 @@ import yaml
 from kubeguard.cluster.snapshot import LoadProblem, SourceRef
 
 try:
-    from yaml import CSafeLoader as SafeLoader
+    from yaml import CSafeLoader as _BaseLoader
 except ImportError:  # pragma: no cover - PyYAML built without libyaml
-    from yaml import SafeLoader  # type: ignore[assignment]
+    from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
+
+
+class SafeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+    """The C safe loader with tag resolution of plain scalars memoised (manifests repeat them a lot)."""
+
+    _resolved: dict[tuple[str, bool], str] = {}
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and len(value) < 64:
+            key = (value, implicit[0])
+            tag = self._resolved.get(key)
+            if tag is None:
+                tag = super().resolve(kind, value, implicit)
+                if len(self._resolved) < 100_000:
+                    self._resolved[key] = tag
+            return tag
+        return super().resolve(kind, value, implicit)
 
 MANIFEST_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -119,7 +136,38 @@ def read_embedded(text: str, source: SourceRef, problems: list[LoadProblem]) -> 
 
 
 def _read_yaml(text: str, name: str, problems: list[LoadProblem], first_line: int = 1) -> Iterator[Document]:
-    """Split on document markers first, so one broken document does not hide the others."""
+    """Documents of a YAML stream: composed in one pass, or document by document when a part is broken."""
+    nodes = _compose_all(text)
+    if nodes is None:
+        yield from _read_yaml_split(text, name, problems, first_line)
+        return
+    for node in nodes:
+        line = first_line + node.start_mark.line
+        try:
+            value = construct(node)
+        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+            problems.append(LoadProblem(f"{name}:{line}", f"malformed YAML: {one_line(exc)}"))
+            continue
+        if value is not None:
+            yield Document(value, SourceRef(name, line), node)
+
+
+def _compose_all(text: str) -> list[yaml.Node] | None:
+    """Every document's node (C parser), or None when the stream does not parse."""
+    loader = SafeLoader(text)
+    try:
+        nodes = []
+        while loader.check_node():
+            nodes.append(loader.get_node())
+        return nodes
+    except (yaml.YAMLError, ValueError, RecursionError):
+        return None
+    finally:
+        loader.dispose()
+
+
+def _read_yaml_split(text: str, name: str, problems: list[LoadProblem], first_line: int) -> Iterator[Document]:
+    """Split on document markers, so one broken document does not hide the others."""
     starts = [0] + [m.end() for m in _DOC_SEPARATOR.finditer(text)]
     ends = [m.start() for m in _DOC_SEPARATOR.finditer(text)] + [len(text)]
     line = first_line
@@ -135,7 +183,7 @@ def _read_yaml(text: str, name: str, problems: list[LoadProblem], first_line: in
             node = loader.get_single_node()
             if node is None:
                 continue
-            value = loader.construct_document(node)
+            value = construct(node)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             # a mark at the end of the document (unclosed bracket) points past the last line
@@ -149,7 +197,62 @@ def _read_yaml(text: str, name: str, problems: list[LoadProblem], first_line: in
             continue
         finally:
             loader.dispose()
-        yield Document(value, SourceRef(name, line + node.start_mark.line), node)
+        if value is not None:
+            yield Document(value, SourceRef(name, line + node.start_mark.line), node)
+
+
+_STR, _INT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null"))
+_MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "merge"))
+
+
+def construct(node: yaml.Node) -> Any:
+    """Python value of a composed node, as PyYAML's SafeConstructor builds it, several times faster.
+
+    The common tags (str, int, bool, null, map, seq) are built directly; anything else (floats,
+    timestamps, merge keys, binary, sets) goes through SafeConstructor itself.
+    """
+    return _construct(node, {})
+
+
+def _construct(node: yaml.Node, memo: dict[int, Any]) -> Any:
+    done = memo.get(id(node))
+    if done is not None:
+        return done
+    tag = node.tag
+    if isinstance(node, yaml.ScalarNode):
+        value = node.value
+        if tag == _STR:
+            return value
+        if tag == _INT and value.isdigit() and (len(value) == 1 or value[0] != "0"):
+            return int(value)
+        if tag == _BOOL:
+            return yaml.constructor.SafeConstructor.bool_values[value.lower()]
+        if tag == _NULL:
+            return None
+        return _safe_construct(node)
+    if isinstance(node, yaml.MappingNode) and tag == _MAP:
+        if any(k.tag == _MERGE for k, _ in node.value):
+            return _safe_construct(node)
+        mapping: dict[Any, Any] = {}
+        memo[id(node)] = mapping
+        for key_node, value_node in node.value:
+            key = _construct(key_node, memo)
+            if not isinstance(key, str | int | float | bool | type(None)):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark)
+            mapping[key] = _construct(value_node, memo)
+        return mapping
+    if isinstance(node, yaml.SequenceNode) and tag == _SEQ:
+        items: list[Any] = []
+        memo[id(node)] = items
+        items.extend(_construct(child, memo) for child in node.value)
+        return items
+    return _safe_construct(node)
+
+
+def _safe_construct(node: yaml.Node) -> Any:
+    constructor = yaml.constructor.SafeConstructor()
+    return constructor.construct_document(node)
 
 
 def _read_json(text: str, name: str, problems: list[LoadProblem]) -> Document | None:

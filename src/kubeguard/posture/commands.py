@@ -12,6 +12,7 @@ from kubeguard.cliutil import UserError, die, stderr, stdout, warn
 from kubeguard.cluster.loader import load_paths
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.model import Severity, now_iso
+from kubeguard.perf import gc_paused
 from kubeguard.posture.engine import run_checks
 from kubeguard.posture.report import FORMATS, ScanResult, render
 from kubeguard.posture.suppress import Exception_, load_exceptions
@@ -53,12 +54,13 @@ def run_scan(paths: list[Path], kubeconfig: Path | None, context: str | None, ou
         except ValueError as exc:
             raise UserError(f"--fail-on: {exc}") from exc
     rules: list[Exception_] = load_exceptions(exceptions) if exceptions is not None else []
-    snapshot, target = _load(paths, kubeconfig, context, progress=output == "table")
-    result = ScanResult(run_checks(snapshot, rules), snapshot.problems, target)
-    if output != "table":
-        for problem in snapshot.problems:
-            warn(f"not read: {problem}")
-    render(result, output, stdout)
+    with gc_paused():
+        snapshot, target = _load(paths, kubeconfig, context, progress=output == "table")
+        result = ScanResult(run_checks(snapshot, rules), snapshot.problems, target)
+        if output != "table":
+            for problem in snapshot.problems:
+                warn(f"not read: {problem}")
+        render(result, output, stdout)
     if store:
         _store(result, db)
     if not snapshot.objects and not snapshot.components and snapshot.problems:

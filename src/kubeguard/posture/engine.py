@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.model import Finding
+from kubeguard.perf import gc_paused
 
 # Importing a check module registers its checks and evaluators.
 from kubeguard.posture import controlplane, exposure, rbac_checks, workloads  # noqa: F401
@@ -21,7 +22,8 @@ def sort_key(finding: Finding) -> tuple[int, str, str, str, int, str]:
 
 def run_checks(snapshot: Snapshot, exceptions: Iterable[Exception_] = ()) -> list[Finding]:
     """Every registered evaluator over `snapshot`; suppressed findings are kept and marked."""
-    findings = [finding for evaluate in EVALUATORS for finding in evaluate(snapshot)]
-    apply_suppressions(findings, snapshot, exceptions)
-    findings.sort(key=sort_key)
+    with gc_paused():
+        findings = [finding for evaluate in EVALUATORS for finding in evaluate(snapshot)]
+        apply_suppressions(findings, snapshot, exceptions)
+        findings.sort(key=sort_key)
     return findings

@@ -140,19 +140,19 @@ def render_sarif(result: ScanResult) -> str:
             "ruleIndex": index[f.check],
             "level": _SARIF_LEVEL[f.severity],
             "message": {"text": f"{f.title}: {f.resource}: {f.evidence}"},
-            "logicalLocations": [{"name": f.resource.name, "fullyQualifiedName": str(f.resource),
-                                  "kind": "resource"}],
             "partialFingerprints": {"kubeguardFindingId/v1": f.id},
             "properties": {"severity": f.severity.label, "category": f.category, "mitre": list(f.mitre),
                            "remediation": f.remediation,
                            "security-severity": _SECURITY_SEVERITY[f.severity]},
         }
-        if f.file:
-            region = {"startLine": f.line} if f.line else None
+        location: dict[str, Any] = {"logicalLocations": [
+            {"name": f.resource.name, "fullyQualifiedName": str(f.resource), "kind": "resource"}]}
+        if f.file and "://" not in f.file:  # a file, not an API endpoint of a live scan
             physical: dict[str, Any] = {"artifactLocation": {"uri": _artifact_uri(f.file)}}
-            if region:
-                physical["region"] = region
-            entry["locations"] = [{"physicalLocation": physical}]
+            if f.line:
+                physical["region"] = {"startLine": f.line}
+            location["physicalLocation"] = physical
+        entry["locations"] = [location]
         if f.suppressed:
             entry["suppressions"] = [{"kind": "external", "status": "accepted", "justification": f.suppressed}]
         results.append(entry)
