@@ -215,3 +215,45 @@ spec:
     findings = [f for f in evaluate_workloads(snapshot_from_yaml(manifests)) if f.check == "missing-network-policy"]
     assert pairs(findings) == {("missing-network-policy", "Namespace/web")}
     assert "Pod/api" in findings[0].evidence and "Pod/web" not in findings[0].evidence
+
+
+def test_secret_in_env_through_configmaps() -> None:
+    manifests = """
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: aws, namespace: etl}
+data:
+  AWS_ACCESS_KEY_ID: AKIAIOSFODNN7EXAMPLE
+  REGION: eu-west-1
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: db, namespace: etl}
+data: {password: "Zr8uP2qLw9!x"}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: loader, namespace: etl}
+spec:
+  containers:
+  - name: c
+    image: loader:1
+    envFrom: [{configMapRef: {name: aws}, prefix: S3_}]
+    env:
+    - {name: DB_PASSWORD, valueFrom: {configMapKeyRef: {name: db, key: password}}}
+    - {name: MISSING, valueFrom: {configMapKeyRef: {name: nope, key: x}}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: other-namespace, namespace: web}
+spec:
+  containers:
+  - {name: c, image: "web:1", envFrom: [{configMapRef: {name: aws}}]}
+"""
+    findings = [f for f in evaluate_workloads(snapshot_from_yaml(manifests)) if f.check == "secret-in-env"]
+    assert pairs(findings) == {("secret-in-env", "Pod/etl/loader")}
+    evidence = findings[0].evidence
+    assert "S3_AWS_ACCESS_KEY_ID from ConfigMap/aws key AWS_ACCESS_KEY_ID" in evidence
+    assert "DB_PASSWORD from ConfigMap/db key password" in evidence and "REGION" not in evidence
+    assert "AKIAIOSFODNN7EXAMPLE" not in evidence and "Zr8uP2qLw9" not in evidence
+    assert findings[0].severity == Severity.CRITICAL

@@ -101,6 +101,9 @@ DANGEROUS_CAPABILITIES = frozenset({"SYS_PTRACE", "NET_ADMIN", "NET_RAW", "DAC_R
                                    | CRITICAL_CAPABILITIES)
 
 
+ConfigMaps = dict[tuple[str, str], dict[str, Any]]  # (namespace, name) -> data
+
+
 def template_path(pod: PodTemplate) -> str:
     """Field path of the pod spec inside its owner: `spec` or `spec.template.spec`."""
     return ".".join((*POD_TEMPLATE_PATHS.get(pod.owner.kind, ()), "spec"))
@@ -145,11 +148,12 @@ def evaluate_workloads(snapshot: Snapshot) -> Iterator[Finding]:
     """Every per-pod and per-container workload finding."""
     index = rbac_index(snapshot)
     service_accounts = {(o.namespace, o.name): o for o in snapshot.of_kind("ServiceAccount")}
+    config_maps: ConfigMaps = {(o.namespace, o.name): as_dict(o.raw.get("data")) for o in snapshot.of_kind("ConfigMap")}
     sa_rights: dict[tuple[str, str], list[str]] = {}
     for pod in snapshot.pod_templates():
         yield from pod_findings(pod)
         for path, container in indexed_containers(pod):
-            yield from container_findings(pod, path, container)
+            yield from container_findings(pod, path, container, config_maps)
         key = (pod.namespace, pod.service_account)
         if key not in sa_rights:
             subject = Subject("ServiceAccount", pod.service_account, pod.namespace)
@@ -225,7 +229,8 @@ def _is_sensitive(path: str) -> bool:
     return path == "/" or any(path == p or path.startswith(p + "/") for p in SENSITIVE_HOST_PATHS)
 
 
-def container_findings(pod: PodTemplate, path: str, container: dict[str, Any]) -> Iterator[Finding]:
+def container_findings(pod: PodTemplate, path: str, container: dict[str, Any],
+                       config_maps: ConfigMaps | None = None) -> Iterator[Finding]:
     """Container-level checks, each naming the container and the field path."""
     name = str(container.get("name", ""))
     workload = workload_of(pod, container)
@@ -260,7 +265,7 @@ def container_findings(pod: PodTemplate, path: str, container: dict[str, Any]) -
     missing = [r for r in ("cpu", "memory") if not limits.get(r)]
     if missing and "ephemeralContainers" not in path:
         yield found(NO_RESOURCE_LIMITS, f"{path}.resources.limits has no {' and no '.join(missing)}")
-    yield from _secret_findings(pod, path, container, found)
+    yield from _secret_findings(pod, path, container, found, config_maps or {})
     image = str(container.get("image", ""))
     if image and not image_pinned(image):
         yield found(IMAGE_UNPINNED, f"{path}.image: {image}")
@@ -278,17 +283,33 @@ def _root_evidence(pod: PodTemplate, container: dict[str, Any], ctx: str) -> str
     return f"{ctx}: no runAsNonRoot: true and no non-zero runAsUser (container or pod)"
 
 
-def _secret_findings(pod: PodTemplate, path: str, container: dict[str, Any], found: Any) -> Iterator[Finding]:
+def _secret_findings(pod: PodTemplate, path: str, container: dict[str, Any], found: Any,
+                     config_maps: ConfigMaps) -> Iterator[Finding]:
+    """secret-in-env: literal values, and ConfigMap entries the container takes into its environment."""
+    hits: list[tuple[str, str, str, str | None]] = []  # (field path, variable, value, ConfigMap origin)
+    for i, env in enumerate(dicts(container.get("env"))):
+        var = str(env.get("name", ""))
+        if "value" in env:
+            hits.append((f"{path}.env[{i}]", var, str(env.get("value") or ""), None))
+            continue
+        ref = as_dict(as_dict(env.get("valueFrom")).get("configMapKeyRef"))
+        data = config_maps.get((pod.namespace, str(ref.get("name", ""))), {})
+        key = str(ref.get("key", ""))
+        if key in data:
+            hits.append((f"{path}.env[{i}]", var, str(data[key]), f"ConfigMap/{ref.get('name')} key {key}"))
+    for i, env_from in enumerate(dicts(container.get("envFrom"))):
+        name = str(as_dict(env_from.get("configMapRef")).get("name", ""))
+        prefix = str(env_from.get("prefix") or "")
+        for key, value in config_maps.get((pod.namespace, name), {}).items():
+            hits.append((f"{path}.envFrom[{i}]", prefix + str(key), str(value), f"ConfigMap/{name} key {key}"))
     lines: list[str] = []
     cloud = False
-    for i, env in enumerate(as_list(container.get("env"))):
-        if not isinstance(env, dict) or "value" not in env:
-            continue
-        var = str(env.get("name", ""))
-        match = find_secret(var, str(env.get("value") or ""))
+    for where, var, value, origin in hits:
+        match = find_secret(var, value)
         if match:
             cloud = cloud or match.cloud
-            lines.append(f"{path}.env[{i}] {var} = {match.masked} ({match.kind})")
+            source = f" from {origin}" if origin else ""
+            lines.append(f"{where} {var}{source} = {match.masked} ({match.kind})")
     if lines:
         yield found(SECRET_IN_ENV, "; ".join(lines), Severity.CRITICAL if cloud else None)
 
