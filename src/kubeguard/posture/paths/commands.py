@@ -1,0 +1,85 @@
+"""`kubeguard paths`: attack paths of a manifest folder or dump, and the hook for `scan --paths`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from kubeguard.cliutil import UserError, die, stdout, warn
+from kubeguard.cluster.snapshot import Snapshot
+from kubeguard.model import Finding
+from kubeguard.posture.paths.build import build_graph
+from kubeguard.posture.paths.graph import INTERNET, TARGETS, AttackGraph
+from kubeguard.posture.paths.html import page
+from kubeguard.posture.paths.query import Answer, answer, resolve_source, resolve_target
+from kubeguard.posture.paths.render import print_answers, to_dot, to_json
+
+FORMATS = ("text", "json", "dot", "html")
+
+
+def analyse(snapshot: Snapshot, findings: list[Finding] | None = None, source: str = INTERNET,
+            targets: list[str] | None = None, limit: int = 10) -> tuple[AttackGraph, list[Answer]]:
+    """Build the graph and answer `source` -> each target (all impact targets by default)."""
+    if limit < 1:
+        raise UserError(f"--limit {limit}: must be at least 1")
+    graph = build_graph(snapshot, findings)
+    start = resolve_source(graph, source)
+    ends = [resolve_target(graph, t) for t in (targets or list(TARGETS))]
+    return graph, [answer(graph, start, end, limit) for end in ends]
+
+
+def emit(graph: AttackGraph, answers: list[Answer], output: str, out_file: Path | None = None) -> None:
+    """Write the answers in one of `FORMATS` to stdout or `out_file`."""
+    if output not in FORMATS:
+        raise UserError(f"-o {output}: expected one of {', '.join(FORMATS)}")
+    if output == "text":
+        if out_file is not None:
+            raise UserError("--out needs -o json, dot or html")
+        print_answers(stdout, graph, answers)
+        return
+    text = {"json": to_json, "dot": to_dot, "html": page}[output](graph, answers)
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out_file.write_text(text)
+    except OSError as exc:
+        raise UserError(f"{out_file}: cannot write ({exc.strerror})") from exc
+
+
+def paths_command(
+    path: Path = typer.Argument(..., help="Manifest file or folder, or a `kubectl get -o json` dump."),
+    source: str = typer.Option(INTERNET, "--from", help="internet | any-pod | pod:NAMESPACE/NAME"),
+    targets: list[str] = typer.Option(
+        None, "--to", help="cluster-admin | node-root | cloud-data | compute-hijack | secret:NS/NAME (repeatable; "
+                           "default: the four impact targets)"),
+    output: str = typer.Option("text", "-o", "--output", help="text | json | dot | html"),
+    out_file: Path = typer.Option(None, "--out", help="Write json/dot/html to this file instead of stdout."),
+    limit: int = typer.Option(10, "--limit", help="At most this many paths per target, easiest first."),
+) -> None:
+    """Attack paths from the internet (or a pod) to cluster-admin, node root, cloud data or compute hijack.
+
+    Exit codes: 0 no path found, 1 at least one path, 2 bad input.
+    """
+    from kubeguard.cluster.loader import load_path
+
+    try:
+        if not path.exists():
+            raise UserError(f"{path}: no such file or directory")
+        snapshot = load_path(path)
+        for problem in snapshot.problems:
+            warn(str(problem))
+        graph, answers = analyse(snapshot, scan_findings(snapshot), source, targets, limit)
+        emit(graph, answers, output, out_file)
+    except UserError as exc:
+        die(str(exc), exc.code)
+    raise typer.Exit(1 if any(a.paths for a in answers) else 0)
+
+
+def scan_findings(snapshot: Snapshot) -> list[Finding]:
+    """The scan's findings, so that edges are labelled with findings of the scan report."""
+    from kubeguard.posture.engine import run_checks
+
+    return [f for f in run_checks(snapshot) if not f.suppressed]

@@ -1,0 +1,263 @@
+"""Questions to the attack graph: ranked paths from a source to a target, and their choke points.
+
+Ranking: a path's cost is the sum of its steps' costs (see `EDGE_KINDS`), ties broken by fewer
+steps. The search is best-first with an exact heuristic (the reverse Dijkstra distance to the
+target), each node expanded at most `limit` times, so the first `limit` simple paths come out
+cheapest first without enumerating the graph.
+
+Choke points: for each finding on the ranked paths, how many of them fixing it closes; and the
+smallest set of findings whose fix leaves no path at all (checked on the whole graph, not only
+on the ranked paths). Two candidate cuts are computed and the smaller valid one kept: a greedy
+hitting set over the ranked paths, extended until the target is unreachable, and a minimum edge
+cut of the graph where each fixable edge has capacity 1 and structural edges cannot be cut.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from kubeguard.cliutil import UserError
+from kubeguard.posture.paths.graph import INTERNET, TARGETS, AttackGraph, Step
+
+ANY_POD = "any-pod"
+HOP = 1  # added per step so that, at equal cost, shorter paths rank first
+WEIGHT = 100  # cost unit relative to HOP
+
+
+@dataclass(slots=True)
+class Path:
+    """One ranked path: its nodes, steps and total cost."""
+
+    nodes: list[str]
+    steps: list[Step]
+    cost: int
+
+    @property
+    def findings(self) -> set[str]:
+        return {f for step in self.steps for f in step.findings}
+
+    def to_dict(self, graph: AttackGraph) -> dict[str, Any]:
+        return {
+            "cost": self.cost,
+            "nodes": [{"id": n, "label": graph.label(n), "kind": graph.kind(n)} for n in self.nodes],
+            "steps": [s.to_dict() for s in self.steps],
+        }
+
+
+@dataclass(slots=True)
+class ChokePoint:
+    """A finding whose fix closes `closes` of the ranked paths."""
+
+    finding: str
+    closes: int
+
+
+@dataclass(slots=True)
+class Answer:
+    """The answer to one question: paths, choke points and the minimal cut."""
+
+    source: str
+    target: str
+    paths: list[Path]
+    choke_points: list[ChokePoint] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)
+    cut_complete: bool = True  # False: some path has only structural steps, nothing to fix cuts it
+    truncated: bool = False  # more paths exist than were ranked
+
+    def to_dict(self, graph: AttackGraph) -> dict[str, Any]:
+        return {
+            "from": self.source,
+            "to": self.target,
+            "paths": [p.to_dict(graph) for p in self.paths],
+            "truncated": self.truncated,
+            "choke_points": [
+                {"finding": c.finding, "closes": c.closes, "of": len(self.paths),
+                 **_finding_summary(graph, c.finding)} for c in self.choke_points],
+            "minimal_fix": [{"finding": f, **_finding_summary(graph, f)} for f in self.cut],
+            "minimal_fix_complete": self.cut_complete,
+        }
+
+
+def _finding_summary(graph: AttackGraph, finding_id: str) -> dict[str, Any]:
+    finding = graph.findings.get(finding_id)
+    if finding is None:
+        return {}
+    return {"title": finding.title, "severity": finding.severity.label, "evidence": finding.evidence,
+            "remediation": finding.remediation, "file": finding.file, "line": finding.line}
+
+
+def resolve_source(graph: AttackGraph, spec: str) -> str:
+    """`internet`, `any-pod` or `pod:NS/NAME` (NAME: the pod or its controller) as a graph node."""
+    if spec in (INTERNET, ANY_POD):
+        return spec
+    if spec.startswith("pod:"):
+        node = _resolve_named(graph, spec, "pod")
+        if node:
+            return node
+        raise UserError(f"--from {spec}: no pod or workload of that name in the snapshot")
+    raise UserError(f"--from {spec!r}: expected internet, any-pod or pod:NAMESPACE/NAME")
+
+
+def resolve_target(graph: AttackGraph, spec: str) -> str:
+    """One of the impact targets, or `secret:NS/NAME`."""
+    if spec in TARGETS:
+        return spec
+    if spec.startswith("secret:"):
+        if spec in graph.g:
+            return spec
+        raise UserError(f"--to {spec}: no such Secret in the snapshot")
+    raise UserError(f"--to {spec!r}: expected one of {', '.join(TARGETS)} or secret:NAMESPACE/NAME")
+
+
+def _resolve_named(graph: AttackGraph, spec: str, kind: str) -> str | None:
+    if spec in graph.g and graph.kind(spec) == kind:
+        return spec
+    namespace, _, name = spec.removeprefix("pod:").partition("/")
+    if not name:
+        return None
+    # a pod name made by a controller: deployment-name-<hash>-<id>
+    prefix = f"pod:{namespace}/"
+    candidates = [n for n, d in graph.g.nodes(data=True)
+                  if d.get("kind") == kind and n.startswith(prefix) and name.startswith(n.removeprefix(prefix))]
+    return max(candidates, key=len) if candidates else None
+
+
+def _sources(graph: AttackGraph, source: str) -> list[str]:
+    if source == ANY_POD:
+        return [n for n, d in graph.g.nodes(data=True) if d.get("kind") == "pod"]
+    return [source]
+
+
+def ranked_paths(graph: AttackGraph, source: str, target: str, limit: int = 10,
+                 g: nx.DiGraph | None = None) -> tuple[list[Path], bool]:
+    """Up to `limit` simple paths cheapest first, and whether more exist than returned."""
+    g = graph.g if g is None else g
+    if target not in g:
+        return [], False
+    dist = nx.single_source_dijkstra_path_length(g.reverse(copy=False), target, weight=_weight)
+    starts = [s for s in _sources(graph, source) if s in dist and s != target]
+    counter = itertools.count()
+    heap: list[tuple[int, int, tuple[str, ...], int]] = []
+    for start in starts:
+        heapq.heappush(heap, (dist[start], next(counter), (start,), 0))
+    expanded: Counter[str] = Counter()
+    out: list[Path] = []
+    while heap:
+        _estimate, _tie, nodes, so_far = heapq.heappop(heap)
+        node = nodes[-1]
+        if node == target:
+            if len(out) == limit:
+                return out, True
+            steps = [graph.step(u, v) for u, v in itertools.pairwise(nodes)]
+            out.append(Path(list(nodes), steps, sum(g.edges[u, v]["cost"] for u, v in itertools.pairwise(nodes))))
+            continue
+        expanded[node] += 1
+        if expanded[node] > limit + 1:
+            continue
+        for succ in g.successors(node):
+            if succ in dist and succ not in nodes:
+                spent = so_far + _weight(node, succ, g.edges[node, succ])
+                heapq.heappush(heap, (spent + dist[succ], next(counter), (*nodes, succ), spent))
+    return out, False
+
+
+def _weight(_u: str, _v: str, data: dict[str, Any]) -> int:
+    return int(data["cost"]) * WEIGHT + HOP
+
+
+def reachable(g: nx.DiGraph, sources: list[str], target: str) -> bool:
+    """Whether any source reaches the target in `g`."""
+    if target not in g:
+        return False
+    ancestors = nx.ancestors(g, target)
+    return any(s in ancestors for s in sources)
+
+
+def answer(graph: AttackGraph, source: str, target: str, limit: int = 10) -> Answer:
+    """Ranked paths from `source` to `target` with choke points and the smallest fix that closes all."""
+    paths, truncated = ranked_paths(graph, source, target, limit)
+    result = Answer(source, target, paths, truncated=truncated)
+    if not paths:
+        return result
+    counts: Counter[str] = Counter()
+    for path in paths:
+        counts.update(_path_closers(graph, path))
+    result.choke_points = [ChokePoint(f, n) for f, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    result.cut, result.cut_complete = minimal_fix(graph, source, target, paths)
+    return result
+
+
+def _path_closers(graph: AttackGraph, path: Path) -> set[str]:
+    """Findings whose fix alone removes some step of the path (and its parallel alternatives)."""
+    out: set[str] = set()
+    for u, v in itertools.pairwise(path.nodes):
+        sets = graph.edge_closers(u, v)
+        common = set(sets[0]).intersection(*sets[1:]) if sets else set()
+        out |= common
+    return out
+
+
+def minimal_fix(graph: AttackGraph, source: str, target: str, paths: list[Path]) -> tuple[list[str], bool]:
+    """The smaller of a greedy hitting set and a min edge cut that both leave the target unreachable."""
+    sources = _sources(graph, source)
+    candidates = [c for c in (_greedy_cut(graph, source, target, paths), _edge_cut(graph, sources, target))
+                  if c is not None]
+    if not candidates:
+        return [], False
+    return sorted(min(candidates, key=len)), True
+
+
+def _greedy_cut(graph: AttackGraph, source: str, target: str, paths: list[Path], rounds: int = 50) -> list[str] | None:
+    chosen: list[str] = []
+    open_paths = list(paths)
+    sources = _sources(graph, source)
+    for _ in range(rounds):
+        while open_paths:
+            counts: Counter[str] = Counter()
+            for path in open_paths:
+                counts.update(_path_closers(graph, path))
+            if not counts:
+                return None  # a path with only structural steps: no fix closes it
+            best = min(counts, key=lambda f: (-counts[f], f))
+            chosen.append(best)
+            open_paths = [p for p in open_paths if best not in _path_closers(graph, p)]
+        view = graph.without_findings(chosen)
+        if not reachable(view, sources, target):
+            return chosen
+        open_paths, _ = ranked_paths(graph, source, target, 10, g=view)
+    return None
+
+
+def _edge_cut(graph: AttackGraph, sources: list[str], target: str) -> list[str] | None:
+    """Min cut where fixable edges cost 1 (labelled by a finding that closes them) and others cannot be cut."""
+    g = graph.g
+    ancestors = nx.ancestors(g, target) | {target}
+    relevant = set(sources) & ancestors
+    if not relevant:
+        return []
+    flow = nx.DiGraph()
+    super_source = "\x00source"
+    for s in relevant:
+        flow.add_edge(super_source, s)
+    for u, v in g.subgraph(ancestors).edges():
+        closers = graph.edge_closers(u, v)
+        common = set(closers[0]).intersection(*closers[1:])
+        if common:
+            flow.add_edge(u, v, capacity=1, finding=min(common))
+        else:
+            flow.add_edge(u, v)
+    try:
+        _value, (reach, _rest) = nx.minimum_cut(flow, super_source, target)
+    except nx.NetworkXUnbounded:
+        return None
+    cut = {flow.edges[u, v]["finding"] for u in reach for v in flow.successors(u) if v not in reach}
+    chosen = sorted(cut)
+    if reachable(graph.without_findings(chosen), sources, target):
+        return None
+    return chosen
