@@ -582,13 +582,18 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
     return re.compile("".join(out), re.S)
 
 
+@lru_cache(maxsize=65536)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
 def ip_in_nets(value: Any, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
     """True when the address is inside one of the networks."""
-    try:
-        addr = ipaddress.ip_address(str(value))
-    except ValueError:
-        return False
-    return any(addr.version == net.version and addr in net for net in nets)
+    addr = _address(value if type(value) is str else str(value))
+    return addr is not None and any(addr.version == net.version and addr in net for net in nets)
 
 
 def parse_net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

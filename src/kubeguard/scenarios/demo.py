@@ -67,6 +67,10 @@ from kubeguard.net.demo import dpi_tesla_miner  # noqa: E402
 
 STEPS.append(dpi_tesla_miner)
 
+from kubeguard.rules.demo import replay_tesla_events  # noqa: E402
+
+STEPS.append(replay_tesla_events)
+
 
 def run_demo(examples: Path | None = None, console: Console = stdout) -> int:
     """Run every step in order; the exit code is 1 if any step failed."""
