@@ -68,6 +68,10 @@ def scan_tesla(ctx: DemoContext) -> bool:
 Step = Callable[[DemoContext], bool]
 STEPS: list[Step] = [scan_tesla]
 
+from kubeguard.posture.paths.demo import tesla_attack_paths  # noqa: E402
+
+STEPS.append(tesla_attack_paths)
+
 from kubeguard.net.demo import dpi_tesla_miner  # noqa: E402
 
 STEPS.append(dpi_tesla_miner)
