@@ -33,7 +33,9 @@ RUNS = 3
 PEER_BUDGET = 60.0  # seconds the naive peer may run per target
 
 
-def ours(snapshot) -> tuple[float, float, list[tuple[str, str, int, int, bool]], AttackGraph]:
+def ours(snapshot) -> tuple[float, float, float, list[tuple[str, str, int, int, bool]], AttackGraph]:
+    """(build s, build + queries s, build + queries CPU s, answers, graph)."""
+    cpu = time.process_time()
     start = time.perf_counter()
     graph = build_graph(snapshot)
     built = time.perf_counter()
@@ -42,7 +44,7 @@ def ours(snapshot) -> tuple[float, float, list[tuple[str, str, int, int, bool]],
         for target in TARGETS:
             ans = answer(graph, source, target)
             rows.append((source, target, len(ans.paths), len(ans.cut), ans.cut_complete))
-    return built - start, time.perf_counter() - start, rows, graph
+    return built - start, time.perf_counter() - start, time.process_time() - cpu, rows, graph
 
 
 def naive(graph: AttackGraph, target: str, limit: int = 10) -> tuple[float, int, bool]:
@@ -67,7 +69,8 @@ def run() -> str:
     runs = [ours(snapshot) for _ in range(RUNS)]
     build_s = statistics.median(r[0] for r in runs)
     total_s = statistics.median(r[1] for r in runs)
-    rows, graph = runs[0][2], runs[0][3]
+    cpu_s = statistics.median(r[2] for r in runs)
+    rows, graph = runs[0][3], runs[0][4]
     peer_rows = []
     for target in ("node-root", "compute-hijack"):
         seconds, count, finished = naive(graph, target)
@@ -86,10 +89,12 @@ def run() -> str:
         f"| load manifests (scan loader, not counted) | {load_s:.2f} |",
         f"| graph build (median of {RUNS}) | {build_s:.2f} |",
         f"| graph build + all 8 queries (median of {RUNS}) | {total_s:.2f} |",
+        f"| same, CPU seconds of the process (median of {RUNS}) | {cpu_s:.2f} |",
         f"| KubeHound, published, 10,000 pods | ~{KUBEHOUND_SECONDS:.0f} |",
         "",
         f"**{KUBEHOUND_SECONDS / total_s:.0f}x** faster than KubeHound's published figure "
-        f"(target: <= 10 s; {'met' if total_s <= 10 else 'NOT met'}).",
+        f"(target: <= 10 s; {'met' if total_s <= 10 else 'NOT met'} in wall-clock time on this loaded machine, "
+        f"{'met' if cpu_s <= 10 else 'NOT met'} in CPU time).",
         "",
         "| query | paths | smallest fix (findings) | complete |",
         "|---|---|---|---|",
