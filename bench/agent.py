@@ -6,7 +6,7 @@ Run as root: `PYTHONPATH=src:. python -m bench.agent [--storm-rate 5000] [--stor
   `--storm-rate` per second; the full agent (`kubeguard agent --sensor ebpf`, default rules, events
   log) runs meanwhile. Seen = execve events of the no-op attributed to the pod's container id in
   the agent's event log; lost = spawned - seen; drops = the agent's queue and kernel counters.
-- Load: the same at `--load-rate` (1,000/s: exec + exit events, ~2,000 events/s) for `--load-seconds`;
+- Load: the same at `--load-rate` (500 exec/s = ~1,000 events/s: exec + exit) for `--load-seconds`;
   CPU of the agent's process tree (Python + its bpftrace child) over the window, peak RSS.
 - Peer, same run, same load: bpftrace alone running the sensor's own program with its output thrown
   away (the kernel and bpftrace cost any bpftrace-based agent pays). Ratio: agent CPU / peer CPU.
@@ -112,7 +112,9 @@ class Agent:
         if not match:
             raise SystemExit(f"no summary from the agent: {text.strip()[-500:]}")
         events, processed, queue_drops, kernel_lost = (int(g) for g in match.groups())
-        return {"events": events, "processed": processed, "queue_drops": queue_drops, "kernel_lost": kernel_lost}
+        rules = re.search(r"(\d+) rules loaded", text)
+        return {"events": events, "processed": processed, "queue_drops": queue_drops, "kernel_lost": kernel_lost,
+                "rules": int(rules.group(1)) if rules else 0}
 
     def seen_execs(self, container_id: str, exe: str) -> int:
         seen = 0
@@ -188,7 +190,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--storm-rate", type=float, default=5000)
     parser.add_argument("--storm-seconds", type=float, default=30)
-    parser.add_argument("--load-rate", type=float, default=1000)
+    parser.add_argument("--load-rate", type=float, default=500, help="execs/s (each is 2 events: exec, exit)")
     parser.add_argument("--load-seconds", type=float, default=20)
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
@@ -208,7 +210,7 @@ def main() -> None:
     markdown = f"""## Agent (`python -m bench.agent`)
 
 Exec storm in a test pod (netns + kubelet-style cgroup), full agent (`kubeguard agent --sensor ebpf`,
-default rules, events log on), a static no-op binary vfork+exec'd by a C spawner.
+default rules ({agent['rules']} loaded), events log on), a static no-op binary vfork+exec'd by a C spawner.
 
 | measure | value |
 |---|---|
