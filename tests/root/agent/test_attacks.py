@@ -80,10 +80,11 @@ class Lab:
 
 @functools.cache
 def default_rule_names() -> frozenset[str]:
-    """Names of the enabled rules in kubeguard's default rule set."""
+    """Names of the enabled rules in kubeguard's default rule set, plus the agent's stateful port-scan rule."""
+    from kubeguard.agent.portscan import PORT_SCAN_RULE
     from kubeguard.rules import RuleEngine
 
-    return frozenset(rule.name for rule in RuleEngine.load(None, include_defaults=True).rules)
+    return frozenset({rule.name for rule in RuleEngine.load(None, include_defaults=True).rules} | {PORT_SCAN_RULE})
 
 
 @pytest.fixture(autouse=True)
