@@ -37,6 +37,7 @@ from kubeguard.agent.commands import agent  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
 from kubeguard.posture.paths.commands import paths_command  # noqa: E402
+from kubeguard.rules.commands import alerts, replay, rules_app  # noqa: E402
 from kubeguard.scenarios.demo import demo  # noqa: E402
 
 app.command("dpi")(dpi)
@@ -44,3 +45,6 @@ app.command("agent")(agent)
 app.command("scan")(scan)
 app.command("paths")(paths_command)
 app.command("demo")(demo)
+app.add_typer(rules_app, name="rules")
+app.command("replay")(replay)
+app.command("alerts")(alerts)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import pytest
+
 from kubeguard.cluster import manifests
-from kubeguard.cluster.loader import load_path, load_paths
+from kubeguard.cluster.loader import load_path, load_paths, load_workers
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "scan"
 
@@ -94,3 +96,18 @@ def test_a_file_is_taken_whatever_its_suffix_and_dot_dirs_are_skipped(tmp_path: 
     (tmp_path / "notes.txt").write_text("apiVersion: v1\nkind: Namespace\nmetadata: {name: text}\n")
     assert load_path(tmp_path).objects == []
     assert [o.name for o in load_path(tmp_path / "notes.txt").objects] == ["text"]
+
+
+def test_parallel_load_gives_the_same_snapshot_as_a_serial_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load(workers: str) -> tuple[list[object], list[object], list[str]]:
+        monkeypatch.setenv("KUBEGUARD_LOAD_WORKERS", workers)
+        snap = load_paths([FIXTURES, FIXTURES.parent / "clusters"])
+        return ([(o.key, o.source) for o in snap.objects],
+                [(c.component, c.node, c.flags, c.source) for c in snap.components],
+                [str(p) for p in snap.problems])
+
+    serial = load("1")
+    assert load_workers(200) == 1
+    parallel = load("2")
+    assert serial == parallel
+    assert len(serial[0]) > 50 and serial[1] and serial[2]

@@ -8,7 +8,11 @@ cannot be read lands in `Snapshot.problems` as one line naming file:line; loadin
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Iterable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,7 @@ from kubeguard.cluster.manifests import Document, discover, node_at, node_line, 
 from kubeguard.cluster.snapshot import K8sObject, LoadProblem, Snapshot, SourceRef
 from kubeguard.perf import gc_paused
 
+PARALLEL_MIN_FILES = 64  # below this, starting processes costs more than it saves
 # Built-in kinds kubeguard understands (others from built-in API groups are reported as unknown).
 KNOWN_KINDS = frozenset({
     "Pod", "Deployment", "ReplicaSet", "StatefulSet", "DaemonSet", "Job", "CronJob", "ReplicationController",
@@ -48,9 +53,49 @@ def load_paths(paths: Iterable[str | Path], snapshot: Snapshot | None = None) ->
     snap = snapshot if snapshot is not None else Snapshot()
     with gc_paused():
         for path in paths:
-            for file in discover(Path(path), snap.problems):
-                load_file(file, snap)
+            _load_files(discover(Path(path), snap.problems), snap)
     return snap
+
+
+def load_workers(files: int) -> int:
+    """Processes to parse `files` files with: one for small sets, else one per CPU (at most 4).
+
+    `$KUBEGUARD_LOAD_WORKERS` overrides the choice (1 forces a single process).
+    """
+    explicit = os.environ.get("KUBEGUARD_LOAD_WORKERS", "")
+    if explicit.isdigit():
+        return max(1, min(int(explicit), files))
+    if files < PARALLEL_MIN_FILES:
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
+def _load_files(files: list[Path], snap: Snapshot) -> None:
+    """Load files in order; many files are parsed by several processes (YAML parsing is CPU-bound)."""
+    workers = load_workers(len(files))
+    if workers > 1:
+        size = -(-len(files) // (workers * 4))  # contiguous chunks, several per worker to balance
+        chunks = [files[i:i + size] for i in range(0, len(files), size)]
+        try:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+                parts = list(pool.map(_load_chunk, chunks))
+        except (OSError, BrokenProcessPool):
+            parts = None  # no processes here (sandbox, limits): parse in this one
+        if parts is not None:
+            for part in parts:  # in file order, so the snapshot is the same as a serial load
+                snap.extend(part.objects)
+                snap.components.extend(part.components)
+                snap.problems.extend(part.problems)
+            return
+    for file in files:
+        load_file(file, snap)
+
+
+def _load_chunk(files: list[Path]) -> Snapshot:
+    part = Snapshot()
+    for file in files:
+        load_file(file, part)
+    return part
 
 
 def load_file(file: Path, snap: Snapshot) -> None:

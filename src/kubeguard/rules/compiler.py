@@ -68,6 +68,18 @@ def _anyof(values: Any, test: Callable[[Any], bool]) -> bool:
     return any(v is not None and test(v) for v in values)
 
 
+def _anyin(values: Any, allowed: frozenset[Any]) -> bool:
+    """Any of several values (ancestors, client/server ends) is in the set."""
+    if values is None:
+        return False
+    if not isinstance(values, list | tuple):
+        return values in allowed
+    try:
+        return not allowed.isdisjoint(values)
+    except TypeError:
+        return any(v in allowed for v in values if not isinstance(v, list | dict))
+
+
 def _allin(values: Any, allowed: frozenset[Any]) -> bool:
     if not isinstance(values, list | tuple):
         return values in allowed
@@ -84,8 +96,9 @@ TRANSFORM_FUNCS = {"tolower": "_lower", "toupper": "_upper", "b64": "_b64", "bas
 
 BASE_NAMESPACE: dict[str, Any] = {
     "_lower": _lower, "_upper": _upper, "_b64": _b64, "_basename": _basename, "_len": _len,
-    "_anyof": _anyof, "_allin": _allin, "_intersects": _intersects,
+    "_anyof": _anyof, "_anyin": _anyin, "_allin": _allin, "_intersects": _intersects,
     "_int": F.to_int, "_bool": F.to_bool, "_str": F.to_str, "_bytes": F.to_bytes,
+    "_U": object(),
     "_anc": F.ancestor, "_ancs": F.ancestors, "_ix": F.indexed, "_innet": F.ip_in_nets,
 }
 
@@ -200,6 +213,27 @@ class CodeGen:
         self._const_names: dict[tuple[str, Any], str] = {}
         self._helpers: list[str] = []
         self._helper_count = 0
+        self._helper_by_body: dict[str, str] = {}
+        self._memo: dict[str, str] | None = None  # expression -> local name, while building a bucket
+
+    def begin_memo(self) -> None:
+        """Within one generated function, compute each field accessor call at most once per event."""
+        self._memo = {}
+
+    def end_memo(self) -> list[str]:
+        """Names to initialise to the `_U` sentinel at the top of the function."""
+        names = list(self._memo.values()) if self._memo else []
+        self._memo = None
+        return names
+
+    def memo(self, expr: str) -> str:
+        """`expr` evaluated lazily once: ``(_m0 if _m0 is not _U else (_m0 := expr))``."""
+        if self._memo is None:
+            return expr
+        name = self._memo.get(expr)
+        if name is None:
+            name = self._memo[expr] = f"_m{len(self._memo)}"
+        return f"({name} if {name} is not _U else ({name} := {expr}))"
 
     def const(self, value: Any, kind: str = "") -> str:
         key = (kind + type(value).__name__, value if _hashable(value) else id(value))
@@ -231,22 +265,22 @@ class CodeGen:
         """Expression for the raw value of a single-valued field."""
         if ref.arg is not None:
             if ref.name in F.ANCESTOR_LISTS:
-                return f"_anc(e, {ref.name!r}, {int(ref.arg)})"
-            return f"_ix(e, {ref.name!r}, {ref.arg!r})"
+                return self.memo(f"_anc(e, {ref.name!r}, {int(ref.arg)})")
+            return self.memo(f"_ix(e, {ref.name!r}, {ref.arg!r})")
         if ref.name in F.DERIVED:
-            return f"{self.const(F.DERIVED[ref.name], 'fn')}(e)"
+            return self.memo(f"{self.const(F.DERIVED[ref.name], 'fn')}(e)")
         return f"e.get({ref.name!r})"
 
     def typed(self, raw: str, kind: str, transformers: tuple[str, ...]) -> tuple[str, str]:
         """Coerce a raw value expression to its type, then apply transformers; returns (expr, kind)."""
         if kind == F.INT:
-            raw = f"_int({raw})"
+            raw = self.memo(f"_int({raw})")
         elif kind == F.BOOL:
-            raw = f"_bool({raw})"
+            raw = self.memo(f"_bool({raw})")
         elif kind in (F.ANY, F.IP, F.NET):
-            raw = f"_str({raw})"
+            raw = self.memo(f"_str({raw})")
         elif kind == F.BYTES:
-            raw = f"_bytes({raw})"
+            raw = self.memo(f"_bytes({raw})")
         for t in transformers:
             raw = f"{TRANSFORM_FUNCS[t]}({raw})"
             kind = F.INT if t == "len" else F.STR
@@ -257,16 +291,27 @@ class CodeGen:
         kind = field_type(ref)
         if F.is_multi(ref):
             elem = F._INDEXED[ref.name] if ref.name in F.ANCESTOR_LISTS else kind
-            values = (f"_ancs(e, {ref.name!r})" if ref.name in F.ANCESTOR_LISTS
-                      else f"{self.const(F.MULTI[ref.name], 'fn')}(e)")
+            values = self.memo(f"_ancs(e, {ref.name!r})" if ref.name in F.ANCESTOR_LISTS
+                               else f"{self.const(F.MULTI[ref.name], 'fn')}(e)")
             if c.op == "exists":
                 return f"({values} is not None)"
+            if (c.op in ("=", "in", "intersects") and elem in (F.STR, F.INT) and not c.lhs.transformers
+                    and isinstance(c.rhs, Word | tuple)):
+                items = [c.rhs.text] if isinstance(c.rhs, Word) else [w.text for w in c.rhs]
+                allowed = frozenset(self._literal(x, elem, c.lhs.text) for x in items)
+                if elem == F.INT:
+                    allowed = allowed | frozenset(str(x) for x in allowed)
+                return f"_anyin({values}, {self.const(allowed)})"
+            memo, self._memo = self._memo, None  # the helper's own argument is not memoised
             typed, tkind = self.typed("v", elem, c.lhs.transformers)
+            self._memo = memo
             body = self._compare(typed, tkind, c, value_is_var=False)
-            helper = f"_c{self._helper_count}"
-            self._helper_count += 1
-            self._helpers.append(f"def {helper}(v):\n    return {body}\n")
-            return f"_anyof({values}, {helper})"
+            helper = self._helper_by_body.get(body)
+            if helper is None:
+                helper = self._helper_by_body[body] = f"_c{self._helper_count}"
+                self._helper_count += 1
+                self._helpers.append(f"def {helper}(v):\n    return {body}\n")
+            return self.memo(f"_anyof({values}, {helper})")
         raw = self.raw(ref)
         if c.op == "exists":
             return f"({raw} is not None)"
@@ -304,7 +349,8 @@ class CodeGen:
             if op == "pmatch":
                 return f"{self.const(PathPrefixes(items), 'pm')}({v})"
             if kind == F.NET:
-                return f"_innet({v}, {self.const(tuple(self._net(x, what) for x in items), 'net')})"
+                nets = F.NetSet(tuple(self._net(x, what) for x in items))
+                return f"({v} in {self.const(nets, 'net')})"
             allowed = self.const(frozenset(self._literal(x, kind, what) for x in items))
             if kind == F.LIST:
                 return f"{'_allin' if op == 'in' else '_intersects'}({v}, {allowed})"
@@ -313,7 +359,7 @@ class CodeGen:
             raise CompileError(f"{what} {op}: expected a single value, got a list")
         text = rhs.text
         if kind == F.NET and op in ("=", "!="):
-            test = f"_innet({v}, {self.const((self._net(text, what),), 'net')})"
+            test = f"({v} in {self.const(F.NetSet((self._net(text, what),)), 'net')})"
             return test if op == "=" else f"(not {test})"
         if op in _PYOPS:
             if op in ("<", "<=", ">", ">=") and kind not in (F.INT, F.STR, F.ANY, F.IP):

@@ -92,8 +92,9 @@ class RuleEngine:
 
     def _bucket(self, evt_type: str | None) -> Callable[[Mapping[str, Any]], list[int]]:
         """One function running every rule that can match `evt_type`, returning matching rule indexes."""
-        lines = ["    m = []"]
+        lines: list[str] = []
         first = self.rule_matching == "first"
+        self._gen.begin_memo()
         for i, rule in enumerate(self.rules):
             if rule.source != "syscall":
                 continue
@@ -104,6 +105,10 @@ class RuleEngine:
             lines.append(f"    if {code}:")
             lines.append(f"        return [{i}]" if first else f"        m.append({i})")
         lines.append("    return m")
+        memo = self._gen.end_memo()
+        lines.insert(0, "    m = []")
+        if memo:
+            lines.insert(1, "    " + " = ".join(memo) + " = _U")
         name = f"_bucket_{len(self._by_type)}_{abs(hash(evt_type)) % 10**8}"
         return build_function(self._gen, name, "\n".join(lines))
 
