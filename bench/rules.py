@@ -89,22 +89,23 @@ def generate(count: int, seed: int = 7) -> list[dict]:
     return events
 
 
-def measure(fn, events: list[dict], repeats: int) -> tuple[float, int]:
-    """Best events/s over `repeats` passes, and the number of matches of the last pass."""
-    best = 0.0
+def measure(fn, events: list[dict], repeats: int) -> tuple[float, float, int]:
+    """Best events/s over `repeats` passes by CPU time of this process and by wall clock; matches of the last."""
+    best_cpu = best_wall = 0.0
     hits = 0
     for _ in range(repeats):
         gc.collect()
         gc.disable()
-        started = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.process_time()
         hits = 0
         for event in events:
             if fn(event):
                 hits += 1
-        took = time.perf_counter() - started
+        cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
         gc.enable()
-        best = max(best, len(events) / took)
-    return best, hits
+        best_cpu = max(best_cpu, len(events) / max(cpu, 1e-9))
+        best_wall = max(best_wall, len(events) / max(wall, 1e-9))
+    return best_cpu, best_wall, hits
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     walker = TreeWalker(engine.rules)
     naive_events = events[: max(5000, args.events // 20)]
 
-    compiled_eps, compiled_hits = measure(engine.matching_rules, events, args.repeats)
-    process_eps, _ = measure(engine.process, events, 1)
-    naive_eps, _ = measure(walker.matching, naive_events, 1)
+    compiled_eps, compiled_wall, compiled_hits = measure(engine.matching_rules, events, args.repeats)
+    process_eps, process_wall, _ = measure(engine.process, events, args.repeats)
+    naive_eps, naive_wall, _ = measure(walker.matching, naive_events, 1)
     agree = all(sorted(r.name for r in engine.matching_rules(e)) == sorted(walker.matching(e))
                 for e in naive_events[:5000])
 
@@ -134,17 +135,18 @@ def main(argv: list[str] | None = None) -> int:
         "## Rule engine (`python -m bench.rules`)",
         "",
         f"{len(engine.rules)} enabled rules (Falco stable + incubating + kubeguard defaults), loaded and compiled in "
-        f"{load_s:.2f} s; {len(events):,} generated events (≈55% open, 20% exec, 17% connect, 8% other syscalls, "
+        f"{load_s:.2f} s (Falco's rules of the same name replace ours, as a later file does); "
+        f"{len(events):,} generated events (≈55% open, 20% exec, 17% connect, 8% other syscalls, "
         f"0.05% attacks; 85% from containers). One Python thread (one core). The machine is shared with 7 busy "
         "engineers running tests, so absolute figures are noisy; the ratios were measured in the same run.",
         "",
-        "| evaluator | events/s | ratio |",
-        "|---|---:|---:|",
-        f"| compiled, indexed by evt.type (`matching_rules`) | {compiled_eps:,.0f} | "
+        "| evaluator | events/s per CPU second | events/s wall clock | ratio (CPU) |",
+        "|---|---:|---:|---:|",
+        f"| compiled, indexed by evt.type (`matching_rules`) | {compiled_eps:,.0f} | {compiled_wall:,.0f} | "
         f"{compiled_eps / FALCO_PUBLISHED_EPS:.2f}x Falco's published ~250k/s |",
-        f"| compiled + Alert building (`process`) | {process_eps:,.0f} | "
+        f"| compiled + Alert building (`process`) | {process_eps:,.0f} | {process_wall:,.0f} | "
         f"{process_eps / FALCO_PUBLISHED_EPS:.2f}x Falco's published |",
-        f"| naive tree walk, every rule on every event | {naive_eps:,.0f} | "
+        f"| naive tree walk, every rule on every event | {naive_eps:,.0f} | {naive_wall:,.0f} | "
         f"compiled is {compiled_eps / naive_eps:.0f}x faster |",
         "",
         f"Matches in the mix: {compiled_hits:,} events raised at least one rule. Compiled and tree-walk results "

@@ -111,3 +111,18 @@ def test_split_image() -> None:
     assert split_image("localhost:5000/app:1.2") == ("localhost:5000/app", "1.2")
     assert split_image("localhost:5000/app") == ("localhost:5000/app", "")
     assert split_image("repo/app@sha256:abcd") == ("repo/app", "")
+
+
+def test_setuid_events_carry_the_uid_before_the_change(setup) -> None:
+    enricher, container_ino, _, _ = setup
+    enricher.enrich(Event({"evt.type": "execve", "proc.pid": 950, "proc.ppid": 1, "proc.name": "suid",
+                           "user.uid": 65534, "_cgroup_id": container_ino}))
+    up = enricher.enrich(Event({"evt.type": "setresuid", "proc.pid": 950, "evt.rawres": 0, "evt.arg.ruid": 0,
+                                "evt.arg.euid": 0, "user.uid": 0, "_cgroup_id": container_ino}))
+    assert up["user.uid"] == 65534  # who asked: the rule "non-root becomes root" needs this
+    again = enricher.enrich(Event({"evt.type": "setuid", "proc.pid": 950, "evt.rawres": 0, "evt.arg.uid": 1000,
+                                   "user.uid": 1000, "_cgroup_id": container_ino}))
+    assert again["user.uid"] == 0  # the table learnt the change
+    denied = enricher.enrich(Event({"evt.type": "setuid", "proc.pid": 950, "evt.rawres": -1, "evt.arg.uid": 0,
+                                    "user.uid": 1000, "_cgroup_id": container_ino}))
+    assert denied["user.uid"] == 1000

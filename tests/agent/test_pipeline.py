@@ -157,3 +157,20 @@ def test_metrics_endpoint_serves_and_guards() -> None:
         server.close()
     with pytest.raises(UserError, match="needs a token"):
         MetricsServer(metrics, 0, host="0.0.0.0")
+
+
+def test_port_scan_is_detected_once_per_window_and_single_target_traffic_is_not() -> None:
+    from kubeguard.agent.portscan import PORT_SCAN_RULE, PortScanDetector
+
+    detector = PortScanDetector(threshold=20, window=10)
+    base = {"evt.type": "connect", "container.id": "ab" * 32, "fd.type": "ipv4", "fd.rip": "10.0.0.9",
+            "k8s.ns.name": "shop", "k8s.pod.name": "scanner"}
+    busy_client = [detector.process(Event(base | {"proc.pid": 1, "fd.rport": 8080})) for _ in range(500)]
+    assert not any(busy_client)
+    scan = [detector.process(Event(base | {"proc.pid": 2, "fd.rport": port, "evt.rawres": -111}))
+            for port in range(1, 201)]
+    raised = [a for alerts in scan for a in alerts]
+    assert [a.rule for a in raised] == [PORT_SCAN_RULE]
+    assert raised[0].output_fields["scan.targets"] == 20 and "T1046" in raised[0].tags
+    host = base | {"container.id": "host", "proc.pid": 3}
+    assert not any(detector.process(Event(host | {"fd.rport": p})) for p in range(1, 100))

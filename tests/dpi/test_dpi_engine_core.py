@@ -198,3 +198,19 @@ def test_per_flow_verdict_is_returned_and_recorded() -> None:
     assert by_port[3333]["net.verdict"] == "alert" and by_port[3333]["net.severity"] == "critical"
     assert by_port[3333]["net.alerts"] == ["Stratum mining protocol"]
     assert by_port[80]["net.verdict"] == "pass" and "net.severity" not in by_port[80]
+
+
+def test_global_reassembly_budget_bounds_queued_bytes() -> None:
+    from kubeguard.net.reassembly import Budget
+
+    budget = Budget(limit=1000)
+    streams = []
+    for _ in range(10):
+        s = TcpStream(lambda data: None, budget=budget)
+        s.syn(0)
+        s.segment(5000, b"z" * 300)  # a hole before it: queued
+        streams.append(s)
+        assert budget.used <= 1000 + 300
+    for s in streams:
+        s.close()
+    assert budget.used == 0

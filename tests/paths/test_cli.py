@@ -68,3 +68,32 @@ def test_bad_inputs_are_one_line(tmp_path):
         assert result.exit_code == 2, (args, result.output)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.output
+
+
+TESLA = Path(__file__).resolve().parents[2] / "examples" / "tesla"
+
+
+def test_scan_paths_adds_the_attack_paths_to_the_table_report():
+    result = runner.invoke(app, ["scan", str(TESLA), "--paths"])
+    assert "Attack paths from the internet" in result.output
+    assert "UNAUTH_CONSOLE" in result.output and "smallest fix that closes every path" in result.output
+    plain = runner.invoke(app, ["scan", str(TESLA)])
+    assert "Attack paths" not in plain.output
+
+
+def test_scan_paths_refuses_machine_formats_in_one_line():
+    result = runner.invoke(app, ["scan", str(TESLA), "--paths", "-o", "json"])
+    assert result.exit_code == 2 and "--paths goes with -o table" in result.stderr
+
+
+def test_demo_step_shows_the_chain_and_its_fix():
+    from rich.console import Console
+
+    from kubeguard.posture.paths.demo import tesla_attack_paths
+    from kubeguard.scenarios.demo import STEPS, DemoContext
+
+    assert tesla_attack_paths in STEPS
+    console = Console(record=True, width=200)
+    assert tesla_attack_paths(DemoContext(TESLA.parent, console)) is True
+    text = console.export_text()
+    assert "found; smallest fix: exposed-service:Service/kubernetes-dashboard/kubernetes-dashboard" in text

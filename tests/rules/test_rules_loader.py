@@ -204,3 +204,19 @@ def test_evt_type_index_and_warning(tmp_path):
     assert [a.rule for a in engine.process({"evt.type": "openat", "proc.name": "sh"})] == ["Any type"]
     assert engine.process({"evt.type": "switch", "proc.name": "sh"}) == []
     assert [a.rule for a in engine.process({"proc.name": "sh"})] == ["Any type"]
+
+
+def test_compiled_engine_agrees_with_tree_walker_on_falco_rules():
+    from bench.rules import ATTACKS, generate
+
+    from kubeguard.rules.treewalk import TreeWalker
+
+    engine = RuleEngine.load(falco_files()[:2], include_defaults=True)
+    walker = TreeWalker(engine.rules)
+    events = generate(1500, seed=11) + [{"container.id": "abc123", "user.uid": 0, **a} for a in ATTACKS]
+    hits = 0
+    for event in events:
+        got = sorted(r.name for r in engine.matching_rules(event))
+        assert got == sorted(walker.matching(event)), event
+        hits += bool(got)
+    assert hits > 0

@@ -110,3 +110,11 @@ def test_live_sarif_is_valid_without_file_locations(server: ReplayServer, tmp_pa
     jsonschema.Draft4Validator(schema).validate(log)
     results = log["runs"][0]["results"]
     assert results and all("physicalLocation" not in r["locations"][0] for r in results)
+
+
+def test_no_kubeconfig_outside_a_cluster_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(UserError, match=r"^no kubeconfig \(.*\.kube/config does not exist\) and not running inside"):
+        load_live()

@@ -136,6 +136,34 @@ def test_exec_without_cwd_lines_is_flushed_not_lost() -> None:
     assert "proc.cwd" not in ev
 
 
+def test_exec_whose_exit_lines_come_before_its_entry_lines() -> None:
+    """A process that migrated CPU during exec: bpftrace may hand us X and W before A and V.
+
+    bpftrace-exec-v2.jsonl is the current format (A and V end with the "more arguments follow" flag)."""
+    lines = (Path(__file__).parent / "data" / "bpftrace-exec-v2.jsonl").read_text().splitlines()
+    entry, rest = lines[:2], lines[2:]
+    assert ['"A\\u001f' in entry[0], '"V\\u001f' in entry[1]] == [True, True]
+    decoder = BpftraceDecoder()
+    assert [ev for ln in [*rest, entry[0]] for ev in decoder.feed(ln)] == []  # A says a V line follows
+    (ev,) = decoder.feed(entry[1])
+    assert (ev["proc.args"], ev["proc.exepath"]) == ("kgs951879e4 two three four", "/bin/echo")
+    assert ev["proc.cwd"] == "/tmp/pytest-of-root/pytest-237/test_exec_with_args_cwd_and_ex0/"
+    in_order = BpftraceDecoder()
+    emitted = [[ev["proc.args"] for ev in in_order.feed(ln)] for ln in lines]
+    assert emitted == [[], [], [], [], ["kgs951879e4 two three four"]]  # complete at its last cwd line
+
+
+def test_exec_missing_lines_is_emitted_once_stale() -> None:
+    lines = [ln for ln in RECORDED.read_text().splitlines() if "17478" in ln and '"W' not in ln and '"Q' not in ln]
+    decoder = BpftraceDecoder()
+    assert [ev for ln in lines for ev in decoder.feed(ln)] == []  # waiting for its cwd lines
+    later = json.dumps({"type": "printf", "data": "\x1f".join(
+        ["X", str(9701651343936 + 2_000_000_000), "9", "9", "1", "0", "0", "1", "4026531836", "9", "true",
+         "0", "0", "1", "0", "0"]) + "\n"})
+    (ev,) = decoder.feed(later)  # an exit line 2 s later expires the stale exec
+    assert ev["proc.args"] == "kgs23dfa863 two three four" and "proc.cwd" not in ev
+
+
 def test_module_load_replay() -> None:
     """Our kernel has no module tracepoints: this line is built to kubeguard.bt's MOD format by hand."""
     line = json.dumps({"type": "printf", "data": "\x1f".join(

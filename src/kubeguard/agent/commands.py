@@ -4,7 +4,8 @@ Status goes to stderr (which sensor runs, what it cannot see, a summary at exit)
 stdout as Falco JSON lines unless ``--alerts-out FILE`` is given. SIGTERM/SIGINT stop it cleanly:
 the sensor is detached, both queues drained, the event log, store and outputs flushed.
 
-Exit codes: 0 clean stop; 1 the sensor cannot start or died for good; 2 bad input (flag, file).
+Exit codes: 0 clean stop; 1 the sensor cannot start; 2 bad input (flag, file). A sensor that dies
+later is restarted by the Supervisor, and the blind interval is raised as an alert.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -25,8 +25,9 @@ from kubeguard.agent.metrics import AgentMetrics, MetricsServer
 from kubeguard.agent.outputs import JsonLinesOutput, Output, SyslogOutput, WebhookOutput, parse_header
 from kubeguard.agent.pipeline import Pipeline, RuleSet
 from kubeguard.agent.podsource import SA_TOKEN, ApiPodSource, FilePodSource, KubeletPodSource, PodSource
-from kubeguard.agent.sensorrun import SensorRunner, make_sensor
+from kubeguard.agent.sensorrun import SensorRunner, sensor_factory
 from kubeguard.cliutil import UserError, die, stderr
+from kubeguard.model import Alert, Event
 from kubeguard.store.alerts import default_db_path
 
 SENSORS = ("ebpf", "proc")
@@ -78,17 +79,31 @@ def _metrics_token(path: Path | None) -> str | None:
 
 
 def load_rules(paths: list[Path], defaults: bool) -> RuleSet:
-    """The rule engine with the default rules (unless disabled) plus `paths`; UserError on bad files."""
+    """The rule engine with the default rules (unless disabled) plus `paths`; UserError on bad files.
+
+    No rules at all (``--no-default-rules`` without ``--rules``) runs the agent as a recorder:
+    events are enriched and logged, only the agent's own alerts (drops, gaps) are raised.
+    """
+    if not paths and not defaults:
+        return NoRules()
     try:
-        from kubeguard.rules import RuleEngine
+        from kubeguard.rules import RuleEngine, RuleLoadError
     except ImportError as exc:
         raise UserError(f"the rule engine (kubeguard.rules) is not available: {exc}", code=1) from exc
     try:
-        return RuleEngine.load(paths or None, include_defaults=defaults)
-    except UserError:
-        raise
-    except (ValueError, OSError) as exc:  # the rule loader's errors name file:line
+        engine = RuleEngine.load(paths or None, include_defaults=defaults)
+    except RuleLoadError as exc:  # one line: the first problem as file:line, and how many more
         raise UserError(str(exc)) from exc
+    stderr.print(f"kubeguard agent: {len(engine.rules)} rules loaded"
+                 f"{f' ({len(engine.warnings)} load warnings)' if engine.warnings else ''}", markup=False)
+    return engine
+
+
+class NoRules:
+    """The empty rule set."""
+
+    def process(self, event: Event) -> list[Alert]:
+        return []
 
 
 def pod_source(pods: Path | None, node: str) -> PodSource:
@@ -140,7 +155,7 @@ def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, ale
     source = pod_source(pods, node)
     ruleset = load_rules(rules, defaults)
     metrics = AgentMetrics()
-    sensor = make_sensor(sensor_name)
+    factory = sensor_factory(sensor_name)
     runner: SensorRunner | None = None
     pipeline = Pipeline(
         Enricher(source, node=node), ruleset, outputs, store_path=store, events_out=events_out, metrics=metrics,
@@ -151,9 +166,8 @@ def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, ale
     pipeline.start()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    code = 0
     try:
-        runner = SensorRunner(sensor, pipeline.submit, pipeline.on_gap, metrics)
+        runner = SensorRunner(factory, pipeline.submit, pipeline.on_gap, metrics)
         try:
             runner.start()
         except UserError as exc:
@@ -162,17 +176,14 @@ def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, ale
         if server is not None:
             server.start()
             stderr.print(f"kubeguard agent: metrics on http://{metrics_host}:{server.port}/metrics", markup=False)
-        _announce(sensor, source)
+        _announce(runner, source)
         deadline = time.monotonic() + duration if duration is not None else None
         while not stop.is_set():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
             stop.wait(0.5 if remaining is None else min(0.5, remaining))
-            if runner.failed:
-                stderr.print(f"kubeguard: error: sensor {sensor.name} died: {runner.failed}", markup=False)
-                code = 1
-                break
+            runner.refresh_health()
     finally:
         if runner is not None:
             runner.stop()
@@ -182,13 +193,13 @@ def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, ale
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _summary(pipeline, runner)
-    return code
+    return 0
 
 
-def _announce(sensor: Any, source: PodSource) -> None:
-    stderr.print(f"kubeguard agent: sensor {sensor.name} running; pods from {source.name}", markup=False)
-    for spot in getattr(sensor, "blind_spots", []):
-        stderr.print(f"kubeguard agent: blind spot ({sensor.name}): {spot}", markup=False)
+def _announce(runner: SensorRunner, source: PodSource) -> None:
+    stderr.print(f"kubeguard agent: sensor {runner.name} running; pods from {source.name}", markup=False)
+    for spot in runner.blind_spots:
+        stderr.print(f"kubeguard agent: blind spot ({runner.name}): {spot}", markup=False)
     sys.stderr.flush()
 
 

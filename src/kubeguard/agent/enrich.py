@@ -20,6 +20,8 @@ from kubeguard.agent.proctable import ProcessTable
 from kubeguard.cluster.cgroups import HOST, CgroupIdentity, CgroupResolver, identity_from_path, identity_of_pid
 from kubeguard.model import Event
 
+SETUID_TYPES = frozenset({"setuid", "setreuid", "setresuid"})
+
 
 class Enricher:
     """Adds workload, ancestry, socket and user fields to events, in place."""
@@ -35,6 +37,9 @@ class Enricher:
 
     def enrich(self, event: Event) -> Event:
         """Update the tables from `event`, then fill its derived fields; returns the same event."""
+        etype = event.get("evt.type")
+        if etype in SETUID_TYPES:
+            self._uid_before_change(event)
         self.procs.update(event)
         self.fds.apply(event)
         pid = as_int(event.get("proc.pid"))
@@ -51,6 +56,23 @@ class Enricher:
         if uid is not None and "user.name" not in event:
             event["user.name"] = self._user_name(uid)
         return event
+
+    def _uid_before_change(self, event: Event) -> None:
+        """setuid-family events carry the uid the process had *before* the call (Falco's enter event).
+
+        Sensors report the exit, when the uid already changed; the process table remembers the uid
+        from the exec (or the previous change) and learns the new one from this event.
+        """
+        pid = as_int(event.get("proc.pid"))
+        info = self.procs.get(pid) if pid else None
+        if info is None or info.uid is None:
+            return
+        after = as_int(event.get("user.uid"))
+        event["user.uid"] = info.uid
+        res = as_int(event.get("evt.rawres"))
+        if res == 0 or (res is None and event.get("evt.res") == "SUCCESS"):
+            new = as_int(event.get("evt.arg.ruid", event.get("evt.arg.uid")))
+            info.uid = new if new is not None and new >= 0 else after
 
     def _identity(self, event: Event, pid: int | None) -> CgroupIdentity | None:
         """Whose event: the cgroup path or id the sensor gave, else the process's own /proc entry.

@@ -30,6 +30,7 @@ from kubeguard.agent.enrich import Enricher
 from kubeguard.agent.fields import internal_stripped
 from kubeguard.agent.metrics import AgentMetrics
 from kubeguard.agent.outputs import Output
+from kubeguard.agent.portscan import PortScanDetector
 from kubeguard.cliutil import UserError, warn
 from kubeguard.model import Alert, Event, format_time_ns
 from kubeguard.store.alerts import AlertStore, StoreError
@@ -91,6 +92,7 @@ class Pipeline:
         self.store_path = store_path
         self.metrics = metrics or AgentMetrics()
         self.events_log = EventLog(events_out) if events_out else None
+        self.portscan = PortScanDetector()
         self.events: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.alerts: queue.Queue[Any] = queue.Queue(maxsize=alert_queue_size)
         self.drop_report_interval = drop_report_interval
@@ -208,6 +210,7 @@ class Pipeline:
             if self.rule_errors == 1:
                 warn(f"rule engine failed on a {event.get('evt.type')} event: {exc}")
             alerts = []
+        alerts = alerts + self.portscan.process(event)
         self.processed += 1
         if alerts:
             identity = identity_fields(event)

@@ -1,15 +1,14 @@
-"""Choosing and running the agent's sensor: start it, run it in a thread, report health and gaps.
+"""Choosing and running the agent's sensor under the sensors lane's Supervisor.
 
-`SensorRunner` owns the sensor thread: `start()` returns once events flow (or raises UserError
-with the sensor's one-line reason), `failed` says why the sensor died, `stop()` detaches it. A
-sensor that dies leaves a blind interval, reported through `on_gap` when the runner stops.
+`SensorRunner.start()` returns once events flow (or raises UserError with the sensor's one-line
+reason, exit code 1); the Supervisor restarts a sensor that dies and reports every blind interval
+through `on_gap` (the pipeline turns it into an alert). The agent's own syscalls are dropped here:
+they are not the node's activity, and reporting them would feed the agent its own reads.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,80 +19,73 @@ from kubeguard.model import Event
 GapFn = Callable[[str, int, int, str], None]
 
 
-def make_sensor(name: str) -> Any:
-    """A sensor by its `--sensor` name (imported lazily: the proc sensor needs no bpftrace)."""
+def sensor_factory(name: str) -> Callable[[], Any]:
+    """A factory of sensors by their `--sensor` name (imported lazily: `proc` needs no bpftrace)."""
     if name == "ebpf":
         from kubeguard.sensors.ebpf import EbpfSensor
 
-        return EbpfSensor()
+        return EbpfSensor
     if name == "proc":
-        from kubeguard.sensors.proc import ProcConnectorSensor
+        from kubeguard.sensors.proc_connector import ProcConnectorSensor
 
-        return ProcConnectorSensor()
+        return ProcConnectorSensor
     raise UserError(f"--sensor {name}: expected ebpf or proc")
 
 
 class SensorRunner:
-    """Runs one sensor's `run()` loop in a daemon thread feeding `emit`."""
+    """One supervised sensor feeding `emit`; health and gaps go to metrics and `on_gap`."""
 
-    def __init__(self, sensor: Any, emit: Callable[[Event], None], on_gap: GapFn,
+    def __init__(self, factory: Callable[[], Any], emit: Callable[[Event], None], on_gap: GapFn,
                  metrics: AgentMetrics | None = None) -> None:
-        self.sensor = sensor
+        from kubeguard.sensors.supervisor import Supervisor
+
         own = os.getpid()
 
-        def emit_others(event: Event) -> None:  # the agent's own syscalls are not the node's activity
+        def emit_others(event: Event) -> None:
             if event.get("proc.pid") != own:
                 emit(event)
 
-        self.emit = emit_others
-        self.on_gap = on_gap
+        def gap(sensor: str, start_ns: int, end_ns: int, reason: str) -> None:
+            self._up(1)  # a gap is reported when a fresh sensor delivers again (or at stop)
+            on_gap(sensor, start_ns, end_ns, reason)
+
         self.metrics = metrics
-        self.failed: str | None = None
-        self._died_ns: int | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sensor-{sensor.name}", daemon=True)
+        self.emit = emit_others
+        self.supervisor = Supervisor(factory, gap)
+
+    @property
+    def name(self) -> str:
+        return self.supervisor.name
+
+    @property
+    def blind_spots(self) -> list[str]:
+        return self.supervisor.blind_spots
+
+    @property
+    def running(self) -> bool:
+        """True while a sensor is attached (False between a death and its restart)."""
+        return self.supervisor.sensor is not None
 
     def start(self) -> None:
         from kubeguard.sensors.base import SensorError
 
         try:
-            self.sensor.start()
+            self.supervisor.start(self.emit)
         except SensorError as exc:
-            raise UserError(f"sensor {self.sensor.name} cannot start: {exc}", code=1) from exc
+            raise UserError(f"sensor {self.supervisor.name or '?'} cannot start: {exc}", code=1) from exc
         self._up(1)
-        self._thread.start()
-
-    def _run(self) -> None:
-        from kubeguard.sensors.base import SensorError
-
-        try:
-            self.sensor.run(self.emit, self._stop)
-            if not self._stop.is_set():
-                self.failed = "its event loop ended"
-        except SensorError as exc:
-            self.failed = str(exc)
-        except Exception as exc:  # a sensor bug must surface as one line and a gap, not a silent thread death
-            self.failed = f"{type(exc).__name__}: {exc}"
-        if self.failed:
-            self._died_ns = time.time_ns()
-            self._up(0)
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        self._thread.join(timeout)
-        try:
-            self.sensor.close()
-        finally:
-            self._up(0)
-        if self._died_ns is not None and self.failed:
-            self.on_gap(self.sensor.name, self._died_ns, time.time_ns(), self.failed)
+        self.supervisor.stop(timeout)
+        self._up(0)
 
     def stats(self) -> dict[str, dict[str, int]]:
-        try:
-            return {self.sensor.name: dict(self.sensor.stats())}
-        except Exception:  # stats of a dead sensor
-            return {}
+        return {self.supervisor.name: self.supervisor.stats()} if self.supervisor.name else {}
+
+    def refresh_health(self) -> None:
+        """Export whether the sensor is attached right now."""
+        self._up(1 if self.running else 0)
 
     def _up(self, value: int) -> None:
-        if self.metrics is not None:
-            self.metrics.sensor_up.labels(self.sensor.name).set(value)
+        if self.metrics is not None and self.supervisor.name:
+            self.metrics.sensor_up.labels(self.supervisor.name).set(value)

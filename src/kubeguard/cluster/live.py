@@ -81,6 +81,9 @@ def api_client(kubeconfig: Path | None, context: str | None) -> tuple[client.Api
                                     persist_config=False)
             _, active = config.list_kube_config_contexts(config_file=str(path))
             name = context or (active or {}).get("name", "")
+        elif not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            raise UserError(f"no kubeconfig ({default} does not exist) and not running inside a cluster: "
+                            "give manifest PATHs to scan, or --kubeconfig FILE")
         else:
             config.load_incluster_config(client_configuration=cfg)
             name = "in-cluster"

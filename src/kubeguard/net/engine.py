@@ -30,7 +30,7 @@ from kubeguard.net.proto.ssh import SshBanner, SshStream
 from kubeguard.net.proto.stratum import MAX_MESSAGES, StratumStream
 from kubeguard.net.proto.stratum import parse_line as parse_stratum_line
 from kubeguard.net.proto.tls import Heartbeat, Hello, TlsStream, version_name
-from kubeguard.net.reassembly import TcpStream
+from kubeguard.net.reassembly import Budget, TcpStream
 from kubeguard.net.types import Detection, DnsQuestion, HttpRequest
 
 HTTP_KINDS = ("http", "elasticsearch", "etcd")
@@ -46,6 +46,7 @@ class EngineConfig:
     raw_depth: int = 64 * 1024  # bytes content-scanned per direction of an unidentified flow
     body_limit: int = 64 * 1024  # HTTP request body bytes handed to detectors
     max_flows: int = 200_000
+    reassembly_memory: int = 256 << 20  # out-of-order bytes queued across all flows
     tcp_timeout: float = 600.0
     udp_timeout: float = 60.0
 
@@ -110,6 +111,7 @@ class Engine:
         self._volume = self.detectors.volume
         self.hostname = hostname
         self.decoder = Decoder()
+        self.reassembly_budget = Budget(self.config.reassembly_memory)
         self.table = FlowTable(self._expired, max_flows=self.config.max_flows,
                                tcp_timeout=self.config.tcp_timeout, udp_timeout=self.config.udp_timeout)
         self.packets = 0
@@ -178,7 +180,7 @@ class Engine:
 
     def _new_stream(self, flow: Flow, d: int) -> TcpStream:
         return TcpStream(lambda data: self._stream_data(flow, d, data), depth=self.config.stream_depth,
-                         on_gap=lambda: self._gap(flow, d))
+                         on_gap=lambda: self._gap(flow, d), budget=self.reassembly_budget)
 
     def _expired(self, flow: Flow) -> None:
         for stream in flow.streams:

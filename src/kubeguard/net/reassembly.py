@@ -4,9 +4,10 @@ Policy (documented in docs/dpi.md):
 - Overlaps and retransmissions: first wins. Bytes already accepted for a sequence range, delivered
   or still queued out of order, are never replaced by a later segment carrying different bytes
   (Suricata's "first" policy). A retransmission therefore cannot rewrite what was inspected.
-- Out of order: segments ahead of the next expected byte are queued (at most `max_queued` bytes)
-  and delivered as soon as the hole before them is filled.
-- Gaps: when the queue is full, or the direction ends (FIN/RST/flow end) with a hole, the hole is
+- Out of order: segments ahead of the next expected byte are queued (at most `max_queued` bytes
+  per direction, and at most `Budget.limit` bytes across all streams) and delivered as soon as
+  the hole before them is filled.
+- Gaps: when a queue or the global budget is full, or the direction ends (FIN/RST/flow end) with a hole, the hole is
   skipped: `gap` is set, delivery goes on after it, and the consumer is told (`on_gap`), since an
   L7 parser cannot resynchronise across missing bytes.
 - Depth: only the first `depth` bytes of the direction are delivered (Suricata's stream depth,
@@ -21,14 +22,26 @@ SEQ_MOD = 1 << 32
 HALF = 1 << 31
 
 
+class Budget:
+    """Out-of-order bytes queued across all streams, against a global limit (memory bound)."""
+
+    __slots__ = ("limit", "used")
+
+    def __init__(self, limit: int = 256 << 20) -> None:
+        self.limit = limit
+        self.used = 0
+
+
 class TcpStream:
     """One direction of a TCP connection: feeds in-order bytes to `deliver` until `depth`."""
 
-    __slots__ = ("base", "deliver", "depth", "done", "gap", "max_queued", "next_rel", "on_gap", "queue", "queued")
+    __slots__ = ("base", "budget", "deliver", "depth", "done", "gap", "max_queued", "next_rel", "on_gap", "queue",
+                 "queued")
 
     def __init__(self, deliver: Callable[[bytes], None], depth: int = 1 << 20, max_queued: int = 256 * 1024,
-                 on_gap: Callable[[], None] | None = None) -> None:
+                 on_gap: Callable[[], None] | None = None, budget: Budget | None = None) -> None:
         self.deliver = deliver
+        self.budget = budget or Budget()
         self.on_gap = on_gap
         self.depth = depth
         self.max_queued = max_queued
@@ -97,7 +110,8 @@ class TcpStream:
         for s, e in pieces:
             self.queue[s] = data[s - rel: e - rel]
             self.queued += e - s
-        if self.queued > self.max_queued:
+            self.budget.used += e - s
+        if self.queued > self.max_queued or self.budget.used > self.budget.limit:
             self.skip_gap()
 
     def _drain(self) -> None:
@@ -108,6 +122,7 @@ class TcpStream:
                     break
                 qdata = self.queue.pop(qrel)
                 self.queued -= len(qdata)
+                self.budget.used -= len(qdata)
                 if qrel + len(qdata) > self.next_rel:
                     self._emit(qdata[self.next_rel - qrel:])
                     progressed = True
@@ -137,4 +152,5 @@ class TcpStream:
         """Stop delivering: depth reached, or the consumer has seen all it needs."""
         self.done = True
         self.queue.clear()
+        self.budget.used -= self.queued
         self.queued = 0

@@ -33,20 +33,23 @@ def scan(
     exceptions: Path = typer.Option(None, "--exceptions", help="YAML file of suppression rules."),
     store: bool = typer.Option(False, "--store", help="Also write the findings into the alert store."),
     db: Path = typer.Option(None, "--db", help="Alert store (default $KUBEGUARD_DB or ~/.local/share/kubeguard)."),
+    attack_paths: bool = typer.Option(False, "--paths", help="Add attack paths and choke points (-o table)."),
 ) -> None:
     """Posture scan: control plane, RBAC, workloads and exposure, with file:line for offline input."""
     try:
-        code = run_scan(paths or [], kubeconfig, context, output, fail_on, exceptions, store, db)
+        code = run_scan(paths or [], kubeconfig, context, output, fail_on, exceptions, store, db, attack_paths)
     except UserError as exc:
         die(str(exc), exc.code)
     raise typer.Exit(code)
 
 
 def run_scan(paths: list[Path], kubeconfig: Path | None, context: str | None, output: str, fail_on: str | None,
-             exceptions: Path | None, store: bool, db: Path | None) -> int:
+             exceptions: Path | None, store: bool, db: Path | None, attack_paths: bool = False) -> int:
     """The scan command without Typer: returns the exit code, raises UserError for usage mistakes."""
     if output not in FORMATS:
         raise UserError(f"--output: expected one of {', '.join(FORMATS)}, got {output!r}")
+    if attack_paths and output != "table":
+        raise UserError("--paths goes with -o table; for machine-readable paths use `kubeguard paths -o json`")
     threshold = None
     if fail_on is not None:
         try:
@@ -61,6 +64,10 @@ def run_scan(paths: list[Path], kubeconfig: Path | None, context: str | None, ou
             for problem in snapshot.problems:
                 warn(f"not read: {problem}")
         render(result, output, stdout)
+        if attack_paths:
+            from kubeguard.posture.paths.commands import print_scan_paths
+
+            print_scan_paths(snapshot, result.active)
     if store:
         _store(result, db)
     if not snapshot.objects and not snapshot.components and snapshot.problems:

@@ -213,6 +213,7 @@ class CodeGen:
         self._const_names: dict[tuple[str, Any], str] = {}
         self._helpers: list[str] = []
         self._helper_count = 0
+        self._helper_by_body: dict[str, str] = {}
         self._memo: dict[str, str] | None = None  # expression -> local name, while building a bucket
 
     def begin_memo(self) -> None:
@@ -305,10 +306,12 @@ class CodeGen:
             typed, tkind = self.typed("v", elem, c.lhs.transformers)
             self._memo = memo
             body = self._compare(typed, tkind, c, value_is_var=False)
-            helper = f"_c{self._helper_count}"
-            self._helper_count += 1
-            self._helpers.append(f"def {helper}(v):\n    return {body}\n")
-            return f"_anyof({values}, {helper})"
+            helper = self._helper_by_body.get(body)
+            if helper is None:
+                helper = self._helper_by_body[body] = f"_c{self._helper_count}"
+                self._helper_count += 1
+                self._helpers.append(f"def {helper}(v):\n    return {body}\n")
+            return self.memo(f"_anyof({values}, {helper})")
         raw = self.raw(ref)
         if c.op == "exists":
             return f"({raw} is not None)"
@@ -346,7 +349,8 @@ class CodeGen:
             if op == "pmatch":
                 return f"{self.const(PathPrefixes(items), 'pm')}({v})"
             if kind == F.NET:
-                return f"_innet({v}, {self.const(tuple(self._net(x, what) for x in items), 'net')})"
+                nets = F.NetSet(tuple(self._net(x, what) for x in items))
+                return f"({v} in {self.const(nets, 'net')})"
             allowed = self.const(frozenset(self._literal(x, kind, what) for x in items))
             if kind == F.LIST:
                 return f"{'_allin' if op == 'in' else '_intersects'}({v}, {allowed})"
@@ -355,7 +359,7 @@ class CodeGen:
             raise CompileError(f"{what} {op}: expected a single value, got a list")
         text = rhs.text
         if kind == F.NET and op in ("=", "!="):
-            test = f"_innet({v}, {self.const((self._net(text, what),), 'net')})"
+            test = f"({v} in {self.const(F.NetSet((self._net(text, what),)), 'net')})"
             return test if op == "=" else f"(not {test})"
         if op in _PYOPS:
             if op in ("<", "<=", ">", ">=") and kind not in (F.INT, F.STR, F.ANY, F.IP):

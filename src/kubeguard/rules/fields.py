@@ -583,17 +583,33 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
 
 
 @lru_cache(maxsize=65536)
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _address(text: str) -> tuple[int, int] | None:
+    """(version, address as int) of an IP address text; None when it is not one."""
     try:
-        return ipaddress.ip_address(text)
+        addr = ipaddress.ip_address(text)
     except ValueError:
         return None
+    return addr.version, int(addr)
 
 
-def ip_in_nets(value: Any, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> bool:
+class NetSet:
+    """CIDR networks matched with integer masks (fd.net / fd.snet ... comparisons)."""
+
+    def __init__(self, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> None:
+        self.nets = nets
+        self.masks = tuple((n.version, int(n.network_address), int(n.netmask)) for n in nets)
+
+    def __contains__(self, value: Any) -> bool:
+        got = _address(value if type(value) is str else str(value))
+        if got is None:
+            return False
+        version, addr = got
+        return any(v == version and addr & mask == net for v, net, mask in self.masks)
+
+
+def ip_in_nets(value: Any, nets: NetSet) -> bool:
     """True when the address is inside one of the networks."""
-    addr = _address(value if type(value) is str else str(value))
-    return addr is not None and any(addr.version == net.version and addr in net for net in nets)
+    return value in nets
 
 
 def parse_net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:

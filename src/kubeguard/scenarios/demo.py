@@ -26,7 +26,12 @@ TESLA_CHECKS = ("unauthenticated-console", "rbac-cluster-admin", "secret-in-env"
 def examples_dir() -> Path:
     """examples/ of the source tree (editable install or run from the repo), else ./examples."""
     here = Path(__file__).resolve().parents[3] / "examples"
-    return here if here.is_dir() else Path.cwd() / "examples"
+    if not here.is_dir():
+        return Path("examples")
+    try:  # shorter file names in the output when run from the repository
+        return here.relative_to(Path.cwd().resolve())
+    except ValueError:
+        return here
 
 
 @dataclass(slots=True)
@@ -62,6 +67,10 @@ def scan_tesla(ctx: DemoContext) -> bool:
 
 Step = Callable[[DemoContext], bool]
 STEPS: list[Step] = [scan_tesla]
+
+from kubeguard.posture.paths.demo import tesla_attack_paths  # noqa: E402
+
+STEPS.append(tesla_attack_paths)
 
 from kubeguard.net.demo import dpi_tesla_miner  # noqa: E402
 

@@ -33,6 +33,7 @@ SEP = "\x1f"
 HEADER_LEN = 11  # tag + 10 header fields
 MAX_ARGV = 15
 MAX_CWD = 9
+STALE_NS = 1_000_000_000  # an exec still missing lines 1 s after its exit line is emitted as it is
 PENDING_LIMIT = 8192  # pending execs/mounts kept at most (a lost exit line must not grow memory)
 ID_ARGS = {
     "setuid": ("uid",), "setgid": ("gid",), "setreuid": ("ruid", "euid"), "setregid": ("rgid", "egid"),
@@ -49,13 +50,25 @@ class DecodeError(ValueError):
 
 @dataclass
 class PendingExec:
-    """An exec being assembled from its entry (A, V), exit (X) and cwd (W) lines."""
+    """An exec being assembled from its entry (A, V), exit (X) and cwd (W) lines.
+
+    Entry and exit lines can come from different CPUs (the process migrated during the exec), and
+    bpftrace reads each CPU's buffer in turn, so either may arrive first."""
 
     filename: str = ""
     argv: list[str] = field(default_factory=list)
+    argv_more: bool = False  # a V line with more arguments is still to come
+    entry_seen: bool = False
+    entry_ns: int = 0
     event: Event | None = None
+    exit_ns: int = 0
     cwd: dict[int, list[tuple[str, bool]]] = field(default_factory=dict)
-    cwd_done: bool = False
+    cwd_done: bool = False  # the walk reached the root
+    cwd_complete: bool = False  # no more W lines will come
+
+    @property
+    def ready(self) -> bool:
+        return self.entry_seen and not self.argv_more and self.event is not None and self.cwd_complete
 
 
 def syscall_of(probe: str) -> str:
@@ -99,6 +112,8 @@ class BpftraceDecoder:
         self.parse_errors = 0
         self.events = 0
         self.ready = False
+        self.latest_ns = 0
+        self.expired_at = 0
         self.errors: list[str] = []  # bpftrace's own error lines (stderr is separate)
 
     # ---- input -------------------------------------------------------------------------
@@ -189,31 +204,61 @@ class BpftraceDecoder:
             self.parse_errors += 1
         return self.execs.setdefault(tid, PendingExec())
 
+    def _complete(self, tid: int, pending: PendingExec) -> list[Event]:
+        if not pending.ready:
+            return []
+        del self.execs[tid]
+        self.events += 1
+        return [self._finish_exec(pending)]
+
+    def _expire(self, now_ns: int) -> list[Event]:
+        """Emit execs whose missing lines are over STALE_NS late; forget entries whose exit never came."""
+        out: list[Event] = []
+        for tid, pending in list(self.execs.items()):
+            if pending.event is not None and pending.exit_ns < now_ns - STALE_NS:
+                del self.execs[tid]
+                out.append(self._finish_exec(pending))
+            elif pending.event is None and pending.entry_ns < now_ns - 5 * STALE_NS:
+                del self.execs[tid]
+        self.events += len(out)
+        return out
+
     # exec: A (entry), V (more argv), X (exit), W (cwd)
     def _tag_A(self, parts: list[str]) -> list[Event]:
         tid = int(parts[3])
-        out = self._flush_tid(tid)
-        self.execs.pop(tid, None)
-        pending = self._pending(tid)
+        out: list[Event] = []
+        pending = self.execs.get(tid)
+        if pending is not None and pending.entry_seen:  # a previous exec of this thread, done or orphaned
+            out = self._flush_tid(tid)
+            self.execs.pop(tid, None)
+            pending = None
+        if pending is None:
+            pending = self._pending(tid)
+        pending.entry_seen = True
+        pending.entry_ns = int(parts[1])
         pending.filename = parts[HEADER_LEN]
         pending.argv = until_empty(parts[HEADER_LEN + 1:HEADER_LEN + 4])
-        return out
+        pending.argv_more = len(pending.argv) == 3 and parts[HEADER_LEN + 4:HEADER_LEN + 5] == ["1"]
+        return out + self._complete(tid, pending)
 
     def _tag_V(self, parts: list[str]) -> list[Event]:
         tid, first = int(parts[1]), int(parts[2])
         pending = self.execs.get(tid)
-        if pending is not None and len(pending.argv) == first:
-            pending.argv.extend(until_empty(parts[3:7]))
-        return []
+        if pending is None or not pending.entry_seen or len(pending.argv) != first:
+            return []
+        pending.argv.extend(until_empty(parts[3:7]))
+        pending.argv_more = len(pending.argv) == first + 4 < MAX_ARGV and parts[7:8] == ["1"]
+        return self._complete(tid, pending)
 
     def _tag_X(self, parts: list[str]) -> list[Event]:
         tid = int(parts[3])
+        out: list[Event] = []
         pending = self.execs.get(tid)
-        if pending is None or pending.event is not None:
+        if pending is not None and pending.event is not None:  # the previous exec's lines are all in
             out = self._flush_tid(tid)
+            pending = None
+        if pending is None:
             pending = self._pending(tid)
-        else:
-            out = []
         event = self._header(parts, "execve")
         ret, loginuid, sid, tty_major, tty_minor = (int(v) for v in parts[HEADER_LEN:HEADER_LEN + 5])
         self._result(event, ret)
@@ -221,6 +266,11 @@ class BpftraceDecoder:
         event["proc.sid"] = sid
         event["proc.tty"] = tty_nr(tty_major, tty_minor)
         pending.event = event
+        pending.exit_ns = int(parts[1])
+        self.latest_ns = max(self.latest_ns, pending.exit_ns)
+        if pending.exit_ns - self.expired_at > STALE_NS:
+            self.expired_at = pending.exit_ns
+            out += self._expire(pending.exit_ns)
         return out
 
     def _tag_W(self, parts: list[str]) -> list[Event]:
@@ -238,10 +288,8 @@ class BpftraceDecoder:
         pending.cwd[first] = names
         if len(parts) > 6 and parts[6] == "1":
             pending.cwd_done = True
-        if pending.cwd_done or first + 3 >= MAX_CWD:
-            del self.execs[tid]
-            return [self._finish_exec(pending)]
-        return []
+        pending.cwd_complete = pending.cwd_done or first + 3 >= MAX_CWD
+        return self._complete(tid, pending)
 
     @staticmethod
     def _cwd(pending: PendingExec) -> str:

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from agentlab import AgentProcess, describe
 from podlab import Pod, PodLab
 from roothelpers import require
@@ -41,7 +40,7 @@ RULES = {
     "sa_token": "Read service account token",
     "miner": "Detect crypto miners",
     "port_scan": "Port scan from container",
-    "setuid": "Setuid to root by non-root process",
+    "setuid": "Setuid to root in container",
     "metadata": "Contact cloud metadata service from container",
     "ptrace": "PTRACE attached to process",
     "dev_shm": "Execution from /dev/shm",
@@ -62,12 +61,10 @@ class Lab:
     def expect(self, attack: str, pod: Pod, timeout: float = 15.0) -> dict[str, Any]:
         """The alert of the attack's rule for `pod`, with the pod's identity; fails with what came instead.
 
-        A rule the default rule set does not have yet is an expected failure naming it (the rules
-        lane owns the defaults); a rule that exists but does not fire is a failure.
+        A rule the default rule set does not have yet is an expected failure naming it (`attack`
+        marker, checked before the attack runs); a rule that exists but does not fire is a failure.
         """
         rule = RULES[attack]
-        if rule not in default_rule_names():
-            pytest.xfail(f"default rule '{rule}' ({attack}) is not in kubeguard's default rules")
         alert = self.agent.wait_alert(rule, pod.container_id, timeout)
         got = self.agent.alerts_for(pod.container_id)
         assert alert is not None, (
@@ -83,15 +80,19 @@ class Lab:
 
 @functools.cache
 def default_rule_names() -> frozenset[str]:
-    """Names of the rules in kubeguard's default rule files (kubeguard/rules/**/*.yaml)."""
-    import kubeguard.rules
+    """Names of the enabled rules in kubeguard's default rule set, plus the agent's stateful port-scan rule."""
+    from kubeguard.agent.portscan import PORT_SCAN_RULE
+    from kubeguard.rules import RuleEngine
 
-    names = set()
-    for path in Path(kubeguard.rules.__file__).parent.rglob("*.yaml"):
-        for item in yaml.safe_load(path.read_text()) or []:
-            if isinstance(item, dict) and "rule" in item:
-                names.add(str(item["rule"]))
-    return frozenset(names)
+    return frozenset({rule.name for rule in RuleEngine.load(None, include_defaults=True).rules} | {PORT_SCAN_RULE})
+
+
+@pytest.fixture(autouse=True)
+def _rule_written(request: pytest.FixtureRequest) -> None:
+    """An attack whose default rule is not written yet is an expected failure naming it (checked first)."""
+    marker = request.node.get_closest_marker("attack")
+    if marker is not None and RULES[marker.args[0]] not in default_rule_names():
+        pytest.xfail(f"default rule '{RULES[marker.args[0]]}' ({marker.args[0]}) is not in kubeguard's default rules")
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +136,7 @@ def listener(pod: Pod, port: int, reply: bytes = b"exit\n") -> subprocess.Popen[
     return proc
 
 
+@pytest.mark.attack("tty_shell")
 def test_shell_with_a_tty(lab: Lab) -> None:
     pod = lab.pod("tty", namespace="shop")
     out = pod.run(["/usr/bin/script", "-qc", "/bin/sh -c 'id -u'", "/dev/null"])
@@ -142,6 +144,7 @@ def test_shell_with_a_tty(lab: Lab) -> None:
     lab.expect("tty_shell", pod)
 
 
+@pytest.mark.attack("bash_reverse_shell")
 def test_bash_dev_tcp_reverse_shell(lab: Lab) -> None:
     victim, attacker = lab.pod("web", namespace="shop"), lab.pod("c2", namespace="evil")
     server = listener(attacker, 4444)
@@ -150,6 +153,7 @@ def test_bash_dev_tcp_reverse_shell(lab: Lab) -> None:
     lab.expect("bash_reverse_shell", victim)
 
 
+@pytest.mark.attack("ncat_reverse_shell")
 def test_ncat_reverse_shell(lab: Lab) -> None:
     victim, attacker = lab.pod("api", namespace="shop"), lab.pod("c2", namespace="evil")
     server = listener(attacker, 4445, b"id -u; exit\n")
@@ -159,6 +163,7 @@ def test_ncat_reverse_shell(lab: Lab) -> None:
     lab.expect("ncat_reverse_shell", victim)
 
 
+@pytest.mark.attack("socat_reverse_shell")
 def test_socat_reverse_shell(lab: Lab) -> None:
     victim, attacker = lab.pod("api", namespace="shop"), lab.pod("c2", namespace="evil")
     server = listener(attacker, 4446, b"id -u; exit\n")
@@ -168,12 +173,14 @@ def test_socat_reverse_shell(lab: Lab) -> None:
     lab.expect("socat_reverse_shell", victim)
 
 
+@pytest.mark.attack("shadow")
 def test_read_etc_shadow(lab: Lab) -> None:
     pod = lab.pod("web", namespace="shop")
     assert pod.run(["/usr/bin/cat", "/etc/shadow"]).returncode == 0
     lab.expect("shadow", pod)
 
 
+@pytest.mark.attack("sa_token")
 def test_read_service_account_token(lab: Lab) -> None:
     pod = lab.pod("web", namespace="shop")
     # a private mount namespace with a token where kubelet puts it; nothing changes on the host
@@ -185,6 +192,7 @@ def test_read_service_account_token(lab: Lab) -> None:
     lab.expect("sa_token", pod)
 
 
+@pytest.mark.attack("miner")
 def test_xmrig_to_a_stratum_server_on_a_non_standard_port(lab: Lab, tmp_path: Path) -> None:
     miner, pool = lab.pod("worker", namespace="batch"), lab.pod("pool", namespace="cdn")
     server = listener(pool, 8443, STRATUM_REPLY)
@@ -197,6 +205,7 @@ def test_xmrig_to_a_stratum_server_on_a_non_standard_port(lab: Lab, tmp_path: Pa
     lab.expect("miner", miner)
 
 
+@pytest.mark.attack("port_scan")
 def test_port_scan_against_another_pod(lab: Lab) -> None:
     scanner, target = lab.pod("scanner", namespace="shop"), lab.pod("db", namespace="data")
     code = (
@@ -209,6 +218,7 @@ def test_port_scan_against_another_pod(lab: Lab) -> None:
     lab.expect("port_scan", scanner)
 
 
+@pytest.mark.attack("setuid")
 def test_setuid_escalation_through_a_setuid_binary(lab: Lab, tmp_path: Path) -> None:
     pod = lab.pod("web", namespace="shop")
     suid = tmp_path / "suid-setpriv"
@@ -223,6 +233,7 @@ def test_setuid_escalation_through_a_setuid_binary(lab: Lab, tmp_path: Path) -> 
     lab.expect("setuid", pod)
 
 
+@pytest.mark.attack("metadata")
 def test_connect_to_the_cloud_metadata_address(lab: Lab) -> None:
     pod = lab.pod("web", namespace="shop")
     pod.add_address("169.254.169.254")  # only inside this pod's namespace
@@ -234,6 +245,7 @@ def test_connect_to_the_cloud_metadata_address(lab: Lab) -> None:
     lab.expect("metadata", pod)
 
 
+@pytest.mark.attack("ptrace")
 def test_ptrace_attach(lab: Lab) -> None:
     pod = lab.pod("web", namespace="shop")
     code = ("import ctypes, subprocess, time\n"
@@ -249,6 +261,7 @@ def test_ptrace_attach(lab: Lab) -> None:
     lab.expect("ptrace", pod)
 
 
+@pytest.mark.attack("dev_shm")
 def test_exec_from_dev_shm(lab: Lab) -> None:
     pod = lab.pod("web", namespace="shop")
     binary = Path(f"/dev/shm/kg-test-{secrets.token_hex(4)}")

@@ -15,6 +15,7 @@ from kubeguard.net.types import HttpRequest
 
 MAX_HEADERS = 200
 MAX_URL = 64 * 1024
+TAIL = 8 * 1024  # raw bytes kept for recovering a rejected header block
 
 
 class HttpRequestStream:
@@ -25,7 +26,7 @@ class HttpRequestStream:
         self.body_limit = body_limit
         self.failed = False
         self.parse_error = ""
-        self._tail = b""  # the last bytes fed, to recover the headers of a message llhttp rejects
+        self._tail = bytearray()  # the last bytes fed (8-16 KiB), to recover headers llhttp rejects
         self._parser = httptools.HttpRequestParser(self)
         self._reset()
 
@@ -90,7 +91,9 @@ class HttpRequestStream:
         """Feed in-order client bytes."""
         if self.failed:
             return
-        self._tail = (self._tail + data)[-MAX_URL - 8192:]
+        self._tail += data
+        if len(self._tail) > 2 * TAIL:
+            del self._tail[:-TAIL]
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -109,8 +112,8 @@ class HttpRequestStream:
         method = self._parser.get_method() or b""
         start = self._tail.rfind(method + b" " + b"".join(self._url)[:256]) if method else -1
         if start < 0:
-            return
-        head = self._tail[start:].split(b"\r\n\r\n", 1)[0]
+            return  # the header block was longer than the tail kept
+        head = bytes(self._tail[start:]).split(b"\r\n\r\n", 1)[0]
         headers = []
         for line in head.split(b"\r\n")[1: MAX_HEADERS + 1]:
             name, sep, value = line.partition(b":")

@@ -83,3 +83,12 @@ def scan_findings(snapshot: Snapshot) -> list[Finding]:
     from kubeguard.posture.engine import run_checks
 
     return [f for f in run_checks(snapshot) if not f.suppressed]
+
+
+def print_scan_paths(snapshot: Snapshot, findings: list[Finding]) -> None:
+    """The `scan --paths` section: internet to each impact target, labelled with the scan's findings."""
+    from rich.rule import Rule
+
+    stdout.print(Rule("Attack paths from the internet"))
+    graph, answers = analyse(snapshot, findings, INTERNET, list(TARGETS), limit=5)
+    print_answers(stdout, graph, answers)

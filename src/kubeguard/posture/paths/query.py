@@ -21,11 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+from networkx.algorithms.flow import boykov_kolmogorov
 
 from kubeguard.cliutil import UserError
 from kubeguard.posture.paths.graph import INTERNET, TARGETS, AttackGraph, Step
 
 ANY_POD = "any-pod"
+MAX_CUT_SOURCES = 500  # above this many starting pods the smallest fix is not computed (see minimal_fix)
 HOP = 1  # added per step so that, at equal cost, shorter paths rank first
 WEIGHT = 100  # cost unit relative to HOP
 
@@ -197,27 +199,60 @@ def _path_closers(graph: AttackGraph, path: Path) -> set[str]:
     """Findings whose fix alone removes some step of the path (and its parallel alternatives)."""
     out: set[str] = set()
     for u, v in itertools.pairwise(path.nodes):
-        sets = graph.edge_closers(u, v)
-        common = set(sets[0]).intersection(*sets[1:]) if sets else set()
-        out |= common
+        out |= _closing(graph, u, v)
     return out
 
 
 def minimal_fix(graph: AttackGraph, source: str, target: str, paths: list[Path]) -> tuple[list[str], bool]:
-    """The smaller of a greedy hitting set and a min edge cut that both leave the target unreachable."""
-    sources = _sources(graph, source)
-    candidates = [c for c in (_greedy_cut(graph, source, target, paths), _edge_cut(graph, sources, target))
-                  if c is not None]
+    """The smaller of a min edge cut and a greedy hitting set that both leave the target unreachable.
+
+    Both work on the relevant part of the graph only: nodes a source reaches that reach the target.
+    With more than `MAX_CUT_SOURCES` starting pods (any-pod on a large cluster) no fix is computed:
+    the answer then has choke points only and `minimal_fix_complete` false.
+    """
+    sources = [s for s in _sources(graph, source) if s in graph.g]
+    relevant = _relevant(graph.g, sources, target)
+    if sum(1 for s in sources if s in relevant) > MAX_CUT_SOURCES:
+        return [], False
+    best = _edge_cut(graph, relevant, sources, target)
+    greedy = _greedy_cut(graph, relevant, sources, target, paths, bound=len(best) if best is not None else None)
+    candidates = [c for c in (best, greedy) if c is not None]
     if not candidates:
         return [], False
     return sorted(min(candidates, key=len)), True
 
 
-def _greedy_cut(graph: AttackGraph, source: str, target: str, paths: list[Path], rounds: int = 50) -> list[str] | None:
+def _relevant(g: nx.DiGraph, sources: list[str], target: str) -> nx.DiGraph:
+    """A view of the subgraph between the sources and the target."""
+    ancestors = nx.ancestors(g, target) | {target}
+    forward: set[str] = set()
+    stack = [s for s in sources if s in ancestors]
+    forward.update(stack)
+    while stack:
+        node = stack.pop()
+        for succ in g.successors(node):
+            if succ in ancestors and succ not in forward:
+                forward.add(succ)
+                stack.append(succ)
+    return g.subgraph(forward)
+
+
+def _closing(graph: AttackGraph, u: str, v: str) -> set[str]:
+    """Findings any one of which removes the step u -> v (with its parallel alternatives)."""
+    sets = graph.edge_closers(u, v)
+    return set(sets[0]).intersection(*sets[1:])
+
+
+def _greedy_cut(graph: AttackGraph, relevant: nx.DiGraph, sources: list[str], target: str, paths: list[Path],
+                bound: int | None = None, rounds: int = 1) -> list[str] | None:
+    """Greedy hitting set over the ranked paths, re-ranked on the reduced graph until none is left.
+
+    Gives up (None) after `rounds` re-rankings or once it is no smaller than `bound`.
+    """
+    h: nx.DiGraph | None = None
     chosen: list[str] = []
     open_paths = list(paths)
-    sources = _sources(graph, source)
-    for _ in range(rounds):
+    for _ in range(rounds + 1):
         while open_paths:
             counts: Counter[str] = Counter()
             for path in open_paths:
@@ -226,38 +261,43 @@ def _greedy_cut(graph: AttackGraph, source: str, target: str, paths: list[Path],
                 return None  # a path with only structural steps: no fix closes it
             best = min(counts, key=lambda f: (-counts[f], f))
             chosen.append(best)
+            if bound is not None and len(chosen) >= bound:
+                return None
             open_paths = [p for p in open_paths if best not in _path_closers(graph, p)]
-        view = graph.without_findings(chosen)
-        if not reachable(view, sources, target):
+        if h is None:  # copy only when the ranked paths did not already give a small fix
+            h = nx.DiGraph(relevant)
+        h.remove_edges_from([(u, v) for u, v in list(h.edges()) if _closing(graph, u, v) & set(chosen)])
+        if not reachable(h, sources, target):
             return chosen
-        open_paths, _ = ranked_paths(graph, source, target, 10, g=view)
+        open_paths, _ = _ranked_on(graph, h, sources, target, 10)
     return None
 
 
-def _edge_cut(graph: AttackGraph, sources: list[str], target: str) -> list[str] | None:
+def _ranked_on(graph: AttackGraph, h: nx.DiGraph, sources: list[str], target: str,
+               limit: int) -> tuple[list[Path], bool]:
+    if len(sources) == 1:
+        return ranked_paths(graph, sources[0], target, limit, g=h)
+    return ranked_paths(graph, ANY_POD, target, limit, g=h)
+
+
+def _edge_cut(graph: AttackGraph, relevant: nx.DiGraph, sources: list[str], target: str) -> list[str] | None:
     """Min cut where fixable edges cost 1 (labelled by a finding that closes them) and others cannot be cut."""
-    g = graph.g
-    ancestors = nx.ancestors(g, target) | {target}
-    relevant = set(sources) & ancestors
-    if not relevant:
+    if target not in relevant:
         return []
     flow = nx.DiGraph()
     super_source = "\x00source"
-    for s in relevant:
-        flow.add_edge(super_source, s)
-    for u, v in g.subgraph(ancestors).edges():
-        closers = graph.edge_closers(u, v)
-        common = set(closers[0]).intersection(*closers[1:])
+    for s in sources:
+        if s in relevant:
+            flow.add_edge(super_source, s)
+    for u, v in relevant.edges():
+        common = _closing(graph, u, v)
         if common:
             flow.add_edge(u, v, capacity=1, finding=min(common))
         else:
             flow.add_edge(u, v)
     try:
-        _value, (reach, _rest) = nx.minimum_cut(flow, super_source, target)
+        _value, (reach, _rest) = nx.minimum_cut(flow, super_source, target, flow_func=boykov_kolmogorov)
     except nx.NetworkXUnbounded:
         return None
-    cut = {flow.edges[u, v]["finding"] for u in reach for v in flow.successors(u) if v not in reach}
-    chosen = sorted(cut)
-    if reachable(graph.without_findings(chosen), sources, target):
-        return None
-    return chosen
+    # Fixing a finding removes every edge it labels, a superset of the cut edges: the target is cut off.
+    return sorted({flow.edges[u, v]["finding"] for u in reach for v in flow.successors(u) if v not in reach})
