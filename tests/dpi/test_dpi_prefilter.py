@@ -9,15 +9,15 @@ import random
 from urllib.parse import unquote_plus
 
 import pytest
-
 from bench.dpi_corpus import _request
+from test_dpi_detect_evasion import HTTP_ATTACKS
+from tests.conftest import need_shared_data
+from tests.net.detect.test_detect_http import ATTACKS, BENIGN
+
 from kubeguard.net.detect.http import inspect_http_request
 from kubeguard.net.detect.prefilter import needs_values, widen_anchors
 from kubeguard.net.proto.http import HttpRequestStream
 from kubeguard.net.types import HttpRequest
-from tests.conftest import need_shared_data
-from test_dpi_detect_evasion import HTTP_ATTACKS
-from tests.net.detect.test_detect_http import ATTACKS, BENIGN
 
 HEAD = [("Host", "svc.shop.svc.cluster.local"), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*")]
 
