@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import sys
 import time
@@ -18,7 +19,9 @@ from bench.record import record
 from kubeguard.rules import RuleEngine
 from kubeguard.rules.treewalk import TreeWalker
 
-FALCO_RULES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "falco-rules"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("KUBEGUARD_SHARED_DATA") or REPO.parent / "shared" / "data")
+FALCO_RULES = SHARED_DATA / "falco-rules"
 FALCO_PUBLISHED_EPS = 250_000
 TARGET_EPS = 250_000
 

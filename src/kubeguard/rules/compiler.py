@@ -64,8 +64,11 @@ def _anyof(values: Any, test: Callable[[Any], bool]) -> bool:
     if values is None:
         return False
     if not isinstance(values, list | tuple):
-        values = (values,)
-    return any(v is not None and test(v) for v in values)
+        return test(values)
+    for v in values:  # noqa: SIM110 - a plain loop: no generator frame per call (hot path)
+        if v is not None and test(v):
+            return True
+    return False
 
 
 def _anyin(values: Any, allowed: frozenset[Any]) -> bool:
@@ -215,16 +218,27 @@ class CodeGen:
         self._helper_count = 0
         self._helper_by_body: dict[str, str] = {}
         self._memo: dict[str, str] | None = None  # expression -> local name, while building a bucket
+        self._fields: dict[str, str] = {}  # plain field -> local loaded once at the top of the bucket
+        self._shared: set[int] = set()  # id() of subtrees met more than once in the bucket: memoised
 
-    def begin_memo(self) -> None:
-        """Within one generated function, compute each field accessor call at most once per event."""
+    def begin_memo(self, trees: Iterable[Node] = ()) -> None:
+        """Within one generated function, compute each field accessor call, each plain field read used
+        more than once and each subtree (macro) shared by several rules at most once per event."""
         self._memo = {}
+        fields, self._shared = plan(list(trees))
+        self._fields = {name: f"_f{i}" for i, name in enumerate(fields)}
 
     def end_memo(self) -> list[str]:
         """Names to initialise to the `_U` sentinel at the top of the function."""
         names = list(self._memo.values()) if self._memo else []
         self._memo = None
         return names
+
+    def prologue(self) -> list[str]:
+        """Lines loading the bucket's shared plain fields into locals (after `end_memo`, clears them)."""
+        lines = [f"    {local} = e.get({name!r})" for name, local in self._fields.items()]
+        self._fields, self._shared = {}, set()
+        return lines
 
     def memo(self, expr: str) -> str:
         """`expr` evaluated lazily once: ``(_m0 if _m0 is not _U else (_m0 := expr))``."""
@@ -251,14 +265,64 @@ class CodeGen:
         if isinstance(node, Const):
             return "True" if node.value else "False"
         if isinstance(node, And):
-            return "(" + " and ".join(self.expr(i) for i in node.items) + ")"
-        if isinstance(node, Or):
-            return "(" + " or ".join(self.expr(i) for i in node.items) + ")"
-        if isinstance(node, Not):
-            return f"(not {self.expr(node.item)})"
-        if isinstance(node, Check):
-            return self.check(node)
-        raise CompileError(f"unexpanded macro reference {node!r}")
+            code = "(" + " and ".join(self.expr(i) for i in node.items) + ")"
+        elif isinstance(node, Or):
+            code = "(" + " or ".join(self._or_items(node.items)) + ")"
+        elif isinstance(node, Not):
+            code = f"(not {self.expr(node.item)})"
+        elif isinstance(node, Check):
+            code = self.check(node)
+        else:
+            raise CompileError(f"unexpanded macro reference {node!r}")
+        return self.memo(code) if id(node) in self._shared else code
+
+    def _or_items(self, items: tuple[Node, ...]) -> list[str]:
+        """Code of an `or`'s items, with plain string tests on one field merged: `a = x or a in (y, z)`
+        becomes one set lookup, `a startswith x or a startswith y` one ``startswith((x, y))``."""
+        groups: dict[tuple[str, str], list[Check]] = {}
+        for item in items:
+            key = self._mergeable(item)
+            if key is not None:
+                groups.setdefault(key, []).append(item)  # type: ignore[arg-type]
+        out: list[str] = []
+        done: set[tuple[str, str]] = set()
+        for item in items:
+            key = self._mergeable(item)
+            if key is None or len(groups[key]) < 2:
+                out.append(self.expr(item))
+                continue
+            if key in done:
+                continue
+            done.add(key)
+            checks = groups[key]
+            words = [w.text for c in checks for w in ((c.rhs,) if isinstance(c.rhs, Word) else c.rhs)]  # type: ignore[union-attr]
+            raw = self.raw(checks[0].lhs.field)
+            if key[1] == "in":
+                out.append(f"({raw} in {self.const(frozenset(words))})")
+            else:
+                v = raw if _is_name(raw) else "v"
+                bind = v if v == raw else f"(v := {raw})"
+                out.append(f"({bind} is not None and {v}.{key[1]}({self.const(tuple(dict.fromkeys(words)))}))")
+        return out
+
+    @staticmethod
+    def _mergeable(node: Node) -> tuple[str, str] | None:
+        """(field, test) for a plain string check an `or` can merge with its siblings, else None."""
+        if not isinstance(node, Check) or node.lhs.transformers or F.is_multi(node.lhs.field):
+            return None
+        if node.op not in ("=", "in", "intersects", "startswith", "endswith"):
+            return None
+        try:
+            if field_type(node.lhs.field) != F.STR:
+                return None
+        except F.UnknownField:
+            return None
+        if node.op in ("=", "startswith", "endswith") and not isinstance(node.rhs, Word):
+            return None
+        if node.op in ("in", "intersects") and not isinstance(node.rhs, tuple):
+            return None
+        test = "in" if node.op in ("=", "in", "intersects") else node.op
+        return node.lhs.field.text, test
 
     # field access
     def raw(self, ref: FieldRef) -> str:
@@ -269,7 +333,7 @@ class CodeGen:
             return self.memo(f"_ix(e, {ref.name!r}, {ref.arg!r})")
         if ref.name in F.DERIVED:
             return self.memo(f"{self.const(F.DERIVED[ref.name], 'fn')}(e)")
-        return f"e.get({ref.name!r})"
+        return self._fields.get(ref.name) or f"e.get({ref.name!r})"
 
     def typed(self, raw: str, kind: str, transformers: tuple[str, ...]) -> tuple[str, str]:
         """Coerce a raw value expression to its type, then apply transformers; returns (expr, kind)."""
@@ -322,6 +386,8 @@ class CodeGen:
         if tkind == F.STR and not c.lhs.transformers and isinstance(c.rhs, tuple) and c.op in ("in", "intersects") \
                 and kind != F.LIST:
             return f"({raw} in {self.const(frozenset(w.text for w in c.rhs))})"
+        if _is_name(typed):  # a local already: test it directly
+            return f"({typed} is not None and {self._compare(typed, tkind, c, value_is_var=True)})"
         return f"((v := {typed}) is not None and {self._compare('v', tkind, c, value_is_var=True)})"
 
     def _compare(self, v: str, kind: str, c: Check, value_is_var: bool) -> str:
@@ -417,6 +483,45 @@ class CodeGen:
 
 
 _PYOPS = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def _is_name(code: str) -> bool:
+    return code.isidentifier()
+
+
+def plan(trees: list[Node]) -> tuple[list[str], set[int]]:
+    """What one bucket's function should compute once: plain fields read by two or more checks, and
+    `and`/`or` subtrees (expanded macros such as `open_read`, `container`) occurring twice or more."""
+    field_uses: dict[str, int] = {}
+    ids: dict[Any, int] = {}  # structural key -> small int
+    count: dict[int, int] = {}
+    nodes: dict[int, list[int]] = {}  # structural id -> id() of its nodes
+
+    def key(node: Node) -> int:
+        if isinstance(node, Check):
+            for ref in (node.lhs.field, node.rhs.operand.field if isinstance(node.rhs, FieldValue) else None):
+                if ref is not None and ref.arg is None and ref.name not in F.DERIVED and not F.is_multi(ref):
+                    field_uses[ref.name] = field_uses.get(ref.name, 0) + 1
+            k: Any = node
+        elif isinstance(node, And | Or):
+            k = (type(node).__name__, tuple(key(i) for i in node.items))
+        elif isinstance(node, Not):
+            k = ("not", key(node.item))
+        else:
+            k = node
+        sid = ids.setdefault(k, len(ids))
+        if isinstance(node, And | Or) or (isinstance(node, Not) and isinstance(node.item, And | Or)):
+            count[sid] = count.get(sid, 0) + 1
+            nodes.setdefault(sid, []).append(id(node))
+        return sid
+
+    try:
+        for tree in trees:
+            key(tree)
+    except RecursionError:
+        return [], set()
+    shared = {n for sid, c in count.items() if c > 1 for n in nodes[sid]}
+    return [name for name, c in field_uses.items() if c > 1], shared
 
 
 def _hashable(value: Any) -> bool:

@@ -72,7 +72,7 @@ class RuleEngine:
         self._types: set[str] = set()
         for r in self.rules:
             self._types |= evt_type_words(r.tree)
-        self._by_type: dict[Any, Callable[[Mapping[str, Any]], list[int]]] = {}
+        self._by_type: dict[Any, Callable[[Mapping[str, Any]], list[Rule]]] = {}
         self._by_source: dict[str, list[Rule]] = {}
         self._other = self._bucket(None)
         for t in sorted(self._types):
@@ -90,25 +90,26 @@ class RuleEngine:
             raise RuleLoadError(problems)
         return cls(rules, rule_matching=rule_matching, warnings=rs.warnings, hostname=hostname)
 
-    def _bucket(self, evt_type: str | None) -> Callable[[Mapping[str, Any]], list[int]]:
-        """One function running every rule that can match `evt_type`, returning matching rule indexes."""
-        lines: list[str] = []
+    def _bucket(self, evt_type: str | None) -> Callable[[Mapping[str, Any]], list[Rule]]:
+        """One function running every rule that can match `evt_type`, returning the matching rules."""
         first = self.rule_matching == "first"
-        self._gen.begin_memo()
-        for i, rule in enumerate(self.rules):
+        todo: list[tuple[Rule, Node]] = []
+        for rule in self.rules:
             if rule.source != "syscall":
                 continue
             tree = fold(rule.tree, evt_type)
-            if isinstance(tree, Const) and not tree.value:
-                continue
+            if not (isinstance(tree, Const) and not tree.value):
+                todo.append((rule, tree))
+        lines: list[str] = []
+        self._gen.begin_memo(tree for _, tree in todo)
+        for rule, tree in todo:
             code = self._gen.expr(tree)
+            hit = self._gen.const(rule, "rule")
             lines.append(f"    if {code}:")
-            lines.append(f"        return [{i}]" if first else f"        m.append({i})")
+            lines.append(f"        return [{hit}]" if first else f"        m.append({hit})")
         lines.append("    return m")
         memo = self._gen.end_memo()
-        lines.insert(0, "    m = []")
-        if memo:
-            lines.insert(1, "    " + " = ".join(memo) + " = _U")
+        lines[:0] = ["    m = []"] + self._gen.prologue() + (["    " + " = ".join(memo) + " = _U"] if memo else [])
         name = f"_bucket_{len(self._by_type)}_{abs(hash(evt_type)) % 10**8}"
         return build_function(self._gen, name, "\n".join(lines))
 
@@ -120,12 +121,10 @@ class RuleEngine:
         if fn is None:
             fn = self._other
         try:
-            hits = fn(event)
+            return fn(event)
         except Exception:  # a malformed value (wrong type): retry rule by rule on a normalised copy
             self.errors += 1
             return self._safe_matches(event)
-        rules = self.rules
-        return [rules[i] for i in hits]
 
     def process(self, event: Mapping[str, Any]) -> list[Alert]:
         """Alerts (Falco format) raised by one event; empty for nearly every event."""

@@ -249,6 +249,20 @@ def _open_mode(e: Mapping[str, Any], want: str) -> bool | None:
     flags = _arg_flags(e)
     if flags is None:
         return None
+    key = (want, flags)
+    hit = _OPEN_MODES.get(key)
+    if hit is None:
+        hit = _open_mode_of(want, flags)
+        if len(_OPEN_MODES) >= 4096:
+            _OPEN_MODES.clear()
+        _OPEN_MODES[key] = hit
+    return hit
+
+
+_OPEN_MODES: dict[tuple[str, str], bool] = {}  # (mode, flags text) -> answer; flags repeat endlessly
+
+
+def _open_mode_of(want: str, flags: str) -> bool:
     parts = set(flags.split("|"))
     if want == "write":
         return bool(parts & {"O_WRONLY", "O_RDWR"})
@@ -595,12 +609,25 @@ def _address(text: str) -> tuple[int, int] | None:
 class NetSet:
     """CIDR networks matched with integer masks (fd.net / fd.snet ... comparisons)."""
 
+    MAX_CACHE = 65536
+
     def __init__(self, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> None:
         self.nets = nets
         self.masks = tuple((n.version, int(n.network_address), int(n.netmask)) for n in nets)
+        self._seen: dict[str, bool] = {}  # address text -> answer (a pod talks to few peers)
 
     def __contains__(self, value: Any) -> bool:
-        got = _address(value if type(value) is str else str(value))
+        text = value if type(value) is str else str(value)
+        hit = self._seen.get(text)
+        if hit is None:
+            hit = self._lookup(text)
+            if len(self._seen) >= self.MAX_CACHE:
+                self._seen.clear()
+            self._seen[text] = hit
+        return hit
+
+    def _lookup(self, text: str) -> bool:
+        got = _address(text)
         if got is None:
             return False
         version, addr = got
