@@ -335,20 +335,29 @@ class CodeGen:
             return self.memo(f"{self.const(F.DERIVED[ref.name], 'fn')}(e)")
         return self._fields.get(ref.name) or f"e.get({ref.name!r})"
 
-    def typed(self, raw: str, kind: str, transformers: tuple[str, ...]) -> tuple[str, str]:
-        """Coerce a raw value expression to its type, then apply transformers; returns (expr, kind)."""
-        if kind == F.INT:
-            raw = self.memo(f"_int({raw})")
+    def typed(self, raw: str, kind: str, transformers: tuple[str, ...], typed: bool = False) -> tuple[str, str]:
+        """Coerce a raw value expression to its type (unless `typed`: the accessor did), then apply
+        transformers; returns (expr, kind)."""
+        if typed:
+            pass
+        elif kind == F.INT:
+            raw = self._coerce(raw, "int", "_int")
         elif kind == F.BOOL:
             raw = self.memo(f"_bool({raw})")
         elif kind in (F.ANY, F.IP, F.NET):
-            raw = self.memo(f"_str({raw})")
+            raw = self._coerce(raw, "str", "_str")
         elif kind == F.BYTES:
             raw = self.memo(f"_bytes({raw})")
         for t in transformers:
             raw = f"{TRANSFORM_FUNCS[t]}({raw})"
             kind = F.INT if t == "len" else F.STR
         return raw, kind
+
+    def _coerce(self, raw: str, pytype: str, fn: str) -> str:
+        """`fn(raw)`, skipping the call when a local already holds a value of the type."""
+        if _is_name(raw):
+            return f"({raw} if type({raw}) is {pytype} else {fn}({raw}))"
+        return self.memo(f"{fn}({raw})")
 
     def check(self, c: Check) -> str:
         ref = c.lhs.field
@@ -379,7 +388,7 @@ class CodeGen:
         raw = self.raw(ref)
         if c.op == "exists":
             return f"({raw} is not None)"
-        typed, tkind = self.typed(raw, kind, c.lhs.transformers)
+        typed, tkind = self.typed(raw, kind, c.lhs.transformers, typed=ref.arg is None and ref.name in F.TYPED_DERIVED)
         # Fast paths: plain string equality / membership are None-safe by themselves.
         if tkind == F.STR and not c.lhs.transformers and isinstance(c.rhs, Word) and c.op == "=":
             return f"({raw} == {self.const(c.rhs.text)})"

@@ -22,6 +22,7 @@ from kubeguard.rules.output import OutputTemplate
 from kubeguard.rules.parser import And, Const, Node
 
 MAX_TYPE_CACHE = 4096
+MAX_NEST = 12  # nesting levels of shared leading tests in a generated bucket function
 
 
 @dataclass(slots=True)
@@ -91,27 +92,64 @@ class RuleEngine:
         return cls(rules, rule_matching=rule_matching, warnings=rs.warnings, hostname=hostname)
 
     def _bucket(self, evt_type: str | None) -> Callable[[Mapping[str, Any]], list[Rule]]:
-        """One function running every rule that can match `evt_type`, returning the matching rules."""
+        """One function running every rule that can match `evt_type`, returning the matching rules.
+
+        With rule_matching "all", rules whose conditions start with the same test (an expanded macro
+        such as `open_read`) are nested under one `if` on it, so a false macro skips them all; the
+        matches are put back in definition order before returning.
+        """
         first = self.rule_matching == "first"
-        todo: list[tuple[Rule, Node]] = []
-        for rule in self.rules:
+        todo: list[tuple[int, Node]] = []
+        for i, rule in enumerate(self.rules):
             if rule.source != "syscall":
                 continue
             tree = fold(rule.tree, evt_type)
             if not (isinstance(tree, Const) and not tree.value):
-                todo.append((rule, tree))
+                todo.append((i, tree))
+        gen = self._gen
+        gen.begin_memo(tree for _, tree in todo)
         lines: list[str] = []
-        self._gen.begin_memo(tree for _, tree in todo)
-        for rule, tree in todo:
-            code = self._gen.expr(tree)
-            hit = self._gen.const(rule, "rule")
-            lines.append(f"    if {code}:")
-            lines.append(f"        return [{hit}]" if first else f"        m.append({hit})")
-        lines.append("    return m")
-        memo = self._gen.end_memo()
-        lines[:0] = ["    m = []"] + self._gen.prologue() + (["    " + " = ".join(memo) + " = _U"] if memo else [])
+        if first:
+            for i, tree in todo:
+                lines.append(f"    if {gen.expr(tree)}:")
+                lines.append(f"        return [{gen.const(self.rules[i], 'rule')}]")
+            lines.append("    return m")
+        else:
+            conjuncts = [(i, _conjuncts(tree)) for i, tree in todo]
+            self._nest(conjuncts, lines, 1)
+            lines.append("    if m:")
+            lines.append(f"        return [{gen.const(self.rules, 'rules')}[i] for i in sorted(m)]")
+            lines.append("    return m")
+        memo = gen.end_memo()
+        lines[:0] = ["    m = []"] + gen.prologue() + (["    " + " = ".join(memo) + " = _U"] if memo else [])
         name = f"_bucket_{len(self._by_type)}_{abs(hash(evt_type)) % 10**8}"
-        return build_function(self._gen, name, "\n".join(lines))
+        return build_function(gen, name, "\n".join(lines))
+
+    def _nest(self, rules: list[tuple[int, tuple[Node, ...]]], lines: list[str], depth: int) -> None:
+        """Append code testing each (rule index, remaining conjuncts); rules whose first conjunct
+        compiles to the same code are nested under one `if` on it (at most MAX_NEST levels deep)."""
+        pad = "    " * depth
+        expr = self._gen.expr
+        while rules:
+            leads: dict[str, int] = {}
+            if depth < MAX_NEST:
+                for _, items in rules:
+                    if items:
+                        code = expr(items[0])
+                        leads[code] = leads.get(code, 0) + 1
+            lead, count = max(leads.items(), key=lambda kv: kv[1], default=("", 0))
+            if count < 2:
+                for i, items in rules:
+                    if not items:
+                        lines.append(f"{pad}m.append({i})")
+                    else:
+                        lines.append(f"{pad}if {expr(And(items) if len(items) > 1 else items[0])}:")
+                        lines.append(f"{pad}    m.append({i})")
+                return
+            group = [(i, items[1:]) for i, items in rules if items and expr(items[0]) == lead]
+            rules = [(i, items) for i, items in rules if not (items and expr(items[0]) == lead)]
+            lines.append(f"{pad}if {lead}:")
+            self._nest(group, lines, depth + 1)
 
     # --- evaluation -----------------------------------------------------------------------------
     def matching_rules(self, event: Mapping[str, Any]) -> list[Rule]:
@@ -164,6 +202,21 @@ class RuleEngine:
                 if self.rule_matching == "first":
                     break
         return out
+
+
+def _conjuncts(tree: Node) -> tuple[Node, ...]:
+    """The tests a rule's condition is the `and` of, nested `and`s flattened, in order."""
+    if tree == Const(True):
+        return ()
+    out: list[Node] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, And):
+            stack.extend(reversed(node.items))
+        else:
+            out.append(node)
+    return tuple(out)
 
 
 def normalise(event: Mapping[str, Any]) -> dict[str, Any]:

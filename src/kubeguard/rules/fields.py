@@ -240,26 +240,28 @@ def _arg_flags(e: Mapping[str, Any]) -> str | None:
     return to_str(flags)
 
 
-def _open_mode(e: Mapping[str, Any], want: str) -> bool | None:
-    explicit = e.get(f"evt.is_open_{want}")
-    if explicit is not None:
-        return to_bool(explicit)
-    if e.get("evt.type") not in _OPEN_TYPES:
-        return False
-    flags = _arg_flags(e)
-    if flags is None:
-        return None
-    key = (want, flags)
-    hit = _OPEN_MODES.get(key)
-    if hit is None:
-        hit = _open_mode_of(want, flags)
-        if len(_OPEN_MODES) >= 4096:
-            _OPEN_MODES.clear()
-        _OPEN_MODES[key] = hit
-    return hit
+def _open_mode(want: str) -> Getter:
+    """evt.is_open_<want>: from the event's own field, else from the open flags (answers cached by flags)."""
+    explicit_key = f"evt.is_open_{want}"
+    seen: dict[str, bool] = {}  # flags text -> answer; a host repeats a handful of flag sets endlessly
 
-
-_OPEN_MODES: dict[tuple[str, str], bool] = {}  # (mode, flags text) -> answer; flags repeat endlessly
+    def get(e: Mapping[str, Any]) -> bool | None:
+        explicit = e.get(explicit_key)
+        if explicit is not None:
+            return to_bool(explicit)
+        if e.get("evt.type") not in _OPEN_TYPES:
+            return False
+        flags = _arg_flags(e)
+        if flags is None:
+            return None
+        hit = seen.get(flags)
+        if hit is None:
+            hit = _open_mode_of(want, flags)
+            if len(seen) >= 4096:
+                seen.clear()
+            seen[flags] = hit
+        return hit
+    return get
 
 
 def _open_mode_of(want: str, flags: str) -> bool:
@@ -442,10 +444,10 @@ DERIVED: dict[str, Getter] = {
     "evt.args": _evt_args,
     "evt.arg.flags": _arg_flags,
     "syscall.type": _syscall_type,
-    "evt.is_open_write": lambda e: _open_mode(e, "write"),
-    "evt.is_open_read": lambda e: _open_mode(e, "read"),
-    "evt.is_open_exec": lambda e: _open_mode(e, "exec"),
-    "evt.is_open_create": lambda e: _open_mode(e, "create"),
+    "evt.is_open_write": _open_mode("write"),
+    "evt.is_open_read": _open_mode("read"),
+    "evt.is_open_exec": _open_mode("exec"),
+    "evt.is_open_create": _open_mode("create"),
     "proc.pname": _proc_pname,
     "proc.pexe": _proc_exe_dir("proc.pexe", 1),
     "proc.pexepath": _proc_exe_dir("proc.pexepath", 1),
@@ -460,6 +462,10 @@ DERIVED: dict[str, Getter] = {
     "proc.is_sid_leader": _is_sid_leader,
     "container.image": _container_image,
 }
+
+# Derived fields whose accessor already returns the field's type (or None): no coercion needed.
+TYPED_DERIVED = frozenset({"evt.is_open_write", "evt.is_open_read", "evt.is_open_exec", "evt.is_open_create",
+                           "evt.failed", "proc.is_vpgid_leader", "proc.is_sid_leader"})
 
 # Fields that stand for "any of": the comparison holds when it holds for one of the values.
 MULTI: dict[str, Getter] = {
