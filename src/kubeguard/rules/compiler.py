@@ -375,6 +375,12 @@ class CodeGen:
                 if elem == F.INT:
                     allowed = allowed | frozenset(str(x) for x in allowed)
                 return f"_anyin({values}, {self.const(allowed)})"
+            if (elem == F.NET and not c.lhs.transformers and c.op in ("=", "!=", "in", "intersects")
+                    and isinstance(c.rhs, Word | tuple)):
+                items = [c.rhs.text] if isinstance(c.rhs, Word) else [w.text for w in c.rhs]
+                nets = F.NetSet(tuple(self._net(x, c.lhs.text) for x in items))
+                method = "lacks_any" if c.op == "!=" else "has_any"
+                return self.memo(f"{self.const(nets, 'net')}.{method}({values})")
             memo, self._memo = self._memo, None  # the helper's own argument is not memoised
             typed, tkind = self.typed("v", elem, c.lhs.transformers)
             self._memo = memo

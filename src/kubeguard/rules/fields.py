@@ -12,7 +12,6 @@ Every accessor takes the event and returns the value or None (``<NA>``).
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -251,9 +250,11 @@ def _open_mode(want: str) -> Getter:
             return to_bool(explicit)
         if e.get("evt.type") not in _OPEN_TYPES:
             return False
-        flags = _arg_flags(e)
-        if flags is None:
-            return None
+        flags = e.get("evt.arg.flags")
+        if type(flags) is not str:
+            flags = _arg_flags(e)
+            if flags is None:
+                return None
         hit = seen.get(flags)
         if hit is None:
             hit = _open_mode_of(want, flags)
@@ -292,7 +293,8 @@ def _fd_directory(e: Mapping[str, Any]) -> str | None:
         return None
     if e.get("fd.type") == "directory":
         return name
-    return os.path.dirname(name) or "/"
+    head = name[:name.rfind("/") + 1]  # os.path.dirname without its call overhead
+    return head.rstrip("/") or head
 
 
 def _fd_filename(e: Mapping[str, Any]) -> str | None:
@@ -302,7 +304,7 @@ def _fd_filename(e: Mapping[str, Any]) -> str | None:
     name = e.get("fd.name")
     if not isinstance(name, str) or not name.startswith("/") or e.get("fd.type") == "directory":
         return None
-    return os.path.basename(name)
+    return name[name.rfind("/") + 1:]  # os.path.basename
 
 
 def _evt_res(e: Mapping[str, Any]) -> str | None:
@@ -631,6 +633,31 @@ class NetSet:
                 self._seen.clear()
             self._seen[text] = hit
         return hit
+
+    def has_any(self, values: Any) -> bool:
+        """Multi-valued `fd.net in (...)`: one of the addresses is inside."""
+        return self._scan(values, True)
+
+    def lacks_any(self, values: Any) -> bool:
+        """Multi-valued `fd.net != ...`: one of the addresses is outside."""
+        return self._scan(values, False)
+
+    def _scan(self, values: Any, want: bool) -> bool:
+        if values is None:
+            return False
+        if not isinstance(values, list | tuple):
+            values = (values,)
+        seen = self._seen
+        for v in values:
+            if v is None:
+                continue
+            text = v if type(v) is str else to_str(v)
+            hit = seen.get(text)  # type: ignore[arg-type]
+            if hit is None:
+                hit = text in self
+            if hit is want:
+                return True
+        return False
 
     def _lookup(self, text: str) -> bool:
         got = _address(text)
