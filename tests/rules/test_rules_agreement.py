@@ -119,3 +119,37 @@ def test_merged_or_tests_and_shared_macros(tmp_path, event, expected):
     assert TreeWalker(engine.rules).matching(event) == expected
     first = engine_from(tmp_path, RULES, rule_matching="first")
     assert [r.name for r in first.matching_rules(event)] == expected[:1]
+
+
+NET_CONDITIONS = ["fd.net = 10.0.0.0/8", "fd.net != 10.0.0.0/8", "fd.snet in (10.0.0.0/8, 192.168.0.0/16)",
+                  "not fd.snet in (10.0.0.0/8, 192.168.0.0/16)", "fd.cnet != 127.0.0.0/8", "fd.net in (::1/128)",
+                  "fd.rnet = 169.254.0.0/16", "fd.lnet != 10.0.0.0/8"]
+NET_EVENTS = [{}, {"fd.lip": "172.16.0.1"},
+              {"fd.sip": "10.1.2.3"}, {"fd.cip": "10.1.2.3", "fd.sip": "8.8.8.8"}, {"fd.cip": "127.0.0.1"},
+              {"fd.sip": "::1"}, {"fd.sip": "not-an-ip", "fd.cip": "192.168.1.1"}, {"fd.sip": 167837955},
+              {"fd.rip": "169.254.169.254", "fd.lip": "10.0.0.1"}, {"fd.is_server": True, "fd.sip": "10.0.0.9",
+                                                                    "fd.cip": "169.254.1.1"}]
+
+
+@pytest.mark.parametrize("condition", NET_CONDITIONS)
+def test_multi_valued_net_tests_agree_with_tree_walk(tmp_path, condition):
+    engine = engine_from(tmp_path, f"""
+- rule: N1
+  desc: n
+  condition: evt.type = connect and {condition}
+  output: n
+  priority: WARNING
+- rule: N2
+  desc: same test in a second rule (shared in the bucket)
+  condition: evt.type = connect and proc.name = curl and {condition}
+  output: n
+  priority: WARNING
+""")
+    walker = TreeWalker(engine.rules)
+    outcomes = set()
+    for extra in NET_EVENTS:
+        event = {"evt.type": "connect", "proc.name": "curl", **extra}
+        got = [r.name for r in engine.matching_rules(event)]
+        assert got == walker.matching(event), event
+        outcomes.add(bool(got))
+    assert outcomes == {True, False}  # each condition both fires and stays quiet on these events

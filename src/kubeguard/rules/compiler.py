@@ -220,13 +220,14 @@ class CodeGen:
         self._memo: dict[str, str] | None = None  # expression -> local name, while building a bucket
         self._fields: dict[str, str] = {}  # plain field -> local loaded once at the top of the bucket
         self._shared: set[int] = set()  # id() of subtrees met more than once in the bucket: memoised
+        self._lazy: set[str] = set()  # plain fields read twice or more by few rules: memoised on first read
 
     def begin_memo(self, trees: Iterable[Node] = ()) -> None:
         """Within one generated function, compute each field accessor call, each plain field read used
         more than once and each subtree (macro) shared by several rules at most once per event."""
         self._memo = {}
-        fields, self._shared = plan(list(trees))
-        self._fields = {name: f"_f{i}" for i, name in enumerate(fields)}
+        eager, self._lazy, self._shared = plan(list(trees))
+        self._fields = {name: f"_f{i}" for i, name in enumerate(eager)}
 
     def end_memo(self) -> list[str]:
         """Names to initialise to the `_U` sentinel at the top of the function."""
@@ -237,7 +238,7 @@ class CodeGen:
     def prologue(self) -> list[str]:
         """Lines loading the bucket's shared plain fields into locals (after `end_memo`, clears them)."""
         lines = [f"    {local} = e.get({name!r})" for name, local in self._fields.items()]
-        self._fields, self._shared = {}, set()
+        self._fields, self._shared, self._lazy = {}, set(), set()
         return lines
 
     def memo(self, expr: str) -> str:
@@ -333,7 +334,11 @@ class CodeGen:
             return self.memo(f"_ix(e, {ref.name!r}, {ref.arg!r})")
         if ref.name in F.DERIVED:
             return self.memo(f"{self.const(F.DERIVED[ref.name], 'fn')}(e)")
-        return self._fields.get(ref.name) or f"e.get({ref.name!r})"
+        local = self._fields.get(ref.name)
+        if local is not None:
+            return local
+        get = f"e.get({ref.name!r})"
+        return self.memo(get) if ref.name in self._lazy else get
 
     def typed(self, raw: str, kind: str, transformers: tuple[str, ...], typed: bool = False) -> tuple[str, str]:
         """Coerce a raw value expression to its type (unless `typed`: the accessor did), then apply
@@ -364,6 +369,15 @@ class CodeGen:
         kind = field_type(ref)
         if F.is_multi(ref):
             elem = F._INDEXED[ref.name] if ref.name in F.ANCESTOR_LISTS else kind
+            sources = F.MULTI_SOURCES.get(ref.name)
+            if (elem == F.NET and not c.lhs.transformers and c.op in ("=", "!=", "in", "intersects")
+                    and isinstance(c.rhs, Word | tuple) and sources):
+                # One NetSet scan over the plain fields the multi-valued one gathers (cached per address).
+                items = [c.rhs.text] if isinstance(c.rhs, Word) else [w.text for w in c.rhs]
+                nets = F.NetSet(tuple(self._net(x, c.lhs.text) for x in items))
+                method = "lacks_any" if c.op == "!=" else "has_any"
+                args = ", ".join(self.raw(F.FieldRef(k)) for k in sources)
+                return self.memo(f"{self.const(nets, 'net')}.{method}({args})")
             values = self.memo(f"_ancs(e, {ref.name!r})" if ref.name in F.ANCESTOR_LISTS
                                else f"{self.const(F.MULTI[ref.name], 'fn')}(e)")
             if c.op == "exists":
@@ -375,12 +389,6 @@ class CodeGen:
                 if elem == F.INT:
                     allowed = allowed | frozenset(str(x) for x in allowed)
                 return f"_anyin({values}, {self.const(allowed)})"
-            if (elem == F.NET and not c.lhs.transformers and c.op in ("=", "!=", "in", "intersects")
-                    and isinstance(c.rhs, Word | tuple)):
-                items = [c.rhs.text] if isinstance(c.rhs, Word) else [w.text for w in c.rhs]
-                nets = F.NetSet(tuple(self._net(x, c.lhs.text) for x in items))
-                method = "lacks_any" if c.op == "!=" else "has_any"
-                return self.memo(f"{self.const(nets, 'net')}.{method}({values})")
             memo, self._memo = self._memo, None  # the helper's own argument is not memoised
             typed, tkind = self.typed("v", elem, c.lhs.transformers)
             self._memo = memo
@@ -450,7 +458,8 @@ class CodeGen:
         if op == "contains":
             return f"({self.const(text)} in {s})"
         if op == "icontains":
-            return f"({self.const(text.lower())} in {s}.lower())"
+            low = self.memo(f"{s}.lower()") if s in self._fields.values() else f"{s}.lower()"
+            return f"({self.const(text.lower())} in {low})"
         if op == "startswith":
             return f"{s}.startswith({self.const(text)})"
         if op == "endswith":
@@ -504,24 +513,29 @@ def _is_name(code: str) -> bool:
     return code.isidentifier()
 
 
-def plan(trees: list[Node]) -> tuple[list[str], set[int]]:
-    """What one bucket's function should compute once: plain fields read by two or more checks, and
-    `and`/`or` subtrees (expanded macros such as `open_read`, `container`) occurring twice or more."""
+def plan(trees: list[Node]) -> tuple[list[str], set[str], set[int]]:
+    """What one bucket's function (one tree per rule) should compute once: plain fields read by three
+    or more rules (loaded up front), other plain fields read twice or more (memoised on first read),
+    and `and`/`or` subtrees (expanded macros such as `open_read`, `container`) occurring twice or more."""
     field_uses: dict[str, int] = {}
+    field_rules: dict[str, set[int]] = {}
     ids: dict[Any, int] = {}  # structural key -> small int
     count: dict[int, int] = {}
     nodes: dict[int, list[int]] = {}  # structural id -> id() of its nodes
 
-    def key(node: Node) -> int:
+    def key(node: Node, rule: int) -> int:
         if isinstance(node, Check):
             for ref in (node.lhs.field, node.rhs.operand.field if isinstance(node.rhs, FieldValue) else None):
-                if ref is not None and ref.arg is None and ref.name not in F.DERIVED and not F.is_multi(ref):
-                    field_uses[ref.name] = field_uses.get(ref.name, 0) + 1
+                if ref is None or ref.arg is not None or ref.name in F.DERIVED:
+                    continue
+                for name in F.MULTI_SOURCES.get(ref.name, ()) if F.is_multi(ref) else (ref.name,):
+                    field_uses[name] = field_uses.get(name, 0) + 1
+                    field_rules.setdefault(name, set()).add(rule)
             k: Any = node
         elif isinstance(node, And | Or):
-            k = (type(node).__name__, tuple(key(i) for i in node.items))
+            k = (type(node).__name__, tuple(key(i, rule) for i in node.items))
         elif isinstance(node, Not):
-            k = ("not", key(node.item))
+            k = ("not", key(node.item, rule))
         else:
             k = node
         sid = ids.setdefault(k, len(ids))
@@ -531,12 +545,13 @@ def plan(trees: list[Node]) -> tuple[list[str], set[int]]:
         return sid
 
     try:
-        for tree in trees:
-            key(tree)
+        for rule, tree in enumerate(trees):
+            key(tree, rule)
     except RecursionError:
-        return [], set()
+        return [], set(), set()
     shared = {n for sid, c in count.items() if c > 1 for n in nodes[sid]}
-    return [name for name, c in field_uses.items() if c > 1], shared
+    eager = [name for name, rules in field_rules.items() if len(rules) > 2]
+    return eager, {name for name, c in field_uses.items() if c > 1} - set(eager), shared
 
 
 def _hashable(value: Any) -> bool:

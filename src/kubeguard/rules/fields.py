@@ -469,6 +469,11 @@ DERIVED: dict[str, Getter] = {
 TYPED_DERIVED = frozenset({"evt.is_open_write", "evt.is_open_read", "evt.is_open_exec", "evt.is_open_create",
                            "evt.failed", "proc.is_vpgid_leader", "proc.is_sid_leader"})
 
+# Multi-valued fields that are the plain fields they gather (the values are those not <NA>).
+MULTI_SOURCES: dict[str, tuple[str, ...]] = {
+    "fd.ip": ("fd.cip", "fd.sip"), "fd.port": ("fd.cport", "fd.sport"), "fd.net": ("fd.cip", "fd.sip"),
+    "fd.cnet": ("fd.cip",), "fd.snet": ("fd.sip",)}
+
 # Fields that stand for "any of": the comparison holds when it holds for one of the values.
 MULTI: dict[str, Getter] = {
     "fd.ip": _fd_any("fd.cip", "fd.sip"),
@@ -634,19 +639,15 @@ class NetSet:
             self._seen[text] = hit
         return hit
 
-    def has_any(self, values: Any) -> bool:
-        """Multi-valued `fd.net in (...)`: one of the addresses is inside."""
+    def has_any(self, *values: Any) -> bool:
+        """Multi-valued `fd.net in (...)`: one of the addresses (None: absent) is inside."""
         return self._scan(values, True)
 
-    def lacks_any(self, values: Any) -> bool:
-        """Multi-valued `fd.net != ...`: one of the addresses is outside."""
+    def lacks_any(self, *values: Any) -> bool:
+        """Multi-valued `fd.net != ...`: one of the addresses (None: absent) is outside."""
         return self._scan(values, False)
 
-    def _scan(self, values: Any, want: bool) -> bool:
-        if values is None:
-            return False
-        if not isinstance(values, list | tuple):
-            values = (values,)
+    def _scan(self, values: tuple[Any, ...], want: bool) -> bool:
         seen = self._seen
         for v in values:
             if v is None:
