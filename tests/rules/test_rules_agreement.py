@@ -153,3 +153,22 @@ def test_multi_valued_net_tests_agree_with_tree_walk(tmp_path, condition):
         assert got == walker.matching(event), event
         outcomes.add(bool(got))
     assert outcomes == {True, False}  # each condition both fires and stays quiet on these events
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("/var/log/x", True), ("/var/log/sub/x", False), ("/a/bc", True), ("/a/bcd", False), ("/srv/secret.txt", True),
+    ("/srv/my-token", True), ("/srv/KEY.PEM", True), ("/etc/passwd", True), ("/ETC/x/y", False), ("/srv/x", False),
+    (None, False),
+])
+def test_merged_glob_and_contains_tests(tmp_path, name, expected):
+    engine = engine_from(tmp_path, """
+- rule: G
+  desc: g
+  condition: evt.type = openat and (fd.name glob '/var/*/x' or fd.name glob '/a/b?' or fd.name contains secret
+             or fd.name contains token or fd.name iglob '/srv/*.pem' or fd.name iglob '/ETC/*')
+  output: g
+  priority: WARNING
+""")
+    event = {"evt.type": "openat"} if name is None else {"evt.type": "openat", "fd.name": name}
+    assert bool(engine.matching_rules(event)) is expected
+    assert bool(TreeWalker(engine.rules).matching(event)) is expected

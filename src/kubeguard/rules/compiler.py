@@ -279,7 +279,8 @@ class CodeGen:
 
     def _or_items(self, items: tuple[Node, ...]) -> list[str]:
         """Code of an `or`'s items, with plain string tests on one field merged: `a = x or a in (y, z)`
-        becomes one set lookup, `a startswith x or a startswith y` one ``startswith((x, y))``."""
+        becomes one set lookup, `a startswith x or a startswith y` one ``startswith((x, y))``, globs one
+        regular expression, `contains` tests one None check."""
         groups: dict[tuple[str, str], list[Check]] = {}
         for item in items:
             key = self._mergeable(item)
@@ -300,10 +301,18 @@ class CodeGen:
             raw = self.raw(checks[0].lhs.field)
             if key[1] == "in":
                 out.append(f"({raw} in {self.const(frozenset(words))})")
+                continue
+            v = raw if _is_name(raw) else "v"
+            bind = v if v == raw else f"(v := {raw})"
+            words = list(dict.fromkeys(words))
+            if key[1] in ("glob", "iglob"):  # one alternation of the globs' own (group-free) patterns
+                flags = re.S | (re.I if key[1] == "iglob" else 0)
+                rx = re.compile("|".join(f"(?:{F.glob_regex(w).pattern})" for w in words), flags)
+                out.append(f"({bind} is not None and {self.const(rx, 'rx')}.fullmatch({v}) is not None)")
+            elif key[1] == "contains":
+                out.append(f"({bind} is not None and (" + " or ".join(f"{self.const(w)} in {v}" for w in words) + "))")
             else:
-                v = raw if _is_name(raw) else "v"
-                bind = v if v == raw else f"(v := {raw})"
-                out.append(f"({bind} is not None and {v}.{key[1]}({self.const(tuple(dict.fromkeys(words)))}))")
+                out.append(f"({bind} is not None and {v}.{key[1]}({self.const(tuple(words))}))")
         return out
 
     @staticmethod
@@ -311,14 +320,14 @@ class CodeGen:
         """(field, test) for a plain string check an `or` can merge with its siblings, else None."""
         if not isinstance(node, Check) or node.lhs.transformers or F.is_multi(node.lhs.field):
             return None
-        if node.op not in ("=", "in", "intersects", "startswith", "endswith"):
+        if node.op not in ("=", "in", "intersects", "startswith", "endswith", "contains", "glob", "iglob"):
             return None
         try:
             if field_type(node.lhs.field) != F.STR:
                 return None
         except F.UnknownField:
             return None
-        if node.op in ("=", "startswith", "endswith") and not isinstance(node.rhs, Word):
+        if node.op not in ("in", "intersects") and not isinstance(node.rhs, Word):
             return None
         if node.op in ("in", "intersects") and not isinstance(node.rhs, tuple):
             return None
