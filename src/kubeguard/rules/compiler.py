@@ -229,11 +229,32 @@ class CodeGen:
         eager, self._lazy, self._shared = plan(list(trees))
         self._fields = {name: f"_f{i}" for i, name in enumerate(eager)}
 
-    def end_memo(self) -> list[str]:
-        """Names to initialise to the `_U` sentinel at the top of the function."""
-        names = list(self._memo.values()) if self._memo else []
+    def end_memo(self, body: str) -> tuple[str, list[str]]:
+        """Resolve the memo placeholders in `body`: an expression the final code reads once is
+        inlined, one read twice or more becomes ``(_m0 if _m0 is not _U else (_m0 := expr))``.
+        Returns (code, names to initialise to the `_U` sentinel at the top of the function)."""
+        exprs = {name: expr for expr, name in (self._memo or {}).items()}
         self._memo = None
-        return names
+        uses: dict[str, int] = {}
+        todo, seen = [body], set()
+        while todo:  # count the reads in the body and in every memoised expression the body reaches
+            for name in _MEMO_TOKEN.findall(todo.pop()):
+                uses[name] = uses.get(name, 0) + 1
+                if name not in seen:
+                    seen.add(name)
+                    todo.append(exprs[name])
+        done: dict[str, str] = {}
+
+        def resolve(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in done:
+                expr = _MEMO_TOKEN.sub(resolve, exprs[name])
+                done[name] = (f"({name} if {name} is not _U else ({name} := {expr}))" if uses[name] > 1
+                              else f"({expr})")
+            return done[name]
+
+        code = _MEMO_TOKEN.sub(resolve, body)
+        return code, [name for name in exprs if uses.get(name, 0) > 1]
 
     def prologue(self) -> list[str]:
         """Lines loading the bucket's shared plain fields into locals (after `end_memo`, clears them)."""
@@ -242,13 +263,13 @@ class CodeGen:
         return lines
 
     def memo(self, expr: str) -> str:
-        """`expr` evaluated lazily once: ``(_m0 if _m0 is not _U else (_m0 := expr))``."""
+        """`expr` evaluated at most once per call of the function being built (see `end_memo`)."""
         if self._memo is None:
             return expr
         name = self._memo.get(expr)
         if name is None:
             name = self._memo[expr] = f"_m{len(self._memo)}"
-        return f"({name} if {name} is not _U else ({name} := {expr}))"
+        return f"\x01{name}\x02"  # placeholder, resolved by end_memo
 
     def const(self, value: Any, kind: str = "") -> str:
         key = (kind + type(value).__name__, value if _hashable(value) else id(value))
@@ -515,6 +536,7 @@ class CodeGen:
             raise CompileError(f"{what}: {text!r} is not an IP network") from exc
 
 
+_MEMO_TOKEN = re.compile("\x01(_m[0-9]+)\x02")
 _PYOPS = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
 
 

@@ -120,10 +120,10 @@ class RuleEngine:
             lines.append("    if m:")
             lines.append(f"        return [{gen.const(self.rules, 'rules')}[i] for i in sorted(m)]")
             lines.append("    return m")
-        memo = gen.end_memo()
-        lines[:0] = ["    m = []"] + gen.prologue() + (["    " + " = ".join(memo) + " = _U"] if memo else [])
+        code, memo = gen.end_memo("\n".join(lines))
+        head = ["    m = []"] + gen.prologue() + (["    " + " = ".join(memo) + " = _U"] if memo else [])
         name = f"_bucket_{len(self._by_type)}_{abs(hash(evt_type)) % 10**8}"
-        return build_function(gen, name, "\n".join(lines))
+        return build_function(gen, name, "\n".join([*head, code]))
 
     def _nest(self, rules: list[tuple[int, tuple[Node, ...]]], lines: list[str], depth: int) -> None:
         """Append code testing each (rule index, remaining conjuncts); rules whose first conjunct
