@@ -2,13 +2,15 @@
 
 Peers measured in the same run: the naive tree-walking evaluator over the same conditions
 (kubeguard.rules.treewalk), and Falco's published figure of ~250,000 syscalls/s on one CPU.
-Run: ``PYTHONPATH=src:. python -m bench.rules [--events N]``.
+Run: ``PYTHONPATH=src:. python -m bench.rules [--events N]``; Falco's rule files are read from
+../shared/data/falco-rules (KUBEGUARD_SHARED_DATA overrides ../shared/data, e.g. from a git worktree).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import random
 import sys
 import time
@@ -18,7 +20,9 @@ from bench.record import record
 from kubeguard.rules import RuleEngine
 from kubeguard.rules.treewalk import TreeWalker
 
-FALCO_RULES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "falco-rules"
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("KUBEGUARD_SHARED_DATA") or REPO.parent / "shared" / "data")
+FALCO_RULES = SHARED_DATA / "falco-rules"
 FALCO_PUBLISHED_EPS = 250_000
 TARGET_EPS = 250_000
 

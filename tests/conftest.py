@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+SHARED_DATA = Path(os.environ.get("KUBEGUARD_SHARED_DATA") or REPO.parent / "shared" / "data")
 IN_CI = os.environ.get("CI") == "true"
 
 

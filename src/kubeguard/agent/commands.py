@@ -16,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -26,6 +27,7 @@ from kubeguard.agent.outputs import JsonLinesOutput, Output, SyslogOutput, Webho
 from kubeguard.agent.pipeline import Pipeline, RuleSet
 from kubeguard.agent.podsource import SA_TOKEN, ApiPodSource, FilePodSource, KubeletPodSource, PodSource
 from kubeguard.agent.sensorrun import SensorRunner, sensor_factory
+from kubeguard.agent.writededupe import WriteDeduper
 from kubeguard.cliutil import UserError, die, stderr
 from kubeguard.model import Alert, Event
 from kubeguard.store.alerts import default_db_path
@@ -40,6 +42,8 @@ def agent(
     alerts_out: str = typer.Option("-", "--alerts-out", help="Falco JSON lines file for alerts ('-' = stdout)."),
     pods: Path | None = typer.Option(None, "--pods", help="Pods map file (Snapshot JSON or a List of Pods)."),
     sensor: str = typer.Option("ebpf", "--sensor", help="ebpf (bpftrace) or proc (netlink proc connector)."),
+    fanotify: bool = typer.Option(True, "--fanotify/--no-fanotify",
+                                  help="Also watch file writes below /etc and binary dirs through fanotify."),
     store: Path | None = typer.Option(None, "--store", help="Alert store (SQLite); default $KUBEGUARD_DB."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port."),
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Metrics bind address."),
@@ -56,7 +60,7 @@ def agent(
     try:
         code = run_agent(
             rules=rules, defaults=not no_default_rules, events_out=events_out, alerts_out=alerts_out, pods=pods,
-            sensor_name=sensor, store=store or default_db_path(), metrics_port=metrics_port,
+            sensor_name=sensor, fanotify=fanotify, store=store or default_db_path(), metrics_port=metrics_port,
             metrics_host=metrics_host, metrics_token=_metrics_token(metrics_token_file), webhook=webhook,
             webhook_headers=webhook_header, syslog=syslog, node=node, queue_size=queue_size,
             drop_report_interval=drop_report_interval, duration=duration,
@@ -142,7 +146,7 @@ def build_outputs(alerts_out: str, webhook: str | None, headers: list[str], sysl
 def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, alerts_out: str, pods: Path | None,
               sensor_name: str, store: Path, metrics_port: int | None, metrics_host: str, metrics_token: str | None,
               webhook: str | None, webhook_headers: list[str], syslog: str | None, node: str, queue_size: int,
-              drop_report_interval: float, duration: float | None) -> int:
+              drop_report_interval: float, duration: float | None, fanotify: bool = False) -> int:
     """The agent's main loop; returns the exit code. Raises UserError on bad input."""
     if sensor_name not in SENSORS:
         raise UserError(f"--sensor {sensor_name}: expected one of {', '.join(SENSORS)}")
@@ -156,55 +160,82 @@ def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, ale
     ruleset = load_rules(rules, defaults)
     metrics = AgentMetrics()
     factory = sensor_factory(sensor_name)
-    runner: SensorRunner | None = None
+    runners: list[SensorRunner] = []
     pipeline = Pipeline(
         Enricher(source, node=node), ruleset, outputs, store_path=store, events_out=events_out, metrics=metrics,
         queue_size=queue_size, drop_report_interval=drop_report_interval,
-        sensor_stats=lambda: runner.stats() if runner else {}, hostname=node or socket.gethostname(),
+        sensor_stats=lambda: _stats(runners), hostname=node or socket.gethostname(),
     )
     server = MetricsServer(metrics, metrics_port, metrics_host, metrics_token) if metrics_port is not None else None
     pipeline.start()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    emit = WriteDeduper(pipeline.submit) if fanotify else pipeline.submit
     try:
-        runner = SensorRunner(factory, pipeline.submit, pipeline.on_gap, metrics)
+        runner = SensorRunner(factory, emit, pipeline.on_gap, metrics)
         try:
             runner.start()
         except UserError as exc:
             stderr.print(f"kubeguard: error: {exc}", markup=False)
             return 1
+        runners.append(runner)
+        if fanotify:
+            _start_fanotify(runners, emit, pipeline, metrics)
         if server is not None:
             server.start()
             stderr.print(f"kubeguard agent: metrics on http://{metrics_host}:{server.port}/metrics", markup=False)
-        _announce(runner, source)
+        _announce(runners, source)
         deadline = time.monotonic() + duration if duration is not None else None
         while not stop.is_set():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
             stop.wait(0.5 if remaining is None else min(0.5, remaining))
-            runner.refresh_health()
+            for running in runners:
+                running.refresh_health()
     finally:
-        if runner is not None:
-            runner.stop()
+        for running in runners:
+            running.stop()
         pipeline.stop()
         if server is not None:
             server.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    _summary(pipeline, runner)
+    _summary(pipeline, runners)
     return 0
 
 
-def _announce(runner: SensorRunner, source: PodSource) -> None:
-    stderr.print(f"kubeguard agent: sensor {runner.name} running; pods from {source.name}", markup=False)
-    for spot in runner.blind_spots:
-        stderr.print(f"kubeguard agent: blind spot ({runner.name}): {spot}", markup=False)
+def _start_fanotify(runners: list[SensorRunner], emit: Callable[[Event], None], pipeline: Pipeline,
+                    metrics: AgentMetrics) -> None:
+    """Add the fanotify sensor next to the process sensor; if it cannot start, say so and go on."""
+    fan = SensorRunner(sensor_factory("fanotify"), emit, pipeline.on_gap, metrics)
+    try:
+        fan.start()
+    except UserError as exc:
+        stderr.print(f"kubeguard agent: warning: {exc}; file writes are seen by {runners[0].name} only",
+                     markup=False)
+        return
+    runners.append(fan)
+
+
+def _stats(runners: list[SensorRunner]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for running in runners:
+        out.update(running.stats())
+    return out
+
+
+def _announce(runners: list[SensorRunner], source: PodSource) -> None:
+    for index, running in enumerate(runners):
+        role = f"; pods from {source.name}" if index == 0 else " (file writes, next to the process sensor)"
+        stderr.print(f"kubeguard agent: sensor {running.name} running{role}", markup=False)
+        for spot in running.blind_spots:
+            stderr.print(f"kubeguard agent: blind spot ({running.name}): {spot}", markup=False)
     sys.stderr.flush()
 
 
-def _summary(pipeline: Pipeline, runner: SensorRunner | None) -> None:
-    lost = sum(int(s.get("lost", 0)) for s in runner.stats().values()) if runner else 0
+def _summary(pipeline: Pipeline, runners: list[SensorRunner]) -> None:
+    lost = sum(int(s.get("lost", 0)) for s in _stats(runners).values())
     stderr.print(
         f"kubeguard agent: stopped; events {sum(pipeline.received.values())}, processed {pipeline.processed}, "
         f"dropped {pipeline.total_dropped} (queue) + {lost} (kernel), alerts {pipeline.alerts_raised}, "

@@ -29,6 +29,10 @@ def sensor_factory(name: str) -> Callable[[], Any]:
         from kubeguard.sensors.proc_connector import ProcConnectorSensor
 
         return ProcConnectorSensor
+    if name == "fanotify":  # file writes; runs next to the process sensor, never alone
+        from kubeguard.sensors.fanotify import FanotifySensor
+
+        return FanotifySensor
     raise UserError(f"--sensor {name}: expected ebpf or proc")
 
 

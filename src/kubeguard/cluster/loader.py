@@ -2,7 +2,8 @@
 
 `load_path(path)` / `load_paths(paths)` read every YAML/JSON file recursively, expand `kind: List`
 (and any `*List`), keep the file and line of each object, and hand control-plane configuration
-(static pods, kubeadm, kind, KubeletConfiguration) to `kubeguard.cluster.components`. Whatever
+(static pods, kubeadm, kind, KubeletConfiguration) to `kubeguard.cluster.components`, and a
+node's kubelet unit and environment files to `kubeguard.cluster.kubelet_flags`. Whatever
 cannot be read lands in `Snapshot.problems` as one line naming file:line; loading goes on.
 """
 
@@ -16,7 +17,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from kubeguard.cluster import components
+from kubeguard.cluster import components, kubelet_flags
 from kubeguard.cluster.manifests import Document, discover, node_at, node_line, read_documents
 from kubeguard.cluster.snapshot import K8sObject, LoadProblem, Snapshot, SourceRef
 from kubeguard.perf import gc_paused
@@ -53,7 +54,11 @@ def load_paths(paths: Iterable[str | Path], snapshot: Snapshot | None = None) ->
     snap = snapshot if snapshot is not None else Snapshot()
     with gc_paused():
         for path in paths:
-            _load_files(discover(Path(path), snap.problems), snap)
+            files = discover(Path(path), snap.problems, also=kubelet_flags.is_flags_file)
+            flag_files = [file for file in files if kubelet_flags.is_flags_file(file)]
+            _load_files([file for file in files if not kubelet_flags.is_flags_file(file)], snap)
+            if flag_files:  # after the files they refer to (the kubelet's --config), which may be anywhere
+                kubelet_flags.apply(flag_files, snap.components, snap.problems)
     return snap
 
 

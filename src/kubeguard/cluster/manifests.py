@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,8 +65,11 @@ class Document:
     item_lines: list[int] | None = None  # JSON `items` start lines, when the document is a List
 
 
-def discover(path: Path, problems: list[LoadProblem]) -> list[Path]:
-    """Manifest files under `path` (a file is taken whatever its suffix), sorted; dot-dirs skipped."""
+def discover(path: Path, problems: list[LoadProblem], also: Callable[[Path], bool] | None = None) -> list[Path]:
+    """Manifest files under `path` (a file is taken whatever its suffix), sorted; dot-dirs skipped.
+
+    `also` admits more files by path (a node's kubelet unit and environment files).
+    """
     if path.is_file():
         return [path]
     if not path.exists():
@@ -81,7 +84,8 @@ def discover(path: Path, problems: list[LoadProblem]) -> list[Path]:
             rel = child.relative_to(path).parts
             if any(part.startswith(".") for part in rel[:-1]) or rel[-1].startswith("."):
                 continue
-            if child.suffix.lower() in MANIFEST_SUFFIXES and child.is_file():
+            if (child.suffix.lower() in MANIFEST_SUFFIXES or (also is not None and also(child))) \
+                    and child.is_file():
                 found.append(child)
     except OSError as exc:
         problems.append(LoadProblem(str(path), f"cannot list directory: {exc.strerror or exc}"))
@@ -91,7 +95,7 @@ def discover(path: Path, problems: list[LoadProblem]) -> list[Path]:
 def read_documents(path: Path, problems: list[LoadProblem]) -> Iterator[Document]:
     """Every document of one file; what cannot be read becomes a problem naming file:line."""
     name = str(path)
-    text = _read_text(path, problems)
+    text = read_text(path, problems)
     if text is None:
         return
     template = _TEMPLATE.search(text)
@@ -107,7 +111,8 @@ def read_documents(path: Path, problems: list[LoadProblem]) -> Iterator[Document
     yield from _read_yaml(text, name, problems)
 
 
-def _read_text(path: Path, problems: list[LoadProblem]) -> str | None:
+def read_text(path: Path, problems: list[LoadProblem]) -> str | None:
+    """A file's text; a file too large, unreadable, binary or not UTF-8 becomes a problem (None)."""
     name = str(path)
     try:
         size = path.stat().st_size

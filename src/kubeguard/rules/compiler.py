@@ -1,9 +1,11 @@
 """Compile expanded condition trees into Python source, then into functions, once at load time.
 
-Per event type the engine builds one function that evaluates, in order, every rule that can match
+Per event type the engine builds one function that evaluates every rule that can match
 that type: `evt.type` checks are folded to constants first (partial evaluation), so a rule that
 cannot match an event type is absent from that type's function and the rest are plain Python
-boolean expressions over ``e.get(...)`` with constants hoisted into the module namespace.
+boolean expressions over ``e.get(...)`` with constants hoisted into the module namespace. Within
+one function, plain fields read by several rules are loaded once into locals, and accessor calls and
+subtrees (expanded macros) read twice or more are memoised per event (see `plan`, `CodeGen.end_memo`).
 """
 
 from __future__ import annotations
@@ -64,8 +66,11 @@ def _anyof(values: Any, test: Callable[[Any], bool]) -> bool:
     if values is None:
         return False
     if not isinstance(values, list | tuple):
-        values = (values,)
-    return any(v is not None and test(v) for v in values)
+        return test(values)
+    for v in values:  # noqa: SIM110 - a plain loop: no generator frame per call (hot path)
+        if v is not None and test(v):
+            return True
+    return False
 
 
 def _anyin(values: Any, allowed: frozenset[Any]) -> bool:
@@ -215,25 +220,58 @@ class CodeGen:
         self._helper_count = 0
         self._helper_by_body: dict[str, str] = {}
         self._memo: dict[str, str] | None = None  # expression -> local name, while building a bucket
+        self._fields: dict[str, str] = {}  # plain field -> local loaded once at the top of the bucket
+        self._shared: set[int] = set()  # id() of subtrees met more than once in the bucket: memoised
+        self._lazy: set[str] = set()  # plain fields read twice or more by few rules: memoised on first read
 
-    def begin_memo(self) -> None:
-        """Within one generated function, compute each field accessor call at most once per event."""
+    def begin_memo(self, trees: Iterable[Node] = ()) -> None:
+        """Within one generated function, compute each field accessor call, each plain field read used
+        more than once and each subtree (macro) shared by several rules at most once per event."""
         self._memo = {}
+        eager, self._lazy, self._shared = plan(list(trees))
+        self._fields = {name: f"_f{i}" for i, name in enumerate(eager)}
 
-    def end_memo(self) -> list[str]:
-        """Names to initialise to the `_U` sentinel at the top of the function."""
-        names = list(self._memo.values()) if self._memo else []
+    def end_memo(self, body: str) -> tuple[str, list[str]]:
+        """Resolve the memo placeholders in `body`: an expression the final code reads once is
+        inlined, one read twice or more becomes ``(_m0 if _m0 is not _U else (_m0 := expr))``.
+        Returns (code, names to initialise to the `_U` sentinel at the top of the function)."""
+        exprs = {name: expr for expr, name in (self._memo or {}).items()}
         self._memo = None
-        return names
+        uses: dict[str, int] = {}
+        todo, seen = [body], set()
+        while todo:  # count the reads in the body and in every memoised expression the body reaches
+            for name in _MEMO_TOKEN.findall(todo.pop()):
+                uses[name] = uses.get(name, 0) + 1
+                if name not in seen:
+                    seen.add(name)
+                    todo.append(exprs[name])
+        done: dict[str, str] = {}
+
+        def resolve(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in done:
+                expr = _MEMO_TOKEN.sub(resolve, exprs[name])
+                done[name] = (f"({name} if {name} is not _U else ({name} := {expr}))" if uses[name] > 1
+                              else f"({expr})")
+            return done[name]
+
+        code = _MEMO_TOKEN.sub(resolve, body)
+        return code, [name for name in exprs if uses.get(name, 0) > 1]
+
+    def prologue(self) -> list[str]:
+        """Lines loading the bucket's shared plain fields into locals (after `end_memo`, clears them)."""
+        lines = [f"    {local} = e.get({name!r})" for name, local in self._fields.items()]
+        self._fields, self._shared, self._lazy = {}, set(), set()
+        return lines
 
     def memo(self, expr: str) -> str:
-        """`expr` evaluated lazily once: ``(_m0 if _m0 is not _U else (_m0 := expr))``."""
+        """`expr` evaluated at most once per call of the function being built (see `end_memo`)."""
         if self._memo is None:
             return expr
         name = self._memo.get(expr)
         if name is None:
             name = self._memo[expr] = f"_m{len(self._memo)}"
-        return f"({name} if {name} is not _U else ({name} := {expr}))"
+        return f"\x01{name}\x02"  # placeholder, resolved by end_memo
 
     def const(self, value: Any, kind: str = "") -> str:
         key = (kind + type(value).__name__, value if _hashable(value) else id(value))
@@ -251,14 +289,73 @@ class CodeGen:
         if isinstance(node, Const):
             return "True" if node.value else "False"
         if isinstance(node, And):
-            return "(" + " and ".join(self.expr(i) for i in node.items) + ")"
-        if isinstance(node, Or):
-            return "(" + " or ".join(self.expr(i) for i in node.items) + ")"
-        if isinstance(node, Not):
-            return f"(not {self.expr(node.item)})"
-        if isinstance(node, Check):
-            return self.check(node)
-        raise CompileError(f"unexpanded macro reference {node!r}")
+            code = "(" + " and ".join(self.expr(i) for i in node.items) + ")"
+        elif isinstance(node, Or):
+            code = "(" + " or ".join(self._or_items(node.items)) + ")"
+        elif isinstance(node, Not):
+            code = f"(not {self.expr(node.item)})"
+        elif isinstance(node, Check):
+            code = self.check(node)
+        else:
+            raise CompileError(f"unexpanded macro reference {node!r}")
+        return self.memo(code) if id(node) in self._shared else code
+
+    def _or_items(self, items: tuple[Node, ...]) -> list[str]:
+        """Code of an `or`'s items, with plain string tests on one field merged: `a = x or a in (y, z)`
+        becomes one set lookup, `a startswith x or a startswith y` one ``startswith((x, y))``, globs one
+        regular expression, `contains` tests one None check."""
+        groups: dict[tuple[str, str], list[Check]] = {}
+        for item in items:
+            key = self._mergeable(item)
+            if key is not None:
+                groups.setdefault(key, []).append(item)  # type: ignore[arg-type]
+        out: list[str] = []
+        done: set[tuple[str, str]] = set()
+        for item in items:
+            key = self._mergeable(item)
+            if key is None or len(groups[key]) < 2:
+                out.append(self.expr(item))
+                continue
+            if key in done:
+                continue
+            done.add(key)
+            checks = groups[key]
+            words = [w.text for c in checks for w in ((c.rhs,) if isinstance(c.rhs, Word) else c.rhs)]  # type: ignore[union-attr]
+            raw = self.raw(checks[0].lhs.field)
+            if key[1] == "in":
+                out.append(f"({raw} in {self.const(frozenset(words))})")
+                continue
+            v = raw if _is_name(raw) else "v"
+            bind = v if v == raw else f"(v := {raw})"
+            words = list(dict.fromkeys(words))
+            if key[1] in ("glob", "iglob"):  # one alternation of the globs' own (group-free) patterns
+                flags = re.S | (re.I if key[1] == "iglob" else 0)
+                rx = re.compile("|".join(f"(?:{F.glob_regex(w).pattern})" for w in words), flags)
+                out.append(f"({bind} is not None and {self.const(rx, 'rx')}.fullmatch({v}) is not None)")
+            elif key[1] == "contains":
+                out.append(f"({bind} is not None and (" + " or ".join(f"{self.const(w)} in {v}" for w in words) + "))")
+            else:
+                out.append(f"({bind} is not None and {v}.{key[1]}({self.const(tuple(words))}))")
+        return out
+
+    @staticmethod
+    def _mergeable(node: Node) -> tuple[str, str] | None:
+        """(field, test) for a plain string check an `or` can merge with its siblings, else None."""
+        if not isinstance(node, Check) or node.lhs.transformers or F.is_multi(node.lhs.field):
+            return None
+        if node.op not in ("=", "in", "intersects", "startswith", "endswith", "contains", "glob", "iglob"):
+            return None
+        try:
+            if field_type(node.lhs.field) != F.STR:
+                return None
+        except F.UnknownField:
+            return None
+        if node.op not in ("in", "intersects") and not isinstance(node.rhs, Word):
+            return None
+        if node.op in ("in", "intersects") and not isinstance(node.rhs, tuple):
+            return None
+        test = "in" if node.op in ("=", "in", "intersects") else node.op
+        return node.lhs.field.text, test
 
     # field access
     def raw(self, ref: FieldRef) -> str:
@@ -269,16 +366,23 @@ class CodeGen:
             return self.memo(f"_ix(e, {ref.name!r}, {ref.arg!r})")
         if ref.name in F.DERIVED:
             return self.memo(f"{self.const(F.DERIVED[ref.name], 'fn')}(e)")
-        return f"e.get({ref.name!r})"
+        local = self._fields.get(ref.name)
+        if local is not None:
+            return local
+        get = f"e.get({ref.name!r})"
+        return self.memo(get) if ref.name in self._lazy else get
 
-    def typed(self, raw: str, kind: str, transformers: tuple[str, ...]) -> tuple[str, str]:
-        """Coerce a raw value expression to its type, then apply transformers; returns (expr, kind)."""
-        if kind == F.INT:
-            raw = self.memo(f"_int({raw})")
+    def typed(self, raw: str, kind: str, transformers: tuple[str, ...], typed: bool = False) -> tuple[str, str]:
+        """Coerce a raw value expression to its type (unless `typed`: the accessor did), then apply
+        transformers; returns (expr, kind)."""
+        if typed:
+            pass
+        elif kind == F.INT:
+            raw = self._coerce(raw, "int", "_int")
         elif kind == F.BOOL:
             raw = self.memo(f"_bool({raw})")
         elif kind in (F.ANY, F.IP, F.NET):
-            raw = self.memo(f"_str({raw})")
+            raw = self._coerce(raw, "str", "_str")
         elif kind == F.BYTES:
             raw = self.memo(f"_bytes({raw})")
         for t in transformers:
@@ -286,11 +390,26 @@ class CodeGen:
             kind = F.INT if t == "len" else F.STR
         return raw, kind
 
+    def _coerce(self, raw: str, pytype: str, fn: str) -> str:
+        """`fn(raw)`, skipping the call when a local already holds a value of the type."""
+        if _is_name(raw):
+            return f"({raw} if type({raw}) is {pytype} else {fn}({raw}))"
+        return self.memo(f"{fn}({raw})")
+
     def check(self, c: Check) -> str:
         ref = c.lhs.field
         kind = field_type(ref)
         if F.is_multi(ref):
             elem = F._INDEXED[ref.name] if ref.name in F.ANCESTOR_LISTS else kind
+            sources = F.MULTI_SOURCES.get(ref.name)
+            if (elem == F.NET and not c.lhs.transformers and c.op in ("=", "!=", "in", "intersects")
+                    and isinstance(c.rhs, Word | tuple) and sources):
+                # One NetSet scan over the plain fields the multi-valued one gathers (cached per address).
+                items = [c.rhs.text] if isinstance(c.rhs, Word) else [w.text for w in c.rhs]
+                nets = F.NetSet(tuple(self._net(x, c.lhs.text) for x in items))
+                method = "lacks_any" if c.op == "!=" else "has_any"
+                args = ", ".join(self.raw(F.FieldRef(k)) for k in sources)
+                return self.memo(f"{self.const(nets, 'net')}.{method}({args})")
             values = self.memo(f"_ancs(e, {ref.name!r})" if ref.name in F.ANCESTOR_LISTS
                                else f"{self.const(F.MULTI[ref.name], 'fn')}(e)")
             if c.op == "exists":
@@ -315,13 +434,15 @@ class CodeGen:
         raw = self.raw(ref)
         if c.op == "exists":
             return f"({raw} is not None)"
-        typed, tkind = self.typed(raw, kind, c.lhs.transformers)
+        typed, tkind = self.typed(raw, kind, c.lhs.transformers, typed=ref.arg is None and ref.name in F.TYPED_DERIVED)
         # Fast paths: plain string equality / membership are None-safe by themselves.
         if tkind == F.STR and not c.lhs.transformers and isinstance(c.rhs, Word) and c.op == "=":
             return f"({raw} == {self.const(c.rhs.text)})"
         if tkind == F.STR and not c.lhs.transformers and isinstance(c.rhs, tuple) and c.op in ("in", "intersects") \
                 and kind != F.LIST:
             return f"({raw} in {self.const(frozenset(w.text for w in c.rhs))})"
+        if _is_name(typed):  # a local already: test it directly
+            return f"({typed} is not None and {self._compare(typed, tkind, c, value_is_var=True)})"
         return f"((v := {typed}) is not None and {self._compare('v', tkind, c, value_is_var=True)})"
 
     def _compare(self, v: str, kind: str, c: Check, value_is_var: bool) -> str:
@@ -369,7 +490,8 @@ class CodeGen:
         if op == "contains":
             return f"({self.const(text)} in {s})"
         if op == "icontains":
-            return f"({self.const(text.lower())} in {s}.lower())"
+            low = self.memo(f"{s}.lower()") if s in self._fields.values() else f"{s}.lower()"
+            return f"({self.const(text.lower())} in {low})"
         if op == "startswith":
             return f"{s}.startswith({self.const(text)})"
         if op == "endswith":
@@ -416,7 +538,53 @@ class CodeGen:
             raise CompileError(f"{what}: {text!r} is not an IP network") from exc
 
 
+_MEMO_TOKEN = re.compile("\x01(_m[0-9]+)\x02")
 _PYOPS = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+def _is_name(code: str) -> bool:
+    return code.isidentifier()
+
+
+def plan(trees: list[Node]) -> tuple[list[str], set[str], set[int]]:
+    """What one bucket's function (one tree per rule) should compute once: plain fields read by three
+    or more rules (loaded up front), other plain fields read twice or more (memoised on first read),
+    and `and`/`or` subtrees (expanded macros such as `open_read`, `container`) occurring twice or more."""
+    field_uses: dict[str, int] = {}
+    field_rules: dict[str, set[int]] = {}
+    ids: dict[Any, int] = {}  # structural key -> small int
+    count: dict[int, int] = {}
+    nodes: dict[int, list[int]] = {}  # structural id -> id() of its nodes
+
+    def key(node: Node, rule: int) -> int:
+        if isinstance(node, Check):
+            for ref in (node.lhs.field, node.rhs.operand.field if isinstance(node.rhs, FieldValue) else None):
+                if ref is None or ref.arg is not None or ref.name in F.DERIVED:
+                    continue
+                for name in F.MULTI_SOURCES.get(ref.name, ()) if F.is_multi(ref) else (ref.name,):
+                    field_uses[name] = field_uses.get(name, 0) + 1
+                    field_rules.setdefault(name, set()).add(rule)
+            k: Any = node
+        elif isinstance(node, And | Or):
+            k = (type(node).__name__, tuple(key(i, rule) for i in node.items))
+        elif isinstance(node, Not):
+            k = ("not", key(node.item, rule))
+        else:
+            k = node
+        sid = ids.setdefault(k, len(ids))
+        if isinstance(node, And | Or) or (isinstance(node, Not) and isinstance(node.item, And | Or)):
+            count[sid] = count.get(sid, 0) + 1
+            nodes.setdefault(sid, []).append(id(node))
+        return sid
+
+    try:
+        for rule, tree in enumerate(trees):
+            key(tree, rule)
+    except RecursionError:
+        return [], set(), set()
+    shared = {n for sid, c in count.items() if c > 1 for n in nodes[sid]}
+    eager = [name for name, rules in field_rules.items() if len(rules) > 2]
+    return eager, {name for name, c in field_uses.items() if c > 1} - set(eager), shared
 
 
 def _hashable(value: Any) -> bool:

@@ -1,7 +1,8 @@
 """The rule engine: load rule files, compile every condition once, evaluate events, emit Alerts.
 
-Per event type there is one compiled function that runs, in definition order, every enabled rule
-that can match that type (`evt.type` checks folded away). Events of a type no rule names go to
+Per event type there is one compiled function that runs every enabled rule that can match that
+type (`evt.type` checks folded away), rules sharing a leading test nested under it, and returns the
+matches in definition order. Events of a type no rule names go to
 the function of the rules without an `evt.type` restriction.
 """
 
@@ -22,6 +23,7 @@ from kubeguard.rules.output import OutputTemplate
 from kubeguard.rules.parser import And, Const, Node
 
 MAX_TYPE_CACHE = 4096
+MAX_NEST = 12  # nesting levels of shared leading tests in a generated bucket function
 
 
 @dataclass(slots=True)
@@ -72,7 +74,7 @@ class RuleEngine:
         self._types: set[str] = set()
         for r in self.rules:
             self._types |= evt_type_words(r.tree)
-        self._by_type: dict[Any, Callable[[Mapping[str, Any]], list[int]]] = {}
+        self._by_type: dict[Any, Callable[[Mapping[str, Any]], list[Rule]]] = {}
         self._by_source: dict[str, list[Rule]] = {}
         self._other = self._bucket(None)
         for t in sorted(self._types):
@@ -90,27 +92,65 @@ class RuleEngine:
             raise RuleLoadError(problems)
         return cls(rules, rule_matching=rule_matching, warnings=rs.warnings, hostname=hostname)
 
-    def _bucket(self, evt_type: str | None) -> Callable[[Mapping[str, Any]], list[int]]:
-        """One function running every rule that can match `evt_type`, returning matching rule indexes."""
-        lines: list[str] = []
+    def _bucket(self, evt_type: str | None) -> Callable[[Mapping[str, Any]], list[Rule]]:
+        """One function running every rule that can match `evt_type`, returning the matching rules.
+
+        With rule_matching "all", rules whose conditions start with the same test (an expanded macro
+        such as `open_read`) are nested under one `if` on it, so a false macro skips them all; the
+        matches are put back in definition order before returning.
+        """
         first = self.rule_matching == "first"
-        self._gen.begin_memo()
+        todo: list[tuple[int, Node]] = []
         for i, rule in enumerate(self.rules):
             if rule.source != "syscall":
                 continue
             tree = fold(rule.tree, evt_type)
-            if isinstance(tree, Const) and not tree.value:
-                continue
-            code = self._gen.expr(tree)
-            lines.append(f"    if {code}:")
-            lines.append(f"        return [{i}]" if first else f"        m.append({i})")
-        lines.append("    return m")
-        memo = self._gen.end_memo()
-        lines.insert(0, "    m = []")
-        if memo:
-            lines.insert(1, "    " + " = ".join(memo) + " = _U")
+            if not (isinstance(tree, Const) and not tree.value):
+                todo.append((i, tree))
+        gen = self._gen
+        gen.begin_memo(tree for _, tree in todo)
+        lines: list[str] = []
+        if first:
+            for i, tree in todo:
+                lines.append(f"    if {gen.expr(tree)}:")
+                lines.append(f"        return [{gen.const(self.rules[i], 'rule')}]")
+            lines.append("    return m")
+        else:
+            conjuncts = [(i, _conjuncts(tree)) for i, tree in todo]
+            self._nest(conjuncts, lines, 1)
+            lines.append("    if m:")
+            lines.append(f"        return [{gen.const(self.rules, 'rules')}[i] for i in sorted(m)]")
+            lines.append("    return m")
+        code, memo = gen.end_memo("\n".join(lines))
+        head = ["    m = []"] + gen.prologue() + (["    " + " = ".join(memo) + " = _U"] if memo else [])
         name = f"_bucket_{len(self._by_type)}_{abs(hash(evt_type)) % 10**8}"
-        return build_function(self._gen, name, "\n".join(lines))
+        return build_function(gen, name, "\n".join([*head, code]))
+
+    def _nest(self, rules: list[tuple[int, tuple[Node, ...]]], lines: list[str], depth: int) -> None:
+        """Append code testing each (rule index, remaining conjuncts); rules whose first conjunct
+        compiles to the same code are nested under one `if` on it (at most MAX_NEST levels deep)."""
+        pad = "    " * depth
+        expr = self._gen.expr
+        while rules:
+            leads: dict[str, int] = {}
+            if depth < MAX_NEST:
+                for _, items in rules:
+                    if items:
+                        code = expr(items[0])
+                        leads[code] = leads.get(code, 0) + 1
+            lead, count = max(leads.items(), key=lambda kv: kv[1], default=("", 0))
+            if count < 2:
+                for i, items in rules:
+                    if not items:
+                        lines.append(f"{pad}m.append({i})")
+                    else:
+                        lines.append(f"{pad}if {expr(And(items) if len(items) > 1 else items[0])}:")
+                        lines.append(f"{pad}    m.append({i})")
+                return
+            group = [(i, items[1:]) for i, items in rules if items and expr(items[0]) == lead]
+            rules = [(i, items) for i, items in rules if not (items and expr(items[0]) == lead)]
+            lines.append(f"{pad}if {lead}:")
+            self._nest(group, lines, depth + 1)
 
     # --- evaluation -----------------------------------------------------------------------------
     def matching_rules(self, event: Mapping[str, Any]) -> list[Rule]:
@@ -120,12 +160,10 @@ class RuleEngine:
         if fn is None:
             fn = self._other
         try:
-            hits = fn(event)
+            return fn(event)
         except Exception:  # a malformed value (wrong type): retry rule by rule on a normalised copy
             self.errors += 1
             return self._safe_matches(event)
-        rules = self.rules
-        return [rules[i] for i in hits]
 
     def process(self, event: Mapping[str, Any]) -> list[Alert]:
         """Alerts (Falco format) raised by one event; empty for nearly every event."""
@@ -165,6 +203,21 @@ class RuleEngine:
                 if self.rule_matching == "first":
                     break
         return out
+
+
+def _conjuncts(tree: Node) -> tuple[Node, ...]:
+    """The tests a rule's condition is the `and` of, nested `and`s flattened, in order."""
+    if tree == Const(True):
+        return ()
+    out: list[Node] = []
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, And):
+            stack.extend(reversed(node.items))
+        else:
+            out.append(node)
+    return tuple(out)
 
 
 def normalise(event: Mapping[str, Any]) -> dict[str, Any]:

@@ -12,7 +12,6 @@ Every accessor takes the event and returns the value or None (``<NA>``).
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -240,15 +239,33 @@ def _arg_flags(e: Mapping[str, Any]) -> str | None:
     return to_str(flags)
 
 
-def _open_mode(e: Mapping[str, Any], want: str) -> bool | None:
-    explicit = e.get(f"evt.is_open_{want}")
-    if explicit is not None:
-        return to_bool(explicit)
-    if e.get("evt.type") not in _OPEN_TYPES:
-        return False
-    flags = _arg_flags(e)
-    if flags is None:
-        return None
+def _open_mode(want: str) -> Getter:
+    """evt.is_open_<want>: from the event's own field, else from the open flags (answers cached by flags)."""
+    explicit_key = f"evt.is_open_{want}"
+    seen: dict[str, bool] = {}  # flags text -> answer; a host repeats a handful of flag sets endlessly
+
+    def get(e: Mapping[str, Any]) -> bool | None:
+        explicit = e.get(explicit_key)
+        if explicit is not None:
+            return to_bool(explicit)
+        if e.get("evt.type") not in _OPEN_TYPES:
+            return False
+        flags = e.get("evt.arg.flags")
+        if type(flags) is not str:
+            flags = _arg_flags(e)
+            if flags is None:
+                return None
+        hit = seen.get(flags)
+        if hit is None:
+            hit = _open_mode_of(want, flags)
+            if len(seen) >= 4096:
+                seen.clear()
+            seen[flags] = hit
+        return hit
+    return get
+
+
+def _open_mode_of(want: str, flags: str) -> bool:
     parts = set(flags.split("|"))
     if want == "write":
         return bool(parts & {"O_WRONLY", "O_RDWR"})
@@ -276,7 +293,8 @@ def _fd_directory(e: Mapping[str, Any]) -> str | None:
         return None
     if e.get("fd.type") == "directory":
         return name
-    return os.path.dirname(name) or "/"
+    head = name[:name.rfind("/") + 1]  # os.path.dirname without its call overhead
+    return head.rstrip("/") or head
 
 
 def _fd_filename(e: Mapping[str, Any]) -> str | None:
@@ -286,7 +304,7 @@ def _fd_filename(e: Mapping[str, Any]) -> str | None:
     name = e.get("fd.name")
     if not isinstance(name, str) or not name.startswith("/") or e.get("fd.type") == "directory":
         return None
-    return os.path.basename(name)
+    return name[name.rfind("/") + 1:]  # os.path.basename
 
 
 def _evt_res(e: Mapping[str, Any]) -> str | None:
@@ -428,10 +446,10 @@ DERIVED: dict[str, Getter] = {
     "evt.args": _evt_args,
     "evt.arg.flags": _arg_flags,
     "syscall.type": _syscall_type,
-    "evt.is_open_write": lambda e: _open_mode(e, "write"),
-    "evt.is_open_read": lambda e: _open_mode(e, "read"),
-    "evt.is_open_exec": lambda e: _open_mode(e, "exec"),
-    "evt.is_open_create": lambda e: _open_mode(e, "create"),
+    "evt.is_open_write": _open_mode("write"),
+    "evt.is_open_read": _open_mode("read"),
+    "evt.is_open_exec": _open_mode("exec"),
+    "evt.is_open_create": _open_mode("create"),
     "proc.pname": _proc_pname,
     "proc.pexe": _proc_exe_dir("proc.pexe", 1),
     "proc.pexepath": _proc_exe_dir("proc.pexepath", 1),
@@ -446,6 +464,15 @@ DERIVED: dict[str, Getter] = {
     "proc.is_sid_leader": _is_sid_leader,
     "container.image": _container_image,
 }
+
+# Derived fields whose accessor already returns the field's type (or None): no coercion needed.
+TYPED_DERIVED = frozenset({"evt.is_open_write", "evt.is_open_read", "evt.is_open_exec", "evt.is_open_create",
+                           "evt.failed", "proc.is_vpgid_leader", "proc.is_sid_leader"})
+
+# Multi-valued fields that are the plain fields they gather (the values are those not <NA>).
+MULTI_SOURCES: dict[str, tuple[str, ...]] = {
+    "fd.ip": ("fd.cip", "fd.sip"), "fd.port": ("fd.cport", "fd.sport"), "fd.net": ("fd.cip", "fd.sip"),
+    "fd.cnet": ("fd.cip",), "fd.snet": ("fd.sip",)}
 
 # Fields that stand for "any of": the comparison holds when it holds for one of the values.
 MULTI: dict[str, Getter] = {
@@ -595,12 +622,46 @@ def _address(text: str) -> tuple[int, int] | None:
 class NetSet:
     """CIDR networks matched with integer masks (fd.net / fd.snet ... comparisons)."""
 
+    MAX_CACHE = 65536
+
     def __init__(self, nets: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]) -> None:
         self.nets = nets
         self.masks = tuple((n.version, int(n.network_address), int(n.netmask)) for n in nets)
+        self._seen: dict[str, bool] = {}  # address text -> answer (a pod talks to few peers)
 
     def __contains__(self, value: Any) -> bool:
-        got = _address(value if type(value) is str else str(value))
+        text = value if type(value) is str else str(value)
+        hit = self._seen.get(text)
+        if hit is None:
+            hit = self._lookup(text)
+            if len(self._seen) >= self.MAX_CACHE:
+                self._seen.clear()
+            self._seen[text] = hit
+        return hit
+
+    def has_any(self, *values: Any) -> bool:
+        """Multi-valued `fd.net in (...)`: one of the addresses (None: absent) is inside."""
+        return self._scan(values, True)
+
+    def lacks_any(self, *values: Any) -> bool:
+        """Multi-valued `fd.net != ...`: one of the addresses (None: absent) is outside."""
+        return self._scan(values, False)
+
+    def _scan(self, values: tuple[Any, ...], want: bool) -> bool:
+        seen = self._seen
+        for v in values:
+            if v is None:
+                continue
+            text = v if type(v) is str else to_str(v)
+            hit = seen.get(text)  # type: ignore[arg-type]
+            if hit is None:
+                hit = text in self
+            if hit is want:
+                return True
+        return False
+
+    def _lookup(self, text: str) -> bool:
+        got = _address(text)
         if got is None:
             return False
         version, addr = got

@@ -149,6 +149,8 @@ class FanotifySensor:
         self.blind_spots = [
             "only file writes (modify / close after write); reads and execs are seen by the ebpf sensor",
             "files on filesystems that hold no watched prefix (e.g. a container's own overlay root)",
+            "a writer gone before its event is read has no fd number (fd.num=-1), so rules requiring "
+            "fd.num>=0 rely on the ebpf sensor's openat for it",
         ]
 
     def start(self) -> None:
