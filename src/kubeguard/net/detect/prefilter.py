@@ -86,19 +86,16 @@ def _databases() -> tuple[hyperscan.Database, hyperscan.Database]:
     return (_compile([*TRIGGERS, *(widen_anchors(s.pattern) for s in SIGNATURES)]), _compile([GATES[GATE_SQL]]))
 
 
+def _stop(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
+    return True  # the first trigger decides: stop scanning
+
+
 def _hits(db: hyperscan.Database, data: bytes) -> bool:
-    found = False
-
-    def on_match(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
-        nonlocal found
-        found = True
-        return True  # stop scanning
-
     try:
-        db.scan(data, match_event_handler=on_match)
+        db.scan(data, match_event_handler=_stop)
     except hyperscan.ScanTerminated:
-        pass
-    return found
+        return True
+    return False
 
 
 def _split(text: str, sep: str) -> str:
@@ -128,7 +125,7 @@ def _body_parts(req: HttpRequest, ctype: str) -> str | None:
 def needs_values(req: HttpRequest) -> bool:
     """False only when no value of `req` can be flagged by the value checks (see module docstring)."""
     pieces = [req.uri]
-    sql_parts = [_split(req.uri.partition("?")[2], "&")]
+    sql_parts = [_split(req.uri.partition("?")[2], "&")] if "?" in req.uri else []
     ctype = ""
     threshold = load_model()[1]
     for name, value in req.headers:
