@@ -19,7 +19,6 @@ value checks of `detect.http` flag anything. It is a provable superset filter:
 from __future__ import annotations
 
 import json
-import re
 from functools import cache
 
 import hyperscan
@@ -40,7 +39,6 @@ TRIGGERS = (
     _HOST_START + r"(?:\d{10}|0x[0-9a-f]{8})",
     _HOST_START + r"[0-9a-f]{0,4}:[0-9a-f]{0,4}:",
 )
-_FORM_SPLIT = re.compile(r"(?m)^([^=\n]*)=")
 _FLAGS = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_MULTILINE
 _FLAGS |= hyperscan.HS_FLAG_SINGLEMATCH
 
@@ -99,8 +97,9 @@ def _hits(db: hyperscan.Database, data: bytes) -> bool:
 
 
 def _split(text: str, sep: str) -> str:
-    """``a=1&b=2`` as the lines ``a / 1 / b / 2`` (the first '=' of each pair and every `sep` become newlines)."""
-    return _FORM_SPLIT.sub(r"\1\n", text.replace(sep, "\n"))
+    """``a=1&b=2`` as ``a / 1 / b / 2``: every `sep` and the first '=' of each pair become newlines, as
+    `extract` splits them (a value keeps any further '=' and any newline of its own)."""
+    return "\n".join(part.replace("=", "\n", 1) for part in text.split(sep))
 
 
 def _body_parts(req: HttpRequest, ctype: str) -> str | None:
