@@ -10,8 +10,8 @@ value checks of `detect.http` flag anything. It is a provable superset filter:
   non-word delimiter. The signatures and gates are run over those pieces with ``^`` / ``$``
   widened to "line edge or delimiter", so whatever matches a value matches its piece.
 * SSRF and metadata need a host spelling: ``//``, a metadata name, a wildcard-DNS suffix, or a value
-  starting with an address that can equal a metadata IP (``169.`` / ``100.`` in any base, ten
-  digits, eight hex digits, an IPv6 form) - all triggers.
+  starting with an address that can equal a metadata IP (``169.`` / ``100.``, any 0-led part, ten
+  digits, an IPv6 form) - all triggers.
 * SQL injection: the SQL headers get the model's own (cached) decision; the query, cookies and body
   are split on their delimiters (as `extract` does) and the SQL gate runs over the parts.
 """
@@ -23,7 +23,7 @@ from functools import cache
 
 import hyperscan
 
-from kubeguard.net.detect.extract import SQL_HEADERS
+from kubeguard.net.detect.extract import MAX_BODY, SQL_HEADERS
 from kubeguard.net.detect.patterns import GATE_JNDI, GATE_SQL, GATES, SIGNATURES
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.types import HttpRequest
@@ -35,8 +35,9 @@ _EDGE = {"^": _HOST_START, "$": f"(?:$|{DELIM})"}
 TRIGGERS = (
     r"%", r"\\", r"\+", r"&#", r"&[a-z]{2,8};", r"base64", r"multipart", r"[\x80-\xff]", GATES[GATE_JNDI],
     r"//", r"metadata", r"instance-data", r"nip\.io", r"xip\.io", r"sslip\.io", r"nip\.direct", r"localtest\.me",
-    _HOST_START + r"(?:169|100|0+251|0+144|0x0*a9|0x0*64)\.",
-    _HOST_START + r"(?:\d{10}|0x[0-9a-f]{8})",
+    # IPv4 in inet_aton spellings: a first part of 169 / 100 (any 0-led form: octal, 0x, 0o, '_'), or one big part
+    _HOST_START + r"(?:169|100|0[0-9a-z_\s]*)\.",
+    _HOST_START + r"(?:\d{10}|0[0-9a-z_]{7})",
     _HOST_START + r"[0-9a-f]{0,4}:[0-9a-f]{0,4}:",
 )
 _FLAGS = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_MULTILINE
@@ -106,6 +107,8 @@ def _body_parts(req: HttpRequest, ctype: str) -> str | None:
     """The body as SQL-scored parts, or None when only the full path may read it."""
     if not req.body:
         return ""
+    if len(req.body) > MAX_BODY:
+        return None  # `extract` reads a prefix, which may not parse as the whole does
     text = req.body.decode("latin-1")
     stripped = text.lstrip()
     if "json" in ctype or (not ctype and stripped[:1] in "{["):
@@ -125,7 +128,7 @@ def needs_values(req: HttpRequest) -> bool:
     """False only when no value of `req` can be flagged by the value checks (see module docstring)."""
     pieces = [req.uri]
     sql_parts = [_split(req.uri.partition("?")[2], "&")] if "?" in req.uri else []
-    ctype = ""
+    ctype: str | None = None
     threshold = load_model()[1]
     for name, value in req.headers:
         lname = name.lower()
@@ -134,13 +137,13 @@ def needs_values(req: HttpRequest) -> bool:
         pieces.append(value)
         if lname == "cookie":
             sql_parts.append(_split(value, ";"))
-        elif lname == "content-type":
-            ctype = ctype or value.lower().split(";", 1)[0].strip()
+        elif lname == "content-type" and ctype is None:  # the first one, as `extract` reads it
+            ctype = value.lower().split(";", 1)[0].strip()
         elif lname in SQL_HEADERS:
             text = value.strip()
             if text and not is_inert(text) and sqli_score(text, decoded=True) >= threshold:
                 return True
-    body = _body_parts(req, ctype)
+    body = _body_parts(req, ctype or "")
     if body is None:
         return True
     sql_parts.append(body)
