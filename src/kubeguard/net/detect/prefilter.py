@@ -19,7 +19,7 @@ value checks of `detect.http` flag anything. It is a provable superset filter:
 from __future__ import annotations
 
 import json
-from functools import cache
+from functools import cache, lru_cache
 
 import hyperscan
 
@@ -124,12 +124,18 @@ def _body_parts(req: HttpRequest, ctype: str) -> str | None:
     return text
 
 
+@lru_cache(maxsize=4096)  # user agents and proxies repeat
+def _sql_flagged(value: str) -> bool:
+    """The SQL model's own decision on a whole header value (as `detect.http` would score it, gate aside)."""
+    text = value.strip()
+    return bool(text) and not is_inert(text) and sqli_score(text, decoded=True) >= load_model()[1]
+
+
 def needs_values(req: HttpRequest) -> bool:
     """False only when no value of `req` can be flagged by the value checks (see module docstring)."""
     pieces = [req.uri]
     sql_parts = [_split(req.uri.partition("?")[2], "&")] if "?" in req.uri else []
     ctype: str | None = None
-    threshold = load_model()[1]
     for name, value in req.headers:
         lname = name.lower()
         if lname in ("authorization", "proxy-authorization") or (lname == "referer" and "?" in value):
@@ -139,14 +145,15 @@ def needs_values(req: HttpRequest) -> bool:
             sql_parts.append(_split(value, ";"))
         elif lname == "content-type" and ctype is None:  # the first one, as `extract` reads it
             ctype = value.lower().split(";", 1)[0].strip()
-        elif lname in SQL_HEADERS:
-            text = value.strip()
-            if text and not is_inert(text) and sqli_score(text, decoded=True) >= threshold:
-                return True
+        elif lname in SQL_HEADERS and _sql_flagged(value):
+            return True
     body = _body_parts(req, ctype or "")
     if body is None:
         return True
-    sql_parts.append(body)
+    if body:
+        sql_parts.append(body)
     triggers, sql_gate = _databases()
     data = "\n".join(pieces).encode("latin-1", "replace") + b"\n" + req.body
-    return _hits(triggers, data) or _hits(sql_gate, "\n".join(sql_parts).encode("latin-1", "replace"))
+    if _hits(triggers, data):
+        return True
+    return bool(sql_parts) and _hits(sql_gate, "\n".join(sql_parts).encode("latin-1", "replace"))
