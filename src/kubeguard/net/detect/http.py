@@ -63,12 +63,17 @@ class _Findings:
         )
 
 
+def _plain_framing(req: HttpRequest) -> bool:
+    """No Transfer-Encoding and at most one plain length below 1 GB: `_framing` has nothing to say."""
+    cls = req.content_length
+    return not req.transfer_encoding and (not cls or (
+        len(cls) == 1 and cls[0].isascii() and cls[0].isdigit() and len(cls[0]) <= 9))
+
+
 def _framing(req: HttpRequest, found: _Findings) -> None:
     """Request smuggling (CL/TE conflicts, differing duplicate CL, obfuscated TE) and bad lengths."""
-    if not req.transfer_encoding and (not req.content_length or (
-            len(req.content_length) == 1 and req.content_length[0].isascii() and req.content_length[0].isdigit()
-            and len(req.content_length[0]) <= 9)):
-        return  # no coding, at most one plain length below 1 GB: nothing below can fire
+    if _plain_framing(req):
+        return
     cls = [v.strip() for v in req.content_length]
     tes = [v.strip().lower() for v in req.transfer_encoding]
     for value in cls:
@@ -119,12 +124,16 @@ def inspect_http_request(req: HttpRequest, prefilter: bool = True) -> list[Detec
     With `prefilter` (the default), a request `prefilter.needs_values` clears skips the value
     checks: it provably has nothing they could flag (`tests/dpi/test_dpi_prefilter.py`).
     """
+    host = req.header("Host")
+    metadata = host is not None and is_metadata_host(host)
+    cleared = prefilter and not needs_values(req)
+    if cleared and not metadata and _plain_framing(req):
+        return []  # nothing for framing, Host or any value check to find
     found = _Findings(req)
     _framing(req, found)
-    host = req.header("Host")
-    if host and is_metadata_host(host):
+    if metadata:
         found.add(METADATA, "header Host", f"{req.method} {snippet(host)}{snippet(req.uri, 0, 60)}")
-    if prefilter and not needs_values(req):
+    if cleared:
         return sorted(found.by_rule.values(), key=lambda d: -d.severity)
     threshold = load_model()[1]
     values = request_values(req)
