@@ -2,7 +2,8 @@
 
 Peers measured in the same run: the naive tree-walking evaluator over the same conditions
 (kubeguard.rules.treewalk), and Falco's published figure of ~250,000 syscalls/s on one CPU.
-Run: ``PYTHONPATH=src:. python -m bench.rules [--events N]``.
+Run: ``PYTHONPATH=src:. python -m bench.rules [--events N]``; Falco's rule files are read from
+../shared/data/falco-rules (KUBEGUARD_SHARED_DATA overrides ../shared/data, e.g. from a git worktree).
 """
 
 from __future__ import annotations

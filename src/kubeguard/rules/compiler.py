@@ -1,9 +1,11 @@
 """Compile expanded condition trees into Python source, then into functions, once at load time.
 
-Per event type the engine builds one function that evaluates, in order, every rule that can match
+Per event type the engine builds one function that evaluates every rule that can match
 that type: `evt.type` checks are folded to constants first (partial evaluation), so a rule that
 cannot match an event type is absent from that type's function and the rest are plain Python
-boolean expressions over ``e.get(...)`` with constants hoisted into the module namespace.
+boolean expressions over ``e.get(...)`` with constants hoisted into the module namespace. Within
+one function, plain fields read by several rules are loaded once into locals, and accessor calls and
+subtrees (expanded macros) read twice or more are memoised per event (see `plan`, `CodeGen.end_memo`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The rule engine: load rule files, compile every condition once, evaluate events, emit Alerts.
 
-Per event type there is one compiled function that runs, in definition order, every enabled rule
-that can match that type (`evt.type` checks folded away). Events of a type no rule names go to
+Per event type there is one compiled function that runs every enabled rule that can match that
+type (`evt.type` checks folded away), rules sharing a leading test nested under it, and returns the
+matches in definition order. Events of a type no rule names go to
 the function of the rules without an `evt.type` restriction.
 """
 

@@ -17,6 +17,7 @@ from kubeguard.net.detect.extract import Value, request_values
 from kubeguard.net.detect.jndi import jndi_lookup
 from kubeguard.net.detect.mask import mask_secrets, snippet
 from kubeguard.net.detect.patterns import GATE_HOST, GATE_JNDI, GATE_SQL, Catalogue
+from kubeguard.net.detect.prefilter import needs_values
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.detect.ssrf import is_metadata_host, metadata_target
 from kubeguard.net.types import Detection, HttpRequest
@@ -108,13 +109,19 @@ def _inspect_value(val: Value, marks: set[int], found: _Findings, sql_threshold:
             found.add(SQLI, where, snippet(text), **{"http.sqli_score": round(score, 3)})
 
 
-def inspect_http_request(req: HttpRequest) -> list[Detection]:
-    """Every attack class found in one request, one Detection per rule (highest severity first)."""
+def inspect_http_request(req: HttpRequest, prefilter: bool = True) -> list[Detection]:
+    """Every attack class found in one request, one Detection per rule (highest severity first).
+
+    With `prefilter` (the default), a request `prefilter.needs_values` clears skips the value
+    checks: it provably has nothing they could flag (`tests/dpi/test_dpi_prefilter.py`).
+    """
     found = _Findings(req)
     _framing(req, found)
     host = req.header("Host")
     if host and is_metadata_host(host):
         found.add(METADATA, "header Host", f"{req.method} {snippet(host)}{snippet(req.uri, 0, 60)}")
+    if prefilter and not needs_values(req):
+        return sorted(found.by_rule.values(), key=lambda d: -d.severity)
     threshold = load_model()[1]
     values = request_values(req)
     for val, marks in zip(values, catalogue().scan_values([v.text for v in values]), strict=True):

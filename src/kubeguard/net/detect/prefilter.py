@@ -1,0 +1,153 @@
+"""Request-level prefilter: clears a plain request without building its values.
+
+`needs_values(req)` is False only when no value `extract.request_values` would find can make the
+value checks of `detect.http` flag anything. It is a provable superset filter:
+
+* Anything that makes a value differ from a substring of the request (percent / plus / HTML entity
+  / backslash escapes, base64 of any kind, Basic credentials, multipart, XML, a Referer query,
+  non-ASCII bytes, invalid JSON) is a trigger: the request takes the full path.
+* Otherwise every value is a substring of the uri, a header value or the body, bounded by a
+  non-word delimiter. The signatures and gates are run over those pieces with ``^`` / ``$``
+  widened to "line edge or delimiter", so whatever matches a value matches its piece.
+* SSRF and metadata need a host spelling: ``//``, a metadata name, a wildcard-DNS suffix, or a value
+  starting with an address that can equal a metadata IP (``169.`` / ``100.`` in any base, ten
+  digits, eight hex digits, an IPv6 form) - all triggers.
+* SQL injection: the SQL headers get the model's own (cached) decision; the query, cookies and body
+  are split on their delimiters (as `extract` does) and the SQL gate runs over the parts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import cache
+
+import hyperscan
+
+from kubeguard.net.detect.extract import SQL_HEADERS
+from kubeguard.net.detect.patterns import GATE_JNDI, GATE_SQL, GATES, SIGNATURES
+from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
+from kubeguard.net.types import HttpRequest
+
+# Characters that can end or start a value inside a piece (all non-word, so `\b` holds there too).
+DELIM = r"[\x00-\x20\x7f?&=;\"'<>\[\]@:,{}()]"
+_HOST_START = f"(?:^|{DELIM})"
+_EDGE = {"^": _HOST_START, "$": f"(?:$|{DELIM})"}
+TRIGGERS = (
+    r"%", r"\\", r"\+", r"&#", r"&[a-z]{2,8};", r"base64", r"multipart", r"[\x80-\xff]", GATES[GATE_JNDI],
+    r"//", r"metadata", r"instance-data", r"nip\.io", r"xip\.io", r"sslip\.io", r"nip\.direct", r"localtest\.me",
+    _HOST_START + r"(?:169|100|0+251|0+144|0x0*a9|0x0*64)\.",
+    _HOST_START + r"(?:\d{10}|0x[0-9a-f]{8})",
+    _HOST_START + r"[0-9a-f]{0,4}:[0-9a-f]{0,4}:",
+)
+_FORM_SPLIT = re.compile(r"(?m)^([^=\n]*)=")
+_FLAGS = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_MULTILINE
+_FLAGS |= hyperscan.HS_FLAG_SINGLEMATCH
+
+
+def widen_anchors(pattern: str) -> str:
+    """`pattern` with every ``^`` and ``$`` assertion (outside classes and escapes) made "edge or delimiter"."""
+    out: list[str] = []
+    i = 0
+    in_class = False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]" or pattern[i - 1] == "["
+            out.append(ch)
+        elif ch == "[":
+            in_class = True
+            out.append(ch)
+            if pattern[i + 1 : i + 2] == "^":
+                out.append("^")
+                i += 1
+        elif ch in "^$":
+            out.append(_EDGE[ch])
+        else:
+            out.append(ch)
+        i += 1
+    return "".join(out)
+
+
+def _compile(patterns: list[str]) -> hyperscan.Database:
+    db = hyperscan.Database()
+    db.compile(expressions=[p.encode() for p in patterns], ids=list(range(len(patterns))),
+               elements=len(patterns), flags=[_FLAGS] * len(patterns))
+    return db
+
+
+@cache
+def _databases() -> tuple[hyperscan.Database, hyperscan.Database]:
+    """(any-value triggers, SQL gate over split parts), compiled once per process."""
+    return (_compile([*TRIGGERS, *(widen_anchors(s.pattern) for s in SIGNATURES)]), _compile([GATES[GATE_SQL]]))
+
+
+def _hits(db: hyperscan.Database, data: bytes) -> bool:
+    found = False
+
+    def on_match(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
+        nonlocal found
+        found = True
+        return True  # stop scanning
+
+    try:
+        db.scan(data, match_event_handler=on_match)
+    except hyperscan.ScanTerminated:
+        pass
+    return found
+
+
+def _split(text: str, sep: str) -> str:
+    """``a=1&b=2`` as the lines ``a / 1 / b / 2`` (the first '=' of each pair and every `sep` become newlines)."""
+    return _FORM_SPLIT.sub(r"\1\n", text.replace(sep, "\n"))
+
+
+def _body_parts(req: HttpRequest, ctype: str) -> str | None:
+    """The body as SQL-scored parts, or None when only the full path may read it."""
+    if not req.body:
+        return ""
+    text = req.body.decode("latin-1")
+    stripped = text.lstrip()
+    if "json" in ctype or (not ctype and stripped[:1] in "{["):
+        try:
+            json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        return text.replace('"', "\n")  # no backslash: every quote is a string edge
+    if "xml" in ctype or stripped.startswith("<"):
+        return None
+    if "x-www-form-urlencoded" in ctype or (not ctype and "=" in text and "\n" not in text.strip()):
+        return _split(text, "&")
+    return text
+
+
+def needs_values(req: HttpRequest) -> bool:
+    """False only when no value of `req` can be flagged by the value checks (see module docstring)."""
+    pieces = [req.uri]
+    sql_parts = [_split(req.uri.partition("?")[2], "&")]
+    ctype = ""
+    threshold = load_model()[1]
+    for name, value in req.headers:
+        lname = name.lower()
+        if lname in ("authorization", "proxy-authorization") or (lname == "referer" and "?" in value):
+            return True
+        pieces.append(value)
+        if lname == "cookie":
+            sql_parts.append(_split(value, ";"))
+        elif lname == "content-type":
+            ctype = ctype or value.lower().split(";", 1)[0].strip()
+        elif lname in SQL_HEADERS:
+            text = value.strip()
+            if text and not is_inert(text) and sqli_score(text, decoded=True) >= threshold:
+                return True
+    body = _body_parts(req, ctype)
+    if body is None:
+        return True
+    sql_parts.append(body)
+    triggers, sql_gate = _databases()
+    data = "\n".join(pieces).encode("latin-1", "replace") + b"\n" + req.body
+    return _hits(triggers, data) or _hits(sql_gate, "\n".join(sql_parts).encode("latin-1", "replace"))
