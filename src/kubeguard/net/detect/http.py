@@ -65,6 +65,10 @@ class _Findings:
 
 def _framing(req: HttpRequest, found: _Findings) -> None:
     """Request smuggling (CL/TE conflicts, differing duplicate CL, obfuscated TE) and bad lengths."""
+    if not req.transfer_encoding and (not req.content_length or (
+            len(req.content_length) == 1 and req.content_length[0].isascii() and req.content_length[0].isdigit()
+            and len(req.content_length[0]) <= 9)):
+        return  # no coding, at most one plain length below 1 GB: nothing below can fire
     cls = [v.strip() for v in req.content_length]
     tes = [v.strip().lower() for v in req.transfer_encoding]
     for value in cls:

@@ -10,8 +10,8 @@ value checks of `detect.http` flag anything. It is a provable superset filter:
   non-word delimiter. The signatures and gates are run over those pieces with ``^`` / ``$``
   widened to "line edge or delimiter", so whatever matches a value matches its piece.
 * SSRF and metadata need a host spelling: ``//``, a metadata name, a wildcard-DNS suffix, or a value
-  starting with an address that can equal a metadata IP (``169.`` / ``100.`` in any base, ten
-  digits, eight hex digits, an IPv6 form) - all triggers.
+  starting with an address that can equal a metadata IP (``169.`` / ``100.``, any 0-led part, ten
+  digits, an IPv6 form) - all triggers.
 * SQL injection: the SQL headers get the model's own (cached) decision; the query, cookies and body
   are split on their delimiters (as `extract` does) and the SQL gate runs over the parts.
 """
@@ -19,12 +19,11 @@ value checks of `detect.http` flag anything. It is a provable superset filter:
 from __future__ import annotations
 
 import json
-import re
-from functools import cache
+from functools import cache, lru_cache
 
 import hyperscan
 
-from kubeguard.net.detect.extract import SQL_HEADERS
+from kubeguard.net.detect.extract import MAX_BODY, SQL_HEADERS
 from kubeguard.net.detect.patterns import GATE_JNDI, GATE_SQL, GATES, SIGNATURES
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.types import HttpRequest
@@ -36,11 +35,11 @@ _EDGE = {"^": _HOST_START, "$": f"(?:$|{DELIM})"}
 TRIGGERS = (
     r"%", r"\\", r"\+", r"&#", r"&[a-z]{2,8};", r"base64", r"multipart", r"[\x80-\xff]", GATES[GATE_JNDI],
     r"//", r"metadata", r"instance-data", r"nip\.io", r"xip\.io", r"sslip\.io", r"nip\.direct", r"localtest\.me",
-    _HOST_START + r"(?:169|100|0+251|0+144|0x0*a9|0x0*64)\.",
-    _HOST_START + r"(?:\d{10}|0x[0-9a-f]{8})",
+    # IPv4 in inet_aton spellings: a first part of 169 / 100 (any 0-led form: octal, 0x, 0o, '_'), or one big part
+    _HOST_START + r"(?:169|100|0[0-9a-z_\s]*)\.",
+    _HOST_START + r"(?:\d{10}|0[0-9a-z_]{7})",
     _HOST_START + r"[0-9a-f]{0,4}:[0-9a-f]{0,4}:",
 )
-_FORM_SPLIT = re.compile(r"(?m)^([^=\n]*)=")
 _FLAGS = hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_MULTILINE
 _FLAGS |= hyperscan.HS_FLAG_SINGLEMATCH
 
@@ -86,30 +85,30 @@ def _databases() -> tuple[hyperscan.Database, hyperscan.Database]:
     return (_compile([*TRIGGERS, *(widen_anchors(s.pattern) for s in SIGNATURES)]), _compile([GATES[GATE_SQL]]))
 
 
+def _stop(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
+    return True  # the first trigger decides: stop scanning
+
+
 def _hits(db: hyperscan.Database, data: bytes) -> bool:
-    found = False
-
-    def on_match(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
-        nonlocal found
-        found = True
-        return True  # stop scanning
-
     try:
-        db.scan(data, match_event_handler=on_match)
+        db.scan(data, match_event_handler=_stop)
     except hyperscan.ScanTerminated:
-        pass
-    return found
+        return True
+    return False
 
 
 def _split(text: str, sep: str) -> str:
-    """``a=1&b=2`` as the lines ``a / 1 / b / 2`` (the first '=' of each pair and every `sep` become newlines)."""
-    return _FORM_SPLIT.sub(r"\1\n", text.replace(sep, "\n"))
+    """``a=1&b=2`` as ``a / 1 / b / 2``: every `sep` and the first '=' of each pair become newlines, as
+    `extract` splits them (a value keeps any further '=' and any newline of its own)."""
+    return "\n".join(part.replace("=", "\n", 1) for part in text.split(sep))
 
 
 def _body_parts(req: HttpRequest, ctype: str) -> str | None:
     """The body as SQL-scored parts, or None when only the full path may read it."""
     if not req.body:
         return ""
+    if len(req.body) > MAX_BODY:
+        return None  # `extract` reads a prefix, which may not parse as the whole does
     text = req.body.decode("latin-1")
     stripped = text.lstrip()
     if "json" in ctype or (not ctype and stripped[:1] in "{["):
@@ -125,12 +124,18 @@ def _body_parts(req: HttpRequest, ctype: str) -> str | None:
     return text
 
 
+@lru_cache(maxsize=4096)  # user agents and proxies repeat
+def _sql_flagged(value: str) -> bool:
+    """The SQL model's own decision on a whole header value (as `detect.http` would score it, gate aside)."""
+    text = value.strip()
+    return bool(text) and not is_inert(text) and sqli_score(text, decoded=True) >= load_model()[1]
+
+
 def needs_values(req: HttpRequest) -> bool:
     """False only when no value of `req` can be flagged by the value checks (see module docstring)."""
     pieces = [req.uri]
-    sql_parts = [_split(req.uri.partition("?")[2], "&")]
-    ctype = ""
-    threshold = load_model()[1]
+    sql_parts = [_split(req.uri.partition("?")[2], "&")] if "?" in req.uri else []
+    ctype: str | None = None
     for name, value in req.headers:
         lname = name.lower()
         if lname in ("authorization", "proxy-authorization") or (lname == "referer" and "?" in value):
@@ -138,16 +143,17 @@ def needs_values(req: HttpRequest) -> bool:
         pieces.append(value)
         if lname == "cookie":
             sql_parts.append(_split(value, ";"))
-        elif lname == "content-type":
-            ctype = ctype or value.lower().split(";", 1)[0].strip()
-        elif lname in SQL_HEADERS:
-            text = value.strip()
-            if text and not is_inert(text) and sqli_score(text, decoded=True) >= threshold:
-                return True
-    body = _body_parts(req, ctype)
+        elif lname == "content-type" and ctype is None:  # the first one, as `extract` reads it
+            ctype = value.lower().split(";", 1)[0].strip()
+        elif lname in SQL_HEADERS and _sql_flagged(value):
+            return True
+    body = _body_parts(req, ctype or "")
     if body is None:
         return True
-    sql_parts.append(body)
+    if body:
+        sql_parts.append(body)
     triggers, sql_gate = _databases()
     data = "\n".join(pieces).encode("latin-1", "replace") + b"\n" + req.body
-    return _hits(triggers, data) or _hits(sql_gate, "\n".join(sql_parts).encode("latin-1", "replace"))
+    if _hits(triggers, data):
+        return True
+    return bool(sql_parts) and _hits(sql_gate, "\n".join(sql_parts).encode("latin-1", "replace"))

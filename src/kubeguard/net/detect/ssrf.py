@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import lru_cache
 
 METADATA_V4 = frozenset({0xA9FEA9FE, 0xA9FEAA02, 0x646464C8})  # 169.254.169.254, 169.254.170.2, 100.100.100.200
 METADATA_V6 = frozenset({ipaddress.IPv6Address("fd00:ec2::254")})
@@ -69,6 +70,7 @@ def _is_metadata_ip(host: str) -> bool:
     return mapped is not None and int(mapped) in METADATA_V4
 
 
+@lru_cache(maxsize=4096)  # Host headers repeat: a cluster has few services
 def is_metadata_host(host: str) -> bool:
     """True when `host` (no scheme; may carry userinfo, port, brackets) names a metadata endpoint."""
     host = host.strip().rsplit("@", 1)[-1].strip().lower()

@@ -34,10 +34,12 @@ class HttpRequestStream:
         self._url: list[bytes] = []
         self._url_len = 0
         self._headers: list[tuple[str, str]] = []
+        self._framing: list[int] = []  # indexes of headers whose name has a framing header's length
         self._body: list[bytes] = []
         self._body_len = 0
         self._truncated = False
         self._started = False
+        self._recovered = False
 
     # httptools callbacks
     def on_message_begin(self) -> None:
@@ -53,6 +55,8 @@ class HttpRequestStream:
     def on_header(self, name: bytes, value: bytes) -> None:
         if len(self._headers) < MAX_HEADERS:
             self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+            if len(name) in (14, 17):  # Content-Length, Transfer-Encoding: kept apart for the framing checks
+                self._framing.append(len(self._headers) - 1)
 
     def on_body(self, body: bytes) -> None:
         room = self.body_limit - self._body_len
@@ -75,6 +79,7 @@ class HttpRequestStream:
         method = self._parser.get_method()
         version = self._parser.get_http_version() if not self.failed else "1.1"
         headers = self._headers
+        framing = headers if self._recovered else [headers[i] for i in self._framing]
         req = HttpRequest(
             method=method.decode("latin-1") if method else "",
             uri=b"".join(self._url).decode("latin-1"),
@@ -82,8 +87,8 @@ class HttpRequestStream:
             headers=headers,
             body=b"".join(self._body),
             body_truncated=self._truncated,
-            content_length=[v for k, v in headers if k.lower() == "content-length"],
-            transfer_encoding=[v for k, v in headers if k.lower() == "transfer-encoding"],
+            content_length=[v for k, v in framing if k.lower() == "content-length"],
+            transfer_encoding=[v for k, v in framing if k.lower() == "transfer-encoding"],
         )
         self.on_request(req)
 
@@ -121,6 +126,7 @@ class HttpRequestStream:
                 headers.append((name.decode("latin-1").strip(), value.decode("latin-1").strip()))
         if len(headers) >= len(self._headers):
             self._headers = headers
+            self._recovered = True
 
     def close(self) -> None:
         """End of stream: hand on a request whose body was cut short."""
