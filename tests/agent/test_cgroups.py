@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 
 from kubeguard.cluster.cgroups import (
     HOST,
+    NEW_ID_INTERVAL,
     CgroupResolver,
     container_id_from_path,
     identity_from_path,
@@ -111,3 +113,19 @@ def test_resolver_on_this_host_knows_our_own_cgroup() -> None:
     rel = v2_line[0][3:] if v2_line else own
     ino = os.stat(str(resolver.root) + (rel if rel != "/" else "")).st_ino
     assert resolver.path(ino) == rel
+
+
+def test_resolver_walks_soon_for_a_cgroup_created_after_its_last_walk(tmp_path: Path) -> None:
+    (tmp_path / "kubepods").mkdir()
+    resolver = CgroupResolver(root=tmp_path, refresh_interval=60.0)
+    assert resolver.path(1 << 62) is None  # a miss: one walk, then the 60 s interval applies
+    leaf = tmp_path / "kubepods" / f"pod{UID}" / CID
+    leaf.mkdir(parents=True)
+    ino = os.stat(leaf).st_ino
+    time.sleep(NEW_ID_INTERVAL)
+    if ino > max(os.stat(p).st_ino for p in (tmp_path, tmp_path / "kubepods")):  # as kernfs ids always are
+        assert resolver.path(ino) == f"/kubepods/pod{UID}/{CID}"
+        assert resolver.walks == 2
+    else:  # this filesystem reused a lower inode: the ordinary interval applies
+        assert resolver.path(ino) is None
+        assert resolver.walks == 1

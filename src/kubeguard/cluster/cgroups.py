@@ -133,12 +133,17 @@ def find_cgroup2_root(mounts: Path = Path("/proc/self/mounts")) -> Path | None:
     return None
 
 
+NEW_ID_INTERVAL = 0.05  # seconds between walks for cgroup ids newer than the last walk's
+
+
 class CgroupResolver:
     """cgroup v2 id (directory inode) -> path relative to the hierarchy (``/kubepods/...``), cached.
 
     A miss walks the hierarchy again, but at most once per `refresh_interval` seconds, so a storm
     of events from an unknown (e.g. already removed) cgroup does not turn into a storm of walks.
-    Thread-safe.
+    An id above every id the last walk saw is a cgroup created since (kernfs ids only grow): it
+    gets a walk after only `NEW_ID_INTERVAL` seconds, so a new pod's first short-lived process is
+    attributed even when its events arrive right after another miss's walk. Thread-safe.
     """
 
     def __init__(self, root: Path | None = None, refresh_interval: float = 0.5) -> None:
@@ -147,6 +152,8 @@ class CgroupResolver:
         self._paths: dict[int, str] = {}
         self._identities: dict[int, CgroupIdentity] = {}
         self._last_walk = float("-inf")
+        self._max_id = -1  # the highest id the last walk saw
+        self._walked_for: set[int] = set()  # newer ids a walk did not find
         self._lock = threading.Lock()
         self.walks = 0
 
@@ -157,9 +164,15 @@ class CgroupResolver:
             return found
         with self._lock:
             found = self._paths.get(cgroup_id)
-            if found is None and time.monotonic() - self._last_walk >= self.refresh_interval:
+            newer = cgroup_id > self._max_id and cgroup_id not in self._walked_for
+            since = time.monotonic() - self._last_walk
+            if found is None and (since >= self.refresh_interval or (newer and since >= NEW_ID_INTERVAL)):
                 self._walk()
                 found = self._paths.get(cgroup_id)
+                if found is None and newer:
+                    if len(self._walked_for) > 4096:
+                        self._walked_for.clear()
+                    self._walked_for.add(cgroup_id)  # gone already: the interval applies from now on
         return found
 
     def identity(self, cgroup_id: int, pid: int | None = None) -> CgroupIdentity | None:
@@ -214,6 +227,7 @@ class CgroupResolver:
             rel = dirpath[len(root):] or "/"
             paths[inode] = rel
         self._paths = paths
+        self._max_id = max(paths, default=-1)
         self._identities = {k: v for k, v in self._identities.items() if k in paths}
         self._last_walk = time.monotonic()
         self.walks += 1

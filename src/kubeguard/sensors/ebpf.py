@@ -9,6 +9,7 @@ line comes before the probes are attached).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import select
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import threading
 import time
+from collections import deque
 from importlib import resources
 from pathlib import Path
 from typing import IO
@@ -31,6 +33,9 @@ IGNORED_OPENS = ("/etc/ld.so.cache",)
 DEFAULT_RB_PAGES = 4096  # per-CPU perf ring buffer pages (16 MiB per CPU): no loss at max exec rate
 READY_TIMEOUT_S = 60.0
 IDLE_FLUSH_S = 0.2
+COALESCE_S = 0.02  # at low event rates, gather this long before reading (latency <= 20 ms more)
+COALESCE_BELOW = 16 << 10  # ... when the previous read was smaller than this
+PIPE_BYTES = 1 << 20  # bpftrace's stdout pipe: room for COALESCE_S of output at storm rates
 
 
 def tracing_dir() -> Path | None:
@@ -130,6 +135,8 @@ class EbpfSensor:
         self.startup_s = 0.0
         self._buffer = b""
         self._pending_lines: list[bytes] = []
+        self._ready_lines: deque[bytes] = deque()
+        self._last_read = 0
         self.blind_spots = [
             "opens by relative path or below a directory fd (only absolute watched paths are traced)",
             "paths and arguments longer than 64 bytes are cut; at most 15 argv entries; an empty argv entry ends argv",
@@ -156,6 +163,7 @@ class EbpfSensor:
         self.decoder = BpftraceDecoder(clock_offset_ns())
         self.proc = subprocess.Popen([exe, "-f", "json", "-e", program], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+        _enlarge_pipe(self.proc.stdout)
         threading.Thread(target=self._read_stderr, name="bpftrace-stderr", daemon=True).start()
         deadline = began + self.ready_timeout
         while not self.decoder.ready:
@@ -193,22 +201,37 @@ class EbpfSensor:
             if line.startswith("Lost ") and line.endswith(" events"):
                 self.decoder.feed(line)
 
+    def _read_lines(self, timeout: float) -> list[bytes] | None:
+        """The complete stdout lines of one read (maybe none yet); None after `timeout` s idle or at EOF.
+
+        At low rates a read would return one line per wake-up; waiting COALESCE_S first lets a batch
+        gather (the pipe is enlarged so bpftrace never blocks meanwhile), which cuts the per-event
+        wake-ups of this thread and of the pipeline worker. At high rates reads are big anyway.
+        """
+        assert self.proc is not None and self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        ready, _, _ = select.select([fd], [], [], timeout)
+        if not ready:
+            return None
+        if self._last_read < COALESCE_BELOW:
+            time.sleep(COALESCE_S)
+        chunk = os.read(fd, 1 << 20)
+        self._last_read = len(chunk)
+        if not chunk:
+            return None
+        *lines, self._buffer = (self._buffer + chunk).split(b"\n")
+        if self._record_file is not None and lines:
+            self._record_file.write(b"\n".join(lines) + b"\n")
+        return lines
+
     def _next_line(self, timeout: float) -> bytes | None:
         """One stdout line, or None after `timeout` seconds without a full line (or at EOF)."""
-        assert self.proc is not None and self.proc.stdout is not None
-        while b"\n" not in self._buffer:
-            fd = self.proc.stdout.fileno()
-            ready, _, _ = select.select([fd], [], [], timeout)
-            if not ready:
+        while not self._ready_lines:
+            lines = self._read_lines(timeout)
+            if lines is None:
                 return None
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return None
-            self._buffer += chunk
-        line, self._buffer = self._buffer.split(b"\n", 1)
-        if self._record_file is not None:
-            self._record_file.write(line + b"\n")
-        return line
+            self._ready_lines.extend(lines)
+        return self._ready_lines.popleft()
 
     def run(self, emit: EmitFn, stop: threading.Event) -> None:
         if self.proc is None:
@@ -221,17 +244,20 @@ class EbpfSensor:
                 if event.get("proc.pid") != own_pid:
                     emit(event)
 
-        for line in self._pending_lines:
-            deliver(decoder.feed(line.decode("utf-8", "replace")))
+        lines: list[bytes] | None = [*self._pending_lines, *self._ready_lines]
         self._pending_lines = []
-        while not stop.is_set():
-            line = self._next_line(IDLE_FLUSH_S)
-            if line is None:
+        self._ready_lines.clear()
+        while True:
+            if lines is None:
                 deliver(decoder.flush())
                 if self.proc.poll() is not None:
                     raise SensorError(f"bpftrace exited with status {self.proc.returncode}: {self._failure_reason()}")
-                continue
-            deliver(decoder.feed(line.decode("utf-8", "replace")))
+            else:
+                for line in lines:
+                    deliver(decoder.feed(line.decode("utf-8", "replace")))
+            if stop.is_set():
+                break
+            lines = self._read_lines(IDLE_FLUSH_S)
         deliver(decoder.flush())
 
     def close(self) -> None:
@@ -254,3 +280,13 @@ class EbpfSensor:
 
     def stats(self) -> dict[str, int]:
         return {"events": self.decoder.events, "lost": self.decoder.lost, "parse_errors": self.decoder.parse_errors}
+
+
+def _enlarge_pipe(stream: IO[bytes] | None) -> None:
+    """Grow a pipe to PIPE_BYTES (best effort: capped by /proc/sys/fs/pipe-max-size for non-root)."""
+    if stream is None:
+        return
+    try:
+        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except OSError:
+        pass
