@@ -188,7 +188,11 @@ def measure_bpftrace_alone(lab: PodLab, spawner: Path, noop: Path, args: argpars
         rss = rss_mib([proc.pid])
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # bpftrace stuck detaching: the measurement is already taken
+            proc.kill()
+            proc.wait()
         out.unlink(missing_ok=True)
     return {"load_rate": spawned / elapsed, "load_cpu_pct": 100 * (cpu1 - cpu0) / (t1 - t0), "rss_mib": rss}
 
