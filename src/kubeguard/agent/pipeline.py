@@ -110,6 +110,7 @@ class Pipeline:
         self._last_report = time.monotonic()
         self._last_flush = time.monotonic()
         self._event_counters: dict[str, Any] = {}
+        self._exported: dict[str, int] = {}  # event counts already added to the events metric
         self._drop_counters: dict[str, Any] = {}
         self._worker = threading.Thread(target=self._work, name="pipeline", daemon=True)
         self._sink = threading.Thread(target=self._sink_loop, name="alerts", daemon=True)
@@ -121,11 +122,7 @@ class Pipeline:
     def submit(self, event: Event) -> None:
         """Queue one event; never blocks. A full queue drops the event and counts it by type."""
         etype = str(event.get("evt.type", "unknown"))
-        self.received[etype] += 1
-        counter = self._event_counters.get(etype)
-        if counter is None:
-            counter = self._event_counters[etype] = self.metrics.events.labels(etype)
-        counter.inc()
+        self.received[etype] += 1  # exported to the events metric by the worker, once a second
         try:
             self.events.put_nowait(event)
         except queue.Full:
@@ -185,18 +182,32 @@ class Pipeline:
                 break
             if item is not None:
                 self._process(item)
-            self.metrics.queue_depth.set(self.events.qsize())
             now = time.monotonic()
             if now - self._last_flush >= 1.0:
                 self._last_flush = now
+                self._export_counts()
                 if self.events_log:
                     self.events_log.flush()
                 self.enricher.procs.expire()
             if now - self._last_report >= self.drop_report_interval:
                 self._report_drops()
         self._report_drops()
+        self._export_counts()
         if self.events_log:
             self.events_log.flush()
+
+    def _export_counts(self) -> None:
+        """Bring the events metric and the queue-depth gauge up to date (not per event: a
+        Prometheus counter takes a lock on every `inc`)."""
+        for etype, count in list(self.received.items()):
+            delta = count - self._exported.get(etype, 0)
+            if delta:
+                counter = self._event_counters.get(etype)
+                if counter is None:
+                    counter = self._event_counters[etype] = self.metrics.events.labels(etype)
+                counter.inc(delta)
+                self._exported[etype] = count
+        self.metrics.queue_depth.set(self.events.qsize())
 
     def _process(self, event: Event) -> None:
         self.enricher.enrich(event)

@@ -33,7 +33,7 @@ IGNORED_OPENS = ("/etc/ld.so.cache",)
 DEFAULT_RB_PAGES = 4096  # per-CPU perf ring buffer pages (16 MiB per CPU): no loss at max exec rate
 READY_TIMEOUT_S = 60.0
 IDLE_FLUSH_S = 0.2
-COALESCE_S = 0.02  # at low event rates, gather this long before reading (latency <= 20 ms more)
+COALESCE_S = 0.05  # at low event rates, gather this long before reading (latency <= 50 ms more)
 COALESCE_BELOW = 16 << 10  # ... when the previous read was smaller than this
 PIPE_BYTES = 1 << 20  # bpftrace's stdout pipe: room for COALESCE_S of output at storm rates
 
