@@ -240,8 +240,8 @@ default rules ({agent['rules']} loaded), events log on), a static no-op binary v
 | agent RSS at load / peak (Python + bpftrace) | {agent['rss_mib']:.0f} MiB / {agent['peak_rss_mib']:.0f} MiB |
 | bpftrace alone RSS | {peer['rss_mib']:.0f} MiB |
 
-Targets: 0 lost at 5k exec/s; <= 5 % of one core at 1k events/s. Measured on a shared 2-core machine
-with seven other engineers' tests running: absolute CPU figures are noisy, the ratio less so.
+Targets: 0 lost at 5k exec/s; <= 5 % of one core at 1k events/s. Absolute CPU figures move with other load
+on the machine (load average below); the ratio to bpftrace alone, measured in the same run, less so.
 """
     if not args.no_record:
         record("agent", markdown)

@@ -182,8 +182,8 @@ def main() -> None:
         "",
         f"Engine alerts on the corpus: {best['alerts']} ({best['alert_rules']} distinct rules). "
         f"Best of {len(runs)} runs ({times}). "
-        f"Measured on a shared machine (1-min load average {load:.1f} on {os.cpu_count()} cores while it ran, "
-        "other engineers' test suites running): absolute figures are noisy, the ratios were measured in the same run.",
+        f"1-min load average {load:.1f} on {os.cpu_count()} cores while it ran: absolute figures move with other "
+        "load on the machine, the ratios were measured in the same run.",
     ]
     text = "\n".join(lines)
     print(text)

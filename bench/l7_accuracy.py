@@ -222,7 +222,7 @@ def main() -> None:
     dns_md = dns_section()
     markdown = ("## L7 detection accuracy (bench/l7_accuracy.py)\n\n" + sqli_md + "\n\n" + dns_md +
                 "\n\nTargets: SQLi >= 99 % detected at <= 0.5 % false positives; DNS tunnels >= 99 % at <= 0.1 %. "
-                "Run on a shared 2-core machine with other engineers' test suites running: speeds are noisy, "
+                "Speeds move with other load on the machine (load average below); "
                 "the ratio measured in the same run is what counts.")
     print(markdown)
     record("l7_accuracy", markdown)

@@ -81,7 +81,7 @@ def run() -> str:
         "",
         f"Synthetic cluster of bench/scan.py: {pods:,} pod templates, {len(snapshot.objects):,} objects; "
         f"graph of {graph.g.number_of_nodes():,} nodes and {graph.g.number_of_edges():,} edges. "
-        "Run on a shared 2-core machine loaded by seven other engineers' tests: absolute times are noisy, "
+        "Absolute times move with other load on the machine (load average below); "
         "ratios measured in the same run matter most.",
         "",
         "| measure | seconds |",

@@ -6,6 +6,7 @@ it again replaces only that section, so benchmarks never overwrite each other's 
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from datetime import UTC, datetime
@@ -31,10 +32,20 @@ def machine() -> str:
     return f"{cpu}, Python {platform.python_version()}, kernel {platform.release()}"
 
 
+def load() -> str:
+    """The machine's 1-min load average when the figures were written (other work makes them noisy)."""
+    try:
+        average = float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return "load average unknown"
+    return f"1-min load average {average:.1f} on {os.cpu_count()} cores"
+
+
 def record(name: str, markdown: str, doc: Path = DOC) -> None:
     """Replace (or append) the section for benchmark `name` with `markdown`, stamped with date and machine."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
-    body = f"<!-- bench:{name} -->\n{markdown.strip()}\n\n_Measured {stamp} on {machine()}._\n<!-- /bench:{name} -->"
+    body = (f"<!-- bench:{name} -->\n{markdown.strip()}\n\n_Measured {stamp} on {machine()}; {load()}._\n"
+            f"<!-- /bench:{name} -->")
     text = doc.read_text() if doc.exists() else HEADER
     pattern = re.compile(rf"<!-- bench:{re.escape(name)} -->.*?<!-- /bench:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body + "\n"

@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(engine.rules)} enabled rules (Falco stable + incubating + kubeguard defaults), loaded and compiled in "
         f"{load_s:.2f} s (Falco's rules of the same name replace ours, as a later file does); "
         f"{len(events):,} generated events (≈55% open, 20% exec, 17% connect, 8% other syscalls, "
-        f"0.05% attacks; 85% from containers). One Python thread (one core). The machine is shared with 7 busy "
-        "engineers running tests, so absolute figures are noisy; the ratios were measured in the same run.",
+        f"0.05% attacks; 85% from containers). One Python thread (one core). Absolute figures move with "
+        "other load on the machine (load average below); the ratios were measured in the same run.",
         "",
         "| evaluator | events/s per CPU second | events/s wall clock | ratio (CPU) |",
         "|---|---:|---:|---:|",

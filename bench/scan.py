@@ -192,9 +192,9 @@ def run(checkov_namespaces: int = 20, with_checkov: bool = True) -> str:
         f"{counts['Pod']:,} bare Pods), {counts['Role'] + counts['RoleBinding']:,} Roles/RoleBindings, "
         f"{counts['Service']:,} Services in {NAMESPACES} namespaces ({len(list(CLUSTER.glob('*.yaml')))} "
         "multi-document YAML files). Both tools run as CLI processes (start-up included) on the same folder in "
-        f"the same run, JSON output to a file; kubeguard times are the median of {KUBEGUARD_RUNS} runs. Measured on"
-        " a shared 2-core machine while other engineers ran their tests: absolute times are noisy, the ratio of"
-        " the two tools measured side by side is what counts.",
+        f"the same run, JSON output to a file; kubeguard times are the median of {KUBEGUARD_RUNS} runs. Absolute"
+        " times move with other load on the machine (load average below); the ratio of the two tools measured"
+        " side by side is what counts.",
         "",
         "| tool | folder | wall time | findings |",
         "|---|---|---|---|",

@@ -123,9 +123,9 @@ At the spawner's maximum rate the ebpf sensor delivered complete exec events for
 {100 * proc['complete'] / proc['spawned']:.1f} % (ratio ebpf/proc {ratio:.2f}x): CN_PROC gives pids only and
 short-lived processes are gone before /proc is read ("execs seen" for proc also counts
 execs of a process named like the no-op, so it can exceed "spawned"). "events/s" counts every event the sensor
-emitted machine-wide (exit, opens of the other engineers' processes ...); CPU: one core = 100 %. Measured on a shared
-2-core machine with other engineers' test suites running: the spawner's maximum rate and the CPU
-figures are noisy; the seen/spawned and ratio columns are what this benchmark is for.
+emitted machine-wide (exits, opens of every other process ...); CPU: one core = 100 %. The spawner's maximum
+rate and the CPU figures move with other load on the machine (load average below); the seen/spawned and ratio
+columns are what this benchmark is for.
 """
     print(markdown)
     record("sensors", markdown)
