@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from replay import ReplayServer
 
 from kubeguard.cliutil import UserError
 from kubeguard.cluster.live import load_live
 from kubeguard.posture.engine import run_checks
+from replay import ReplayServer
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "scan" / "replay" / "tesla-cluster.json"
 
