@@ -18,10 +18,22 @@ import smtplib
 import socket
 import ssl
 import subprocess
+import time
 import urllib.request
 
 import pytest
-from dpirecorder import TcpRecorder, UdpRecorder
+from dpirecorder import (
+    TcpRecorder,
+    UdpRecorder,
+    http_heads,
+    lines,
+    mqtt_packets,
+    mysql_packets,
+    postgres_messages,
+    resp,
+    ssh_messages,
+    tls_records,
+)
 from dpiutil import tcp, udp
 
 
@@ -52,41 +64,43 @@ def case_etcd_grpc() -> list[tuple[int, bytes]]:
 
 
 def case_tls() -> list[tuple[int, bytes]]:
-    rec = TcpRecorder()
+    rec = TcpRecorder(framer=tls_records, close_after=1)  # hangs up after the ClientHello: handshake fails
     ctx = ssl.create_default_context()
-    with socket.create_connection(("127.0.0.1", rec.port), timeout=5) as raw, contextlib.suppress(OSError):
-        ctx.wrap_socket(raw, server_hostname="api.shop.example")  # the peer never answers: handshake fails
+    with socket.create_connection(("127.0.0.1", rec.port), timeout=30) as raw, contextlib.suppress(OSError):
+        ctx.wrap_socket(raw, server_hostname="api.shop.example")
     return rec.wait()
 
 
 def case_http() -> list[tuple[int, bytes]]:
-    rec = TcpRecorder(replies=[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"])
-    with urllib.request.urlopen(f"http://127.0.0.1:{rec.port}/health?x=1", timeout=5) as resp:
+    rec = TcpRecorder(replies=[b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"],
+                      framer=http_heads)
+    with urllib.request.urlopen(f"http://127.0.0.1:{rec.port}/health?x=1", timeout=30) as resp:
         resp.read()
     return rec.wait()
 
 
 def case_smtp() -> list[tuple[int, bytes]]:
     rec = TcpRecorder(banner=b"220 mx.local ESMTP\r\n", respond=lambda d: b"250 OK\r\n" if not d.startswith(b"QUIT")
-                      else b"221 Bye\r\n")
-    with smtplib.SMTP("127.0.0.1", rec.port, timeout=5) as client:
+                      else b"221 Bye\r\n", framer=lines)
+    with smtplib.SMTP("127.0.0.1", rec.port, timeout=30) as client:
         client.ehlo("pod-1")
     return rec.wait()
 
 
 def case_ftp() -> list[tuple[int, bytes]]:
     answers = {b"USER": b"331 Password\r\n", b"PASS": b"230 Logged in\r\n", b"QUIT": b"221 Bye\r\n"}
-    rec = TcpRecorder(banner=b"220 (vsFTPd 3.0.3)\r\n", respond=lambda d: answers.get(d[:4], b"200 OK\r\n"))
+    rec = TcpRecorder(banner=b"220 (vsFTPd 3.0.3)\r\n", respond=lambda d: answers.get(d[:4], b"200 OK\r\n"),
+                      framer=lines)
     client = ftplib.FTP()
-    client.connect("127.0.0.1", rec.port, timeout=5)
+    client.connect("127.0.0.1", rec.port, timeout=30)
     client.login("anonymous", "a@b")
     client.quit()
     return rec.wait()
 
 
 def case_pop3() -> list[tuple[int, bytes]]:
-    rec = TcpRecorder(banner=b"+OK POP3 ready\r\n", respond=lambda d: b"+OK\r\n")
-    client = poplib.POP3("127.0.0.1", rec.port, timeout=5)
+    rec = TcpRecorder(banner=b"+OK POP3 ready\r\n", respond=lambda d: b"+OK\r\n", framer=lines)
+    client = poplib.POP3("127.0.0.1", rec.port, timeout=30)
     client.user("alice")
     client.quit()
     return rec.wait()
@@ -99,8 +113,8 @@ def case_imap() -> list[tuple[int, bytes]]:
             return b"* CAPABILITY IMAP4rev1\r\n" + tag + b" OK done\r\n"
         return b"* BYE\r\n" + tag + b" OK done\r\n"
 
-    rec = TcpRecorder(banner=b"* OK IMAP4rev1 ready\r\n", respond=respond)
-    client = imaplib.IMAP4("127.0.0.1", rec.port, timeout=5)
+    rec = TcpRecorder(banner=b"* OK IMAP4rev1 ready\r\n", respond=respond, framer=lines)
+    client = imaplib.IMAP4("127.0.0.1", rec.port, timeout=30)
     client.logout()
     return rec.wait()
 
@@ -108,8 +122,8 @@ def case_imap() -> list[tuple[int, bytes]]:
 def case_redis() -> list[tuple[int, bytes]]:
     import redis
 
-    rec = TcpRecorder(respond=lambda d: b"+PONG\r\n" if b"PING" in d else b"+OK\r\n")
-    client = redis.Redis(host="127.0.0.1", port=rec.port, socket_timeout=5, protocol=2)
+    rec = TcpRecorder(respond=lambda d: b"+PONG\r\n" if b"PING" in d else b"+OK\r\n", framer=resp)
+    client = redis.Redis(host="127.0.0.1", port=rec.port, socket_timeout=30, protocol=2)
     assert client.ping()
     client.close()
     return rec.wait()
@@ -120,9 +134,10 @@ def case_postgresql() -> list[tuple[int, bytes]]:
 
     error = b"SFATAL\x00C28P01\x00Mpassword authentication failed\x00\x00"
     reply = b"E" + (4 + len(error)).to_bytes(4, "big") + error
-    rec = TcpRecorder(respond=lambda d: b"N" if d == b"\x00\x00\x00\x08\x04\xd2\x16/" else reply)
+    rec = TcpRecorder(respond=lambda d: b"N" if d == b"\x00\x00\x00\x08\x04\xd2\x16/" else reply,
+                      framer=postgres_messages)
     with pytest.raises(pg8000.DatabaseError):
-        pg8000.connect(user="app", password="wrong", host="127.0.0.1", port=rec.port, timeout=5)
+        pg8000.connect(user="app", password="wrong", host="127.0.0.1", port=rec.port, timeout=30)
     return rec.wait()
 
 
@@ -133,8 +148,8 @@ def case_mysql() -> list[tuple[int, bytes]]:
     def ok(data: bytes) -> bytes:  # an OK packet answering each client packet
         return b"\x07\x00\x00" + bytes([(data[3] + 1) & 0xFF]) + b"\x00\x00\x00\x02\x00\x00\x00"
 
-    rec = TcpRecorder(banner=_mysql_greeting(), respond=ok)
-    conn = pymysql.connect(host="127.0.0.1", port=rec.port, user="app", password="pw", connect_timeout=5)
+    rec = TcpRecorder(banner=_mysql_greeting(), respond=ok, framer=mysql_packets)
+    conn = pymysql.connect(host="127.0.0.1", port=rec.port, user="app", password="pw", connect_timeout=30)
     conn.close()
     return rec.wait()
 
@@ -142,10 +157,13 @@ def case_mysql() -> list[tuple[int, bytes]]:
 def case_mqtt() -> list[tuple[int, bytes]]:
     import paho.mqtt.client as mqtt
 
-    rec = TcpRecorder(replies=[b"\x20\x02\x00\x00"])
+    rec = TcpRecorder(replies=[b"\x20\x02\x00\x00"], framer=mqtt_packets)
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sensor-7")
     client.connect("127.0.0.1", rec.port)
-    client.loop(timeout=1.0)
+    deadline = time.monotonic() + 30
+    while not client.is_connected() and time.monotonic() < deadline:  # until the CONNACK is read
+        client.loop(timeout=0.5)
+    assert client.is_connected()
     client.disconnect()
     return rec.wait()
 
@@ -153,10 +171,11 @@ def case_mqtt() -> list[tuple[int, bytes]]:
 def case_ssh() -> list[tuple[int, bytes]]:
     if shutil.which("ssh") is None:
         pytest.skip("OpenSSH client not installed")
-    rec = TcpRecorder(banner=b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n")
-    subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "ConnectTimeout=3",
+    # hangs up after the client's banner and KEXINIT, so ssh exits at once
+    rec = TcpRecorder(banner=b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", framer=ssh_messages, close_after=2)
+    subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "ConnectTimeout=30",
                     "-o", "UserKnownHostsFile=/dev/null", "-p", str(rec.port), "nobody@127.0.0.1", "true"],
-                   capture_output=True, timeout=20, check=False)
+                   capture_output=True, timeout=120, check=False)
     return rec.wait()
 
 
