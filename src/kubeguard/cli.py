@@ -34,6 +34,7 @@ def main(
 
 # Lanes register their commands below (one import and one line each).
 from kubeguard.agent.commands import agent  # noqa: E402
+from kubeguard.console.commands import console  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
 from kubeguard.posture.paths.commands import paths_command  # noqa: E402
@@ -42,6 +43,7 @@ from kubeguard.scenarios.demo import demo  # noqa: E402
 
 app.command("dpi")(dpi)
 app.command("agent")(agent)
+app.command("console")(console)
 app.command("scan")(scan)
 app.command("paths")(paths_command)
 app.command("demo")(demo)
