@@ -12,7 +12,7 @@ from kubeguard import __version__
 
 app = typer.Typer(
     name="kubeguard",
-    help="Kubernetes security: posture and attack paths, runtime detection, DPI and enforcement.",
+    help="Kubernetes security: posture and attack paths, runtime detection, deep packet inspection.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -29,7 +29,7 @@ def _version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """Kubernetes security: posture and attack paths, runtime detection, DPI and enforcement."""
+    """Kubernetes security: posture and attack paths, runtime detection, deep packet inspection."""
 
 
 # Lanes register their commands below (one import and one line each).
