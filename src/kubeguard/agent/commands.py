@@ -31,6 +31,7 @@ from kubeguard.agent.sensorrun import SensorRunner, sensor_factory
 from kubeguard.agent.writededupe import WriteDeduper
 from kubeguard.cliutil import UserError, die, stderr
 from kubeguard.model import Alert, Event
+from kubeguard.rules import RuleEngine, RuleLoadError
 from kubeguard.store.alerts import default_db_path
 
 
@@ -90,10 +91,6 @@ def load_rules(paths: list[Path], defaults: bool) -> RuleSet:
     """
     if not paths and not defaults:
         return NoRules()
-    try:
-        from kubeguard.rules import RuleEngine, RuleLoadError
-    except ImportError as exc:
-        raise UserError(f"the rule engine (kubeguard.rules) is not available: {exc}", code=1) from exc
     try:
         engine = RuleEngine.load(paths or None, include_defaults=defaults)
     except RuleLoadError as exc:  # one line: the first problem as file:line, and how many more
