@@ -36,6 +36,7 @@ def main(
 
 # Lanes register their commands below (one import and one line each).
 from kubeguard.agent.commands import agent  # noqa: E402
+from kubeguard.console.commands import console  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
 from kubeguard.posture.paths.commands import paths_command  # noqa: E402
@@ -44,6 +45,7 @@ from kubeguard.scenarios.commands import demo  # noqa: E402
 
 app.command("dpi")(dpi)
 app.command("agent")(agent)
+app.command("console")(console)
 app.command("scan")(scan)
 app.command("paths")(paths_command)
 app.command("demo")(demo)
