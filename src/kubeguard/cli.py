@@ -40,11 +40,13 @@ from kubeguard.console.commands import console  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
 from kubeguard.posture.paths.commands import paths_command  # noqa: E402
+from kubeguard.response.commands import firewall  # noqa: E402
 from kubeguard.rules.commands import alerts, replay, rules_app  # noqa: E402
 from kubeguard.scenarios.commands import demo  # noqa: E402
 
 app.command("dpi")(dpi)
 app.command("agent")(agent)
+app.command("firewall")(firewall)
 app.command("console")(console)
 app.command("scan")(scan)
 app.command("paths")(paths_command)
