@@ -16,13 +16,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from tests.conftest import require
+from tests.console.conftest import free_port
+from tests.console.consolelab import ADMIN_PASSWORD, SETUP_TOKEN, Codes, ConsoleProcess
+
 from kubeguard.agent.shipper import ConsoleOutput, tls_context
 from kubeguard.agent.spool import Spool
 from kubeguard.console.auth import AuthStore
 from kubeguard.store.sqldb import Database
-from tests.conftest import require
-from tests.console.conftest import free_port
-from tests.console.consolelab import ADMIN_PASSWORD, SETUP_TOKEN, Codes, ConsoleProcess
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
