@@ -21,6 +21,7 @@ from pathlib import Path
 
 import typer
 
+from kubeguard.agent.config import AgentConfig
 from kubeguard.agent.enrich import Enricher
 from kubeguard.agent.metrics import AgentMetrics, MetricsServer
 from kubeguard.agent.outputs import JsonLinesOutput, Output, SyslogOutput, WebhookOutput, parse_header
@@ -31,8 +32,6 @@ from kubeguard.agent.writededupe import WriteDeduper
 from kubeguard.cliutil import UserError, die, stderr
 from kubeguard.model import Alert, Event
 from kubeguard.store.alerts import default_db_path
-
-SENSORS = ("ebpf", "proc")
 
 
 def agent(
@@ -57,14 +56,15 @@ def agent(
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
 ) -> None:
     """Run the node agent: kernel events -> pods -> rules -> alerts (store, stdout/file, webhook, syslog)."""
+    config = AgentConfig(
+        rules=rules, defaults=not no_default_rules, events_out=events_out, alerts_out=alerts_out, pods=pods,
+        sensor=sensor, fanotify=fanotify, store=store or default_db_path(), metrics_port=metrics_port,
+        metrics_host=metrics_host, webhook=webhook, webhook_headers=webhook_header, syslog=syslog, node=node,
+        queue_size=queue_size, drop_report_interval=drop_report_interval, duration=duration,
+    )
     try:
-        code = run_agent(
-            rules=rules, defaults=not no_default_rules, events_out=events_out, alerts_out=alerts_out, pods=pods,
-            sensor_name=sensor, fanotify=fanotify, store=store or default_db_path(), metrics_port=metrics_port,
-            metrics_host=metrics_host, metrics_token=_metrics_token(metrics_token_file), webhook=webhook,
-            webhook_headers=webhook_header, syslog=syslog, node=node, queue_size=queue_size,
-            drop_report_interval=drop_report_interval, duration=duration,
-        )
+        config.metrics_token = _metrics_token(metrics_token_file)
+        code = run_agent(config)
     except UserError as exc:
         die(str(exc), exc.code)
     raise typer.Exit(code)
@@ -143,34 +143,29 @@ def build_outputs(alerts_out: str, webhook: str | None, headers: list[str], sysl
     return outputs
 
 
-def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, alerts_out: str, pods: Path | None,
-              sensor_name: str, store: Path, metrics_port: int | None, metrics_host: str, metrics_token: str | None,
-              webhook: str | None, webhook_headers: list[str], syslog: str | None, node: str, queue_size: int,
-              drop_report_interval: float, duration: float | None, fanotify: bool = False) -> int:
+def run_agent(config: AgentConfig) -> int:
     """The agent's main loop; returns the exit code. Raises UserError on bad input."""
-    if sensor_name not in SENSORS:
-        raise UserError(f"--sensor {sensor_name}: expected one of {', '.join(SENSORS)}")
-    if queue_size < 1:
-        raise UserError(f"--queue-size {queue_size}: must be at least 1")
-    for path in rules:
-        if not path.is_file():
-            raise UserError(f"{path}: rules file not found")
-    outputs = build_outputs(alerts_out, webhook, webhook_headers, syslog)
-    source = pod_source(pods, node)
-    ruleset = load_rules(rules, defaults)
+    problems = config.problems()
+    if problems:
+        raise UserError(problems[0])
+    node = config.node
+    outputs = build_outputs(config.alerts_out, config.webhook, config.webhook_headers, config.syslog)
+    source = pod_source(config.pods, node)
+    ruleset = load_rules(config.rules, config.defaults)
     metrics = AgentMetrics()
-    factory = sensor_factory(sensor_name)
+    factory = sensor_factory(config.sensor)
     runners: list[SensorRunner] = []
     pipeline = Pipeline(
-        Enricher(source, node=node), ruleset, outputs, store_path=store, events_out=events_out, metrics=metrics,
-        queue_size=queue_size, drop_report_interval=drop_report_interval,
+        Enricher(source, node=node), ruleset, outputs, store_path=config.store, events_out=config.events_out,
+        metrics=metrics, queue_size=config.queue_size, drop_report_interval=config.drop_report_interval,
         sensor_stats=lambda: _stats(runners), hostname=node or socket.gethostname(),
     )
-    server = MetricsServer(metrics, metrics_port, metrics_host, metrics_token) if metrics_port is not None else None
+    server = (MetricsServer(metrics, config.metrics_port, config.metrics_host, config.metrics_token)
+              if config.metrics_port is not None else None)
     pipeline.start()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    emit = WriteDeduper(pipeline.submit) if fanotify else pipeline.submit
+    emit = WriteDeduper(pipeline.submit) if config.fanotify else pipeline.submit
     try:
         runner = SensorRunner(factory, emit, pipeline.on_gap, metrics)
         try:
@@ -179,13 +174,14 @@ def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, ale
             stderr.print(f"kubeguard: error: {exc}", markup=False)
             return 1
         runners.append(runner)
-        if fanotify:
+        if config.fanotify:
             _start_fanotify(runners, emit, pipeline, metrics)
         if server is not None:
             server.start()
-            stderr.print(f"kubeguard agent: metrics on http://{metrics_host}:{server.port}/metrics", markup=False)
+            stderr.print(f"kubeguard agent: metrics on http://{config.metrics_host}:{server.port}/metrics",
+                         markup=False)
         _announce(runners, source)
-        deadline = time.monotonic() + duration if duration is not None else None
+        deadline = time.monotonic() + config.duration if config.duration is not None else None
         while not stop.is_set():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
