@@ -31,7 +31,7 @@ from kubeguard.agent.fields import internal_stripped
 from kubeguard.agent.metrics import AgentMetrics
 from kubeguard.agent.outputs import Output
 from kubeguard.agent.portscan import PortScanDetector
-from kubeguard.cliutil import UserError, warn
+from kubeguard.cliutil import UserError, stderr, warn
 from kubeguard.model import Alert, Event, format_time_ns
 from kubeguard.store.alerts import AlertStore, StoreError
 
@@ -44,6 +44,14 @@ class RuleSet(Protocol):
     """What the pipeline needs from the rule engine."""
 
     def process(self, event: Event) -> list[Alert]: ...
+
+
+class PolicyHook(Protocol):
+    """What the pipeline needs from the workload policy engine (kubeguard.policy.engine)."""
+
+    def process(self, event: Event) -> list[Alert]: ...
+
+    def tick(self) -> list[str]: ...
 
 
 class EventLog:
@@ -117,6 +125,8 @@ class Pipeline:
         self._store_ready = threading.Event()
         self._store_error: str | None = None
         self._stopped = False
+        self.policy: PolicyHook | None = None  # learned workload policies, set before start()
+        self.on_message: Callable[[str], None] = lambda line: stderr.print(f"kubeguard agent: {line}", markup=False)
 
     # -- sensor side -------------------------------------------------------------------------
     def submit(self, event: Event) -> None:
@@ -189,6 +199,9 @@ class Pipeline:
                 if self.events_log:
                     self.events_log.flush()
                 self.enricher.procs.expire()
+                if self.policy is not None:
+                    for line in self.policy.tick():
+                        self.on_message(line)
             if now - self._last_report >= self.drop_report_interval:
                 self._report_drops()
         self._report_drops()
@@ -222,6 +235,8 @@ class Pipeline:
                 warn(f"rule engine failed on a {event.get('evt.type')} event: {exc}")
             alerts = []
         alerts = alerts + self.portscan.process(event)
+        if self.policy is not None:
+            alerts = alerts + self.policy.process(event)
         self.processed += 1
         if alerts:
             identity = identity_fields(event)

@@ -56,6 +56,8 @@ TAGS = {
     RULE_INGRESS: ["policy", "network", "mitre_initial_access", "T1133"],
 }
 DRIFT_TAG = "T1105"  # an executable written after the container started (ingress tool transfer)
+POD_SPECIFIC_LABELS = frozenset({"pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
+                                 "apps.kubernetes.io/pod-index", "batch.kubernetes.io/job-completion-index"})
 EVENT_FIELDS = ("evt.type", "evt.res", "proc.exepath", "proc.cmdline", "proc.pid", "proc.pexepath", "user.name",
                 "fd.name", "fd.sip", "fd.sport", "fd.cip", "fd.l4proto")
 
@@ -107,7 +109,7 @@ class PolicyEngine:
         if ref is None:
             return []
         with self._lock:
-            policy = self._policy(ref)
+            policy = self._policy(ref, event)
             if etype in EXEC_TYPES:
                 return self._exec(ref, policy, event)
             if event.get("proc.pid") in self._deviant_pids:
@@ -118,11 +120,14 @@ class PolicyEngine:
                 return self._connect(ref, policy, event, podmap)
             return self._accept(ref, policy, event, podmap)
 
-    def _policy(self, ref: WorkloadRef) -> WorkloadPolicy:
+    def _policy(self, ref: WorkloadRef, event: Event) -> WorkloadPolicy:
         """The effective policy (a new workload starts learning in discover)."""
         if ref not in self._effective:
             if ref not in self.store.learned:
-                self.store.learned[ref] = WorkloadPolicy(ref, mode="discover", zero_drift=False)
+                labels = event.get("k8s.pod.labels")
+                selector = {str(k): str(v) for k, v in labels.items() if k not in POD_SPECIFIC_LABELS} \
+                    if isinstance(labels, dict) else {}
+                self.store.learned[ref] = WorkloadPolicy(ref, mode="discover", zero_drift=False, selector=selector)
                 self.store.last_change[ref] = self.clock()
                 self._dirty.add(ref)
                 log.info("policy: new workload %s, discovering", ref)
@@ -220,15 +225,13 @@ class PolicyEngine:
         if not ip or not isinstance(port, int) or proto not in ("TCP", "UDP"):
             return []
         peer_wl = _workload_of_ip(podmap, ip)
-        alerts: list[Alert] = []
-        if not any(r.port == port and r.protocol == proto for r in policy.listen):
-            if policy.mode == "discover":
-                self._learn(ref, "listen", NetRule(port=port, protocol=proto))
+        if policy.mode == "discover" and not any(r.port == port and r.protocol == proto for r in policy.listen):
+            self._learn(ref, "listen", NetRule(port=port, protocol=proto))
         if policy.ingress_allowed(ip, peer_wl, port, proto):
-            return alerts
+            return []
         if policy.mode == "discover":
             self._learn(ref, "ingress", NetRule(peer=_peer(ip, peer_wl), port=port, protocol=proto))
-            return alerts
+            return []
         what = f"ingress {proto} {ip} -> :{port}" + (f" ({peer_wl})" if peer_wl else "")
         return [self._alert(ref, policy, event, Deviation(RULE_INGRESS, what, False))]
 
@@ -257,12 +260,12 @@ class PolicyEngine:
             now = self.clock()
             for ref, learned in self.store.learned.items():
                 user = self.store.user.get(ref)
-                if learned.mode == "discover" and (user is None or user.mode is None):
-                    if now - self.store.last_change.get(ref, now) >= self.quiet_window:
-                        learned.mode = "monitor"
-                        self._dirty.add(ref)
-                        messages.append(f"policy: {ref} promoted to monitor after "
-                                        f"{self.quiet_window:g}s without new behaviour")
+                quiet = now - self.store.last_change.get(ref, now) >= self.quiet_window
+                if learned.mode == "discover" and (user is None or user.mode is None) and quiet:
+                    learned.mode = "monitor"
+                    self._dirty.add(ref)
+                    messages.append(f"policy: {ref} promoted to monitor after "
+                                    f"{self.quiet_window:g}s without new behaviour")
             changed = self._dirty
             self._dirty = set()
             self._effective.clear()

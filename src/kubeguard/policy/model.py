@@ -6,6 +6,7 @@ CustomResourceDefinition with the same schema)::
     metadata: {name: shop-deployment-web, namespace: shop}
     spec:
       workload: {kind: Deployment, name: web}
+      selector: {matchLabels: {app: web}}   # learned from the pods (used for NetworkPolicy export)
       mode: monitor                     # discover | monitor | protect
       zeroDrift: false                  # block executables written after the container started
       processes:
@@ -145,6 +146,7 @@ class WorkloadPolicy:
     egress: list[NetRule] = field(default_factory=list)
     ingress: list[NetRule] = field(default_factory=list)
     listen: list[NetRule] = field(default_factory=list)
+    selector: dict[str, str] = field(default_factory=dict)  # pod labels shared by the replicas (NetworkPolicy)
     source: str = ""  # file:line it came from (for messages)
 
     # -- queries -------------------------------------------------------------------------------
@@ -177,6 +179,8 @@ class WorkloadPolicy:
     # -- YAML ----------------------------------------------------------------------------------
     def to_document(self) -> dict[str, Any]:
         spec: dict[str, Any] = {"workload": {"kind": self.workload.kind, "name": self.workload.name}}
+        if self.selector:
+            spec["selector"] = {"matchLabels": dict(sorted(self.selector.items()))}
         if self.mode:
             spec["mode"] = self.mode
         if self.zero_drift is not None:
@@ -192,8 +196,8 @@ class WorkloadPolicy:
                 "spec": spec}
 
     def copy(self) -> WorkloadPolicy:
-        return replace(self, processes=list(self.processes), files=list(self.files), egress=list(self.egress),
-                       ingress=list(self.ingress), listen=list(self.listen))
+        return replace(self, selector=dict(self.selector), processes=list(self.processes), files=list(self.files),
+                       egress=list(self.egress), ingress=list(self.ingress), listen=list(self.listen))
 
 
 def _decide(rules: list[Any], match: Any) -> bool:
@@ -255,6 +259,7 @@ def merge(learned: WorkloadPolicy | None, user: WorkloadPolicy | None) -> Worklo
     out.mode = user.mode or learned.mode
     if user.zero_drift is not None:
         out.zero_drift = user.zero_drift
+    out.selector = user.selector or learned.selector
     out.processes = _merged(learned.processes, user.processes)
     out.files = _merged(learned.files, user.files)
     out.egress = _merged(learned.egress, user.egress)
@@ -360,7 +365,8 @@ def _parse_policy(doc: _Doc, node: yaml.Node) -> WorkloadPolicy:
     if "namespace" not in meta:
         raise doc.fail(top["metadata"], "metadata.namespace is required (the workload's namespace)")
     namespace = doc.string(meta["namespace"], "metadata.namespace")
-    spec = doc.mapping(top["spec"], "spec", ("workload", "mode", "zeroDrift", "processes", "files", "network"))
+    spec = doc.mapping(top["spec"], "spec", ("workload", "selector", "mode", "zeroDrift", "processes", "files",
+                                             "network"))
     if "workload" not in spec:
         raise doc.fail(top["spec"], "spec.workload is required ({kind, name})")
     wl = doc.mapping(spec["workload"], "spec.workload", ("kind", "name"))
@@ -369,6 +375,13 @@ def _parse_policy(doc: _Doc, node: yaml.Node) -> WorkloadPolicy:
     ref = WorkloadRef(namespace, doc.string(wl["kind"], "spec.workload.kind", CONTROLLER_KINDS),
                       doc.string(wl["name"], "spec.workload.name"))
     policy = WorkloadPolicy(ref, source=f"{doc.source}:{node.start_mark.line + 1}")
+    if "selector" in spec:
+        sel = doc.mapping(spec["selector"], "spec.selector", ("matchLabels",))
+        if "matchLabels" in sel:
+            labels = doc.mapping(sel["matchLabels"], "spec.selector.matchLabels",
+                                 tuple(k.value for k, _ in getattr(sel["matchLabels"], "value", [])
+                                       if isinstance(k, yaml.ScalarNode)))
+            policy.selector = {k: doc.string(v, f"label {k}") for k, v in labels.items()}
     if "mode" in spec:
         policy.mode = doc.string(spec["mode"], "spec.mode", MODES)
     if "zeroDrift" in spec:
