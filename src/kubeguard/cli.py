@@ -12,7 +12,7 @@ from kubeguard import __version__
 
 app = typer.Typer(
     name="kubeguard",
-    help="Kubernetes security: posture and attack paths, runtime detection, DPI and enforcement.",
+    help="Kubernetes security: posture and attack paths, runtime detection, deep packet inspection.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -29,11 +29,12 @@ def _version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """Kubernetes security: posture and attack paths, runtime detection, DPI and enforcement."""
+    """Kubernetes security: posture and attack paths, runtime detection, deep packet inspection."""
 
 
 # Lanes register their commands below (one import and one line each).
 from kubeguard.agent.commands import agent  # noqa: E402
+from kubeguard.console.commands import console  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
 from kubeguard.policy.commands import policy_app  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
@@ -43,6 +44,7 @@ from kubeguard.scenarios.demo import demo  # noqa: E402
 
 app.command("dpi")(dpi)
 app.command("agent")(agent)
+app.command("console")(console)
 app.command("scan")(scan)
 app.command("paths")(paths_command)
 app.command("demo")(demo)

@@ -36,6 +36,7 @@ from kubeguard.policy.enforce import Enforcer
 from kubeguard.policy.engine import PolicyEngine, cgroup_start_time
 from kubeguard.policy.model import PolicyError
 from kubeguard.policy.store import PolicyStore
+from kubeguard.rules import RuleEngine, RuleLoadError
 from kubeguard.store.alerts import default_db_path
 
 
@@ -102,10 +103,6 @@ def load_rules(paths: list[Path], defaults: bool) -> RuleSet:
     """
     if not paths and not defaults:
         return NoRules()
-    try:
-        from kubeguard.rules import RuleEngine, RuleLoadError
-    except ImportError as exc:
-        raise UserError(f"the rule engine (kubeguard.rules) is not available: {exc}", code=1) from exc
     try:
         engine = RuleEngine.load(paths or None, include_defaults=defaults)
     except RuleLoadError as exc:  # one line: the first problem as file:line, and how many more

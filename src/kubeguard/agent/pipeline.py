@@ -1,8 +1,9 @@
 """The agent's pipeline: sensor -> enrich -> rules -> alerts -> store + outputs, with bounded queues.
 
 Three threads meet here:
-- the sensor thread calls `submit()` per event; it never blocks: when the event queue is full the
-  event is dropped and counted by type (Falco's ``n_drops``);
+- the sensor threads (one per sensor) call `submit()` per event; it never blocks: when the event
+  queue is full the event is dropped and counted by type (Falco's ``n_drops``); the counters they
+  share are updated under `_counts_lock`;
 - the worker thread enriches, writes the event log (``--events-out``), runs the rules and hands
   alerts to the alert queue; every `drop_report_interval` seconds it turns new drops (queue and
   kernel side) into a "Falco internal: syscall event drop" alert;
@@ -120,6 +121,7 @@ class Pipeline:
         self._event_counters: dict[str, Any] = {}
         self._exported: dict[str, int] = {}  # event counts already added to the events metric
         self._drop_counters: dict[str, Any] = {}
+        self._counts_lock = threading.Lock()  # received, dropped, alerts_raised: written by several threads
         self._worker = threading.Thread(target=self._work, name="pipeline", daemon=True)
         self._sink = threading.Thread(target=self._sink_loop, name="alerts", daemon=True)
         self._store_ready = threading.Event()
@@ -132,14 +134,16 @@ class Pipeline:
     def submit(self, event: Event) -> None:
         """Queue one event; never blocks. A full queue drops the event and counts it by type."""
         etype = str(event.get("evt.type", "unknown"))
-        self.received[etype] += 1  # exported to the events metric by the worker, once a second
+        with self._counts_lock:
+            self.received[etype] += 1  # exported to the events metric by the worker, once a second
         try:
             self.events.put_nowait(event)
         except queue.Full:
-            self.dropped[etype] += 1
-            drop = self._drop_counters.get(etype)
-            if drop is None:
-                drop = self._drop_counters[etype] = self.metrics.drops.labels(etype)
+            with self._counts_lock:
+                self.dropped[etype] += 1
+                drop = self._drop_counters.get(etype)
+                if drop is None:
+                    drop = self._drop_counters[etype] = self.metrics.drops.labels(etype)
             drop.inc()
 
     def on_gap(self, sensor: str, start_ns: int, end_ns: int, reason: str) -> None:
@@ -179,7 +183,8 @@ class Pipeline:
 
     @property
     def total_dropped(self) -> int:
-        return sum(self.dropped.values())
+        with self._counts_lock:
+            return sum(self.dropped.values())
 
     # -- worker ------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -212,7 +217,9 @@ class Pipeline:
     def _export_counts(self) -> None:
         """Bring the events metric and the queue-depth gauge up to date (not per event: a
         Prometheus counter takes a lock on every `inc`)."""
-        for etype, count in list(self.received.items()):
+        with self._counts_lock:
+            received = list(self.received.items())
+        for etype, count in received:
             delta = count - self._exported.get(etype, 0)
             if delta:
                 counter = self._event_counters.get(etype)
@@ -251,7 +258,8 @@ class Pipeline:
 
     def _raise(self, alerts: list[Alert]) -> None:
         for alert in alerts:
-            self.alerts_raised += 1
+            with self._counts_lock:  # the worker and the sensors' gap callbacks both raise
+                self.alerts_raised += 1
             self.metrics.alerts.labels(alert.rule, alert.priority).inc()
             try:
                 self.alerts.put_nowait(alert)
@@ -275,7 +283,8 @@ class Pipeline:
         self._reported_drops, self._reported_lost, self._reported_processed = drops, lost, self.processed
         if new_drops <= 0 and new_lost <= 0:
             return
-        by_type = {k: v for k, v in sorted(self.dropped.items())}
+        with self._counts_lock:
+            by_type = dict(sorted(self.dropped.items()))
         total = new_drops + new_lost
         alert = Alert(
             rule=DROP_RULE, priority="Critical", source="internal", hostname=self.hostname,
