@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import ssl
+import subprocess
+import sys
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,3 +103,47 @@ def api_token(admin: TestClient, name: str, role: str = "agent") -> str:
                         headers={"X-CSRF-Token": session_csrf(admin)})
     assert answer.status_code == 201, answer.text
     return answer.json()["token"]
+
+
+class ConsoleProcess:
+    """`kubeguard console` as a real process on a loopback port (started, killed -9, restarted)."""
+
+    def __init__(self, db: str, cert: Path, key: Path, port: int, work: Path, extra: tuple[str, ...] = ()) -> None:
+        self.db, self.cert, self.key, self.port, self.work, self.extra = db, cert, key, port, work, extra
+        self.url = f"https://127.0.0.1:{port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 120.0) -> None:
+        self.starts += 1
+        log = open(self.work / f"console-{self.starts}.log", "wb")  # noqa: SIM115 (kept open by the child)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "kubeguard", "console", "--db", self.db, "--port", str(self.port),
+             "--tls-cert", str(self.cert), "--tls-key", str(self.key), *self.extra],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        context = ssl.create_default_context(cafile=str(self.cert))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"console exited: {(self.work / f'console-{self.starts}.log').read_text()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/healthz", context=context, timeout=5) as answer:
+                    if answer.read() == b"ok":
+                        return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("console did not answer /healthz")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=60)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)

@@ -28,11 +28,13 @@ from kubeguard.agent.outputs import JsonLinesOutput, Output, SyslogOutput, Webho
 from kubeguard.agent.pipeline import Pipeline, RuleSet
 from kubeguard.agent.podsource import SA_TOKEN, ApiPodSource, FilePodSource, KubeletPodSource, PodSource
 from kubeguard.agent.sensorrun import SensorRunner, sensor_factory
+from kubeguard.agent.shipper import ConsoleOutput, read_token, tls_context
+from kubeguard.agent.spool import Spool
 from kubeguard.agent.writededupe import WriteDeduper
 from kubeguard.cliutil import UserError, die, stderr
 from kubeguard.model import Alert, Event
 from kubeguard.rules import RuleEngine, RuleLoadError
-from kubeguard.store.alerts import default_db_path
+from kubeguard.store.alerts import StoreError, default_db_path
 
 
 def agent(
@@ -55,6 +57,16 @@ def agent(
     queue_size: int = typer.Option(65536, "--queue-size", help="Events buffered between sensor and rules."),
     drop_report_interval: float = typer.Option(10.0, "--drop-report-interval", help="Seconds between drop alerts."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
+    console_url: str | None = typer.Option(None, "--console", help="Ship alerts and heartbeats to this console "
+                                           "(https://...); spooled on disk while it is unreachable."),
+    console_token_file: Path | None = typer.Option(None, "--console-token-file",
+                                                   help="File holding this node's console API token."),
+    console_ca: Path | None = typer.Option(None, "--console-ca", help="CA certificate of the console (PEM)."),
+    console_cert: Path | None = typer.Option(None, "--console-cert", help="Client certificate for mTLS (PEM)."),
+    console_key: Path | None = typer.Option(None, "--console-key", help="Client key for mTLS (PEM)."),
+    console_spool: Path | None = typer.Option(None, "--console-spool",
+                                              help="Spool file (default: console-spool.db next to the store)."),
+    console_spool_limit: int = typer.Option(100_000, "--console-spool-limit", help="Most alerts kept spooled."),
 ) -> None:
     """Run the node agent: kernel events -> pods -> rules -> alerts (store, stdout/file, webhook, syslog)."""
     config = AgentConfig(
@@ -62,9 +74,13 @@ def agent(
         sensor=sensor, fanotify=fanotify, store=store or default_db_path(), metrics_port=metrics_port,
         metrics_host=metrics_host, webhook=webhook, webhook_headers=webhook_header, syslog=syslog, node=node,
         queue_size=queue_size, drop_report_interval=drop_report_interval, duration=duration,
+        console=console_url, console_ca=console_ca, console_cert=console_cert, console_key=console_key,
+        console_spool=console_spool, console_spool_limit=console_spool_limit,
     )
     try:
         config.metrics_token = _metrics_token(metrics_token_file)
+        if console_token_file is not None:
+            config.console_token = read_token(console_token_file)
         code = run_agent(config)
     except UserError as exc:
         die(str(exc), exc.code)
@@ -74,13 +90,7 @@ def agent(
 def _metrics_token(path: Path | None) -> str | None:
     if path is None:
         return os.environ.get("KUBEGUARD_METRICS_TOKEN") or None
-    try:
-        token = path.read_text().strip()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read metrics token: {exc.strerror}") from exc
-    if not token:
-        raise UserError(f"{path}: metrics token file is empty")
-    return token
+    return read_token(path, "metrics token")
 
 
 def load_rules(paths: list[Path], defaults: bool) -> RuleSet:
@@ -140,6 +150,36 @@ def build_outputs(alerts_out: str, webhook: str | None, headers: list[str], sysl
     return outputs
 
 
+def console_output(config: AgentConfig, health: Callable[[], dict[str, object]]) -> ConsoleOutput:
+    """The console shipper with its disk spool (default: console-spool.db next to the store)."""
+    spool_path = config.console_spool or (config.store or default_db_path()).parent / "console-spool.db"
+    try:
+        spool = Spool(spool_path, config.console_spool_limit)
+    except StoreError as exc:
+        raise UserError(str(exc), code=1) from exc
+    context = tls_context(config.console_ca, config.console_cert, config.console_key)
+    assert config.console and config.console_token
+    output = ConsoleOutput(config.console, config.console_token, spool, context, health=health)
+    stderr.print(f"kubeguard agent: shipping alerts to {output.base} ({len(spool)} spooled from before)",
+                 markup=False)
+    return output
+
+
+def _health(pipeline: Pipeline, runners: list[SensorRunner]) -> Callable[[], dict[str, object]]:
+    """Figures for the console heartbeat: events/s since the last call, drops (queue + kernel)."""
+    last = [time.monotonic(), 0]
+
+    def figures() -> dict[str, object]:
+        now, processed = time.monotonic(), pipeline.processed
+        rate = (processed - last[1]) / max(now - last[0], 1e-3)
+        last[0], last[1] = now, processed
+        lost = sum(int(s.get("lost", 0)) for s in _stats(runners).values())
+        return {"events_per_s": round(rate, 1), "drops": pipeline.total_dropped + lost,
+                "alerts": pipeline.alerts_raised, "sensors": [r.name for r in runners]}
+
+    return figures
+
+
 def run_agent(config: AgentConfig) -> int:
     """The agent's main loop; returns the exit code. Raises UserError on bad input."""
     problems = config.problems()
@@ -147,6 +187,9 @@ def run_agent(config: AgentConfig) -> int:
         raise UserError(problems[0])
     node = config.node
     outputs = build_outputs(config.alerts_out, config.webhook, config.webhook_headers, config.syslog)
+    health: list[Callable[[], dict[str, object]]] = []
+    if config.console:
+        outputs.append(console_output(config, lambda: health[0]() if health else {}))
     source = pod_source(config.pods, node)
     ruleset = load_rules(config.rules, config.defaults)
     metrics = AgentMetrics()
@@ -157,6 +200,7 @@ def run_agent(config: AgentConfig) -> int:
         metrics=metrics, queue_size=config.queue_size, drop_report_interval=config.drop_report_interval,
         sensor_stats=lambda: _stats(runners), hostname=node or socket.gethostname(),
     )
+    health.append(_health(pipeline, runners))
     server = (MetricsServer(metrics, config.metrics_port, config.metrics_host, config.metrics_token)
               if config.metrics_port is not None else None)
     pipeline.start()

@@ -30,6 +30,13 @@ class AgentConfig:
     queue_size: int = 65536  # events buffered between sensor and rules
     drop_report_interval: float = 10.0  # seconds between drop alerts
     duration: float | None = None  # stop after this many seconds
+    console: str | None = None  # https:// URL of the console to ship alerts and heartbeats to
+    console_token: str | None = None  # this node's bearer token for the console
+    console_ca: Path | None = None  # CA that signed the console's certificate (default: system CAs)
+    console_cert: Path | None = None  # client certificate for a console that requires mTLS
+    console_key: Path | None = None
+    console_spool: Path | None = None  # disk spool while the console is unreachable (default next to the store)
+    console_spool_limit: int = 100_000  # alerts kept in the spool at most (the oldest are dropped, counted)
 
     def problems(self) -> list[str]:
         """What is wrong with these options, one line each (empty when they can run)."""
@@ -39,4 +46,8 @@ class AgentConfig:
         if self.queue_size < 1:
             found.append(f"--queue-size {self.queue_size}: must be at least 1")
         found.extend(f"{path}: rules file not found" for path in self.rules if not path.is_file())
+        if self.console and not self.console_token:
+            found.append("--console needs --console-token-file (this node's API token from the console)")
+        if self.console_spool_limit < 1:
+            found.append(f"--console-spool-limit {self.console_spool_limit}: must be at least 1")
         return found
