@@ -435,7 +435,8 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
                       audit=auth.audit_log(200), created={"what": "API token (shown once)", "value": token})
 
     @app.post("/admin/tokens/{token_id}/revoke", include_in_schema=False, tags=["admin"])
-    def revoke_form(request: Request, token_id: int = FastApiPath(ge=1, le=2**62), who: Principal = Depends(admin)) -> Response:
+    def revoke_form(request: Request, token_id: int = FastApiPath(ge=1, le=2**62),
+                    who: Principal = Depends(admin)) -> Response:
         if auth.revoke_api_token(token_id):
             auth.audit(who.name, "token.revoke", str(token_id), "", address(request))
         return RedirectResponse("/admin", status_code=303)
