@@ -13,7 +13,7 @@ inline: NFQUEUE + DPI engine + verdicts, in this process), and the medians of th
 - verdict throughput: packets/s the queue reader answers under a UDP blast it must inspect, and the
   engine + verdict logic alone on the HTTP conversation's packets (no kernel).
 
-    sudo python -m bench.firewall [--rounds 3] [--requests 100000] [--http 3000]
+    sudo python -m bench.firewall [--rounds 5] [--requests 50000] [--http 3000]
 """
 
 from __future__ import annotations
@@ -180,8 +180,8 @@ def _pct(a: float, b: float) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=100_000, help="redis-benchmark requests per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=50_000, help="redis-benchmark requests per round")
     parser.add_argument("--http", type=int, default=3000, help="HTTP requests per round")
     parser.add_argument("--no-record", action="store_true", help="Print only; do not rewrite docs/benchmarks.md.")
     args = parser.parse_args()
@@ -222,6 +222,9 @@ def main() -> int:
     med = {bench: {kind: {k: statistics.median(r[k] for r in runs) for k in runs[0]}
                    for kind, runs in by_kind.items()} for bench, by_kind in results.items()}
     r, h = med["redis"], med["http"]
+    paired = {bench: {k: statistics.median(f[k] / d[k] for d, f in zip(by_kind["direct"], by_kind["firewall"],
+                                                                         strict=True)) for k in ("p50", "p99")}
+              for bench, by_kind in results.items()}
     lines = [
         "## Inline firewall (`python -m bench.firewall`, root)",
         "",
@@ -240,6 +243,12 @@ def main() -> int:
         f"{_pct(h['direct']['p50'], h['firewall']['p50'])} ({h['firewall']['p50'] / h['direct']['p50']:.2f}x) | "
         f"{_pct(h['direct']['p99'], h['firewall']['p99'])} |",
         "",
+        f"Paired per round (each firewall round against the direct round next to it, median of the ratios): "
+        f"redis p50 {(paired['redis']['p50'] - 1) * 100:+.1f} %, p99 {(paired['redis']['p99'] - 1) * 100:+.1f} %; "
+        f"HTTP p50 {paired['http']['p50']:.2f}x, p99 {paired['http']['p99']:.2f}x. The bypassed path adds five "
+        "rule lookups (mark, connmark) per packet; with the machine shared, round-to-round drift is larger than "
+        "that, so read the redis rows as an upper bound.",
+        "",
         f"Verdict throughput: {blast['rate']:,.0f} packets/s answered by the queue reader under a UDP blast it must "
         f"inspect ({blast['verdicts']:,} verdicts in {blast['seconds']:.1f} s; {blast['sent']:,} sent, the rest "
         f"passed a full queue fail-open and were counted as bypassed); {offline:,.0f} packets/s for the engine and "
@@ -249,8 +258,8 @@ def main() -> int:
     ]
     text = "\n".join(lines)
     print(text)
-    goal = (r["firewall"]["p50"] / r["direct"]["p50"] - 1) * 100
-    print(f"redis p50 overhead {goal:+.1f} % (goal <= +5 %)")
+    goal = (paired["redis"]["p50"] - 1) * 100
+    print(f"redis p50 overhead (paired) {goal:+.1f} % (goal <= +5 %)")
     if not args.no_record:
         record("firewall", text)
     return 0
