@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from kubeguard import __version__
+from kubeguard.cliutil import log_to_stderr
 
 app = typer.Typer(
     name="kubeguard",
@@ -30,6 +31,7 @@ def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Kubernetes security: posture and attack paths, runtime detection, deep packet inspection."""
+    log_to_stderr()
 
 
 # Lanes register their commands below (one import and one line each).
@@ -40,7 +42,7 @@ from kubeguard.posture.commands import scan  # noqa: E402
 from kubeguard.posture.paths.commands import paths_command  # noqa: E402
 from kubeguard.response.commands import firewall  # noqa: E402
 from kubeguard.rules.commands import alerts, replay, rules_app  # noqa: E402
-from kubeguard.scenarios.demo import demo  # noqa: E402
+from kubeguard.scenarios.commands import demo  # noqa: E402
 
 app.command("dpi")(dpi)
 app.command("agent")(agent)

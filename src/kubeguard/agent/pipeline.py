@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import socket
@@ -32,9 +33,16 @@ from kubeguard.agent.fields import internal_stripped
 from kubeguard.agent.metrics import AgentMetrics
 from kubeguard.agent.outputs import Output
 from kubeguard.agent.portscan import PortScanDetector
-from kubeguard.cliutil import UserError, warn
+from kubeguard.errors import KubeguardError
 from kubeguard.model import Alert, Event, format_time_ns
 from kubeguard.store.alerts import AlertStore, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class PipelineError(KubeguardError):
+    """The pipeline cannot start: its event log or alert store cannot be opened."""
+
 
 DROP_RULE = "Falco internal: syscall event drop"
 GAP_RULE = "Kubeguard agent: sensor gap"
@@ -54,7 +62,7 @@ class EventLog:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError as exc:
-            raise UserError(f"{path}: cannot open events output: {exc.strerror}") from exc
+            raise PipelineError(f"{path}: cannot open events output: {exc.strerror}") from exc
         self.path = path
         self.stream: IO[str] = os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16)
         self.written = 0
@@ -152,11 +160,11 @@ class Pipeline:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker and alert threads; raises UserError when the store cannot be opened."""
+        """Start the worker and alert threads; raises PipelineError when the store cannot be opened."""
         self._sink.start()
         self._store_ready.wait()
         if self._store_error:
-            raise UserError(self._store_error)
+            raise PipelineError(self._store_error)
         self._worker.start()
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -226,7 +234,7 @@ class Pipeline:
             self.metrics.rule_errors.inc()
             self.rule_errors += 1
             if self.rule_errors == 1:
-                warn(f"rule engine failed on a {event.get('evt.type')} event: {exc}")
+                log.warning(f"rule engine failed on a {event.get('evt.type')} event: {exc}")
             alerts = []
         alerts = alerts + self.portscan.process(event)
         self.processed += 1
@@ -323,7 +331,7 @@ class Pipeline:
             try:
                 self.stored += store.add(batch)
             except StoreError as exc:
-                warn(str(exc))
+                log.warning(str(exc))
         for output in self.outputs:
             output.send(batch)
             output.flush()

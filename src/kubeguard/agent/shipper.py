@@ -29,13 +29,17 @@ from typing import Any
 from kubeguard import __version__
 from kubeguard.agent.outputs import Output
 from kubeguard.agent.spool import Spool
-from kubeguard.cliutil import UserError
+from kubeguard.errors import KubeguardError
 from kubeguard.model import Alert
 
 log = logging.getLogger(__name__)
 BATCH = 1000
 DEFAULT_MODE = "discover"
 Modes = dict[tuple[str, str], str]
+
+
+class ShipperError(KubeguardError):
+    """The console shipping cannot be set up: bad --console URL, unreadable token or TLS files."""
 
 
 def tls_context(ca: Path | None, cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
@@ -45,18 +49,18 @@ def tls_context(ca: Path | None, cert: Path | None = None, key: Path | None = No
         if cert is not None:
             context.load_cert_chain(str(cert), str(key) if key else None)
     except (OSError, ssl.SSLError) as exc:
-        raise UserError(f"console TLS files: {exc}") from exc
+        raise ShipperError(f"console TLS files: {exc}") from exc
     return context
 
 
 def read_token(path: Path, what: str = "console token") -> str:
-    """A bearer token from a file (a mounted Secret); UserError naming the file when unreadable or empty."""
+    """A bearer token from a file (a mounted Secret); ShipperError naming the file when unreadable or empty."""
     try:
         token = path.read_text().strip()
     except OSError as exc:
-        raise UserError(f"{path}: cannot read {what}: {exc.strerror}") from exc
+        raise ShipperError(f"{path}: cannot read {what}: {exc.strerror}") from exc
     if not token:
-        raise UserError(f"{path}: {what} file is empty")
+        raise ShipperError(f"{path}: {what} file is empty")
     return token
 
 
@@ -69,7 +73,7 @@ class ConsoleOutput(Output):
         super().__init__()
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
-            raise UserError(f"--console {url}: expected an https:// URL")
+            raise ShipperError(f"--console {url}: expected an https:// URL")
         self.base = url.rstrip("/")
         self.name = f"console {self.base}"
         self.spool = spool
