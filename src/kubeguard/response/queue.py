@@ -19,6 +19,7 @@ from pathlib import Path
 
 import fnfqueue
 
+from kubeguard.errors import KubeguardError
 from kubeguard.model import Alert
 from kubeguard.response.firewall import Firewall, Verdict, bypass_alert
 from kubeguard.response.iptables import Chains, Marks
@@ -31,8 +32,11 @@ SOL_NETLINK, NETLINK_NO_ENOBUFS = 270, 5
 PROC_QUEUES = Path("/proc/net/netfilter/nfnetlink_queue")
 
 
-class QueueError(Exception):
+class QueueError(KubeguardError):
     """The queue could not be bound (not root, queue taken by another program, no nfnetlink_queue)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=1)  # the run cannot start (or stop cleanly)
 
 
 def waiting_in_queue(queue_num: int) -> int:
