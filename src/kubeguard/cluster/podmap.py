@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubeguard.cluster.owners import WorkloadRef, owner_of
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.model import Workload
 
@@ -33,6 +34,7 @@ class PodMap:
     by_ip: dict[str, Workload] = field(default_factory=dict)
     by_container_id: dict[str, Workload] = field(default_factory=dict)
     by_pod_uid: dict[str, Workload] = field(default_factory=dict)
+    owners: dict[str, WorkloadRef] = field(default_factory=dict)  # pod uid -> its workload (controller)
 
     def add_pod(self, pod: dict[str, Any]) -> None:
         """Index one Pod object (as the API returns it)."""
@@ -53,6 +55,7 @@ class PodMap:
         pod_workload = Workload(**base)
         if pod_workload.pod_uid:
             self.by_pod_uid[pod_workload.pod_uid] = pod_workload
+            self.owners[pod_workload.pod_uid] = owner_of(pod)
         if not spec.get("hostNetwork"):
             ips = [status.get("podIP")] + [i.get("ip") for i in status.get("podIPs") or [] if isinstance(i, dict)]
             for ip in ips:
