@@ -30,6 +30,7 @@ from kubeguard.posture.paths.graph import (
 )
 from kubeguard.posture.rbac import Grant, RbacIndex, Subject
 from kubeguard.posture.rbac_checks import rbac_index
+from kubeguard.redact import mask_key_id
 
 # Controllers whose create/patch right is a pod create/patch right: (resource, API group).
 WORKLOAD_KINDS = (("deployments", "apps"), ("daemonsets", "apps"), ("statefulsets", "apps"), ("replicasets", "apps"),
@@ -390,9 +391,9 @@ class _Builder:
                 names = wl.literal_cloud_env(spec)
                 if names:
                     key_id = wl.literal_aws_key_id(spec)
-                    label = (f"AWS key {wl.mask(key_id)}" if key_id
+                    label = (f"AWS key {mask_key_id(key_id)}" if key_id
                              else f"cloud keys in env of {owner.namespace}/{owner.name}")
-                    node = self._cloud_identity(f"aws-key:{wl.mask(key_id)}" if key_id else f"env:{ctr[4:]}", label)
+                    node = self._cloud_identity(f"aws-key:{mask_key_id(key_id)}" if key_id else f"env:{ctr[4:]}", label)
                     finding = self.index.condition(
                         cond.CLOUD_KEYS, owner,
                         f"container {spec.get('name')} has cloud keys in env {', '.join(names)}",

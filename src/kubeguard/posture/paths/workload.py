@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from kubeguard.cluster.selectors import label_selector_selects
 from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
+from kubeguard.redact import AWS_KEY_ID
 
 METADATA_IP = ipaddress.ip_address("169.254.169.254")
-AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 AWS_ENV_NAMES = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
 CLOUD_ENV_NAMES = AWS_ENV_NAMES | frozenset({
     "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CREDENTIALS", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
@@ -171,11 +170,6 @@ def literal_cloud_env(container: dict[str, Any]) -> list[str]:
         if value and (name.upper() in CLOUD_ENV_NAMES or AWS_KEY_ID.search(value)):
             out.append(name)
     return out
-
-
-def mask(value: str) -> str:
-    """A credential shown safely: first four and last two characters."""
-    return value[:4] + "****" + value[-2:] if len(value) > 8 else "****"
 
 
 def literal_aws_key_id(container: dict[str, Any]) -> str | None:
