@@ -29,6 +29,7 @@ from kubeguard.agent.podsource import SA_TOKEN, ApiPodSource, FilePodSource, Kub
 from kubeguard.agent.sensorrun import SensorRunner, sensor_factory
 from kubeguard.agent.writededupe import WriteDeduper
 from kubeguard.cliutil import UserError, die, stderr
+from kubeguard.cluster.bounds import port_number
 from kubeguard.model import Alert, Event
 from kubeguard.store.alerts import default_db_path
 
@@ -152,6 +153,8 @@ def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, ale
         raise UserError(f"--sensor {sensor_name}: expected one of {', '.join(SENSORS)}")
     if queue_size < 1:
         raise UserError(f"--queue-size {queue_size}: must be at least 1")
+    if metrics_port is not None and port_number(metrics_port) is None:
+        raise UserError(f"--metrics-port {metrics_port}: expected a port number 1-65535")
     for path in rules:
         if not path.is_file():
             raise UserError(f"{path}: rules file not found")

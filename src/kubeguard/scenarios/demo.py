@@ -81,6 +81,16 @@ from kubeguard.rules.demo import replay_tesla_events  # noqa: E402
 STEPS.append(replay_tesla_events)
 
 
+def check_examples(examples: Path) -> None:
+    """An --examples folder must exist and hold tesla/ (UserError naming what is wrong)."""
+    if not examples.exists():
+        raise UserError(f"--examples {examples}: no such directory")
+    if not examples.is_dir():
+        raise UserError(f"--examples {examples}: not a directory")
+    if not (examples / "tesla").is_dir():
+        raise UserError(f"--examples {examples}: no tesla/ folder in it")
+
+
 def run_demo(examples: Path | None = None, console: Console = stdout) -> int:
     """Run every step in order; the exit code is 1 if any step failed."""
     ctx = DemoContext(examples or examples_dir(), console)
@@ -100,8 +110,13 @@ def run_demo(examples: Path | None = None, console: Console = stdout) -> int:
 def demo(
     examples: Path = typer.Option(None, "--examples", help="Folder holding tesla/ (default: the bundled examples)."),
 ) -> None:
-    """Walk through the Tesla 2018 breach: what kubeguard shows at each stage."""
+    """Walk through the Tesla 2018 breach: what kubeguard shows at each stage.
+
+    Exit codes: 0 every step showed what it should, 1 a step did not, 2 bad --examples folder.
+    """
     try:
+        if examples is not None:
+            check_examples(examples)
         code = run_demo(examples)
     except UserError as exc:
         die(str(exc), exc.code)
