@@ -9,10 +9,11 @@ from __future__ import annotations
 import typer
 
 from kubeguard import __version__
+from kubeguard.cliutil import log_to_stderr
 
 app = typer.Typer(
     name="kubeguard",
-    help="Kubernetes security: posture and attack paths, runtime detection, DPI and enforcement.",
+    help="Kubernetes security: posture and attack paths, runtime detection, deep packet inspection.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -29,19 +30,24 @@ def _version(value: bool) -> None:
 def main(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
-    """Kubernetes security: posture and attack paths, runtime detection, DPI and enforcement."""
+    """Kubernetes security: posture and attack paths, runtime detection, deep packet inspection."""
+    log_to_stderr()
 
 
 # Lanes register their commands below (one import and one line each).
 from kubeguard.agent.commands import agent  # noqa: E402
+from kubeguard.console.commands import console  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
 from kubeguard.posture.paths.commands import paths_command  # noqa: E402
+from kubeguard.response.commands import firewall  # noqa: E402
 from kubeguard.rules.commands import alerts, replay, rules_app  # noqa: E402
-from kubeguard.scenarios.demo import demo  # noqa: E402
+from kubeguard.scenarios.commands import demo  # noqa: E402
 
 app.command("dpi")(dpi)
 app.command("agent")(agent)
+app.command("firewall")(firewall)
+app.command("console")(console)
 app.command("scan")(scan)
 app.command("paths")(paths_command)
 app.command("demo")(demo)

@@ -17,6 +17,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from uuid import uuid4
 
 MITRE_ID = re.compile(r"^(T\d{4}(\.\d{3})?|TA\d{4}|MS-TA\d{4})$")
 
@@ -208,6 +209,9 @@ class Alert:
     output_fields: dict[str, Any] = field(default_factory=dict)
     tags: list[str] = field(default_factory=list)
     workload: Workload | None = None
+    # Stable id, set where the alert is raised: the console stores each id once, whatever is resent.
+    # Not part of Falco's record (`to_falco`); the console shipper sends it as "uuid".
+    uuid: str = field(default_factory=lambda: uuid4().hex)
 
     @property
     def severity(self) -> Severity:
@@ -249,6 +253,7 @@ class Alert:
             output_fields=fields,
             tags=[str(t) for t in data.get("tags") or []],
             workload=workload,
+            uuid=str(data.get("uuid") or uuid4().hex),
         )
 
 

@@ -7,9 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from kubeguard.net.demo import CAPTURE, dpi_tesla_miner, inspect_capture
 from kubeguard.net.tesla_capture import CDN_IP, POOL_NAME, STRATUM_PORT, write_capture
-from kubeguard.scenarios.demo import STEPS, DemoContext
+from kubeguard.scenarios.tesla import CAPTURE, STEPS, DemoContext, dpi_tesla_miner, inspect_capture
 
 
 def test_shipped_capture_is_reproducible(tmp_path: Path) -> None:

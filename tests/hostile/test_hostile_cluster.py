@@ -22,6 +22,7 @@ from kubeguard.net.pcapgen import PcapWriter
 
 MEMORY_LIMIT = 2 * 1024**3  # address space of one CLI run: a bomb that expands fails, a fixed one stays far below
 WALL_TIMEOUT = 300  # seconds; generous for two loaded cores, never a timing assertion
+SRC = Path(__file__).resolve().parents[2] / "src"
 POD = """apiVersion: v1
 kind: Pod
 metadata: {{name: {name}, namespace: default}}
@@ -38,8 +39,9 @@ def kubeguard(*args: str | Path, drop_dac: bool = False) -> subprocess.Completed
         resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
 
     prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if drop_dac else []
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([*prefix, sys.executable, "-m", "kubeguard", *map(str, args)], capture_output=True,
-                            text=True, timeout=WALL_TIMEOUT, preexec_fn=limit)
+                            text=True, timeout=WALL_TIMEOUT, preexec_fn=limit, env=env)
     assert "Traceback" not in result.stderr + result.stdout, result.stderr[-3000:]
     assert "MemoryError" not in result.stderr, result.stderr[-3000:]
     return result

@@ -89,8 +89,7 @@ def test_scan_paths_refuses_machine_formats_in_one_line():
 def test_demo_step_shows_the_chain_and_its_fix():
     from rich.console import Console
 
-    from kubeguard.posture.paths.demo import tesla_attack_paths
-    from kubeguard.scenarios.demo import STEPS, DemoContext
+    from kubeguard.scenarios.tesla import STEPS, DemoContext, tesla_attack_paths
 
     assert tesla_attack_paths in STEPS
     console = Console(record=True, width=200)

@@ -55,9 +55,9 @@ def test_negative(rule, event):
 
 
 def test_compiled_engine_agrees_with_tree_walker_on_every_fixture_event():
-    from kubeguard.rules.demo import tesla_events_path
     from kubeguard.rules.replay import ReplayStats, read_events
     from kubeguard.rules.treewalk import TreeWalker
+    from kubeguard.scenarios.tesla import tesla_events_path
 
     walker = TreeWalker(ENGINE.rules)
     events = [_event(e) for case in TABLE["cases"].values() for kind in ("positive", "negative")

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kubeguard.rules.demo import TESLA_RUNTIME_RULES, tesla_events_path
+from kubeguard.scenarios.tesla import TESLA_RUNTIME_RULES, tesla_events_path
 
 REPO = Path(__file__).resolve().parents[2]
 

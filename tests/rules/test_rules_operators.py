@@ -106,3 +106,13 @@ def test_derived_fields(tmp_path):
     assert matches(res, {"evt.rawres": -2})
     assert matches(res, {"evt.res": "ENOENT"})
     assert not matches(res, {"evt.rawres": 3})
+
+
+def test_field_table_declares_each_field_once():
+    """proc.pid.ts was declared string and int (the later silently won); a second declaration now raises."""
+    from kubeguard.rules import fields
+
+    assert fields.field_type(fields.FieldRef("proc.pid.ts", None)) == fields.INT
+    with pytest.raises(ValueError, match=r"proc\.name declared twice"):
+        fields._add(fields.INT, "proc.name")
+    assert fields.field_type(fields.FieldRef("proc.name", None)) == fields.STR

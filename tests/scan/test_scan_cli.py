@@ -11,7 +11,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from kubeguard.cli import app
-from kubeguard.scenarios.demo import TESLA_CHECKS, run_demo
+from kubeguard.scenarios.tesla import TESLA_CHECKS, run_demo
 from kubeguard.store.alerts import AlertStore
 
 REPO = Path(__file__).resolve().parents[2]

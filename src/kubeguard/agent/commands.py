@@ -21,19 +21,20 @@ from pathlib import Path
 
 import typer
 
+from kubeguard.agent.config import AgentConfig
 from kubeguard.agent.enrich import Enricher
 from kubeguard.agent.metrics import AgentMetrics, MetricsServer
 from kubeguard.agent.outputs import JsonLinesOutput, Output, SyslogOutput, WebhookOutput, parse_header
 from kubeguard.agent.pipeline import Pipeline, RuleSet
 from kubeguard.agent.podsource import SA_TOKEN, ApiPodSource, FilePodSource, KubeletPodSource, PodSource
 from kubeguard.agent.sensorrun import SensorRunner, sensor_factory
+from kubeguard.agent.shipper import ConsoleOutput, read_token, tls_context
+from kubeguard.agent.spool import Spool
 from kubeguard.agent.writededupe import WriteDeduper
 from kubeguard.cliutil import UserError, die, stderr
-from kubeguard.cluster.bounds import port_number
 from kubeguard.model import Alert, Event
-from kubeguard.store.alerts import default_db_path
-
-SENSORS = ("ebpf", "proc")
+from kubeguard.rules import RuleEngine, RuleLoadError
+from kubeguard.store.alerts import StoreError, default_db_path
 
 
 def agent(
@@ -56,16 +57,31 @@ def agent(
     queue_size: int = typer.Option(65536, "--queue-size", help="Events buffered between sensor and rules."),
     drop_report_interval: float = typer.Option(10.0, "--drop-report-interval", help="Seconds between drop alerts."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
+    console_url: str | None = typer.Option(None, "--console", help="Ship alerts and heartbeats to this console "
+                                           "(https://...); spooled on disk while it is unreachable."),
+    console_token_file: Path | None = typer.Option(None, "--console-token-file",
+                                                   help="File holding this node's console API token."),
+    console_ca: Path | None = typer.Option(None, "--console-ca", help="CA certificate of the console (PEM)."),
+    console_cert: Path | None = typer.Option(None, "--console-cert", help="Client certificate for mTLS (PEM)."),
+    console_key: Path | None = typer.Option(None, "--console-key", help="Client key for mTLS (PEM)."),
+    console_spool: Path | None = typer.Option(None, "--console-spool",
+                                              help="Spool file (default: console-spool.db next to the store)."),
+    console_spool_limit: int = typer.Option(100_000, "--console-spool-limit", help="Most alerts kept spooled."),
 ) -> None:
     """Run the node agent: kernel events -> pods -> rules -> alerts (store, stdout/file, webhook, syslog)."""
+    config = AgentConfig(
+        rules=rules, defaults=not no_default_rules, events_out=events_out, alerts_out=alerts_out, pods=pods,
+        sensor=sensor, fanotify=fanotify, store=store or default_db_path(), metrics_port=metrics_port,
+        metrics_host=metrics_host, webhook=webhook, webhook_headers=webhook_header, syslog=syslog, node=node,
+        queue_size=queue_size, drop_report_interval=drop_report_interval, duration=duration,
+        console=console_url, console_ca=console_ca, console_cert=console_cert, console_key=console_key,
+        console_spool=console_spool, console_spool_limit=console_spool_limit,
+    )
     try:
-        code = run_agent(
-            rules=rules, defaults=not no_default_rules, events_out=events_out, alerts_out=alerts_out, pods=pods,
-            sensor_name=sensor, fanotify=fanotify, store=store or default_db_path(), metrics_port=metrics_port,
-            metrics_host=metrics_host, metrics_token=_metrics_token(metrics_token_file), webhook=webhook,
-            webhook_headers=webhook_header, syslog=syslog, node=node, queue_size=queue_size,
-            drop_report_interval=drop_report_interval, duration=duration,
-        )
+        config.metrics_token = _metrics_token(metrics_token_file)
+        if console_token_file is not None:
+            config.console_token = read_token(console_token_file)
+        code = run_agent(config)
     except UserError as exc:
         die(str(exc), exc.code)
     raise typer.Exit(code)
@@ -74,13 +90,7 @@ def agent(
 def _metrics_token(path: Path | None) -> str | None:
     if path is None:
         return os.environ.get("KUBEGUARD_METRICS_TOKEN") or None
-    try:
-        token = path.read_text().strip()
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read metrics token: {exc.strerror}") from exc
-    if not token:
-        raise UserError(f"{path}: metrics token file is empty")
-    return token
+    return read_token(path, "metrics token")
 
 
 def load_rules(paths: list[Path], defaults: bool) -> RuleSet:
@@ -91,10 +101,6 @@ def load_rules(paths: list[Path], defaults: bool) -> RuleSet:
     """
     if not paths and not defaults:
         return NoRules()
-    try:
-        from kubeguard.rules import RuleEngine, RuleLoadError
-    except ImportError as exc:
-        raise UserError(f"the rule engine (kubeguard.rules) is not available: {exc}", code=1) from exc
     try:
         engine = RuleEngine.load(paths or None, include_defaults=defaults)
     except RuleLoadError as exc:  # one line: the first problem as file:line, and how many more
@@ -144,36 +150,63 @@ def build_outputs(alerts_out: str, webhook: str | None, headers: list[str], sysl
     return outputs
 
 
-def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, alerts_out: str, pods: Path | None,
-              sensor_name: str, store: Path, metrics_port: int | None, metrics_host: str, metrics_token: str | None,
-              webhook: str | None, webhook_headers: list[str], syslog: str | None, node: str, queue_size: int,
-              drop_report_interval: float, duration: float | None, fanotify: bool = False) -> int:
+def console_output(config: AgentConfig, health: Callable[[], dict[str, object]]) -> ConsoleOutput:
+    """The console shipper with its disk spool (default: console-spool.db next to the store)."""
+    spool_path = config.console_spool or (config.store or default_db_path()).parent / "console-spool.db"
+    try:
+        spool = Spool(spool_path, config.console_spool_limit)
+    except StoreError as exc:
+        raise UserError(str(exc), code=1) from exc
+    context = tls_context(config.console_ca, config.console_cert, config.console_key)
+    assert config.console and config.console_token
+    output = ConsoleOutput(config.console, config.console_token, spool, context, health=health)
+    stderr.print(f"kubeguard agent: shipping alerts to {output.base} ({len(spool)} spooled from before)",
+                 markup=False)
+    return output
+
+
+def _health(pipeline: Pipeline, runners: list[SensorRunner]) -> Callable[[], dict[str, object]]:
+    """Figures for the console heartbeat: events/s since the last call, drops (queue + kernel)."""
+    last = [time.monotonic(), 0]
+
+    def figures() -> dict[str, object]:
+        now, processed = time.monotonic(), pipeline.processed
+        rate = (processed - last[1]) / max(now - last[0], 1e-3)
+        last[0], last[1] = now, processed
+        lost = sum(int(s.get("lost", 0)) for s in _stats(runners).values())
+        return {"events_per_s": round(rate, 1), "drops": pipeline.total_dropped + lost,
+                "alerts": pipeline.alerts_raised, "sensors": [r.name for r in runners]}
+
+    return figures
+
+
+def run_agent(config: AgentConfig) -> int:
     """The agent's main loop; returns the exit code. Raises UserError on bad input."""
-    if sensor_name not in SENSORS:
-        raise UserError(f"--sensor {sensor_name}: expected one of {', '.join(SENSORS)}")
-    if queue_size < 1:
-        raise UserError(f"--queue-size {queue_size}: must be at least 1")
-    if metrics_port is not None and port_number(metrics_port) is None:
-        raise UserError(f"--metrics-port {metrics_port}: expected a port number 1-65535")
-    for path in rules:
-        if not path.is_file():
-            raise UserError(f"{path}: rules file not found")
-    outputs = build_outputs(alerts_out, webhook, webhook_headers, syslog)
-    source = pod_source(pods, node)
-    ruleset = load_rules(rules, defaults)
+    problems = config.problems()
+    if problems:
+        raise UserError(problems[0])
+    node = config.node
+    outputs = build_outputs(config.alerts_out, config.webhook, config.webhook_headers, config.syslog)
+    health: list[Callable[[], dict[str, object]]] = []
+    if config.console:
+        outputs.append(console_output(config, lambda: health[0]() if health else {}))
+    source = pod_source(config.pods, node)
+    ruleset = load_rules(config.rules, config.defaults)
     metrics = AgentMetrics()
-    factory = sensor_factory(sensor_name)
+    factory = sensor_factory(config.sensor)
     runners: list[SensorRunner] = []
     pipeline = Pipeline(
-        Enricher(source, node=node), ruleset, outputs, store_path=store, events_out=events_out, metrics=metrics,
-        queue_size=queue_size, drop_report_interval=drop_report_interval,
+        Enricher(source, node=node), ruleset, outputs, store_path=config.store, events_out=config.events_out,
+        metrics=metrics, queue_size=config.queue_size, drop_report_interval=config.drop_report_interval,
         sensor_stats=lambda: _stats(runners), hostname=node or socket.gethostname(),
     )
-    server = MetricsServer(metrics, metrics_port, metrics_host, metrics_token) if metrics_port is not None else None
+    health.append(_health(pipeline, runners))
+    server = (MetricsServer(metrics, config.metrics_port, config.metrics_host, config.metrics_token)
+              if config.metrics_port is not None else None)
     pipeline.start()
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-    emit = WriteDeduper(pipeline.submit) if fanotify else pipeline.submit
+    emit = WriteDeduper(pipeline.submit) if config.fanotify else pipeline.submit
     try:
         runner = SensorRunner(factory, emit, pipeline.on_gap, metrics)
         try:
@@ -182,13 +215,14 @@ def run_agent(*, rules: list[Path], defaults: bool, events_out: Path | None, ale
             stderr.print(f"kubeguard: error: {exc}", markup=False)
             return 1
         runners.append(runner)
-        if fanotify:
+        if config.fanotify:
             _start_fanotify(runners, emit, pipeline, metrics)
         if server is not None:
             server.start()
-            stderr.print(f"kubeguard agent: metrics on http://{metrics_host}:{server.port}/metrics", markup=False)
+            stderr.print(f"kubeguard agent: metrics on http://{config.metrics_host}:{server.port}/metrics",
+                         markup=False)
         _announce(runners, source)
-        deadline = time.monotonic() + duration if duration is not None else None
+        deadline = time.monotonic() + config.duration if config.duration is not None else None
         while not stop.is_set():
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:

@@ -15,7 +15,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from kubeguard.cliutil import UserError
+from kubeguard.errors import KubeguardError
+
+
+class MetricsError(KubeguardError):
+    """The metrics endpoint cannot be served as asked (no token off loopback, port taken)."""
 
 
 class AgentMetrics:
@@ -56,15 +60,15 @@ class MetricsServer:
         except ValueError:
             loopback = host == "localhost"
         if not loopback and not token:
-            raise UserError(f"--metrics-host {host}: a non-loopback metrics address needs a token "
-                            "(KUBEGUARD_METRICS_TOKEN or --metrics-token-file)")
+            raise MetricsError(f"--metrics-host {host}: a non-loopback metrics address needs a token "
+                               "(KUBEGUARD_METRICS_TOKEN or --metrics-token-file)")
         handler = _handler(metrics, token)
         try:
             self.httpd = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
-            raise UserError(f"--metrics-port {port}: cannot listen on {host}: {exc.strerror}") from exc
+            raise MetricsError(f"--metrics-port {port}: cannot listen on {host}: {exc.strerror}") from exc
         except OverflowError as exc:  # a port outside 0-65535
-            raise UserError(f"--metrics-port {port}: expected a port number 1-65535") from exc
+            raise MetricsError(f"--metrics-port {port}: expected a port number 1-65535") from exc
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 import socket
 import sys
@@ -21,8 +22,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
-from kubeguard.cliutil import UserError, warn
+from kubeguard.errors import KubeguardError
 from kubeguard.model import Alert
+
+log = logging.getLogger(__name__)
+
+
+class OutputError(KubeguardError):
+    """An alert output that cannot be set up (bad URL, address or header; unwritable file)."""
+
 
 # Falco priority -> syslog severity (RFC 5424): Emergency 0 ... Debug 7.
 SYSLOG_SEVERITY = {"Emergency": 0, "Alert": 1, "Critical": 2, "Error": 3, "Warning": 4, "Notice": 5,
@@ -53,7 +61,7 @@ class Output:
         self.failures += count
         if reason not in self._warned:
             self._warned.add(reason)
-            warn(f"{self.name} output: {reason} ({count} alert(s) not delivered; they are in the store)")
+            log.warning(f"{self.name} output: {reason} ({count} alert(s) not delivered; they are in the store)")
 
 
 class JsonLinesOutput(Output):
@@ -68,7 +76,7 @@ class JsonLinesOutput(Output):
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             except OSError as exc:
-                raise UserError(f"{path}: cannot open alerts output: {exc.strerror}") from exc
+                raise OutputError(f"{path}: cannot open alerts output: {exc.strerror}") from exc
             self.stream: IO[str] = os.fdopen(fd, "a", encoding="utf-8")
             self.name = f"alerts file {path}"
         else:
@@ -110,7 +118,7 @@ class WebhookOutput(Output):
         super().__init__()
         parts = urllib.parse.urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UserError(f"--webhook {mask_url(url)}: expected an http:// or https:// URL")
+            raise OutputError(f"--webhook {mask_url(url)}: expected an http:// or https:// URL")
         self.headers = {"Content-Type": "application/json", **(headers or {})}
         if parts.username is not None:  # user:password@ in the URL -> Basic auth, not part of the URL
             creds = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
@@ -164,14 +172,14 @@ class SyslogOutput(Output):
         if address.startswith("udp://"):
             host, _, port = address[len("udp://"):].rpartition(":")
             if not host or not port.isdigit():
-                raise UserError(f"--syslog {address}: expected udp://HOST:PORT")
+                raise OutputError(f"--syslog {address}: expected udp://HOST:PORT")
             self.target: str | tuple[str, int] = (host.strip("[]"), int(port))
             family = socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET
             self.sock = socket.socket(family, socket.SOCK_DGRAM)
         else:
             path = address[len("unix://"):] if address.startswith("unix://") else address
             if not path.startswith("/"):
-                raise UserError(f"--syslog {address}: expected udp://HOST:PORT or unix:///path/to/socket")
+                raise OutputError(f"--syslog {address}: expected udp://HOST:PORT or unix:///path/to/socket")
             self.target = path
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
@@ -193,10 +201,10 @@ class SyslogOutput(Output):
 
 
 def parse_header(text: str) -> tuple[str, str]:
-    """``Name: value`` -> (name, value); UserError otherwise (the value is never echoed)."""
+    """``Name: value`` -> (name, value); OutputError otherwise (the value is never echoed)."""
     name, sep, value = text.partition(":")
     if not sep or not name.strip():
-        raise UserError(f"--webhook-header {name.strip() or '?'}: expected 'Name: value'")
+        raise OutputError(f"--webhook-header {name.strip() or '?'}: expected 'Name: value'")
     return name.strip(), value.strip()
 
 

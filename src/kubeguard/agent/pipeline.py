@@ -1,8 +1,9 @@
 """The agent's pipeline: sensor -> enrich -> rules -> alerts -> store + outputs, with bounded queues.
 
 Three threads meet here:
-- the sensor thread calls `submit()` per event; it never blocks: when the event queue is full the
-  event is dropped and counted by type (Falco's ``n_drops``);
+- the sensor threads (one per sensor) call `submit()` per event; it never blocks: when the event
+  queue is full the event is dropped and counted by type (Falco's ``n_drops``); the counters they
+  share are updated under `_counts_lock`;
 - the worker thread enriches, writes the event log (``--events-out``), runs the rules and hands
   alerts to the alert queue; every `drop_report_interval` seconds it turns new drops (queue and
   kernel side) into a "Falco internal: syscall event drop" alert;
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import queue
 import socket
@@ -31,9 +33,16 @@ from kubeguard.agent.fields import internal_stripped
 from kubeguard.agent.metrics import AgentMetrics
 from kubeguard.agent.outputs import Output
 from kubeguard.agent.portscan import PortScanDetector
-from kubeguard.cliutil import UserError, warn
+from kubeguard.errors import KubeguardError
 from kubeguard.model import Alert, Event, format_time_ns
 from kubeguard.store.alerts import AlertStore, StoreError
+
+log = logging.getLogger(__name__)
+
+
+class PipelineError(KubeguardError):
+    """The pipeline cannot start: its event log or alert store cannot be opened."""
+
 
 DROP_RULE = "Falco internal: syscall event drop"
 GAP_RULE = "Kubeguard agent: sensor gap"
@@ -53,7 +62,7 @@ class EventLog:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError as exc:
-            raise UserError(f"{path}: cannot open events output: {exc.strerror}") from exc
+            raise PipelineError(f"{path}: cannot open events output: {exc.strerror}") from exc
         self.path = path
         self.stream: IO[str] = os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16)
         self.written = 0
@@ -112,6 +121,7 @@ class Pipeline:
         self._event_counters: dict[str, Any] = {}
         self._exported: dict[str, int] = {}  # event counts already added to the events metric
         self._drop_counters: dict[str, Any] = {}
+        self._counts_lock = threading.Lock()  # received, dropped, alerts_raised: written by several threads
         self._worker = threading.Thread(target=self._work, name="pipeline", daemon=True)
         self._sink = threading.Thread(target=self._sink_loop, name="alerts", daemon=True)
         self._store_ready = threading.Event()
@@ -122,14 +132,16 @@ class Pipeline:
     def submit(self, event: Event) -> None:
         """Queue one event; never blocks. A full queue drops the event and counts it by type."""
         etype = str(event.get("evt.type", "unknown"))
-        self.received[etype] += 1  # exported to the events metric by the worker, once a second
+        with self._counts_lock:
+            self.received[etype] += 1  # exported to the events metric by the worker, once a second
         try:
             self.events.put_nowait(event)
         except queue.Full:
-            self.dropped[etype] += 1
-            drop = self._drop_counters.get(etype)
-            if drop is None:
-                drop = self._drop_counters[etype] = self.metrics.drops.labels(etype)
+            with self._counts_lock:
+                self.dropped[etype] += 1
+                drop = self._drop_counters.get(etype)
+                if drop is None:
+                    drop = self._drop_counters[etype] = self.metrics.drops.labels(etype)
             drop.inc()
 
     def on_gap(self, sensor: str, start_ns: int, end_ns: int, reason: str) -> None:
@@ -148,11 +160,11 @@ class Pipeline:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
-        """Start the worker and alert threads; raises UserError when the store cannot be opened."""
+        """Start the worker and alert threads; raises PipelineError when the store cannot be opened."""
         self._sink.start()
         self._store_ready.wait()
         if self._store_error:
-            raise UserError(self._store_error)
+            raise PipelineError(self._store_error)
         self._worker.start()
 
     def stop(self, timeout: float = 60.0) -> None:
@@ -169,7 +181,8 @@ class Pipeline:
 
     @property
     def total_dropped(self) -> int:
-        return sum(self.dropped.values())
+        with self._counts_lock:
+            return sum(self.dropped.values())
 
     # -- worker ------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -199,7 +212,9 @@ class Pipeline:
     def _export_counts(self) -> None:
         """Bring the events metric and the queue-depth gauge up to date (not per event: a
         Prometheus counter takes a lock on every `inc`)."""
-        for etype, count in list(self.received.items()):
+        with self._counts_lock:
+            received = list(self.received.items())
+        for etype, count in received:
             delta = count - self._exported.get(etype, 0)
             if delta:
                 counter = self._event_counters.get(etype)
@@ -219,7 +234,7 @@ class Pipeline:
             self.metrics.rule_errors.inc()
             self.rule_errors += 1
             if self.rule_errors == 1:
-                warn(f"rule engine failed on a {event.get('evt.type')} event: {exc}")
+                log.warning(f"rule engine failed on a {event.get('evt.type')} event: {exc}")
             alerts = []
         alerts = alerts + self.portscan.process(event)
         self.processed += 1
@@ -236,7 +251,8 @@ class Pipeline:
 
     def _raise(self, alerts: list[Alert]) -> None:
         for alert in alerts:
-            self.alerts_raised += 1
+            with self._counts_lock:  # the worker and the sensors' gap callbacks both raise
+                self.alerts_raised += 1
             self.metrics.alerts.labels(alert.rule, alert.priority).inc()
             try:
                 self.alerts.put_nowait(alert)
@@ -260,7 +276,8 @@ class Pipeline:
         self._reported_drops, self._reported_lost, self._reported_processed = drops, lost, self.processed
         if new_drops <= 0 and new_lost <= 0:
             return
-        by_type = {k: v for k, v in sorted(self.dropped.items())}
+        with self._counts_lock:
+            by_type = dict(sorted(self.dropped.items()))
         total = new_drops + new_lost
         alert = Alert(
             rule=DROP_RULE, priority="Critical", source="internal", hostname=self.hostname,
@@ -314,7 +331,7 @@ class Pipeline:
             try:
                 self.stored += store.add(batch)
             except StoreError as exc:
-                warn(str(exc))
+                log.warning(str(exc))
         for output in self.outputs:
             output.send(batch)
             output.flush()

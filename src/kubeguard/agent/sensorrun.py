@@ -1,6 +1,6 @@
 """Choosing and running the agent's sensor under the sensors lane's Supervisor.
 
-`SensorRunner.start()` returns once events flow (or raises UserError with the sensor's one-line
+`SensorRunner.start()` returns once events flow (or raises SensorStartError with the sensor's one-line
 reason, exit code 1); the Supervisor restarts a sensor that dies and reports every blind interval
 through `on_gap` (the pipeline turns it into an alert). The agent's own syscalls are dropped here:
 they are not the node's activity, and reporting them would feed the agent its own reads.
@@ -13,8 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from kubeguard.agent.metrics import AgentMetrics
-from kubeguard.cliutil import UserError
+from kubeguard.errors import KubeguardError
 from kubeguard.model import Event
+
+
+class SensorStartError(KubeguardError):
+    """An unknown sensor name (code 2) or a sensor that cannot start here (code 1)."""
+
 
 GapFn = Callable[[str, int, int, str], None]
 
@@ -33,7 +38,7 @@ def sensor_factory(name: str) -> Callable[[], Any]:
         from kubeguard.sensors.fanotify import FanotifySensor
 
         return FanotifySensor
-    raise UserError(f"--sensor {name}: expected ebpf or proc")
+    raise SensorStartError(f"--sensor {name}: expected ebpf or proc")
 
 
 class SensorRunner:
@@ -76,7 +81,7 @@ class SensorRunner:
         try:
             self.supervisor.start(self.emit)
         except SensorError as exc:
-            raise UserError(f"sensor {self.supervisor.name or '?'} cannot start: {exc}", code=1) from exc
+            raise SensorStartError(f"sensor {self.supervisor.name or '?'} cannot start: {exc}", code=1) from exc
         self._up(1)
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -19,7 +19,11 @@ OPEN_TYPES = frozenset({"open", "openat", "openat2", "creat"})
 
 
 class WriteDeduper:
-    """Wraps an emit function; thread-safe (each sensor emits from its own thread)."""
+    """Wraps an emit function; thread-safe (each sensor emits from its own thread).
+
+    A write that wins is emitted under the lock, so the wrapped emit sees one write event at a
+    time and in the order the decisions were taken (the pipeline's submit never blocks).
+    """
 
     def __init__(self, emit: Callable[[Event], None], window: float = 2.0, max_entries: int = 65536) -> None:
         self.emit = emit
@@ -44,7 +48,7 @@ class WriteDeduper:
             if len(self._seen) >= self.max_entries:
                 self._prune(now)
             self._seen[key] = (now, sensor)
-        self.emit(event)
+            self.emit(event)
 
     def _prune(self, now: float) -> None:
         fresh = {k: v for k, v in self._seen.items() if now - v[0] < self.window}

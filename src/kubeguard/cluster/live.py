@@ -24,10 +24,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from urllib3.exceptions import HTTPError
 
-from kubeguard.cliutil import UserError
 from kubeguard.cluster import components
 from kubeguard.cluster.manifests import Document, one_line, read_documents
 from kubeguard.cluster.snapshot import K8sObject, LoadProblem, Snapshot, SourceRef
+from kubeguard.errors import KubeguardError
+
+
+class KubeconfigError(KubeguardError):
+    """No usable cluster configuration (kubeconfig missing, malformed or rejected)."""
+
 
 PAGE_SIZE = 500
 TIMEOUT_SECONDS = 30
@@ -68,7 +73,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
 
 
 def api_client(kubeconfig: Path | None, context: str | None) -> tuple[client.ApiClient, str]:
-    """An ApiClient and the cluster's name; an unusable configuration is one UserError line."""
+    """An ApiClient and the cluster's name; an unusable configuration is one KubeconfigError line."""
     cfg = client.Configuration()
     cfg.retries = 1
     default = Path(os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or Path.home() / ".kube" / "config")
@@ -76,29 +81,29 @@ def api_client(kubeconfig: Path | None, context: str | None) -> tuple[client.Api
         if kubeconfig is not None or context is not None or default.exists():
             path = kubeconfig or default
             if not path.is_file():
-                raise UserError(f"kubeconfig {path}: {'not a regular file' if path.exists() else 'no such file'}")
+                raise KubeconfigError(f"kubeconfig {path}: {'not a regular file' if path.exists() else 'no such file'}")
             _check_kubeconfig(path)
             config.load_kube_config(config_file=str(path), context=context, client_configuration=cfg,
                                     persist_config=False)
             _, active = config.list_kube_config_contexts(config_file=str(path))
             name = context or (active or {}).get("name", "")
         elif not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            raise UserError(f"no kubeconfig ({default} does not exist) and not running inside a cluster: "
-                            "give manifest PATHs to scan, or --kubeconfig FILE")
+            raise KubeconfigError(f"no kubeconfig ({default} does not exist) and not running inside a cluster: "
+                                  "give manifest PATHs to scan, or --kubeconfig FILE")
         else:
             config.load_incluster_config(client_configuration=cfg)
             name = "in-cluster"
-    except UserError:
+    except KubeconfigError:
         raise
     except ConfigException as exc:
         where = f"kubeconfig {kubeconfig or default}" if (kubeconfig or default.exists()) else "in-cluster config"
-        raise UserError(f"{where}: {one_line(exc)}") from exc
+        raise KubeconfigError(f"{where}: {one_line(exc)}") from exc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
-        raise UserError(f"kubeconfig {kubeconfig or default}{line}: malformed YAML: {exc.problem}") from exc
+        raise KubeconfigError(f"kubeconfig {kubeconfig or default}{line}: malformed YAML: {exc.problem}") from exc
     except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:  # unreadable file
-        raise UserError(f"kubeconfig {kubeconfig or default}: cannot read: {one_line(exc)}") from exc
+        raise KubeconfigError(f"kubeconfig {kubeconfig or default}: cannot read: {one_line(exc)}") from exc
     return client.ApiClient(cfg), name or cfg.host
 
 
@@ -109,7 +114,7 @@ def _check_kubeconfig(path: Path) -> None:
     for _ in read_documents(path, problems):
         pass
     if problems:
-        raise UserError(f"kubeconfig {problems[0]}")
+        raise KubeconfigError(f"kubeconfig {problems[0]}")
 
 
 def load_live(kubeconfig: Path | None = None, context: str | None = None,

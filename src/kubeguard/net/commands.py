@@ -152,7 +152,9 @@ def _run(files: list[Path], interface: str | None, duration: float | None, count
         if store is not None:
             store.close()
     summary = (f"dpi: {engine.packets} packets, {engine.table.created} flows, {sink.count} alerts"
-               + (f", {engine.decoder.malformed} malformed" if engine.decoder.malformed else ""))
+               + (f", {engine.decoder.malformed} malformed" if engine.decoder.malformed else "")
+               + (f", {engine.table.evicted_full} flows evicted early (flow table full, --max-flows {max_flows})"
+                  if engine.table.evicted_full else ""))
     # with JSON on stdout the summary goes to stderr, so stdout stays one alert per line
     (stderr if output == "json" else stdout).print(summary, markup=False)
     return status

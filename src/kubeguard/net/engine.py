@@ -202,8 +202,10 @@ class Engine:
         flow.state.clear()
 
     def _direction_closed(self, flow: Flow, d: int) -> None:
-        if flow.proto is None and flow.closed == 3:
-            self._decide(flow, final=True)
+        if flow.closed == 3:
+            self.table.closed(flow)
+            if flow.proto is None:
+                self._decide(flow, final=True)
 
     def _gap(self, flow: Flow, d: int) -> None:
         handler = flow.handlers[d]

@@ -2,17 +2,26 @@
 
 The client is the side that sent the SYN (or, without one, the first packet; a SYN-ACK or a
 well-known source port facing an ephemeral one flips it). Flows leave the table when idle past
-their timeout, shortly after both sides closed, or, when the table is full, oldest first; each
-leaving flow is handed to `on_expire` so its record is never lost.
+their timeout, shortly after both sides closed, or, when the table is full, least recently active
+first; each leaving flow is handed to `on_expire` so its record is never lost.
+
+Every operation is O(1) per packet, so a flood of new flows can not make the table rescan itself:
+flows sit in one recency queue per idle timeout (TCP, other, closed), least recently active first.
+Expiry pops from the queue fronts while they are idle, and a full table evicts the least recently
+active flow (closed ones first), counted in `evicted_full`. Recency is arrival order, so in a
+capture whose timestamps go backwards a flow may leave up to that skew late.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 from kubeguard.model import Severity, format_time_ns
 from kubeguard.net.decode import L4_NAMES, TCP, TH_ACK, TH_SYN, UDP, Packet, ip_text
+
+FlowKey = tuple[bytes, int, bytes, int, int]
 
 
 class Flow:
@@ -32,6 +41,7 @@ class Flow:
         "meta",
         "pkts",
         "proto",
+        "queue",
         "rules",
         "scan_tail",
         "scanned",
@@ -44,7 +54,7 @@ class Flow:
         "verdict",
     )
 
-    def __init__(self, key: tuple[bytes, int, bytes, int, int], ts: float) -> None:
+    def __init__(self, key: FlowKey, ts: float) -> None:
         self.key = key
         self.cip = ip_text(key[0])
         self.cport = key[1]
@@ -70,6 +80,7 @@ class Flow:
         self.severity: Severity | None = None
         self.rules: list[str] = []
         self.state: dict[str, Any] = {}  # per-flow detector state
+        self.queue: OrderedDict[FlowKey, Flow] | None = None  # the FlowTable recency queue holding this flow
 
     def identity(self) -> dict[str, Any]:
         """The flow keys every record and alert carries."""
@@ -115,9 +126,12 @@ class FlowTable:
         self.tcp_timeout = tcp_timeout
         self.udp_timeout = udp_timeout
         self.closed_timeout = closed_timeout
-        self.flows: dict[tuple[bytes, int, bytes, int, int], Flow] = {}
+        self.flows: dict[FlowKey, Flow] = {}
+        self._tcp: OrderedDict[FlowKey, Flow] = OrderedDict()
+        self._other: OrderedDict[FlowKey, Flow] = OrderedDict()
+        self._closed: OrderedDict[FlowKey, Flow] = OrderedDict()
         self.created = 0
-        self.evicted_full = 0
+        self.evicted_full = 0  # flows pushed out before their timeout because the table was full
         self._next_sweep = 0.0
 
     def lookup(self, pkt: Packet) -> tuple[Flow, int]:
@@ -125,10 +139,12 @@ class FlowTable:
         key = (pkt.src, pkt.sport, pkt.dst, pkt.dport, pkt.proto)
         flow = self.flows.get(key)
         if flow is not None:
+            flow.queue.move_to_end(key)  # type: ignore[union-attr]
             return flow, 0
         rkey = (pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.proto)
         flow = self.flows.get(rkey)
         if flow is not None:
+            flow.queue.move_to_end(rkey)  # type: ignore[union-attr]
             return flow, 1
         if self._server_sent_first(pkt):
             key = rkey
@@ -136,14 +152,23 @@ class FlowTable:
         else:
             direction = 0
         if len(self.flows) >= self.max_flows:
-            self._sweep(pkt.ts)
+            self._expire(pkt.ts)
             if len(self.flows) >= self.max_flows:
-                old = self.flows.pop(next(iter(self.flows)))
                 self.evicted_full += 1
-                self.on_expire(old)
+                self._leave(self._least_recent())
         flow = self.flows[key] = Flow(key, pkt.ts)
+        queue = self._tcp if pkt.proto == TCP else self._other
+        queue[key] = flow
+        flow.queue = queue
         self.created += 1
         return flow, direction
+
+    def closed(self, flow: Flow) -> None:
+        """Both sides of `flow` closed: it leaves `closed_timeout` after its last packet."""
+        if flow.queue is not None and flow.queue is not self._closed:
+            del flow.queue[flow.key]
+            self._closed[flow.key] = flow
+            flow.queue = self._closed
 
     @staticmethod
     def _server_sent_first(pkt: Packet) -> bool:
@@ -155,22 +180,36 @@ class FlowTable:
         return pkt.sport < _SERVICE_PORT_MAX <= pkt.dport
 
     def tick(self, now: float) -> None:
-        """Expire idle and closed flows; cheap to call on every packet (sweeps once a second)."""
+        """Expire idle and closed flows; cheap to call on every packet (runs once a second)."""
         if now >= self._next_sweep:
             self._next_sweep = now + 1.0
-            self._sweep(now)
+            self._expire(now)
 
-    def _sweep(self, now: float) -> None:
-        expired = []
-        for key, flow in self.flows.items():
-            idle = now - flow.end
-            timeout = self.tcp_timeout if flow.l4 == "tcp" else self.udp_timeout
-            if idle > timeout or (flow.closed == 3 and idle > self.closed_timeout):
-                expired.append(key)
-        for key in expired:
-            self.on_expire(self.flows.pop(key))
+    def _expire(self, now: float) -> None:
+        """Pop idle flows from the front of each queue; stops at the first one still active (O(1) amortised)."""
+        for queue, timeout in ((self._closed, self.closed_timeout), (self._other, self.udp_timeout),
+                               (self._tcp, self.tcp_timeout)):
+            while queue:
+                flow = next(iter(queue.values()))
+                if now - flow.end <= timeout:
+                    break
+                self._leave(flow)
+
+    def _least_recent(self) -> Flow:
+        """The flow to evict from a full table: the least recently active closed one, else the least recent."""
+        if self._closed:
+            return next(iter(self._closed.values()))
+        heads = [next(iter(q.values())) for q in (self._tcp, self._other) if q]
+        return min(heads, key=lambda f: f.end)
+
+    def _leave(self, flow: Flow) -> None:
+        del self.flows[flow.key]
+        if flow.queue is not None:
+            del flow.queue[flow.key]
+            flow.queue = None
+        self.on_expire(flow)
 
     def flush(self) -> None:
         """End of input: every remaining flow leaves the table."""
         while self.flows:
-            self.on_expire(self.flows.pop(next(iter(self.flows))))
+            self._leave(next(iter(self.flows.values())))

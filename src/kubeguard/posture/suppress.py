@@ -26,10 +26,15 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from kubeguard.cliutil import UserError
 from kubeguard.cluster.manifests import node_line, read_documents
 from kubeguard.cluster.snapshot import K8sObject, LoadProblem, Snapshot, SourceRef
+from kubeguard.errors import KubeguardError
 from kubeguard.model import Finding
+
+
+class SuppressionError(KubeguardError):
+    """A malformed exceptions file (the message names file:line)."""
+
 
 ANNOTATION = "kubeguard.io/ignore"
 _RULE_KEYS = {"checks", "namespace", "kind", "name", "reason"}
@@ -64,11 +69,11 @@ def parse_annotation(value: str) -> tuple[tuple[str, ...], str]:
 
 
 def load_exceptions(path: Path) -> list[Exception_]:
-    """Rules of an exceptions file; any mistake is a UserError naming file:line."""
+    """Rules of an exceptions file; any mistake is a SuppressionError naming file:line."""
     problems: list[LoadProblem] = []
     docs = list(read_documents(path, problems))
     if problems:
-        raise UserError(f"exceptions file {problems[0]}")
+        raise SuppressionError(f"exceptions file {problems[0]}")
     rules: list[Exception_] = []
     for doc in docs:
         value = doc.value
@@ -78,7 +83,7 @@ def load_exceptions(path: Path) -> list[Exception_]:
         if value is None:
             continue
         if not isinstance(value, list):
-            raise UserError(f"{doc.source}: exceptions file must be a list of rules (or `exceptions:` list)")
+            raise SuppressionError(f"{doc.source}: exceptions file must be a list of rules (or `exceptions:` list)")
         for index, item in enumerate(value):
             where = node_line(doc.node, doc.source, *prefix, index)
             rules.append(_rule(item, where))
@@ -87,24 +92,24 @@ def load_exceptions(path: Path) -> list[Exception_]:
 
 def _rule(item: object, where: SourceRef) -> Exception_:
     if not isinstance(item, dict):
-        raise UserError(f"{where}: exception rule must be a mapping")
+        raise SuppressionError(f"{where}: exception rule must be a mapping")
     unknown = sorted(set(map(str, item)) - _RULE_KEYS)
     if unknown:
-        raise UserError(f"{where}: unknown key {unknown[0]!r} in exception rule (expected: "
-                        f"{', '.join(sorted(_RULE_KEYS))})")
+        raise SuppressionError(f"{where}: unknown key {unknown[0]!r} in exception rule (expected: "
+                               f"{', '.join(sorted(_RULE_KEYS))})")
     checks = item.get("checks")
     if isinstance(checks, str):
         checks = [checks]
     if not isinstance(checks, list) or not checks or not all(isinstance(c, str) and c for c in checks):
-        raise UserError(f"{where}: exception rule needs `checks`: a list of check ids or categories")
+        raise SuppressionError(f"{where}: exception rule needs `checks`: a list of check ids or categories")
     reason = item.get("reason")
     if not isinstance(reason, str) or not reason.strip():
-        raise UserError(f"{where}: exception rule needs a `reason`")
+        raise SuppressionError(f"{where}: exception rule needs a `reason`")
     patterns = {}
     for key in ("namespace", "kind", "name"):
         value = item.get(key, "*")
         if not isinstance(value, str):
-            raise UserError(f"{where}: `{key}` must be a string pattern")
+            raise SuppressionError(f"{where}: `{key}` must be a string pattern")
         patterns[key] = value
     return Exception_(tuple(checks), reason.strip(), source=where, **patterns)
 

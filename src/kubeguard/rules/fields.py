@@ -53,7 +53,10 @@ _BASE: dict[str, str] = {}
 
 
 def _add(kind: str, names: str) -> None:
+    """Declare `names` of type `kind`; a name declared twice is a bug in this table, raised at import."""
     for name in names.split():
+        if name in _BASE:
+            raise ValueError(f"field {name} declared twice in the field table ({_BASE[name]} and {kind})")
         _BASE[name] = kind
 
 
@@ -63,7 +66,7 @@ evt.datetime evt.datetime.s evt.time.s evt.time.iso8601 evt.abspath evt.abspath.
 syscall.type
 proc.exe proc.exepath proc.name proc.args proc.cmdline proc.cmdnargs proc.cmdlenargs proc.env proc.cwd
 proc.pname proc.pexe proc.pexepath proc.pcmdline proc.sname proc.vpgid.name proc.vpgid.exe
-proc.vpgid.exepath proc.exeline proc.pid.ts proc.tty.name proc.sid.exe proc.sid.exepath
+proc.vpgid.exepath proc.exeline proc.tty.name proc.sid.exe proc.sid.exepath
 thread.cap_permitted thread.cap_effective thread.cap_inheritable thread.exectime
 user.name user.homedir user.shell user.loginname group.name
 fd.name fd.nameraw fd.directory fd.filename fd.type fd.typechar fd.l4proto fd.sockfamily fd.uid fd.containername

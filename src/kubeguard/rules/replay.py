@@ -10,8 +10,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kubeguard.cliutil import UserError
+from kubeguard.errors import KubeguardError
 from kubeguard.model import Event
+
+
+class ReplayError(KubeguardError):
+    """An events file that cannot be opened."""
+
 
 MAX_LINE_BYTES = 1 << 20
 
@@ -29,7 +34,7 @@ def read_events(path: Path, stats: ReplayStats, on_problem: Callable[[str], None
     try:
         handle = path.open("rb")
     except OSError as exc:
-        raise UserError(f"{path}: cannot open events file: {exc.strerror or exc}") from exc
+        raise ReplayError(f"{path}: cannot open events file: {exc.strerror or exc}") from exc
     with handle:
         for number, raw in enumerate(handle, 1):
             if not raw.strip():

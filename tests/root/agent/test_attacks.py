@@ -61,8 +61,8 @@ class Lab:
     def expect(self, attack: str, pod: Pod, timeout: float = 15.0) -> dict[str, Any]:
         """The alert of the attack's rule for `pod`, with the pod's identity; fails with what came instead.
 
-        A rule the default rule set does not have yet is an expected failure naming it (`attack`
-        marker, checked before the attack runs); a rule that exists but does not fire is a failure.
+        A rule missing from the default rule set (or renamed) fails before the attack runs (`attack`
+        marker); a rule that exists but does not fire fails here.
         """
         rule = RULES[attack]
         alert = self.agent.wait_alert(rule, pod.container_id, timeout)
@@ -89,10 +89,10 @@ def default_rule_names() -> frozenset[str]:
 
 @pytest.fixture(autouse=True)
 def _rule_written(request: pytest.FixtureRequest) -> None:
-    """An attack whose default rule is not written yet is an expected failure naming it (checked first)."""
+    """An attack whose default rule is missing or renamed is a failure naming it (checked before the attack runs)."""
     marker = request.node.get_closest_marker("attack")
     if marker is not None and RULES[marker.args[0]] not in default_rule_names():
-        pytest.xfail(f"default rule '{RULES[marker.args[0]]}' ({marker.args[0]}) is not in kubeguard's default rules")
+        pytest.fail(f"default rule '{RULES[marker.args[0]]}' ({marker.args[0]}) is not in kubeguard's default rules")
 
 
 @pytest.fixture(scope="module")

@@ -10,25 +10,13 @@ import typer
 from kubeguard.cliutil import UserError, die, stdout, warn
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.model import Finding
-from kubeguard.posture.paths.build import build_graph
 from kubeguard.posture.paths.graph import INTERNET, TARGETS, AttackGraph
 from kubeguard.posture.paths.html import page
-from kubeguard.posture.paths.query import Answer, answer, resolve_source, resolve_target
+from kubeguard.posture.paths.query import Answer, analyse
 from kubeguard.posture.paths.render import print_answers, to_dot, to_json
 
 FORMATS = ("text", "json", "dot", "html")
 EXIT_BAD_INPUT = 2
-
-
-def analyse(snapshot: Snapshot, findings: list[Finding] | None = None, source: str = INTERNET,
-            targets: list[str] | None = None, limit: int = 10) -> tuple[AttackGraph, list[Answer]]:
-    """Build the graph and answer `source` -> each target (all impact targets by default)."""
-    if limit < 1:
-        raise UserError(f"--limit {limit}: must be at least 1")
-    graph = build_graph(snapshot, findings)
-    start = resolve_source(graph, source)
-    ends = [resolve_target(graph, t) for t in (targets or list(TARGETS))]
-    return graph, [answer(graph, start, end, limit) for end in ends]
 
 
 def emit(graph: AttackGraph, answers: list[Answer], output: str, out_file: Path | None = None) -> None:

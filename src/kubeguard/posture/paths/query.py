@@ -23,8 +23,16 @@ from typing import Any
 import networkx as nx
 from networkx.algorithms.flow import boykov_kolmogorov
 
-from kubeguard.cliutil import UserError
+from kubeguard.cluster.snapshot import Snapshot
+from kubeguard.errors import KubeguardError
+from kubeguard.model import Finding
+from kubeguard.posture.paths.build import build_graph
 from kubeguard.posture.paths.graph import INTERNET, TARGETS, AttackGraph, Step
+
+
+class QueryError(KubeguardError):
+    """A --from / --to that names nothing in the snapshot, or is malformed."""
+
 
 ANY_POD = "any-pod"
 MAX_CUT_SOURCES = 500  # above this many starting pods the smallest fix is not computed (see minimal_fix)
@@ -102,8 +110,8 @@ def resolve_source(graph: AttackGraph, spec: str) -> str:
         node = _resolve_named(graph, spec, "pod")
         if node:
             return node
-        raise UserError(f"--from {spec}: no pod or workload of that name in the snapshot")
-    raise UserError(f"--from {spec!r}: expected internet, any-pod or pod:NAMESPACE/NAME")
+        raise QueryError(f"--from {spec}: no pod or workload of that name in the snapshot")
+    raise QueryError(f"--from {spec!r}: expected internet, any-pod or pod:NAMESPACE/NAME")
 
 
 def resolve_target(graph: AttackGraph, spec: str) -> str:
@@ -113,8 +121,8 @@ def resolve_target(graph: AttackGraph, spec: str) -> str:
     if spec.startswith("secret:"):
         if spec in graph.g:
             return spec
-        raise UserError(f"--to {spec}: no such Secret in the snapshot")
-    raise UserError(f"--to {spec!r}: expected one of {', '.join(TARGETS)} or secret:NAMESPACE/NAME")
+        raise QueryError(f"--to {spec}: no such Secret in the snapshot")
+    raise QueryError(f"--to {spec!r}: expected one of {', '.join(TARGETS)} or secret:NAMESPACE/NAME")
 
 
 def _resolve_named(graph: AttackGraph, spec: str, kind: str) -> str | None:
@@ -301,3 +309,14 @@ def _edge_cut(graph: AttackGraph, relevant: nx.DiGraph, sources: list[str], targ
         return None
     # Fixing a finding removes every edge it labels, a superset of the cut edges: the target is cut off.
     return sorted({flow.edges[u, v]["finding"] for u in reach for v in flow.successors(u) if v not in reach})
+
+
+def analyse(snapshot: Snapshot, findings: list[Finding] | None = None, source: str = INTERNET,
+            targets: list[str] | None = None, limit: int = 10) -> tuple[AttackGraph, list[Answer]]:
+    """Build the graph and answer `source` -> each target (all impact targets by default)."""
+    if limit < 1:
+        raise QueryError(f"--limit {limit}: must be at least 1")
+    graph = build_graph(snapshot, findings)
+    start = resolve_source(graph, source)
+    ends = [resolve_target(graph, t) for t in (targets or list(TARGETS))]
+    return graph, [answer(graph, start, end, limit) for end in ends]

@@ -1,0 +1,188 @@
+"""One SQL database behind a small interface: SQLite (embedded, WAL) or PostgreSQL (psycopg 3).
+
+SQL is written once with ``?`` placeholders; for PostgreSQL they become ``%s``. Schema text may use
+``{pk}`` for an auto-increment primary key and ``{real}``/``{bigint}`` for the types that differ.
+Each thread has its own connection (FastAPI runs sync routes in a thread pool), so the class is
+safe to share between threads and, through the database, between processes and console replicas.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kubeguard.store.alerts import StoreError
+
+POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+_TYPES = {
+    "sqlite": {"pk": "INTEGER PRIMARY KEY AUTOINCREMENT", "real": "REAL", "bigint": "INTEGER"},
+    "postgresql": {"pk": "BIGSERIAL PRIMARY KEY", "real": "DOUBLE PRECISION", "bigint": "BIGINT"},
+}
+# One advisory lock id for schema creation, so replicas starting together do not race on CREATE TABLE.
+_SCHEMA_LOCK = 0x6B6775617264
+
+
+def mask_dsn(url: str) -> str:
+    """A PostgreSQL URL with its password hidden; a path unchanged."""
+    if not url.startswith(POSTGRES_PREFIXES) or "@" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+
+
+class Transaction:
+    """The cursor-like object a `Database.transaction()` yields."""
+
+    def __init__(self, db: Database, conn: Any) -> None:
+        self._db = db
+        self._conn = conn
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        cur = self._conn.execute(self._db.sql(sql), tuple(params))
+        return int(cur.rowcount or 0)
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return [tuple(row) for row in self._conn.execute(self._db.sql(sql), tuple(params)).fetchall()]
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if self._db.dialect == "sqlite":
+            self._conn.executemany(sql, rows)
+        else:
+            with self._conn.cursor() as cur:
+                cur.executemany(self._db.sql(sql), rows)
+
+    def changes(self) -> int:
+        """SQLite only: rows changed on this connection so far (to count ignored conflicts)."""
+        return int(self._conn.total_changes)
+
+
+class Database:
+    """SQLite file or PostgreSQL URL; `transaction()` for writes, `query()` for reads."""
+
+    def __init__(self, url: str | Path) -> None:
+        text = str(url)
+        self.url = text
+        self.dialect = "postgresql" if text.startswith(POSTGRES_PREFIXES) else "sqlite"
+        if self.dialect == "sqlite":
+            path = text[len("sqlite:///"):] if text.startswith("sqlite:///") else text
+            self.path: Path | None = Path(path)
+        else:
+            self.path = None
+        self.name = mask_dsn(text)
+        self._local = threading.local()
+        self._all: list[Any] = []
+        self._lock = threading.Lock()
+        self.connection()  # fail early, with the database named
+
+    def sql(self, text: str) -> str:
+        return text if self.dialect == "sqlite" else text.replace("?", "%s")
+
+    def connection(self) -> Any:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            return conn
+        try:
+            conn = self._open()
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.name}: cannot open database: {exc}") from exc
+        except Exception as exc:  # psycopg.Error; imported lazily
+            raise StoreError(f"{self.name}: cannot connect: {str(exc).strip().splitlines()[0]}") from exc
+        self._local.conn = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def _open(self) -> Any:
+        if self.dialect == "sqlite":
+            assert self.path is not None
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            self.path.chmod(0o600)
+            return conn
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One atomic unit of work; committed on success, rolled back on error (StoreError raised)."""
+        conn = self.connection()
+        try:
+            if self.dialect == "sqlite":
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield Transaction(self, conn)
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            else:
+                with conn.transaction():
+                    yield Transaction(self, conn)
+        except StoreError:
+            raise
+        except Exception as exc:
+            error = self._error(exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read (its own snapshot)."""
+        conn = self.connection()
+        try:
+            return [tuple(row) for row in conn.execute(self.sql(sql), tuple(params)).fetchall()]
+        except Exception as exc:
+            error = self._error(exc)
+            if error is exc:
+                raise
+            raise error from exc
+
+    def _error(self, exc: Exception) -> Exception:
+        """A database error as StoreError (a broken PostgreSQL connection is dropped); others unchanged."""
+        if isinstance(exc, sqlite3.Error):
+            return StoreError(f"{self.name}: {exc}")
+        if type(exc).__module__.startswith("psycopg"):
+            self._drop_connection()
+            return StoreError(f"{self.name}: {str(exc).strip().splitlines()[0]}")
+        return exc
+
+    def create_schema(self, schema: str) -> None:
+        """Run `schema` (statements separated by ';'), once across replicas for PostgreSQL."""
+        statements = [s.strip() for s in schema.format(**_TYPES[self.dialect]).split(";") if s.strip()]
+        with self.transaction() as tx:
+            if self.dialect == "postgresql":
+                tx.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
+            for statement in statements:
+                tx.execute(statement)
+
+    def _drop_connection(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        self._local.conn = None
+        if conn is not None:
+            with self._lock:
+                if conn in self._all:
+                    self._all.remove(conn)
+            try:
+                conn.close()
+            except Exception:  # already broken
+                pass
+
+    def close(self) -> None:
+        with self._lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            try:
+                conn.close()
+            except Exception:
+                pass
+        self._local = threading.local()

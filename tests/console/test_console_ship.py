@@ -1,0 +1,113 @@
+"""Many nodes: two agent processes ship to one console over HTTPS; the console is killed -9 mid-stream and
+restarted; every alert they produced is stored exactly once (count and ids), on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from tests.console.conftest import free_port
+from tests.console.consolelab import ConsoleProcess
+
+from kubeguard.agent.shipper import ConsoleOutput, tls_context
+from kubeguard.agent.spool import Spool
+from kubeguard.console.auth import AuthStore
+from kubeguard.model import Alert
+from kubeguard.store.central import CentralQuery, CentralStore
+from kubeguard.store.sqldb import Database
+
+AGENT = Path(__file__).with_name("agent_proc.py")
+PER_AGENT = 1500
+RATE = 300  # alerts/s per agent: the stream lasts ~5 s, the kill lands in its middle
+
+
+def ship_through_a_crash(db_url: str, tls_pair: tuple[Path, Path], work: Path) -> None:
+    cert, key = tls_pair
+    database = Database(db_url)
+    auth = AuthStore(database)
+    central = CentralStore(database)
+    tokens = {}
+    for node in ("node-a", "node-b"):
+        tokens[node] = work / f"{node}.token"
+        tokens[node].write_text(auth.create_api_token(node, "agent"))
+    console = ConsoleProcess(db_url, cert, key, free_port(), work)
+    console.start()
+    agents = {node: subprocess.Popen(
+        [sys.executable, str(AGENT), console.url, str(tokens[node]), str(cert), node, str(PER_AGENT), str(RATE),
+         str(work / f"{node}.spool"), str(work / f"{node}.ids")], stdout=subprocess.PIPE, text=True)
+        for node in tokens}
+    try:
+        deadline = time.monotonic() + 120
+        while central.count() < PER_AGENT // 3 and time.monotonic() < deadline:  # some of both streams are in
+            time.sleep(0.05)
+        assert all(p.poll() is None for p in agents.values()), "the agents finished before the kill"
+        console.kill9()
+        killed_at = central.count()
+        time.sleep(1.0)  # the agents keep raising alerts into their spools while the console is down
+        console.start()
+        summaries = [json.loads(p.communicate(timeout=300)[0].strip().splitlines()[-1]) for p in agents.values()]
+    finally:
+        for p in agents.values():
+            if p.poll() is None:
+                p.kill()
+        console.stop()
+    produced = [line for node in tokens for line in (work / f"{node}.ids").read_text().split()]
+    assert len(produced) == 2 * PER_AGENT and len(set(produced)) == len(produced)
+    stored = central.uuids()
+    assert len(stored) == len(produced), (len(stored), len(produced))
+    assert set(stored) == set(produced)
+    assert 0 < killed_at < len(produced)
+    assert sum(s["failed_posts"] for s in summaries) > 0  # they did meet the dead console
+    nodes = {a["node"]: a for a in central.agents()}
+    assert set(nodes) == {"node-a", "node-b"} and all(a["spooled"] >= 0 for a in nodes.values())
+    for node in tokens:
+        assert central.count(CentralQuery(node=node)) == PER_AGENT
+
+
+def test_two_agents_console_killed_sqlite(tmp_path, tls_pair) -> None:
+    ship_through_a_crash(str(tmp_path / "console.db"), tls_pair, tmp_path)
+
+
+def test_two_agents_console_killed_postgresql(tmp_path, tls_pair, postgres) -> None:
+    ship_through_a_crash(postgres(), tls_pair, tmp_path)
+
+
+def test_spool_is_bounded_and_counts_what_it_drops(tmp_path) -> None:
+    spool = Spool(tmp_path / "spool.db", limit=5)
+    spool.add([{"uuid": str(i)} for i in range(4)])
+    assert spool.add([{"uuid": str(i)} for i in range(4, 8)]) == 3
+    assert len(spool) == 5 and spool.dropped == 3
+    assert [r["uuid"] for _, r in spool.peek(10)] == ["3", "4", "5", "6", "7"]
+    spool.close()
+    again = Spool(tmp_path / "spool.db", limit=5)
+    assert again.dropped == 3 and len(again) == 5  # survives a restart
+
+
+def test_unreachable_console_keeps_alerts_spooled_for_the_next_start(tmp_path, tls_pair) -> None:
+    cert, _ = tls_pair
+    spool = Spool(tmp_path / "spool.db")
+    output = ConsoleOutput(f"https://127.0.0.1:{free_port()}", "kgt_x", spool, tls_context(cert), heartbeat=0.2,
+                           poll=0.2, timeout=2.0)
+    alerts = [Alert(rule="r", priority="Notice", output="o") for _ in range(3)]
+    output.send(alerts)
+    deadline = time.monotonic() + 60
+    while output.failed_posts < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    output.close(drain=0.5)
+    kept = Spool(tmp_path / "spool.db")
+    assert [r["uuid"] for _, r in kept.peek(10)] == [a.uuid for a in alerts] and output.failed_posts >= 2
+
+
+def test_agent_flags_for_the_console_are_checked(tmp_path) -> None:
+    run = subprocess.run([sys.executable, "-m", "kubeguard", "agent", "--console", "https://127.0.0.1:1",
+                          "--store", str(tmp_path / "a.db")], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "--console-token-file" in run.stderr and "Traceback" not in run.stderr
+    token = tmp_path / "t"
+    token.write_text("kgt_x")
+    run = subprocess.run([sys.executable, "-m", "kubeguard", "agent", "--console", "http://127.0.0.1:1",
+                          "--console-token-file", str(token), "--store", str(tmp_path / "a.db")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "expected an https:// URL" in run.stderr
