@@ -50,11 +50,6 @@ HTTP_ATTACKS = {
 }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _detectors_present() -> None:
-    pytest.importorskip("kubeguard.net.detect.http")
-
-
 def _rules(result: object) -> set[str]:
     return {a.rule for a in result.alerts}  # type: ignore[attr-defined]
 
@@ -81,7 +76,6 @@ def _mysql_query(text: str) -> bytes:
 
 
 def test_sql_injection_on_the_mysql_wire() -> None:
-    pytest.importorskip("kubeguard.net.detect.sql")
     from test_dpi_identify_wire import _mysql_greeting
 
     login = b"\x20\x00\x00\x01" + b"\x00" * 32
@@ -95,7 +89,6 @@ def test_sql_injection_on_the_mysql_wire() -> None:
 
 
 def test_dns_tunnel_over_udp_and_fragments() -> None:
-    pytest.importorskip("kubeguard.net.detect.dns")
     import base64
     import random
 
@@ -119,7 +112,6 @@ def test_dns_tunnel_over_udp_and_fragments() -> None:
 
 
 def test_port_scan_seen_per_packet() -> None:
-    pytest.importorskip("kubeguard.net.detect.volume")
 
     def write(w: object) -> None:
         ts = 1_700_000_000.0

@@ -92,6 +92,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "statusx": {"kind": "Pod", "metadata": {"name": "a"}, "status": "x"},
         "meta1": {"kind": "Pod", "metadata": [1]},
         "csnull": {"kind": "Pod", "metadata": {"name": "a"}, "status": {"containerStatuses": [None]}},
+        "owners": {"kind": "Pod", "metadata": {"name": "a", "uid": "u1", "labels": 5, "ownerReferences": 5}},
         "mixed": {"kind": "Pod", "metadata": {"name": "a", "labels": 5, "uid": {"x": 1}},
                   "spec": {"containers": 5, "hostNetwork": "yes"},
                   "status": {"podIP": ["1.2.3.4"], "podIPs": 7, "containerStatuses": [{"containerID": [1]}, 3]}},
@@ -208,7 +209,7 @@ def test_item8_paths_on_bad_input_exits_2_with_one_line(hostile: Path) -> None:
 
 
 def test_item9_pods_files_with_wrong_types_are_read_as_absent_fields(hostile: Path) -> None:
-    for name in ("spec5", "statusx", "meta1", "csnull", "mixed", "snapshot"):
+    for name in ("spec5", "statusx", "meta1", "csnull", "owners", "mixed", "snapshot"):
         result = kubeguard("dpi", "--no-store", "--pods", hostile / f"pods-{name}.json", hostile / "empty.pcap")
         assert result.returncode == 0, (name, result.stderr)
         assert "dpi: 0 packets" in result.stdout
@@ -216,7 +217,7 @@ def test_item9_pods_files_with_wrong_types_are_read_as_absent_fields(hostile: Pa
 
 def test_item9_agent_reads_pods_files_with_wrong_types(hostile: Path, tmp_path: Path) -> None:
     need_root("the agent's proc connector sensor")
-    for name in ("spec5", "statusx", "meta1", "csnull", "mixed"):
+    for name in ("spec5", "statusx", "meta1", "csnull", "owners", "mixed"):
         result = kubeguard("agent", "--pods", hostile / f"pods-{name}.json", "--sensor", "proc", "--no-fanotify",
                            "--no-default-rules", "--duration", "0.2", "--store", tmp_path / "agent.db",
                            "--alerts-out", tmp_path / "alerts.jsonl")

@@ -122,6 +122,7 @@ class Pod:
     network: ipaddress.IPv4Network
     cgroup_v2: Path
     cgroup_v1: dict[str, Path] = field(default_factory=dict)
+    owner: tuple[str, str] | None = None  # (kind, name) of the controller, e.g. ("ReplicaSet", "web-5d9c7")
     _procs: list[subprocess.Popen[Any]] = field(default_factory=list, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -181,7 +182,10 @@ class Pod:
         return {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid, "labels": dict(self.labels)},
+            "metadata": {"name": self.name, "namespace": self.namespace, "uid": self.uid, "labels": dict(self.labels),
+                         **({"ownerReferences": [{"apiVersion": "apps/v1", "kind": self.owner[0], "name": self.owner[1],
+                                                  "uid": str(uuid.uuid5(uuid.NAMESPACE_OID, "/".join(self.owner))),
+                                                  "controller": True}]} if self.owner else {})},
             "spec": {
                 "serviceAccountName": self.service_account,
                 "nodeName": NODE_NAME,
@@ -263,8 +267,9 @@ class PodLab:
         service_account: str = "default",
         image: str = "registry.example/test/app:1.0",
         container_name: str = "app",
+        owner: tuple[str, str] | None = None,
     ) -> Pod:
-        """Create a pod; `name` defaults to a unique one."""
+        """Create a pod; `name` defaults to a unique one; `owner` = (kind, name) of its controller."""
         suffix = secrets.token_hex(4)
         uid = str(uuid.uuid4())
         pod = Pod(
@@ -280,6 +285,7 @@ class PodLab:
             host_veth=f"kgh{suffix}",
             network=ipaddress.ip_network("0.0.0.0/30"),
             cgroup_v2=Path(),
+            owner=owner,
         )
         rel = Path(*POD_CGROUP_PARENT, f"pod{uid}", pod.container_id)
         try:

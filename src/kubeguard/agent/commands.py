@@ -32,7 +32,12 @@ from kubeguard.agent.shipper import ConsoleOutput, read_token, tls_context
 from kubeguard.agent.spool import Spool
 from kubeguard.agent.writededupe import WriteDeduper
 from kubeguard.cliutil import UserError, die, stderr
+from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Alert, Event
+from kubeguard.policy.enforce import Enforcer
+from kubeguard.policy.engine import PolicyEngine, cgroup_start_time
+from kubeguard.policy.model import PolicyError
+from kubeguard.policy.store import PolicyStore
 from kubeguard.rules import RuleEngine, RuleLoadError
 from kubeguard.store.alerts import StoreError, default_db_path
 
@@ -57,6 +62,12 @@ def agent(
     queue_size: int = typer.Option(65536, "--queue-size", help="Events buffered between sensor and rules."),
     drop_report_interval: float = typer.Option(10.0, "--drop-report-interval", help="Seconds between drop alerts."),
     duration: float | None = typer.Option(None, "--duration", help="Stop after this many seconds."),
+    policy_dir: Path | None = typer.Option(None, "--policy-dir", help="Learn and enforce workload policies "
+                                           "(discover / monitor / protect); learned and hand-written YAML here."),
+    quiet_window: float = typer.Option(3600.0, "--quiet-window", help="Seconds without new behaviour before a "
+                                       "workload moves from discover to monitor."),
+    enforce: bool = typer.Option(True, "--enforce/--no-enforce", help="Block in the kernel in protect mode "
+                                 "(--no-enforce: protect only alerts)."),
     console_url: str | None = typer.Option(None, "--console", help="Ship alerts and heartbeats to this console "
                                            "(https://...); spooled on disk while it is unreachable."),
     console_token_file: Path | None = typer.Option(None, "--console-token-file",
@@ -74,6 +85,7 @@ def agent(
         sensor=sensor, fanotify=fanotify, store=store or default_db_path(), metrics_port=metrics_port,
         metrics_host=metrics_host, webhook=webhook, webhook_headers=webhook_header, syslog=syslog, node=node,
         queue_size=queue_size, drop_report_interval=drop_report_interval, duration=duration,
+        policy_dir=policy_dir, quiet_window=quiet_window, enforce=enforce,
         console=console_url, console_ca=console_ca, console_cert=console_cert, console_key=console_key,
         console_spool=console_spool, console_spool_limit=console_spool_limit,
     )
@@ -200,6 +212,7 @@ def run_agent(config: AgentConfig) -> int:
         metrics=metrics, queue_size=config.queue_size, drop_report_interval=config.drop_report_interval,
         sensor_stats=lambda: _stats(runners), hostname=node or socket.gethostname(),
     )
+    policies = attach_policies(config, pipeline, source)
     health.append(_health(pipeline, runners))
     server = (MetricsServer(metrics, config.metrics_port, config.metrics_host, config.metrics_token)
               if config.metrics_port is not None else None)
@@ -215,6 +228,8 @@ def run_agent(config: AgentConfig) -> int:
             stderr.print(f"kubeguard: error: {exc}", markup=False)
             return 1
         runners.append(runner)
+        if policies is not None:
+            policies.start()
         if config.fanotify:
             _start_fanotify(runners, emit, pipeline, metrics)
         if server is not None:
@@ -231,15 +246,70 @@ def run_agent(config: AgentConfig) -> int:
             for running in runners:
                 running.refresh_health()
     finally:
+        if policies is not None:
+            policies.stop()
         for running in runners:
             running.stop()
         pipeline.stop()
+        if policies is not None:
+            policies.save()
         if server is not None:
             server.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     _summary(pipeline, runners)
     return 0
+
+
+class AgentPolicies:
+    """The policy engine in the pipeline plus, unless --no-enforce, the kernel enforcer."""
+
+    def __init__(self, engine: PolicyEngine, enforcer: Enforcer | None) -> None:
+        self.engine = engine
+        self.enforcer = enforcer
+
+    def start(self) -> None:
+        if self.enforcer is not None:
+            self.enforcer.start()
+
+    def stop(self) -> None:
+        if self.enforcer is not None:
+            self.enforcer.stop()
+            stderr.print(f"kubeguard agent: policy: enforcement stopped; {self.enforcer.kills} executions blocked",
+                         markup=False)
+
+    def save(self) -> None:
+        try:
+            self.engine.save()
+        except OSError as exc:
+            stderr.print(f"kubeguard agent: warning: cannot save learned policies: {exc.strerror}", markup=False)
+
+
+def attach_policies(config: AgentConfig, pipeline: Pipeline, source: PodSource) -> AgentPolicies | None:
+    """--policy-dir: load the policies (UserError on an unusable directory) and hook the engine in."""
+    if config.policy_dir is None:
+        return None
+    store = PolicyStore(config.policy_dir)
+    try:
+        store.open()
+    except PolicyError as exc:
+        raise UserError(str(exc)) from exc
+    for problem in store.errors.values():
+        stderr.print(f"kubeguard agent: warning: policy: {problem} (refused)", markup=False)
+    enricher = pipeline.enricher
+    engine = PolicyEngine(store, lambda: source.podmap, quiet_window=config.quiet_window,
+                          container_start=cgroup_start_time(enricher.cgroups.root, enricher.cgroups.path))
+    pipeline.policy = engine
+    pipeline.on_message = lambda line: stderr.print(f"kubeguard agent: {line}", markup=False)
+    stderr.print(f"kubeguard agent: policy: {len(store.workloads())} workload policies from {config.policy_dir}; "
+                 f"new workloads discover for {config.quiet_window:g}s", markup=False)
+
+    def pods() -> PodMap:
+        source.refresh()
+        return source.podmap
+
+    enforcer = Enforcer(engine, pods, pipeline.on_message) if config.enforce else None
+    return AgentPolicies(engine, enforcer)
 
 
 def _start_fanotify(runners: list[SensorRunner], emit: Callable[[Event], None], pipeline: Pipeline,

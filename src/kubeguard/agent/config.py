@@ -32,6 +32,9 @@ class AgentConfig:
     queue_size: int = 65536  # events buffered between sensor and rules
     drop_report_interval: float = 10.0  # seconds between drop alerts
     duration: float | None = None  # stop after this many seconds
+    policy_dir: Path | None = None  # workload policies (learned + hand-written); None = no policies
+    quiet_window: float = 3600.0  # seconds without new behaviour before discover -> monitor
+    enforce: bool = True  # protect mode blocks in the kernel (else protect only alerts)
     console: str | None = None  # https:// URL of the console to ship alerts and heartbeats to
     console_token: str | None = None  # this node's bearer token for the console
     console_ca: Path | None = None  # CA that signed the console's certificate (default: system CAs)
@@ -49,6 +52,8 @@ class AgentConfig:
             found.append(f"--queue-size {self.queue_size}: must be at least 1")
         if self.metrics_port is not None and port_number(self.metrics_port) is None:
             found.append(f"--metrics-port {self.metrics_port}: expected a port number 1-65535")
+        if self.quiet_window < 0:
+            found.append(f"--quiet-window {self.quiet_window:g}: must not be negative")
         found.extend(f"{path}: rules file not found" for path in self.rules if not path.is_file())
         if self.console and not self.console_token:
             found.append("--console needs --console-token-file (this node's API token from the console)")

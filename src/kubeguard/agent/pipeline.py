@@ -55,6 +55,14 @@ class RuleSet(Protocol):
     def process(self, event: Event) -> list[Alert]: ...
 
 
+class PolicyHook(Protocol):
+    """What the pipeline needs from the workload policy engine (kubeguard.policy.engine)."""
+
+    def process(self, event: Event) -> list[Alert]: ...
+
+    def tick(self) -> list[str]: ...
+
+
 class EventLog:
     """``--events-out``: enriched events as JSON lines (the replay format), internal keys stripped."""
 
@@ -127,6 +135,8 @@ class Pipeline:
         self._store_ready = threading.Event()
         self._store_error: str | None = None
         self._stopped = False
+        self.policy: PolicyHook | None = None  # learned workload policies, set before start()
+        self.on_message: Callable[[str], None] = log.info  # policy status lines (the agent prints them)
 
     # -- sensor side -------------------------------------------------------------------------
     def submit(self, event: Event) -> None:
@@ -202,6 +212,9 @@ class Pipeline:
                 if self.events_log:
                     self.events_log.flush()
                 self.enricher.procs.expire()
+                if self.policy is not None:
+                    for line in self.policy.tick():
+                        self.on_message(line)
             if now - self._last_report >= self.drop_report_interval:
                 self._report_drops()
         self._report_drops()
@@ -237,6 +250,8 @@ class Pipeline:
                 log.warning(f"rule engine failed on a {event.get('evt.type')} event: {exc}")
             alerts = []
         alerts = alerts + self.portscan.process(event)
+        if self.policy is not None:
+            alerts = alerts + self.policy.process(event)
         self.processed += 1
         if alerts:
             identity = identity_fields(event)

@@ -14,6 +14,7 @@ from typing import Any
 
 from kubeguard.cluster.bounds import InputError, loads_json, read_bounded
 from kubeguard.cluster.fields import as_dict, dicts
+from kubeguard.cluster.owners import WorkloadRef, owner_of
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.model import Workload
 
@@ -35,6 +36,7 @@ class PodMap:
     by_ip: dict[str, Workload] = field(default_factory=dict)
     by_container_id: dict[str, Workload] = field(default_factory=dict)
     by_pod_uid: dict[str, Workload] = field(default_factory=dict)
+    owners: dict[str, WorkloadRef] = field(default_factory=dict)  # pod uid -> its workload (controller)
 
     def add_pod(self, pod: dict[str, Any]) -> None:
         """Index one Pod object (as the API returns it); fields of the wrong type count as absent."""
@@ -55,6 +57,7 @@ class PodMap:
         pod_workload = Workload(**base)
         if pod_workload.pod_uid:
             self.by_pod_uid[pod_workload.pod_uid] = pod_workload
+            self.owners[pod_workload.pod_uid] = owner_of(pod)
         if spec.get("hostNetwork") is not True:
             ips = [status.get("podIP")] + [i.get("ip") for i in dicts(status.get("podIPs"))]
             for ip in ips:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import IO, Any
@@ -14,7 +17,7 @@ from rich.markup import escape
 from kubeguard.cliutil import UserError, die, stderr, stdout, warn
 from kubeguard.cluster.podmap import PodMap, PodMapError
 from kubeguard.model import Alert
-from kubeguard.net.capture import CaptureError, interface_exists, live, read_file
+from kubeguard.net.capture import CaptureError, CaptureFile, interface_exists, live, read_file
 from kubeguard.net.engine import Engine, EngineConfig
 from kubeguard.store.alerts import AlertStore, StoreError
 
@@ -23,7 +26,11 @@ _COLOURS = {"Critical": "bold red", "Error": "red", "Warning": "yellow", "Notice
 
 
 class AlertSink:
-    """Prints alerts (Rich lines or Falco JSON) and stores them durably in batches."""
+    """Prints alerts (Rich lines or Falco JSON) and stores them durably in batches.
+
+    A failed write to stdout (a full disk, a closed pipe) stops the printing, not the run: the
+    alerts are still counted and stored, and `write_error` says what failed.
+    """
 
     def __init__(self, output: str, store: AlertStore | None, live_mode: bool) -> None:
         self.output = output
@@ -31,14 +38,19 @@ class AlertSink:
         self.batch: list[Alert] = []
         self.live_mode = live_mode
         self.count = 0
+        self.write_error: str | None = None
 
     def __call__(self, alert: Alert) -> None:
         self.count += 1
-        if self.output == "json":
-            print(alert.to_json(), flush=self.live_mode)
-        else:
-            colour = _COLOURS.get(alert.priority, "")
-            stdout.print(f"[{colour}]{alert.priority:<8}[/] {alert.time} {escape(alert.output)}")
+        if self.write_error is None:
+            try:
+                if self.output == "json":
+                    print(alert.to_json(), flush=self.live_mode)
+                else:
+                    colour = _COLOURS.get(alert.priority, "")
+                    stdout.print(f"[{colour}]{alert.priority:<8}[/] {alert.time} {escape(alert.output)}")
+            except OSError as exc:
+                self._failed(exc)
         if self.store is not None:
             self.batch.append(alert)
             if self.live_mode or len(self.batch) >= STORE_BATCH:
@@ -49,17 +61,46 @@ class AlertSink:
             self.store.add(self.batch)
             self.batch = []
 
+    def flush_output(self) -> None:
+        """Push buffered alert lines out, so a write error is seen before the run reports success."""
+        if self.write_error is None:
+            try:
+                sys.stdout.flush()
+            except OSError as exc:
+                self._failed(exc)
+
+    def _failed(self, exc: OSError) -> None:
+        """Keep the error; point stdout at /dev/null so the lines still buffered do not fail again at exit."""
+        self.write_error = exc.strerror or str(exc)
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+
 
 class FlowWriter:
-    """One JSON line per finished flow."""
+    """One JSON line per finished flow; a failed write stops the writing and is kept in `error`."""
 
     def __init__(self, fh: IO[str]) -> None:
         self.fh = fh
         self.count = 0
+        self.error: str | None = None
 
     def __call__(self, record: dict[str, Any]) -> None:
-        self.fh.write(json.dumps(record, default=str) + "\n")
+        if self.error is not None:
+            return
+        try:
+            self.fh.write(json.dumps(record, default=str) + "\n")
+        except OSError as exc:
+            self.error = exc.strerror or str(exc)
+            return
         self.count += 1
+
+    def close(self) -> None:
+        try:
+            self.fh.close()
+        except OSError as exc:
+            self.error = self.error or exc.strerror or str(exc)
 
 
 def dpi(
@@ -120,6 +161,7 @@ def _run(files: list[Path], interface: str | None, duration: float | None, count
     writer = FlowWriter(flows_fh) if flows_fh else None
     engine = Engine(EngineConfig(stream_depth=stream_depth, max_flows=max_flows), podmap=podmap, on_alert=sink,
                     on_flow=writer)
+    captures: list[CaptureFile] = []
     status = 0
     try:
         if interface:
@@ -133,8 +175,10 @@ def _run(files: list[Path], interface: str | None, duration: float | None, count
             finally:
                 signal.signal(signal.SIGTERM, previous)
         for path in files:
+            capture = read_file(path)
+            captures.append(capture)
             try:
-                engine.feed_frames(read_file(path))
+                engine.feed_frames(capture)
             except CaptureError as exc:
                 warn(str(exc))
                 status = 1
@@ -147,14 +191,40 @@ def _run(files: list[Path], interface: str | None, duration: float | None, count
         except StoreError as exc:
             warn(str(exc))
             status = 1
-        if flows_fh:
-            flows_fh.close()
+        if writer is not None:
+            writer.close()
         if store is not None:
             store.close()
-    summary = (f"dpi: {engine.packets} packets, {engine.table.created} flows, {sink.count} alerts"
-               + (f", {engine.decoder.malformed} malformed" if engine.decoder.malformed else "")
-               + (f", {engine.table.evicted_full} flows evicted early (flow table full, --max-flows {max_flows})"
-                  if engine.table.evicted_full else ""))
-    # with JSON on stdout the summary goes to stderr, so stdout stays one alert per line
-    (stderr if output == "json" else stdout).print(summary, markup=False)
+    sink.flush_output()
+    if writer is not None and writer.error:
+        warn(f"{flows_out}: cannot write flows: {writer.error}; the flow records there are incomplete")
+        status = 1
+    if sink.write_error:
+        warn(f"stdout: cannot write alerts: {sink.write_error}; the printed alerts are incomplete"
+             + (f" ({sink.count} alerts, all stored)" if store is not None else f" ({sink.count} alerts)"))
+        status = 1
+    # with JSON on stdout (or a stdout that failed) the summary goes to stderr, so stdout stays one alert per line
+    out = stderr if output == "json" or sink.write_error else stdout
+    try:
+        out.print(_summary(engine, sink, captures), markup=False)
+    except OSError as exc:
+        warn(f"cannot write the summary: {exc.strerror or exc}")
+        status = 1
     return status
+
+
+def _summary(engine: Engine, sink: AlertSink, captures: list[CaptureFile]) -> str:
+    """The one summary line: what was read, and every count of what was dropped or skipped."""
+    decoder, table = engine.decoder, engine.table
+    parts = [f"dpi: {engine.packets} packets, {table.created} flows, {sink.count} alerts"]
+    if decoder.malformed:
+        bad_time = f" ({decoder.bad_time} with out-of-range timestamps)" if decoder.bad_time else ""
+        parts.append(f"{decoder.malformed} malformed{bad_time}")
+    if decoder.non_ip:
+        parts.append(f"{decoder.non_ip} non-IP or unsupported link-type frames skipped")
+    skipped = sum(c.skipped for c in captures)
+    if skipped:
+        parts.append(f"{skipped} pcapng packets of undescribed interfaces skipped")
+    if table.evicted_full:
+        parts.append(f"{table.evicted_full} flows evicted early (flow table full, --max-flows {table.max_flows})")
+    return ", ".join(parts)

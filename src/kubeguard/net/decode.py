@@ -22,6 +22,11 @@ LINK_IPV4 = 228
 LINK_IPV6 = 229
 LINK_LINUX_SLL2 = 276
 
+# Capture timestamps the engine accepts: from the epoch to the end of classic pcap's 32-bit seconds
+# (year 2106). Anything else (negative, NaN, a pcapng stamp 2^61 us away) is a malformed packet: it
+# would otherwise move the engine's clock, expire every flow and break every time format.
+MAX_TIMESTAMP = float(1 << 32)
+
 TCP, UDP, ICMP, ICMPV6 = 6, 17, 1, 58
 L4_NAMES = {TCP: "tcp", UDP: "udp", ICMP: "icmp", ICMPV6: "icmp"}
 
@@ -67,11 +72,16 @@ class Decoder:
 
     def __init__(self, defrag: Defragmenter | None = None) -> None:
         self.defrag = defrag or Defragmenter()
-        self.malformed = 0
+        self.malformed = 0  # frames that could not be decoded (bad headers, out-of-range timestamps)
+        self.bad_time = 0  # of which: timestamps outside [0, MAX_TIMESTAMP)
         self.non_ip = 0
 
     def decode(self, linktype: int, buf: bytes, ts: float) -> Packet | None:
         """Decode one frame; None for non-IP, malformed, or a fragment still waiting for the rest."""
+        if not 0.0 <= ts < MAX_TIMESTAMP:
+            self.malformed += 1
+            self.bad_time += 1
+            return None
         try:
             # fast path: Ethernet, IPv4 without options, not a fragment, TCP
             if linktype == 1 and buf[12:15] == b"\x08\x00\x45" and buf[23] == 6:

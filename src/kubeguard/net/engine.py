@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +21,10 @@ from kubeguard.net import identify as ident
 from kubeguard.net import threats
 from kubeguard.net.alerting import make_alert
 from kubeguard.net.decode import TCP, TH_ACK, TH_FIN, TH_RST, TH_SYN, UDP, Decoder, Packet, ip_text
+from kubeguard.net.detect.dns import DnsTunnelDetector
+from kubeguard.net.detect.http import inspect_http_request
+from kubeguard.net.detect.sql import SqlAuthMonitor, inspect_sql_query
+from kubeguard.net.detect.volume import ScanFloodDetector
 from kubeguard.net.flows import Flow, FlowTable
 from kubeguard.net.proto.dns import DnsError, DnsTcpStream, parse_message
 from kubeguard.net.proto.http import HttpRequestStream, HttpResponseStream
@@ -51,18 +54,6 @@ class EngineConfig:
     udp_timeout: float = 60.0
 
 
-def _optional(module: str, attr: str) -> Any:
-    """A detector of the `kubeguard.net.detect` package, or None while that module does not exist."""
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except ModuleNotFoundError as exc:
-        if exc.name and module.startswith(exc.name):
-            return None
-        raise
-    except AttributeError:
-        return None
-
-
 @contextlib.contextmanager
 def _fewer_gc_passes() -> Iterator[None]:
     """Run the packet loop with a larger young-generation threshold.
@@ -81,19 +72,14 @@ def _fewer_gc_passes() -> Iterator[None]:
 
 
 class Detectors:
-    """The detect package's entry points (contract with dpi-detect), each optional."""
+    """The detect package's entry points; a test may replace one with its own callable."""
 
     def __init__(self) -> None:
-        self.http: Callable[[HttpRequest], list[Detection]] | None = _optional(
-            "kubeguard.net.detect.http", "inspect_http_request")
-        self.sql: Callable[[str], list[Detection]] | None = _optional(
-            "kubeguard.net.detect.sql", "inspect_sql_query")
-        auth = _optional("kubeguard.net.detect.sql", "SqlAuthMonitor")
-        self.sql_auth = auth() if auth else None
-        dns = _optional("kubeguard.net.detect.dns", "DnsTunnelDetector")
-        self.dns = dns() if dns else None
-        volume = _optional("kubeguard.net.detect.volume", "ScanFloodDetector")
-        self.volume = volume() if volume else None
+        self.http: Callable[[HttpRequest], list[Detection]] = inspect_http_request
+        self.sql: Callable[[str], list[Detection]] = inspect_sql_query
+        self.sql_auth = SqlAuthMonitor()
+        self.dns = DnsTunnelDetector()
+        self.volume = ScanFloodDetector()
 
 
 class Engine:
@@ -119,7 +105,6 @@ class Engine:
         self.alerts = 0
         self.flows_done = 0
         self._now = 0.0
-        self._packet_alerts: set[tuple[str, str]] = set()
 
     # ---- input --------------------------------------------------------------------------
 
@@ -144,12 +129,11 @@ class Engine:
             self._now = ts
             self.table.tick(ts)
         flow, d = self.table.lookup(pkt)
-        volume = self._volume
         # Floods and scans are told by packets without ACK (SYN, NULL/FIN/XMAS probes) and by non-TCP
         # packets; established TCP traffic (ACK set) is not passed, which keeps bulk transfers cheap.
-        if volume is not None and (pkt.proto != TCP or not pkt.flags & TH_ACK):
+        if pkt.proto != TCP or not pkt.flags & TH_ACK:
             src, dst = (flow.cip, flow.sip) if d == 0 else (flow.sip, flow.cip)
-            dets = volume.observe_packet(ts, src, dst, pkt.proto, pkt.dport, pkt.flags, pkt.icmp_type)
+            dets = self._volume.observe_packet(ts, src, dst, pkt.proto, pkt.dport, pkt.flags, pkt.icmp_type)
             if dets:
                 self._packet_detections(pkt, dets)
         flow.end = ts
@@ -318,10 +302,9 @@ class Engine:
             meta["http.host"] = (req.header("host") or "")[:255]
             meta["http.user_agent"] = (req.header("user-agent") or "")[:512]
         meta["http.requests"] = meta.get("http.requests", 0) + 1
-        if self.detectors.http is not None:
-            fields = {"http.method": req.method, "http.uri": req.uri[:2048], "http.host": req.header("host") or ""}
-            for det in self.detectors.http(req):
-                self._emit(flow, det, extra=fields)
+        fields = {"http.method": req.method, "http.uri": req.uri[:2048], "http.host": req.header("host") or ""}
+        for det in self.detectors.http(req):
+            self._emit(flow, det, extra=fields)
 
     def _http_status(self, flow: Flow, status: int, headers: list[tuple[str, str]]) -> None:
         flow.meta.setdefault("http.status", status)
@@ -403,24 +386,20 @@ class Engine:
         det = threats.pool_name_detection("DNS", [q.qname, *q.answer_names])
         if det:
             self._emit(flow, det)  # once per flow: the query and its answer name the same pool
-        if self.detectors.dns is not None:
-            for det in self.detectors.dns.observe(flow.cip, q, self._now):
-                self._emit(flow, det, extra={"dns.qname": q.qname, "dns.qtype": q.qtype})
+        for det in self.detectors.dns.observe(flow.cip, q, self._now):
+            self._emit(flow, det, extra={"dns.qname": q.qname, "dns.qtype": q.qtype})
 
     def _sql_query(self, flow: Flow, query: str) -> None:
         flow.meta["sql.queries"] = flow.meta.get("sql.queries", 0) + 1
-        if self.detectors.sql is not None:
-            for det in self.detectors.sql(query):
-                self._emit(flow, det)
+        for det in self.detectors.sql(query):
+            self._emit(flow, det)
 
     def _sql_auth(self, flow: Flow, failed: bool, detail: str) -> None:
         if failed:
             flow.meta["sql.auth_failed"] = True
-        monitor = self.detectors.sql_auth
-        if monitor is not None:
-            key = (flow.cip, flow.sip, flow.sport, flow.l4)
-            for det in monitor.observe(key, failed, self._now):
-                self._emit(flow, det)
+        key = (flow.cip, flow.sip, flow.sport, flow.l4)
+        for det in self.detectors.sql_auth.observe(key, failed, self._now):
+            self._emit(flow, det)
 
     # ---- output ---------------------------------------------------------------------------
 
@@ -439,12 +418,10 @@ class Engine:
         self._alert(make_alert(det, identity, self._now or flow.end, self.podmap, self.hostname))
 
     def _packet_detections(self, pkt: Packet, dets: list[Detection]) -> None:
+        # No memory of its own here: the detector's cooldown (per rule and source / target, bounded)
+        # decides when an alert repeats, so the same scan an hour later alerts again.
         src, dst = ip_text(pkt.src), ip_text(pkt.dst)
         for det in dets:
-            key = (det.rule, det.evidence)
-            if key in self._packet_alerts:
-                continue
-            self._packet_alerts.add(key)
             identity = {"fd.cip": src, "fd.cport": pkt.sport, "fd.sip": dst, "fd.sport": pkt.dport,
                         "fd.l4proto": {TCP: "tcp", UDP: "udp"}.get(pkt.proto, "icmp"), "net.proto": "unknown"}
             self._alert(make_alert(det, identity, pkt.ts, self.podmap, self.hostname))

@@ -44,6 +44,7 @@ from typing import Any
 import yaml
 
 from kubeguard.cluster.selectors import label_selector_selects
+from kubeguard.errors import KubeguardError
 from kubeguard.model import Workload
 
 MODES = ("discover", "monitor", "protect")
@@ -53,7 +54,7 @@ ALIASES = {"https": "tls", "postgres": "postgresql", "ssl": "tls"}
 HTTP_FAMILY = {"http": ("http", "elasticsearch", "etcd")}
 
 
-class AllowListError(Exception):
+class AllowListError(KubeguardError):
     """The allow-list file is unreadable or wrong; the message names file:line and the problem."""
 
 

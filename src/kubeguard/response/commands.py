@@ -136,16 +136,14 @@ def firewall(
 def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pods: bool, allow_list: Path | None,
          mode: str, fail_open: bool, block_severity: str, queue_num: int, reload: float, duration: float | None,
          output: str, db: Path | None, no_store: bool, cleanup: bool) -> int:
-    try:
-        chains = Chains(queue_num, queue_bypass=fail_open)
-    except IptablesError as exc:
-        raise UserError(str(exc)) from exc
+    if not 0 <= queue_num <= 65535:
+        raise UserError(f"--queue-num: expected 0-65535, got {queue_num}")
     if cleanup:
         try:
-            chains.remove()
+            Chains(queue_num).remove()
         except IptablesError as exc:
             raise UserError(str(exc)) from exc
-        stderr.print("firewall: rules removed", markup=False)
+        stderr.print(f"firewall: rules of queue {queue_num} removed", markup=False)
         return 0
     if mode not in MODES:
         raise UserError(f"--mode: expected one of {', '.join(MODES)}, got {mode!r}")
@@ -153,8 +151,8 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
         raise UserError(f"--block-severity: expected one of {', '.join(SEVERITIES)}, got {block_severity!r}")
     if output not in ("rich", "json"):
         raise UserError(f"--output: expected rich or json, got {output!r}")
-    if not 0 <= queue_num <= 65535:
-        raise UserError(f"--queue-num: expected 0-65535, got {queue_num}")
+    if reload <= 0:
+        raise UserError(f"--reload: expected seconds > 0, got {reload}")
     if pods is None:
         raise UserError("--pods FILE is required (the pods map naming pod addresses and labels)")
     podmap = _read_pods(pods)
@@ -168,6 +166,10 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
     if not (all_pods or namespaces or label_selector is not None or allowlist.policies):
         raise UserError("select pods: --selector, --namespace, --all-pods or an --allow-list with policies")
     selection = Selection(namespaces, label_selector, allowlist, all_pods)
+    try:
+        chains = Chains(queue_num, queue_bypass=fail_open)
+    except IptablesError as exc:
+        raise UserError(str(exc)) from exc
     store = None
     if not no_store:
         try:

