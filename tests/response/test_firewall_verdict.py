@@ -190,3 +190,29 @@ def test_segment_builds_valid_checksums() -> None:
     pseudo = pkt[12:20] + bytes([0, 6]) + len(pkt[20:]).to_bytes(2, "big")
     assert fold(pseudo + tcp) == 0xFFFF
     assert RST == 4
+
+
+def test_workload_policy_mode_wins(tmp_path) -> None:
+    from kubeguard.response.commands import _policy_store, policy_modes
+
+    owned = pod("web-5d9f4-x7k2p", SERVER, {"app": "web", "pod-template-hash": "5d9f4"})
+    owned["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "web-5d9f4", "controller": True}]  # type: ignore[index]
+    pods = PodMap.from_pods([pod("client", CLIENT, {"app": "client"}), owned])
+    (tmp_path / "web.yaml").write_text(
+        "apiVersion: kubeguard.io/v1alpha1\nkind: WorkloadPolicy\nmetadata: {name: web, namespace: shop}\n"
+        "spec:\n  workload: {kind: Deployment, name: web}\n  mode: protect\n")
+    store = _policy_store(tmp_path)
+    alerts: list[Alert] = []
+    fw = Firewall(pods, default_mode="monitor", on_alert=alerts.append, injector=FakeInjector(),  # type: ignore[arg-type]
+                  mode_of=policy_modes(store, [pods]))
+    fw.select({CLIENT, SERVER})
+    conn = Conn(fw)
+    conn.handshake()
+    assert conn.client(SQLI) == Verdict.BLOCK_QUIET
+    assert alerts[-1].output_fields["firewall.mode"] == "protect"
+    (tmp_path / "web.yaml").write_text((tmp_path / "web.yaml").read_text().replace("protect", "monitor") + "\n")
+    store.reload()
+    conn = Conn(fw, sport=40002)
+    conn.handshake()
+    assert conn.client(SQLI) == Verdict.PASS
+    assert alerts[-1].output_fields["firewall.mode"] == "monitor"

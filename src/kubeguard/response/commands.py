@@ -6,6 +6,7 @@ import logging
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,10 @@ import typer
 from kubeguard.cliutil import UserError, die, stderr, warn
 from kubeguard.cluster.podmap import PodMap, PodMapError
 from kubeguard.cluster.selectors import label_selector_selects
-from kubeguard.model import Alert, Severity
+from kubeguard.model import Alert, Severity, Workload
 from kubeguard.net.commands import AlertSink
+from kubeguard.policy.model import PolicyError
+from kubeguard.policy.store import PolicyStore
 from kubeguard.response.allowlist import MODES, AllowList, AllowListError, load
 from kubeguard.response.firewall import Firewall
 from kubeguard.response.inject import Injector
@@ -110,6 +113,9 @@ def firewall(
     all_pods: bool = typer.Option(False, "--all-pods", help="Inline every pod of the pods map."),
     allow_list: Path = typer.Option(None, "--allow-list", help="Protocol allow-list YAML (docs/firewall.md); "
                                                                 "the pods it selects are inline too."),
+    policy_dir: Path = typer.Option(None, "--policy-dir", envvar="KUBEGUARD_POLICY_DIR",
+                                    help="Workload policies (the agent's --policy-dir): a workload's mode there "
+                                         "wins over the allow-list's and --mode."),
     mode: str = typer.Option("monitor", "--mode", help="Mode of inline pods no allow-list policy selects: "
                                                        "discover, monitor (alert only) or protect (block)."),
     fail_open: bool = typer.Option(True, "--queue-bypass/--fail-closed",
@@ -126,16 +132,16 @@ def firewall(
 ) -> None:
     """Inline L7 firewall: selected pods' traffic through NFQUEUE, DPI verdicts, allow-lists; root only."""
     try:
-        code = _run(pods, selector, namespace, all_pods, allow_list, mode, fail_open, block_severity, queue_num,
-                    reload, duration, output, db, no_store, cleanup)
+        code = _run(pods, selector, namespace, all_pods, allow_list, policy_dir, mode, fail_open, block_severity,
+                    queue_num, reload, duration, output, db, no_store, cleanup)
     except UserError as exc:
         die(str(exc), exc.code)
     raise typer.Exit(code)
 
 
 def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pods: bool, allow_list: Path | None,
-         mode: str, fail_open: bool, block_severity: str, queue_num: int, reload: float, duration: float | None,
-         output: str, db: Path | None, no_store: bool, cleanup: bool) -> int:
+         policy_dir: Path | None, mode: str, fail_open: bool, block_severity: str, queue_num: int, reload: float,
+         duration: float | None, output: str, db: Path | None, no_store: bool, cleanup: bool) -> int:
     if not 0 <= queue_num <= 65535:
         raise UserError(f"--queue-num: expected 0-65535, got {queue_num}")
     if cleanup:
@@ -166,6 +172,7 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
     if not (all_pods or namespaces or label_selector is not None or allowlist.policies):
         raise UserError("select pods: --selector, --namespace, --all-pods or an --allow-list with policies")
     selection = Selection(namespaces, label_selector, allowlist, all_pods)
+    policies = _policy_store(policy_dir) if policy_dir is not None else None
     try:
         chains = Chains(queue_num, queue_bypass=fail_open)
     except IptablesError as exc:
@@ -181,9 +188,11 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
         injector = Injector()
     except OSError as exc:
         raise UserError(f"cannot open a raw socket for TCP resets: {exc.strerror or exc} (needs root)") from exc
+    fw_podmap = [podmap]  # the current pods map, for owner lookups (the watcher replaces it)
+    mode_of = None if policies is None else policy_modes(policies, fw_podmap)
     fw = Firewall(podmap, allowlist, default_mode=mode, on_alert=sink, injector=injector,
                   fail_closed=not fail_open, block_severity=SEVERITIES[block_severity.lower()],
-                  hostname=socket.gethostname())
+                  hostname=socket.gethostname(), mode_of=mode_of)
     fw.select(selection.ips(podmap))
     marks = Marks()
     try:
@@ -202,7 +211,8 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
             raise UserError(str(exc)) from exc
         counter = BypassCounter(chains, reader, sink, hostname=fw.hostname)
         counter.start()
-        watcher = threading.Thread(target=_watch_pods, args=(pods, reload, stop, fw, chains, selection),
+        watcher = threading.Thread(target=_watch_pods, args=(pods, reload, stop, fw, chains, selection, policies,
+                                                             fw_podmap),
                                    name="kubeguard-fw-pods", daemon=True)
         watcher.start()
         if duration is not None:
@@ -248,14 +258,42 @@ def _read_pods(path: Path) -> PodMap:
         raise UserError(str(exc)) from exc
 
 
+def _policy_store(directory: Path) -> PolicyStore:
+    if not directory.is_dir():
+        raise UserError(f"--policy-dir {directory}: no such directory")
+    store = PolicyStore(directory)
+    try:
+        store.open()
+    except PolicyError as exc:
+        raise UserError(str(exc)) from exc
+    for problem in store.errors.values():
+        warn(f"policy: {problem} (refused)")
+    return store
+
+
+def policy_modes(store: PolicyStore, podmap: list[PodMap]) -> Callable[[Workload], str | None]:
+    """A workload's mode from its WorkloadPolicy (None when it has none, or one without a mode)."""
+
+    def mode_of(workload: Workload) -> str | None:
+        ref = podmap[0].owners.get(workload.pod_uid)
+        policy = store.effective(ref) if ref is not None else None
+        return policy.mode if policy is not None else None
+
+    return mode_of
+
+
 def _watch_pods(path: Path, interval: float, stop: threading.Event, fw: Firewall, chains: Chains,
-                selection: Selection) -> None:
-    """Follow the pods file: new or gone pods change the inline addresses (last good map kept)."""
+                selection: Selection, policies: PolicyStore | None, current: list[PodMap]) -> None:
+    """Follow the pods file (new or gone pods change the inline addresses; last good map kept) and the
+    policy directory (mode changes apply to the next decision)."""
     try:
         seen = path.stat().st_mtime_ns
     except OSError:
         seen = 0
     while not stop.wait(interval):
+        if policies is not None:
+            for problem in policies.reload():
+                log.warning("policy: %s", problem)
         try:
             mtime = path.stat().st_mtime_ns
             if mtime == seen:
@@ -263,6 +301,7 @@ def _watch_pods(path: Path, interval: float, stop: threading.Event, fw: Firewall
             seen = mtime
             podmap = PodMap.from_file(path)
             ips = selection.ips(podmap)
+            current[0] = podmap
             fw.set_pods(podmap)
             fw.select(ips)
             if not stop.is_set():

@@ -96,8 +96,9 @@ class Firewall:
                  default_mode: str = "monitor", on_alert: Callable[[Alert], None] | None = None,
                  injector: Injector | None = None, fail_closed: bool = False,
                  block_severity: Severity = Severity.HIGH, config: EngineConfig | None = None,
-                 hostname: str = "") -> None:
+                 hostname: str = "", mode_of: Callable[[Workload], str | None] | None = None) -> None:
         self.podmap = podmap or PodMap()
+        self.mode_of = mode_of  # the workload's mode from its WorkloadPolicy (kubeguard.policy), when it has one
         self.allowlist = allowlist or AllowList()
         self.default_mode = default_mode
         self.on_alert = on_alert or (lambda _a: None)
@@ -132,9 +133,14 @@ class Firewall:
         self.engine.podmap = podmap
 
     def mode(self, workload: Workload | None, ip: str) -> str:
-        """The mode of the pod at `ip` ("off" when it is not inline)."""
+        """The mode of the pod at `ip` ("off" when it is not inline): its WorkloadPolicy's mode, else the
+        strictest mode of the allow-list policies selecting it, else the default."""
         if ip not in self.selected:
             return "off"
+        if self.mode_of is not None and workload is not None:
+            mode = self.mode_of(workload)
+            if mode:
+                return mode
         return self.allowlist.mode_for(workload, self.default_mode)
 
     # ---- per packet ----------------------------------------------------------------------------
