@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubeguard.cluster.bounds import port_number
+
 SENSORS = ("ebpf", "proc")
 
 
@@ -48,6 +50,8 @@ class AgentConfig:
             found.append(f"--sensor {self.sensor}: expected one of {', '.join(SENSORS)}")
         if self.queue_size < 1:
             found.append(f"--queue-size {self.queue_size}: must be at least 1")
+        if self.metrics_port is not None and port_number(self.metrics_port) is None:
+            found.append(f"--metrics-port {self.metrics_port}: expected a port number 1-65535")
         if self.quiet_window < 0:
             found.append(f"--quiet-window {self.quiet_window:g}: must not be negative")
         found.extend(f"{path}: rules file not found" for path in self.rules if not path.is_file())
