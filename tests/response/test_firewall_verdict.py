@@ -204,7 +204,7 @@ def test_workload_policy_mode_wins(tmp_path) -> None:
     store = _policy_store(tmp_path)
     alerts: list[Alert] = []
     fw = Firewall(pods, default_mode="monitor", on_alert=alerts.append, injector=FakeInjector(),  # type: ignore[arg-type]
-                  mode_of=policy_modes(store, [pods]))
+                  mode_of=policy_modes(store, lambda: pods))
     fw.select({CLIENT, SERVER})
     conn = Conn(fw)
     conn.handshake()
