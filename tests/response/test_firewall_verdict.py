@@ -193,7 +193,8 @@ def test_segment_builds_valid_checksums() -> None:
 
 
 def test_workload_policy_mode_wins(tmp_path) -> None:
-    from kubeguard.response.commands import _policy_store, policy_modes
+    from kubeguard.response.commands import _policy_store
+    from kubeguard.response.modes import policy_modes
 
     owned = pod("web-5d9f4-x7k2p", SERVER, {"app": "web", "pod-template-hash": "5d9f4"})
     owned["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "web-5d9f4", "controller": True}]  # type: ignore[index]

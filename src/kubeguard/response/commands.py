@@ -7,7 +7,6 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -15,7 +14,7 @@ import typer
 from kubeguard.cliutil import UserError, die, stderr, warn
 from kubeguard.cluster.podmap import PodMap, PodMapError
 from kubeguard.errors import KubeguardError
-from kubeguard.model import Alert, Severity, Workload
+from kubeguard.model import Alert, Severity
 from kubeguard.net.commands import AlertSink
 from kubeguard.policy.model import PolicyError
 from kubeguard.policy.store import PolicyStore
@@ -24,6 +23,7 @@ from kubeguard.response.firewall import Firewall
 from kubeguard.response.inject import Injector
 from kubeguard.response.inline import InlineFirewall
 from kubeguard.response.iptables import Chains, IptablesError
+from kubeguard.response.modes import policy_modes
 from kubeguard.response.selection import Selection, parse_selector
 from kubeguard.store.alerts import AlertStore, StoreError
 
@@ -195,17 +195,6 @@ def _policy_store(directory: Path) -> PolicyStore:
     for problem in store.errors.values():
         warn(f"policy: {problem} (refused)")
     return store
-
-
-def policy_modes(store: PolicyStore, pods: Callable[[], PodMap]) -> Callable[[Workload], str | None]:
-    """A workload's mode from its WorkloadPolicy (None when it has none, or one without a mode)."""
-
-    def mode_of(workload: Workload) -> str | None:
-        ref = pods().owners.get(workload.pod_uid)
-        policy = store.effective(ref) if ref is not None else None
-        return policy.mode if policy is not None else None
-
-    return mode_of
 
 
 def _reload_policies(store: PolicyStore) -> None:
