@@ -66,7 +66,9 @@ def module_imports() -> dict[str, set[str]]:
 
 
 def is_command_layer(module: str) -> bool:
-    return module.endswith(".commands") or module in {"kubeguard.cli", "kubeguard.cliutil", "kubeguard.__main__"}
+    """`*/commands.py` (and `*_commands.py` of a lane with several commands), cli.py and its helpers."""
+    cli = {"kubeguard.cli", "kubeguard.cliutil", "kubeguard.__main__"}
+    return module.rsplit(".", 1)[-1].endswith("commands") or module in cli
 
 
 def test_only_the_commands_layer_imports_the_cli_helpers() -> None:

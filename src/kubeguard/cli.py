@@ -42,6 +42,7 @@ from kubeguard.policy.commands import policy_app  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
 from kubeguard.posture.paths.commands import paths_command  # noqa: E402
 from kubeguard.response.commands import firewall  # noqa: E402
+from kubeguard.response.quarantine_commands import quarantine_command  # noqa: E402
 from kubeguard.rules.commands import alerts, replay, rules_app  # noqa: E402
 from kubeguard.scenarios.commands import demo  # noqa: E402
 
@@ -54,5 +55,6 @@ app.command("paths")(paths_command)
 app.command("demo")(demo)
 app.add_typer(rules_app, name="rules")
 app.add_typer(policy_app, name="policy")
+app.command("quarantine")(quarantine_command)
 app.command("replay")(replay)
 app.command("alerts")(alerts)

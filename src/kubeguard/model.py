@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -277,6 +278,18 @@ def workload_from_fields(fields: dict[str, Any]) -> Workload | None:
         labels=tuple(sorted((str(k), str(v)) for k, v in labels.items())) if isinstance(labels, dict) else (),
     )
     return workload if any(v for v in asdict(workload).values()) else None
+
+
+# The workload identity fields (Falco names) copied onto every alert raised for an event that carries
+# them (like Falco's -pk), by the rule engine and by the agent for its own alerts.
+IDENTITY_FIELDS = ("container.id", "container.name", "container.image", "container.image.repository",
+                   "container.image.tag", "k8s.ns.name", "k8s.pod.name", "k8s.pod.uid", "k8s.pod.labels", "k8s.pod.sa",
+                   "k8s.node.name")
+
+
+def identity_fields(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The workload identity fields `event` carries, with a value."""
+    return {key: event[key] for key in IDENTITY_FIELDS if event.get(key) is not None}
 
 
 class Event(dict[str, Any]):

@@ -309,8 +309,8 @@ class AgentPolicies:
     def stop(self) -> None:
         if self.enforcer is not None:
             self.enforcer.stop()
-            stderr.print(f"kubeguard agent: policy: enforcement stopped; {self.enforcer.kills} executions blocked",
-                         markup=False)
+            stderr.print(f"kubeguard agent: policy: enforcement stopped; {self.enforcer.kills} executions blocked, "
+                         f"{self.enforcer.file_guard.denials} file opens denied", markup=False)
 
     def save(self) -> None:
         try:

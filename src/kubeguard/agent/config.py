@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kubeguard.cluster.bounds import port_number
+
 SENSORS = ("ebpf", "proc")
 
 
@@ -58,6 +60,8 @@ class AgentConfig:
             found.append(f"--firewall-mode {self.firewall_mode}: expected discover, monitor or protect")
         if not 0 <= self.firewall_queue <= 65535:
             found.append(f"--firewall-queue {self.firewall_queue}: expected 0-65535")
+        if self.metrics_port is not None and port_number(self.metrics_port) is None:
+            found.append(f"--metrics-port {self.metrics_port}: expected a port number 1-65535")
         if self.quiet_window < 0:
             found.append(f"--quiet-window {self.quiet_window:g}: must not be negative")
         found.extend(f"{path}: rules file not found" for path in self.rules if not path.is_file())

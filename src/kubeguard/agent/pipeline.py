@@ -34,7 +34,7 @@ from kubeguard.agent.metrics import AgentMetrics
 from kubeguard.agent.outputs import Output
 from kubeguard.agent.portscan import PortScanDetector
 from kubeguard.errors import KubeguardError
-from kubeguard.model import Alert, Event, format_time_ns
+from kubeguard.model import Alert, Event, format_time_ns, identity_fields
 from kubeguard.store.alerts import AlertStore, StoreError
 
 log = logging.getLogger(__name__)
@@ -357,12 +357,3 @@ class Pipeline:
             output.send(batch)
             output.flush()
             self.metrics.output_failures.labels(output.name).set(output.failures)
-
-
-IDENTITY_FIELDS = ("container.id", "container.name", "container.image", "k8s.ns.name", "k8s.pod.name", "k8s.pod.uid",
-                   "k8s.pod.sa", "k8s.pod.labels", "k8s.node.name")
-
-
-def identity_fields(event: Event) -> dict[str, Any]:
-    """The workload identity fields an event carries (added to every alert's output_fields)."""
-    return {key: event[key] for key in IDENTITY_FIELDS if key in event}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import secrets
 import threading
 import time
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import segno
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import BaseModel, Field
@@ -33,8 +35,11 @@ from kubeguard import __version__
 from kubeguard.console.auth import AuthError, AuthStore, Principal
 from kubeguard.console.charts import bucket_prefix, timeline_svg
 from kubeguard.model import FALCO_PRIORITIES, format_time_ns
+from kubeguard.store.alerts import StoreError
 from kubeguard.store.central import MODES, AgentReport, CentralQuery, CentralStore
 from kubeguard.store.sqldb import Database
+
+logger = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "__Host-kg_session"
@@ -42,6 +47,7 @@ PRE_COOKIE = "__Host-kg_pre"
 ENROL_COOKIE = "__Host-kg_enrol"
 PUBLIC_PATHS = ("/login", "/setup", "/enrol", "/enrol/totp", "/static/console.css", "/healthz")
 MAX_BATCH = 5000
+MAX_OFFSET = 10_000_000
 LOGIN_RATE = 30  # login attempts per address per minute
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none';"
        " base-uri 'none'")
@@ -69,11 +75,11 @@ class Heartbeat(BaseModel):
     """An agent's health figures."""
 
     version: str = Field(default="", max_length=64)
-    events_per_s: float = Field(default=0.0, ge=0)
-    drops: int = Field(default=0, ge=0)
-    alerts_sent: int = Field(default=0, ge=0)
-    spooled: int = Field(default=0, ge=0)
-    spool_dropped: int = Field(default=0, ge=0)
+    events_per_s: float = Field(default=0.0, ge=0, le=1e12, allow_inf_nan=False)
+    drops: int = Field(default=0, ge=0, le=2**62)
+    alerts_sent: int = Field(default=0, ge=0, le=2**62)
+    spooled: int = Field(default=0, ge=0, le=2**62)
+    spool_dropped: int = Field(default=0, ge=0, le=2**62)
     stats: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -174,6 +180,11 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
         if secure_cookies:
             response.headers["Strict-Transport-Security"] = "max-age=31536000"
         return response
+
+    @app.exception_handler(StoreError)
+    async def store_down(request: Request, exc: StoreError) -> Response:
+        logger.error("database error: %s", exc)
+        return JSONResponse({"detail": "database unavailable"}, status_code=503, headers={"Retry-After": "5"})
 
     @app.exception_handler(NeedLogin)
     async def need_login(request: Request, exc: NeedLogin) -> Response:
@@ -358,7 +369,7 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
 
     @app.get("/alerts", include_in_schema=False)
     def alerts_page(request: Request, rule: str = "", priority: str = "", namespace: str = "", workload: str = "",
-                    node: str = "", since: str = "", until: str = "", offset: int = 0,
+                    node: str = "", since: str = "", until: str = "", offset: int = Query(0, ge=0, le=MAX_OFFSET),
                     who: Principal = Depends(user)) -> Response:
         query = query_of(rule, priority, namespace, workload, node, since, until, 100, offset)
         filters = {"rule": rule, "priority": priority, "namespace": namespace, "workload": workload, "node": node,
@@ -424,7 +435,8 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
                       audit=auth.audit_log(200), created={"what": "API token (shown once)", "value": token})
 
     @app.post("/admin/tokens/{token_id}/revoke", include_in_schema=False, tags=["admin"])
-    def revoke_form(request: Request, token_id: int, who: Principal = Depends(admin)) -> Response:
+    def revoke_form(request: Request, token_id: int = FastApiPath(ge=1, le=2**62),
+                    who: Principal = Depends(admin)) -> Response:
         if auth.revoke_api_token(token_id):
             auth.audit(who.name, "token.revoke", str(token_id), "", address(request))
         return RedirectResponse("/admin", status_code=303)
@@ -450,8 +462,8 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
 
     @app.get("/api/alerts", tags=["alerts"])
     def api_alerts(rule: str = "", priority: str = "", namespace: str = "", workload: str = "", node: str = "",
-                   since: str = "", until: str = "", limit: int = 200, offset: int = 0,
-                   who: Principal = Depends(user)) -> dict[str, Any]:
+                   since: str = "", until: str = "", limit: int = Query(200, ge=1, le=1000),
+                   offset: int = Query(0, ge=0, le=MAX_OFFSET), who: Principal = Depends(user)) -> dict[str, Any]:
         """Alerts, newest first, with the console's filters (times are RFC 3339, `until` exclusive)."""
         query = query_of(rule, priority, namespace, workload, node, since, until, limit, offset)
         return {"total": central.count(query), "alerts": central.alerts(query)}

@@ -1,7 +1,8 @@
 """The DPI engine: packets in, flow records and Detections (as Alerts) out.
 
 packets -> Decoder (L2-L4, IP defrag) -> FlowTable -> TcpStream per direction (first-wins
-reassembly, stream depth) -> protocol identification -> L7 parsers -> detectors.
+reassembly, stream depth) -> protocol identification -> L7 parsers (looked up by protocol in the
+`parsers` table) -> detectors.
 
 Cheap paths keep the per-packet cost low: payload-less packets stop after flow accounting, and a
 direction that is past its depth, or whose protocol needs no more inspection, only counts bytes.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,18 +29,18 @@ from kubeguard.net.detect.http import inspect_http_request
 from kubeguard.net.detect.sql import SqlAuthMonitor, inspect_sql_query
 from kubeguard.net.detect.volume import ScanFloodDetector
 from kubeguard.net.flows import Flow, FlowTable
-from kubeguard.net.proto.dns import DnsError, DnsTcpStream, parse_message
-from kubeguard.net.proto.http import HttpRequestStream, HttpResponseStream
-from kubeguard.net.proto.sql import MysqlStream, PostgresStream
-from kubeguard.net.proto.ssh import SshBanner, SshStream
-from kubeguard.net.proto.stratum import MAX_MESSAGES, StratumStream
-from kubeguard.net.proto.stratum import parse_line as parse_stratum_line
-from kubeguard.net.proto.tls import Heartbeat, Hello, TlsStream, version_name
+from kubeguard.net.parsers import DATAGRAM_PARSERS, STREAM_PARSERS
+from kubeguard.net.proto.dns import DnsError, parse_message
+from kubeguard.net.proto.ssh import SshBanner
+from kubeguard.net.proto.tls import Heartbeat, Hello, version_name
 from kubeguard.net.reassembly import Budget, TcpStream
 from kubeguard.net.types import Detection, DnsQuestion, HttpRequest
 
-HTTP_KINDS = ("http", "elasticsearch", "etcd")
-H2_KINDS = ("http2", "grpc")
+# What a parser or detector bug on hostile bytes raises; the reader counts it and goes on. Errors of the
+# outputs (store, files) are not among them: they end the run with their own message.
+INSPECTION_BUGS = (ArithmeticError, LookupError, ValueError, TypeError, AttributeError, RecursionError, struct.error)
+log = logging.getLogger(__name__)
+
 CONTENT_SCANNED = ("unknown", "telnet")  # flows whose bytes go through the content patterns
 
 
@@ -104,6 +107,7 @@ class Engine:
         self.bytes = 0
         self.alerts = 0
         self.flows_done = 0
+        self.inspection_errors = 0  # packets whose inspection raised (a parser bug); see feed_frames
         self._now = 0.0
 
     # ---- input --------------------------------------------------------------------------
@@ -116,10 +120,20 @@ class Engine:
             for ts, linktype, buf in frames:
                 self.bytes += len(buf)
                 pkt = decode(linktype, buf, ts)
-                if pkt is not None:
-                    packet(pkt)
-                else:
+                if pkt is None:
                     self.packets += 1
+                    continue
+                try:
+                    packet(pkt)
+                except INSPECTION_BUGS:
+                    self._inspection_failed(pkt)
+
+    def _inspection_failed(self, pkt: Packet) -> None:
+        """A parser or detector raised on hostile bytes: a bug, logged (the first ten) and counted; reading goes on."""
+        self.inspection_errors += 1
+        if self.inspection_errors <= 10:
+            log.exception("DPI inspection failed on a packet %s:%d -> %s:%d (counted; the capture goes on)",
+                          ip_text(pkt.src), pkt.sport, ip_text(pkt.dst), pkt.dport)
 
     def packet(self, pkt: Packet) -> Flow:
         """One decoded packet; returns its flow, whose `verdict` an inline caller can act on."""
@@ -173,9 +187,8 @@ class Engine:
         if flow.proto is None:
             self._decide(flow, final=True)
         for handler in flow.handlers:
-            close = getattr(handler, "close", None)
-            if close is not None:
-                close()
+            if handler is not None:
+                handler.close()
         self.flows_done += 1
         if self.on_flow is not None:
             self.on_flow(flow.record())
@@ -209,7 +222,7 @@ class Engine:
         handler = flow.handlers[d]
         if handler is not None:
             handler.feed(data)
-            if getattr(handler, "done", False) or handler.failed:
+            if handler.done or handler.failed:
                 flow.streams[d].finish_depth()
         elif flow.proto in CONTENT_SCANNED:
             self._content_scan(flow, d, data)
@@ -224,40 +237,16 @@ class Engine:
 
     def _start_l7(self, flow: Flow, heads: list[bytes]) -> None:
         proto = flow.proto
-        handlers: list[Any] = [None, None]
-        if proto in HTTP_KINDS:
-            handlers = [HttpRequestStream(lambda r: self._http_request(flow, r), self.config.body_limit),
-                        HttpResponseStream(lambda status, hdrs: self._http_status(flow, status, hdrs))]
-        elif proto in H2_KINDS or (proto == "etcd" and heads[0].startswith(ident.H2_PREFACE)):
-            self._h2_meta(flow, heads[0])
-        elif proto == "tls":
-            handlers = [TlsStream(True, lambda h: self._tls_hello(flow, h, True),
-                                  lambda hb: self._heartbeat(flow, hb, True)),
-                        TlsStream(False, lambda h: self._tls_hello(flow, h, False),
-                                  lambda hb: self._heartbeat(flow, hb, False))]
-        elif proto == "ssh":
-            handlers = [SshStream(lambda b: self._ssh_banner(flow, 0, b)),
-                        SshStream(lambda b: self._ssh_banner(flow, 1, b))]
-        elif proto == "dns" and flow.l4 == "tcp":
-            handlers = [DnsTcpStream(lambda m: self._dns_message(flow, m)),
-                        DnsTcpStream(lambda m: self._dns_message(flow, m))]
-        elif proto == "mysql":
-            handlers = [MysqlStream(True, lambda q: self._sql_query(flow, q), lambda f, w: self._sql_auth(flow, f, w)),
-                        MysqlStream(False, lambda q: None, lambda f, w: self._sql_auth(flow, f, w),
-                                    lambda v: flow.meta.__setitem__("mysql.version", v))]
-        elif proto == "postgresql":
-            handlers = [PostgresStream(True, lambda q: self._sql_query(flow, q), lambda f, w: None),
-                        PostgresStream(False, lambda q: None, lambda f, w: self._sql_auth(flow, f, w))]
-        elif proto == "stratum":
-            handlers = [StratumStream(lambda m: self._stratum(flow, m)),
-                        StratumStream(lambda m: self._stratum(flow, m))]
+        factory = STREAM_PARSERS.get(proto) if proto is not None and flow.l4 == "tcp" else None
+        handlers = list(factory(self, flow, heads)) if factory is not None else [None, None]
         flow.handlers = handlers
         for d in (0, 1):
             stream = flow.streams[d]
-            if handlers[d] is not None:
+            handler = handlers[d]
+            if handler is not None:
                 if heads[d]:
-                    handlers[d].feed(heads[d])
-                if stream is not None and (getattr(handlers[d], "done", False) or handlers[d].failed):
+                    handler.feed(heads[d])
+                if stream is not None and (handler.done or handler.failed):
                     stream.finish_depth()
             elif proto not in CONTENT_SCANNED and stream is not None:
                 stream.finish_depth()  # identified, nothing more to inspect: bulk path from here on
@@ -286,15 +275,17 @@ class Engine:
     def _datagram(self, flow: Flow, d: int, payload: bytes, ts: float) -> None:
         if flow.proto is None:
             flow.proto = ident.identify("udp", payload if d == 0 else b"", payload if d == 1 else b"")
-        if flow.proto == "dns":
-            self._dns_message(flow, payload)
-        elif flow.proto == "stratum":
-            for line in payload.splitlines()[:MAX_MESSAGES]:
-                self._stratum(flow, parse_stratum_line(line))
+        handler = DATAGRAM_PARSERS.get(flow.proto)  # type: ignore[arg-type]
+        if handler is not None:
+            handler(self, flow, payload)
 
-    # ---- L7 callbacks -----------------------------------------------------------------------
+    # ---- L7 events (`parsers.L7Events`: what the registered parsers report) ----------------------
 
-    def _http_request(self, flow: Flow, req: HttpRequest) -> None:
+    @property
+    def body_limit(self) -> int:
+        return self.config.body_limit
+
+    def http_request(self, flow: Flow, req: HttpRequest) -> None:
         meta = flow.meta
         if "http.method" not in meta:
             meta["http.method"] = req.method
@@ -306,7 +297,7 @@ class Engine:
         for det in self.detectors.http(req):
             self._emit(flow, det, extra=fields)
 
-    def _http_status(self, flow: Flow, status: int, headers: list[tuple[str, str]]) -> None:
+    def http_status(self, flow: Flow, status: int, headers: list[tuple[str, str]]) -> None:
         flow.meta.setdefault("http.status", status)
         if flow.proto == "http":
             text = "\r\n".join(f"{k}: {v}" for k, v in headers).encode("latin-1", "replace")
@@ -314,7 +305,7 @@ class Engine:
             if refined in ("elasticsearch", "etcd"):
                 flow.proto = refined
 
-    def _h2_meta(self, flow: Flow, head: bytes) -> None:
+    def h2_headers(self, flow: Flow, head: bytes) -> None:
         headers = ident.h2_first_headers(head)
         if headers:
             flow.meta["http.method"] = headers.get(":method", "")
@@ -323,16 +314,14 @@ class Engine:
             if headers.get("user-agent"):
                 flow.meta["http.user_agent"] = headers["user-agent"][:512]
 
-    def _stratum(self, flow: Flow, fields: dict[str, str]) -> None:
+    def stratum(self, flow: Flow, fields: dict[str, str]) -> None:
         if "stratum.method" not in fields:
             return  # a pool's answer: nothing new
         for key, value in fields.items():
             flow.meta.setdefault(key, value)
         self._emit(flow, threats.stratum_detection(fields))
 
-    def _tls_hello(self, flow: Flow, hello: Hello, client: bool) -> None:
-        handler = flow.handlers[0 if client else 1]
-        sslv2 = bool(getattr(handler, "sslv2", False))
+    def tls_hello(self, flow: Flow, hello: Hello, client: bool, sslv2: bool) -> None:
         if client:
             flow.meta["tls.version"] = "SSLv2" if sslv2 else version_name(hello.max_version)
             if hello.sni:
@@ -350,14 +339,14 @@ class Engine:
         for det in threats.tls_hello_detections(hello, client, sslv2):
             self._emit(flow, det)
 
-    def _heartbeat(self, flow: Flow, hb: Heartbeat, client: bool) -> None:
+    def heartbeat(self, flow: Flow, hb: Heartbeat, client: bool) -> None:
         if client:
             flow.state["hb_request"] = hb.record_len
         det = threats.heartbleed_detection(hb, client, int(flow.state.get("hb_request", 0)))
         if det:
             self._emit(flow, det)
 
-    def _ssh_banner(self, flow: Flow, d: int, banner: SshBanner) -> None:
+    def ssh_banner(self, flow: Flow, d: int, banner: SshBanner) -> None:
         side = "ssh.client" if d == 0 else "ssh.server"
         flow.meta[side] = banner.raw[:255]
         if d == 0 or "ssh.version" not in flow.meta:
@@ -366,7 +355,7 @@ class Engine:
         if det:
             self._emit(flow, det)
 
-    def _dns_message(self, flow: Flow, msg: bytes) -> None:
+    def dns_message(self, flow: Flow, msg: bytes) -> None:
         try:
             questions = parse_message(msg)
         except DnsError:
@@ -389,12 +378,12 @@ class Engine:
         for det in self.detectors.dns.observe(flow.cip, q, self._now):
             self._emit(flow, det, extra={"dns.qname": q.qname, "dns.qtype": q.qtype})
 
-    def _sql_query(self, flow: Flow, query: str) -> None:
+    def sql_query(self, flow: Flow, query: str) -> None:
         flow.meta["sql.queries"] = flow.meta.get("sql.queries", 0) + 1
         for det in self.detectors.sql(query):
             self._emit(flow, det)
 
-    def _sql_auth(self, flow: Flow, failed: bool, detail: str) -> None:
+    def sql_auth(self, flow: Flow, failed: bool, detail: str) -> None:
         if failed:
             flow.meta["sql.auth_failed"] = True
         key = (flow.cip, flow.sip, flow.sport, flow.l4)

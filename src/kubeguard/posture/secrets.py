@@ -4,19 +4,19 @@ A value is a credential when it matches a known token format (AWS, GCP, Azure, G
 private keys, URLs with a password) or when its variable name says secret (PASSWORD, TOKEN,
 SECRET_KEY, ...) and the value looks like one: long enough, not a placeholder or a reference,
 and random enough (Shannon entropy). The secret itself never leaves this module: callers get
-the kind and `mask(value)`.
+the kind and the masked value (kubeguard.redact).
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
 from dataclasses import dataclass
+
+from kubeguard.redact import AWS_KEY_ID, mask, shannon_entropy
 
 # (kind, pattern, is a cloud or signing credential: rated critical)
 TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str], bool], ...] = (
-    ("AWS access key id", re.compile(r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b"), True),
+    ("AWS access key id", AWS_KEY_ID, True),
     ("private key", re.compile(r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP |ENCRYPTED )?PRIVATE KEY"), True),
     ("GCP service account key", re.compile(r"\"type\"\s*:\s*\"service_account\""), True),
     ("GCP API key", re.compile(r"\bAIza[0-9A-Za-z_\-]{35}\b"), True),
@@ -53,21 +53,6 @@ class SecretMatch:
     kind: str
     cloud: bool
     masked: str
-
-
-def shannon_entropy(value: str) -> float:
-    """Bits of entropy per character of `value`."""
-    if not value:
-        return 0.0
-    counts = Counter(value)
-    total = len(value)
-    return -sum(n / total * math.log2(n / total) for n in counts.values())
-
-
-def mask(value: str, keep: int = 0) -> str:
-    """A form safe to print: `keep` leading characters (a token format's public prefix) and the length."""
-    keep = keep if len(value) >= 16 else 0
-    return f"{value[:keep]}{'*' * 8}({len(value)} chars)"
 
 
 def find_secret(name: str, value: str) -> SecretMatch | None:

@@ -6,31 +6,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from kubeguard.model import identity_fields
+from kubeguard.redact import redact
 from kubeguard.rules.fields import FieldRef, UnknownField, field_type, to_str, value_getter
 
 # %field, %field[arg], %(field); Falco also accepts a leading '*' (%*proc.name), which we ignore.
 _TOKEN = re.compile(r"%\*?(\()?([a-zA-Z][a-zA-Z0-9_]*(?:\.[a-zA-Z0-9_]+)+)(\[[^\]]*\])?(?(1)\))")
 NA = "<NA>"
-# Secrets never leave in an alert: AWS key ids, `password=...`, `--token X` and the like are masked.
-_SECRET_PATTERNS = (
-    (re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"), lambda m: m.group(1) + "****"),
-    (re.compile(r"(?i)\b((?:aws_)?secret(?:_access)?_key|password|passwd|pwd|api[_-]?key|token|secret)"
-                r"(\s*[=:]\s*)([^\s&'\"]+)"), lambda m: f"{m.group(1)}{m.group(2)}****"),
-    (re.compile(r"(?i)(--(?:password|passwd|token|secret|api-key|aws-secret-access-key))(\s+|=)(\S+)"),
-     lambda m: f"{m.group(1)}{m.group(2)}****"),
-)
-
-
-def mask_secrets(text: str) -> str:
-    """The text with credentials replaced by ****."""
-    for pattern, repl in _SECRET_PATTERNS:
-        text = pattern.sub(repl, text)
-    return text
-# Workload identity fields added to every alert's output_fields when the event carries them.
-IDENTITY_FIELDS = ("container.id", "container.name", "container.image.repository", "container.image.tag",
-                   "k8s.ns.name", "k8s.pod.name", "k8s.pod.uid", "k8s.pod.labels", "k8s.pod.sa", "k8s.node.name")
-
-
 class OutputTemplate:
     """A parsed output template: literal parts and field getters, rendered on a match only."""
 
@@ -70,11 +52,10 @@ class OutputTemplate:
                 out.append(_display(values[name]))
         for key, value in values.items():
             if isinstance(value, str):
-                values[key] = mask_secrets(value)
-        for key in IDENTITY_FIELDS:
-            if key not in values and event.get(key) is not None:
-                values[key] = event[key]
-        return mask_secrets("".join(out)), values
+                values[key] = redact(value)
+        for key, value in identity_fields(event).items():
+            values.setdefault(key, value)
+        return redact("".join(out)), values
 
 
 def _display(value: Any) -> str:

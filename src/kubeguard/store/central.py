@@ -163,7 +163,7 @@ class CentralStore:
         if not isinstance(fields, dict):
             raise ValueError("output_fields is not an object")
         priority = falco_priority_name(str(record.get("priority") or "Warning"))
-        return (
+        row = (
             uuid, str(record.get("time") or received), str(record["rule"]), priority,
             int(FALCO_PRIORITY_SEVERITY[priority.upper()]), str(record.get("source") or "syscall"),
             str(record.get("hostname") or node), str(fields.get("k8s.node.name") or node),
@@ -172,6 +172,7 @@ class CentralStore:
             str(record.get("output") or ""), json.dumps(fields, default=str),
             json.dumps([str(t) for t in record.get("tags") or []]), received,
         )
+        return tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in row)  # PostgreSQL text has no NUL
 
     def add_alerts(self, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert rows from `alert_row` in one transaction; ids already stored are skipped. Returns new rows."""

@@ -45,18 +45,18 @@ class Transaction:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run one statement; returns the number of rows it changed."""
-        cur = self._conn.execute(self._db.sql(sql), tuple(params))
+        cur = self._conn.execute(self._db.sql(sql), self._db.params(params))
         return int(cur.rowcount or 0)
 
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return [tuple(row) for row in self._conn.execute(self._db.sql(sql), tuple(params)).fetchall()]
+        return [tuple(row) for row in self._conn.execute(self._db.sql(sql), self._db.params(params)).fetchall()]
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         if self._db.dialect == "sqlite":
             self._conn.executemany(sql, rows)
         else:
             with self._conn.cursor() as cur:
-                cur.executemany(self._db.sql(sql), rows)
+                cur.executemany(self._db.sql(sql), [self._db.params(r) for r in rows])
 
     def changes(self) -> int:
         """SQLite only: rows changed on this connection so far (to count ignored conflicts)."""
@@ -83,6 +83,12 @@ class Database:
 
     def sql(self, text: str) -> str:
         return text if self.dialect == "sqlite" else text.replace("?", "%s")
+
+    def params(self, values: Sequence[Any]) -> tuple[Any, ...]:
+        """PostgreSQL text cannot hold NUL: it is removed from string parameters (SQLite keeps them)."""
+        if self.dialect == "sqlite":
+            return tuple(values)
+        return tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in values)
 
     def connection(self) -> Any:
         conn = getattr(self._local, "conn", None)
@@ -140,7 +146,7 @@ class Database:
         """Rows of one read (its own snapshot)."""
         conn = self.connection()
         try:
-            return [tuple(row) for row in conn.execute(self.sql(sql), tuple(params)).fetchall()]
+            return [tuple(row) for row in conn.execute(self.sql(sql), self.params(params)).fetchall()]
         except Exception as exc:
             error = self._error(exc)
             if error is exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 from kubeguard.model import Severity
 from kubeguard.net.detect.mask import snippet
 from kubeguard.net.types import Detection, DnsQuestion
+from kubeguard.redact import shannon_entropy
 
 MODEL_PATH = Path(__file__).with_name("dns_model.json")
 # Second-level labels under which ccTLDs register names (co.uk, com.br, ...).
@@ -44,14 +45,6 @@ def registered_domain(qname: str) -> tuple[str, str]:
         return "", ".".join(labels)  # reverse lookups: the numbers are the question, not data
     keep = 3 if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2].lower() in _SLDS else 2
     return ".".join(labels[:-keep]), ".".join(labels[-keep:])
-
-
-def _entropy(text: str) -> float:
-    if not text:
-        return 0.0
-    counts = Counter(text)
-    n = len(text)
-    return -sum(c / n * math.log2(c / n) for c in counts.values())
 
 
 def name_features(qname: str) -> list[float]:
@@ -77,7 +70,7 @@ def name_features(qname: str) -> list[float]:
         min(sum(c not in _HOST_CHARS for c in low), 8) / 4,
         1.0 if has_upper and has_lower and not domain_mixed else 0.0,
         sum(c.isdigit() for c in flat) / max(1, len(flat)),
-        _entropy(low) / 5,
+        shannon_entropy(low) / 5,
         min(best, 12) / 6,
         1.0 if len(low) >= 16 and all(c in "0123456789abcdef" for c in low) else 0.0,
         (sum(c in _VOWELS for c in letters) / len(letters)) if letters else 0.0,

@@ -15,12 +15,13 @@ from functools import cache
 from kubeguard.model import Severity
 from kubeguard.net.detect.extract import Value, request_values
 from kubeguard.net.detect.jndi import jndi_lookup
-from kubeguard.net.detect.mask import mask_secrets, snippet
+from kubeguard.net.detect.mask import snippet
 from kubeguard.net.detect.patterns import GATE_HOST, GATE_JNDI, GATE_SQL, Catalogue
 from kubeguard.net.detect.prefilter import needs_values
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.detect.ssrf import is_metadata_host, metadata_target
 from kubeguard.net.types import Detection, HttpRequest
+from kubeguard.redact import redact
 
 MAX_CONTENT_LENGTH = 1 << 31  # a declared body above 2 GiB is a length attack, not an upload
 _CL_VALID = re.compile(r"\d{1,19}")
@@ -57,7 +58,7 @@ class _Findings:
             severity=severity,
             evidence=f"{where}: {evidence}",
             mitre=mitre,
-            fields={"http.method": self.req.method, "http.uri": mask_secrets(self.req.uri[:200]),
+            fields={"http.method": self.req.method, "http.uri": redact(self.req.uri[:200]),
                     "http.location": where, **fields},
             tags=("http", "dpi"),
         )

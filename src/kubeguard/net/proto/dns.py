@@ -106,6 +106,7 @@ class DnsTcpStream:
         self._buf = b""
         self._limit = limit
         self.failed = False
+        self.done = False  # never: it parses to the end of the stream
 
     def feed(self, data: bytes) -> None:
         if self.failed:
@@ -119,3 +120,6 @@ class DnsTcpStream:
                 return
             msg, self._buf = self._buf[2: 2 + length], self._buf[2 + length:]
             self.on_message(msg)  # type: ignore[operator]
+
+    def close(self) -> None:
+        """End of the direction: nothing is held back to report."""

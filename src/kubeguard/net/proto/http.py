@@ -25,6 +25,7 @@ class HttpRequestStream:
         self.on_request = on_request
         self.body_limit = body_limit
         self.failed = False
+        self.done = False  # never: it parses to the end of the stream
         self.parse_error = ""
         self._tail = bytearray()  # the last bytes fed (8-16 KiB), to recover headers llhttp rejects
         self._parser = httptools.HttpRequestParser(self)
@@ -159,3 +160,6 @@ class HttpResponseStream:
             self._parser.feed_data(data)
         except (httptools.HttpParserError, httptools.HttpParserUpgrade):
             self.failed = True
+
+    def close(self) -> None:
+        """End of the direction: nothing is held back to report."""

@@ -24,6 +24,7 @@ class MysqlStream:
         self.on_auth = on_auth
         self.on_version = on_version
         self.failed = False
+        self.done = False  # never: it parses to the end of the stream
         self._buf = b""
         self._packets = 0
         self._authed = False
@@ -65,6 +66,9 @@ class MysqlStream:
                 self.on_auth(False, "ok")
                 self._authed = True
 
+    def close(self) -> None:
+        """End of the direction: nothing is held back to report."""
+
 
 class PostgresStream:
     """One direction of a PostgreSQL connection (typed messages after the startup packet)."""
@@ -74,6 +78,7 @@ class PostgresStream:
         self.on_query = on_query
         self.on_auth = on_auth
         self.failed = False
+        self.done = False  # never: it parses to the end of the stream
         self._buf = b""
         self._startup = client  # the client's first message has no type byte
         self._authed = False
@@ -132,3 +137,6 @@ class PostgresStream:
             if code in ("28P01", "28000"):
                 self._authed = True
                 self.on_auth(True, f"postgresql {code}")
+
+    def close(self) -> None:
+        """End of the direction: nothing is held back to report."""

@@ -44,3 +44,6 @@ class SshStream:
             self.on_banner(banner)
         elif len(self._buf) > 4096:
             self.failed = True
+
+    def close(self) -> None:
+        """End of the direction: nothing is held back to report."""

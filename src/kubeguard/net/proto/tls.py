@@ -220,3 +220,6 @@ class TlsStream:
         hello = Hello(legacy_version=version if version else 0x0002)
         hello.ciphers = [int.from_bytes(specs[i: i + 3], "big") for i in range(0, len(specs) - 2, 3)]
         self.on_hello(hello)
+
+    def close(self) -> None:
+        """End of the direction: nothing is held back to report."""

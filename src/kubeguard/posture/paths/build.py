@@ -28,8 +28,10 @@ from kubeguard.posture.paths.graph import (
     NODE_ROOT,
     AttackGraph,
 )
+from kubeguard.posture.podsecurity import covers, has_capability, is_privileged, reaches_runtime_socket
 from kubeguard.posture.rbac import Grant, RbacIndex, Subject
 from kubeguard.posture.rbac_checks import rbac_index
+from kubeguard.redact import mask_key_id
 
 # Controllers whose create/patch right is a pod create/patch right: (resource, API group).
 WORKLOAD_KINDS = (("deployments", "apps"), ("daemonsets", "apps"), ("statefulsets", "apps"), ("replicasets", "apps"),
@@ -322,13 +324,13 @@ class _Builder:
                 name = spec.get("name")
                 priv = self.index.condition(cond.PRIVILEGED, owner, f"container {name} is privileged", str(name))
                 pid = self.index.condition(cond.HOST_PID, owner, "hostPID: true")
-                if wl.is_privileged(spec):
+                if is_privileged(spec):
                     steps.append(("CE_PRIV_MOUNT", f"container {name} is privileged", [priv]))
                     if host_pid:
                         steps.append(("CE_NSENTER", f"container {name} is privileged and the pod has hostPID", [
                             priv, pid]))
                 for cap, kind in (("SYS_PTRACE", "CE_SYS_PTRACE"), ("SYS_MODULE", "CE_MODULE_LOAD")):
-                    if wl.has_capability(spec, cap) and (host_pid or kind == "CE_MODULE_LOAD"):
+                    if has_capability(spec, cap) and (host_pid or kind == "CE_MODULE_LOAD"):
                         finding = self.index.condition(cond.CAPABILITY, owner, f"container {name} adds {cap}",
                                                        str(name))
                         extra = [pid] if kind == "CE_SYS_PTRACE" else []
@@ -351,18 +353,18 @@ class _Builder:
                                        scan_checks=("host-path",))
         where = f"hostPath {mount.path} ({access})"
         steps: list[tuple[str, str, list[Finding]]] = []
-        if any(wl.covers(mount.path, sock) for sock in wl.RUNTIME_SOCKETS):
+        if reaches_runtime_socket(mount.path):
             socket = self.index.condition(cond.HOST_PATH, owner, f"hostPath {mount.path}: runtime socket",
                                           scan_checks=("runtime-socket", "host-path"))
             steps.append(("EXPLOIT_RUNTIME_SOCK", f"{where} exposes the container runtime socket", [socket]))
-        if mount.writable and wl.covers(mount.path, "/proc/sys/kernel/core_pattern"):
+        if mount.writable and covers(mount.path, "/proc/sys/kernel/core_pattern"):
             steps.append(("CE_UMH_CORE_PATTERN", f"{where}: /proc/sys/kernel/core_pattern is writable", [finding]))
-        if mount.writable and any(wl.covers(mount.path, s) or (s != "/" and wl.covers(s, mount.path))
+        if mount.writable and any(covers(mount.path, s) or (s != "/" and covers(s, mount.path))
                                   for s in wl.WRITE_SENSITIVE):
             steps.append(("EXPLOIT_HOST_WRITE", f"{where} is a sensitive host path", [finding]))
-        if wl.covers(mount.path, wl.KUBELET_PODS):
+        if covers(mount.path, wl.KUBELET_PODS):
             steps.append(("EXPLOIT_HOST_READ", f"{where} holds every pod's token under {wl.KUBELET_PODS}", [finding]))
-        if mount.writable and wl.covers(mount.path, wl.VAR_LOG) and self.rbac is not None:
+        if mount.writable and covers(mount.path, wl.VAR_LOG) and self.rbac is not None:
             namespace, name = info.sa_node.removeprefix("sa:").split("/", 1)
             grants = self.rbac.allows(Subject("ServiceAccount", name, namespace), "get", "pods",
                                       namespace=namespace, subresource="log")
@@ -390,9 +392,9 @@ class _Builder:
                 names = wl.literal_cloud_env(spec)
                 if names:
                     key_id = wl.literal_aws_key_id(spec)
-                    label = (f"AWS key {wl.mask(key_id)}" if key_id
+                    label = (f"AWS key {mask_key_id(key_id)}" if key_id
                              else f"cloud keys in env of {owner.namespace}/{owner.name}")
-                    node = self._cloud_identity(f"aws-key:{wl.mask(key_id)}" if key_id else f"env:{ctr[4:]}", label)
+                    node = self._cloud_identity(f"aws-key:{mask_key_id(key_id)}" if key_id else f"env:{ctr[4:]}", label)
                     finding = self.index.condition(
                         cond.CLOUD_KEYS, owner,
                         f"container {spec.get('name')} has cloud keys in env {', '.join(names)}",

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 import base64
 import ipaddress
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from kubeguard.cluster.selectors import label_selector_selects
 from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
+from kubeguard.redact import AWS_KEY_ID
 
 METADATA_IP = ipaddress.ip_address("169.254.169.254")
-AWS_KEY_ID = re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")
 AWS_ENV_NAMES = frozenset({"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"})
 CLOUD_ENV_NAMES = AWS_ENV_NAMES | frozenset({
     "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CREDENTIALS", "AZURE_CLIENT_SECRET", "AZURE_CLIENT_CERTIFICATE_PATH",
@@ -32,11 +31,6 @@ GKE_ANNOTATION = "iam.gke.io/gcp-service-account"
 AZURE_ANNOTATION = "azure.workload.identity/client-id"
 AZURE_POD_LABEL = "azure.workload.identity/use"
 
-RUNTIME_SOCKETS = (
-    "/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock",
-    "/var/run/containerd/containerd.sock", "/var/run/crio/crio.sock", "/run/crio/crio.sock",
-    "/var/run/cri-dockerd.sock", "/run/k3s/containerd/containerd.sock",
-)
 # Host paths whose write access gives root on the node (cron, keys, binaries, kubelet, static pods).
 WRITE_SENSITIVE = (
     "/", "/etc", "/root", "/home", "/bin", "/sbin", "/usr", "/lib", "/lib64", "/boot", "/var/spool/cron",
@@ -45,17 +39,6 @@ WRITE_SENSITIVE = (
 KUBELET_PODS = "/var/lib/kubelet/pods"
 PROC_PATHS = ("/proc", "/proc/sys", "/proc/sys/kernel", "/proc/sys/kernel/core_pattern")
 VAR_LOG = "/var/log"
-
-
-def _norm(path: str) -> str:
-    path = "/" + path.strip().strip("/")
-    return path
-
-
-def covers(mounted: str, target: str) -> bool:
-    """Whether a host path mount of `mounted` gives access to `target` (target at or below it)."""
-    mounted, target = _norm(mounted), _norm(target)
-    return mounted == "/" or target == mounted or target.startswith(mounted + "/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,28 +64,6 @@ def host_mounts(pod: PodTemplate, container: dict[str, Any]) -> list[HostMount]:
         if host_volumes.get(name):
             out.append(HostMount(host_volumes[name], not bool(mount.get("readOnly")), name))
     return out
-
-
-def security_context(container: dict[str, Any]) -> dict[str, Any]:
-    ctx = container.get("securityContext")
-    return ctx if isinstance(ctx, dict) else {}
-
-
-def is_privileged(container: dict[str, Any]) -> bool:
-    return security_context(container).get("privileged") is True
-
-
-def added_capabilities(container: dict[str, Any]) -> set[str]:
-    caps = security_context(container).get("capabilities")
-    added = caps.get("add") if isinstance(caps, dict) else None
-    if not isinstance(added, list):
-        return set()
-    return {str(c).upper().removeprefix("CAP_") for c in added}
-
-
-def has_capability(container: dict[str, Any], cap: str) -> bool:
-    added = added_capabilities(container)
-    return cap in added or "ALL" in added
 
 
 def token_mounted(pod: PodTemplate, service_accounts: dict[tuple[str, str], K8sObject]) -> bool:
@@ -171,11 +132,6 @@ def literal_cloud_env(container: dict[str, Any]) -> list[str]:
         if value and (name.upper() in CLOUD_ENV_NAMES or AWS_KEY_ID.search(value)):
             out.append(name)
     return out
-
-
-def mask(value: str) -> str:
-    """A credential shown safely: first four and last two characters."""
-    return value[:4] + "****" + value[-2:] if len(value) > 8 else "****"
 
 
 def literal_aws_key_id(container: dict[str, Any]) -> str | None:

@@ -1,0 +1,127 @@
+"""Quarantine a pod: cut it off the network with nftables and, optionally, freeze it (cgroup.freeze).
+
+One nftables table, ``inet kubeguard_quarantine``, holds two sets: the pods' host-side interfaces
+(``ifaces``) and their addresses (``addrs``). Its forward, input and output chains drop anything
+from or to them, so the pod reaches nothing (other pods, the node, the outside) and nothing reaches
+it, whatever the CNI routes through. Releasing removes the pod's elements; the table stays (empty
+sets cost nothing). Freezing writes 1 to the pod cgroup's ``cgroup.freeze`` (every container of the
+pod stops where it is); releasing writes 0. Both are reversible and idempotent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+TABLE = "kubeguard_quarantine"
+RULESET = f"""
+table inet {TABLE} {{
+  set ifaces {{ type ifname; }}
+  set addrs {{ type ipv4_addr; }}
+  chain forward {{ type filter hook forward priority -10; policy accept;
+    iifname @ifaces drop
+    oifname @ifaces drop
+    ip saddr @addrs drop
+    ip daddr @addrs drop
+  }}
+  chain input {{ type filter hook input priority -10; policy accept;
+    iifname @ifaces drop
+    ip saddr @addrs drop
+  }}
+  chain output {{ type filter hook output priority -10; policy accept;
+    oifname @ifaces drop
+    ip daddr @addrs drop
+  }}
+}}
+"""
+
+
+class QuarantineError(Exception):
+    """nft failed, or the pod's interface / cgroup cannot be found; one line."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """What is cut off: the pod's address, its host-side interface (when routed to one), its cgroup."""
+
+    ip: str
+    interface: str
+    cgroup_dir: Path | None
+
+
+def _nft(script: str) -> None:
+    nft = shutil.which("nft") or shutil.which("nft", path="/usr/sbin:/sbin")
+    if nft is None:
+        raise QuarantineError("nft not found (install Debian's nftables)")
+    done = subprocess.run([nft, "-f", "-"], input=script, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise QuarantineError(f"nft: {done.stderr.strip().splitlines()[-1] if done.stderr.strip() else 'failed'}")
+
+
+def interface_of(ip: str) -> str:
+    """The host-side interface the node routes `ip` through (a pod's veth with routed CNIs)."""
+    done = subprocess.run(["ip", "-j", "route", "get", ip], capture_output=True, text=True)
+    try:
+        routes = json.loads(done.stdout) if done.returncode == 0 else []
+    except ValueError:
+        routes = []
+    dev = str(routes[0].get("dev", "")) if routes else ""
+    if not dev or dev == "lo" or Path(f"/sys/class/net/{dev}/bridge").exists():
+        return ""  # a bridge carries other pods too: the address set alone isolates this pod
+    return dev
+
+
+def pod_cgroup(pod_uid: str, root: Path | None) -> Path | None:
+    """The pod-level cgroup v2 directory (``.../pod<uid>`` or the systemd ``pod<uid_with_underscores>``)."""
+    if root is None or not pod_uid:
+        return None
+    names = {f"pod{pod_uid}", f"pod{pod_uid.replace('-', '_')}"}
+    for dirpath, dirs, _files in os.walk(root):
+        for name in dirs:
+            if name in names or name.removesuffix(".slice").rsplit("-", 1)[-1] in names:
+                return Path(dirpath, name)
+    return None
+
+
+def quarantine(target: Target, freeze: bool) -> None:
+    """Cut the pod off (and freeze it when asked)."""
+    elements = f"add element inet {TABLE} addrs {{ {target.ip} }}\n"
+    if target.interface:
+        elements += f"add element inet {TABLE} ifaces {{ \"{target.interface}\" }}\n"
+    _nft(RULESET + elements)
+    if freeze:
+        set_frozen(target, True)
+
+
+def release(target: Target) -> None:
+    """Undo `quarantine` (network and freeze); fine when the pod was not quarantined."""
+    _nft(RULESET)  # the table exists, so the deletes below can name it
+    for script in (f"delete element inet {TABLE} addrs {{ {target.ip} }}",
+                   f"delete element inet {TABLE} ifaces {{ \"{target.interface}\" }}" if target.interface else ""):
+        if script:
+            try:
+                _nft(script)
+            except QuarantineError:
+                pass  # not in the set
+    if target.cgroup_dir is not None and (target.cgroup_dir / "cgroup.freeze").exists():
+        set_frozen(target, False)
+
+
+def set_frozen(target: Target, frozen: bool) -> None:
+    if target.cgroup_dir is None:
+        raise QuarantineError("cannot freeze: the pod's cgroup was not found on this node")
+    try:
+        (target.cgroup_dir / "cgroup.freeze").write_text("1" if frozen else "0")
+    except OSError as exc:
+        raise QuarantineError(f"{target.cgroup_dir}/cgroup.freeze: {exc.strerror}") from exc
+
+
+def is_quarantined(ip: str) -> bool:
+    done = subprocess.run(["nft", "-j", "list", "set", "inet", TABLE, "addrs"], capture_output=True, text=True)
+    if done.returncode != 0:
+        return False
+    return f'"{ip}"' in done.stdout
