@@ -258,3 +258,31 @@ spec:
     assert "DB_PASSWORD from ConfigMap/db key password" in evidence and "REGION" not in evidence
     assert "AKIAIOSFODNN7EXAMPLE" not in evidence and "Zr8uP2qLw9" not in evidence
     assert findings[0].severity == Severity.CRITICAL
+
+
+K3S_SOCKET_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: builder, namespace: ci}
+spec:
+  containers:
+  - name: main
+    image: registry.example/builder@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+    volumeMounts:
+    - {name: sock, mountPath: /run/containerd/containerd.sock}
+  volumes:
+  - {name: sock, hostPath: {path: /run/k3s/containerd/containerd.sock}}
+"""
+
+
+def test_k3s_runtime_socket_is_seen_by_posture_and_attack_paths() -> None:
+    """One list of runtime sockets serves both lanes (only the attack graph knew k3s' before)."""
+    from kubeguard.posture.paths.build import build_graph
+
+    snapshot = snapshot_from_yaml(K3S_SOCKET_POD)
+    findings = list(evaluate_workloads(snapshot))
+    sockets = [f for f in findings if f.check == "runtime-socket"]
+    assert len(sockets) == 1 and "/run/k3s/containerd/containerd.sock" in sockets[0].evidence
+    graph = build_graph(snapshot, findings)
+    kinds = {data.get("kind") for _, _, data in graph.g.edges(data=True)}
+    assert "EXPLOIT_RUNTIME_SOCK" in kinds

@@ -12,10 +12,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from kubeguard.cluster.fields import as_dict, as_list, dicts, strings
-from kubeguard.cluster.selectors import label_selector_selects
+from kubeguard.cluster.fields import as_dict, as_list, dicts
 from kubeguard.cluster.snapshot import POD_TEMPLATE_PATHS, K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding, Resource, Severity, Workload
+from kubeguard.net.netpol import Endpoint, NetpolEvaluator
+from kubeguard.posture.podsecurity import added_capabilities, is_privileged, is_runtime_socket, security_context
 from kubeguard.posture.rbac import Subject
 from kubeguard.posture.rbac_checks import api_grants, dangerous_rights, rbac_index, rights_names
 from kubeguard.posture.registry import Check, evaluator, register
@@ -93,9 +94,6 @@ register(PRIVILEGED, HOST_NAMESPACE, HOST_PATH, RUNTIME_SOCKET, DANGEROUS_CAPABI
 
 SENSITIVE_HOST_PATHS = ("/etc", "/var/log", "/proc", "/root", "/home", "/var/lib/kubelet", "/var/lib/etcd", "/boot",
                         "/sys", "/dev")
-RUNTIME_SOCKETS = ("docker.sock", "containerd.sock", "crio.sock", "cri-dockerd.sock", "podman.sock")
-RUNTIME_SOCKET_DIRS = ("/var/run", "/run", "/var/run/docker", "/run/containerd", "/var/run/containerd",
-                       "/var/run/crio", "/run/crio")
 CRITICAL_CAPABILITIES = frozenset({"SYS_ADMIN", "SYS_MODULE", "ALL"})
 DANGEROUS_CAPABILITIES = frozenset({"SYS_PTRACE", "NET_ADMIN", "NET_RAW", "DAC_READ_SEARCH", "BPF"}
                                    | CRITICAL_CAPABILITIES)
@@ -196,7 +194,7 @@ def pod_findings(pod: PodTemplate) -> Iterator[Finding]:
         users = mounts.get(name, [])
         where = f"{base}.volumes[{i}].hostPath.path={path}"
         mounted = ", ".join(f"{c} ({'read-only' if ro else 'writable'})" for c, ro in users) or "not mounted"
-        if _is_runtime_socket(path):
+        if is_runtime_socket(path):
             socket_lines.append(f"{where} mounted by {mounted}")
             continue
         writable = any(not ro for _, ro in users)
@@ -220,11 +218,6 @@ def _volume_mounts(pod: PodTemplate) -> dict[str, list[tuple[str, bool]]]:
     return out
 
 
-def _is_runtime_socket(path: str) -> bool:
-    base = path.rsplit("/", 1)[-1]
-    return base in RUNTIME_SOCKETS or path in RUNTIME_SOCKET_DIRS[2:]
-
-
 def _is_sensitive(path: str) -> bool:
     return path == "/" or any(path == p or path.startswith(p + "/") for p in SENSITIVE_HOST_PATHS)
 
@@ -241,16 +234,15 @@ def container_findings(pod: PodTemplate, path: str, container: dict[str, Any],
         return check.finding(resource, f"container {name}: {evidence}", severity=severity, workload=workload,
                              source=pod.owner.source)
 
-    privileged = as_dict(container.get("securityContext")).get("privileged") is True
+    privileged = is_privileged(container)
     if privileged:
         yield found(PRIVILEGED, f"{ctx}.privileged: true")
-    caps = {c.upper().removeprefix("CAP_") for c in
-            strings(as_dict(as_dict(container.get("securityContext")).get("capabilities")).get("add"))}
+    caps = added_capabilities(container)
     bad = sorted(caps & DANGEROUS_CAPABILITIES)
     if bad:
         severity = Severity.CRITICAL if caps & CRITICAL_CAPABILITIES else None
         yield found(DANGEROUS_CAPABILITY, f"{ctx}.capabilities.add: {', '.join(bad)}", severity)
-    escalation = as_dict(container.get("securityContext")).get("allowPrivilegeEscalation")
+    escalation = security_context(container).get("allowPrivilegeEscalation")
     if escalation is not False or privileged or "SYS_ADMIN" in caps:
         why = "true" if escalation is True else "not set (defaults to true)"
         if escalation is False:
@@ -259,7 +251,7 @@ def container_findings(pod: PodTemplate, path: str, container: dict[str, Any],
     root = _root_evidence(pod, container, ctx)
     if root:
         yield found(RUN_AS_ROOT, root, Severity.HIGH if root.endswith("runAsUser: 0") else None)
-    if as_dict(container.get("securityContext")).get("readOnlyRootFilesystem") is not True:
+    if security_context(container).get("readOnlyRootFilesystem") is not True:
         yield found(WRITABLE_ROOT_FS, f"{ctx}.readOnlyRootFilesystem not true")
     limits = as_dict(as_dict(container.get("resources")).get("limits"))
     missing = [r for r in ("cpu", "memory") if not limits.get(r)]
@@ -343,23 +335,23 @@ def token_automount_finding(pod: PodTemplate, sa: K8sObject | None, rights: list
 
 
 def network_policy_findings(snapshot: Snapshot) -> Iterator[Finding]:
-    """missing-network-policy: per namespace, the pods no NetworkPolicy selects."""
-    policies: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for policy in snapshot.of_kind("NetworkPolicy"):
-        selector = policy.spec.get("podSelector")
-        policies[policy.namespace].append(selector if isinstance(selector, dict) else {})
+    """missing-network-policy: per namespace, the pods no NetworkPolicy selects (decided by the evaluator)."""
+    netpol = NetpolEvaluator(snapshot)
+    policies: dict[str, int] = defaultdict(int)
+    for policy in netpol.policies:
+        policies[policy.namespace] += 1
     unselected: dict[str, list[PodTemplate]] = defaultdict(list)
     for pod in snapshot.pod_templates():
         if pod.spec.get("hostNetwork") is True:
             continue  # NetworkPolicy does not apply to host-network pods
-        if not any(label_selector_selects(sel, pod.labels) for sel in policies.get(pod.namespace, ())):
+        if not netpol.selecting(Endpoint.of_template(pod)):
             unselected[pod.namespace].append(pod)
     namespaces = {o.name: o for o in snapshot.of_kind("Namespace")}
     for namespace in sorted(unselected):
         pods = unselected[namespace]
         names = ", ".join(f"{p.owner.kind}/{p.owner.name}" for p in pods[:5])
         more = f" and {len(pods) - 5} more" if len(pods) > 5 else ""
-        have = len(policies.get(namespace, ()))
+        have = policies.get(namespace, 0)
         evidence = f"{len(pods)} workload(s) selected by none of the namespace's {have} NetworkPolicies: {names}{more}"
         ns_obj = namespaces.get(namespace)
         resource: Resource | K8sObject = ns_obj or Resource("Namespace", namespace)

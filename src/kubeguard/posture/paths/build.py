@@ -15,6 +15,7 @@ from typing import Any
 from kubeguard.cluster.selectors import PodLabelIndex
 from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding
+from kubeguard.net.netpol import NetpolEvaluator
 from kubeguard.posture.exposure import CONSOLES, identity_text
 from kubeguard.posture.paths import conditions as cond
 from kubeguard.posture.paths import workload as wl
@@ -28,6 +29,7 @@ from kubeguard.posture.paths.graph import (
     NODE_ROOT,
     AttackGraph,
 )
+from kubeguard.posture.podsecurity import covers, has_capability, is_privileged, reaches_runtime_socket
 from kubeguard.posture.rbac import Grant, RbacIndex, Subject
 from kubeguard.posture.rbac_checks import rbac_index
 from kubeguard.redact import mask_key_id
@@ -323,13 +325,13 @@ class _Builder:
                 name = spec.get("name")
                 priv = self.index.condition(cond.PRIVILEGED, owner, f"container {name} is privileged", str(name))
                 pid = self.index.condition(cond.HOST_PID, owner, "hostPID: true")
-                if wl.is_privileged(spec):
+                if is_privileged(spec):
                     steps.append(("CE_PRIV_MOUNT", f"container {name} is privileged", [priv]))
                     if host_pid:
                         steps.append(("CE_NSENTER", f"container {name} is privileged and the pod has hostPID", [
                             priv, pid]))
                 for cap, kind in (("SYS_PTRACE", "CE_SYS_PTRACE"), ("SYS_MODULE", "CE_MODULE_LOAD")):
-                    if wl.has_capability(spec, cap) and (host_pid or kind == "CE_MODULE_LOAD"):
+                    if has_capability(spec, cap) and (host_pid or kind == "CE_MODULE_LOAD"):
                         finding = self.index.condition(cond.CAPABILITY, owner, f"container {name} adds {cap}",
                                                        str(name))
                         extra = [pid] if kind == "CE_SYS_PTRACE" else []
@@ -352,18 +354,18 @@ class _Builder:
                                        scan_checks=("host-path",))
         where = f"hostPath {mount.path} ({access})"
         steps: list[tuple[str, str, list[Finding]]] = []
-        if any(wl.covers(mount.path, sock) for sock in wl.RUNTIME_SOCKETS):
+        if reaches_runtime_socket(mount.path):
             socket = self.index.condition(cond.HOST_PATH, owner, f"hostPath {mount.path}: runtime socket",
                                           scan_checks=("runtime-socket", "host-path"))
             steps.append(("EXPLOIT_RUNTIME_SOCK", f"{where} exposes the container runtime socket", [socket]))
-        if mount.writable and wl.covers(mount.path, "/proc/sys/kernel/core_pattern"):
+        if mount.writable and covers(mount.path, "/proc/sys/kernel/core_pattern"):
             steps.append(("CE_UMH_CORE_PATTERN", f"{where}: /proc/sys/kernel/core_pattern is writable", [finding]))
-        if mount.writable and any(wl.covers(mount.path, s) or (s != "/" and wl.covers(s, mount.path))
+        if mount.writable and any(covers(mount.path, s) or (s != "/" and covers(s, mount.path))
                                   for s in wl.WRITE_SENSITIVE):
             steps.append(("EXPLOIT_HOST_WRITE", f"{where} is a sensitive host path", [finding]))
-        if wl.covers(mount.path, wl.KUBELET_PODS):
+        if covers(mount.path, wl.KUBELET_PODS):
             steps.append(("EXPLOIT_HOST_READ", f"{where} holds every pod's token under {wl.KUBELET_PODS}", [finding]))
-        if mount.writable and wl.covers(mount.path, wl.VAR_LOG) and self.rbac is not None:
+        if mount.writable and covers(mount.path, wl.VAR_LOG) and self.rbac is not None:
             namespace, name = info.sa_node.removeprefix("sa:").split("/", 1)
             grants = self.rbac.allows(Subject("ServiceAccount", name, namespace), "get", "pods",
                                       namespace=namespace, subresource="log")
@@ -381,11 +383,12 @@ class _Builder:
     def _cloud(self) -> None:
         service_accounts = {(o.namespace, o.name): o for o in self.snapshot.of_kind("ServiceAccount")}
         metadata_added = False
+        netpol = NetpolEvaluator(self.snapshot)
         for info in self.pods:
             owner = info.template.owner
             sa_obj = service_accounts.get((owner.namespace, info.template.service_account))
             identity = workload_identity(sa_obj, info.template) if sa_obj is not None else None
-            blocker = wl.egress_blocks_metadata(info.template, self.snapshot)
+            blocker = wl.egress_blocks_metadata(info.template, netpol)
             host_network = info.template.spec.get("hostNetwork") is True
             for ctr, spec in info.containers:
                 names = wl.literal_cloud_env(spec)

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeguard.cluster.selectors import label_selector_selects
-from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
+from kubeguard.cluster.snapshot import K8sObject, PodTemplate
+from kubeguard.net.netpol import Endpoint, NetpolEvaluator
 from kubeguard.redact import AWS_KEY_ID
 
 METADATA_IP = ipaddress.ip_address("169.254.169.254")
@@ -31,11 +32,6 @@ GKE_ANNOTATION = "iam.gke.io/gcp-service-account"
 AZURE_ANNOTATION = "azure.workload.identity/client-id"
 AZURE_POD_LABEL = "azure.workload.identity/use"
 
-RUNTIME_SOCKETS = (
-    "/var/run/docker.sock", "/run/docker.sock", "/run/containerd/containerd.sock",
-    "/var/run/containerd/containerd.sock", "/var/run/crio/crio.sock", "/run/crio/crio.sock",
-    "/var/run/cri-dockerd.sock", "/run/k3s/containerd/containerd.sock",
-)
 # Host paths whose write access gives root on the node (cron, keys, binaries, kubelet, static pods).
 WRITE_SENSITIVE = (
     "/", "/etc", "/root", "/home", "/bin", "/sbin", "/usr", "/lib", "/lib64", "/boot", "/var/spool/cron",
@@ -44,17 +40,6 @@ WRITE_SENSITIVE = (
 KUBELET_PODS = "/var/lib/kubelet/pods"
 PROC_PATHS = ("/proc", "/proc/sys", "/proc/sys/kernel", "/proc/sys/kernel/core_pattern")
 VAR_LOG = "/var/log"
-
-
-def _norm(path: str) -> str:
-    path = "/" + path.strip().strip("/")
-    return path
-
-
-def covers(mounted: str, target: str) -> bool:
-    """Whether a host path mount of `mounted` gives access to `target` (target at or below it)."""
-    mounted, target = _norm(mounted), _norm(target)
-    return mounted == "/" or target == mounted or target.startswith(mounted + "/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,28 +65,6 @@ def host_mounts(pod: PodTemplate, container: dict[str, Any]) -> list[HostMount]:
         if host_volumes.get(name):
             out.append(HostMount(host_volumes[name], not bool(mount.get("readOnly")), name))
     return out
-
-
-def security_context(container: dict[str, Any]) -> dict[str, Any]:
-    ctx = container.get("securityContext")
-    return ctx if isinstance(ctx, dict) else {}
-
-
-def is_privileged(container: dict[str, Any]) -> bool:
-    return security_context(container).get("privileged") is True
-
-
-def added_capabilities(container: dict[str, Any]) -> set[str]:
-    caps = security_context(container).get("capabilities")
-    added = caps.get("add") if isinstance(caps, dict) else None
-    if not isinstance(added, list):
-        return set()
-    return {str(c).upper().removeprefix("CAP_") for c in added}
-
-
-def has_capability(container: dict[str, Any], cap: str) -> bool:
-    added = added_capabilities(container)
-    return cap in added or "ALL" in added
 
 
 def token_mounted(pod: PodTemplate, service_accounts: dict[tuple[str, str], K8sObject]) -> bool:
@@ -211,49 +174,15 @@ def node_placement(pod: PodTemplate, nodes: list[K8sObject]) -> list[str] | None
     return None
 
 
-def egress_blocks_metadata(pod: PodTemplate, snapshot: Snapshot) -> str | None:
-    """The NetworkPolicy that keeps the pod from 169.254.169.254:80, or None when it is reachable.
+def egress_blocks_metadata(pod: PodTemplate, netpol: NetpolEvaluator) -> str | None:
+    """The NetworkPolicy that keeps the pod from 169.254.169.254:80/TCP, or None when it is reachable.
 
-    Egress is denied when some policy selecting the pod restricts egress and no egress rule of any
-    such policy admits the address (an ipBlock containing it, or a rule with no `to`).
+    Decided by the NetworkPolicy evaluator (the one implementation of the API's semantics).
     """
-    restricting: list[K8sObject] = []
-    for policy in snapshot.of_kind("NetworkPolicy"):
-        if policy.namespace != pod.namespace:
-            continue
-        spec = policy.spec
-        if not label_selector_selects(spec.get("podSelector", {}), pod.labels):
-            continue
-        types = spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec else ["Ingress"])
-        if "Egress" not in types:
-            continue
-        restricting.append(policy)
-        for rule in spec.get("egress") or []:
-            if isinstance(rule, dict) and _rule_admits_metadata(rule):
-                return None
-    return f"NetworkPolicy/{restricting[0].namespace}/{restricting[0].name}" if restricting else None
-
-
-def _rule_admits_metadata(rule: dict[str, Any]) -> bool:
-    ports = rule.get("ports")
-    if ports and not any(isinstance(p, dict) and str(p.get("port", 80)) in ("80", "http") for p in ports):
-        return False
-    peers = rule.get("to")
-    if not peers:
-        return True
-    for peer in peers:
-        block = peer.get("ipBlock") if isinstance(peer, dict) else None
-        if not isinstance(block, dict):
-            continue
-        try:
-            if METADATA_IP not in ipaddress.ip_network(str(block.get("cidr")), strict=False):
-                continue
-            excepted = any(METADATA_IP in ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or [])
-        except ValueError:
-            continue
-        if not excepted:
-            return True
-    return False
+    verdict = netpol.evaluate(Endpoint.of_template(pod), Endpoint.external(str(METADATA_IP)), 80, "TCP")
+    if verdict.allowed or not verdict.egress.selecting:
+        return None
+    return f"NetworkPolicy/{verdict.egress.selecting[0]}"
 
 
 def namespace_psa_blocks_privileged(namespace: K8sObject | None) -> bool:
