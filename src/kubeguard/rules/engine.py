@@ -22,7 +22,6 @@ from kubeguard.rules.loader import Expander, Loader, RuleLoadError, RuleSet, Unk
 from kubeguard.rules.output import OutputTemplate
 from kubeguard.rules.parser import And, Const, Node
 
-MAX_TYPE_CACHE = 4096
 MAX_TIME_NS = 253402300799 * 1_000_000_000  # 9999-12-31T23:59:59Z: the last time RFC 3339 can write
 MAX_NEST = 12  # nesting levels of shared leading tests in a generated bucket function
 
