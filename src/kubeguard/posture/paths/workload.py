@@ -38,7 +38,6 @@ WRITE_SENSITIVE = (
     "/etc/cron.d", "/etc/kubernetes", "/var/lib/kubelet", "/var/lib/docker", "/var/lib/containerd",
 )
 KUBELET_PODS = "/var/lib/kubelet/pods"
-PROC_PATHS = ("/proc", "/proc/sys", "/proc/sys/kernel", "/proc/sys/kernel/core_pattern")
 VAR_LOG = "/var/log"
 
 
