@@ -38,6 +38,7 @@ def main(
 from kubeguard.agent.commands import agent  # noqa: E402
 from kubeguard.console.commands import console  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
+from kubeguard.net.netpol_commands import netpol_app  # noqa: E402
 from kubeguard.policy.commands import policy_app  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
 from kubeguard.posture.paths.commands import paths_command  # noqa: E402
@@ -55,6 +56,7 @@ app.command("paths")(paths_command)
 app.command("demo")(demo)
 app.add_typer(rules_app, name="rules")
 app.add_typer(policy_app, name="policy")
+app.add_typer(netpol_app, name="netpol")
 app.command("quarantine")(quarantine_command)
 app.command("replay")(replay)
 app.command("alerts")(alerts)
