@@ -55,7 +55,12 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(out)
     def log_message(self, *a): pass
     def address_string(self): return self.client_address[0]
-srv = http.server.ThreadingHTTPServer((sys.argv[1], 8080), H)
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):  # no reverse DNS of its own address (a netns has no resolver)
+        import socketserver
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+srv = Server((sys.argv[1], 8080), H)
 print("ready", flush=True)
 srv.serve_forever()
 """
@@ -124,6 +129,7 @@ class InlineFirewall:
         self.chains = Chains(QUEUE)
         self.fw = Firewall(pods, default_mode="protect", injector=Injector())
         self.fw.select(ips)
+        self.fw.warm_up()
         self.reader = QueueReader(self.fw, QUEUE, Marks())
         self.chains.install(ips)
         self.thread = threading.Thread(target=self.reader.run, daemon=True)

@@ -48,6 +48,7 @@ class InlineFirewall:
 
     def start(self) -> None:
         """Install the rules and start the threads (raises IptablesError when iptables refuses)."""
+        self.firewall.warm_up()
         self.chains.install(self.firewall.selected)
         self.counter.start()
         for thread in self._threads:
