@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("rules", "dpi_throughput", "l7_accuracy", "paths", "scan", "sensors", "agent")
+BENCHMARKS = ("rules", "dpi_throughput", "l7_accuracy", "paths", "scan", "sensors", "agent", "console_ingest")
 ROOT_ONLY = frozenset({"sensors", "agent"})
 
 
