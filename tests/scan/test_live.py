@@ -81,7 +81,7 @@ def test_unusable_kubeconfigs_are_one_line(server: ReplayServer, tmp_path: Path)
     with pytest.raises(UserError, match=r"^kubeconfig .*config: .*context"):
         load_live(config, "no-such-context")
     (tmp_path / "broken").write_text("clusters: [unclosed\n")
-    with pytest.raises(UserError, match=r"^kubeconfig .*broken:2: malformed YAML"):
+    with pytest.raises(UserError, match=r"^kubeconfig .*broken:1: malformed YAML"):
         load_live(tmp_path / "broken", None)
     with pytest.raises(UserError, match=r"^kubeconfig .*missing: no such file"):
         load_live(tmp_path / "missing", None)

@@ -68,7 +68,7 @@ def test_hostile_files_give_one_problem_each_and_the_rest_loads() -> None:
     assert problems[("broken.json", "3")].startswith("malformed JSON")
     assert problems[("latin1.yaml", "3")].startswith("not UTF-8 text")
     assert problems[("image.yaml", "")] == "binary file, not a manifest"
-    assert problems[("alias.yaml", "1")] == "not a Kubernetes object (no `kind`)"
+    assert problems[("alias.yaml", "1")] == "YAML alias refers to a node that contains it (recursive): refused"
     assert len(snap.problems) == 9
     assert all("\n" not in str(p) for p in snap.problems)
 

@@ -67,6 +67,8 @@ class MetricsServer:
             self.httpd = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
             raise MetricsError(f"--metrics-port {port}: cannot listen on {host}: {exc.strerror}") from exc
+        except OverflowError as exc:  # a port outside 0-65535
+            raise MetricsError(f"--metrics-port {port}: expected a port number 1-65535") from exc
         self.port = self.httpd.server_address[1]
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="metrics", daemon=True)
 

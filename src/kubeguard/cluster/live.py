@@ -25,7 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from urllib3.exceptions import HTTPError
 
 from kubeguard.cluster import components
-from kubeguard.cluster.manifests import Document, one_line
+from kubeguard.cluster.manifests import Document, one_line, read_documents
 from kubeguard.cluster.snapshot import K8sObject, LoadProblem, Snapshot, SourceRef
 from kubeguard.errors import KubeguardError
 
@@ -81,7 +81,8 @@ def api_client(kubeconfig: Path | None, context: str | None) -> tuple[client.Api
         if kubeconfig is not None or context is not None or default.exists():
             path = kubeconfig or default
             if not path.is_file():
-                raise KubeconfigError(f"kubeconfig {path}: no such file")
+                raise KubeconfigError(f"kubeconfig {path}: {'not a regular file' if path.exists() else 'no such file'}")
+            _check_kubeconfig(path)
             config.load_kube_config(config_file=str(path), context=context, client_configuration=cfg,
                                     persist_config=False)
             _, active = config.list_kube_config_contexts(config_file=str(path))
@@ -104,6 +105,16 @@ def api_client(kubeconfig: Path | None, context: str | None) -> tuple[client.Api
     except (OSError, ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as exc:  # unreadable file
         raise KubeconfigError(f"kubeconfig {kubeconfig or default}: cannot read: {one_line(exc)}") from exc
     return client.ApiClient(cfg), name or cfg.host
+
+
+def _check_kubeconfig(path: Path) -> None:
+    """Read the kubeconfig within the bounds first (size, depth, aliases): the client's own YAML
+    reader would recurse through a hostile file until RecursionError."""
+    problems: list[LoadProblem] = []
+    for _ in read_documents(path, problems):
+        pass
+    if problems:
+        raise KubeconfigError(f"kubeconfig {problems[0]}")
 
 
 def load_live(kubeconfig: Path | None = None, context: str | None = None,

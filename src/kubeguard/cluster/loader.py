@@ -91,6 +91,7 @@ def _load_files(files: list[Path], snap: Snapshot) -> None:
                 snap.extend(part.objects)
                 snap.components.extend(part.components)
                 snap.problems.extend(part.problems)
+                snap.warnings.extend(part.warnings)
             return
     for file in files:
         load_file(file, snap)
@@ -106,7 +107,7 @@ def _load_chunk(files: list[Path]) -> Snapshot:
 def load_file(file: Path, snap: Snapshot) -> None:
     """Add one file's objects and component configs to `snap`."""
     config_docs: list[Document] = []
-    for doc in read_documents(file, snap.problems):
+    for doc in read_documents(file, snap.problems, snap.warnings):
         _add_document(doc, snap, config_docs)
     if config_docs:
         snap.components.extend(components.from_config_documents(config_docs, snap.problems))

@@ -4,12 +4,17 @@ One job: turn files into `Document`s (the parsed value, its file and 1-based lin
 the composed node so callers can find the line of anything inside) and `LoadProblem`s for what
 could not be read. A broken document is reported and the rest of the file is still read.
 PyYAML's C loader (CSafeLoader) does the parsing; `kind: List` expansion happens in loader.py.
+Every read stays within the bounds of `kubeguard.cluster.bounds` (size, depth, alias expansion,
+numbers); duplicate mapping keys are kept (the last wins, as in Kubernetes) and reported.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +22,17 @@ from typing import Any
 
 import yaml
 
+from kubeguard.cluster.bounds import (
+    MAX_ALIAS_NODES,
+    MAX_DEPTH,
+    MAX_FILE_BYTES,
+    MAX_INT_DIGITS,
+    InputError,
+    loads_json,
+    out_of_range_message,
+    read_bounded,
+    too_deep_message,
+)
 from kubeguard.cluster.snapshot import LoadProblem, SourceRef
 
 try:
@@ -42,7 +58,6 @@ class SafeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
         return super().resolve(kind, value, implicit)
 
 MANIFEST_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
-MAX_FILE_BYTES = 64 * 1024 * 1024
 _DOC_SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$|^\.\.\.[ \t]*$", re.M)
 # Helm / Go templates: control lines, chart objects and template functions. A bare `{{ $labels }}`
 # inside a ConfigMap (Prometheus alert text) is data, not templating, so it is not matched here.
@@ -68,33 +83,61 @@ class Document:
 def discover(path: Path, problems: list[LoadProblem], also: Callable[[Path], bool] | None = None) -> list[Path]:
     """Manifest files under `path` (a file is taken whatever its suffix), sorted; dot-dirs skipped.
 
-    `also` admits more files by path (a node's kubelet unit and environment files).
+    `also` admits more files by path (a node's kubelet unit and environment files). Symlinked
+    directories are not followed; a directory that cannot be listed, a broken symlink and a symlink
+    loop are problems naming them.
     """
-    if path.is_file():
-        return [path]
-    if not path.exists():
-        problems.append(LoadProblem(str(path), "no such file or directory"))
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        problems.append(LoadProblem(str(path), path_error(exc)))
         return []
-    if not path.is_dir():
+    if not stat.S_ISDIR(mode):
+        if stat.S_ISREG(mode):
+            return [path]
         problems.append(LoadProblem(str(path), "not a regular file or directory"))
         return []
     found: list[Path] = []
-    try:
-        for child in sorted(path.rglob("*")):
-            rel = child.relative_to(path).parts
-            if any(part.startswith(".") for part in rel[:-1]) or rel[-1].startswith("."):
+
+    def unlisted(exc: OSError) -> None:
+        where = exc.filename or str(path)
+        problems.append(LoadProblem(str(where), f"cannot list directory: {exc.strerror or exc}"))
+
+    for folder, dirs, files in os.walk(path, onerror=unlisted):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        base = Path(folder)
+        for name in sorted(files):
+            child = base / name
+            if name.startswith(".") or not (child.suffix.lower() in MANIFEST_SUFFIXES
+                                            or (also is not None and also(child))):
                 continue
-            if (child.suffix.lower() in MANIFEST_SUFFIXES or (also is not None and also(child))) \
-                    and child.is_file():
-                found.append(child)
-    except OSError as exc:
-        problems.append(LoadProblem(str(path), f"cannot list directory: {exc.strerror or exc}"))
-    return found
+            try:
+                if stat.S_ISREG(child.stat().st_mode):
+                    found.append(child)
+            except OSError as exc:
+                problems.append(LoadProblem(str(child), path_error(exc)))
+    return sorted(found)
 
 
-def read_documents(path: Path, problems: list[LoadProblem]) -> Iterator[Document]:
-    """Every document of one file; what cannot be read becomes a problem naming file:line."""
+def path_error(exc: OSError) -> str:
+    """What an OSError from stat/open says about a path, in a few words."""
+    if exc.errno == errno.ELOOP:
+        return "symlink loop"
+    if exc.errno == errno.ENOENT:
+        return "no such file or directory"
+    return f"cannot read: {exc.strerror or exc}"
+
+
+def read_documents(path: Path, problems: list[LoadProblem],
+                   warnings: list[LoadProblem] | None = None) -> Iterator[Document]:
+    """Every document of one file; what cannot be read becomes a problem naming file:line.
+
+    What was read with a doubt (a duplicate key, a number out of range) goes to `warnings`
+    (to `problems` when no list is given).
+    """
     name = str(path)
+    if warnings is None:
+        warnings = problems
     text = read_text(path, problems)
     if text is None:
         return
@@ -104,11 +147,11 @@ def read_documents(path: Path, problems: list[LoadProblem]) -> Iterator[Document
         problems.append(LoadProblem(f"{name}:{line}", _TEMPLATE_HINT))
         return
     if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("{", "["):
-        doc = _read_json(text, name, problems)
+        doc = _read_json(text, name, problems, warnings)
         if doc is not None:
             yield doc
         return
-    yield from _read_yaml(text, name, problems)
+    yield from _read_yaml(text, name, problems, warnings=warnings)
 
 
 def read_text(path: Path, problems: list[LoadProblem]) -> str | None:
@@ -120,9 +163,12 @@ def read_text(path: Path, problems: list[LoadProblem]) -> str | None:
             problems.append(LoadProblem(name, f"file too large ({size // (1024 * 1024)} MiB > "
                                               f"{MAX_FILE_BYTES // (1024 * 1024)} MiB limit)"))
             return None
-        data = path.read_bytes()
+        data = read_bounded(path)
+    except InputError as exc:
+        problems.append(LoadProblem(name, exc.message))
+        return None
     except OSError as exc:
-        problems.append(LoadProblem(name, f"cannot read: {exc.strerror or exc}"))
+        problems.append(LoadProblem(name, path_error(exc)))
         return None
     if b"\x00" in data[:8192]:
         problems.append(LoadProblem(name, "binary file, not a manifest"))
@@ -137,42 +183,59 @@ def read_text(path: Path, problems: list[LoadProblem]) -> str | None:
 
 def read_embedded(text: str, source: SourceRef, problems: list[LoadProblem]) -> Iterator[Document]:
     """Documents of YAML embedded as a string (kind's kubeadmConfigPatches) starting at `source`."""
-    yield from _read_yaml(text, source.file, problems, first_line=source.line or 1)
+    yield from _read_yaml(text, source.file, problems, first_line=source.line or 1, warnings=problems)
 
 
-def _read_yaml(text: str, name: str, problems: list[LoadProblem], first_line: int = 1) -> Iterator[Document]:
-    """Documents of a YAML stream: composed in one pass, or document by document when a part is broken."""
-    nodes = _compose_all(text)
-    if nodes is None:
-        yield from _read_yaml_split(text, name, problems, first_line)
-        return
-    for node in nodes:
-        line = first_line + node.start_mark.line
-        try:
-            value = construct(node)
-        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
-            problems.append(LoadProblem(f"{name}:{line}", f"malformed YAML: {one_line(exc)}"))
-            continue
-        if value is not None:
-            yield Document(value, SourceRef(name, line), node)
+def _read_yaml(text: str, name: str, problems: list[LoadProblem], first_line: int = 1,
+               warnings: list[LoadProblem] | None = None) -> Iterator[Document]:
+    """Documents of a YAML stream, composed one at a time (a node tree is many times the text's size).
 
-
-def _compose_all(text: str) -> list[yaml.Node] | None:
-    """Every document's node (C parser), or None when the stream does not parse."""
+    When the stream stops parsing, the rest is read document by document (split on `---`), so one
+    broken document does not hide the others; documents already read are not read twice.
+    """
+    warnings = problems if warnings is None else warnings
     loader = SafeLoader(text)
+    last = -1  # 0-based line of the last document read in stream mode
     try:
-        nodes = []
         while loader.check_node():
-            nodes.append(loader.get_node())
-        return nodes
+            node = loader.get_node()
+            last = node.start_mark.line
+            document = _document(node, name, first_line, problems, warnings)
+            if document is not None:
+                yield document
     except (yaml.YAMLError, ValueError, RecursionError):
-        return None
+        loader.dispose()
+        yield from _read_yaml_split(text, name, problems, warnings, first_line, skip_to=first_line + last)
     finally:
         loader.dispose()
 
 
-def _read_yaml_split(text: str, name: str, problems: list[LoadProblem], first_line: int) -> Iterator[Document]:
-    """Split on document markers, so one broken document does not hide the others."""
+def _document(node: yaml.Node, name: str, base: int, problems: list[LoadProblem],
+              warnings: list[LoadProblem]) -> Document | None:
+    """The Document of one composed node (`base`: the file line of the text's first line), or None."""
+    builder = Builder()
+    try:
+        value = builder.build(node)
+    except InputError as exc:
+        problems.append(LoadProblem(f"{name}:{base + exc.line}", exc.message))
+        return None
+    except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        problems.append(LoadProblem(f"{name}:{base + node.start_mark.line}", f"malformed YAML: {one_line(exc)}"))
+        return None
+    finally:
+        for warning in builder.warnings:
+            warnings.append(LoadProblem(f"{name}:{base + warning.line}", warning.message))
+    if value is None:
+        return None
+    return Document(value, SourceRef(name, base + node.start_mark.line), node)
+
+
+def _read_yaml_split(text: str, name: str, problems: list[LoadProblem], warnings: list[LoadProblem],
+                     first_line: int, skip_to: int = 0) -> Iterator[Document]:
+    """Split on document markers, so one broken document does not hide the others.
+
+    Parts starting at or before line `skip_to` were read already and are skipped.
+    """
     starts = [0] + [m.end() for m in _DOC_SEPARATOR.finditer(text)]
     ends = [m.start() for m in _DOC_SEPARATOR.finditer(text)] + [len(text)]
     line = first_line
@@ -180,15 +243,14 @@ def _read_yaml_split(text: str, name: str, problems: list[LoadProblem], first_li
     for start, end in zip(starts, ends, strict=True):
         line += text.count("\n", pos, start)
         pos = start
+        if line <= skip_to:
+            continue
         chunk = text[start:end]
         if not chunk.strip() or all(not ln.strip() or ln.lstrip().startswith("#") for ln in chunk.splitlines()):
             continue
         loader = SafeLoader(chunk)
         try:
             node = loader.get_single_node()
-            if node is None:
-                continue
-            value = construct(node)
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             # a mark at the end of the document (unclosed bracket) points past the last line
@@ -197,62 +259,161 @@ def _read_yaml_split(text: str, name: str, problems: list[LoadProblem], first_li
             why = _TEMPLATE_HINT if "{{" in chunk else f"malformed YAML: {exc.problem or exc.context}"
             problems.append(LoadProblem(f"{name}:{at}", why))
             continue
-        except (yaml.YAMLError, ValueError, TypeError, RecursionError) as exc:
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:
             problems.append(LoadProblem(f"{name}:{line}", f"malformed YAML: {one_line(exc)}"))
             continue
         finally:
             loader.dispose()
-        if value is not None:
-            yield Document(value, SourceRef(name, line + node.start_mark.line), node)
+        if node is None or line + node.start_mark.line <= skip_to:
+            continue
+        document = _document(node, name, line, problems, warnings)
+        if document is not None:
+            yield document
 
 
 _STR, _INT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null"))
 _MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "merge"))
+_BOOL_VALUES = yaml.constructor.SafeConstructor.bool_values
+_MAX_INT_TEXT = 2 + 64 + 16  # sign, prefix, 64 binary digits and a few `_` separators
 
 
 def construct(node: yaml.Node) -> Any:
-    """Python value of a composed node, as PyYAML's SafeConstructor builds it, several times faster.
+    """Python value of a composed node within the bounds (raises InputError); see `Builder`."""
+    return Builder().build(node)
 
-    The common tags (str, int, bool, null, map, seq) are built directly; anything else (floats,
-    timestamps, merge keys, binary, sets) goes through SafeConstructor itself.
+
+class Builder:
+    """Python values of composed YAML nodes, as PyYAML's SafeConstructor builds them, several times faster.
+
+    The common tags (str, int, bool, null, map, seq, merge keys) are built here; anything else
+    (floats, timestamps, binary, sets) goes through SafeConstructor itself. Within the bounds of
+    `kubeguard.cluster.bounds`: nesting deeper than MAX_DEPTH (aliases included), aliases bringing in
+    more than MAX_ALIAS_NODES nodes in all, and an alias to a node that contains it raise InputError;
+    an integer beyond int64 becomes None and a duplicate key keeps the last value, each with a
+    warning. `InputError.line` is 0-based in the composed text.
     """
-    return _construct(node, {})
 
+    __slots__ = ("expanded", "memo", "sizes", "warnings")
 
-def _construct(node: yaml.Node, memo: dict[int, Any]) -> Any:
-    done = memo.get(id(node))
-    if done is not None:
-        return done
-    tag = node.tag
-    if isinstance(node, yaml.ScalarNode):
-        value = node.value
-        if tag == _STR:
-            return value
-        if tag == _INT and value.isdigit() and (len(value) == 1 or value[0] != "0"):
-            return int(value)
-        if tag == _BOOL:
-            return yaml.constructor.SafeConstructor.bool_values[value.lower()]
-        if tag == _NULL:
-            return None
-        return _safe_construct(node)
-    if isinstance(node, yaml.MappingNode) and tag == _MAP:
-        if any(k.tag == _MERGE for k, _ in node.value):
+    def __init__(self) -> None:
+        self.memo: dict[int, Any] = {}
+        self.expanded = 0
+        self.sizes: dict[int, tuple[int, int]] = {}
+        self.warnings: list[InputError] = []
+
+    def build(self, node: yaml.Node, depth: int = 0) -> Any:
+        done = self.memo.get(id(node))
+        if done is not None:
+            self._alias(node, depth)
+            return done
+        tag = node.tag
+        if isinstance(node, yaml.ScalarNode):
+            value = node.value
+            if tag == _STR:
+                return value
+            if tag == _INT:
+                return self._int(node)
+            if tag == _BOOL:
+                return _BOOL_VALUES[value.lower()]
+            if tag == _NULL:
+                return None
             return _safe_construct(node)
-        mapping: dict[Any, Any] = {}
-        memo[id(node)] = mapping
-        for key_node, value_node in node.value:
-            key = _construct(key_node, memo)
-            if not isinstance(key, str | int | float | bool | type(None)):
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark)
-            mapping[key] = _construct(value_node, memo)
-        return mapping
-    if isinstance(node, yaml.SequenceNode) and tag == _SEQ:
-        items: list[Any] = []
-        memo[id(node)] = items
-        items.extend(_construct(child, memo) for child in node.value)
-        return items
-    return _safe_construct(node)
+        if depth >= MAX_DEPTH:
+            raise InputError(too_deep_message(), node.start_mark.line)
+        if isinstance(node, yaml.MappingNode) and tag == _MAP:
+            mapping: dict[Any, Any] = {}
+            self.memo[id(node)] = mapping
+            merged = None
+            for key_node, value_node in node.value:
+                if key_node.tag == _MERGE:
+                    merged = self._merge(value_node, depth, merged)
+                    continue
+                key = self.build(key_node, depth + 1)
+                if not isinstance(key, str | int | float | bool | type(None)):
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark, "found unhashable key", key_node.start_mark)
+                if key in mapping:
+                    self.warnings.append(InputError(f"duplicate key {str(key)[:60]!r}: the last one is used",
+                                                    key_node.start_mark.line))
+                mapping[key] = self.build(value_node, depth + 1)
+            if merged is not None:
+                for key, value in merged.items():
+                    mapping.setdefault(key, value)
+            return mapping
+        if isinstance(node, yaml.SequenceNode) and tag == _SEQ:
+            items: list[Any] = []
+            self.memo[id(node)] = items
+            items.extend([self.build(child, depth + 1) for child in node.value])
+            return items
+        self._alias(node, depth, count=False)  # other tags (!!set, !!omap): bound what SafeConstructor walks
+        return _safe_construct(node)
+
+    def _int(self, node: yaml.ScalarNode) -> int | None:
+        value = node.value
+        if value.isdigit() and (len(value) == 1 or value[0] != "0"):
+            if len(value) <= MAX_INT_DIGITS:
+                return int(value)
+            number = None
+        else:
+            number = _safe_construct(node) if len(value) <= _MAX_INT_TEXT else None
+            if number is not None and -(2**63) <= number < 2**63:
+                return number
+        self.warnings.append(InputError(out_of_range_message(sum(c.isdigit() for c in value)),
+                                        node.start_mark.line))
+        return None
+
+    def _merge(self, node: yaml.Node, depth: int, merged: dict[Any, Any] | None) -> dict[Any, Any]:
+        """Keys of a merge key's value (a mapping or a list of them); earlier sources win, as in PyYAML."""
+        value = self.build(node, depth + 1)
+        sources = value if isinstance(value, list) else [value]
+        if not all(isinstance(source, dict) for source in sources):
+            raise InputError("merge key `<<` expects a mapping or a list of mappings", node.start_mark.line)
+        result: dict[Any, Any] = {}
+        for source in reversed(sources):
+            result.update(source)
+        if merged is not None:
+            merged.update(result)
+            return merged
+        return result
+
+    def _alias(self, node: yaml.Node, depth: int, count: bool = True) -> None:
+        """Account for a node reached again through an alias: its whole expansion counts."""
+        size, height = self._measure(node)
+        if count:
+            self.expanded += size
+        if self.expanded > MAX_ALIAS_NODES or (not count and size > MAX_ALIAS_NODES):
+            raise InputError(f"YAML aliases expand to more than {MAX_ALIAS_NODES:,} nodes (alias bomb?): refused",
+                             node.start_mark.line)
+        if depth + height > MAX_DEPTH:
+            raise InputError(too_deep_message() + " (through aliases)", node.start_mark.line)
+
+    def _measure(self, root: yaml.Node) -> tuple[int, int]:
+        """Expanded node count and height of `root` (aliases counted each time); raises on a cycle."""
+        sizes = self.sizes
+        visiting: set[int] = set()
+        stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+        while stack:
+            node, finished = stack.pop()
+            key = id(node)
+            if key in sizes:
+                continue
+            if isinstance(node, yaml.ScalarNode):
+                sizes[key] = (1, 0)
+                continue
+            children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) \
+                else node.value
+            if finished:
+                visiting.discard(key)
+                measured = [sizes[id(child)] for child in children]
+                sizes[key] = (1 + sum(s for s, _ in measured), 1 + max((h for _, h in measured), default=0))
+                continue
+            if key in visiting:
+                raise InputError("YAML alias refers to a node that contains it (recursive): refused",
+                                 node.start_mark.line)
+            visiting.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if id(child) not in sizes)
+        return sizes[id(root)]
 
 
 def _safe_construct(node: yaml.Node) -> Any:
@@ -260,16 +421,17 @@ def _safe_construct(node: yaml.Node) -> Any:
     return constructor.construct_document(node)
 
 
-def _read_json(text: str, name: str, problems: list[LoadProblem]) -> Document | None:
+def _read_json(text: str, name: str, problems: list[LoadProblem], warnings: list[LoadProblem]) -> Document | None:
     """Parse JSON; for a List, also note the line each item starts on (C-speed, one pass)."""
     try:
-        value = json.loads(text)
+        value, number_warnings = loads_json(text)
     except json.JSONDecodeError as exc:
         problems.append(LoadProblem(f"{name}:{exc.lineno}", f"malformed JSON: {exc.msg}"))
         return None
-    except RecursionError:
-        problems.append(LoadProblem(name, "malformed JSON: nested too deeply"))
+    except InputError as exc:
+        problems.append(LoadProblem(f"{name}:{exc.line}" if exc.line else name, exc.message))
         return None
+    warnings.extend(LoadProblem(f"{name}:{w.line}", w.message) for w in number_warnings)
     start = len(text) - len(text.lstrip())
     doc = Document(value, SourceRef(name, text.count("\n", 0, start) + 1))
     if isinstance(value, dict) and isinstance(value.get("items"), list):
@@ -345,3 +507,25 @@ def node_line(node: yaml.Node | None, base: SourceRef, *path: str | int) -> Sour
     if node is None or found is None:
         return base
     return SourceRef(base.file, base.line - node.start_mark.line + found.start_mark.line)
+
+
+def field_source(source: SourceRef, *path: str | int) -> SourceRef:
+    """Where the field at `path` inside the object read at `source` sits (file:line), read again from its file.
+
+    For objects of a `kind: List` the path is taken inside the list item; where the line cannot be
+    found (JSON, a file changed since), the object's own line.
+    """
+    if not source.line:
+        return source
+    problems: list[LoadProblem] = []
+    for doc in read_documents(Path(source.file), problems):
+        if doc.source == source:
+            return node_line(doc.node, doc.source, *path)
+        items = doc.value.get("items") if isinstance(doc.value, dict) else None
+        if isinstance(items, list):
+            for index in range(len(items)):
+                line = doc.item_lines[index] if doc.item_lines and index < len(doc.item_lines) else None
+                where = SourceRef(doc.source.file, line) if line else node_line(doc.node, doc.source, "items", index)
+                if where == source:
+                    return node_line(doc.node, doc.source, "items", index, *path)
+    return source

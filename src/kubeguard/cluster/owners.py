@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from kubeguard.cluster.fields import as_dict, dicts
+
 CONTROLLER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet", "Pod", "CronJob",
                     "ReplicationController")
 
@@ -36,12 +38,12 @@ class WorkloadRef:
 
 
 def owner_of(pod: dict[str, Any]) -> WorkloadRef:
-    """The workload of a Pod object (as the API server returns it)."""
-    meta = pod.get("metadata") or {}
+    """The workload of a Pod object (as the API server returns it; fields of the wrong type count as absent)."""
+    meta = as_dict(pod.get("metadata"))
     namespace = str(meta.get("namespace") or "default")
     name = str(meta.get("name", ""))
-    labels = meta.get("labels") or {}
-    owners = [o for o in meta.get("ownerReferences") or [] if isinstance(o, dict)]
+    labels = as_dict(meta.get("labels"))
+    owners = dicts(meta.get("ownerReferences"))
     owner = next((o for o in owners if o.get("controller")), owners[0] if owners else None)
     if owner is None:
         return WorkloadRef(namespace, "Pod", name)

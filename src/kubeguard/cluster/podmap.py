@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubeguard.cluster.bounds import InputError, loads_json, read_bounded
+from kubeguard.cluster.fields import as_dict, dicts
 from kubeguard.cluster.owners import WorkloadRef, owner_of
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.model import Workload
@@ -37,37 +39,38 @@ class PodMap:
     owners: dict[str, WorkloadRef] = field(default_factory=dict)  # pod uid -> its workload (controller)
 
     def add_pod(self, pod: dict[str, Any]) -> None:
-        """Index one Pod object (as the API returns it)."""
-        meta = pod.get("metadata") or {}
-        spec = pod.get("spec") or {}
-        status = pod.get("status") or {}
-        images = {c.get("name"): c.get("image", "") for c in spec.get("containers", []) if isinstance(c, dict)}
-        labels = tuple(sorted((str(k), str(v)) for k, v in (meta.get("labels") or {}).items()))
+        """Index one Pod object (as the API returns it); fields of the wrong type count as absent."""
+        meta = as_dict(pod.get("metadata"))
+        spec = as_dict(pod.get("spec"))
+        status = as_dict(pod.get("status"))
+        images = {c.get("name"): c.get("image", "") for c in dicts(spec.get("containers"))}
+        labels = tuple(sorted((str(k), str(v)) for k, v in as_dict(meta.get("labels")).items()))
         base = dict(
             cluster=self.cluster,
-            namespace=str(meta.get("namespace") or "default"),
-            pod=str(meta.get("name", "")),
-            pod_uid=str(meta.get("uid", "")),
-            service_account=str(spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"),
-            node=str(spec.get("nodeName", "")),
+            namespace=_text(meta.get("namespace")) or "default",
+            pod=_text(meta.get("name")),
+            pod_uid=_text(meta.get("uid")),
+            service_account=_text(spec.get("serviceAccountName")) or _text(spec.get("serviceAccount")) or "default",
+            node=_text(spec.get("nodeName")),
             labels=labels,
         )
         pod_workload = Workload(**base)
         if pod_workload.pod_uid:
             self.by_pod_uid[pod_workload.pod_uid] = pod_workload
             self.owners[pod_workload.pod_uid] = owner_of(pod)
-        if not spec.get("hostNetwork"):
-            ips = [status.get("podIP")] + [i.get("ip") for i in status.get("podIPs") or [] if isinstance(i, dict)]
+        if spec.get("hostNetwork") is not True:
+            ips = [status.get("podIP")] + [i.get("ip") for i in dicts(status.get("podIPs"))]
             for ip in ips:
-                if ip:
-                    self.by_ip[str(ip)] = pod_workload
-        statuses = list(status.get("containerStatuses") or []) + list(status.get("initContainerStatuses") or [])
+                if ip and isinstance(ip, str):
+                    self.by_ip[ip] = pod_workload
+        statuses = dicts(status.get("containerStatuses")) + dicts(status.get("initContainerStatuses"))
         for cs in statuses:
-            cid = strip_runtime_prefix(str(cs.get("containerID") or ""))
+            cid = strip_runtime_prefix(_text(cs.get("containerID")))
             if cid:
-                name = str(cs.get("name", ""))
+                name = _text(cs.get("name"))
                 self.by_container_id[cid] = Workload(
-                    **base, container=name, image=str(cs.get("image") or images.get(name, "")), container_id=cid,
+                    **base, container=name, image=_text(cs.get("image")) or _text(images.get(name)),
+                    container_id=cid,
                 )
 
     def container(self, container_id: str) -> Workload | None:
@@ -93,20 +96,33 @@ class PodMap:
 
     @classmethod
     def from_file(cls, path: Path) -> PodMap:
-        """Read a Snapshot JSON, a `kubectl get pods -o json` List, or the kubelet's /pods answer."""
+        """Read a Snapshot JSON, a `kubectl get pods -o json` List, or the kubelet's /pods answer.
+
+        Within the bounds of `kubeguard.cluster.bounds` (size, depth, numbers); raises PodMapError.
+        """
         try:
-            data = json.loads(path.read_text())
+            data, _ = loads_json(read_bounded(path).decode("utf-8-sig"))
         except OSError as exc:
             raise PodMapError(f"{path}: cannot read pods file: {exc.strerror or exc}") from exc
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PodMapError(f"{path}: not JSON: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise PodMapError(f"{path}: not JSON (line {exc.lineno}): {exc.msg}") from exc
+        except UnicodeDecodeError as exc:
+            raise PodMapError(f"{path}: pods file is not UTF-8 text") from exc
+        except InputError as exc:
+            raise PodMapError(f"{path}{f':{exc.line}' if exc.line else ''}: pods file: {exc.message}") from exc
         if not isinstance(data, dict):
             raise PodMapError(f"{path}: expected a JSON object (Snapshot or List of Pods)")
         if data.get("kind") == "KubeguardSnapshot":
-            return cls.from_snapshot(Snapshot.from_dict(data))
+            objects = (item.get("object") for item in dicts(data.get("objects")))
+            return cls.from_pods((o for o in objects if isinstance(o, dict)), cluster=_text(data.get("cluster")))
         items = data.get("items")
         if isinstance(items, list):
             return cls.from_pods(items)
         if data.get("kind") == "Pod":
             return cls.from_pods([data])
         raise PodMapError(f"{path}: no pods found (expected a Snapshot, a List of Pods or a Pod)")
+
+
+def _text(value: Any) -> str:
+    """A scalar field as text; a mapping, list or null (a broken file) is empty."""
+    return str(value) if isinstance(value, str | int | float) and not isinstance(value, bool) else ""

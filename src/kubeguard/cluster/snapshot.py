@@ -160,6 +160,7 @@ class Snapshot:
     objects: list[K8sObject] = field(default_factory=list)
     components: list[ComponentConfig] = field(default_factory=list)
     problems: list[LoadProblem] = field(default_factory=list)
+    warnings: list[LoadProblem] = field(default_factory=list)  # read, but with a doubt (shape, duplicate key)
     cluster: str = ""
     _by_kind: dict[str, list[K8sObject]] | None = field(default=None, repr=False)
 
@@ -229,6 +230,7 @@ class Snapshot:
                 for c in self.components
             ],
             "problems": [[p.where, p.message] for p in self.problems],
+            "warnings": [[p.where, p.message] for p in self.warnings],
         }
 
     @classmethod
@@ -244,6 +246,7 @@ class Snapshot:
                 SourceRef(src[0], src[1]) if src else None, item.get("node", ""),
             ))
         snap.problems = [LoadProblem(w, m) for w, m in data.get("problems", [])]
+        snap.warnings = [LoadProblem(w, m) for w, m in data.get("warnings", [])]
         return snap
 
     def write_json(self, path: Path) -> None:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +35,11 @@ from kubeguard.net.proto.ssh import SshBanner
 from kubeguard.net.proto.tls import Heartbeat, Hello, version_name
 from kubeguard.net.reassembly import Budget, TcpStream
 from kubeguard.net.types import Detection, DnsQuestion, HttpRequest
+
+# What a parser or detector bug on hostile bytes raises; the reader counts it and goes on. Errors of the
+# outputs (store, files) are not among them: they end the run with their own message.
+INSPECTION_BUGS = (ArithmeticError, LookupError, ValueError, TypeError, AttributeError, RecursionError, struct.error)
+log = logging.getLogger(__name__)
 
 CONTENT_SCANNED = ("unknown", "telnet")  # flows whose bytes go through the content patterns
 
@@ -100,6 +107,7 @@ class Engine:
         self.bytes = 0
         self.alerts = 0
         self.flows_done = 0
+        self.inspection_errors = 0  # packets whose inspection raised (a parser bug); see feed_frames
         self._now = 0.0
 
     # ---- input --------------------------------------------------------------------------
@@ -112,10 +120,20 @@ class Engine:
             for ts, linktype, buf in frames:
                 self.bytes += len(buf)
                 pkt = decode(linktype, buf, ts)
-                if pkt is not None:
-                    packet(pkt)
-                else:
+                if pkt is None:
                     self.packets += 1
+                    continue
+                try:
+                    packet(pkt)
+                except INSPECTION_BUGS:
+                    self._inspection_failed(pkt)
+
+    def _inspection_failed(self, pkt: Packet) -> None:
+        """A parser or detector raised on hostile bytes: a bug, logged (the first ten) and counted; reading goes on."""
+        self.inspection_errors += 1
+        if self.inspection_errors <= 10:
+            log.exception("DPI inspection failed on a packet %s:%d -> %s:%d (counted; the capture goes on)",
+                          ip_text(pkt.src), pkt.sport, ip_text(pkt.dst), pkt.dport)
 
     def packet(self, pkt: Packet) -> Flow:
         """One decoded packet; returns its flow, whose `verdict` an inline caller can act on."""

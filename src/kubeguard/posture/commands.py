@@ -63,6 +63,8 @@ def run_scan(paths: list[Path], kubeconfig: Path | None, context: str | None, ou
         if output != "table":
             for problem in snapshot.problems:
                 warn(f"not read: {problem}")
+        for warning in snapshot.warnings:
+            warn(str(warning))
         render(result, output, stdout)
         if attack_paths:
             from kubeguard.posture.paths.commands import print_scan_paths
@@ -89,6 +91,7 @@ def _load(paths: list[Path], kubeconfig: Path | None, context: str | None, progr
         snapshot.objects.extend(live.objects)
         snapshot.components.extend(live.components)
         snapshot.problems.extend(live.problems)
+        snapshot.warnings.extend(live.warnings)
         snapshot.cluster = live.cluster
         targets.append(f"cluster {live.cluster}")
     return snapshot, ", ".join(targets)

@@ -22,7 +22,6 @@ from kubeguard.rules.loader import Expander, Loader, RuleLoadError, RuleSet, Unk
 from kubeguard.rules.output import OutputTemplate
 from kubeguard.rules.parser import And, Const, Node
 
-MAX_TYPE_CACHE = 4096
 MAX_NEST = 12  # nesting levels of shared leading tests in a generated bucket function
 
 

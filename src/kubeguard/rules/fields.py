@@ -149,14 +149,6 @@ def field_type(ref: FieldRef) -> str:
     raise UnknownField(f"unknown field {name}")
 
 
-def known_field(ref: FieldRef) -> bool:
-    try:
-        field_type(ref)
-    except UnknownField:
-        return False
-    return True
-
-
 # ---------------------------------------------------------------------------------------------
 # Value normalisation
 
@@ -679,11 +671,6 @@ def ip_in_nets(value: Any, nets: NetSet) -> bool:
 def parse_net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """A CIDR or a single address, as a network; raises ValueError."""
     return ipaddress.ip_network(text.strip(), strict=False)
-
-
-def event_fields() -> dict[str, str]:
-    """All plain field names with their types (for docs and `rules check`)."""
-    return dict(sorted(_BASE.items()))
 
 
 def value_getter(ref: FieldRef) -> Getter:

@@ -16,6 +16,7 @@ from kubeguard.posture.paths.query import Answer, analyse
 from kubeguard.posture.paths.render import print_answers, to_dot, to_json
 
 FORMATS = ("text", "json", "dot", "html")
+EXIT_BAD_INPUT = 2
 
 
 def emit(graph: AttackGraph, answers: list[Answer], output: str, out_file: Path | None = None) -> None:
@@ -49,21 +50,27 @@ def paths_command(
 ) -> None:
     """Attack paths from the internet (or a pod) to cluster-admin, node root, cloud data or compute hijack.
 
-    Exit codes: 0 no path found, 1 at least one path, 2 bad input.
+    Exit codes: 0 no path found, 1 at least one path, 2 bad input (nothing could be read, or some input
+    could not be read and no path was found, so "no path" cannot be claimed).
     """
     from kubeguard.cluster.loader import load_path
 
     try:
-        if not path.exists():
-            raise UserError(f"{path}: no such file or directory")
         snapshot = load_path(path)
+        if snapshot.problems and not snapshot.objects and not snapshot.components:
+            more = len(snapshot.problems) - 1
+            raise UserError(f"{snapshot.problems[0]}" + (f" (and {more} more inputs not read)" if more else ""))
         for problem in snapshot.problems:
-            warn(str(problem))
+            warn(f"not read: {problem}")
+        for warning in snapshot.warnings:
+            warn(str(warning))
         graph, answers = analyse(snapshot, scan_findings(snapshot), source, targets, limit)
         emit(graph, answers, output, out_file)
     except UserError as exc:
         die(str(exc), exc.code)
-    raise typer.Exit(1 if any(a.paths for a in answers) else 0)
+    if any(a.paths for a in answers):
+        raise typer.Exit(1)
+    raise typer.Exit(EXIT_BAD_INPUT if snapshot.problems else 0)
 
 
 def scan_findings(snapshot: Snapshot) -> list[Finding]:
