@@ -37,6 +37,7 @@ def main(
 # Lanes register their commands below (one import and one line each).
 from kubeguard.agent.commands import agent  # noqa: E402
 from kubeguard.console.commands import console  # noqa: E402
+from kubeguard.net.capture_commands import capture_command  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
 from kubeguard.net.netpol_commands import netpol_app  # noqa: E402
 from kubeguard.policy.commands import policy_app  # noqa: E402
@@ -48,6 +49,7 @@ from kubeguard.rules.commands import alerts, replay, rules_app  # noqa: E402
 from kubeguard.scenarios.commands import demo  # noqa: E402
 
 app.command("dpi")(dpi)
+app.command("capture")(capture_command)
 app.command("agent")(agent)
 app.command("firewall")(firewall)
 app.command("console")(console)

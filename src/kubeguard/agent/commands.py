@@ -54,7 +54,8 @@ def agent(
     sensor: str = typer.Option("ebpf", "--sensor", help="ebpf (bpftrace) or proc (netlink proc connector)."),
     fanotify: bool = typer.Option(True, "--fanotify/--no-fanotify",
                                   help="Also watch file writes below /etc and binary dirs through fanotify."),
-    store: Path | None = typer.Option(None, "--store", help="Alert store (SQLite); default $KUBEGUARD_DB."),
+    db: Path | None = typer.Option(None, "--db", help="Alert store (SQLite); default $KUBEGUARD_DB."),
+    store: Path | None = typer.Option(None, "--store", hidden=True, help="Old name of --db."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port."),
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Metrics bind address."),
     metrics_token_file: Path | None = typer.Option(None, "--metrics-token-file", help="Bearer token for /metrics."),
@@ -95,7 +96,7 @@ def agent(
     """Run the node agent: kernel events -> pods -> rules -> alerts (store, stdout/file, webhook, syslog)."""
     config = AgentConfig(
         rules=rules, defaults=not no_default_rules, events_out=events_out, alerts_out=alerts_out, pods=pods,
-        sensor=sensor, fanotify=fanotify, store=store or default_db_path(), metrics_port=metrics_port,
+        sensor=sensor, fanotify=fanotify, store=db or store or default_db_path(), metrics_port=metrics_port,
         metrics_host=metrics_host, webhook=webhook, webhook_headers=webhook_header, syslog=syslog, node=node,
         queue_size=queue_size, drop_report_interval=drop_report_interval, duration=duration,
         policy_dir=policy_dir, quiet_window=quiet_window, enforce=enforce, firewall=firewall,

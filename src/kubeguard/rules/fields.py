@@ -12,6 +12,7 @@ Every accessor takes the event and returns the value or None (``<NA>``).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ def to_int(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None if value is None else int(value)
     if isinstance(value, float):
-        return int(value)
+        return int(value) if math.isfinite(value) else None
     try:
         return int(str(value).strip(), 0) if str(value).strip()[:2].lower() == "0x" else int(str(value).strip())
     except ValueError:
