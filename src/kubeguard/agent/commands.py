@@ -312,6 +312,8 @@ class AgentPolicies:
             self.enforcer.stop()
             stderr.print(f"kubeguard agent: policy: enforcement stopped; {self.enforcer.kills} executions blocked, "
                          f"{self.enforcer.file_guard.denials} file opens denied", markup=False)
+            for line in self.enforcer.file_guard.recent:
+                stderr.print(f"kubeguard agent: policy: denied: {line[2:]}", markup=False)
 
     def save(self) -> None:
         try:
