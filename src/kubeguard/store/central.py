@@ -74,6 +74,11 @@ CREATE TABLE IF NOT EXISTS workload_modes (
 )
 """
 
+INCOMING_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS incoming_alerts (uuid TEXT, time TEXT, rule TEXT, priority TEXT, severity INTEGER,"
+    " source TEXT, hostname TEXT, node TEXT, namespace TEXT, pod TEXT, workload TEXT, container TEXT, image TEXT,"
+    " output TEXT, output_fields TEXT, tags TEXT, received TEXT) ON COMMIT DELETE ROWS"
+)
 ALERT_COLUMNS = ("uuid", "time", "rule", "priority", "severity", "source", "hostname", "node", "namespace", "pod",
                  "workload", "container", "image", "output", "output_fields", "tags", "received")
 _POD_SUFFIX = re.compile(r"(-[a-f0-9]{6,10})?-[a-z0-9]{5}$")
@@ -179,12 +184,17 @@ class CentralStore:
         if not rows:
             return 0
         if self.db.dialect == "postgresql":
-            columns = list(zip(*rows, strict=True))
-            casts = ", ".join("%s::int[]" if name == "severity" else "%s::text[]" for name in ALERT_COLUMNS)
-            sql = (f"INSERT INTO central_alerts ({', '.join(ALERT_COLUMNS)}) SELECT * FROM unnest({casts})"
-                   " ON CONFLICT (uuid) DO NOTHING")
+            # COPY into a per-session temp table, then one INSERT ... SELECT: ~5x the rate of multi-row
+            # INSERTs or unnest() arrays, and the UNIQUE check still applies.
+            names = ", ".join(ALERT_COLUMNS)
             with self.db.transaction() as tx:
-                return tx._conn.execute(sql, [list(c) for c in columns]).rowcount  # one statement, many rows
+                conn = tx.connection
+                conn.execute(INCOMING_TABLE)
+                with conn.cursor() as cur, cur.copy(f"COPY incoming_alerts ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return int(conn.execute(f"INSERT INTO central_alerts ({names}) SELECT {names} FROM incoming_alerts"
+                                        " ON CONFLICT (uuid) DO NOTHING").rowcount)
         marks = ",".join("?" * len(ALERT_COLUMNS))
         with self.db.transaction() as tx:
             before = tx.changes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from bench.dpi_corpus import _request
 from fwlab import HTTP_CLIENT, PYTHON, REPO, FirewallProcess, iptables_rules, start_http_server, wait_line
 from podlab import PodLab
 from roothelpers import require
-from tests.net.detect.test_detect_http import ATTACKS, BENIGN
+from tests.net.detect.test_detect_http import ATTACKS, BENIGN, CMDI, LOG4SHELL, SQLI, SSRF, TRAVERSAL, XXE
 
 from kubeguard.net.types import HttpRequest
 
@@ -92,7 +93,7 @@ def test_attacks_get_403_and_never_reach_the_server_benign_all_pass(podlab: PodL
     alerts = fw.alerts()
     blocked = [a for a in alerts if a["output_fields"].get("firewall.action") == "blocked"]
     assert len({a["output_fields"]["fd.cport"] for a in blocked}) == len(ATTACKS)
-    assert {"HTTP SQL injection", "HTTP command injection"} <= {a["rule"] for a in blocked}, {a["rule"] for a in alerts}
+    assert {SQLI, CMDI, XXE, TRAVERSAL, LOG4SHELL, SSRF} <= {a["rule"] for a in blocked}, {a["rule"] for a in alerts}
     assert all(a["output_fields"]["k8s.pod.name"] == "web" for a in blocked)
     assert "0 errors" in fw.err and f"{len(ATTACKS)} flows blocked ({len(ATTACKS)} with HTTP 403)" in fw.err
 
@@ -330,10 +331,13 @@ def test_fail_open_counts_and_alerts_packets_that_pass_a_full_queue(podlab: PodL
         wait_line(sink, "stdout", "got", timeout=30)  # with the reader stopped, only fail-open lets these through
     finally:
         fw.proc.send_signal(signal.SIGCONT)
-    wait_line(sink, "stdout", "total", timeout=60)  # the queue drained after SIGCONT
+    total_line = wait_line(sink, "stdout", "total", timeout=60)  # the queue drained after SIGCONT
+    received = int(total_line.split()[1])
     assert fw.stop() == 0, fw.err  # the bypass counter's last count runs at exit
     bypass = [a for a in fw.alerts() if a["rule"] == "Firewall fail-open bypass"]
     assert bypass, fw.out[-2000:] + fw.err
-    total = max(a["output_fields"]["firewall.bypassed_total"] for a in bypass)
-    assert total >= 10000 - 8192 - 50
+    bypassed = max(a["output_fields"]["firewall.bypassed_total"] for a in bypass)
+    inspected = int(re.search(r"firewall: (\d+) packets", fw.err).group(1))  # type: ignore[union-attr]
+    # every datagram the sink got was either answered by the reader or counted as bypassed
+    assert bypassed >= 1 and bypassed + inspected >= received, (bypassed, inspected, received)
     assert fw.chain not in iptables_rules()
