@@ -292,7 +292,8 @@ def _stop_firewall(inline: InlineFirewall) -> None:
                      f"{inline.chains.queue_num}`)", markup=False)
     c = inline.firewall.counters
     stderr.print(f"kubeguard agent: firewall stopped; {c.packets} packets, {c.blocked_flows} flows blocked, "
-                 f"{c.bypassed_flows} bypassed, {inline.counter.total} passed uninspected; rules removed",
+                 f"{c.bypassed_flows} bypassed, {inline.counter.total} "
+                 f"{'dropped' if inline.counter.fail_closed else 'passed'} uninspected; rules removed",
                  markup=False)
 
 

@@ -343,12 +343,13 @@ class Firewall:
         self._pending.clear()
 
 
-def bypass_alert(count: int, total: int, reason: str, hostname: str = "") -> Alert:
-    """The alert for packets that passed without inspection (fail-open)."""
-    rule = "Firewall fail-open bypass"
+def bypass_alert(count: int, total: int, reason: str, hostname: str = "", dropped: bool = False) -> Alert:
+    """The alert for packets the firewall could not inspect: passed (fail-open) or dropped (fail-closed)."""
+    rule = "Firewall fail-closed drop" if dropped else "Firewall fail-open bypass"
+    what = "dropped" if dropped else "passed"
+    key = "firewall.dropped" if dropped else "firewall.bypassed"
     return Alert(rule=rule, priority=SEVERITY_FALCO_PRIORITY[Severity.HIGH],
-                 output=f"{rule}: {count} packets passed uninspected ({reason}); {total} since start",
+                 output=f"{rule}: {count} packets {what} uninspected ({reason}); {total} since start",
                  time=format_time_ns(time.time_ns()), source="network", hostname=hostname,
-                 output_fields={"firewall.bypassed": count, "firewall.bypassed_total": total,
-                                "firewall.reason": reason},
+                 output_fields={key: count, f"{key}_total": total, "firewall.reason": reason},
                  tags=["network", "firewall", "bypass"])

@@ -341,3 +341,79 @@ def test_fail_open_counts_and_alerts_packets_that_pass_a_full_queue(podlab: PodL
     # every datagram the sink got was either answered by the reader or counted as bypassed
     assert bypassed >= 1 and bypassed + inspected >= received, (bypassed, inspected, received)
     assert fw.chain not in iptables_rules()
+
+
+RESP_SERVER = r"""
+import socket, sys
+srv = socket.create_server((sys.argv[1], 6379))
+print("ready", flush=True)
+c, _ = srv.accept()
+f = c.makefile("rb")
+while True:
+    line = f.readline()
+    if not line:
+        break
+    if line.startswith(b"*"):
+        for _ in range(int(line[1:]) * 2):
+            f.readline()
+        c.sendall(b"+PONG\r\n")
+"""
+RESP_CLIENT = r"""
+import socket, sys
+s = socket.create_connection((sys.argv[1], 6379), timeout=10)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+for _ in range(int(sys.argv[2])):
+    s.sendall(b"*1\r\n$4\r\nPING\r\n")
+    assert s.recv(64) == b"+PONG\r\n"
+print("done", flush=True)
+"""
+
+
+def _rule_packets(chain: str, needle: str) -> int:
+    out = subprocess.run(["iptables", "-w", "5", "-L", chain, "-v", "-x", "-n"], capture_output=True, text=True,
+                         check=True).stdout
+    return sum(int(line.split()[0]) for line in out.splitlines() if needle in line and line.split()[0].isdigit())
+
+
+def test_decided_flow_leaves_the_queue_connmark_bypass(podlab: PodLab, tmp_path: Path) -> None:
+    server = podlab.pod("cache", namespace="shop", labels={"app": "cache"})
+    client = podlab.pod("web", namespace="shop", labels={"app": "web"})
+    pods = podlab.write_pods(tmp_path / "pods.json")
+    proc = server.popen([PYTHON, "-c", RESP_SERVER, server.ip], stdout=subprocess.PIPE, text=True)
+    wait_line(proc, "stdout", "ready")
+    fw = FirewallProcess(tmp_path, pods, "--selector", "app=cache", "--mode", "protect")
+    try:
+        done = client.run([PYTHON, "-c", RESP_CLIENT, server.ip, "500"], timeout=60)
+        assert done.stdout.strip() == "done", done.stderr
+        queued = _rule_packets(f"{fw.chain}-QUEUE", "NFQUEUE")
+        bypassed = _rule_packets(fw.chain, "connmark match  0x200000/0x200000")
+    finally:
+        assert fw.stop() == 0, fw.err
+    # 500 request/answer pairs (>= 1,000 packets, plus ACKs); only the handshake and the first command were queued
+    assert queued <= 12, queued
+    assert bypassed >= 990, bypassed
+    assert "1 flows bypassed" in fw.err
+
+
+def test_fail_closed_drops_what_the_queue_cannot_take(podlab: PodLab, tmp_path: Path) -> None:
+    sink_pod = podlab.pod("sink", namespace="shop")
+    sender = podlab.pod("sender", namespace="other")
+    pods = podlab.write_pods(tmp_path / "pods.json")
+    fw = FirewallProcess(tmp_path, pods, "--namespace", "shop", "--fail-closed")
+    sink = sink_pod.popen([PYTHON, "-c", UDP_SINK, sink_pod.ip], stdout=subprocess.PIPE, text=True)
+    wait_line(sink, "stdout", "ready")
+    fw.proc.send_signal(signal.SIGSTOP)
+    try:
+        sent = sender.run([PYTHON, "-c", UDP_SEND, sink_pod.ip, "10000"])
+        assert sent.returncode == 0, sent.stderr
+    finally:
+        fw.proc.send_signal(signal.SIGCONT)
+    received = int(wait_line(sink, "stdout", "total", timeout=60).split()[1])
+    assert fw.stop() == 0, fw.err
+    # nothing passed uninspected: the sink got only what the reader answered (at most the queue's 8,192);
+    # the rest was dropped, counted and alerted
+    inspected = int(re.search(r"firewall: (\d+) packets", fw.err).group(1))  # type: ignore[union-attr]
+    assert received <= inspected <= 8192 + 100, (received, fw.err)
+    assert not [a for a in fw.alerts() if a["rule"] == "Firewall fail-open bypass"]
+    drops = [a for a in fw.alerts() if a["rule"] == "Firewall fail-closed drop"]
+    assert drops and max(a["output_fields"]["firewall.dropped_total"] for a in drops) >= 1
