@@ -71,6 +71,14 @@ CREATE TABLE IF NOT EXISTS workload_modes (
     updated TEXT NOT NULL,
     updated_by TEXT NOT NULL,
     PRIMARY KEY (namespace, workload)
+);
+CREATE TABLE IF NOT EXISTS pod_quarantines (
+    namespace TEXT NOT NULL,
+    pod TEXT NOT NULL,
+    freeze INTEGER NOT NULL,
+    requested TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    PRIMARY KEY (namespace, pod)
 )
 """
 
@@ -316,4 +324,25 @@ class CentralStore:
             out.append({"namespace": key[0], "workload": key[1], "alerts": seen.get(key, 0),
                         "mode": m["mode"] if m else "discover", "updated": m["updated"] if m else "",
                         "updated_by": m["updated_by"] if m else ""})
+        return out
+
+    # --- pod quarantines (desired state; the agent of the pod's node applies it) ---------------------
+    def quarantine(self, namespace: str, pod: str, freeze: bool, by: str, now: str) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO pod_quarantines (namespace, pod, freeze, requested, requested_by) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (namespace, pod) DO UPDATE SET freeze = excluded.freeze,"
+                " requested = excluded.requested, requested_by = excluded.requested_by",
+                (namespace, pod, int(freeze), now, by))
+
+    def release(self, namespace: str, pod: str) -> bool:
+        with self.db.transaction() as tx:
+            return tx.execute("DELETE FROM pod_quarantines WHERE namespace = ? AND pod = ?", (namespace, pod)) > 0
+
+    def quarantines(self) -> list[dict[str, Any]]:
+        names = ("namespace", "pod", "freeze", "requested", "requested_by")
+        out = [dict(zip(names, row, strict=True)) for row in self.db.query(
+            f"SELECT {', '.join(names)} FROM pod_quarantines ORDER BY namespace, pod")]
+        for q in out:
+            q["freeze"] = bool(q["freeze"])
         return out

@@ -1,6 +1,7 @@
 """As root: the real agent (`kubeguard agent --console ...`, ebpf sensor, default rules) ships an attack's alert
-from a test pod to a real `kubeguard console` over HTTPS, heartbeats show on the console, and an alert raised
-while the console is down (killed -9) arrives after its restart, once."""
+from a test pod to a real `kubeguard console` over HTTPS, heartbeats show on the console, an alert raised
+while the console is down (killed -9) arrives after its restart, once, and a quarantine asked for in the
+console is applied to the pod by the agent and released."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tests.console.consolelab import ConsoleProcess
 from tests.pglab import free_port
 
 from kubeguard.console.auth import AuthStore
+from kubeguard.response.quarantine import Target, is_quarantined, release
 from kubeguard.store.central import CentralQuery, CentralStore
 from kubeguard.store.sqldb import Database
 
@@ -72,7 +74,14 @@ def test_agent_ships_alerts_to_the_console_through_a_console_crash(podlab: PodLa
         time.sleep(1.0)  # the agent meets the dead console and keeps the alert in its spool
         console.start()
         assert wait_for(lambda: shipped() >= 2), agent.stderr()
+        # a quarantine asked for in the console is applied by the agent of the pod's node, and released
+        central.quarantine("shop", pod.name, False, "alice", "2026-12-04T16:00:00Z")
+        assert wait_for(lambda: is_quarantined(pod.ip)), agent.stderr()
+        central.release("shop", pod.name)
+        assert wait_for(lambda: not is_quarantined(pod.ip)), agent.stderr()
     finally:
+        if is_quarantined(pod.ip):
+            release(Target(pod.ip, "", None))
         summary = agent.stop()
         console.stop()
     local = [a for a in agent.alerts() if a["rule"] == RULE]
