@@ -39,6 +39,7 @@ from kubeguard.agent.commands import agent  # noqa: E402
 from kubeguard.console.commands import console  # noqa: E402
 from kubeguard.net.capture_commands import capture_command  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
+from kubeguard.net.flowmap_commands import flows_command  # noqa: E402
 from kubeguard.net.netpol_commands import netpol_app  # noqa: E402
 from kubeguard.policy.commands import policy_app  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
@@ -50,6 +51,7 @@ from kubeguard.scenarios.commands import demo  # noqa: E402
 
 app.command("dpi")(dpi)
 app.command("capture")(capture_command)
+app.command("flows")(flows_command)
 app.command("agent")(agent)
 app.command("firewall")(firewall)
 app.command("console")(console)

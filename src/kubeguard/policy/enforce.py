@@ -58,9 +58,10 @@ class FileGuard:
         self.proc: subprocess.Popen[str] | None = None
         self.plan = ""
         self.denials = 0
+        self.recent: list[str] = []  # the last denials ("D tid r|w path"), for status and tests
         self._reader: threading.Thread | None = None
 
-    def apply(self, plan: dict[str, list[FileRule]]) -> None:
+    def apply(self, plan: dict[str, tuple[str, list[FileRule]]]) -> None:
         """Enforce `plan` (cgroup path -> file rules); no process at all while the plan is empty."""
         if not plan:
             self.close()
@@ -92,6 +93,7 @@ class FileGuard:
         for line in proc.stdout:
             if line.startswith("D "):
                 self.denials += 1
+                self.recent = [*self.recent, line.strip()][-20:]
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
@@ -164,7 +166,7 @@ class Enforcer:
         guarded: list[GuardedCgroup] = []
         enforced: set[WorkloadRef] = set()
         announce: list[tuple[WorkloadRef, str]] = []
-        file_plan: dict[str, list[FileRule]] = {}
+        file_plan: dict[str, tuple[str, list[FileRule]]] = {}
         wanted_guards: set[WorkloadRef] = set()
         for ref, policy in policies.items():
             protect = policy.mode == "protect"
@@ -195,7 +197,9 @@ class Enforcer:
                     guard.detach(cgroup_dir)
                 destinations = len(allows)
                 for container in containers:
-                    file_plan["/" + os.path.relpath(container.cgroup_dir, self.root)] = list(policy.files)
+                    root = container_root(container.cgroup_dir)
+                    if root:
+                        file_plan["/" + os.path.relpath(container.cgroup_dir, self.root)] = (root, list(policy.files))
             enforced.add(ref)
             what = (f"{len(inodes)} executables, {destinations} destinations" if protect else "zero drift only")
             announce.append((ref, f"policy: {ref} {policy.mode} enforced on {len(containers)} container(s) ({what}"
@@ -251,13 +255,7 @@ class Enforcer:
     @staticmethod
     def _allowed_inodes(policy: WorkloadPolicy, container: Container) -> frozenset[int]:
         """Inodes of the allowed executables as the container sees its filesystem."""
-        root = "/"
-        try:
-            pids = Path(container.cgroup_dir, "cgroup.procs").read_text().split()
-        except OSError:
-            pids = []
-        if pids:
-            root = f"/proc/{pids[0]}/root"
+        root = container_root(container.cgroup_dir) or "/"
         allowed: set[int] = set()
         denied: set[int] = set()
         for rule in policy.processes:
@@ -291,6 +289,15 @@ class Enforcer:
                 networks = ["0.0.0.0/0"]
             out.update(Allow(net, rule.port, rule.protocol if rule.port else "") for net in networks)
         return out
+
+
+def container_root(cgroup_dir: str) -> str:
+    """``/proc/PID/root`` of a process in the container (its filesystem as it sees it); "" when empty."""
+    try:
+        pids = Path(cgroup_dir, "cgroup.procs").read_text().split()
+    except OSError:
+        return ""
+    return f"/proc/{pids[0]}/root" if pids else ""
 
 
 def resolve(name: str) -> list[str]:

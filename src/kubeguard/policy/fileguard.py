@@ -5,13 +5,19 @@ at least one workload is in protect: a permission event waits for an answer, so 
 must never wait on anything that could itself be waiting for an answer (the agent's own threads
 open files below /etc; a separate process with its own interpreter answers them at once).
 
-- marks: every directory of the /etc tree (inode marks with FAN_EVENT_ON_CHILD; /etc/ld.so.cache,
-  opened by every dynamic exec on the node, is excluded with an ignore mark);
+- marks: every directory of the /etc tree of each protected container, as the container sees it
+  (``/proc/PID/root/etc``; inode marks with FAN_EVENT_ON_CHILD, so other containers' and the
+  node's files are not touched unless they are the same files); ld.so.cache, opened by every
+  dynamic exec, is excluded with an ignore mark. Directories created later are not marked;
 - per event: the opener's thread (FAN_REPORT_TID) -> its cgroup (/proc/TID/cgroup); an opener
-  outside the protected containers is allowed at once. Inside one, the file's real path
-  (/proc/self/fd) and the access mode of the open (the blocked thread's /proc/TID/syscall
-  arguments) are checked against the workload's file rules: allowed, or EPERM;
-- the plan comes on stdin, one JSON object per line: ``{"<cgroup path>": [[path, access, action], ...]}``;
+  outside the protected containers is allowed at once. Inside one, an open for writing (the
+  access mode from the blocked thread's /proc/TID/syscall arguments) of a file (real path, from
+  /proc/self/fd) the workload's rules do not allow writing fails with EPERM. Opens for reading
+  are not refused: programs read /etc through symlinks elsewhere (/usr/share/locale/locale.alias,
+  /usr/lib/ssl/openssl.cnf) that the open tracer names by the link, so a learned profile cannot be
+  trusted to hold every real path read; reads outside the profile are alerts, not blocks;
+- the plan comes on stdin, one JSON object per line:
+  ``{"<cgroup path>": {"root": "/proc/PID/root", "rules": [[path, access, action], ...]}}``;
   every denial is a line ``D <tid> <w|r> <path>`` on stdout. End of stdin ends the guard (and its
   marks: nothing is blocked once the agent is gone).
 """
@@ -23,6 +29,7 @@ import json
 import os
 import select
 import sys
+import time
 from pathlib import Path
 
 from kubeguard.cluster.owners import WorkloadRef
@@ -64,13 +71,26 @@ def fanotify_mark(group: int, flags: int, mask: int, path: str) -> None:
 
 
 def open_is_write(tid: int) -> bool:
-    """Whether the thread blocked in open()/openat()/openat2()/creat() asked for write access."""
+    """Whether the thread blocked in open()/openat()/openat2()/creat() asked for write access.
+
+    The event is queued a moment before the opener goes to sleep; until then /proc/TID/syscall says
+    "running", so it is read again for up to ~20 ms. When it still cannot be read the open counts as
+    a read (a learned read is never refused for want of a register dump).
+    """
+    fields: list[str] = []
+    for _ in range(200):
+        try:
+            fields = Path(f"/proc/{tid}/syscall").read_text().split()
+        except OSError:
+            return False
+        if len(fields) >= 7:
+            break
+        time.sleep(0.0001)
     try:
-        fields = Path(f"/proc/{tid}/syscall").read_text().split()
         nr = int(fields[0])
         args = [int(v, 16) for v in fields[1:7]]
-    except (OSError, ValueError, IndexError):
-        return True  # unknown: treat as a write (the stricter check)
+    except (ValueError, IndexError):
+        return False
     if nr == SYS_CREAT:
         return True
     if nr == SYS_OPEN:
@@ -100,24 +120,34 @@ def cgroup_of(tid: int) -> str:
     return ""
 
 
-def plan_from_json(line: str) -> dict[str, WorkloadPolicy]:
-    """The plan line -> cgroup path -> a policy holding just the file rules."""
+def plan_from_json(line: str) -> tuple[dict[str, WorkloadPolicy], set[str]]:
+    """The plan line -> (cgroup path -> a policy holding just the file rules, the containers' roots)."""
     out: dict[str, WorkloadPolicy] = {}
-    for cgroup, rules in json.loads(line).items():
+    roots: set[str] = set()
+    for cgroup, entry in json.loads(line).items():
         policy = WorkloadPolicy(WorkloadRef("-", "Pod", "-"))
-        policy.files = [FileRule(path=r[0], access=r[1], action=r[2]) for r in rules]
+        policy.files = [FileRule(path=r[0], access=r[1], action=r[2]) for r in entry["rules"]]
         out[cgroup] = policy
-    return out
+        roots.add(entry["root"])
+    return out, roots
 
 
-def plan_to_json(plan: dict[str, list[FileRule]]) -> str:
-    return json.dumps({cg: [[r.path, r.access, r.action] for r in rules] for cg, rules in plan.items()})
+def plan_to_json(plan: dict[str, tuple[str, list[FileRule]]]) -> str:
+    """``{cgroup path: (container root such as /proc/PID/root, file rules)}`` as the guard's plan line."""
+    return json.dumps({cg: {"root": root, "rules": [[r.path, r.access, r.action] for r in rules]}
+                       for cg, (root, rules) in sorted(plan.items())})
 
 
-def serve() -> int:
-    """The guard process's main loop."""
-    directories = [dirpath for dirpath, _dirs, _files in os.walk(ROOT)][:MAX_DIRS]  # before any mark
-    group = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_REPORT_TID)
+def mark_tree(group: int, etc: str, done: set[tuple[int, int]]) -> int:
+    """Mark every directory of one /etc tree (once per filesystem object); returns how many were marked."""
+    try:
+        st = os.stat(etc)
+    except OSError:
+        return 0
+    if (st.st_dev, st.st_ino) in done:
+        return 0
+    done.add((st.st_dev, st.st_ino))
+    directories = [dirpath for dirpath, _dirs, _files in os.walk(etc)][:MAX_DIRS]  # walk before marking
     marked = 0
     for dirpath in directories:
         try:
@@ -125,11 +155,20 @@ def serve() -> int:
             marked += 1
         except OSError:
             continue
-    for path in IGNORED:
+    for name in IGNORED:
         try:
-            fanotify_mark(group, FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_OPEN_PERM, path)
+            fanotify_mark(group, FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_OPEN_PERM,
+                          etc + name.removeprefix(ROOT))
         except OSError:
             pass
+    return marked
+
+
+def serve() -> int:
+    """The guard process's main loop."""
+    group = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_REPORT_TID)
+    done: set[tuple[int, int]] = set()
+    marked = 0
     plan: dict[str, WorkloadPolicy] = {}
     stdin = sys.stdin.fileno()
     buffered = b""
@@ -145,8 +184,10 @@ def serve() -> int:
             buffered += chunk
             while b"\n" in buffered:
                 line, buffered = buffered.split(b"\n", 1)
-                plan = plan_from_json(line.decode())
-                out.write("PLAN\n")
+                plan, roots = plan_from_json(line.decode())
+                for root in sorted(roots):
+                    marked += mark_tree(group, root.rstrip("/") + ROOT, done)
+                out.write(f"PLAN {marked}\n")
                 out.flush()
         if group not in ready:
             continue
@@ -155,12 +196,11 @@ def serve() -> int:
             allow = True
             try:
                 policy = plan.get(cgroup_of(tid)) if plan else None
-                if policy is not None:
+                if policy is not None and open_is_write(tid):  # reads are not refused (module docstring)
                     path = fd_path(fd)
-                    write = open_is_write(tid)
-                    allow = policy.file_allowed(path, write)
+                    allow = policy.file_allowed(path, True)
                     if not allow:
-                        denials.append(f"D {tid} {'w' if write else 'r'} {path}\n")
+                        denials.append(f"D {tid} w {path}\n")
             except Exception:  # never leave an opener hanging
                 allow = True
             finally:

@@ -173,7 +173,8 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
     c = fw.counters
     stderr.print(f"firewall: {c.packets} packets, {c.bypassed_flows} flows bypassed, {c.blocked_flows} flows blocked "
                  f"({c.http_403} with HTTP 403), {c.alerts} alerts, {c.unparsed} unparsed, {c.errors} errors, "
-                 f"{inline.counter.total} packets passed uninspected; rules removed", markup=False)
+                 f"{inline.counter.total} packets {'passed' if fail_open else 'dropped'} uninspected; rules removed",
+                 markup=False)
     return status
 
 
