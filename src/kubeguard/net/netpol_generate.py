@@ -104,9 +104,9 @@ def generate(flows: Iterable[FlowRecord], podmap: PodMap) -> Generated:
         ref = podmap.owners.get(uid) or WorkloadRef(pod.namespace, "Pod", pod.pod)
         workloads.setdefault(ref, _Workload(ref)).pods.append(pod)
     for ip, pod in podmap.by_ip.items():
-        ref = podmap.owners.get(pod.pod_uid)
-        if ref is not None:
-            by_ip[ip] = ref
+        owner = podmap.owners.get(pod.pod_uid)
+        if owner is not None:
+            by_ip[ip] = owner
     for flow in flows:
         client, server = by_ip.get(flow.client), by_ip.get(flow.server)
         port = (flow.protocol, flow.port)
