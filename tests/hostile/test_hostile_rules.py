@@ -79,6 +79,8 @@ def _timed(pattern_rule: str, value_field: str, value: str, tmp_path: Path) -> t
     ('evt.type = open and proc.cmdline regex "(x+x+)+y"', "proc.cmdline", "x" * 5000),
     ("evt.type = open and fd.name glob '" + "*a" * 30 + "*b'", "fd.name", "a" * 200),
     ("evt.type = open and fd.name iglob '" + "*A" * 30 + "*b'", "fd.name", "a" * 200),
+    ("evt.type = open and fd.name glob '/" + "*a*/" * 30 + "*b'", "fd.name", "/" + "aaaaaaaaa/" * 40),
+    ("evt.type = open and fd.name glob '/" + "*/" * 60 + "b'", "fd.name", "/" + "a/" * 200),
     ("evt.type = open and fd.name pmatch ('/" + "*a" * 30 + "*b')", "fd.name", "/" + "a" * 200),
 ])
 def test_patterns_match_in_linear_time(tmp_path: Path, condition: str, field: str, value: str) -> None:
