@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from tests.hostile.hostilerun import error_lines, kubeguard
 
+from kubeguard.net.tesla_capture import write_capture
 from kubeguard.rules.linear import LinearPattern
 
 RULE = """- rule: {name}
@@ -198,6 +199,8 @@ def test_endless_or_binary_events_file_is_refused(tmp_path: Path, source: str) -
     ("scan", "{fixtures}/clusters/rbac-escalation"),
     ("scan", "{fixtures}/clusters/rbac-escalation", "-o", "json"),
     ("paths", "{fixtures}/clusters/rbac-escalation"),
+    ("dpi", "--no-store", "{capture}"),
+    ("dpi", "--no-store", "{capture}", "-o", "json"),
     ("--version",),
 ])
 def test_full_disk_on_stdout_is_one_line_and_exit_3(tmp_path: Path, args: tuple[str, ...]) -> None:
@@ -209,7 +212,9 @@ def test_full_disk_on_stdout_is_one_line_and_exit_3(tmp_path: Path, args: tuple[
                      "-o", "json", tmp_path=tmp_path)
     assert seed.returncode == 0
     fixtures = Path(__file__).parents[1] / "fixtures"
-    filled = [a.format(events=events, db=db, fixtures=fixtures) for a in args]
+    capture = tmp_path / "tesla.pcap"
+    write_capture(capture)
+    filled = [a.format(events=events, db=db, fixtures=fixtures, capture=capture) for a in args]
     if filled[0] == "replay":
         filled += ["--no-default-rules", "--rules", str(rules_file(tmp_path))]
     with open("/dev/full", "w") as full:
@@ -220,3 +225,25 @@ def test_full_disk_on_stdout_is_one_line_and_exit_3(tmp_path: Path, args: tuple[
     errors = [line for line in stderr.splitlines() if line.startswith("kubeguard: error:")]
     assert errors == ["kubeguard: error: cannot write to standard output: No space left on device; "
                       "output is incomplete"]
+
+
+@pytest.mark.parametrize("args", [
+    ("scan", "{fixtures}/clusters/hardened", "--exceptions", "{endless}"),
+    ("dpi", "--no-store", "--pods", "{endless}", "{capture}"),
+    ("scan", "{fixtures}/clusters/hardened", "--exceptions", "{huge}"),
+    ("dpi", "--no-store", "--pods", "{huge}", "{capture}"),
+])
+def test_endless_and_huge_side_files_are_refused_in_bounded_memory(tmp_path: Path, args: tuple[str, ...]) -> None:
+    """Item 12: `--pods` / `--exceptions` on /dev/zero or a 1 GB file: one line, exit 2, no MemoryError."""
+    huge = tmp_path / "huge.yaml"
+    with huge.open("wb") as handle:
+        handle.truncate(1 << 30)
+    capture = tmp_path / "tesla.pcap"
+    write_capture(capture)
+    fixtures = Path(__file__).parents[1] / "fixtures"
+    filled = [a.format(fixtures=fixtures, endless="/dev/zero", huge=huge, capture=capture) for a in args]
+    result = kubeguard(*filled, tmp_path=tmp_path, timeout=120)
+    lines = error_lines(result)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and "too large" in lines[0]
+    assert ("/dev/zero" if "{endless}" in args else str(huge)) in lines[0]
