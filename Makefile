@@ -21,6 +21,10 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 
+# mypy --strict on src/ (config in pyproject.toml); not yet part of lint
+typecheck: setup
+	$(PY) -m mypy
+
 test: lint
 	$(PY) -m pytest -q
 

@@ -12,7 +12,8 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("rules", "dpi_throughput", "l7_accuracy", "paths", "scan", "sensors", "agent", "policy")
+BENCHMARKS = ("rules", "dpi_throughput", "l7_accuracy", "paths", "scan", "sensors", "agent", "policy",
+              "console_ingest")
 ROOT_ONLY = frozenset({"sensors", "agent", "policy"})
 
 

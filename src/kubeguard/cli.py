@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from kubeguard import __version__
-from kubeguard.cliutil import log_to_stderr
+from kubeguard.cliutil import log_to_stderr, run_cli
 
 app = typer.Typer(
     name="kubeguard",
@@ -27,7 +27,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(
+def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Kubernetes security: posture and attack paths, runtime detection, deep packet inspection."""
@@ -39,6 +39,7 @@ from kubeguard.agent.commands import agent  # noqa: E402
 from kubeguard.console.commands import console  # noqa: E402
 from kubeguard.net.capture_commands import capture_command  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
+from kubeguard.net.flowmap_commands import flows_command  # noqa: E402
 from kubeguard.net.netpol_commands import netpol_app  # noqa: E402
 from kubeguard.policy.commands import policy_app  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
@@ -50,6 +51,7 @@ from kubeguard.scenarios.commands import demo  # noqa: E402
 
 app.command("dpi")(dpi)
 app.command("capture")(capture_command)
+app.command("flows")(flows_command)
 app.command("agent")(agent)
 app.command("firewall")(firewall)
 app.command("console")(console)
@@ -62,3 +64,8 @@ app.add_typer(netpol_app, name="netpol")
 app.command("quarantine")(quarantine_command)
 app.command("replay")(replay)
 app.command("alerts")(alerts)
+
+
+def main() -> None:
+    """The `kubeguard` program: the app with standard output guarded (write errors: one line, exit 3)."""
+    run_cli(lambda: app(prog_name="kubeguard"))

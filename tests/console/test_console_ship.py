@@ -4,11 +4,14 @@ restarted; every alert they produced is stored exactly once (count and ids), on 
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
+import pytest
 from tests.console.conftest import free_port
 from tests.console.consolelab import ConsoleProcess
 
@@ -111,3 +114,70 @@ def test_agent_flags_for_the_console_are_checked(tmp_path) -> None:
                           "--console-token-file", str(token), "--store", str(tmp_path / "a.db")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "expected an https:// URL" in run.stderr
+
+
+def test_mtls_console_refuses_agents_without_a_client_certificate(tmp_path, tls_pair) -> None:
+    cert, key = tls_pair
+    ca_key, ca = tmp_path / "ca.key", tmp_path / "ca.pem"
+    client_key, client_csr, client = tmp_path / "c.key", tmp_path / "c.csr", tmp_path / "c.pem"
+    ssl_run = [("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=kubeguard agents CA"),
+               ("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(client_key),
+                "-out", str(client_csr), "-subj", "/CN=node-a"),
+               ("x509", "-req", "-in", str(client_csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+                "-out", str(client), "-days", "2")]
+    for args in ssl_run:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    db = str(tmp_path / "console.db")
+    token = AuthStore(Database(db)).create_api_token("node-a", "agent")
+    console = ConsoleProcess(db, cert, key, free_port(), tmp_path, ("--client-ca", str(ca)))
+    with pytest.raises(AssertionError):  # /healthz without a client certificate: the handshake fails
+        console.start(timeout=15)
+    central = CentralStore(Database(db))
+    try:
+        outputs = {}
+        for name, context in (("without", tls_context(cert)), ("with", tls_context(cert, client, client_key))):
+            outputs[name] = ConsoleOutput(console.url, token, Spool(tmp_path / f"{name}.spool"), context,
+                                          heartbeat=0.2, poll=0.2, timeout=5.0)
+            outputs[name].send([Alert(rule=f"mtls {name}", priority="Notice", output="o")])
+        deadline = time.monotonic() + 60
+        while (outputs["with"].delivered < 1 or outputs["without"].failed_posts < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outputs["with"].delivered == 1 and outputs["without"].delivered == 0
+        assert [a["rule"] for a in central.alerts()] == ["mtls with"]
+    finally:
+        for output in outputs.values():
+            output.close(drain=0.2)
+        console.stop()
+
+
+def test_two_console_replicas_share_one_postgresql(tmp_path, tls_pair, postgres) -> None:
+    cert, key = tls_pair
+    url = postgres()
+    replicas = [ConsoleProcess(url, cert, key, free_port(), tmp_path / name) for name in ("a", "b")]
+    for replica in replicas:
+        replica.work.mkdir()
+    procs = []
+    try:
+        for replica in replicas:  # each checks / creates the schema under PostgreSQL's advisory lock
+            procs.append(replica)
+            replica.start()
+        auth = AuthStore(Database(url))
+        agent, reader = auth.create_api_token("node-a", "agent"), auth.create_api_token("script", "viewer")
+        context = ssl.create_default_context(cafile=str(cert))
+
+        def call(base: str, path: str, token: str, body: dict | None = None) -> dict:
+            request = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None,
+                                             headers={"Authorization": f"Bearer {token}",
+                                                      "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+                return json.loads(answer.read())
+
+        batch = [{"uuid": f"{i:032x}", "rule": "r", "priority": "Notice", "time": "2026-12-04T16:00:00Z"}
+                 for i in range(50)]
+        assert call(replicas[0].url, "/api/agent/batch", agent, {"alerts": batch})["stored"] == 50
+        assert call(replicas[1].url, "/api/agent/batch", agent, {"alerts": batch})["duplicates"] == 50
+        assert call(replicas[1].url, "/api/alerts", reader)["total"] == 50
+    finally:
+        for replica in procs:
+            replica.stop()

@@ -41,6 +41,7 @@ from kubeguard.policy.model import PolicyError
 from kubeguard.policy.store import PolicyStore
 from kubeguard.response.inline import InlineFirewall
 from kubeguard.response.iptables import IptablesError
+from kubeguard.response.remote import QuarantineApplier
 from kubeguard.rules import RuleEngine, RuleLoadError
 from kubeguard.store.alerts import StoreError, default_db_path
 
@@ -230,6 +231,9 @@ def run_agent(config: AgentConfig) -> int:
     )
     policies = attach_policies(config, pipeline, source)
     health.append(_health(pipeline, runners))
+    for output in outputs:
+        if isinstance(output, ConsoleOutput):
+            output.on_quarantines.append(QuarantineApplier(lambda: source.podmap))
     server = (MetricsServer(metrics, config.metrics_port, config.metrics_host, config.metrics_token)
               if config.metrics_port is not None else None)
     pipeline.start()
@@ -292,7 +296,8 @@ def _stop_firewall(inline: InlineFirewall) -> None:
                      f"{inline.chains.queue_num}`)", markup=False)
     c = inline.firewall.counters
     stderr.print(f"kubeguard agent: firewall stopped; {c.packets} packets, {c.blocked_flows} flows blocked, "
-                 f"{c.bypassed_flows} bypassed, {inline.counter.total} passed uninspected; rules removed",
+                 f"{c.bypassed_flows} bypassed, {inline.counter.total} "
+                 f"{'dropped' if inline.counter.fail_closed else 'passed'} uninspected; rules removed",
                  markup=False)
 
 

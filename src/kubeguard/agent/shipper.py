@@ -9,7 +9,9 @@ once. Heartbeats (version, events/s, drops, spool depth) ride along at least eve
 
 Policy modes (for the policy engine): every `poll` seconds the thread fetches ``GET /api/agent/modes``;
 `mode_of(namespace, workload)` answers the desired mode (``discover`` when none is set) and
-`on_modes` callbacks get the whole map ``{(namespace, workload): mode}`` whenever it changes.
+`on_modes` callbacks get the whole map ``{(namespace, workload): mode}`` whenever it changes. The same
+answer lists the pods the console wants quarantined; `on_quarantines` callbacks get
+``{(namespace, pod): freeze}`` at every poll (kubeguard.response.remote applies it on this node).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 DEFAULT_MODE = "discover"
 Modes = dict[tuple[str, str], str]
+Quarantines = dict[tuple[str, str], bool]  # (namespace, pod) -> freeze too
 
 
 class ShipperError(KubeguardError):
@@ -88,6 +91,8 @@ class ConsoleOutput(Output):
         self.failed_posts = 0
         self.modes: Modes = {}
         self.on_modes: list[Callable[[Modes], None]] = []
+        self.quarantines: Quarantines = {}
+        self.on_quarantines: list[Callable[[Quarantines], None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_beat = 0.0
@@ -182,14 +187,22 @@ class ConsoleOutput(Output):
             self.modes = modes
             for callback in self.on_modes:
                 callback(dict(modes))
+        quarantines = {(str(q["namespace"]), str(q["pod"])): bool(q.get("freeze")) for q in
+                       answer.get("quarantines", [])}
+        for apply in self.on_quarantines:  # every poll: an applier retries what failed before
+            apply(dict(quarantines))
+        self.quarantines = quarantines
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body, default=str).encode() if body is not None else None
         request = urllib.request.Request(self.base + path, data=data, headers=self.headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as answer:
-                return json.loads(answer.read() or b"{}")
+                parsed = json.loads(answer.read() or b"{}")
         except urllib.error.HTTPError as exc:
             # 401/403: a wrong or revoked token; 422: a record the console refuses. Neither heals by itself:
             # keep the alerts spooled and say so once.
             raise OSError(f"HTTP {exc.code} from {path}") from exc
+        if not isinstance(parsed, dict):
+            raise OSError(f"{path}: the console answered a JSON {type(parsed).__name__}, not an object")
+        return parsed

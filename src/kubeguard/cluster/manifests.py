@@ -41,7 +41,11 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 
-class SafeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+# PyYAML's resolver is unannotated in its stubs: its type, stated once.
+_base_resolve: Callable[[Any, type, Any, tuple[bool, bool]], str] = _BaseLoader.resolve
+
+
+class SafeLoader(_BaseLoader):
     """The C safe loader with tag resolution of plain scalars memoised (manifests repeat them a lot)."""
 
     _resolved: dict[tuple[str, bool], str] = {}
@@ -51,11 +55,11 @@ class SafeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
             key = (value, implicit[0])
             tag = self._resolved.get(key)
             if tag is None:
-                tag = super().resolve(kind, value, implicit)
+                tag = _base_resolve(self, kind, value, implicit)
                 if len(self._resolved) < 100_000:
                     self._resolved[key] = tag
             return tag
-        return super().resolve(kind, value, implicit)
+        return _base_resolve(self, kind, value, implicit)
 
 MANIFEST_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 _DOC_SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$|^\.\.\.[ \t]*$", re.M)
@@ -199,6 +203,8 @@ def _read_yaml(text: str, name: str, problems: list[LoadProblem], first_line: in
     try:
         while loader.check_node():
             node = loader.get_node()
+            if node is None:  # check_node() said a document follows
+                break
             last = node.start_mark.line
             document = _document(node, name, first_line, problems, warnings)
             if document is not None:
@@ -353,9 +359,10 @@ class Builder:
         if value.isdigit() and (len(value) == 1 or value[0] != "0"):
             if len(value) <= MAX_INT_DIGITS:
                 return int(value)
-            number = None
+            number: int | None = None
         else:
-            number = _safe_construct(node) if len(value) <= _MAX_INT_TEXT else None
+            constructed = _safe_construct(node) if len(value) <= _MAX_INT_TEXT else None
+            number = constructed if isinstance(constructed, int) else None
             if number is not None and -(2**63) <= number < 2**63:
                 return number
         self.warnings.append(InputError(out_of_range_message(sum(c.isdigit() for c in value)),

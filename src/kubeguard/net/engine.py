@@ -22,7 +22,7 @@ from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Alert
 from kubeguard.net import identify as ident
 from kubeguard.net import threats
-from kubeguard.net.alerting import make_alert
+from kubeguard.net.alerting import make_alert, pod_name
 from kubeguard.net.decode import TCP, TH_ACK, TH_FIN, TH_RST, TH_SYN, UDP, Decoder, Packet, ip_text
 from kubeguard.net.detect.dns import DnsTunnelDetector
 from kubeguard.net.detect.http import inspect_http_request
@@ -191,7 +191,13 @@ class Engine:
                 handler.close()
         self.flows_done += 1
         if self.on_flow is not None:
-            self.on_flow(flow.record())
+            record = flow.record()
+            if self.podmap is not None:  # the pods on both ends, as alerts name them (netpol generate, flows --map)
+                for side, ip in (("client", flow.cip), ("server", flow.sip)):
+                    workload = self.podmap.by_ip.get(ip)
+                    if workload is not None:
+                        record[f"net.{side}.pod"] = pod_name(workload)
+            self.on_flow(record)
         # Streams and parsers hold callbacks that refer back to the flow: break those cycles so the
         # flow is freed by reference counting now, not by the cyclic GC scanning a large heap later.
         flow.streams = [None, None]

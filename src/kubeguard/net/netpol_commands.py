@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from kubeguard.cliutil import UserError, die, stdout, warn
+from kubeguard.cliutil import UserError, die, stderr, stdout, warn
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.net.netpol import Endpoint, NetpolError, NetpolEvaluator
 
@@ -105,3 +105,46 @@ def endpoint(evaluator: NetpolEvaluator, text: str, flag: str) -> Endpoint:
     if found is None:
         raise UserError(f"{flag} {text!r}: no such pod or workload in the manifests")
     return found
+
+
+@netpol_app.command("generate")
+def generate_command(
+    flows: Path = typer.Argument(..., help="Flow records: the JSON lines of `kubeguard dpi --flows-out`."),
+    pods: Path = typer.Option(..., "--pods", help="Pods map (Snapshot JSON or `kubectl get pods -o json`): pod IPs, "
+                                                  "labels and controllers."),
+    out_dir: Path = typer.Option(None, "--out-dir", help="Write one NAMESPACE.yaml per namespace here "
+                                                         "(default: all to stdout)."),
+) -> None:
+    """Least-privilege NetworkPolicies (one per workload, Ingress and Egress) allowing exactly the observed flows."""
+    import yaml
+
+    from kubeguard.cluster.podmap import PodMap, PodMapError
+    from kubeguard.net.netpol_generate import generate, read_flows
+
+    try:
+        try:
+            podmap = PodMap.from_file(pods)
+        except PodMapError as exc:
+            raise UserError(str(exc)) from exc
+        records, skipped = read_flows(flows)
+        result = generate(records, podmap)
+        if out_dir is not None:
+            try:
+                out_dir.mkdir(parents=True, exist_ok=True)
+                for namespace, docs in sorted(result.policies.items()):
+                    (out_dir / f"{namespace}.yaml").write_text(yaml.safe_dump_all(docs, sort_keys=False))
+            except OSError as exc:
+                raise UserError(f"{out_dir}: cannot write policies: {exc.strerror or exc}") from exc
+        else:
+            docs = [doc for _ns, items in sorted(result.policies.items()) for doc in items]
+            print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+    except UserError as exc:
+        die(str(exc), exc.code)
+    for workload in result.unselectable:
+        warn(f"{workload}: its pods share no label, no NetworkPolicy can select them; left out")
+    if skipped:
+        warn(f"{skipped} flows of other protocols (ICMP, ...) cannot be NetworkPolicy rules; left out")
+    total = sum(len(d) for d in result.policies.values())
+    where = f" in {out_dir}" if out_dir is not None else ""
+    stderr.print(f"netpol generate: {total} policies for {len(result.policies)} namespaces from {len(records)} "
+                 f"flows{where}", markup=False)

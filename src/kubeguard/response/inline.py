@@ -37,7 +37,8 @@ class InlineFirewall:
         self.marks = Marks()
         self.chains = Chains(queue_num, queue_bypass=fail_open)
         self.reader = QueueReader(firewall, queue_num, self.marks, fail_closed=not fail_open)
-        self.counter = BypassCounter(self.chains, self.reader, on_alert, hostname=firewall.hostname)
+        self.counter = BypassCounter(self.chains, self.reader, on_alert, hostname=firewall.hostname,
+                                     fail_closed=not fail_open)
         self._podmap = pods()
         firewall.set_pods(self._podmap)
         firewall.select(select(self._podmap))

@@ -17,6 +17,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubeguard.boundedread import bounded_lines
 from kubeguard.errors import KubeguardError
@@ -77,7 +78,7 @@ def read_replay(path: Path, stats: ReplayStats, on_problem: Callable[[str], None
             yield ReplayEvent(Event(data), f"{path}:{number}", f"{number}:{digest}")
 
 
-def _parse(raw: bytes) -> tuple[str, dict]:
+def _parse(raw: bytes) -> tuple[str, dict[str, Any]]:
     """("", event fields) or (what is wrong, {})."""
     try:
         data = json.loads(raw)

@@ -109,7 +109,7 @@ class ScanFloodDetector:
             return []  # a broken capture timestamp can not be windowed
         proto = PROTO_NAMES.get(proto, "other") if isinstance(proto, int) else proto.lower()
         out: list[Detection] = []
-        fields = {"fd.cip": src, "fd.sip": dst, "fd.l4proto": proto}
+        fields: dict[str, object] = {"fd.cip": src, "fd.sip": dst, "fd.l4proto": proto}
         if proto.startswith("icmp"):
             if icmp_type in ICMP_ECHO:
                 target = self._target(dst, ts)

@@ -170,10 +170,10 @@ class _Builder:
         for info in self.pods:
             for ctr, spec in info.containers:
                 for name, how in wl.secret_refs(info.template, spec).items():
-                    secret = f"secret:{info.template.namespace}/{name}"
-                    if secret not in self.graph.g:
+                    secret_node = f"secret:{info.template.namespace}/{name}"
+                    if secret_node not in self.graph.g:
                         continue
-                    self.graph.add_edge(ctr, secret, "SECRET_MOUNT", how)
+                    self.graph.add_edge(ctr, secret_node, "SECRET_MOUNT", how)
 
     # ----- entry -------------------------------------------------------------------------------
     def _endpoints(self) -> None:
