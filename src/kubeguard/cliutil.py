@@ -57,8 +57,8 @@ OUTPUT_LOST_EXIT = 3  # standard output could not be written (disk full, closed 
 
 
 class OutputLost(BaseException):
-    """Standard output could not be written. A BaseException so that no command's error handling swallows
-    it and goes on writing; `run_cli` reports it in one line and exits with OUTPUT_LOST_EXIT."""
+    """Standard output's reader is gone (closed pipe). A BaseException so that no command's error handling
+    swallows it and goes on; `run_cli` ends the run quietly with OUTPUT_LOST_EXIT."""
 
     def __init__(self, cause: OSError) -> None:
         super().__init__(cause)
@@ -66,16 +66,40 @@ class OutputLost(BaseException):
 
 
 class GuardedStream:
-    """A stream proxy whose write/flush failures raise OutputLost (its `buffer` is guarded too)."""
+    """Standard output that survives a failed write (disk full, ``> /dev/full``).
+
+    The first failure is reported in one line on stderr; from then on the output goes to /dev/null so
+    the command runs to its end (alerts are still stored, summaries still printed) and `run_cli` exits
+    with OUTPUT_LOST_EXIT. A closed pipe (EPIPE: ``| head``) raises OutputLost: nobody reads any more.
+    """
 
     def __init__(self, stream: Any) -> None:
         self._stream = stream
+        self.failure: OSError | None = None
+
+    def _failed(self, exc: OSError) -> None:
+        if exc.errno == errno.EPIPE:
+            self._discard()
+            raise OutputLost(exc) from exc
+        if self.failure is None:
+            self.failure = exc
+            stderr.print(f"kubeguard: error: cannot write to standard output: {exc.strerror or exc}; "
+                         "output is incomplete", markup=False)
+        self._discard()
+
+    def _discard(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self._stream.fileno())
+        finally:
+            os.close(devnull)
 
     def write(self, data: Any) -> int:
         try:
             return self._stream.write(data)
         except OSError as exc:
-            raise OutputLost(exc) from exc
+            self._failed(exc)
+            return len(data)
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -85,31 +109,33 @@ class GuardedStream:
         try:
             self._stream.flush()
         except OSError as exc:
-            raise OutputLost(exc) from exc
-
-    @property
-    def buffer(self) -> GuardedStream:
-        return GuardedStream(self._stream.buffer)
+            self._failed(exc)
+            self._stream.flush()  # what was buffered now goes to /dev/null
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
+def stdout_failed() -> bool:
+    """True once a write to the guarded standard output failed (summaries then belong on stderr)."""
+    return isinstance(sys.stdout, GuardedStream) and sys.stdout.failure is not None
+
+
 def run_cli(main: Any) -> NoReturn:
-    """Run the CLI with stdout guarded: a failed write to standard output (``> /dev/full``) ends the run with
-    one line on stderr and exit OUTPUT_LOST_EXIT; a closed pipe (``| head``) ends it quietly, same code."""
-    sys.stdout = GuardedStream(sys.stdout)
+    """Run the CLI with standard output guarded (`GuardedStream`): a failed write is one line on stderr
+    and exit OUTPUT_LOST_EXIT once the command has finished; a closed pipe ends the run quietly."""
+    guard = GuardedStream(sys.stdout)
+    sys.stdout = guard
+    code: Any = 0
     try:
         try:
             main()
+        except SystemExit as done:
+            code = done.code
         finally:
-            sys.stdout.flush()
-    except OutputLost as lost:
-        if lost.cause.errno != errno.EPIPE:
-            reason = lost.cause.strerror or str(lost.cause)
-            stderr.print(f"kubeguard: error: cannot write to standard output: {reason}; output is incomplete",
-                         markup=False)
-        devnull = os.open(os.devnull, os.O_WRONLY)  # the interpreter's last flush must not fail again
-        os.dup2(devnull, sys.__stdout__.fileno() if sys.__stdout__ is not None else 1)
+            guard.flush()
+    except OutputLost:
         sys.exit(OUTPUT_LOST_EXIT)
-    sys.exit(0)
+    if guard.failure is not None and code in (0, None):
+        sys.exit(OUTPUT_LOST_EXIT)
+    sys.exit(code)

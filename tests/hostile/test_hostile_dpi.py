@@ -216,8 +216,9 @@ def test_json_alerts_onto_a_full_disk_exit_non_zero_and_stay_stored(tmp_path: Pa
         with open("/dev/full", "w") as full:
             result = subprocess.run([sys.executable, "-m", "kubeguard", "dpi", str(cap), "-o", output, "--db",
                                      str(db)], stdout=full, stderr=subprocess.PIPE, text=True, timeout=120, env=env)
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-        errors = [line for line in result.stderr.splitlines() if "cannot write alerts" in line]
+        # standard output is guarded for every command in one place (docs/cli.md): one line, exit 3
+        assert result.returncode == 3 and "Traceback" not in result.stderr, result.stderr
+        errors = [line for line in result.stderr.splitlines() if "cannot write to standard output" in line]
         assert len(errors) == 1 and "No space left on device" in errors[0], result.stderr
         assert "dpi: 160 packets, 20 flows, 20 alerts" in result.stderr
     stored = sqlite3.connect(db).execute("SELECT COUNT(*) FROM alerts").fetchone()[0]

@@ -14,7 +14,7 @@ from typing import IO, Any
 import typer
 from rich.markup import escape
 
-from kubeguard.cliutil import UserError, die, stderr, stdout, warn
+from kubeguard.cliutil import UserError, die, stderr, stdout, stdout_failed, warn
 from kubeguard.cluster.podmap import PodMap, PodMapError
 from kubeguard.model import Alert
 from kubeguard.net.capture import CaptureError, CaptureFile, interface_exists, live, read_file
@@ -204,7 +204,7 @@ def _run(files: list[Path], interface: str | None, duration: float | None, count
              + (f" ({sink.count} alerts, all stored)" if store is not None else f" ({sink.count} alerts)"))
         status = 1
     # with JSON on stdout (or a stdout that failed) the summary goes to stderr, so stdout stays one alert per line
-    out = stderr if output == "json" or sink.write_error else stdout
+    out = stderr if output == "json" or sink.write_error or stdout_failed() else stdout
     try:
         out.print(_summary(engine, sink, captures), markup=False)
     except OSError as exc:
