@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint typecheck bench clean
 
 setup: $(STAMP)
 
@@ -21,8 +21,16 @@ demo: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
 
+# mypy --strict on src/ (config in pyproject.toml); not yet part of lint
+typecheck: setup
+	$(PY) -m mypy
+
 test: lint
 	$(PY) -m pytest -q
+
+# the fast lane: everything but the data-heavy tests (marked slow)
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PY) -m bench

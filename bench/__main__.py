@@ -12,8 +12,9 @@ import subprocess
 import sys
 import time
 
-BENCHMARKS = ("rules", "dpi_throughput", "l7_accuracy", "paths", "scan", "sensors", "agent")
-ROOT_ONLY = frozenset({"sensors", "agent"})
+BENCHMARKS = ("rules", "dpi_throughput", "l7_accuracy", "paths", "scan", "sensors", "agent", "policy",
+              "console_ingest")
+ROOT_ONLY = frozenset({"sensors", "agent", "policy"})
 
 
 def main(argv: list[str]) -> int:

@@ -125,3 +125,28 @@ def test_console_cli_bad_input_is_one_line(tmp_path) -> None:
     run = subprocess.run([sys.executable, "-m", "kubeguard", "console", "--db", str(tmp_path / "c.db"),
                           "--tls-cert", str(junk), "--tls-key", str(junk)], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "do not load" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_quarantine_is_requested_audited_served_to_agents_and_released(tmp_path) -> None:
+    app = new_app(tmp_path)
+    admin, _ = admin_client(app)
+    agent = client(app)
+    agent.headers["Authorization"] = f"Bearer {api_token(admin, 'node-a')}"
+    record = alert()
+    agent.post("/api/agent/batch", json={"alerts": [record]})
+    page = admin.get(f"/alerts/{record['uuid']}").text
+    assert 'id="quarantine"' in page
+    answer = admin.post("/pods/quarantine", data={"csrf": session_csrf(admin), "namespace": "shop",
+                                                  "pod": "web-7d4b9c6f8d-x2x9z", "freeze": "1"},
+                        follow_redirects=False)
+    assert answer.status_code == 303
+    (wanted,) = agent.get("/api/agent/modes").json()["quarantines"]
+    assert (wanted["namespace"], wanted["pod"], wanted["freeze"]) == ("shop", "web-7d4b9c6f8d-x2x9z", True)
+    assert "web-7d4b9c6f8d-x2x9z" in admin.get("/workloads").text
+    released = admin.delete("/api/pods/shop/web-7d4b9c6f8d-x2x9z/quarantine",
+                            headers={"X-CSRF-Token": session_csrf(admin)})
+    assert released.json()["released"] is True
+    assert agent.get("/api/agent/modes").json()["quarantines"] == []
+    actions = [(e["action"], e["target"]) for e in admin.get("/api/audit").json()["audit"]]
+    assert ("quarantine", "shop/web-7d4b9c6f8d-x2x9z") in actions
+    assert ("quarantine.release", "shop/web-7d4b9c6f8d-x2x9z") in actions

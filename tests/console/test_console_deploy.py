@@ -75,7 +75,7 @@ def test_console_runs_with_least_privilege() -> None:
     assert bound == []  # the console never calls the Kubernetes API
     assert not [d for d in docs if d["kind"] == "Secret"]  # no secret value ships in deploy/
     env = {e["name"]: e for e in container["env"]}
-    assert "secretKeyRef" in env["KUBEGUARD_DB"]["valueFrom"]
+    assert "secretKeyRef" in env["KUBEGUARD_CONSOLE_DB"]["valueFrom"]
     assert "--setup-token-file=/etc/kubeguard/setup/setup-token" in container["args"]
     assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
 

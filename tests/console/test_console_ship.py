@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from tests.console.conftest import free_port
 from tests.console.consolelab import ConsoleProcess
 
@@ -111,3 +112,38 @@ def test_agent_flags_for_the_console_are_checked(tmp_path) -> None:
                           "--console-token-file", str(token), "--store", str(tmp_path / "a.db")],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2 and "expected an https:// URL" in run.stderr
+
+
+def test_mtls_console_refuses_agents_without_a_client_certificate(tmp_path, tls_pair) -> None:
+    cert, key = tls_pair
+    ca_key, ca = tmp_path / "ca.key", tmp_path / "ca.pem"
+    client_key, client_csr, client = tmp_path / "c.key", tmp_path / "c.csr", tmp_path / "c.pem"
+    ssl_run = [("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                str(ca_key), "-out", str(ca), "-days", "2", "-subj", "/CN=kubeguard agents CA"),
+               ("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(client_key),
+                "-out", str(client_csr), "-subj", "/CN=node-a"),
+               ("x509", "-req", "-in", str(client_csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+                "-out", str(client), "-days", "2")]
+    for args in ssl_run:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+    db = str(tmp_path / "console.db")
+    token = AuthStore(Database(db)).create_api_token("node-a", "agent")
+    console = ConsoleProcess(db, cert, key, free_port(), tmp_path, ("--client-ca", str(ca)))
+    with pytest.raises(AssertionError):  # /healthz without a client certificate: the handshake fails
+        console.start(timeout=15)
+    central = CentralStore(Database(db))
+    try:
+        outputs = {}
+        for name, context in (("without", tls_context(cert)), ("with", tls_context(cert, client, client_key))):
+            outputs[name] = ConsoleOutput(console.url, token, Spool(tmp_path / f"{name}.spool"), context,
+                                          heartbeat=0.2, poll=0.2, timeout=5.0)
+            outputs[name].send([Alert(rule=f"mtls {name}", priority="Notice", output="o")])
+        deadline = time.monotonic() + 60
+        while (outputs["with"].delivered < 1 or outputs["without"].failed_posts < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert outputs["with"].delivered == 1 and outputs["without"].delivered == 0
+        assert [a["rule"] for a in central.alerts()] == ["mtls with"]
+    finally:
+        for output in outputs.values():
+            output.close(drain=0.2)
+        console.stop()

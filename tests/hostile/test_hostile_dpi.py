@@ -16,9 +16,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from kubeguard.model import Alert
 from kubeguard.net.decode import TH_SYN
 from kubeguard.net.engine import Engine
+from kubeguard.net.parsers import STREAM_PARSERS
 from kubeguard.net.pcapgen import PcapWriter, ether, ip_packets, tcp_conversation, tcp_segment
 
 MINER = ("10.244.1.9", 43512)
@@ -94,7 +97,9 @@ def test_syn_flood_past_max_flows_evicts_in_constant_time_and_counts(tmp_path: P
     assert f"{syns + 1} flows" in line and f"{syns + 1 - 20000} flows evicted early" in line, line
     assert seconds < 30, f"{seconds:.1f} s for {syns} SYNs: flow-table eviction is not O(1)"
     assert MINING_RULE in {a["rule"] for a in json_alerts(result)}
-    assert sum(1 for _ in flows.open()) == syns + 1  # every flow, evicted or not, has its record
+    records = [json.loads(line) for line in flows.open()]
+    assert len(records) == syns + 1  # every flow, evicted or not, has its record
+    assert sum(bool(r.get("flow.evicted")) for r in records) == syns + 1 - 20000
 
 
 # ---- pcapng writing (blocks as the spec lays them out) ----------------------------------------------------------
@@ -276,3 +281,32 @@ def test_unparseable_frames_and_l7_garbage_are_counted_never_raise() -> None:
     engine.feed_frames(frames)
     engine.finish()
     assert engine.flows_done >= 11
+
+
+class _BuggyParser:
+    """A parser with a bug hostile bytes reach: it raises where it should have set `failed`."""
+
+    failed = False
+    done = False
+
+    def feed(self, data: bytes) -> None:
+        raise IndexError("index out of range")
+
+    def close(self) -> None:
+        """Nothing buffered."""
+
+
+def test_a_parser_bug_is_counted_and_the_reader_goes_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(STREAM_PARSERS, "ssh", lambda events, flow, heads: (_BuggyParser(), _BuggyParser()))
+    buf = io.BytesIO()
+    w = PcapWriter(buf)
+    ts = tcp_conversation(w, ("10.244.3.2", 40000), ("10.244.4.2", 22), [(1, b"SSH-2.0-OpenSSH_9.6\r\n"),
+                                                                       (0, b"SSH-2.0-Go\r\n")], ts=1_764_000_000.0)
+    tcp_conversation(w, MINER, POOL, [(0, SUBSCRIBE)], ts=ts)
+    alerts: list[Alert] = []
+    flows: list[dict[str, object]] = []
+    engine = Engine(on_alert=alerts.append, on_flow=flows.append)
+    engine.feed_frames((t, 1, f) for t, f in _frames_of(buf.getvalue()))
+    engine.finish()
+    assert engine.inspection_errors >= 1
+    assert MINING_RULE in {a.rule for a in alerts} and len(flows) == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import socket
 
 import pytest
@@ -193,7 +194,8 @@ def test_segment_builds_valid_checksums() -> None:
 
 
 def test_workload_policy_mode_wins(tmp_path) -> None:
-    from kubeguard.response.commands import _policy_store, policy_modes
+    from kubeguard.response.commands import _policy_store
+    from kubeguard.response.modes import policy_modes
 
     owned = pod("web-5d9f4-x7k2p", SERVER, {"app": "web", "pod-template-hash": "5d9f4"})
     owned["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "web-5d9f4", "controller": True}]  # type: ignore[index]
@@ -204,7 +206,7 @@ def test_workload_policy_mode_wins(tmp_path) -> None:
     store = _policy_store(tmp_path)
     alerts: list[Alert] = []
     fw = Firewall(pods, default_mode="monitor", on_alert=alerts.append, injector=FakeInjector(),  # type: ignore[arg-type]
-                  mode_of=policy_modes(store, [pods]))
+                  mode_of=policy_modes(store, lambda: pods))
     fw.select({CLIENT, SERVER})
     conn = Conn(fw)
     conn.handshake()
@@ -216,3 +218,29 @@ def test_workload_policy_mode_wins(tmp_path) -> None:
     conn.handshake()
     assert conn.client(SQLI) == Verdict.PASS
     assert alerts[-1].output_fields["firewall.mode"] == "monitor"
+
+
+def _dns_query(sport: int, qname: str, qtype: int = 16) -> bytes:
+    import struct
+
+    question = b"".join(bytes([len(label)]) + label.encode() for label in qname.rstrip(".").split(".")) + b"\x00"
+    dns = struct.pack("!HHHHHH", sport, 0x0100, 1, 0, 0, 0) + question + struct.pack("!HH", qtype, 1)
+    udp = struct.pack("!HHHH", sport, 53, 8 + len(dns), 0) + dns
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, socket.inet_aton(CLIENT),
+                     socket.inet_aton(SERVER))
+    return ip + udp
+
+
+def test_dns_tunnel_query_dropped_in_protect_and_the_tunnel_stays_blocked() -> None:
+    fw, alerts, _ = make()
+    rng = random.Random(14)
+    names = [f"{rng.getrandbits(160):040x}.{rng.getrandbits(104):026x}.dnscat.example.com." for _ in range(8)]
+    verdicts = [fw.verdict(_dns_query(50000 + i, name)) for i, name in enumerate(names)]
+    first = verdicts.index(Verdict.BLOCK)
+    assert first >= 1 and verdicts[first:] == [Verdict.BLOCK] * (len(names) - first), verdicts
+    tunnel = [a for a in alerts if a.rule == "DNS tunnelling"]
+    assert len(tunnel) == 1 and tunnel[0].output_fields["firewall.action"] == "blocked"
+    assert tunnel[0].output_fields["k8s.pod.name"] == "client"
+    assert fw.counters.tunnel_queries == len(names) - first - 1
+    # other names of the same client still resolve
+    assert fw.verdict(_dns_query(51000, "kubernetes.default.svc.cluster.local.", 1)) == Verdict.PASS

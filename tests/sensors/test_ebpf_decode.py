@@ -201,3 +201,18 @@ def test_flag_rendering() -> None:
     assert cap_names(1 << 21 | 1) == "CAP_CHOWN CAP_SYS_ADMIN"
     assert (errno_result(0), errno_result(-13)) == ("SUCCESS", "EACCES")
     assert tty_nr(136, 3) == 34819  # /dev/pts/3
+
+
+def test_field_table_matches_every_printf_of_the_program() -> None:
+    """LAYOUTS names as many fields per tag as kubeguard.bt prints, and every printed tag has a layout."""
+    from kubeguard.sensors.ebpf_decode import LAYOUTS
+
+    program = (Path(__file__).parents[2] / "src" / "kubeguard" / "sensors" / "kubeguard.bt").read_text()
+    printed: dict[str, set[int]] = {}
+    for fmt in re.findall(r'printf\("([A-Z0-9]+(?:\\x1f[^"]*)?)\\n"', program):
+        tag, *fields = fmt.split("\\x1f")
+        printed.setdefault(tag, set()).add(len(fields))
+    printed.pop("READY", None)
+    assert set(printed) == set(LAYOUTS)
+    for tag, counts in printed.items():
+        assert counts == {len(LAYOUTS[tag].fields)}, (tag, counts, list(LAYOUTS[tag].fields))

@@ -68,7 +68,8 @@ class FdTable:
             if new is None:
                 new = as_int(event.get("evt.arg.newfd"))
             if event.get("fd.type") in SOCKET_TYPES:  # the sensor read the socket itself
-                sock = {k: v for k, v in event.items() if k.startswith("fd.") and k != "fd.num"}
+                sock: dict[str, Any] | None = {k: v for k, v in event.items()
+                                               if k.startswith("fd.") and k != "fd.num"}
             else:
                 sock = self.lookup(pid, old) if old is not None and "fd.type" not in event else None
             if sock is not None:

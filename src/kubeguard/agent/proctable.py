@@ -88,9 +88,9 @@ class ProcessTable:
                                    args=parent.args, uid=parent.uid, tty=parent.tty, cwd=parent.cwd,
                                    identity=parent.identity, cgroup_id=parent.cgroup_id))
         elif etype == "procexit":
-            info = self._table.get(pid)
-            if info is not None:
-                info.exited_at = time.monotonic()
+            gone = self._table.get(pid)
+            if gone is not None:
+                gone.exited_at = time.monotonic()
         if len(self._table) > self.max_entries:
             self._evict()
 

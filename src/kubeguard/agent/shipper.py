@@ -9,7 +9,9 @@ once. Heartbeats (version, events/s, drops, spool depth) ride along at least eve
 
 Policy modes (for the policy engine): every `poll` seconds the thread fetches ``GET /api/agent/modes``;
 `mode_of(namespace, workload)` answers the desired mode (``discover`` when none is set) and
-`on_modes` callbacks get the whole map ``{(namespace, workload): mode}`` whenever it changes.
+`on_modes` callbacks get the whole map ``{(namespace, workload): mode}`` whenever it changes. The same
+answer lists the pods the console wants quarantined; `on_quarantines` callbacks get
+``{(namespace, pod): freeze}`` at every poll (kubeguard.response.remote applies it on this node).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 DEFAULT_MODE = "discover"
 Modes = dict[tuple[str, str], str]
+Quarantines = dict[tuple[str, str], bool]  # (namespace, pod) -> freeze too
 
 
 class ShipperError(KubeguardError):
@@ -88,6 +91,8 @@ class ConsoleOutput(Output):
         self.failed_posts = 0
         self.modes: Modes = {}
         self.on_modes: list[Callable[[Modes], None]] = []
+        self.quarantines: Quarantines = {}
+        self.on_quarantines: list[Callable[[Quarantines], None]] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._last_beat = 0.0
@@ -182,6 +187,11 @@ class ConsoleOutput(Output):
             self.modes = modes
             for callback in self.on_modes:
                 callback(dict(modes))
+        quarantines = {(str(q["namespace"]), str(q["pod"])): bool(q.get("freeze")) for q in
+                       answer.get("quarantines", [])}
+        for callback in self.on_quarantines:  # every poll: an applier retries what failed before
+            callback(dict(quarantines))
+        self.quarantines = quarantines
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         data = json.dumps(body, default=str).encode() if body is not None else None

@@ -41,7 +41,7 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 
-class SafeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
+class SafeLoader(_BaseLoader):
     """The C safe loader with tag resolution of plain scalars memoised (manifests repeat them a lot)."""
 
     _resolved: dict[tuple[str, bool], str] = {}
@@ -51,11 +51,11 @@ class SafeLoader(_BaseLoader):  # type: ignore[misc,valid-type]
             key = (value, implicit[0])
             tag = self._resolved.get(key)
             if tag is None:
-                tag = super().resolve(kind, value, implicit)
+                tag = str(super().resolve(kind, value, implicit))
                 if len(self._resolved) < 100_000:
                     self._resolved[key] = tag
             return tag
-        return super().resolve(kind, value, implicit)
+        return str(super().resolve(kind, value, implicit))
 
 MANIFEST_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 _DOC_SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$|^\.\.\.[ \t]*$", re.M)
@@ -199,6 +199,8 @@ def _read_yaml(text: str, name: str, problems: list[LoadProblem], first_line: in
     try:
         while loader.check_node():
             node = loader.get_node()
+            if node is None:  # check_node() said a document follows
+                break
             last = node.start_mark.line
             document = _document(node, name, first_line, problems, warnings)
             if document is not None:
@@ -353,9 +355,10 @@ class Builder:
         if value.isdigit() and (len(value) == 1 or value[0] != "0"):
             if len(value) <= MAX_INT_DIGITS:
                 return int(value)
-            number = None
+            number: int | None = None
         else:
-            number = _safe_construct(node) if len(value) <= _MAX_INT_TEXT else None
+            constructed = _safe_construct(node) if len(value) <= _MAX_INT_TEXT else None
+            number = constructed if isinstance(constructed, int) else None
             if number is not None and -(2**63) <= number < 2**63:
                 return number
         self.warnings.append(InputError(out_of_range_message(sum(c.isdigit() for c in value)),
@@ -507,3 +510,25 @@ def node_line(node: yaml.Node | None, base: SourceRef, *path: str | int) -> Sour
     if node is None or found is None:
         return base
     return SourceRef(base.file, base.line - node.start_mark.line + found.start_mark.line)
+
+
+def field_source(source: SourceRef, *path: str | int) -> SourceRef:
+    """Where the field at `path` inside the object read at `source` sits (file:line), read again from its file.
+
+    For objects of a `kind: List` the path is taken inside the list item; where the line cannot be
+    found (JSON, a file changed since), the object's own line.
+    """
+    if not source.line:
+        return source
+    problems: list[LoadProblem] = []
+    for doc in read_documents(Path(source.file), problems):
+        if doc.source == source:
+            return node_line(doc.node, doc.source, *path)
+        items = doc.value.get("items") if isinstance(doc.value, dict) else None
+        if isinstance(items, list):
+            for index in range(len(items)):
+                line = doc.item_lines[index] if doc.item_lines and index < len(doc.item_lines) else None
+                where = SourceRef(doc.source.file, line) if line else node_line(doc.node, doc.source, "items", index)
+                if where == source:
+                    return node_line(doc.node, doc.source, "items", index, *path)
+    return source

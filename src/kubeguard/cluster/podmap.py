@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ class PodMap:
         status = as_dict(pod.get("status"))
         images = {c.get("name"): c.get("image", "") for c in dicts(spec.get("containers"))}
         labels = tuple(sorted((str(k), str(v)) for k, v in as_dict(meta.get("labels")).items()))
-        base = dict(
+        pod_workload = Workload(
             cluster=self.cluster,
             namespace=_text(meta.get("namespace")) or "default",
             pod=_text(meta.get("name")),
@@ -54,7 +54,6 @@ class PodMap:
             node=_text(spec.get("nodeName")),
             labels=labels,
         )
-        pod_workload = Workload(**base)
         if pod_workload.pod_uid:
             self.by_pod_uid[pod_workload.pod_uid] = pod_workload
             self.owners[pod_workload.pod_uid] = owner_of(pod)
@@ -68,8 +67,8 @@ class PodMap:
             cid = strip_runtime_prefix(_text(cs.get("containerID")))
             if cid:
                 name = _text(cs.get("name"))
-                self.by_container_id[cid] = Workload(
-                    **base, container=name, image=_text(cs.get("image")) or _text(images.get(name)),
+                self.by_container_id[cid] = replace(
+                    pod_workload, container=name, image=_text(cs.get("image")) or _text(images.get(name)),
                     container_id=cid,
                 )
 

@@ -106,6 +106,10 @@ class ModeChange(BaseModel):
     mode: str = Field(description="discover, monitor or protect")
 
 
+class QuarantineRequest(BaseModel):
+    freeze: bool = Field(default=False, description="Also freeze every process of the pod.")
+
+
 class TokenRequest(BaseModel):
     name: str = Field(min_length=1, max_length=253, description="For an agent: its node name.")
     role: str = Field(default="agent", description="agent or viewer")
@@ -392,7 +396,8 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
 
     @app.get("/workloads", include_in_schema=False)
     def workloads_page(request: Request, who: Principal = Depends(user)) -> Response:
-        return render(request, "workloads.html", who, workloads=central.workloads(), modes=MODES)
+        return render(request, "workloads.html", who, workloads=central.workloads(), modes=MODES,
+                      quarantines=central.quarantines())
 
     @app.get("/agents", include_in_schema=False)
     def agents_page(request: Request, who: Principal = Depends(user)) -> Response:
@@ -411,6 +416,18 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
         if mode not in MODES or not workload:
             raise HTTPException(400, f"mode must be one of {', '.join(MODES)} and a workload given")
         change_mode(namespace, workload, mode, who, address(request))
+        return RedirectResponse("/workloads", status_code=303)
+
+    @app.post("/pods/quarantine", include_in_schema=False, tags=["admin"])
+    async def quarantine_form(request: Request, who: Principal = Depends(admin)) -> Response:
+        form = await request.form()
+        namespace, pod = str(form.get("namespace", "")), str(form.get("pod", ""))
+        if not namespace or not pod:
+            raise HTTPException(400, "namespace and pod are required")
+        if form.get("release"):
+            release_pod(namespace, pod, who, address(request))
+        else:
+            quarantine_pod(namespace, pod, bool(form.get("freeze")), who, address(request))
         return RedirectResponse("/workloads", status_code=303)
 
     @app.post("/admin/users", include_in_schema=False, tags=["admin"])
@@ -444,6 +461,16 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
     def change_mode(namespace: str, workload: str, mode: str, who: Principal, where: str) -> None:
         central.set_mode(namespace, workload, mode, who.name, now_iso())
         auth.audit(who.name, "policy.mode", f"{namespace}/{workload}", mode, where)
+
+    def quarantine_pod(namespace: str, pod: str, freeze: bool, who: Principal, where: str) -> None:
+        central.quarantine(namespace, pod, freeze, who.name, now_iso())
+        auth.audit(who.name, "quarantine", f"{namespace}/{pod}", "freeze" if freeze else "network", where)
+
+    def release_pod(namespace: str, pod: str, who: Principal, where: str) -> bool:
+        released = central.release(namespace, pod)
+        auth.audit(who.name, "quarantine.release", f"{namespace}/{pod}", "" if released else "was not quarantined",
+                   where)
+        return released
 
     def new_user(name: str, role: str, who: Principal, where: str) -> str:
         token = auth.create_enrolment(name.strip(), role)
@@ -503,6 +530,23 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
         change_mode(namespace, workload, body.mode, who, address(request))
         return {"namespace": namespace, "workload": workload, "mode": body.mode}
 
+    @app.get("/api/quarantines", tags=["workloads"])
+    def api_quarantines(who: Principal = Depends(user)) -> dict[str, Any]:
+        """Pods the console wants quarantined (the agent of each pod's node applies it)."""
+        return {"quarantines": central.quarantines()}
+
+    @app.put("/api/pods/{namespace}/{pod}/quarantine", tags=["workloads", "admin"])
+    def api_quarantine(namespace: str, pod: str, body: QuarantineRequest, request: Request,
+                       who: Principal = Depends(admin)) -> dict[str, Any]:
+        """Quarantine a pod: cut off the network (and freeze it when asked). Admin; audited."""
+        quarantine_pod(namespace, pod, body.freeze, who, address(request))
+        return {"namespace": namespace, "pod": pod, "freeze": body.freeze}
+
+    @app.delete("/api/pods/{namespace}/{pod}/quarantine", tags=["workloads", "admin"])
+    def api_release(namespace: str, pod: str, request: Request, who: Principal = Depends(admin)) -> dict[str, Any]:
+        """Release a quarantined pod. Admin; audited."""
+        return {"namespace": namespace, "pod": pod, "released": release_pod(namespace, pod, who, address(request))}
+
     @app.get("/api/agents", tags=["agents"])
     def api_agents(who: Principal = Depends(user)) -> dict[str, Any]:
         """Agents with their last heartbeat."""
@@ -551,8 +595,8 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
 
     @app.get("/api/agent/modes", tags=["agent"])
     def api_modes(who: Principal = Depends(agent)) -> dict[str, Any]:
-        """The desired policy mode of every workload that has one (others: discover)."""
-        return {"default": "discover", "modes": central.modes()}
+        """The desired policy mode of every workload that has one (others: discover) and the pods to quarantine."""
+        return {"default": "discover", "modes": central.modes(), "quarantines": central.quarantines()}
 
     return app
 

@@ -17,7 +17,8 @@ from kubeguard.store.alerts import StoreError, default_db_path
 
 
 def console(
-    db: str = typer.Option("", "--db", help="SQLite file or postgresql://... URL (default $KUBEGUARD_DB)."),
+    db: str = typer.Option("", "--db", envvar="KUBEGUARD_CONSOLE_DB",
+                           help="SQLite file or postgresql://... URL (default: console.db next to the alert store)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Bind address (0.0.0.0 in a pod)."),
     port: int = typer.Option(8443, "--port", help="HTTPS port."),
     tls_cert: Path = typer.Option(..., "--tls-cert", help="Server certificate (PEM)."),
@@ -30,7 +31,8 @@ def console(
 ) -> None:
     """Serve the authenticated web console and JSON API (HTTPS; first start needs the setup token)."""
     try:
-        code = run_console(db or str(default_db_path()), host, port, tls_cert, tls_key, client_ca, setup_token_file)
+        code = run_console(db or str(default_db_path().with_name("console.db")), host, port, tls_cert, tls_key,
+                           client_ca, setup_token_file)
     except UserError as exc:
         die(str(exc), exc.code)
     raise typer.Exit(code)

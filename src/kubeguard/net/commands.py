@@ -225,6 +225,8 @@ def _summary(engine: Engine, sink: AlertSink, captures: list[CaptureFile]) -> st
     skipped = sum(c.skipped for c in captures)
     if skipped:
         parts.append(f"{skipped} pcapng packets of undescribed interfaces skipped")
+    if engine.inspection_errors:
+        parts.append(f"{engine.inspection_errors} packets failed inspection (a bug: see the log)")
     if table.evicted_full:
         parts.append(f"{table.evicted_full} flows evicted early (flow table full, --max-flows {table.max_flows})")
     return ", ".join(parts)

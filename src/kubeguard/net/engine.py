@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +22,7 @@ from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Alert
 from kubeguard.net import identify as ident
 from kubeguard.net import threats
-from kubeguard.net.alerting import make_alert
+from kubeguard.net.alerting import make_alert, pod_name
 from kubeguard.net.decode import TCP, TH_ACK, TH_FIN, TH_RST, TH_SYN, UDP, Decoder, Packet, ip_text
 from kubeguard.net.detect.dns import DnsTunnelDetector
 from kubeguard.net.detect.http import inspect_http_request
@@ -33,6 +35,11 @@ from kubeguard.net.proto.ssh import SshBanner
 from kubeguard.net.proto.tls import Heartbeat, Hello, version_name
 from kubeguard.net.reassembly import Budget, TcpStream
 from kubeguard.net.types import Detection, DnsQuestion, HttpRequest
+
+# What a parser or detector bug on hostile bytes raises; the reader counts it and goes on. Errors of the
+# outputs (store, files) are not among them: they end the run with their own message.
+INSPECTION_BUGS = (ArithmeticError, LookupError, ValueError, TypeError, AttributeError, RecursionError, struct.error)
+log = logging.getLogger(__name__)
 
 CONTENT_SCANNED = ("unknown", "telnet")  # flows whose bytes go through the content patterns
 
@@ -100,6 +107,7 @@ class Engine:
         self.bytes = 0
         self.alerts = 0
         self.flows_done = 0
+        self.inspection_errors = 0  # packets whose inspection raised (a parser bug); see feed_frames
         self._now = 0.0
 
     # ---- input --------------------------------------------------------------------------
@@ -112,10 +120,20 @@ class Engine:
             for ts, linktype, buf in frames:
                 self.bytes += len(buf)
                 pkt = decode(linktype, buf, ts)
-                if pkt is not None:
-                    packet(pkt)
-                else:
+                if pkt is None:
                     self.packets += 1
+                    continue
+                try:
+                    packet(pkt)
+                except INSPECTION_BUGS:
+                    self._inspection_failed(pkt)
+
+    def _inspection_failed(self, pkt: Packet) -> None:
+        """A parser or detector raised on hostile bytes: a bug, logged (the first ten) and counted; reading goes on."""
+        self.inspection_errors += 1
+        if self.inspection_errors <= 10:
+            log.exception("DPI inspection failed on a packet %s:%d -> %s:%d (counted; the capture goes on)",
+                          ip_text(pkt.src), pkt.sport, ip_text(pkt.dst), pkt.dport)
 
     def packet(self, pkt: Packet) -> Flow:
         """One decoded packet; returns its flow, whose `verdict` an inline caller can act on."""
@@ -173,7 +191,13 @@ class Engine:
                 handler.close()
         self.flows_done += 1
         if self.on_flow is not None:
-            self.on_flow(flow.record())
+            record = flow.record()
+            if self.podmap is not None:  # the pods on both ends, as alerts name them (netpol generate, flows --map)
+                for side, ip in (("client", flow.cip), ("server", flow.sip)):
+                    workload = self.podmap.by_ip.get(ip)
+                    if workload is not None:
+                        record[f"net.{side}.pod"] = pod_name(workload)
+            self.on_flow(record)
         # Streams and parsers hold callbacks that refer back to the flow: break those cycles so the
         # flow is freed by reference counting now, not by the cyclic GC scanning a large heap later.
         flow.streams = [None, None]

@@ -155,7 +155,9 @@ class FlowTable:
             self._expire(pkt.ts)
             if len(self.flows) >= self.max_flows:
                 self.evicted_full += 1
-                self._leave(self._least_recent())
+                evicted = self._least_recent()
+                evicted.meta["flow.evicted"] = True  # its record says it left before its timeout
+                self._leave(evicted)
         flow = self.flows[key] = Flow(key, pkt.ts)
         queue = self._tcp if pkt.proto == TCP else self._other
         queue[key] = flow

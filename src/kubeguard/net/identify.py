@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import struct
+from collections.abc import Callable
 
 PROTOCOLS = (
     "http", "http2", "grpc", "tls", "ssh", "dns", "mysql", "postgresql", "redis", "mongodb", "kafka",
@@ -168,13 +169,14 @@ def _is_tls(c: bytes) -> bool:
     if len(c) >= 3 and c[0] == 0x16 and c[1] == 3 and c[2] <= 4:
         return len(c) < 6 or c[5] in (1, 2)
     # SSLv2-framed ClientHello: 2-byte length with the high bit, msg type 1, version 2.0 / 3.x
-    return len(c) >= 5 and c[0] & 0x80 and c[2] == 1 and c[3] in (0, 3) and c[4] <= 4
+    return len(c) >= 5 and bool(c[0] & 0x80) and c[2] == 1 and c[3] in (0, 3) and c[4] <= 4
 
 
 def _is_postgres(c: bytes) -> bool:
     if len(c) < 8:
         return False
-    length, code = _I32(c, 0)[0], _I32(c, 4)[0]
+    length: int = _I32(c, 0)[0]
+    code: int = _I32(c, 4)[0]
     if code in (80877103, 80877104):
         return length == 8
     if code == 80877102:
@@ -314,7 +316,7 @@ def _is_smtp_ftp(s: bytes) -> bool:
     return s[:4] in (b"220 ", b"220-")
 
 
-_CLIENT_FIRST: tuple[tuple[str, object], ...] = (
+_CLIENT_FIRST: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
     ("tls", _is_tls),
     ("ssh", lambda c: c.startswith(b"SSH-")),
     ("stratum", _is_stratum),
@@ -341,7 +343,7 @@ _CLIENT_FIRST: tuple[tuple[str, object], ...] = (
     ("kafka", _is_kafka),
 )
 
-_SERVER_FIRST: tuple[tuple[str, object], ...] = (
+_SERVER_FIRST: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
     ("ssh", lambda s: s.startswith(b"SSH-")),
     ("mysql", _is_mysql_greeting),
     ("vnc", lambda s: s.startswith(b"RFB 00")),

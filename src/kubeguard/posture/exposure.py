@@ -297,7 +297,8 @@ def _ingress_services(ingress: K8sObject) -> Iterator[tuple[str, str, Any]]:
 def _backend_target(backend: dict[str, Any]) -> tuple[str, Any]:
     service = backend.get("service")
     if isinstance(service, dict):
-        port = service.get("port") if isinstance(service.get("port"), dict) else {}
+        raw_port = service.get("port")
+        port: dict[str, Any] = raw_port if isinstance(raw_port, dict) else {}
         return str(service.get("name") or ""), port.get("number") or port.get("name")
     return str(backend.get("serviceName") or ""), backend.get("servicePort")
 
@@ -331,15 +332,15 @@ def evaluate_exposure(snapshot: Snapshot) -> Iterator[Finding]:
         port_lines: list[str] = []
         critical = False
         for where, name, port in _ingress_services(ingress):
-            service = services.get((ingress.namespace, name))
+            backend = services.get((ingress.namespace, name))
             backing = service_pods.get((ingress.namespace, name), [])
             lines.append(f"{where} -> Service/{name}:{port}; {_backends(backing)}")
             route = f"Ingress/{ingress.namespace}/{ingress.name} ({where})"
             _mark(exposures, backing, route)
-            if service is None:
+            if backend is None:
                 lines[-1] += " (Service not in the snapshot)"
                 continue
-            reached = [p for p in _service_ports(service) if port_ref(port) in (p.get("port"), p.get("name"))]
+            reached = [p for p in _service_ports(backend) if port_ref(port) in (p.get("port"), p.get("name"))]
             more, is_critical = _sensitive_lines(reached, backing, route)
             port_lines += more
             critical = critical or is_critical
@@ -418,7 +419,7 @@ def _sensitive_lines(ports: list[dict[str, Any]], backing: list[PodTemplate], ro
         if target is None:
             continue
         if not backing:  # no selector: endpoints point outside the snapshot (often at nodes)
-            for number in {port, target} & set(PORTS_BY_NUMBER):
+            for number in {p for p in (port, target) if isinstance(p, int)} & PORTS_BY_NUMBER.keys():
                 for rule in PORTS_BY_NUMBER[number]:
                     if rule.pattern is None:
                         lines.append(f"port {number} ({rule.what}) exposed by {route}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from kubeguard.cluster.snapshot import K8sObject, SourceRef
+from kubeguard.cluster.snapshot import K8sObject, Snapshot, SourceRef
 from kubeguard.model import Finding, Resource, Severity, Workload
 
 CATEGORIES = ("control plane", "exposure", "rbac", "workloads")
@@ -58,7 +58,7 @@ class Check:
         )
 
 
-Evaluator = Callable[["Snapshot"], Iterable[Finding]]  # noqa: F821 - Snapshot named for readers
+Evaluator = Callable[[Snapshot], Iterable[Finding]]
 
 CHECKS: dict[str, Check] = {}
 EVALUATORS: list[Evaluator] = []

@@ -35,6 +35,7 @@ from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import SEVERITY_FALCO_PRIORITY, Alert, Severity, Workload, format_time_ns
 from kubeguard.net.alerting import make_alert
 from kubeguard.net.decode import LINK_RAW, TCP, TH_SYN, Decoder, Packet
+from kubeguard.net.detect.dns import registered_domain
 from kubeguard.net.engine import Detectors, Engine, EngineConfig
 from kubeguard.net.flows import Flow
 from kubeguard.net.types import Detection, HttpRequest
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 HTTP_PROTOS = ("http", "elasticsearch", "etcd")
 KEEP_INSPECTING_UDP = (None, "dns", "stratum", "unknown")
+MAX_TUNNELS = 4096  # DNS tunnels remembered for blocking (oldest forgotten first)
 NON_BLOCKING_RULES = ("flood", "port scan", "session rate", "burst")  # volume detections: alert only
 POLICY_RULE = "Firewall policy violation"
 
@@ -67,6 +69,7 @@ class Counters:
     blocked_flows: int = 0
     blocked_packets: int = 0
     http_403: int = 0
+    tunnel_queries: int = 0  # later queries of a blocked DNS tunnel, dropped
     unparsed: int = 0
     errors: int = 0
     fail_dropped: int = 0
@@ -109,6 +112,7 @@ class Firewall:
         self.counters = Counters()
         self.selected: frozenset[str] = frozenset()
         self._pending: list[Alert] = []
+        self._tunnels: dict[tuple[str, str], float] = {}  # (client ip, registered domain) blocked as a DNS tunnel
         self._requests: list[HttpRequest] = []
         detectors = Detectors()
         inspect_http = detectors.http
@@ -123,6 +127,17 @@ class Firewall:
                              detectors=detectors, hostname=hostname)
 
     # ---- configuration -------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Build the detectors' databases and models now, not on the first inline request (which would hold
+        the queue for seconds): one request with every kind of value through the HTTP detector."""
+        req = HttpRequest("POST", "/warm?id=1%27%20or%201=1--&u=http://169.254.169.254/&j=${jndi:ldap://x/a}",
+                          headers=[("Host", "warm-up"), ("Content-Type", "application/json")],
+                          body=b'{"q": "1 union select 1", "x": "<!DOCTYPE a [<!ENTITY b SYSTEM \'file:///\'>]>"}')
+        detect = self.engine.detectors.http
+        if detect is not None:
+            detect(req)
+        self._requests.clear()
 
     def select(self, ips: set[str] | frozenset[str]) -> None:
         """The pod addresses whose traffic is inline (modes apply to these pods only)."""
@@ -199,12 +214,34 @@ class Firewall:
                     self._violation(flow, st, decision, blocks, {"http.method": req.method, "http.uri": req.uri[:2048]})
         self._forward_alerts(flow, st, blocks)
         if any(mode == "protect" for _, mode in blocks):
+            self._remember_tunnels(flow, blocks)
+            return self._block(flow, st, pkt, data)
+        if self._tunnels and flow.proto == "dns" and self._tunnel_query(flow):
             return self._block(flow, st, pkt, data)
         if self._decided(flow):
             self.counters.bypassed_flows += 1
             return Verdict.BYPASS
         self.counters.passed += 1
         return Verdict.PASS
+
+    def _remember_tunnels(self, flow: Flow, blocks: list[tuple[Alert, str]]) -> None:
+        """A blocked DNS tunnel: later queries of that client to that domain are dropped too (the detector
+        alerts once per tunnel, and every query is a new flow)."""
+        for alert, mode in blocks:
+            domain = alert.output_fields.get("dns.domain")
+            if mode == "protect" and alert.rule == "DNS tunnelling" and domain:
+                if len(self._tunnels) >= MAX_TUNNELS:
+                    self._tunnels.pop(next(iter(self._tunnels)))
+                self._tunnels[(flow.cip, str(domain))] = flow.end
+
+    def _tunnel_query(self, flow: Flow) -> bool:
+        qname = str(flow.meta.get("dns.qname", ""))
+        if not qname:
+            return False
+        if (flow.cip, registered_domain(qname)[1]) in self._tunnels:
+            self.counters.tunnel_queries += 1
+            return True
+        return False
 
     def _new_flow(self, flow: Flow) -> FlowState:
         by_ip = self.podmap.by_ip
@@ -306,12 +343,13 @@ class Firewall:
         self._pending.clear()
 
 
-def bypass_alert(count: int, total: int, reason: str, hostname: str = "") -> Alert:
-    """The alert for packets that passed without inspection (fail-open)."""
-    rule = "Firewall fail-open bypass"
+def bypass_alert(count: int, total: int, reason: str, hostname: str = "", dropped: bool = False) -> Alert:
+    """The alert for packets the firewall could not inspect: passed (fail-open) or dropped (fail-closed)."""
+    rule = "Firewall fail-closed drop" if dropped else "Firewall fail-open bypass"
+    what = "dropped" if dropped else "passed"
+    key = "firewall.dropped" if dropped else "firewall.bypassed"
     return Alert(rule=rule, priority=SEVERITY_FALCO_PRIORITY[Severity.HIGH],
-                 output=f"{rule}: {count} packets passed uninspected ({reason}); {total} since start",
+                 output=f"{rule}: {count} packets {what} uninspected ({reason}); {total} since start",
                  time=format_time_ns(time.time_ns()), source="network", hostname=hostname,
-                 output_fields={"firewall.bypassed": count, "firewall.bypassed_total": total,
-                                "firewall.reason": reason},
+                 output_fields={key: count, f"{key}_total": total, "firewall.reason": reason},
                  tags=["network", "firewall", "bypass"])

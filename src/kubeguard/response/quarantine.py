@@ -17,6 +17,9 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubeguard.cluster.cgroups import find_cgroup2_root
+from kubeguard.cluster.podmap import PodMap
+
 TABLE = "kubeguard_quarantine"
 RULESET = f"""
 table inet {TABLE} {{
@@ -51,6 +54,19 @@ class Target:
     ip: str
     interface: str
     cgroup_dir: Path | None
+
+
+def target_of(podmap: PodMap, namespace: str, name: str) -> Target:
+    """The quarantine target of pod NAMESPACE/NAME in `podmap`; LookupError (one line) when it is not there
+    or has no IPv4 address (host network pods cannot be quarantined)."""
+    found = next((w for w in podmap.by_pod_uid.values() if w.namespace == namespace and w.pod == name), None)
+    if found is None:
+        raise LookupError(f"{namespace}/{name}: no such pod in the pods map")
+    ip = next((addr for addr, w in podmap.by_ip.items() if w.pod_uid == found.pod_uid and ":" not in addr), "")
+    if not ip:
+        raise LookupError(f"{namespace}/{name}: the pod has no IPv4 address"
+                          " (host network pods cannot be quarantined)")
+    return Target(ip, interface_of(ip), pod_cgroup(found.pod_uid, find_cgroup2_root()))
 
 
 def _nft(script: str) -> None:

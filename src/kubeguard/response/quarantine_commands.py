@@ -8,8 +8,7 @@ import typer
 
 from kubeguard.agent.commands import pod_source
 from kubeguard.cliutil import UserError, die, stdout
-from kubeguard.cluster.cgroups import find_cgroup2_root
-from kubeguard.response.quarantine import QuarantineError, Target, interface_of, pod_cgroup, quarantine, release
+from kubeguard.response.quarantine import QuarantineError, quarantine, release, target_of
 
 
 def quarantine_command(
@@ -24,14 +23,11 @@ def quarantine_command(
         namespace, _, name = pod.partition("/")
         if not namespace or not name:
             raise UserError(f"{pod!r}: expected NAMESPACE/POD")
-        podmap = pod_source(pods, node).podmap
-        found = next((w for w in podmap.by_pod_uid.values() if w.namespace == namespace and w.pod == name), None)
-        if found is None:
-            raise UserError(f"{pod}: no such pod in the pods map")
-        ip = next((addr for addr, w in podmap.by_ip.items() if w.pod_uid == found.pod_uid and ":" not in addr), "")
-        if not ip:
-            raise UserError(f"{pod}: the pod has no IPv4 address (host network pods cannot be quarantined)")
-        target = Target(ip, interface_of(ip), pod_cgroup(found.pod_uid, find_cgroup2_root()))
+        try:
+            target = target_of(pod_source(pods, node).podmap, namespace, name)
+        except LookupError as exc:
+            raise UserError(str(exc)) from exc
+        ip = target.ip
         if undo:
             release(target)
             stdout.print(f"{pod}: released ({ip})", markup=False)

@@ -83,7 +83,8 @@ class QueueReader:
             queue = self.conn.bind(queue_num)
             queue.set_mode(fnfqueue.MAX_PAYLOAD, fnfqueue.COPY_PACKET)
             queue.set_maxlen(QUEUE_MAXLEN)
-            queue.fail_open = not fail_closed
+            if not fail_closed:  # fnfqueue's setter turns the flag ON for False too: only ever set it
+                queue.fail_open = True
         except OSError as exc:
             raise QueueError(f"cannot bind NFQUEUE {queue_num}: {exc.strerror or exc} "
                              "(needs root/CAP_NET_ADMIN; is another program bound to that queue?)") from exc
@@ -132,10 +133,12 @@ class QueueReader:
 
 
 class BypassCounter:
-    """Counts packets that hit the NFQUEUE rule but never reached the reader, and alerts on them."""
+    """Counts packets that hit the NFQUEUE rule but never reached the reader (passed by fail-open, or dropped
+    with --fail-closed) plus those the firewall could not inspect, and alerts on them."""
 
     def __init__(self, chains: Chains, reader: QueueReader, on_alert: Callable[[Alert], None],
-                 interval: float = 1.0, hostname: str = "") -> None:
+                 interval: float = 1.0, hostname: str = "", fail_closed: bool = False) -> None:
+        self.fail_closed = fail_closed  # then the packets counted here were dropped, not passed
         self.chains = chains
         self.reader = reader
         self.on_alert = on_alert
@@ -149,16 +152,17 @@ class BypassCounter:
         self._thread.start()
 
     def check(self) -> int:
-        """Count the packets bypassed since the last check; alert when there are any. Returns them."""
+        """Count the packets not inspected since the last check; alert when there are any. Returns them."""
         hit = self.chains.queued_packets()
         seen = self.reader.received + waiting_in_queue(self.reader.queue_num)
-        fail = self.reader.firewall.counters.fail_passed
+        counters = self.reader.firewall.counters
+        fail = counters.fail_dropped if self.fail_closed else counters.fail_passed
         bypassed = max(0, hit - seen) + fail
         new = bypassed - self.total
         if new > 0:
             self.total = bypassed
             reason = "queue full or reader not bound" if hit > seen else "packets the engine could not inspect"
-            self.on_alert(bypass_alert(new, self.total, reason, self.hostname))
+            self.on_alert(bypass_alert(new, self.total, reason, self.hostname, dropped=self.fail_closed))
         return max(new, 0)
 
     def _loop(self) -> None:

@@ -40,7 +40,6 @@ RULE_KEYS = {"rule", "condition", "output", "desc", "priority", "source", "enabl
 APPENDABLE = {"condition", "output", "desc", "tags", "exceptions"}
 REPLACEABLE = APPENDABLE | {"priority", "enabled", "warn_evttypes", "skip-if-unknown-filter", "capture",
                             "capture_duration"}
-SUPPORTED_SOURCES = {"syscall"}
 
 try:
     _YamlLoader: type = yaml.CSafeLoader
@@ -173,9 +172,9 @@ class Loader:
             items = _items_with_lines(Path(name), text)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark is not None else ""
+            at = f":{mark.line + 1}" if mark is not None else ""
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            self.rs.problems.append(f"{name}{line}: invalid YAML: {problem}")
+            self.rs.problems.append(f"{name}{at}: invalid YAML: {problem}")
             return
         except ValueError as exc:
             self.rs.problems.append(str(exc))
@@ -477,7 +476,7 @@ class Expander:
         for exc in rule.exceptions:
             what = f"exception '{exc.name}'"
             single = isinstance(exc.fields, str)
-            fields_ = [exc.fields] if single else list(exc.fields)  # type: ignore[list-item]
+            fields_ = [exc.fields] if isinstance(exc.fields, str) else list(exc.fields)
             comps = exc.comps
             if comps is None:
                 comps = "in" if single else ["="] * len(fields_)

@@ -18,7 +18,8 @@ from rich.rule import Rule
 
 from kubeguard.cluster.loader import load_path
 from kubeguard.cluster.podmap import PodMap
-from kubeguard.model import Alert
+from kubeguard.cluster.snapshot import Snapshot
+from kubeguard.model import Alert, Finding
 from kubeguard.net.capture import read_file
 from kubeguard.net.engine import Engine
 from kubeguard.posture.engine import run_checks
@@ -91,15 +92,16 @@ def scan_tesla(ctx: DemoContext) -> bool:
 def tesla_attack_paths(ctx: DemoContext) -> bool:
     """Attack paths: the Tesla kill chain from the internet to cloud data and compute hijack, with choke points."""
     snapshot = ctx.notes.get("tesla_snapshot")
-    findings = ctx.notes.get("tesla_findings")
-    if snapshot is None:
+    noted = ctx.notes.get("tesla_findings")
+    findings = [f for f in noted if isinstance(f, Finding)] if isinstance(noted, list) else []
+    if not isinstance(snapshot, Snapshot):
         target = ctx.examples / "tesla"
         if not target.is_dir():
             ctx.console.print(f"{target} is not there: no attack paths to show")
             return True
         snapshot = load_path(target)
         findings = run_checks(snapshot)
-    graph, answers = analyse(snapshot, [f for f in findings or [] if not f.suppressed], INTERNET,
+    graph, answers = analyse(snapshot, [f for f in findings if not f.suppressed], INTERNET,
                              [CLOUD_DATA, COMPUTE_HIJACK], limit=3)
     print_answers(ctx.console, graph, answers)
     chain = all(a.paths and CLUSTER_ADMIN in a.paths[0].nodes for a in answers)

@@ -89,7 +89,7 @@ def prefix_filter(prefixes: tuple[str, ...], ignored: tuple[str, ...] = IGNORED_
 def split_sections(source: str) -> list[tuple[str, str]]:
     """(name, text) blocks of the program; the preamble is named ""."""
     sections: list[tuple[str, str]] = []
-    name, lines = "", []
+    name, lines = "", list[str]()
     for line in source.splitlines(keepends=True):
         if line.startswith("// @section "):
             sections.append((name, "".join(lines)))

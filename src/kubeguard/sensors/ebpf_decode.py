@@ -1,16 +1,18 @@
 """Decode kubeguard.bt's output (bpftrace `-f json` lines) into Falco-named `Event`s.
 
-Every printf line is one record: fields separated by \\x1f, the first the tag. Most tags carry
-the common header (see kubeguard.bt) and become one event. Exec and mount are split by the
-program into several lines (BPF's 512-byte stack): entry lines (A, V, MA) are kept per thread
-id and joined with the exit line (X, MO); an exec is completed by its cwd lines (W) and emitted
-when the cwd walk reached the root, or on the next record of the thread, or by `flush`.
+Every printf line is one record: fields separated by \\x1f, the first the tag. `LAYOUTS` names
+the fields of each tag, in the order kubeguard.bt prints them, with their type; handlers read
+them by name (`Fields`). Most tags carry the common header (`HEADER`) and become one event.
+Exec and mount are split by the program into several lines (BPF's 512-byte stack): entry lines
+(A, V, MA) are kept per thread id and joined with the exit line (X, MO); an exec is completed by
+its cwd lines (W) and emitted when the cwd walk reached the root, or on the next record of the thread, or by `flush`.
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +32,6 @@ from kubeguard.sensors.flags import (
 )
 
 SEP = "\x1f"
-HEADER_LEN = 11  # tag + 10 header fields
 MAX_ARGV = 15
 MAX_CWD = 9
 STALE_NS = 1_000_000_000  # an exec still missing lines 1 s after its exit line is emitted as it is
@@ -42,6 +43,99 @@ ID_ARGS = {
 S_IFMT = 0o170000
 FILE_TYPES = {0o140000: "unix", 0o100000: "file", 0o010000: "pipe", 0o040000: "directory", 0o020000: "file",
               0o060000: "file", 0o120000: "file"}
+
+
+FieldSpec = tuple[str, Callable[[str], Any]]
+# The common header of kubeguard.bt's event lines, after the tag.
+HEADER: tuple[FieldSpec, ...] = (
+    ("nsecs", int), ("pid", int), ("tid", int), ("ppid", int), ("uid", int), ("gid", int), ("cgroup", int),
+    ("pidns", int), ("vpid", int), ("comm", str),
+)
+HEADER_LEN = 1 + len(HEADER)  # tag + header fields
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The fields of one record tag: name -> (position in the line, type)."""
+
+    tag: str
+    fields: dict[str, tuple[int, Callable[[str], Any]]]
+
+    @classmethod
+    def of(cls, tag: str, *fields: FieldSpec, header: bool = True) -> Layout:
+        specs = (*HEADER, *fields) if header else fields
+        return cls(tag, {name: (position, kind) for position, (name, kind) in enumerate(specs, 1)})
+
+
+def _layouts(*layouts: Layout) -> dict[str, Layout]:
+    table: dict[str, Layout] = {}
+    for layout in layouts:
+        if layout.tag in table:
+            raise ValueError(f"record tag {layout.tag} declared twice")
+        table[layout.tag] = layout
+    return table
+
+
+_INET = (("raddr", str), ("rport", int), ("laddr", str), ("lport", int))
+# Every record kubeguard.bt prints (the printf of each tag lists the same fields in the same order).
+LAYOUTS = _layouts(
+    # exec: entry (A), more argv (V), exit (X), cwd walk (W); the strings "1" flag "more to come" / "at root"
+    Layout.of("A", ("filename", str), ("argv0", str), ("argv1", str), ("argv2", str), ("more", str)),
+    Layout.of("V", ("tid", int), ("first", int), ("argv0", str), ("argv1", str), ("argv2", str), ("argv3", str),
+              ("more", str), header=False),
+    Layout.of("X", ("ret", int), ("loginuid", int), ("sid", int), ("tty_major", int), ("tty_minor", int)),
+    Layout.of("W", ("tid", int), ("first", int), ("cwd0", str), ("cwd1", str), ("cwd2", str), ("at_root", str),
+              header=False),
+    Layout.of("Q", ("status", int)),
+    # network
+    Layout.of("C4", ("fd", int), ("ret", int), ("proto", int), *_INET),
+    Layout.of("C6", ("fd", int), ("ret", int), ("proto", int), *_INET),
+    Layout.of("CU", ("fd", int), ("ret", int), ("path", str)),
+    Layout.of("AC4", ("probe", str), ("fd", int), ("proto", int), *_INET),
+    Layout.of("AC6", ("probe", str), ("fd", int), ("proto", int), *_INET),
+    # files
+    Layout.of("O", ("probe", str), ("ret", int), ("flags", int), ("mode", int), ("path", str)),
+    Layout.of("CHM", ("probe", str), ("ret", int), ("fd", int), ("mode", int), ("path", str)),
+    Layout.of("MF", ("ret", int), ("flags", int), ("name", str)),
+    Layout.of("DUP", ("probe", str), ("ret", int), ("oldfd", int), ("newfd", int), ("flags", int), ("imode", int),
+              ("family", int), ("proto", int), ("laddr", str), ("lport", int), ("raddr", str), ("rport", int)),
+    # privileges, namespaces, mounts, modules
+    Layout.of("ID", ("probe", str), ("ret", int), ("id0", int), ("id1", int), ("id2", int)),
+    Layout.of("CAP", ("ret", int), ("eff_lo", int), ("eff_hi", int), ("perm_lo", int), ("perm_hi", int),
+              ("inh_lo", int), ("inh_hi", int)),
+    Layout.of("PT", ("ret", int), ("request", int), ("target", int)),
+    Layout.of("MA", ("tid", int), ("source", str), ("target", str), ("fstype", str), header=False),
+    Layout.of("MO", ("ret", int), ("flags", int)),
+    Layout.of("UM", ("ret", int), ("flags", int), ("target", str)),
+    Layout.of("NS", ("probe", str), ("ret", int), ("a", int), ("b", int)),
+    Layout.of("MOD", ("probe", str), ("ret", int)),
+)
+
+
+class Fields:
+    """One record's fields by name, converted to their layout's type on access.
+
+    A missing field raises IndexError (the line is a parse error), except through `get` and
+    `run`, for the trailing fields the program may leave out."""
+
+    __slots__ = ("layout", "parts")
+
+    def __init__(self, layout: Layout, parts: list[str]) -> None:
+        self.layout, self.parts = layout, parts
+
+    def __getitem__(self, name: str) -> Any:
+        position, kind = self.layout.fields[name]
+        return kind(self.parts[position])
+
+    def get(self, name: str) -> Any:
+        """The field, or None when the line ends before it."""
+        position, kind = self.layout.fields[name]
+        return kind(self.parts[position]) if position < len(self.parts) else None
+
+    def run(self, first: str, count: int) -> list[str]:
+        """Up to `count` raw fields from `first` on (fewer when the line ends sooner)."""
+        position = self.layout.fields[first][0]
+        return self.parts[position:position + count]
 
 
 class DecodeError(ValueError):
@@ -160,28 +254,28 @@ class BpftraceDecoder:
     def decode(self, data: str) -> list[Event]:
         parts = data.split(SEP)
         tag = parts[0]
-        handler = getattr(self, f"_tag_{tag}", None)
-        if handler is None:
+        layout = LAYOUTS.get(tag)
+        if layout is None:
             raise DecodeError(f"unknown record tag {tag!r}")
-        return handler(parts)
+        handler: Callable[[Fields], list[Event]] = getattr(self, f"_tag_{tag}")
+        return handler(Fields(layout, parts))
 
-    def _header(self, parts: list[str], evt_type: str) -> Event:
-        if len(parts) < HEADER_LEN:
+    def _header(self, f: Fields, evt_type: str) -> Event:
+        if len(f.parts) < HEADER_LEN:
             raise DecodeError("short header")
-        _, nsecs, pid, tid, ppid, uid, gid, cgroup, pidns, vpid, comm = parts[:HEADER_LEN]
         return Event({
             "evt.type": evt_type,
             "evt.dir": "<",
-            "evt.time": int(nsecs) + self.clock_offset_ns,
-            "proc.pid": int(pid),
-            "proc.tid": int(tid),
-            "proc.ppid": int(ppid),
-            "proc.vpid": int(vpid),
-            "proc.name": comm,
-            "user.uid": int(uid),
-            "group.gid": int(gid),
-            "_cgroup_id": int(cgroup),
-            "_pidns": int(pidns),
+            "evt.time": f["nsecs"] + self.clock_offset_ns,
+            "proc.pid": f["pid"],
+            "proc.tid": f["tid"],
+            "proc.ppid": f["ppid"],
+            "proc.vpid": f["vpid"],
+            "proc.name": f["comm"],
+            "user.uid": f["uid"],
+            "group.gid": f["gid"],
+            "_cgroup_id": f["cgroup"],
+            "_pidns": f["pidns"],
             "_sensor": self.sensor,
         })
 
@@ -224,8 +318,8 @@ class BpftraceDecoder:
         return out
 
     # exec: A (entry), V (more argv), X (exit), W (cwd)
-    def _tag_A(self, parts: list[str]) -> list[Event]:
-        tid = int(parts[3])
+    def _tag_A(self, f: Fields) -> list[Event]:
+        tid = f["tid"]
         out: list[Event] = []
         pending = self.execs.get(tid)
         if pending is not None and pending.entry_seen:  # a previous exec of this thread, done or orphaned
@@ -235,23 +329,23 @@ class BpftraceDecoder:
         if pending is None:
             pending = self._pending(tid)
         pending.entry_seen = True
-        pending.entry_ns = int(parts[1])
-        pending.filename = parts[HEADER_LEN]
-        pending.argv = until_empty(parts[HEADER_LEN + 1:HEADER_LEN + 4])
-        pending.argv_more = len(pending.argv) == 3 and parts[HEADER_LEN + 4:HEADER_LEN + 5] == ["1"]
+        pending.entry_ns = f["nsecs"]
+        pending.filename = f["filename"]
+        pending.argv = until_empty(f.run("argv0", 3))
+        pending.argv_more = len(pending.argv) == 3 and f.get("more") == "1"
         return out + self._complete(tid, pending)
 
-    def _tag_V(self, parts: list[str]) -> list[Event]:
-        tid, first = int(parts[1]), int(parts[2])
+    def _tag_V(self, f: Fields) -> list[Event]:
+        tid, first = f["tid"], f["first"]
         pending = self.execs.get(tid)
         if pending is None or not pending.entry_seen or len(pending.argv) != first:
             return []
-        pending.argv.extend(until_empty(parts[3:7]))
-        pending.argv_more = len(pending.argv) == first + 4 < MAX_ARGV and parts[7:8] == ["1"]
+        pending.argv.extend(until_empty(f.run("argv0", 4)))
+        pending.argv_more = len(pending.argv) == first + 4 < MAX_ARGV and f.get("more") == "1"
         return self._complete(tid, pending)
 
-    def _tag_X(self, parts: list[str]) -> list[Event]:
-        tid = int(parts[3])
+    def _tag_X(self, f: Fields) -> list[Event]:
+        tid = f["tid"]
         out: list[Event] = []
         pending = self.execs.get(tid)
         if pending is not None and pending.event is not None:  # the previous exec's lines are all in
@@ -259,34 +353,34 @@ class BpftraceDecoder:
             pending = None
         if pending is None:
             pending = self._pending(tid)
-        event = self._header(parts, "execve")
-        ret, loginuid, sid, tty_major, tty_minor = (int(v) for v in parts[HEADER_LEN:HEADER_LEN + 5])
-        self._result(event, ret)
+        event = self._header(f, "execve")
+        self._result(event, f["ret"])
+        loginuid = f["loginuid"]
         event["user.loginuid"] = -1 if loginuid == 0xFFFFFFFF else loginuid
-        event["proc.sid"] = sid
-        event["proc.tty"] = tty_nr(tty_major, tty_minor)
+        event["proc.sid"] = f["sid"]
+        event["proc.tty"] = tty_nr(f["tty_major"], f["tty_minor"])
         pending.event = event
-        pending.exit_ns = int(parts[1])
+        pending.exit_ns = f["nsecs"]
         self.latest_ns = max(self.latest_ns, pending.exit_ns)
         if pending.exit_ns - self.expired_at > STALE_NS:
             self.expired_at = pending.exit_ns
             out += self._expire(pending.exit_ns)
         return out
 
-    def _tag_W(self, parts: list[str]) -> list[Event]:
-        tid, first = int(parts[1]), int(parts[2])
+    def _tag_W(self, f: Fields) -> list[Event]:
+        tid, first = f["tid"], f["first"]
         pending = self.execs.get(tid)
         if pending is None or pending.event is None:
             return []
         names = []
-        for item in parts[3:6]:
+        for item in f.run("cwd0", 3):
             name, _, is_root = item.rpartition("|")
             names.append((name, is_root == "1"))
             if is_root == "1":
                 pending.cwd_done = True
                 break
         pending.cwd[first] = names
-        if len(parts) > 6 and parts[6] == "1":
+        if f.get("at_root") == "1":
             pending.cwd_done = True
         pending.cwd_complete = pending.cwd_done or first + 3 >= MAX_CWD
         return self._complete(tid, pending)
@@ -325,60 +419,59 @@ class BpftraceDecoder:
             event["_argv_truncated"] = True
         return event
 
-    def _tag_Q(self, parts: list[str]) -> list[Event]:
-        out = self._flush_tid(int(parts[3]))
-        event = self._header(parts, "procexit")
-        status = int(parts[HEADER_LEN])
+    def _tag_Q(self, f: Fields) -> list[Event]:
+        out = self._flush_tid(f["tid"])
+        event = self._header(f, "procexit")
+        status = f["status"]
         event.update({"evt.arg.status": status, "evt.arg.ret": status >> 8 & 0xFF, "evt.arg.sig": status & 0x7F,
                       "evt.arg.core": int(bool(status & 0x80))})
         return [*out, event]
 
     # network
-    def _connect(self, parts: list[str], family: int) -> list[Event]:
-        event = self._header(parts, "connect")
-        fd, ret, proto = (int(v) for v in parts[HEADER_LEN:HEADER_LEN + 3])
-        raddr, rport, laddr, lport = parts[HEADER_LEN + 3:HEADER_LEN + 7]
-        self._result(event, ret)
+    def _connect(self, f: Fields, family: int) -> list[Event]:
+        event = self._header(f, "connect")
+        fd = f["fd"]
+        self._result(event, f["ret"])
         event["fd.num"] = fd
         event["evt.arg.fd"] = fd
-        inet_fields(event, family, proto, (laddr, int(lport)), (raddr, int(rport)), client_is_local=True)
+        inet_fields(event, family, f["proto"], (f["laddr"], f["lport"]), (f["raddr"], f["rport"]),
+                    client_is_local=True)
         return [event]
 
-    def _tag_C4(self, parts: list[str]) -> list[Event]:
-        return self._connect(parts, 2)
+    def _tag_C4(self, f: Fields) -> list[Event]:
+        return self._connect(f, 2)
 
-    def _tag_C6(self, parts: list[str]) -> list[Event]:
-        return self._connect(parts, 10)
+    def _tag_C6(self, f: Fields) -> list[Event]:
+        return self._connect(f, 10)
 
-    def _tag_CU(self, parts: list[str]) -> list[Event]:
-        event = self._header(parts, "connect")
-        fd, ret = int(parts[HEADER_LEN]), int(parts[HEADER_LEN + 1])
-        self._result(event, ret)
-        path = parts[HEADER_LEN + 2]
+    def _tag_CU(self, f: Fields) -> list[Event]:
+        event = self._header(f, "connect")
+        fd = f["fd"]
+        self._result(event, f["ret"])
+        path = f["path"]
         event.update({"fd.num": fd, "evt.arg.fd": fd, "fd.type": "unix", "fd.typechar": "u", "fd.name": path,
                       "evt.arg.addr": path})
         return [event]
 
-    def _accept(self, parts: list[str], family: int) -> list[Event]:
-        event = self._header(parts, syscall_of(parts[HEADER_LEN]))
-        fd, proto = int(parts[HEADER_LEN + 1]), int(parts[HEADER_LEN + 2])
-        raddr, rport, laddr, lport = parts[HEADER_LEN + 3:HEADER_LEN + 7]
+    def _accept(self, f: Fields, family: int) -> list[Event]:
+        event = self._header(f, syscall_of(f["probe"]))
+        fd = f["fd"]
         self._result(event, fd)
         event["fd.num"] = fd
-        inet_fields(event, family, proto, (laddr, int(lport)), (raddr, int(rport)), client_is_local=False)
+        inet_fields(event, family, f["proto"], (f["laddr"], f["lport"]), (f["raddr"], f["rport"]),
+                    client_is_local=False)
         return [event]
 
-    def _tag_AC4(self, parts: list[str]) -> list[Event]:
-        return self._accept(parts, 2)
+    def _tag_AC4(self, f: Fields) -> list[Event]:
+        return self._accept(f, 2)
 
-    def _tag_AC6(self, parts: list[str]) -> list[Event]:
-        return self._accept(parts, 10)
+    def _tag_AC6(self, f: Fields) -> list[Event]:
+        return self._accept(f, 10)
 
     # files
-    def _tag_O(self, parts: list[str]) -> list[Event]:
-        event = self._header(parts, syscall_of(parts[HEADER_LEN]))
-        ret, flags, mode = (int(v) for v in parts[HEADER_LEN + 1:HEADER_LEN + 4])
-        path = parts[HEADER_LEN + 4]
+    def _tag_O(self, f: Fields) -> list[Event]:
+        event = self._header(f, syscall_of(f["probe"]))
+        ret, flags, mode, path = f["ret"], f["flags"], f["mode"], f["path"]
         self._result(event, ret)
         access = flags & 3
         directory, filename = posixpath.split(path)
@@ -392,12 +485,11 @@ class BpftraceDecoder:
         })
         return [event]
 
-    def _tag_CHM(self, parts: list[str]) -> list[Event]:
-        syscall = syscall_of(parts[HEADER_LEN])
-        event = self._header(parts, syscall)
-        ret, fd, mode = (int(v) for v in parts[HEADER_LEN + 1:HEADER_LEN + 4])
-        path = parts[HEADER_LEN + 4]
-        self._result(event, ret)
+    def _tag_CHM(self, f: Fields) -> list[Event]:
+        syscall = syscall_of(f["probe"])
+        event = self._header(f, syscall)
+        fd, mode, path = f["fd"], f["mode"], f["path"]
+        self._result(event, f["ret"])
         event.update({"evt.arg.mode": mode_names(mode), "evt.rawarg.mode": mode, "fd.name": path})
         if syscall == "fchmod":
             event["evt.arg.fd"] = fd
@@ -407,98 +499,97 @@ class BpftraceDecoder:
                 event["evt.arg.dirfd"] = fd
         return [event]
 
-    def _tag_MF(self, parts: list[str]) -> list[Event]:
-        event = self._header(parts, "memfd_create")
-        ret, flags = int(parts[HEADER_LEN]), int(parts[HEADER_LEN + 1])
+    def _tag_MF(self, f: Fields) -> list[Event]:
+        event = self._header(f, "memfd_create")
+        ret, flags = f["ret"], f["flags"]
         self._result(event, ret)
-        name = parts[HEADER_LEN + 2]
+        name = f["name"]
         event.update({"evt.arg.fd": ret, "fd.num": ret, "evt.arg.name": name, "fd.name": f"memfd:{name}",
                       "evt.arg.flags": bit_names(flags, MEMFD_FLAGS), "evt.rawarg.flags": flags})
         return [event]
 
-    def _tag_DUP(self, parts: list[str]) -> list[Event]:
-        event = self._header(parts, syscall_of(parts[HEADER_LEN]))
-        ret, oldfd, newfd, flags, imode, family, proto = (int(v) for v in parts[HEADER_LEN + 1:HEADER_LEN + 8])
-        laddr, lport, raddr, rport = parts[HEADER_LEN + 8:HEADER_LEN + 12]
-        self._result(event, ret)
-        event.update({"evt.arg.oldfd": oldfd, "evt.arg.newfd": newfd, "evt.arg.flags": flags, "fd.num": newfd})
+    def _tag_DUP(self, f: Fields) -> list[Event]:
+        event = self._header(f, syscall_of(f["probe"]))
+        newfd, family = f["newfd"], f["family"]
+        self._result(event, f["ret"])
+        event.update({"evt.arg.oldfd": f["oldfd"], "evt.arg.newfd": newfd, "evt.arg.flags": f["flags"],
+                      "fd.num": newfd})
         if family in (2, 10):
             # a socket duplicated onto stdin/out/err: the client side is this end when it connected out
-            inet_fields(event, family, proto, (laddr, int(lport)), (raddr, int(rport)), client_is_local=True)
+            inet_fields(event, family, f["proto"], (f["laddr"], f["lport"]), (f["raddr"], f["rport"]),
+                        client_is_local=True)
         else:
-            kind = "unix" if family == 1 else FILE_TYPES.get(imode & S_IFMT, "file")
+            kind = "unix" if family == 1 else FILE_TYPES.get(f["imode"] & S_IFMT, "file")
             event["fd.type"] = kind
             event["fd.typechar"] = {"unix": "u", "pipe": "p", "directory": "d"}.get(kind, "f")
         return [event]
 
     # privileges, namespaces, mounts, modules
-    def _tag_ID(self, parts: list[str]) -> list[Event]:
-        syscall = syscall_of(parts[HEADER_LEN])
-        event = self._header(parts, syscall)
-        ret = int(parts[HEADER_LEN + 1])
-        self._result(event, ret)
-        values = [int(v) for v in parts[HEADER_LEN + 2:HEADER_LEN + 5]]
+    def _tag_ID(self, f: Fields) -> list[Event]:
+        syscall = syscall_of(f["probe"])
+        event = self._header(f, syscall)
+        self._result(event, f["ret"])
+        values = [int(v) for v in f.run("id0", 3)]
         for name, value in zip(ID_ARGS.get(syscall, ()), values, strict=False):
             event[f"evt.arg.{name}"] = value
         return [event]
 
-    def _tag_CAP(self, parts: list[str]) -> list[Event]:
-        event = self._header(parts, "capset")
-        ret, eff_lo, eff_hi, perm_lo, perm_hi, inh_lo, inh_hi = (int(v) for v in parts[HEADER_LEN:HEADER_LEN + 7])
-        self._result(event, ret)
-        for name, lo, hi in (("cap_effective", eff_lo, eff_hi), ("cap_permitted", perm_lo, perm_hi),
-                             ("cap_inheritable", inh_lo, inh_hi)):
-            mask = hi << 32 | lo
+    def _tag_CAP(self, f: Fields) -> list[Event]:
+        event = self._header(f, "capset")
+        self._result(event, f["ret"])
+        for name, lo, hi in (("cap_effective", "eff_lo", "eff_hi"), ("cap_permitted", "perm_lo", "perm_hi"),
+                             ("cap_inheritable", "inh_lo", "inh_hi")):
+            mask = f[hi] << 32 | f[lo]
             event[f"evt.arg.{name}"] = cap_names(mask)
             event[f"evt.rawarg.{name}"] = mask
         return [event]
 
-    def _tag_PT(self, parts: list[str]) -> list[Event]:
-        event = self._header(parts, "ptrace")
-        ret, request, target = (int(v) for v in parts[HEADER_LEN:HEADER_LEN + 3])
-        self._result(event, ret)
+    def _tag_PT(self, f: Fields) -> list[Event]:
+        event = self._header(f, "ptrace")
+        request = f["request"]
+        self._result(event, f["ret"])
         event.update({"evt.arg.request": PTRACE_REQUESTS.get(request, str(request)), "evt.rawarg.request": request,
-                      "evt.arg.pid": target})
+                      "evt.arg.pid": f["target"]})
         return [event]
 
-    def _tag_MA(self, parts: list[str]) -> list[Event]:
+    def _tag_MA(self, f: Fields) -> list[Event]:
         if len(self.mounts) >= PENDING_LIMIT:
             self.mounts.clear()
-        self.mounts[int(parts[1])] = (parts[2], parts[3], parts[4])
+        self.mounts[f["tid"]] = (f["source"], f["target"], f["fstype"])
         return []
 
-    def _tag_MO(self, parts: list[str]) -> list[Event]:
-        event = self._header(parts, "mount")
-        ret, flags = int(parts[HEADER_LEN]), int(parts[HEADER_LEN + 1])
-        self._result(event, ret)
-        source, target, fstype = self.mounts.pop(int(parts[3]), ("", "", ""))
+    def _tag_MO(self, f: Fields) -> list[Event]:
+        event = self._header(f, "mount")
+        flags = f["flags"]
+        self._result(event, f["ret"])
+        source, target, fstype = self.mounts.pop(f["tid"], ("", "", ""))
         event.update({"evt.arg.dev": source, "evt.arg.dir": target, "evt.arg.type": fstype,
                       "evt.arg.source": source, "evt.arg.target": target, "evt.arg.flags": flags,
                       "fd.name": target})
         return [event]
 
-    def _tag_UM(self, parts: list[str]) -> list[Event]:
-        event = self._header(parts, "umount")
-        ret, flags = int(parts[HEADER_LEN]), int(parts[HEADER_LEN + 1])
-        self._result(event, ret)
-        target = parts[HEADER_LEN + 2]
+    def _tag_UM(self, f: Fields) -> list[Event]:
+        event = self._header(f, "umount")
+        flags = f["flags"]
+        self._result(event, f["ret"])
+        target = f["target"]
         event.update({"evt.arg.name": target, "evt.arg.target": target, "evt.arg.flags": flags, "fd.name": target})
         return [event]
 
-    def _tag_NS(self, parts: list[str]) -> list[Event]:
-        syscall = syscall_of(parts[HEADER_LEN])
-        event = self._header(parts, syscall)
-        ret, a, b = (int(v) for v in parts[HEADER_LEN + 1:HEADER_LEN + 4])
-        self._result(event, ret)
+    def _tag_NS(self, f: Fields) -> list[Event]:
+        syscall = syscall_of(f["probe"])
+        event = self._header(f, syscall)
+        a, b = f["a"], f["b"]
+        self._result(event, f["ret"])
         if syscall == "unshare":
             event.update({"evt.arg.flags": bit_names(a, CLONE_FLAGS), "evt.rawarg.flags": a})
         else:
             event.update({"evt.arg.fd": a, "evt.arg.nstype": NS_TYPES.get(b, str(b)), "evt.rawarg.nstype": b})
         return [event]
 
-    def _tag_MOD(self, parts: list[str]) -> list[Event]:
-        event = self._header(parts, syscall_of(parts[HEADER_LEN]))
-        self._result(event, int(parts[HEADER_LEN + 1]))
+    def _tag_MOD(self, f: Fields) -> list[Event]:
+        event = self._header(f, syscall_of(f["probe"]))
+        self._result(event, f["ret"])
         return [event]
 
 

@@ -66,7 +66,7 @@ def _libc() -> ctypes.CDLL:
 
 def fanotify_init(flags: int) -> int:
     """A new fanotify group fd (SensorError with the errno's text)."""
-    fd = _libc().fanotify_init(flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC)
+    fd: int = _libc().fanotify_init(flags, O_RDONLY | O_LARGEFILE | O_CLOEXEC)
     if fd < 0:
         err = ctypes.get_errno()
         raise SensorError(f"fanotify_init failed: {os.strerror(err)}"

@@ -71,9 +71,22 @@ CREATE TABLE IF NOT EXISTS workload_modes (
     updated TEXT NOT NULL,
     updated_by TEXT NOT NULL,
     PRIMARY KEY (namespace, workload)
+);
+CREATE TABLE IF NOT EXISTS pod_quarantines (
+    namespace TEXT NOT NULL,
+    pod TEXT NOT NULL,
+    freeze INTEGER NOT NULL,
+    requested TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    PRIMARY KEY (namespace, pod)
 )
 """
 
+INCOMING_TABLE = (
+    "CREATE TEMP TABLE IF NOT EXISTS incoming_alerts (uuid TEXT, time TEXT, rule TEXT, priority TEXT, severity INTEGER,"
+    " source TEXT, hostname TEXT, node TEXT, namespace TEXT, pod TEXT, workload TEXT, container TEXT, image TEXT,"
+    " output TEXT, output_fields TEXT, tags TEXT, received TEXT) ON COMMIT DELETE ROWS"
+)
 ALERT_COLUMNS = ("uuid", "time", "rule", "priority", "severity", "source", "hostname", "node", "namespace", "pod",
                  "workload", "container", "image", "output", "output_fields", "tags", "received")
 _POD_SUFFIX = re.compile(r"(-[a-f0-9]{6,10})?-[a-z0-9]{5}$")
@@ -179,12 +192,17 @@ class CentralStore:
         if not rows:
             return 0
         if self.db.dialect == "postgresql":
-            columns = list(zip(*rows, strict=True))
-            casts = ", ".join("%s::int[]" if name == "severity" else "%s::text[]" for name in ALERT_COLUMNS)
-            sql = (f"INSERT INTO central_alerts ({', '.join(ALERT_COLUMNS)}) SELECT * FROM unnest({casts})"
-                   " ON CONFLICT (uuid) DO NOTHING")
+            # COPY into a per-session temp table, then one INSERT ... SELECT: ~5x the rate of multi-row
+            # INSERTs or unnest() arrays, and the UNIQUE check still applies.
+            names = ", ".join(ALERT_COLUMNS)
             with self.db.transaction() as tx:
-                return tx._conn.execute(sql, [list(c) for c in columns]).rowcount  # one statement, many rows
+                conn = tx.connection
+                conn.execute(INCOMING_TABLE)
+                with conn.cursor() as cur, cur.copy(f"COPY incoming_alerts ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return int(conn.execute(f"INSERT INTO central_alerts ({names}) SELECT {names} FROM incoming_alerts"
+                                        " ON CONFLICT (uuid) DO NOTHING").rowcount)
         marks = ",".join("?" * len(ALERT_COLUMNS))
         with self.db.transaction() as tx:
             before = tx.changes()
@@ -306,4 +324,25 @@ class CentralStore:
             out.append({"namespace": key[0], "workload": key[1], "alerts": seen.get(key, 0),
                         "mode": m["mode"] if m else "discover", "updated": m["updated"] if m else "",
                         "updated_by": m["updated_by"] if m else ""})
+        return out
+
+    # --- pod quarantines (desired state; the agent of the pod's node applies it) ---------------------
+    def quarantine(self, namespace: str, pod: str, freeze: bool, by: str, now: str) -> None:
+        with self.db.transaction() as tx:
+            tx.execute(
+                "INSERT INTO pod_quarantines (namespace, pod, freeze, requested, requested_by) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (namespace, pod) DO UPDATE SET freeze = excluded.freeze,"
+                " requested = excluded.requested, requested_by = excluded.requested_by",
+                (namespace, pod, int(freeze), now, by))
+
+    def release(self, namespace: str, pod: str) -> bool:
+        with self.db.transaction() as tx:
+            return tx.execute("DELETE FROM pod_quarantines WHERE namespace = ? AND pod = ?", (namespace, pod)) > 0
+
+    def quarantines(self) -> list[dict[str, Any]]:
+        names = ("namespace", "pod", "freeze", "requested", "requested_by")
+        out = [dict(zip(names, row, strict=True)) for row in self.db.query(
+            f"SELECT {', '.join(names)} FROM pod_quarantines ORDER BY namespace, pod")]
+        for q in out:
+            q["freeze"] = bool(q["freeze"])
         return out

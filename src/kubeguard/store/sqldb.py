@@ -58,6 +58,11 @@ class Transaction:
             with self._conn.cursor() as cur:
                 cur.executemany(self._db.sql(sql), [self._db.params(r) for r in rows])
 
+    @property
+    def connection(self) -> Any:
+        """The underlying connection (sqlite3 or psycopg), for dialect-specific bulk paths such as COPY."""
+        return self._conn
+
     def changes(self) -> int:
         """SQLite only: rows changed on this connection so far (to count ignored conflicts)."""
         return int(self._conn.total_changes)

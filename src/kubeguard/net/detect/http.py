@@ -133,7 +133,7 @@ def inspect_http_request(req: HttpRequest, prefilter: bool = True) -> list[Detec
     found = _Findings(req)
     _framing(req, found)
     if metadata:
-        found.add(METADATA, "header Host", f"{req.method} {snippet(host)}{snippet(req.uri, 0, 60)}")
+        found.add(METADATA, "header Host", f"{req.method} {snippet(host or '')}{snippet(req.uri, 0, 60)}")
     if cleared:
         return sorted(found.by_rule.values(), key=lambda d: -d.severity)
     threshold = load_model()[1]

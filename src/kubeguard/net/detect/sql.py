@@ -78,8 +78,8 @@ def injection_marks(query: str) -> list[str]:
             reasons.append(f"server probe {tok[1]}")
     if toks and toks[-1][0] == COMMENT and len(toks) >= 2 and toks[-2][0] in (STRING, NUMBER, ")"):
         pos = text.rfind(toks[-1][1])
-        tail = text[pos + 2 :].strip() if pos >= 0 else ""
-        if tail and "\n" not in tail and not tail.endswith("*/"):
+        comment = text[pos + 2 :].strip() if pos >= 0 else ""
+        if comment and "\n" not in comment and not comment.endswith("*/"):
             reasons.append("comment truncates the query")
     match = _DANGEROUS.search(text)
     if match:

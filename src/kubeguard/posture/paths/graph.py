@@ -119,7 +119,7 @@ class Step:
 class AttackGraph:
     """The graph plus the findings its edges refer to (id -> Finding)."""
 
-    g: nx.DiGraph = field(default_factory=nx.DiGraph)
+    g: nx.DiGraph[str] = field(default_factory=nx.DiGraph)
     findings: dict[str, Finding] = field(default_factory=dict)
 
     def add_node(self, node: str, kind: str, label: str, **attrs: Any) -> str:
@@ -175,14 +175,15 @@ class AttackGraph:
             return False
         return data["kind"] == kind or any(a["kind"] == kind for a in data["alternatives"])
 
-    def without_findings(self, fixed: Iterable[str]) -> nx.DiGraph:
+    def without_findings(self, fixed: Iterable[str]) -> nx.DiGraph[str]:
         """A view of the graph with every edge that the fixed findings close removed."""
         fixed_set = set(fixed)
 
         def keep(u: str, v: str) -> bool:
             return not all(set(f) & fixed_set for f in self.edge_closers(u, v))
 
-        return nx.subgraph_view(self.g, filter_edge=keep)
+        view: nx.DiGraph[str] = nx.subgraph_view(self.g, filter_edge=keep)
+        return view
 
 
 def _without_alternatives(data: dict[str, Any]) -> dict[str, Any]:

@@ -145,7 +145,7 @@ def _sources(graph: AttackGraph, source: str) -> list[str]:
 
 
 def ranked_paths(graph: AttackGraph, source: str, target: str, limit: int = 10,
-                 g: nx.DiGraph | None = None) -> tuple[list[Path], bool]:
+                 g: nx.DiGraph[str] | None = None) -> tuple[list[Path], bool]:
     """Up to `limit` simple paths cheapest first, and whether more exist than returned."""
     g = graph.g if g is None else g
     if target not in g:
@@ -155,7 +155,7 @@ def ranked_paths(graph: AttackGraph, source: str, target: str, limit: int = 10,
     counter = itertools.count()
     heap: list[tuple[int, int, tuple[str, ...], int]] = []
     for start in starts:
-        heapq.heappush(heap, (dist[start], next(counter), (start,), 0))
+        heapq.heappush(heap, (int(dist[start]), next(counter), (start,), 0))
     expanded: Counter[str] = Counter()
     out: list[Path] = []
     while heap:
@@ -173,7 +173,7 @@ def ranked_paths(graph: AttackGraph, source: str, target: str, limit: int = 10,
         for succ in g.successors(node):
             if succ in dist and succ not in nodes:
                 spent = so_far + _weight(node, succ, g.edges[node, succ])
-                heapq.heappush(heap, (spent + dist[succ], next(counter), (*nodes, succ), spent))
+                heapq.heappush(heap, (int(spent + dist[succ]), next(counter), (*nodes, succ), spent))
     return out, False
 
 
@@ -181,7 +181,7 @@ def _weight(_u: str, _v: str, data: dict[str, Any]) -> int:
     return int(data["cost"]) * WEIGHT + HOP
 
 
-def reachable(g: nx.DiGraph, sources: list[str], target: str) -> bool:
+def reachable(g: nx.DiGraph[str], sources: list[str], target: str) -> bool:
     """Whether any source reaches the target in `g`."""
     if target not in g:
         return False
@@ -224,13 +224,14 @@ def minimal_fix(graph: AttackGraph, source: str, target: str, paths: list[Path])
         return [], False
     best = _edge_cut(graph, relevant, sources, target)
     greedy = _greedy_cut(graph, relevant, sources, target, paths, bound=len(best) if best is not None else None)
-    candidates = [c for c in (best, greedy) if c is not None]
+    candidates: list[list[str]] = [c for c in (best, greedy) if c is not None]
     if not candidates:
         return [], False
-    return sorted(min(candidates, key=len)), True
+    smallest = min(candidates, key=len)
+    return sorted(smallest), True
 
 
-def _relevant(g: nx.DiGraph, sources: list[str], target: str) -> nx.DiGraph:
+def _relevant(g: nx.DiGraph[str], sources: list[str], target: str) -> nx.DiGraph[str]:
     """A view of the subgraph between the sources and the target."""
     ancestors = nx.ancestors(g, target) | {target}
     forward: set[str] = set()
@@ -251,13 +252,13 @@ def _closing(graph: AttackGraph, u: str, v: str) -> set[str]:
     return set(sets[0]).intersection(*sets[1:])
 
 
-def _greedy_cut(graph: AttackGraph, relevant: nx.DiGraph, sources: list[str], target: str, paths: list[Path],
+def _greedy_cut(graph: AttackGraph, relevant: nx.DiGraph[str], sources: list[str], target: str, paths: list[Path],
                 bound: int | None = None, rounds: int = 1) -> list[str] | None:
     """Greedy hitting set over the ranked paths, re-ranked on the reduced graph until none is left.
 
     Gives up (None) after `rounds` re-rankings or once it is no smaller than `bound`.
     """
-    h: nx.DiGraph | None = None
+    h: nx.DiGraph[str] | None = None
     chosen: list[str] = []
     open_paths = list(paths)
     for _ in range(rounds + 1):
@@ -281,18 +282,18 @@ def _greedy_cut(graph: AttackGraph, relevant: nx.DiGraph, sources: list[str], ta
     return None
 
 
-def _ranked_on(graph: AttackGraph, h: nx.DiGraph, sources: list[str], target: str,
+def _ranked_on(graph: AttackGraph, h: nx.DiGraph[str], sources: list[str], target: str,
                limit: int) -> tuple[list[Path], bool]:
     if len(sources) == 1:
         return ranked_paths(graph, sources[0], target, limit, g=h)
     return ranked_paths(graph, ANY_POD, target, limit, g=h)
 
 
-def _edge_cut(graph: AttackGraph, relevant: nx.DiGraph, sources: list[str], target: str) -> list[str] | None:
+def _edge_cut(graph: AttackGraph, relevant: nx.DiGraph[str], sources: list[str], target: str) -> list[str] | None:
     """Min cut where fixable edges cost 1 (labelled by a finding that closes them) and others cannot be cut."""
     if target not in relevant:
         return []
-    flow = nx.DiGraph()
+    flow: nx.DiGraph[str] = nx.DiGraph()
     super_source = "\x00source"
     for s in sources:
         if s in relevant:
