@@ -1,5 +1,5 @@
 """`python -m kubeguard` runs the CLI."""
 
-from kubeguard.cli import app
+from kubeguard.cli import main
 
-app(prog_name="kubeguard")
+main()

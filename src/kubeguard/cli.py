@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from kubeguard import __version__
-from kubeguard.cliutil import log_to_stderr
+from kubeguard.cliutil import log_to_stderr, run_cli
 
 app = typer.Typer(
     name="kubeguard",
@@ -27,7 +27,7 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(
+def root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     """Kubernetes security: posture and attack paths, runtime detection, deep packet inspection."""
@@ -64,3 +64,8 @@ app.add_typer(netpol_app, name="netpol")
 app.command("quarantine")(quarantine_command)
 app.command("replay")(replay)
 app.command("alerts")(alerts)
+
+
+def main() -> None:
+    """The `kubeguard` program: the app with standard output guarded (write errors: one line, exit 3)."""
+    run_cli(lambda: app(prog_name="kubeguard"))

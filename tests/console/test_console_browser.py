@@ -63,7 +63,8 @@ def test_console_in_chromium(tmp_path, tls_pair) -> None:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     cert, key = tls_pair
     db = str(tmp_path / "console.db")
@@ -89,6 +90,13 @@ def test_console_in_chromium(tmp_path, tls_pair) -> None:
         for d in shots:
             browser.save_screenshot(str(d / f"{name}.png"))
 
+    def submit(element_id: str, css: bool = False) -> None:
+        """Click a button that loads a new page and wait until the new page is there."""
+        page = browser.find_element(By.TAG_NAME, "html")
+        browser.find_element(By.CSS_SELECTOR if css else By.ID, element_id).click()
+        WebDriverWait(browser, 60).until(staleness_of(page))
+        WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
     def fill(**fields: str) -> None:
         for name, value in fields.items():
             element = browser.find_element(By.ID, name)
@@ -112,13 +120,13 @@ def test_console_in_chromium(tmp_path, tls_pair) -> None:
         assert browser.current_url.endswith("/setup")
         fill(token=SETUP_TOKEN, name="alice", password=ADMIN_PASSWORD, password2=ADMIN_PASSWORD)
         shot("setup")
-        browser.find_element(By.ID, "next").click()
+        submit("next")
         assert browser.current_url.endswith("/enrol/totp")
         assert browser.find_element(By.CSS_SELECTOR, ".qr svg").is_displayed()
         shot("totp-enrolment")
         codes = Codes(browser.find_element(By.ID, "secret").text)
         fill(code=codes.next())
-        browser.find_element(By.ID, "confirm").click()
+        submit("confirm")
         assert browser.current_url.endswith("/alerts")
 
         # alert list, chart and filters
@@ -128,23 +136,31 @@ def test_console_in_chromium(tmp_path, tls_pair) -> None:
         shot("alerts")
         Select(browser.find_element(By.ID, "f-namespace")).select_by_value("pay")
         Select(browser.find_element(By.ID, "f-priority")).select_by_value("Critical")
-        browser.find_element(By.ID, "apply").click()
+        submit("apply")
         rows = browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr")
         assert len(rows) == 12 and all("pay" in r.text and "Critical" in r.text for r in rows)
         shot("alerts-filtered")
+        page = browser.find_element(By.TAG_NAME, "html")
         rows[0].find_element(By.TAG_NAME, "a").click()
+        WebDriverWait(browser, 60).until(staleness_of(page))
         fields = browser.find_element(By.ID, "fields").text
         assert "proc.cmdline" in fields and "container.image" in fields
         shot("alert-detail")
+        submit("quarantine")  # the alert's pod, from its detail page
+        assert browser.current_url.endswith("/workloads")
+        quarantined = browser.find_element(By.ID, "quarantines").text
+        assert "pay" in quarantined and ("api-" in quarantined or "db-0" in quarantined)
 
         # policy mode switch, read by an agent's poll
         agent = ConsoleOutput(console.url, agent_token, Spool(tmp_path / "spool.db"), tls_context(cert),
                               heartbeat=0.5, poll=0.5)
         browser.get(console.url + "/workloads")
         assert browser.find_element(By.ID, "mode-shop-web").text == "discover"
-        browser.find_element(By.ID, "set-shop-web-protect").click()
+        submit("set-shop-web-protect")
         assert browser.find_element(By.ID, "mode-shop-web").text == "protect"
         shot("workloads")
+        submit("#quarantines button", css=True)
+        assert "No pod is quarantined" in browser.find_element(By.ID, "quarantines").text
         deadline = time.monotonic() + 60
         while agent.mode_of("shop", "web") != "protect" and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -155,23 +171,24 @@ def test_console_in_chromium(tmp_path, tls_pair) -> None:
             assert text in browser.find_element(By.TAG_NAME, "main").text
             shot(name)
         browser.get(console.url + "/admin")
-        assert "policy.mode" in browser.find_element(By.ID, "audit").text
+        audit = browser.find_element(By.ID, "audit").text
+        assert "policy.mode" in audit and "quarantine.release" in audit and "enrol" in audit
         shot("admin")
 
         # logout, then a login with password + a fresh code
-        browser.find_element(By.ID, "logout").click()
+        submit("logout")
         assert browser.current_url.endswith("/login")
         browser.get(console.url + "/alerts")
         assert browser.current_url.endswith("/login")
         fill(name="alice", password=ADMIN_PASSWORD, code="000000")
-        browser.find_element(By.ID, "login").click()
+        submit("login")
         assert "wrong" in browser.find_element(By.ID, "error").text
         fill(name="alice", password=ADMIN_PASSWORD, code=codes.next())
         shot("login")
-        browser.find_element(By.ID, "login").click()
+        submit("login")
         assert browser.current_url.endswith("/alerts")
         assert len(browser.find_elements(By.CSS_SELECTOR, "#alerts tbody tr")) == 36
-        browser.find_element(By.ID, "logout").click()
+        submit("logout")
         assert browser.current_url.endswith("/login")
     finally:
         if agent is not None:

@@ -4,9 +4,11 @@ restarted; every alert they produced is stored exactly once (count and ids), on 
 from __future__ import annotations
 
 import json
+import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,35 @@ def test_mtls_console_refuses_agents_without_a_client_certificate(tmp_path, tls_
         for output in outputs.values():
             output.close(drain=0.2)
         console.stop()
+
+
+def test_two_console_replicas_share_one_postgresql(tmp_path, tls_pair, postgres) -> None:
+    cert, key = tls_pair
+    url = postgres()
+    replicas = [ConsoleProcess(url, cert, key, free_port(), tmp_path / name) for name in ("a", "b")]
+    for replica in replicas:
+        replica.work.mkdir()
+    procs = []
+    try:
+        for replica in replicas:  # each checks / creates the schema under PostgreSQL's advisory lock
+            procs.append(replica)
+            replica.start()
+        auth = AuthStore(Database(url))
+        agent, reader = auth.create_api_token("node-a", "agent"), auth.create_api_token("script", "viewer")
+        context = ssl.create_default_context(cafile=str(cert))
+
+        def call(base: str, path: str, token: str, body: dict | None = None) -> dict:
+            request = urllib.request.Request(base + path, data=json.dumps(body).encode() if body else None,
+                                             headers={"Authorization": f"Bearer {token}",
+                                                      "Content-Type": "application/json"})
+            with urllib.request.urlopen(request, context=context, timeout=30) as answer:
+                return json.loads(answer.read())
+
+        batch = [{"uuid": f"{i:032x}", "rule": "r", "priority": "Notice", "time": "2026-12-04T16:00:00Z"}
+                 for i in range(50)]
+        assert call(replicas[0].url, "/api/agent/batch", agent, {"alerts": batch})["stored"] == 50
+        assert call(replicas[1].url, "/api/agent/batch", agent, {"alerts": batch})["duplicates"] == 50
+        assert call(replicas[1].url, "/api/alerts", reader)["total"] == 50
+    finally:
+        for replica in procs:
+            replica.stop()

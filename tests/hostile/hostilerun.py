@@ -21,10 +21,11 @@ def env(tmp_path: Path) -> dict[str, str]:
             "HOME": str(tmp_path), "COLUMNS": "200"}
 
 
-def kubeguard(*args: str, tmp_path: Path, timeout: float = 300, **kw: Any) -> subprocess.CompletedProcess[str]:
+def kubeguard(*args: str, tmp_path: Path, timeout: float = 300, stdout: Any = subprocess.PIPE,
+              **kw: Any) -> subprocess.CompletedProcess[str]:
     """`kubeguard ARGS` under the memory cap; generous wall bound (the machine is loaded)."""
-    return subprocess.run([sys.executable, "-m", "kubeguard", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env(tmp_path), preexec_fn=_cap, **kw)
+    return subprocess.run([sys.executable, "-m", "kubeguard", *args], stdout=stdout, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout, env=env(tmp_path), preexec_fn=_cap, **kw)
 
 
 def popen(*args: str, tmp_path: Path, **kw: Any) -> subprocess.Popen[str]:

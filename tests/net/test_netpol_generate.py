@@ -85,3 +85,33 @@ def test_bad_flows_file_is_named_by_line(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert f"{bad}:2: not a flow record" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_canary_sharing_labels_with_its_main_workload_is_kept_apart() -> None:
+    from kubeguard.cluster.podmap import PodMap
+    from kubeguard.cluster.snapshot import K8sObject, Snapshot
+    from kubeguard.net.netpol_generate import FlowRecord
+    from kubeguard.net.netpol_generate import generate as generate_policies
+
+    def pod(name: str, ip: str, labels: dict[str, str], owner: str) -> dict[str, object]:
+        return {"kind": "Pod", "metadata": {"name": name, "namespace": "shop", "uid": f"uid-{name}", "labels": labels,
+                                            "ownerReferences": [{"kind": "StatefulSet", "name": owner,
+                                                                 "controller": True}]},
+                "spec": {}, "status": {"podIP": ip}}
+
+    pods = [pod("web-0", "10.9.0.1", {"app": "web"}, "web"),
+            pod("canary-0", "10.9.0.2", {"app": "web", "track": "canary"}, "canary"),
+            pod("client-0", "10.9.0.3", {"app": "client"}, "client")]
+    result = generate_policies([FlowRecord("10.9.0.3", "10.9.0.1", 8080, "TCP")], PodMap.from_pods(pods))
+    snap = Snapshot()
+    for raw in pods:
+        snap.add(K8sObject(raw))
+    for doc in result.policies["shop"]:
+        snap.add(K8sObject(doc))
+    ev = NetpolEvaluator(snap)
+    client, web, canary = ev.by_ip("10.9.0.3"), ev.by_ip("10.9.0.1"), ev.by_ip("10.9.0.2")
+    assert ev.evaluate(client, web, 8080).allowed
+    assert not ev.evaluate(client, canary, 8080).allowed
+    web_policy = next(d for d in result.policies["shop"] if d["metadata"]["name"] == "kubeguard-statefulset-web")
+    assert web_policy["spec"]["podSelector"]["matchExpressions"] == [{"key": "track", "operator": "DoesNotExist"}]
+    kubernetes_validate.validate(web_policy, K8S_VERSION, strict=True)

@@ -284,3 +284,67 @@ def test_exists_and_does_not_exist() -> None:
                     ingress=[{"from": [{"namespaceSelector": {"matchExpressions": [
                         {"key": "ns", "operator": "DoesNotExist"}]}}]}])
     check([exists], Reachability(True).expect_peer(anyone, in_ns("x"), False))
+
+
+def test_upstream_ingress_egress_together_egress_on_port_80_only() -> None:
+    p = policy("allow-client-a-via-pod-selector", "x", X_A, ingress=[{"from": [{"podSelector": labels(pod="b")}]}],
+               egress=[{"ports": [{"port": 80}]}], types=["Egress", "Ingress"])
+    check([p], Reachability(True).all_ingress("x/a", False).expect("x/b", "x/a", True), port=80)
+    r81 = Reachability(True).all_ingress("x/a", False).all_egress("x/a", False).expect("x/b", "x/a", True)
+    check([p], r81, port=81)
+
+
+def test_upstream_client_side_egress_denial_with_server_allowing() -> None:
+    egress = policy("allow-to-ns-y-pod-a", "x", X_A, egress=[{"to": [{
+        "namespaceSelector": labels(**{"kubernetes.io/metadata.name": "y"}), "podSelector": labels(pod="a")}]}],
+        types=["Egress"])
+    from_xa = [{"from": [{"namespaceSelector": labels(**{"kubernetes.io/metadata.name": "x"}),
+                          "podSelector": labels(pod="a")}]}]
+    ya = policy("allow-from-xa-on-ya", "y", labels(pod="a"), ingress=from_xa)
+    yb = policy("allow-from-xa-on-yb", "y", labels(pod="b"), ingress=from_xa)
+    r = Reachability(True).all_egress("x/a", False).all_ingress("y/a", False).expect("x/a", "y/a", True)
+    check([egress, ya, yb], r.all_ingress("y/b", False))
+
+
+def test_upstream_cidr_except_then_policy_replaced_by_pod_cidr() -> None:
+    # the upstream test updates the policy of the same name: the /32 rule replaces the except rule
+    replaced = policy("allow-client-a-via-cidr-egress-rule", "x", X_A,
+                      egress=[{"to": [{"ipBlock": {"cidr": f"{pod_ip('x/b')}/32"}}]}], types=["Egress"])
+    check([replaced], Reachability(True).all_egress("x/a", False).expect("x/a", "x/b", True))
+
+
+def test_upstream_sctp_allow_under_default_deny_blocks_tcp() -> None:
+    deny = policy("deny-ingress", "x", {}, ingress=[])
+    sctp = policy("allow-only-sctp-ingress-on-port-81", "x", X_A,
+                  ingress=[{"ports": [{"port": 81, "protocol": "SCTP"}]}])
+    check([deny, sctp], Reachability(True).expect_peer(anyone, in_ns("x"), False), port=81)
+    check([deny, sctp], Reachability(True).expect_peer(anyone, in_ns("x"), False)
+          .expect_peer(anyone, lambda t: t == "x/a", True), port=81, protocol="SCTP")
+
+
+def test_upstream_egress_allow_all_and_ingress_deny_on_the_same_pod() -> None:
+    allow_egress = policy("allow-egress-for-target", "x", X_A, egress=[{}], types=["Egress"])
+    deny_ingress = policy("deny-ingress-via-label-selector", "x", X_A, ingress=[])
+    check([allow_egress], Reachability(True))
+    check([allow_egress, deny_ingress], Reachability(True).all_ingress("x/a", False))
+
+
+def test_upstream_egress_namespace_not_in_on_the_default_label() -> None:
+    p = policy("allow-ns-not-y", "x", X_A, egress=[{"to": [{"namespaceSelector": expr(
+        "kubernetes.io/metadata.name", "NotIn", "y")}]}], types=["Egress"])
+    check([p], Reachability(True).expect_peer(lambda f: f == "x/a", in_ns("y"), False))
+
+
+@pytest.mark.parametrize("protocol", ["UDP", "SCTP"])
+def test_upstream_udp_and_sctp_suites(protocol: str) -> None:
+    check([policy("deny-all", "x", {}, ingress=[])], Reachability(True).expect_peer(anyone, in_ns("x"), False),
+          protocol=protocol)
+    ports81 = policy("allow-ingress-on-port-81-ns-x", "x", X_A, ingress=[{
+        "from": [{"namespaceSelector": labels(**{"kubernetes.io/metadata.name": "y"})}],
+        "ports": [{"port": 81, "protocol": protocol}]}])
+    r = Reachability(True).expect_peer(in_ns("x"), lambda t: t == "x/a", False)
+    check([ports81], r.expect_peer(in_ns("z"), lambda t: t == "x/a", False), port=81, protocol=protocol)
+    check([ports81], Reachability(True).all_ingress("x/a", False), port=80, protocol=protocol)
+    ya = policy("allow-ns-y-pod-a", "x", X_A, ingress=[{"from": [{
+        "namespaceSelector": labels(**{"kubernetes.io/metadata.name": "y"}), "podSelector": labels(pod="a")}]}])
+    check([ya], Reachability(True).all_ingress("x/a", False).expect("y/a", "x/a", True), protocol=protocol)

@@ -215,3 +215,23 @@ def test_cli_export_diff_apply_networkpolicy(tmp_path: Path) -> None:
     assert "mode=monitor" in kubeguard("policy", "show", "--policy-dir", directory).stdout
     wrong = kubeguard("policy", "mode", "web", "monitor", "--policy-dir", directory)
     assert wrong.returncode == 2 and "NAMESPACE/KIND/NAME" in wrong.stderr
+
+
+def test_crd_schema_accepts_exports_and_refuses_what_the_loader_refuses() -> None:
+    import jsonschema
+
+    crd = yaml.safe_load((REPO / "deploy" / "crds" / "workloadpolicy.yaml").read_text())
+    assert crd["kind"] == "CustomResourceDefinition" and crd["spec"]["group"] == "kubeguard.io"
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1"
+    schema = version["schema"]["openAPIV3Schema"]
+    (policy,) = parse_documents(GOOD, "p.yaml")
+    policy.selector = {"app": "web"}
+    jsonschema.validate(policy.to_document(), schema)
+    jsonschema.validate(yaml.safe_load(GOOD), schema)
+    for broken in (GOOD.replace("mode: protect", "mode: enforce"), GOOD.replace("port: 5432", "port: 70000"),
+                   GOOD.replace("  processes:", "  procs:"), GOOD.replace("{path: /usr/bin/python3}", "{path: py}")):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(yaml.safe_load(broken), schema)
+        with pytest.raises(PolicyError):
+            parse_documents(broken, "b.yaml")

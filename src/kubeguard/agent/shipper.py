@@ -189,8 +189,8 @@ class ConsoleOutput(Output):
                 callback(dict(modes))
         quarantines = {(str(q["namespace"]), str(q["pod"])): bool(q.get("freeze")) for q in
                        answer.get("quarantines", [])}
-        for callback in self.on_quarantines:  # every poll: an applier retries what failed before
-            callback(dict(quarantines))
+        for apply in self.on_quarantines:  # every poll: an applier retries what failed before
+            apply(dict(quarantines))
         self.quarantines = quarantines
 
     def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -198,8 +198,11 @@ class ConsoleOutput(Output):
         request = urllib.request.Request(self.base + path, data=data, headers=self.headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout, context=self.context) as answer:
-                return json.loads(answer.read() or b"{}")
+                parsed = json.loads(answer.read() or b"{}")
         except urllib.error.HTTPError as exc:
             # 401/403: a wrong or revoked token; 422: a record the console refuses. Neither heals by itself:
             # keep the alerts spooled and say so once.
             raise OSError(f"HTTP {exc.code} from {path}") from exc
+        if not isinstance(parsed, dict):
+            raise OSError(f"{path}: the console answered a JSON {type(parsed).__name__}, not an object")
+        return parsed

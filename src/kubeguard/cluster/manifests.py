@@ -41,6 +41,10 @@ except ImportError:  # pragma: no cover - PyYAML built without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
 
+# PyYAML's resolver is unannotated in its stubs: its type, stated once.
+_base_resolve: Callable[[Any, type, Any, tuple[bool, bool]], str] = _BaseLoader.resolve
+
+
 class SafeLoader(_BaseLoader):
     """The C safe loader with tag resolution of plain scalars memoised (manifests repeat them a lot)."""
 
@@ -51,11 +55,11 @@ class SafeLoader(_BaseLoader):
             key = (value, implicit[0])
             tag = self._resolved.get(key)
             if tag is None:
-                tag = str(super().resolve(kind, value, implicit))
+                tag = _base_resolve(self, kind, value, implicit)
                 if len(self._resolved) < 100_000:
                     self._resolved[key] = tag
             return tag
-        return str(super().resolve(kind, value, implicit))
+        return _base_resolve(self, kind, value, implicit)
 
 MANIFEST_SUFFIXES = frozenset({".yaml", ".yml", ".json"})
 _DOC_SEPARATOR = re.compile(r"^---[ \t]*(?:#.*)?$|^\.\.\.[ \t]*$", re.M)

@@ -109,6 +109,15 @@ def to_dot(fmap: FlowMap) -> str:
     return "\n".join(out) + "\n"
 
 
+def _curve(x1: int, y1: int, x2: int, y2: int) -> str:
+    """An SVG path between two 220x30 boxes: right to left side, the other way back, a loop within a column."""
+    if x2 > x1:
+        return f"M{x1 + 220},{y1 + 15} C{x1 + 260},{y1 + 15} {x2 - 40},{y2 + 15} {x2},{y2 + 15}"
+    if x2 < x1:
+        return f"M{x1},{y1 + 15} C{x1 - 40},{y1 + 15} {x2 + 260},{y2 + 15} {x2 + 220},{y2 + 15}"
+    return f"M{x1 + 220},{y1 + 10} C{x1 + 280},{y1 + 10} {x2 + 280},{y2 + 20} {x2 + 220},{y2 + 20}"
+
+
 def to_html(fmap: FlowMap) -> str:
     """One page: an SVG with a column per namespace (external addresses first) and a table of the edges."""
     columns: dict[str, list[str]] = {}
@@ -118,7 +127,7 @@ def to_html(fmap: FlowMap) -> str:
     for col, (_ns, nodes) in enumerate(columns.items()):
         for row, node in enumerate(nodes):
             pos[node] = (30 + col * 300, 60 + row * 60)
-    width = 60 + 300 * max(len(columns), 1)
+    width = 120 + 300 * max(len(columns), 1)
     height = 100 + 60 * max((len(n) for n in columns.values()), default=1)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
              'font-size="12"><defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" '
@@ -129,8 +138,8 @@ def to_html(fmap: FlowMap) -> str:
         (x1, y1), (x2, y2) = pos[a], pos[b]
         colour = "#c00" if any(v != "pass" for v in edge.verdicts) else "#555"
         title = html.escape(_edge_label(edge).replace("\\n", "; "))
-        parts.append(f'<path d="M{x1 + 220},{y1 + 15} C{x1 + 260},{y1 + 15} {x2 - 40},{y2 + 15} {x2},{y2 + 15}" '
-                     f'fill="none" stroke="{colour}" marker-end="url(#arrow)"><title>{title}</title></path>')
+        parts.append(f'<path d="{_curve(x1, y1, x2, y2)}" fill="none" stroke="{colour}" marker-end="url(#arrow)">'
+                     f'<title>{title}</title></path>')
     colours = {"workload": "#e2f0cb", "pod": "#eef6e0", "external": "#d7e3fc"}
     for node, (x, y) in pos.items():
         label = node if len(node) <= 34 else node[:33] + "…"

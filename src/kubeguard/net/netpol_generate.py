@@ -104,9 +104,9 @@ def generate(flows: Iterable[FlowRecord], podmap: PodMap) -> Generated:
         ref = podmap.owners.get(uid) or WorkloadRef(pod.namespace, "Pod", pod.pod)
         workloads.setdefault(ref, _Workload(ref)).pods.append(pod)
     for ip, pod in podmap.by_ip.items():
-        ref = podmap.owners.get(pod.pod_uid)
-        if ref is not None:
-            by_ip[ip] = ref
+        owner = podmap.owners.get(pod.pod_uid)
+        if owner is not None:
+            by_ip[ip] = owner
     for flow in flows:
         client, server = by_ip.get(flow.client), by_ip.get(flow.server)
         port = (flow.protocol, flow.port)
@@ -114,7 +114,7 @@ def generate(flows: Iterable[FlowRecord], podmap: PodMap) -> Generated:
             workloads[client].egress[("workload", str(server)) if server else ("ip", flow.server)].add(port)
         if server is not None:
             workloads[server].ingress[("workload", str(client)) if client else ("ip", flow.client)].add(port)
-    selectors = {ref: w.selector() for ref, w in workloads.items()}
+    selectors = _separate(workloads)
     out: dict[str, list[dict[str, Any]]] = defaultdict(list)
     unselectable: list[str] = []
     for ref in sorted(workloads, key=str):
@@ -128,24 +128,61 @@ def generate(flows: Iterable[FlowRecord], podmap: PodMap) -> Generated:
             "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": _name(ref), "namespace": ref.namespace,
                          "labels": {"app.kubernetes.io/managed-by": "kubeguard"}},
-            "spec": {"podSelector": {"matchLabels": selectors[ref]}, "policyTypes": ["Ingress", "Egress"],
+            "spec": {"podSelector": selectors[ref], "policyTypes": ["Ingress", "Egress"],
                      "ingress": ingress, "egress": egress},
         })
     return Generated(dict(out), unselectable)
 
 
-def _rules(seen: dict[Peer, set[tuple[str, int]]], selectors: dict[WorkloadRef, dict[str, str]],
+def _separate(workloads: dict[WorkloadRef, _Workload]) -> dict[WorkloadRef, dict[str, Any]]:
+    """LabelSelectors per workload that select its pods and no other workload's pods of the namespace.
+
+    The shared labels go to `matchLabels`; where they also select another workload's pods (a
+    canary with `app: web, track: canary` beside `app: web`), a label of the other workload that
+    this one lacks or holds with another value is excluded (`DoesNotExist` / `NotIn`). Workloads
+    that cannot be told apart keep the overlap, and a warning says so. `{}` when the pods share no label.
+    """
+    out: dict[WorkloadRef, dict[str, Any]] = {}
+    for ref, work in workloads.items():
+        labels = work.selector()
+        if not labels:
+            out[ref] = {}
+            continue
+        selector: dict[str, Any] = {"matchLabels": labels}
+        exprs: list[dict[str, Any]] = []
+        for other_ref, other in workloads.items():
+            if other_ref == ref or other_ref.namespace != ref.namespace:
+                continue
+            if not any(all(dict(p.labels).get(k) == v for k, v in labels.items()) for p in other.pods):
+                continue
+            mine = [dict(p.labels) for p in work.pods]
+            for key, value in other.selector().items():
+                if all(key not in m for m in mine):
+                    exprs.append({"key": key, "operator": "DoesNotExist"})
+                    break
+                if all(m.get(key) != value for m in mine):
+                    exprs.append({"key": key, "operator": "NotIn", "values": [value]})
+                    break
+            else:
+                log.warning("%s: its pods' labels also select the pods of %s; the policy covers both", ref, other_ref)
+        if exprs:
+            selector["matchExpressions"] = exprs
+        out[ref] = selector
+    return out
+
+
+def _rules(seen: dict[Peer, set[tuple[str, int]]], selectors: dict[WorkloadRef, dict[str, Any]],
            side: str) -> list[dict[str, Any]]:
     rules: list[dict[str, Any]] = []
     for (kind, value), ports in sorted(seen.items()):
         if kind == "workload":
             ref = WorkloadRef.parse(value)
-            labels = selectors.get(ref)
-            if not labels:
+            selector = selectors.get(ref)
+            if not selector:
                 log.warning("%s: its pods share no label; flows with it are left out", ref)
                 continue
             namespace = {"matchLabels": {"kubernetes.io/metadata.name": ref.namespace}}
-            peer: dict[str, Any] = {"namespaceSelector": namespace, "podSelector": {"matchLabels": labels}}
+            peer: dict[str, Any] = {"namespaceSelector": namespace, "podSelector": selector}
         else:
             address = ipaddress.ip_address(value)
             peer = {"ipBlock": {"cidr": f"{address}/{address.max_prefixlen}"}}

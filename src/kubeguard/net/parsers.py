@@ -40,7 +40,10 @@ class StreamParser(Protocol):
 class L7Events(Protocol):
     """What the parsers report about a flow; the engine implements it."""
 
-    body_limit: int  # HTTP request body bytes handed to detectors
+    @property
+    def body_limit(self) -> int:
+        """HTTP request body bytes handed to detectors."""
+        ...
 
     def http_request(self, flow: Flow, req: HttpRequest) -> None: ...
 

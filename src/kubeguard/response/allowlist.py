@@ -62,7 +62,7 @@ class _LineLoader(yaml.SafeLoader):
     """YAML loader whose mappings remember their line (for file:line messages)."""
 
 
-class _LineDict(dict):
+class _LineDict(dict[Any, Any]):
     line = 0
 
 
@@ -360,7 +360,8 @@ def _rule(node: Any, name: str, label: str, direction: str, namespace: str) -> R
                                             "use matchLabels")
             endpoints.append((ns, sel))
         rule.endpoints = tuple(endpoints)
-    cidrs = []
+    cidrs: list[tuple[ipaddress.IPv4Network | ipaddress.IPv6Network,
+                      tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]]] = []
     for text in node.get(f"{peer}CIDR") or []:
         cidrs.append((_network(name, node, label, text), ()))
     for entry in node.get(f"{peer}CIDRSet") or []:

@@ -7,6 +7,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -24,6 +25,7 @@ from kubeguard.response.inject import Injector
 from kubeguard.response.inline import InlineFirewall
 from kubeguard.response.iptables import Chains, IptablesError
 from kubeguard.response.modes import policy_modes
+from kubeguard.response.netpol import NetpolCheck
 from kubeguard.response.selection import Selection, parse_selector
 from kubeguard.store.alerts import AlertStore, StoreError
 
@@ -57,6 +59,8 @@ def firewall(
     policy_dir: Path = typer.Option(None, "--policy-dir", envvar="KUBEGUARD_POLICY_DIR",
                                     help="Workload policies (the agent's --policy-dir): a workload's mode there "
                                          "wins over the allow-list's and --mode."),
+    netpol: list[Path] = typer.Option([], "--netpol", help="NetworkPolicy (and Namespace) manifests, file or "
+                                                           "directory (repeatable): L3/L4 denies are blocked too."),
     mode: str = typer.Option("monitor", "--mode", help="Mode of inline pods no allow-list policy selects: "
                                                        "discover, monitor (alert only) or protect (block)."),
     fail_open: bool = typer.Option(True, "--queue-bypass/--fail-closed",
@@ -73,16 +77,17 @@ def firewall(
 ) -> None:
     """Inline L7 firewall: selected pods' traffic through NFQUEUE, DPI verdicts, allow-lists; root only."""
     try:
-        code = _run(pods, selector, namespace, all_pods, allow_list, policy_dir, mode, fail_open, block_severity,
-                    queue_num, reload, duration, output, db, no_store, cleanup)
+        code = _run(pods, selector, namespace, all_pods, allow_list, policy_dir, netpol, mode, fail_open,
+                    block_severity, queue_num, reload, duration, output, db, no_store, cleanup)
     except UserError as exc:
         die(str(exc), exc.code)
     raise typer.Exit(code)
 
 
 def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pods: bool, allow_list: Path | None,
-         policy_dir: Path | None, mode: str, fail_open: bool, block_severity: str, queue_num: int, reload: float,
-         duration: float | None, output: str, db: Path | None, no_store: bool, cleanup: bool) -> int:
+         policy_dir: Path | None, netpol: list[Path], mode: str, fail_open: bool, block_severity: str,
+         queue_num: int, reload: float, duration: float | None, output: str, db: Path | None, no_store: bool,
+         cleanup: bool) -> int:
     if not 0 <= queue_num <= 65535:
         raise UserError(f"--queue-num: expected 0-65535, got {queue_num}")
     if cleanup:
@@ -114,6 +119,12 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
         raise UserError("select pods: --selector, --namespace, --all-pods or an --allow-list with policies")
     selection = Selection(namespaces, label_selector, allowlist, all_pods)
     policies = _policy_store(policy_dir) if policy_dir is not None else None
+    check = None
+    if netpol:
+        check = NetpolCheck(netpol)
+        for problem in check.problems:
+            warn(problem)
+        check.reload_pods(pods)
     store = None
     if not no_store:
         try:
@@ -125,11 +136,11 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
         injector = Injector()
     except OSError as exc:
         raise UserError(f"cannot open a raw socket for TCP resets: {exc.strerror or exc} (needs root)") from exc
-    follow = PodsFile(pods, podmap)
+    follow = PodsFile(pods, podmap, on_change=None if check is None else lambda: check.reload_pods(pods))
     mode_of = None if policies is None else policy_modes(policies, follow.current)
     fw = Firewall(podmap, allowlist, default_mode=mode, on_alert=sink, injector=injector,
                   fail_closed=not fail_open, block_severity=SEVERITIES[block_severity.lower()],
-                  hostname=socket.gethostname(), mode_of=mode_of)
+                  hostname=socket.gethostname(), mode_of=mode_of, netpol=None if check is None else check.decide)
     try:
         inline = InlineFirewall(fw, queue_num, fail_open, selection.ips, follow.current, sink, reload=reload,
                                 on_reload=None if policies is None else lambda: _reload_policies(policies))
@@ -206,9 +217,10 @@ def _reload_policies(store: PolicyStore) -> None:
 class PodsFile:
     """The pods file, re-read when it changes; the last good map is kept when a read fails."""
 
-    def __init__(self, path: Path, podmap: PodMap) -> None:
+    def __init__(self, path: Path, podmap: PodMap, on_change: Callable[[], None] | None = None) -> None:
         self.path = path
         self.podmap = podmap
+        self.on_change = on_change
         try:
             self.mtime = path.stat().st_mtime_ns
         except OSError:
@@ -220,6 +232,8 @@ class PodsFile:
             if mtime != self.mtime:
                 self.mtime = mtime
                 self.podmap = PodMap.from_file(self.path)
-        except (OSError, PodMapError) as exc:
+                if self.on_change is not None:
+                    self.on_change()
+        except (OSError, PodMapError, KubeguardError) as exc:
             log.warning("pods file not applied (last good map kept): %s", exc)
         return self.podmap

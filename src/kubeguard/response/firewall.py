@@ -99,9 +99,11 @@ class Firewall:
                  default_mode: str = "monitor", on_alert: Callable[[Alert], None] | None = None,
                  injector: Injector | None = None, fail_closed: bool = False,
                  block_severity: Severity = Severity.HIGH, config: EngineConfig | None = None,
-                 hostname: str = "", mode_of: Callable[[Workload], str | None] | None = None) -> None:
+                 hostname: str = "", mode_of: Callable[[Workload], str | None] | None = None,
+                 netpol: Callable[[str, str, int, str], Decision | None] | None = None) -> None:
         self.podmap = podmap or PodMap()
         self.mode_of = mode_of  # the workload's mode from its WorkloadPolicy (kubeguard.policy), when it has one
+        self.netpol = netpol  # NetworkPolicy (L3/L4): (cip, sip, port, l4) -> a deny Decision or None
         self.allowlist = allowlist or AllowList()
         self.default_mode = default_mode
         self.on_alert = on_alert or (lambda _a: None)
@@ -248,6 +250,11 @@ class Firewall:
         return FlowState(client=by_ip.get(flow.cip), server=by_ip.get(flow.sip))
 
     def _connection_check(self, flow: Flow, st: FlowState, blocks: list[tuple[Alert, str]]) -> None:
+        if self.netpol is not None:
+            denied = self.netpol(flow.cip, flow.sip, flow.sport, flow.l4)
+            if denied is not None:
+                self._violation(flow, st, denied, blocks)
+                return
         found = self.allowlist.grant(flow.cip, st.client, flow.sip, st.server, flow.sport, flow.l4)
         if isinstance(found, Decision):
             self._violation(flow, st, found, blocks)

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from kubeguard.cliutil import UserError, die, stderr, stdout, warn
 from kubeguard.model import Alert, Severity, format_time_ns, stable_alert_id
-from kubeguard.rules.engine import RuleEngine, compile_rules, default_rule_files, read_rules
+from kubeguard.rules.engine import RuleEngine, build_engine, compile_rules, default_rule_files, read_rules
 from kubeguard.rules.loader import RuleLoadError
 from kubeguard.rules.replay import ReplayStats, read_replay
 from kubeguard.store import AlertQuery, AlertStore, StoreError, default_db_path
@@ -64,7 +64,8 @@ def rules_check(
             die(f"{path}: no such rules file")
     started = time.perf_counter()
     rs = read_rules(([] if no_default_rules else default_rule_files()) + list(files))
-    rules, problems = compile_rules(rs)
+    engine, problems = build_engine(rs, hostname="")
+    rules = engine.all_rules if engine is not None else compile_rules(rs)[0]
     for w in rs.warnings:
         warn(w)
     for p in problems:
@@ -151,7 +152,15 @@ def run_replay(engine: RuleEngine, events: Path, output: str, store_path: Path |
         pending.clear()
 
     try:
-        for record in read_replay(events, stats, warn):
+        records = read_replay(events, stats, warn)
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except UserError:  # the file cannot be read further: keep what was found, then stop
+                flush()
+                raise
             try:
                 raised = engine.process(record.event)
             except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as exc:

@@ -19,6 +19,7 @@ from typing import Any
 
 from kubeguard.rules import fields as F
 from kubeguard.rules.fields import FieldRef, field_type
+from kubeguard.rules.linear import LinearPattern, linear_pattern
 from kubeguard.rules.parser import And, Check, Const, FieldValue, Node, Not, Or, Word
 
 EVT_TYPE_FIELDS = frozenset({"evt.type", "syscall.type"})
@@ -113,11 +114,11 @@ class PathPrefixes:
 
     def __init__(self, paths: Iterable[str]) -> None:
         self.exact: set[str] = set()
-        self.globbed: list[list[re.Pattern[str]]] = []
+        self.globbed: list[list[Any]] = []
         for p in paths:
             p = p.rstrip("/") or "/"
             if any(c in p for c in "*?["):
-                self.globbed.append([F.glob_regex(part) for part in p.split("/")])
+                self.globbed.append([F.glob_matcher(part) for part in p.split("/")])
             else:
                 self.exact.add(p)
 
@@ -329,8 +330,7 @@ class CodeGen:
             bind = v if v == raw else f"(v := {raw})"
             words = list(dict.fromkeys(words))
             if key[1] in ("glob", "iglob"):  # one alternation of the globs' own (group-free) patterns
-                flags = re.S | (re.I if key[1] == "iglob" else 0)
-                rx = re.compile("|".join(f"(?:{F.glob_regex(w).pattern})" for w in words), flags)
+                rx = self._glob(tuple(words), key[1] == "iglob", f"{key[1]} {words!r}")
                 out.append(f"({bind} is not None and {self.const(rx, 'rx')}.fullmatch({v}) is not None)")
             elif key[1] == "contains":
                 out.append(f"({bind} is not None and (" + " or ".join(f"{self.const(w)} in {v}" for w in words) + "))")
@@ -504,15 +504,28 @@ class CodeGen:
             b = f"_bytes({v})"
             return f"({self.const(needle)} in {b})" if op == "bcontains" else f"{b}.startswith({self.const(needle)})"
         if op in ("glob", "iglob"):
-            rx = F.glob_regex(text) if op == "glob" else re.compile(F.glob_regex(text).pattern, re.S | re.I)
+            rx = self._glob((text,), op == "iglob", f"{what} {op} {text!r}")
             return f"({self.const(rx, 'rx')}.fullmatch({s}) is not None)"
         if op == "regex":
-            try:
-                rx = re.compile(text)
-            except (re.error, RecursionError, OverflowError) as exc:
-                raise CompileError(f"{what} regex {text!r}: invalid regular expression: {exc}") from exc
+            rx = self._linear(text, False, f"{what} regex {text!r}")
             return f"({self.const(rx, 'rx')}.fullmatch({s}) is not None)"
         raise CompileError(f"{what}: unknown operator {op}")
+
+    @staticmethod
+    def _glob(globs: tuple[str, ...], nocase: bool, what: str) -> Any:
+        """A glob matcher in linear time (`fields.glob_matcher`); CompileError when it cannot be compiled."""
+        try:
+            return F.glob_matcher(globs, nocase)
+        except ValueError as exc:
+            raise CompileError(f"{what}: invalid glob: {exc}") from exc
+
+    @staticmethod
+    def _linear(pattern: str, nocase: bool, what: str) -> LinearPattern:
+        """A linear-time matcher; CompileError for what is invalid or cannot be bounded."""
+        try:
+            return linear_pattern(pattern, nocase)
+        except ValueError as exc:
+            raise CompileError(f"{what}: invalid regular expression: {exc}") from exc
 
     @staticmethod
     def _literal(text: str, kind: str, what: str) -> Any:

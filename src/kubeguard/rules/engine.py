@@ -87,10 +87,10 @@ class RuleEngine:
         """Load rule files (defaults first, then `paths` in order); raises RuleLoadError (file:line)."""
         files = (default_rule_files() if include_defaults else []) + [Path(p) for p in paths or []]
         rs = read_rules(files)
-        rules, problems = compile_rules(rs)
-        if problems:
+        engine, problems = build_engine(rs, rule_matching=rule_matching, hostname=hostname)
+        if engine is None:
             raise RuleLoadError(problems)
-        return cls(rules, rule_matching=rule_matching, warnings=rs.warnings, hostname=hostname)
+        return engine
 
     def _bucket(self, evt_type: str | None) -> Callable[[Mapping[str, Any]], list[Rule]]:
         """One function running every rule that can match `evt_type`, returning the matching rules.
@@ -124,7 +124,25 @@ class RuleEngine:
         code, memo = gen.end_memo("\n".join(lines))
         head = ["    m = []"] + gen.prologue() + (["    " + " = ".join(memo) + " = _U"] if memo else [])
         name = f"_bucket_{len(self._by_type)}_{abs(hash(evt_type)) % 10**8}"
-        return build_function(gen, name, "\n".join([*head, code]))
+        try:
+            return build_function(gen, name, "\n".join([*head, code]))
+        except CompileError:  # the shared function is too deep for Python: each rule's own function instead
+            return self._rule_by_rule([(self.rules[i], tree) for i, tree in todo], first)
+
+    def _rule_by_rule(self, todo: list[tuple[Rule, Node]], first: bool) -> Callable[[Mapping[str, Any]], list[Rule]]:
+        """A bucket calling one compiled function per rule (each compiled alone, as `compile_rules` did)."""
+        tests = [(rule, rule_function(CodeGen(), f"_rule_{n}", tree)) for n, (rule, tree) in enumerate(todo)]
+
+        def bucket(event: Mapping[str, Any]) -> list[Rule]:
+            out = []
+            for rule, test in tests:
+                if test(event):
+                    out.append(rule)
+                    if first:
+                        break
+            return out
+
+        return bucket
 
     def _nest(self, rules: list[tuple[int, tuple[Node, ...]]], lines: list[str], depth: int) -> None:
         """Append code testing each (rule index, remaining conjuncts); rules whose first conjunct
@@ -247,6 +265,33 @@ def read_rules(files: Iterable[Path]) -> RuleSet:
     return loader.rs
 
 
+def build_engine(rs: RuleSet, *, rule_matching: str = "all",
+                 hostname: str | None = None) -> tuple[RuleEngine | None, list[str]]:
+    """The one compile `rules check`, `replay` and the agent run: (engine or None, problems as file:line).
+
+    Compiles every rule (`compile_rules`), then builds the engine's per-event-type functions; a rule that
+    compiles alone but breaks the generated functions is found and named too, so what `rules check`
+    accepts always loads in the engine.
+    """
+    rules, problems = compile_rules(rs)
+    if problems:
+        return None, problems
+    try:
+        return RuleEngine(rules, rule_matching=rule_matching, warnings=rs.warnings, hostname=hostname), []
+    except RuleLoadError as exc:
+        return None, list(exc.problems)
+    except (CompileError, ValueError, TypeError, OverflowError, SyntaxError, RecursionError) as exc:
+        failure = exc
+    for rule in rules:
+        try:
+            RuleEngine([rule], rule_matching=rule_matching, hostname="")
+        except (CompileError, ValueError, TypeError, OverflowError, SyntaxError, RecursionError) as exc:
+            problems.append(f"{rule.file}:{rule.line}: rule '{rule.name}': cannot be compiled: "
+                            f"{type(exc).__name__}: {str(exc)[:200]}")
+    return None, problems or [f"the rules cannot be compiled together: {type(failure).__name__}: "
+                              f"{str(failure)[:200]}"]
+
+
 def compile_rules(rs: RuleSet) -> tuple[list[Rule], list[str]]:
     """Expand and validate every rule; returns (rules in definition order, problems)."""
     problems = list(rs.problems)
@@ -267,7 +312,7 @@ def compile_rules(rs: RuleSet) -> tuple[list[Rule], list[str]]:
             template = OutputTemplate(rd.output)
             bad = template.unknown_fields()
             if bad:
-                raise UnknownField(f"output: unknown field {bad[0]}")
+                raise UnknownField(f"output: {bad[0]}")
             rule_function(gen, "_check", tree)  # type/regex/value errors surface now
         except UnknownField as exc:
             if rd.skip_if_unknown_filter:
@@ -275,7 +320,7 @@ def compile_rules(rs: RuleSet) -> tuple[list[Rule], list[str]]:
                 continue
             problems.append(f"{label}: {exc}")
             continue
-        except CompileError as exc:
+        except (CompileError, ValueError, TypeError, OverflowError) as exc:
             problems.append(f"{label}: {exc}")
             continue
         except RecursionError:

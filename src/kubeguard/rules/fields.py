@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from kubeguard.rules.linear import LinearPattern, linear_pattern
+
 # Field types.
 STR = "str"
 INT = "int"
@@ -129,13 +131,16 @@ _NUMERIC_ARGS = {"res", "fd", "uid", "gid", "pid", "ruid", "euid", "suid", "rgid
                  "mode", "dirfd", "newdirfd", "olddirfd", "size", "tid", "ptid"}
 
 
+_DECIMAL_INDEX = re.compile(r"-?[0-9]{1,6}")
+
+
 def field_type(ref: FieldRef) -> str:
     """Type of a field reference; raises UnknownField when Falco would not know it."""
     name, arg = ref.name, ref.arg
     if arg is not None:
         if name in _INDEXED:
-            if name in ANCESTOR_LISTS and not arg.lstrip("-").isdigit():
-                raise UnknownField(f"{ref.text}: the argument of {name} must be a number")
+            if name in ANCESTOR_LISTS and not _DECIMAL_INDEX.fullmatch(arg):
+                raise UnknownField(f"{ref.text}: the argument of {name} must be a number (decimal, 0-999999)")
             return _INDEXED[name]
         raise UnknownField(f"field {name} takes no argument [{arg}]")
     if name in _BASE:
@@ -509,7 +514,7 @@ def ancestors(e: Mapping[str, Any], field: str) -> list[Any] | None:
 def indexed(e: Mapping[str, Any], name: str, arg: str) -> Any:
     """Value of a bracketed field: k8s.pod.label[app], proc.env[HOME], evt.arg[0], container.mount.dest[/x]."""
     if name in ANCESTOR_LISTS:
-        return ancestor(e, name, int(arg))
+        return ancestor(e, name, int(arg)) if _DECIMAL_INDEX.fullmatch(arg) else None
     explicit = e.get(f"{name}[{arg}]")
     if explicit is not None:
         return explicit
@@ -532,7 +537,7 @@ def indexed(e: Mapping[str, Any], name: str, arg: str) -> Any:
         i = to_int(arg)
         return parts[i] if i is not None and 0 <= i < len(parts) else None
     if name in ("evt.arg", "evt.rawarg"):
-        if arg.isdigit():
+        if arg.isascii() and arg.isdigit():
             args = [k for k in e if k.startswith("evt.arg.")]
             return e[args[int(arg)]] if int(arg) < len(args) else None
         return e.get(f"evt.arg.{arg}")
@@ -554,10 +559,13 @@ def _mount_field(e: Mapping[str, Any], name: str, arg: str) -> Any:
     for i, mount in enumerate(mounts):
         if not isinstance(mount, dict):
             continue
-        if arg.isdigit():
+        if arg.isascii() and arg.isdigit():
             hit = i == int(arg)
         else:
-            pattern = glob_regex(arg)
+            try:
+                pattern = glob_matcher(arg)
+            except ValueError:
+                return None
             against = "dest" if name == "container.mount.source" else "source"
             hit = pattern.fullmatch(str(mount.get(against, ""))) is not None
         if hit:
@@ -569,9 +577,34 @@ def _mount_field(e: Mapping[str, Any], name: str, arg: str) -> Any:
     return None
 
 
+def glob_matcher(patterns: str | tuple[str, ...], nocase: bool = False) -> LinearPattern | re.Pattern[str]:
+    """A matcher of one glob (or any of several) in time linear in the value.
+
+    A `*` cannot cross a `/`, so a star alone in its path component has one way to match and Python's
+    `re` (the faster of the two on short values) runs such globs in linear time; globs with two stars
+    in one component (whose backtracking is polynomial in the number of stars) go to Hyperscan
+    (`kubeguard.rules.linear`). ValueError when a glob cannot be compiled.
+    """
+    globs = (patterns,) if isinstance(patterns, str) else patterns
+    source = "|".join(f"(?:{glob_regex(g)})" for g in globs) if len(globs) > 1 else glob_regex(globs[0])
+    if all(_one_star_per_component(g) for g in globs):
+        try:
+            return re.compile(source, re.S | (re.I if nocase else 0))
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ValueError(str(exc)) from exc
+    return linear_pattern(source, nocase)
+
+
+def _one_star_per_component(glob: str) -> bool:
+    """True when no `/`-separated component has two stars (a bracket expression may hold `/`: one star)."""
+    if "[" in glob:
+        return glob.count("*") <= 1
+    return all(part.count("*") <= 1 for part in glob.split("/"))
+
+
 @lru_cache(maxsize=4096)
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """Falco's glob: fnmatch(3) semantics; `*` and `?` never cross a `/`."""
+def glob_regex(pattern: str) -> str:
+    """Falco's glob as regex source: fnmatch(3) semantics; `*` and `?` never cross a `/`."""
     out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
@@ -602,7 +635,7 @@ def glob_regex(pattern: str) -> re.Pattern[str]:
         else:
             out.append(re.escape(c))
         i += 1
-    return re.compile("".join(out), re.S)
+    return "".join(out)
 
 
 @lru_cache(maxsize=65536)
@@ -679,6 +712,8 @@ def value_getter(ref: FieldRef) -> Getter:
     name, arg = ref.name, ref.arg
     if arg is not None:
         if name in ANCESTOR_LISTS:
+            if not _DECIMAL_INDEX.fullmatch(arg):
+                return lambda e: None  # field_type refuses it at load
             index = int(arg)
             return lambda e: ancestor(e, name, index)
         return lambda e: indexed(e, name, arg)

@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from kubeguard.cluster.bounds import InputError, read_bounded
 from kubeguard.model import FALCO_PRIORITIES
 from kubeguard.rules.compiler import CompileError
 from kubeguard.rules.fields import FieldRef, UnknownField, field_type
@@ -161,9 +162,15 @@ class Loader:
                 self.rs.problems.append(f"{name}: file is {size / 1e6:.1f} MB, over the {MAX_FILE_BYTES // 2**20} MB"
                                         " limit for a rules file")
                 return
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            self.rs.problems.append(f"{name}: cannot read rules file: {exc}")
+            text = read_bounded(path, MAX_FILE_BYTES).decode("utf-8")
+        except InputError as exc:
+            self.rs.problems.append(f"{name}: rules file {exc.message}")
+            return
+        except UnicodeDecodeError as exc:
+            self.rs.problems.append(f"{name}: cannot read rules file: not UTF-8 text (byte {exc.start})")
+            return
+        except OSError as exc:
+            self.rs.problems.append(f"{name}: cannot read rules file: {exc.strerror or exc}")
             return
         self.load_text(name, text)
 
@@ -177,7 +184,12 @@ class Loader:
             self.rs.problems.append(f"{name}{at}: invalid YAML: {problem}")
             return
         except ValueError as exc:
-            self.rs.problems.append(str(exc))
+            problem = str(exc)
+            if "int_max_str_digits" in problem or ("digits" in problem and "integer" in problem):
+                problem = f"{name}: invalid YAML value: a number with more than 4300 digits"
+            elif not problem.startswith(name):
+                problem = f"{name}: invalid YAML value: {problem}"
+            self.rs.problems.append(problem)
             return
         except RecursionError:
             self.rs.problems.append(f"{name}: YAML nested too deeply")

@@ -20,23 +20,23 @@ class OutputTemplate:
         self.template = template
         self.parts: list[tuple[str, str | None]] = []  # (literal, field text or None)
         self.getters: dict[str, Any] = {}
+        self._unknown: list[str] = []  # "field: why" for fields Falco would not know (reported at load)
         pos = 0
         for m in _TOKEN.finditer(template):
             arg = m.group(3)
             ref = FieldRef(m.group(2), arg[1:-1] if arg else None)
             self.parts.append((template[pos:m.start()], ref.text))
+            try:
+                field_type(ref)
+            except UnknownField as exc:
+                self._unknown.append(str(exc) if ref.text in str(exc) else f"{ref.text} ({exc})")
             self.getters[ref.text] = (ref, value_getter(ref))
             pos = m.end()
         self.parts.append((template[pos:], None))
 
     def unknown_fields(self) -> list[str]:
-        out = []
-        for text, (ref, _) in self.getters.items():
-            try:
-                field_type(ref)
-            except UnknownField:
-                out.append(text)
-        return out
+        """The template's fields that do not exist (or have a bad argument), with why."""
+        return list(self._unknown)
 
     def render(self, event: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         values: dict[str, Any] = {}

@@ -71,17 +71,28 @@ class DemoContext:
     notes: dict[str, object] = field(default_factory=dict)
 
 
-def scan_tesla(ctx: DemoContext) -> bool:
-    """Step 1: posture scan of the hand-written Tesla cluster."""
+def tesla_scan(ctx: DemoContext) -> tuple[Snapshot, list[Finding]] | None:
+    """The Tesla example cluster and its scan findings (scanned once per demo); None when it is not there."""
+    noted = ctx.notes.get("tesla_scan")
+    if isinstance(noted, tuple):
+        return noted
     target = ctx.examples / "tesla"
     if not target.is_dir():
-        ctx.console.print(f"{target} is not there: nothing to scan")
-        return True
+        return None
     snapshot = load_path(target)
-    findings = run_checks(snapshot)
-    ctx.notes["tesla_snapshot"] = snapshot
-    ctx.notes["tesla_findings"] = findings
-    render_table(ScanResult(findings, snapshot.problems, str(target)), ctx.console)
+    scanned = (snapshot, run_checks(snapshot))
+    ctx.notes["tesla_scan"] = scanned
+    return scanned
+
+
+def scan_tesla(ctx: DemoContext) -> bool:
+    """Step 1: posture scan of the hand-written Tesla cluster."""
+    scanned = tesla_scan(ctx)
+    if scanned is None:
+        ctx.console.print(f"{ctx.examples / 'tesla'} is not there: nothing to scan")
+        return True
+    snapshot, findings = scanned
+    render_table(ScanResult(findings, snapshot.problems, str(ctx.examples / "tesla")), ctx.console)
     found = {f.check for f in findings if not f.suppressed}
     missing = [c for c in TESLA_CHECKS if c not in found]
     ctx.console.print(f"Tesla breach stages found: {len(TESLA_CHECKS) - len(missing)}/{len(TESLA_CHECKS)}"
@@ -91,16 +102,11 @@ def scan_tesla(ctx: DemoContext) -> bool:
 
 def tesla_attack_paths(ctx: DemoContext) -> bool:
     """Attack paths: the Tesla kill chain from the internet to cloud data and compute hijack, with choke points."""
-    snapshot = ctx.notes.get("tesla_snapshot")
-    noted = ctx.notes.get("tesla_findings")
-    findings = [f for f in noted if isinstance(f, Finding)] if isinstance(noted, list) else []
-    if not isinstance(snapshot, Snapshot):
-        target = ctx.examples / "tesla"
-        if not target.is_dir():
-            ctx.console.print(f"{target} is not there: no attack paths to show")
-            return True
-        snapshot = load_path(target)
-        findings = run_checks(snapshot)
+    scanned = tesla_scan(ctx)
+    if scanned is None:
+        ctx.console.print(f"{ctx.examples / 'tesla'} is not there: no attack paths to show")
+        return True
+    snapshot, findings = scanned
     graph, answers = analyse(snapshot, [f for f in findings if not f.suppressed], INTERNET,
                              [CLOUD_DATA, COMPUTE_HIJACK], limit=3)
     print_answers(ctx.console, graph, answers)

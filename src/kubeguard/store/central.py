@@ -75,7 +75,7 @@ CREATE TABLE IF NOT EXISTS workload_modes (
 CREATE TABLE IF NOT EXISTS pod_quarantines (
     namespace TEXT NOT NULL,
     pod TEXT NOT NULL,
-    freeze INTEGER NOT NULL,
+    frozen INTEGER NOT NULL,  -- 'freeze' is reserved in PostgreSQL
     requested TEXT NOT NULL,
     requested_by TEXT NOT NULL,
     PRIMARY KEY (namespace, pod)
@@ -330,8 +330,8 @@ class CentralStore:
     def quarantine(self, namespace: str, pod: str, freeze: bool, by: str, now: str) -> None:
         with self.db.transaction() as tx:
             tx.execute(
-                "INSERT INTO pod_quarantines (namespace, pod, freeze, requested, requested_by) VALUES (?,?,?,?,?)"
-                " ON CONFLICT (namespace, pod) DO UPDATE SET freeze = excluded.freeze,"
+                "INSERT INTO pod_quarantines (namespace, pod, frozen, requested, requested_by) VALUES (?,?,?,?,?)"
+                " ON CONFLICT (namespace, pod) DO UPDATE SET frozen = excluded.frozen,"
                 " requested = excluded.requested, requested_by = excluded.requested_by",
                 (namespace, pod, int(freeze), now, by))
 
@@ -342,7 +342,7 @@ class CentralStore:
     def quarantines(self) -> list[dict[str, Any]]:
         names = ("namespace", "pod", "freeze", "requested", "requested_by")
         out = [dict(zip(names, row, strict=True)) for row in self.db.query(
-            f"SELECT {', '.join(names)} FROM pod_quarantines ORDER BY namespace, pod")]
+            "SELECT namespace, pod, frozen, requested, requested_by FROM pod_quarantines ORDER BY namespace, pod")]
         for q in out:
             q["freeze"] = bool(q["freeze"])
         return out

@@ -417,3 +417,83 @@ def test_fail_closed_drops_what_the_queue_cannot_take(podlab: PodLab, tmp_path: 
     assert not [a for a in fw.alerts() if a["rule"] == "Firewall fail-open bypass"]
     drops = [a for a in fw.alerts() if a["rule"] == "Firewall fail-closed drop"]
     assert drops and max(a["output_fields"]["firewall.dropped_total"] for a in drops) >= 1
+
+
+HTTP_RULES = """
+policies:
+  - name: web-api
+    namespace: shop
+    endpointSelector: {matchLabels: {app: web}}
+    mode: protect
+    ingress:
+      - fromEndpoints: [{matchLabels: {app: client}}]
+        toPorts:
+          - ports: [{port: "8080"}]
+            rules:
+              http:
+                - {method: GET, path: "/api/.*"}
+                - {method: POST, path: /api/orders, host: "shop\\\\.example"}
+"""
+
+
+def test_http_rules_of_the_allow_list(podlab: PodLab, tmp_path: Path) -> None:
+    web = podlab.pod("web", namespace="shop", labels={"app": "web"})
+    client = podlab.pod("client", namespace="shop", labels={"app": "client"})
+    other = podlab.pod("other", namespace="shop", labels={"app": "other"})
+    pods = podlab.write_pods(tmp_path / "pods.json")
+    log = tmp_path / "server.log"
+    start_http_server(web, 8080, log)
+    (tmp_path / "allow.yaml").write_text(HTTP_RULES)
+    fw = FirewallProcess(tmp_path, pods, "--allow-list", str(tmp_path / "allow.yaml"))
+    try:
+        reqs = [["GET", "/api/items/7", [], "", "ok-get"], ["POST", "/api/orders", [], '{"sku": 1}', "ok-post"],
+                ["DELETE", "/api/items/7", [], "", "no-delete"], ["GET", "/admin", [], "", "no-admin"]]
+        answers = _send(client, web.ip, 8080, reqs, tmp_path, "rules", per_conn=1)
+        (tmp_path / "peer.json").write_text(json.dumps([["GET", "/api/items/7", [], "", "no-peer"]]))
+        from_other = other.run([PYTHON, "-c", HTTP_CLIENT, web.ip, "8080", str(tmp_path / "peer.json"), "1"])
+    finally:
+        assert fw.stop() == 0, fw.err
+    assert {k: v.get("status") for k, v in answers.items()} == {
+        "ok-get": 200, "ok-post": 200, "no-delete": 403, "no-admin": 403}
+    assert "ConnectionRefusedError" in from_other.stderr  # reset at its SYN: not a peer the policy names
+    assert _server_ids(log) == {"ok-get", "ok-post"}
+    reasons = [a["output"] for a in fw.alerts() if a["rule"] == "Firewall policy violation"]
+    assert any("HTTP DELETE /api/items/7" in r for r in reasons) and any("ingress from shop/other" in r
+                                                                         for r in reasons), reasons
+
+
+NETPOL = """
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-from-client, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress:
+    - from: [{podSelector: {matchLabels: {app: client}}}]
+      ports: [{port: 8080, protocol: TCP}]
+"""
+
+
+def test_networkpolicy_denied_connection_is_reset(podlab: PodLab, tmp_path: Path) -> None:
+    web = podlab.pod("web", namespace="shop", labels={"app": "web"})
+    client = podlab.pod("client", namespace="shop", labels={"app": "client"})
+    other = podlab.pod("other", namespace="shop", labels={"app": "other"})
+    pods = podlab.write_pods(tmp_path / "pods.json")
+    log = tmp_path / "server.log"
+    start_http_server(web, 8080, log)
+    (tmp_path / "netpol.yaml").write_text(NETPOL)
+    fw = FirewallProcess(tmp_path, pods, "--selector", "app=web", "--mode", "protect",
+                         "--netpol", str(tmp_path / "netpol.yaml"))
+    try:
+        (tmp_path / "r.json").write_text(json.dumps([["GET", "/api/items/7", [], "", "from-client"]]))
+        ok = _send(client, web.ip, 8080, json.loads((tmp_path / "r.json").read_text()), tmp_path, "c", 1)
+        (tmp_path / "o.json").write_text(json.dumps([["GET", "/api/items/7", [], "", "from-other"]]))
+        refused = other.run([PYTHON, "-c", HTTP_CLIENT, web.ip, "8080", str(tmp_path / "o.json"), "1"])
+    finally:
+        assert fw.stop() == 0, fw.err
+    assert ok["from-client"]["status"] == 200
+    assert "ConnectionRefusedError" in refused.stderr
+    assert _server_ids(log) == {"from-client"}
+    denied = [a for a in fw.alerts() if a["rule"] == "Firewall policy violation"]
+    assert len(denied) == 1 and denied[0]["output_fields"]["firewall.policy"] == "shop/web-from-client"
