@@ -8,6 +8,7 @@ nothing good was lost.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def _timed(pattern_rule: str, value_field: str, value: str, tmp_path: Path) -> t
     ('evt.type = open and proc.cmdline regex "(x+x+)+y"', "proc.cmdline", "x" * 5000),
     ("evt.type = open and fd.name glob '" + "*a" * 30 + "*b'", "fd.name", "a" * 200),
     ("evt.type = open and fd.name iglob '" + "*A" * 30 + "*b'", "fd.name", "a" * 200),
+    ("evt.type = open and fd.name glob '/" + "*a*/" * 30 + "*b'", "fd.name", "/" + "aaaaaaaaa/" * 40),
+    ("evt.type = open and fd.name glob '/" + "*/" * 60 + "b'", "fd.name", "/" + "a/" * 200),
     ("evt.type = open and fd.name pmatch ('/" + "*a" * 30 + "*b')", "fd.name", "/" + "a" * 200),
 ])
 def test_patterns_match_in_linear_time(tmp_path: Path, condition: str, field: str, value: str) -> None:
@@ -94,6 +97,22 @@ def test_linear_pattern_agrees_with_full_match_semantics() -> None:
     assert not LinearPattern("ab").fullmatch("xab") and not LinearPattern("ab").fullmatch("abx")
     assert LinearPattern("").fullmatch("") and LinearPattern("a.b").fullmatch("a\nb")
     assert LinearPattern("é+").fullmatch("éé") and not LinearPattern("a").fullmatch("\udcff")
+
+
+def test_linear_pattern_is_safe_to_share_between_threads() -> None:
+    pattern = LinearPattern("/usr/bin/[^/]*sh")
+    results: list[bool] = []
+
+    def scan() -> None:
+        results.append(all(pattern.fullmatch("/usr/bin/bash") and not pattern.fullmatch("/usr/bin/x")
+                           for _ in range(20_000)))
+
+    threads = [threading.Thread(target=scan) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert results == [True] * 4
 
 
 @pytest.mark.parametrize("regex", [r"(a)\\1", "(?=a)a", "(?<=a)b", "(?!x)y", "(?>a+)b"])

@@ -114,7 +114,7 @@ class PathPrefixes:
 
     def __init__(self, paths: Iterable[str]) -> None:
         self.exact: set[str] = set()
-        self.globbed: list[list[LinearPattern]] = []
+        self.globbed: list[list[Any]] = []
         for p in paths:
             p = p.rstrip("/") or "/"
             if any(c in p for c in "*?["):
@@ -330,8 +330,7 @@ class CodeGen:
             bind = v if v == raw else f"(v := {raw})"
             words = list(dict.fromkeys(words))
             if key[1] in ("glob", "iglob"):  # one alternation of the globs' own (group-free) patterns
-                rx = self._linear("|".join(f"(?:{F.glob_regex(w)})" for w in words), key[1] == "iglob",
-                                  f"{key[1]} {words!r}")
+                rx = self._glob(tuple(words), key[1] == "iglob", f"{key[1]} {words!r}")
                 out.append(f"({bind} is not None and {self.const(rx, 'rx')}.fullmatch({v}) is not None)")
             elif key[1] == "contains":
                 out.append(f"({bind} is not None and (" + " or ".join(f"{self.const(w)} in {v}" for w in words) + "))")
@@ -505,12 +504,20 @@ class CodeGen:
             b = f"_bytes({v})"
             return f"({self.const(needle)} in {b})" if op == "bcontains" else f"{b}.startswith({self.const(needle)})"
         if op in ("glob", "iglob"):
-            rx = self._linear(F.glob_regex(text), op == "iglob", f"{what} {op} {text!r}")
+            rx = self._glob((text,), op == "iglob", f"{what} {op} {text!r}")
             return f"({self.const(rx, 'rx')}.fullmatch({s}) is not None)"
         if op == "regex":
             rx = self._linear(text, False, f"{what} regex {text!r}")
             return f"({self.const(rx, 'rx')}.fullmatch({s}) is not None)"
         raise CompileError(f"{what}: unknown operator {op}")
+
+    @staticmethod
+    def _glob(globs: tuple[str, ...], nocase: bool, what: str) -> Any:
+        """A glob matcher in linear time (`fields.glob_matcher`); CompileError when it cannot be compiled."""
+        try:
+            return F.glob_matcher(globs, nocase)
+        except ValueError as exc:
+            raise CompileError(f"{what}: invalid glob: {exc}") from exc
 
     @staticmethod
     def _linear(pattern: str, nocase: bool, what: str) -> LinearPattern:

@@ -577,9 +577,29 @@ def _mount_field(e: Mapping[str, Any], name: str, arg: str) -> Any:
     return None
 
 
-def glob_matcher(pattern: str, nocase: bool = False) -> LinearPattern:
-    """Falco's glob as a linear-time matcher (`kubeguard.rules.linear`)."""
-    return linear_pattern(glob_regex(pattern), nocase)
+def glob_matcher(patterns: str | tuple[str, ...], nocase: bool = False) -> LinearPattern | re.Pattern[str]:
+    """A matcher of one glob (or any of several) in time linear in the value.
+
+    A `*` cannot cross a `/`, so a star alone in its path component has one way to match and Python's
+    `re` (the faster of the two on short values) runs such globs in linear time; globs with two stars
+    in one component (whose backtracking is polynomial in the number of stars) go to Hyperscan
+    (`kubeguard.rules.linear`). ValueError when a glob cannot be compiled.
+    """
+    globs = (patterns,) if isinstance(patterns, str) else patterns
+    source = "|".join(f"(?:{glob_regex(g)})" for g in globs) if len(globs) > 1 else glob_regex(globs[0])
+    if all(_one_star_per_component(g) for g in globs):
+        try:
+            return re.compile(source, re.S | (re.I if nocase else 0))
+        except (re.error, RecursionError, OverflowError) as exc:
+            raise ValueError(str(exc)) from exc
+    return linear_pattern(source, nocase)
+
+
+def _one_star_per_component(glob: str) -> bool:
+    """True when no `/`-separated component has two stars (a bracket expression may hold `/`: one star)."""
+    if "[" in glob:
+        return glob.count("*") <= 1
+    return all(part.count("*") <= 1 for part in glob.split("/"))
 
 
 @lru_cache(maxsize=4096)

@@ -9,12 +9,12 @@ and the rule compiler turns that into a `file:line` error at load.
 
 Semantics are RE2-class (Falco's own regex engine is RE2): Python/PCRE syntax, full-string matches,
 `.` matches any character including a newline, UTF-8 code points; `\\w`/`\\d`/`\\s` are ASCII classes.
-A LinearPattern is not safe to scan from two threads at once (one Hyperscan scratch per pattern); the
-rule engine evaluates events in one thread.
+Each thread scans with its own Hyperscan scratch space, so a LinearPattern may be shared by threads.
 """
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 
 import hyperscan
@@ -26,7 +26,7 @@ _FLAGS = (hyperscan.HS_FLAG_SINGLEMATCH | hyperscan.HS_FLAG_ALLOWEMPTY | hypersc
 class LinearPattern:
     """A pattern with the `fullmatch` of `re.Pattern` (True or None), matched in linear time."""
 
-    __slots__ = ("_db", "_hit", "nocase", "pattern")
+    __slots__ = ("_db", "_local", "nocase", "pattern")
 
     def __init__(self, pattern: str, nocase: bool = False) -> None:
         self.pattern = pattern
@@ -45,23 +45,23 @@ class LinearPattern:
                 message += " (patterns are matched in linear time: no back-references, lookaround or atomic groups)"
             raise ValueError(message) from exc
         self._db = db
-        self._hit = False
-
-    def _found(self, *_: object) -> bool:
-        self._hit = True
-        return True  # stop at the first match
+        self._local = threading.local()  # per-thread scratch space
 
     def fullmatch(self, text: str) -> bool | None:
         """True when the whole text matches, else None (like `re.Pattern.fullmatch`'s truthiness)."""
-        self._hit = False
-        try:
-            self._db.scan(text.encode("utf-8", "replace"), match_event_handler=self._found)
-        except hyperscan.ScanTerminated:
-            pass
-        return True if self._hit else None
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = hyperscan.Scratch(self._db)
+        hits: list[int] = []  # one entry at most: the expression is compiled with SINGLEMATCH
+        self._db.scan(text.encode("utf-8", "replace"), match_event_handler=_record, context=hits, scratch=scratch)
+        return True if hits else None
 
     def __repr__(self) -> str:
         return f"LinearPattern({self.pattern!r}{', nocase=True' if self.nocase else ''})"
+
+
+def _record(_id: int, _start: int, _end: int, _flags: int, hits: list[int]) -> None:
+    hits.append(1)
 
 
 @lru_cache(maxsize=4096)
