@@ -33,10 +33,11 @@ spec:
 {extra}"""
 
 
-def kubeguard(*args: str | Path, drop_dac: bool = False) -> subprocess.CompletedProcess[str]:
+def kubeguard(*args: str | Path, drop_dac: bool = False,
+              memory: int = MEMORY_LIMIT) -> subprocess.CompletedProcess[str]:
     """Run the CLI bounded in memory and time; `drop_dac` runs it as a root that file permissions bind."""
     def limit() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
     prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] if drop_dac else []
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
@@ -296,3 +297,54 @@ def test_item14_duplicate_keys_are_warned_with_file_and_line(tmp_path: Path) -> 
     assert result.returncode == 0
     assert f"kubeguard: warning: {tmp_path / 'dup.yaml'}:8: duplicate key 'containers': the last one is used" in \
         warnings(result)
+
+
+def test_item14_wrong_shapes_are_warned_with_file_and_line(tmp_path: Path) -> None:
+    (tmp_path / "shapes.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: s, namespace: default}\nspec:\n  containers: 5\n---\n"
+        + POD.format(name="t", extra="    ports: [null, {containerPort: 99999}]\n") + "---\n"
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: b}\n"
+        "roleRef: {kind: ClusterRole, name: cluster-admin, apiGroup: rbac.authorization.k8s.io}\nsubjects: 5\n")
+    result = kubeguard("scan", tmp_path / "shapes.yaml", "-o", "json")
+    assert result.returncode == 0
+    name = tmp_path / "shapes.yaml"
+    assert warnings(result) == [
+        f"kubeguard: warning: {name}:5: Pod s: `spec.containers` is not a list (a number): ignored",
+        f"kubeguard: warning: {name}:14: Pod t: `spec.containers[0].ports[0]` is not a mapping (null): ignored",
+        f"kubeguard: warning: {name}:14: Pod t: `spec.containers[0].ports[1].containerPort` 99999 is not a port "
+        "number (1-65535)",
+        f"kubeguard: warning: {name}:20: ClusterRoleBinding b: `subjects` is not a list (a number): ignored",
+    ]
+    dump = {"kind": "List", "items": [{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
+                                       "spec": {"ports": [None]}}]}
+    (tmp_path / "dump.json").write_text(json.dumps(dump, indent=1))
+    result = kubeguard("paths", tmp_path / "dump.json")
+    assert result.returncode == 0
+    assert warnings(result) == [f"kubeguard: warning: {tmp_path / 'dump.json'}:4: Service x: `spec.ports[0]` is not a "
+                                "mapping (null): ignored"]
+
+
+def test_item14_paths_is_linear_in_containers_per_pod(tmp_path: Path) -> None:
+    containers = [{"name": f"c{i}", "image": "nginx:1.25", "securityContext": {"privileged": True}}
+                  for i in range(20_000)]  # was over two minutes (quadratic); seconds now
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "wide", "namespace": "default",
+                                                           "labels": {"app": "wide"}},
+           "spec": {"containers": containers}}
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "wide", "namespace": "default"},
+               "spec": {"type": "NodePort", "selector": {"app": "wide"}, "ports": [{"port": 80}]}}
+    (tmp_path / "wide.json").write_text(json.dumps({"kind": "List", "items": [pod, service]}))
+    result = kubeguard("paths", tmp_path / "wide.json", "--to", "node-root", "-o", "json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["answers"][0]["paths"]
+
+
+def test_item14_large_manifest_is_read_one_document_at_a_time(tmp_path: Path) -> None:
+    """A 14 MB multi-document manifest: the node trees of all documents at once were 3.5 GB for 60 MB."""
+    document = POD.format(name="p{i}", extra="    env:\n" + "".join(f"    - {{name: E{j}, value: v{j}}}\n"
+                                                                       for j in range(8)))
+    text = "---\n".join(document.replace("p{i}", f"p{i}") for i in range(40_000))
+    (tmp_path / "large.yaml").write_text(text)
+    assert len(text) > 14_000_000
+    result = kubeguard("scan", tmp_path / "large.yaml", "-o", "json", memory=1200 * 1024**2)  # was 1.5 GB
+    assert result.returncode == 0 and not warnings(result)
+    assert json.loads(result.stdout)["summary"]["findings"] > 40_000

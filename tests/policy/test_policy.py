@@ -235,3 +235,18 @@ def test_crd_schema_accepts_exports_and_refuses_what_the_loader_refuses() -> Non
             jsonschema.validate(yaml.safe_load(broken), schema)
         with pytest.raises(PolicyError):
             parse_documents(broken, "b.yaml")
+
+
+def test_exec_without_a_readable_path_is_judged_by_name(tmp_path: Path) -> None:
+    clock = Clock()
+    engine = engine_for(tmp_path, clock)
+    engine.process(exec_event("u1", "/usr/bin/python3"))
+    clock.now += 61
+    engine.tick()
+    known = exec_event("u1", "", pid=999999999)
+    known["proc.name"] = "python3"
+    assert engine.process(known) == []
+    unknown = exec_event("u1", "", pid=999999999)
+    unknown["proc.name"] = "marker"
+    (alert,) = engine.process(unknown)
+    assert alert.output_fields["policy.deviation"] == "process marker (path not readable)"

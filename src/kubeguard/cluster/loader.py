@@ -19,6 +19,7 @@ from typing import Any
 
 from kubeguard.cluster import components, kubelet_flags
 from kubeguard.cluster.manifests import Document, discover, node_at, node_line, read_documents
+from kubeguard.cluster.shape import dotted, shape_warnings
 from kubeguard.cluster.snapshot import K8sObject, LoadProblem, Snapshot, SourceRef
 from kubeguard.perf import gc_paused
 
@@ -157,8 +158,11 @@ def _add_object(raw: Any, source: SourceRef, snap: Snapshot, doc: Document, inde
         return
     obj = K8sObject(raw, source)
     snap.add(obj)
+    node = doc.node if index is None else node_at(doc.node, "items", index)
+    for path, why in shape_warnings(raw):
+        where = node_line(node, source, *path) if node is not None else source
+        snap.warnings.append(LoadProblem(str(where), f"{kind} {obj.name}: `{dotted(path)}` {why}"))
     if kind == "Pod":
-        node = doc.node if index is None else node_at(doc.node, "items", index)
         component = components.from_static_pod(obj, node, snap.problems)
         if component is not None:
             snap.components.append(component)

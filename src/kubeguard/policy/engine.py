@@ -148,9 +148,13 @@ class PolicyEngine:
     def _exec(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event) -> list[Alert]:
         if event.get("evt.is_open_exec") or not _succeeded(event):
             return []
-        path = str(event.get("proc.exepath") or "")
-        if not path:
-            return []
+        path = str(event.get("proc.exepath") or "") or _exe_of(event.get("proc.pid"))
+        if not path:  # the sensor could not read the path (rare): judge by the command name
+            comm = str(event.get("proc.name") or "")
+            if policy.mode == "discover" or any(
+                    r.action == "allow" and r.path.rsplit("/", 1)[-1][:15] == comm for r in policy.processes):
+                return []
+            path = f"{comm or '?'} (path not readable)"
         drift = self._written_later(event, path)
         allowed = policy.process_allowed(path) and not (policy.zero_drift and drift)
         if allowed:
@@ -294,6 +298,16 @@ class PolicyEngine:
                 if policy is not None:
                     out[ref] = policy.copy()
             return out
+
+
+def _exe_of(pid: object) -> str:
+    """/proc/PID/exe of a still running process ("" when gone or unreadable)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return ""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
 
 
 def _succeeded(event: Event) -> bool:

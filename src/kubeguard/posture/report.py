@@ -12,6 +12,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import GeneratorType
 from typing import Any
 
 from rich.console import Console
@@ -92,12 +93,32 @@ def _where(f: Finding) -> str:
 
 
 def render_json(result: ScanResult) -> str:
-    return json.dumps({
+    return json_lines_per_item({
         "tool": {"name": "kubeguard", "version": __version__},
         "summary": result.summary(),
-        "findings": [f.to_dict() for f in result.findings],
+        "findings": (f.to_dict() for f in result.findings),
         "problems": [{"where": p.where, "message": p.message} for p in result.problems],
-    }, indent=2)
+    })
+
+
+def json_lines_per_item(document: dict[str, Any]) -> str:
+    """JSON of a mapping: a line per top-level key, and a line per item of a top-level list (or generator).
+
+    Readable and diffable like `indent=2`, but every line is written by the C encoder (`indent` makes
+    json use its pure-Python encoder, about ten times slower: minutes for a scan of 100,000 objects),
+    and items given as a generator are encoded one at a time (never all their dicts at once).
+    """
+    lines = ["{"]
+    last = len(document) - 1
+    for index, (key, value) in enumerate(document.items()):
+        comma = "," if index < last else ""
+        if isinstance(value, list | GeneratorType):
+            items = ",\n".join(f"    {json.dumps(item)}" for item in value)
+            lines.append(f"  {json.dumps(key)}: [\n{items}\n  ]{comma}" if items else f"  {json.dumps(key)}: []{comma}")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value)}{comma}")
+    lines.append("}")
+    return "\n".join(lines)
 
 
 def _artifact_uri(file: str) -> str:

@@ -31,16 +31,21 @@ def build(work: Path) -> tuple[Path, Path]:
     return spawner, marker
 
 
+def count_alerts(agent: AgentProcess, container_id: str, path: str) -> int:
+    """Process deviations of the marker: by path, or by name when the sensor could not read the path."""
+    return sum(1 for a in agent.alerts_for(container_id) if a["rule"] == RULE_PROCESS and (
+        a["output_fields"].get("proc.exepath") == path
+        or a["output_fields"]["policy.deviation"] == "process marker (path not readable)"))
+
+
 def wait_count(agent: AgentProcess, container_id: str, path: str, count: int, timeout: float = 300) -> int:
     deadline = time.monotonic() + timeout
     found = 0
     while time.monotonic() < deadline:
-        found = sum(1 for a in agent.alerts_for(container_id)
-                    if a["rule"] == RULE_PROCESS and a["output_fields"].get("proc.exepath") == path)
+        found = count_alerts(agent, container_id, path)
         if found >= count:
             time.sleep(2)  # no more than `count` either
-            return sum(1 for a in agent.alerts_for(container_id)
-                       if a["rule"] == RULE_PROCESS and a["output_fields"].get("proc.exepath") == path)
+            return count_alerts(agent, container_id, path)
         time.sleep(0.5)
     return found
 

@@ -68,20 +68,35 @@ EQUIVALENT_CHECKS: dict[str, tuple[str, ...]] = {
 
 
 class FindingIndex:
-    """Findings of a scan by (resource, check), to reuse them as edge labels."""
+    """Findings of a scan by (resource, check, container), to reuse them as edge labels.
+
+    A lookup is O(1): a pod with thousands of containers has thousands of findings of one check, and
+    every container asks for its own (scanning them all was quadratic in containers per pod).
+    """
 
     def __init__(self, findings: list[Finding] | None = None) -> None:
-        self._by_resource: dict[tuple[str, str, str], list[Finding]] = {}
-        for finding in findings or []:
-            key = (finding.resource.kind, finding.resource.namespace, finding.resource.name)
-            self._by_resource.setdefault(key, []).append(finding)
+        # (kind, namespace, name, check) -> container ("" for the pod) -> (position, first such finding)
+        self._first: dict[tuple[str, str, str, str], dict[str, tuple[int, Finding]]] = {}
+        self._any: dict[tuple[str, str, str, str], Finding] = {}
+        for position, finding in enumerate(findings or []):
+            key = (finding.resource.kind, finding.resource.namespace, finding.resource.name, finding.check)
+            on = finding.workload.container if finding.workload else ""
+            self._first.setdefault(key, {}).setdefault(on, (position, finding))
+            self._any.setdefault(key, finding)
 
     def condition(self, check: Check, obj: K8sObject, evidence: str, container: str | None = None,
                   scan_checks: tuple[str, ...] | None = None) -> Finding:
         """The scan's equivalent finding on `obj` (and `container`) if it has one, else one of `check`."""
         for wanted in EQUIVALENT_CHECKS.get(check.id, ()) if scan_checks is None else scan_checks:
-            for finding in self._by_resource.get((obj.kind, obj.namespace, obj.name), ()):
-                on = finding.workload.container if finding.workload else ""
-                if finding.check == wanted and (container is None or on in ("", container)):
-                    return finding
+            key = (obj.kind, obj.namespace, obj.name, wanted)
+            if container is None:
+                found = self._any.get(key)
+                if found is not None:
+                    return found
+                continue
+            by_container = self._first.get(key)
+            if by_container:
+                candidates = [c for c in (by_container.get(""), by_container.get(container)) if c is not None]
+                if candidates:
+                    return min(candidates, key=lambda c: c[0])[1]
         return check.finding(obj, evidence)
