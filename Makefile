@@ -18,10 +18,11 @@ $(STAMP): pyproject.toml scripts/setup-host.sh
 demo: setup
 	$(VENV)/bin/kubeguard demo
 
+# ruff on everything, mypy --strict on src/ (config in pyproject.toml)
 lint: setup
 	$(VENV)/bin/ruff check src tests bench
+	$(PY) -m mypy
 
-# mypy --strict on src/ (config in pyproject.toml); not yet part of lint
 typecheck: setup
 	$(PY) -m mypy
 

@@ -96,10 +96,11 @@ class GuardedStream:
 
     def write(self, data: Any) -> int:
         try:
-            return self._stream.write(data)
+            written: int = self._stream.write(data)
         except OSError as exc:
             self._failed(exc)
             return len(data)
+        return written
 
     def writelines(self, lines: Any) -> None:
         for line in lines:

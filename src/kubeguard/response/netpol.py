@@ -7,10 +7,11 @@ side that denied (egress: the client's pod, ingress: the server's) and the polic
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+from kubeguard.cluster.bounds import loads_json, read_bounded
 from kubeguard.cluster.loader import load_paths
 from kubeguard.cluster.snapshot import K8sObject, Snapshot
 from kubeguard.errors import KubeguardError
@@ -42,15 +43,16 @@ class NetpolCheck:
     def reload_pods(self, pods_file: Path) -> None:
         """Rebuild the evaluator over the manifests plus the pods of `pods_file` (their IPs and labels)."""
         try:
-            data = json.loads(pods_file.read_text())
-        except (OSError, ValueError) as exc:
+            data, _ = loads_json(read_bounded(pods_file).decode("utf-8-sig"))
+        except (OSError, ValueError) as exc:  # InputError and UnicodeDecodeError are ValueErrors
             raise NetpolLoadError(f"{pods_file}: cannot read pods for NetworkPolicy: {exc}") from exc
         snapshot = Snapshot()
         snapshot.extend(self.manifests.objects)
         if isinstance(data, dict) and data.get("kind") == "KubeguardSnapshot":
             snapshot.extend(o for o in Snapshot.from_dict(data).objects if o.kind == "Pod")
         elif isinstance(data, dict):
-            items = data.get("items") if isinstance(data.get("items"), list) else [data]
+            listed = data.get("items")
+            items: list[Any] = listed if isinstance(listed, list) else [data]
             snapshot.extend(K8sObject(item) for item in items if isinstance(item, dict) and item.get("kind", "Pod")
                             == "Pod")
         self.evaluator = NetpolEvaluator(snapshot)

@@ -60,7 +60,8 @@ class LinearPattern:
         return f"LinearPattern({self.pattern!r}{', nocase=True' if self.nocase else ''})"
 
 
-def _record(_id: int, _start: int, _end: int, _flags: int, hits: list[int]) -> None:
+def _record(_id: int, _start: int, _end: int, _flags: int, hits: object) -> None:
+    assert isinstance(hits, list)
     hits.append(1)
 
 
