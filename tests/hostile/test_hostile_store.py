@@ -224,3 +224,34 @@ def test_store_survives_kill_9_and_concurrent_writers(tmp_path: Path) -> None:
     for name in ("w0", "w1"):  # a killed writer's batches are all or nothing
         batches = {u.rsplit("-", 1)[0] for u in stored if u.startswith(name + "-")}
         assert len([u for u in stored if u.startswith(name + "-")]) == 50 * len(batches)
+
+
+def test_console_database_refuses_a_file_it_did_not_create(tmp_path: Path) -> None:
+    """Item 10 for the console's SQLite database: other files refused, bytes and mode untouched; new ones private."""
+    from kubeguard.store.alerts import StoreError
+    from kubeguard.store.sqldb import CONSOLE_APPLICATION_ID, Database
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE contacts (name TEXT)")
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    store = tmp_path / "alerts.db"
+    AlertStore(store).close()  # a kubeguard file, but an alert store, not a console database
+    for path in (other, empty, store):
+        path.chmod(0o644)
+        before = path.read_bytes()
+        try:
+            Database(path)
+        except StoreError as exc:
+            assert str(path) in str(exc) and "not a kubeguard console database" in str(exc)
+        else:
+            raise AssertionError(f"{path} was opened as a console database")
+        assert path.read_bytes() == before
+        assert path.stat().st_mode & 0o777 == 0o644
+    new = tmp_path / "sub" / "console.db"
+    Database(new).close()
+    assert new.stat().st_mode & 0o777 == 0o600
+    with sqlite3.connect(new) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == CONSOLE_APPLICATION_ID
+    Database(new).close()  # ours: opens again

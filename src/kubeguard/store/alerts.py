@@ -24,18 +24,17 @@ import json
 import logging
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubeguard.model import Alert, Finding, Severity
+from kubeguard.store.sqlitefile import NotOursError, application_id_of, create_stamped
 
 log = logging.getLogger(__name__)
 
 APPLICATION_ID = 0x6B677264  # "kgrd": PRAGMA application_id of every kubeguard alert store
 SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the unique alert id column
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _OWN_TABLES = {"alerts", "findings", "sqlite_sequence"}
 
 SCHEMA = """
@@ -122,38 +121,20 @@ class AlertStore:
 
     def _create(self) -> None:
         """Build a stamped, empty store in a private temporary file and link it into place (atomic)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
-        os.close(fd)  # mkstemp creates it with mode 600
-        try:
-            db = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
-                db.executescript(SCHEMA)
-                db.execute(_UUID_INDEX)
-                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            finally:
-                db.close()
-            try:
-                os.link(tmp, self.path)
-            except FileExistsError:  # another process created it first: use theirs (checked below)
-                self._check_owned()
-        finally:
-            os.unlink(tmp)
+        def setup(db: sqlite3.Connection) -> None:
+            db.executescript(SCHEMA)
+            db.execute(_UUID_INDEX)
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+        if not create_stamped(self.path, APPLICATION_ID, setup):
+            self._check_owned()  # another process created it first: use theirs if it is a store
 
     def _check_owned(self) -> None:
         """StoreError unless the file is a kubeguard store; reads only, never writes."""
-        if not self.path.is_file():
-            raise StoreError(f"{self.path}: not a kubeguard alert store (not a regular file)")
-        with self.path.open("rb") as handle:
-            header = handle.read(100)
-        if not header:
-            raise StoreError(f"{self.path}: not a kubeguard alert store (an empty file); refusing to change it")
-        if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
-            raise StoreError(f"{self.path}: not a kubeguard alert store (not an SQLite database); "
-                             "refusing to change it")
-        app_id = int.from_bytes(header[68:72], "big")
+        try:
+            app_id = application_id_of(self.path, "kubeguard alert store")
+        except NotOursError as exc:
+            raise StoreError(str(exc)) from exc
         if app_id == APPLICATION_ID:
             return
         if app_id != 0:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeguard.store.alerts import StoreError
+from kubeguard.store.sqlitefile import NotOursError, application_id_of, create_stamped
 
 POSTGRES_PREFIXES = ("postgresql://", "postgres://")
 _TYPES = {
@@ -24,6 +25,7 @@ _TYPES = {
 }
 # One advisory lock id for schema creation, so replicas starting together do not race on CREATE TABLE.
 _SCHEMA_LOCK = 0x6B6775617264
+CONSOLE_APPLICATION_ID = 0x6B67636E  # "kgcn": PRAGMA application_id of a console's SQLite database
 
 
 def mask_dsn(url: str) -> str:
@@ -71,8 +73,9 @@ class Transaction:
 class Database:
     """SQLite file or PostgreSQL URL; `transaction()` for writes, `query()` for reads."""
 
-    def __init__(self, url: str | Path) -> None:
+    def __init__(self, url: str | Path, application_id: int = CONSOLE_APPLICATION_ID) -> None:
         text = str(url)
+        self.application_id = application_id
         self.url = text
         self.dialect = "postgresql" if text.startswith(POSTGRES_PREFIXES) else "sqlite"
         if self.dialect == "sqlite":
@@ -101,6 +104,8 @@ class Database:
             return conn
         try:
             conn = self._open()
+        except StoreError:
+            raise
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.name}: cannot open database: {exc}") from exc
         except Exception as exc:  # psycopg.Error; imported lazily
@@ -113,15 +118,26 @@ class Database:
     def _open(self) -> Any:
         if self.dialect == "sqlite":
             assert self.path is not None
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._own_sqlite(self.path)
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
-            self.path.chmod(0o600)
             return conn
         import psycopg
 
         return psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+
+    def _own_sqlite(self, path: Path) -> None:
+        """Create the file private and stamped when missing; refuse (StoreError) a file that is not ours."""
+        if not path.exists() and create_stamped(path, self.application_id, lambda db: None):
+            return
+        try:
+            app_id = application_id_of(path, "kubeguard console database")
+        except NotOursError as exc:
+            raise StoreError(str(exc)) from exc
+        if app_id != self.application_id:
+            raise StoreError(f"{path}: not a kubeguard console database (SQLite application_id {app_id:#x}); "
+                             "refusing to change it")
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
