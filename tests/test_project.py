@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import re
+import sys
 import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
@@ -40,6 +41,17 @@ def test_every_runtime_dependency_is_imported() -> None:
     unused = sorted(name for name in names - set(LOADED_BY_A_DEPENDENCY)
                     if not modules_of.get(name, {name.replace("-", "_")}) & imported)
     assert not unused, f"runtime dependencies never imported by src/: {unused}"
+
+
+def test_every_imported_third_party_module_is_a_declared_dependency() -> None:
+    """What src/ imports must be installed by `pip install kubeguard`: a module that only a developer's venv
+    has (installed by hand, or as a dev extra) breaks a user's install and a fresh CI machine."""
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-") for spec in declared}
+    dists_of = packages_distributions()
+    missing = sorted(module for module in imported_top_modules() - sys.stdlib_module_names - {"kubeguard"}
+                     if not {d.lower().replace("_", "-") for d in dists_of.get(module, [module])} & names)
+    assert not missing, f"src/ imports modules no runtime dependency provides: {missing}"
 
 
 def test_readme_names_only_commands_that_exist() -> None:
