@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint typecheck bench clean
 
 setup: $(STAMP)
 
@@ -23,6 +23,10 @@ lint: setup
 
 test: lint
 	$(PY) -m pytest -q
+
+# the fast lane: everything but the data-heavy tests (marked slow)
+test-fast: lint
+	$(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PY) -m bench

@@ -37,7 +37,9 @@ def main(
 # Lanes register their commands below (one import and one line each).
 from kubeguard.agent.commands import agent  # noqa: E402
 from kubeguard.console.commands import console  # noqa: E402
+from kubeguard.net.capture_commands import capture_command  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
+from kubeguard.net.netpol_commands import netpol_app  # noqa: E402
 from kubeguard.policy.commands import policy_app  # noqa: E402
 from kubeguard.posture.commands import scan  # noqa: E402
 from kubeguard.posture.paths.commands import paths_command  # noqa: E402
@@ -47,6 +49,7 @@ from kubeguard.rules.commands import alerts, replay, rules_app  # noqa: E402
 from kubeguard.scenarios.commands import demo  # noqa: E402
 
 app.command("dpi")(dpi)
+app.command("capture")(capture_command)
 app.command("agent")(agent)
 app.command("firewall")(firewall)
 app.command("console")(console)
@@ -55,6 +58,7 @@ app.command("paths")(paths_command)
 app.command("demo")(demo)
 app.add_typer(rules_app, name="rules")
 app.add_typer(policy_app, name="policy")
+app.add_typer(netpol_app, name="netpol")
 app.command("quarantine")(quarantine_command)
 app.command("replay")(replay)
 app.command("alerts")(alerts)

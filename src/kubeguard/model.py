@@ -12,6 +12,7 @@ travel in `mitre` on both records.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -195,6 +196,14 @@ def format_time_ns(ns: int) -> str:
     seconds, frac = divmod(int(ns), 1_000_000_000)
     stamp = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{stamp}.{frac:09d}Z"
+
+
+def stable_alert_id(*parts: str) -> str:
+    """A deterministic alert id (32 hex) from what identifies it: its origin, its event, its rule.
+
+    The same parts give the same id in every run, so a store that keeps ids UNIQUE stores a re-run once.
+    """
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
 @dataclass(slots=True)

@@ -90,6 +90,7 @@ def test_test_cases_and_evasions_same_detections() -> None:
     assert_same(reqs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["benign_dev.json", "sqli_train.json"])
 def test_shared_sets_same_detections(name: str) -> None:
     samples = json.loads(need_shared_data("sqli", name).read_text())[:: 1 if name.startswith("benign") else 8]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kubeguard.response.commands import parse_selector
+from kubeguard.response.selection import parse_selector
 
 REPO = Path(__file__).resolve().parents[2]
 

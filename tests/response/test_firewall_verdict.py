@@ -193,7 +193,8 @@ def test_segment_builds_valid_checksums() -> None:
 
 
 def test_workload_policy_mode_wins(tmp_path) -> None:
-    from kubeguard.response.commands import _policy_store, policy_modes
+    from kubeguard.response.commands import _policy_store
+    from kubeguard.response.modes import policy_modes
 
     owned = pod("web-5d9f4-x7k2p", SERVER, {"app": "web", "pod-template-hash": "5d9f4"})
     owned["metadata"]["ownerReferences"] = [{"kind": "ReplicaSet", "name": "web-5d9f4", "controller": True}]  # type: ignore[index]
@@ -204,7 +205,7 @@ def test_workload_policy_mode_wins(tmp_path) -> None:
     store = _policy_store(tmp_path)
     alerts: list[Alert] = []
     fw = Firewall(pods, default_mode="monitor", on_alert=alerts.append, injector=FakeInjector(),  # type: ignore[arg-type]
-                  mode_of=policy_modes(store, [pods]))
+                  mode_of=policy_modes(store, lambda: pods))
     fw.select({CLIENT, SERVER})
     conn = Conn(fw)
     conn.handshake()

@@ -59,6 +59,7 @@ def _agree(engine: RuleEngine, events: list[dict]) -> int:
     return hits
 
 
+@pytest.mark.slow
 def test_bench_mix_and_literal_corpus_agree_with_tree_walk_on_falco_rules():
     root = need_shared_data("falco-rules")
     engine = RuleEngine.load([root / "falco_rules.yaml", root / "falco-incubating_rules.yaml"])

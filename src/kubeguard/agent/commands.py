@@ -23,6 +23,7 @@ import typer
 
 from kubeguard.agent.config import AgentConfig
 from kubeguard.agent.enrich import Enricher
+from kubeguard.agent.firewall import describe, start_firewall
 from kubeguard.agent.metrics import AgentMetrics, MetricsServer
 from kubeguard.agent.outputs import JsonLinesOutput, Output, SyslogOutput, WebhookOutput, parse_header
 from kubeguard.agent.pipeline import Pipeline, RuleSet
@@ -38,6 +39,8 @@ from kubeguard.policy.enforce import Enforcer
 from kubeguard.policy.engine import PolicyEngine, cgroup_start_time
 from kubeguard.policy.model import PolicyError
 from kubeguard.policy.store import PolicyStore
+from kubeguard.response.inline import InlineFirewall
+from kubeguard.response.iptables import IptablesError
 from kubeguard.rules import RuleEngine, RuleLoadError
 from kubeguard.store.alerts import StoreError, default_db_path
 
@@ -51,7 +54,8 @@ def agent(
     sensor: str = typer.Option("ebpf", "--sensor", help="ebpf (bpftrace) or proc (netlink proc connector)."),
     fanotify: bool = typer.Option(True, "--fanotify/--no-fanotify",
                                   help="Also watch file writes below /etc and binary dirs through fanotify."),
-    store: Path | None = typer.Option(None, "--store", help="Alert store (SQLite); default $KUBEGUARD_DB."),
+    db: Path | None = typer.Option(None, "--db", help="Alert store (SQLite); default $KUBEGUARD_DB."),
+    store: Path | None = typer.Option(None, "--store", hidden=True, help="Old name of --db."),
     metrics_port: int | None = typer.Option(None, "--metrics-port", help="Serve Prometheus metrics on this port."),
     metrics_host: str = typer.Option("127.0.0.1", "--metrics-host", help="Metrics bind address."),
     metrics_token_file: Path | None = typer.Option(None, "--metrics-token-file", help="Bearer token for /metrics."),
@@ -68,6 +72,16 @@ def agent(
                                        "workload moves from discover to monitor."),
     enforce: bool = typer.Option(True, "--enforce/--no-enforce", help="Block in the kernel in protect mode "
                                  "(--no-enforce: protect only alerts)."),
+    firewall: bool = typer.Option(False, "--firewall", help="Inline L7 firewall for this node's pods (NFQUEUE; "
+                                  "docs/firewall.md)."),
+    firewall_selector: str | None = typer.Option(None, "--firewall-selector", help="Label selector of the inline "
+                                                 "pods (default: every pod, or the allow-list's)."),
+    firewall_allow_list: Path | None = typer.Option(None, "--firewall-allow-list", help="Protocol allow-list YAML."),
+    firewall_mode: str = typer.Option("monitor", "--firewall-mode", help="Mode of inline pods without a policy "
+                                      "mode: discover, monitor or protect."),
+    firewall_queue: int = typer.Option(7, "--firewall-queue", help="NFQUEUE number."),
+    firewall_fail_closed: bool = typer.Option(False, "--firewall-fail-closed", help="Drop instead of pass when "
+                                              "the queue is full or a packet cannot be inspected."),
     console_url: str | None = typer.Option(None, "--console", help="Ship alerts and heartbeats to this console "
                                            "(https://...); spooled on disk while it is unreachable."),
     console_token_file: Path | None = typer.Option(None, "--console-token-file",
@@ -82,10 +96,12 @@ def agent(
     """Run the node agent: kernel events -> pods -> rules -> alerts (store, stdout/file, webhook, syslog)."""
     config = AgentConfig(
         rules=rules, defaults=not no_default_rules, events_out=events_out, alerts_out=alerts_out, pods=pods,
-        sensor=sensor, fanotify=fanotify, store=store or default_db_path(), metrics_port=metrics_port,
+        sensor=sensor, fanotify=fanotify, store=db or store or default_db_path(), metrics_port=metrics_port,
         metrics_host=metrics_host, webhook=webhook, webhook_headers=webhook_header, syslog=syslog, node=node,
         queue_size=queue_size, drop_report_interval=drop_report_interval, duration=duration,
-        policy_dir=policy_dir, quiet_window=quiet_window, enforce=enforce,
+        policy_dir=policy_dir, quiet_window=quiet_window, enforce=enforce, firewall=firewall,
+        firewall_selector=firewall_selector, firewall_allow_list=firewall_allow_list, firewall_mode=firewall_mode,
+        firewall_queue=firewall_queue, firewall_fail_closed=firewall_fail_closed,
         console=console_url, console_ca=console_ca, console_cert=console_cert, console_key=console_key,
         console_spool=console_spool, console_spool_limit=console_spool_limit,
     )
@@ -220,6 +236,7 @@ def run_agent(config: AgentConfig) -> int:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     emit = WriteDeduper(pipeline.submit) if config.fanotify else pipeline.submit
+    inline: InlineFirewall | None = None
     try:
         runner = SensorRunner(factory, emit, pipeline.on_gap, metrics)
         try:
@@ -230,6 +247,9 @@ def run_agent(config: AgentConfig) -> int:
         runners.append(runner)
         if policies is not None:
             policies.start()
+        if config.firewall:
+            inline = start_firewall(config, pipeline, source, policies.engine.store if policies else None)
+            stderr.print(f"kubeguard agent: {describe(inline)}", markup=False)
         if config.fanotify:
             _start_fanotify(runners, emit, pipeline, metrics)
         if server is not None:
@@ -246,6 +266,8 @@ def run_agent(config: AgentConfig) -> int:
             for running in runners:
                 running.refresh_health()
     finally:
+        if inline is not None:
+            _stop_firewall(inline)
         if policies is not None:
             policies.stop()
         for running in runners:
@@ -259,6 +281,19 @@ def run_agent(config: AgentConfig) -> int:
             signal.signal(sig, handler)
     _summary(pipeline, runners)
     return 0
+
+
+def _stop_firewall(inline: InlineFirewall) -> None:
+    """Remove the firewall's rules (never leave them behind) and say what it did."""
+    try:
+        inline.stop()
+    except IptablesError as exc:
+        stderr.print(f"kubeguard agent: warning: {exc} (run `kubeguard firewall --cleanup --queue-num "
+                     f"{inline.chains.queue_num}`)", markup=False)
+    c = inline.firewall.counters
+    stderr.print(f"kubeguard agent: firewall stopped; {c.packets} packets, {c.blocked_flows} flows blocked, "
+                 f"{c.bypassed_flows} bypassed, {inline.counter.total} passed uninspected; rules removed",
+                 markup=False)
 
 
 class AgentPolicies:
@@ -275,8 +310,8 @@ class AgentPolicies:
     def stop(self) -> None:
         if self.enforcer is not None:
             self.enforcer.stop()
-            stderr.print(f"kubeguard agent: policy: enforcement stopped; {self.enforcer.kills} executions blocked",
-                         markup=False)
+            stderr.print(f"kubeguard agent: policy: enforcement stopped; {self.enforcer.kills} executions blocked, "
+                         f"{self.enforcer.file_guard.denials} file opens denied", markup=False)
 
     def save(self) -> None:
         try:

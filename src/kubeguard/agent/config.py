@@ -35,6 +35,12 @@ class AgentConfig:
     policy_dir: Path | None = None  # workload policies (learned + hand-written); None = no policies
     quiet_window: float = 3600.0  # seconds without new behaviour before discover -> monitor
     enforce: bool = True  # protect mode blocks in the kernel (else protect only alerts)
+    firewall: bool = False  # inline L7 firewall (NFQUEUE) for the node's pods (docs/firewall.md)
+    firewall_selector: str | None = None  # kubectl-style label selector of the inline pods (default: all)
+    firewall_allow_list: Path | None = None  # protocol allow-list YAML (its pods are inline too)
+    firewall_mode: str = "monitor"  # mode of inline pods without a WorkloadPolicy / allow-list mode
+    firewall_queue: int = 7  # NFQUEUE number
+    firewall_fail_closed: bool = False  # drop instead of pass when the queue is full or a packet uninspectable
     console: str | None = None  # https:// URL of the console to ship alerts and heartbeats to
     console_token: str | None = None  # this node's bearer token for the console
     console_ca: Path | None = None  # CA that signed the console's certificate (default: system CAs)
@@ -50,6 +56,10 @@ class AgentConfig:
             found.append(f"--sensor {self.sensor}: expected one of {', '.join(SENSORS)}")
         if self.queue_size < 1:
             found.append(f"--queue-size {self.queue_size}: must be at least 1")
+        if self.firewall_mode not in ("discover", "monitor", "protect"):
+            found.append(f"--firewall-mode {self.firewall_mode}: expected discover, monitor or protect")
+        if not 0 <= self.firewall_queue <= 65535:
+            found.append(f"--firewall-queue {self.firewall_queue}: expected 0-65535")
         if self.metrics_port is not None and port_number(self.metrics_port) is None:
             found.append(f"--metrics-port {self.metrics_port}: expected a port number 1-65535")
         if self.quiet_window < 0:

@@ -9,7 +9,6 @@ Credentials in a webhook URL never appear in messages (`mask_url`).
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import socket
@@ -206,8 +205,3 @@ def parse_header(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise OutputError(f"--webhook-header {name.strip() or '?'}: expected 'Name: value'")
     return name.strip(), value.strip()
-
-
-def read_json_lines(path: Path) -> list[dict[str, object]]:
-    """Parse a JSON-lines file (alerts or events) into dicts; used by tests and tools."""
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

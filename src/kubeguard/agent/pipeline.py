@@ -168,6 +168,12 @@ class Pipeline:
         )
         self._raise([alert])
 
+    def raise_alert(self, alert: Alert) -> None:
+        """An alert from another lane in this process (the inline firewall): to the outputs; thread-safe."""
+        if not alert.hostname:
+            alert.hostname = self.hostname
+        self._raise([alert])
+
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker and alert threads; raises PipelineError when the store cannot be opened."""

@@ -26,7 +26,6 @@ from kubeguard.cluster.podmap import PodMap, PodMapError
 from kubeguard.model import Workload
 
 SA_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
-SA_CA = Path("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
 
 
 class PodSourceError(Exception):

@@ -507,3 +507,25 @@ def node_line(node: yaml.Node | None, base: SourceRef, *path: str | int) -> Sour
     if node is None or found is None:
         return base
     return SourceRef(base.file, base.line - node.start_mark.line + found.start_mark.line)
+
+
+def field_source(source: SourceRef, *path: str | int) -> SourceRef:
+    """Where the field at `path` inside the object read at `source` sits (file:line), read again from its file.
+
+    For objects of a `kind: List` the path is taken inside the list item; where the line cannot be
+    found (JSON, a file changed since), the object's own line.
+    """
+    if not source.line:
+        return source
+    problems: list[LoadProblem] = []
+    for doc in read_documents(Path(source.file), problems):
+        if doc.source == source:
+            return node_line(doc.node, doc.source, *path)
+        items = doc.value.get("items") if isinstance(doc.value, dict) else None
+        if isinstance(items, list):
+            for index in range(len(items)):
+                line = doc.item_lines[index] if doc.item_lines and index < len(doc.item_lines) else None
+                where = SourceRef(doc.source.file, line) if line else node_line(doc.node, doc.source, "items", index)
+                if where == source:
+                    return node_line(doc.node, doc.source, "items", index, *path)
+    return source

@@ -14,16 +14,6 @@ from typing import Any
 from kubeguard.cluster.snapshot import PodTemplate
 
 
-def map_selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
-    """A Service-style selector (a plain label map): every pair present in `labels`.
-
-    An empty or missing map selects nothing (a Service without selector has no pods behind it).
-    """
-    if not selector or not isinstance(selector, dict):
-        return False
-    return all(labels.get(str(k)) == str(v) for k, v in selector.items())
-
-
 def label_selector_selects(selector: dict[str, Any] | None, labels: dict[str, str]) -> bool:
     """A LabelSelector (`matchLabels` + `matchExpressions`); `{}` selects all, None selects none."""
     if selector is None or not isinstance(selector, dict):

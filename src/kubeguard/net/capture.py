@@ -6,10 +6,13 @@ a `CaptureError` naming the file and the packet number; frames read before it ar
 
 from __future__ import annotations
 
+import ctypes
 import os
 import select
+import shutil
 import socket
 import struct
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -94,8 +97,11 @@ def _pcap_frames(fh: BinaryIO, path: Path) -> Iterator[tuple[float, int, bytes]]
 
 
 def live(interface: str, duration: float | None = None, count: int | None = None, stop: object = None,
-         on_ready: Callable[[], None] | None = None) -> Iterator[tuple[float, int, bytes]]:
+         on_ready: Callable[[], None] | None = None,
+         bpf: list[tuple[int, int, int, int]] | None = None) -> Iterator[tuple[float, int, bytes]]:
     """Frames from an interface via AF_PACKET (root), both directions, until duration / count / stop.
+
+    `bpf` is a classic BPF program (code, jt, jf, k), as `compile_bpf` returns, attached before binding.
 
     `on_ready` is called once the socket is bound: from then on no packet is missed.
     """
@@ -113,6 +119,8 @@ def live(interface: str, duration: float | None = None, count: int | None = None
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUFFORCE, RCVBUF)
                 except PermissionError:
                     pass
+            if bpf:
+                _attach(sock, bpf)
             sock.bind((interface, ETH_P_ALL))
         except OSError as exc:
             raise CaptureError(f"{interface}: cannot capture: {exc.strerror or exc}") from exc
@@ -146,6 +154,30 @@ def live(interface: str, duration: float | None = None, count: int | None = None
                     return
     finally:
         sock.close()
+
+
+SO_ATTACH_FILTER = 26
+
+
+def compile_bpf(interface: str, expression: str) -> list[tuple[int, int, int, int]]:
+    """A tcpdump/pcap filter expression compiled for `interface` by Debian's tcpdump (`-ddd`)."""
+    tcpdump = shutil.which("tcpdump") or shutil.which("tcpdump", path="/usr/sbin:/sbin:/usr/bin")
+    if tcpdump is None:
+        raise CaptureError("--filter needs tcpdump (install Debian's tcpdump) to compile the BPF expression")
+    done = subprocess.run([tcpdump, "-i", interface, "-ddd", expression], capture_output=True, text=True)
+    lines = done.stdout.split("\n")
+    if done.returncode != 0 or not lines[0].strip().isdigit():
+        why = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "tcpdump failed"
+        raise CaptureError(f"--filter {expression!r}: {why}")
+    program = [tuple(int(v) for v in line.split()) for line in lines[1: 1 + int(lines[0])]]
+    return [(c, jt, jf, k) for c, jt, jf, k in program]
+
+
+def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    code = b"".join(struct.pack("HBBI", c, jt, jf, k) for c, jt, jf, k in program)
+    buf = ctypes.create_string_buffer(code)
+    fprog = struct.pack("HL", len(program), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
 
 
 def interface_exists(name: str) -> bool:

@@ -6,10 +6,12 @@ Every `interval` seconds (and at once when a policy changed) the `Enforcer` thre
    in protect (or with zero drift on);
 2. resolves the allowed executables of the profile to inode numbers inside the container
    (``/proc/PID/root`` + path) and hands the set to the `ExecGuard` (bpftrace, kill at exec);
-3. turns the egress allow rules into addresses (workload peers -> their pods' IPs, CIDRs as they
+3. hands the file rules of the protected containers to the `fileguard` process (fanotify
+   FAN_OPEN_PERM below /etc: an open the profile does not allow fails with EPERM);
+4. turns the egress allow rules into addresses (workload peers -> their pods' IPs, CIDRs as they
    are, DNS names through the resolver) and makes the workload's `ConnectGuard` map hold exactly
    those, attached to every container cgroup of the workload;
-4. tells the engine which workloads are enforced (their deviations are then reported ``blocked``).
+5. tells the engine which workloads are enforced (their deviations are then reported ``blocked``).
 
 Nothing is enforced for a workload in discover or monitor (except zero drift, which blocks in
 monitor too). `close()` detaches everything: enforcement lasts while the agent runs.
@@ -22,6 +24,8 @@ import ipaddress
 import logging
 import os
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +37,8 @@ from kubeguard.cluster.podmap import PodMap
 from kubeguard.policy.connectguard import Allow, BpfError, ConnectGuard
 from kubeguard.policy.engine import PolicyEngine
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
-from kubeguard.policy.model import WorkloadPolicy
+from kubeguard.policy.fileguard import plan_to_json
+from kubeguard.policy.model import FileRule, WorkloadPolicy
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +49,64 @@ class Container:
     cgroup_dir: str
     cgroup_id: int
     started_ns: int
+
+
+class FileGuard:
+    """The `kubeguard.policy.fileguard` process: started with the first protected container, fed plans."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[str] | None = None
+        self.plan = ""
+        self.denials = 0
+        self._reader: threading.Thread | None = None
+
+    def apply(self, plan: dict[str, list[FileRule]]) -> None:
+        """Enforce `plan` (cgroup path -> file rules); no process at all while the plan is empty."""
+        if not plan:
+            self.close()
+            return
+        text = plan_to_json(plan)
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+            self.plan = ""
+        if text != self.plan:
+            assert self.proc is not None and self.proc.stdin is not None
+            self.proc.stdin.write(text + "\n")
+            self.proc.stdin.flush()
+            self.plan = text
+
+    def _start(self) -> None:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "kubeguard.policy.fileguard"], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline()
+        if not first.startswith("READY"):
+            self.close()
+            raise ExecGuardError("file guard (fanotify FAN_OPEN_PERM on /etc) did not start")
+        self._reader = threading.Thread(target=self._read, args=(self.proc,), name="fileguard", daemon=True)
+        self._reader.start()
+
+    def _read(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("D "):
+                self.denials += 1
+
+    def close(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            proc.stdin.close()  # end of plans: the guard exits and its marks go with it
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        self.plan = ""
 
 
 class Enforcer:
@@ -57,6 +120,7 @@ class Enforcer:
         self.interval = interval
         self.root = cgroup_root or find_cgroup2_root()
         self.exec_guard = ExecGuard()
+        self.file_guard = FileGuard()
         self.connect_guards: dict[WorkloadRef, ConnectGuard] = {}
         self._cgroups: dict[str, str] = {}  # container id -> cgroup dir
         self._status: dict[WorkloadRef, str] = {}
@@ -74,6 +138,7 @@ class Enforcer:
 
     def close(self) -> None:
         self.exec_guard.close()
+        self.file_guard.close()
         for guard in self.connect_guards.values():
             guard.close()
         self.connect_guards.clear()
@@ -99,6 +164,7 @@ class Enforcer:
         guarded: list[GuardedCgroup] = []
         enforced: set[WorkloadRef] = set()
         announce: list[tuple[WorkloadRef, str]] = []
+        file_plan: dict[str, list[FileRule]] = {}
         wanted_guards: set[WorkloadRef] = set()
         for ref, policy in policies.items():
             protect = policy.mode == "protect"
@@ -128,6 +194,8 @@ class Enforcer:
                 for cgroup_dir in set(guard.attached) - current:
                     guard.detach(cgroup_dir)
                 destinations = len(allows)
+                for container in containers:
+                    file_plan["/" + os.path.relpath(container.cgroup_dir, self.root)] = list(policy.files)
             enforced.add(ref)
             what = (f"{len(inodes)} executables, {destinations} destinations" if protect else "zero drift only")
             announce.append((ref, f"policy: {ref} {policy.mode} enforced on {len(containers)} container(s) ({what}"
@@ -136,6 +204,7 @@ class Enforcer:
             self.connect_guards.pop(ref).close()
         try:
             self.exec_guard.apply(guarded)
+            self.file_guard.apply(file_plan)
         except ExecGuardError as exc:
             self.engine.enforced = set()
             raise BpfError(str(exc)) from exc

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from kubeguard.cluster.fields import as_dict, as_list, dicts
-from kubeguard.cluster.selectors import label_selector_selects
 from kubeguard.cluster.snapshot import POD_TEMPLATE_PATHS, K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding, Resource, Severity, Workload
+from kubeguard.net.netpol import Endpoint, NetpolEvaluator
 from kubeguard.posture.podsecurity import added_capabilities, is_privileged, is_runtime_socket, security_context
 from kubeguard.posture.rbac import Subject
 from kubeguard.posture.rbac_checks import api_grants, dangerous_rights, rbac_index, rights_names
@@ -335,23 +335,23 @@ def token_automount_finding(pod: PodTemplate, sa: K8sObject | None, rights: list
 
 
 def network_policy_findings(snapshot: Snapshot) -> Iterator[Finding]:
-    """missing-network-policy: per namespace, the pods no NetworkPolicy selects."""
-    policies: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for policy in snapshot.of_kind("NetworkPolicy"):
-        selector = policy.spec.get("podSelector")
-        policies[policy.namespace].append(selector if isinstance(selector, dict) else {})
+    """missing-network-policy: per namespace, the pods no NetworkPolicy selects (decided by the evaluator)."""
+    netpol = NetpolEvaluator(snapshot)
+    policies: dict[str, int] = defaultdict(int)
+    for policy in netpol.policies:
+        policies[policy.namespace] += 1
     unselected: dict[str, list[PodTemplate]] = defaultdict(list)
     for pod in snapshot.pod_templates():
         if pod.spec.get("hostNetwork") is True:
             continue  # NetworkPolicy does not apply to host-network pods
-        if not any(label_selector_selects(sel, pod.labels) for sel in policies.get(pod.namespace, ())):
+        if not netpol.selecting(Endpoint.of_template(pod)):
             unselected[pod.namespace].append(pod)
     namespaces = {o.name: o for o in snapshot.of_kind("Namespace")}
     for namespace in sorted(unselected):
         pods = unselected[namespace]
         names = ", ".join(f"{p.owner.kind}/{p.owner.name}" for p in pods[:5])
         more = f" and {len(pods) - 5} more" if len(pods) > 5 else ""
-        have = len(policies.get(namespace, ()))
+        have = policies.get(namespace, 0)
         evidence = f"{len(pods)} workload(s) selected by none of the namespace's {have} NetworkPolicies: {names}{more}"
         ns_obj = namespaces.get(namespace)
         resource: Resource | K8sObject = ns_obj or Resource("Namespace", namespace)

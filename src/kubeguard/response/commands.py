@@ -6,88 +6,29 @@ import logging
 import signal
 import socket
 import threading
-from collections.abc import Callable
+import time
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from kubeguard.cliutil import UserError, die, stderr, warn
 from kubeguard.cluster.podmap import PodMap, PodMapError
-from kubeguard.cluster.selectors import label_selector_selects
-from kubeguard.model import Alert, Severity, Workload
+from kubeguard.errors import KubeguardError
+from kubeguard.model import Alert, Severity
 from kubeguard.net.commands import AlertSink
 from kubeguard.policy.model import PolicyError
 from kubeguard.policy.store import PolicyStore
 from kubeguard.response.allowlist import MODES, AllowList, AllowListError, load
 from kubeguard.response.firewall import Firewall
 from kubeguard.response.inject import Injector
-from kubeguard.response.iptables import Chains, IptablesError, Marks
-from kubeguard.response.queue import BypassCounter, QueueError, QueueReader
+from kubeguard.response.inline import InlineFirewall
+from kubeguard.response.iptables import Chains, IptablesError
+from kubeguard.response.modes import policy_modes
+from kubeguard.response.selection import Selection, parse_selector
 from kubeguard.store.alerts import AlertStore, StoreError
 
 log = logging.getLogger(__name__)
 SEVERITIES = {s.name.lower(): s for s in Severity}
-
-
-def parse_selector(text: str) -> dict[str, Any]:
-    """`app=web,tier!=db,env in (a,b),!legacy,canary` -> a LabelSelector (kubectl's -l syntax)."""
-    labels: dict[str, str] = {}
-    exprs: list[dict[str, Any]] = []
-    parts, depth, cur = [], 0, ""
-    for ch in text:
-        depth += ch == "("
-        depth -= ch == ")"
-        if ch == "," and depth == 0:
-            parts.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    parts.append(cur)
-    for raw in (p.strip() for p in parts):
-        if not raw:
-            raise UserError(f"--selector {text!r}: empty requirement")
-        words = raw.split(None, 1)
-        if len(words) == 2 and words[1].split(None, 1)[0] in ("in", "notin"):
-            op, _, values = words[1].partition(" ")
-            values = values.strip()
-            if not (values.startswith("(") and values.endswith(")")):
-                raise UserError(f"--selector {text!r}: {raw!r} needs a (value,...) list")
-            exprs.append({"key": words[0], "operator": "In" if op == "in" else "NotIn",
-                          "values": [v.strip() for v in values[1:-1].split(",") if v.strip()]})
-        elif "!=" in raw:
-            key, value = raw.split("!=", 1)
-            exprs.append({"key": key.strip(), "operator": "NotIn", "values": [value.strip()]})
-        elif "=" in raw:
-            key, value = raw.split("==" if "==" in raw else "=", 1)
-            labels[key.strip()] = value.strip()
-        elif raw.startswith("!"):
-            exprs.append({"key": raw[1:].strip(), "operator": "DoesNotExist"})
-        else:
-            exprs.append({"key": raw, "operator": "Exists"})
-    return {"matchLabels": labels, "matchExpressions": exprs}
-
-
-class Selection:
-    """Which pods of the pods map are inline: namespace / label selector, plus every allow-list pod."""
-
-    def __init__(self, namespaces: list[str], selector: dict[str, Any] | None, allowlist: AllowList,
-                 everything: bool) -> None:
-        self.namespaces = set(namespaces)
-        self.selector = selector
-        self.allowlist = allowlist
-        self.everything = everything
-
-    def ips(self, podmap: PodMap) -> set[str]:
-        out = set()
-        for ip, workload in podmap.by_ip.items():
-            chosen = self.everything or bool(self.allowlist.policies_for(workload))
-            if not chosen and (self.namespaces or self.selector is not None):
-                chosen = (not self.namespaces or workload.namespace in self.namespaces) and (
-                    self.selector is None or label_selector_selects(self.selector, dict(workload.labels)))
-            if chosen:
-                out.add(ip)
-        return out
 
 
 class LockedSink:
@@ -173,10 +114,6 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
         raise UserError("select pods: --selector, --namespace, --all-pods or an --allow-list with policies")
     selection = Selection(namespaces, label_selector, allowlist, all_pods)
     policies = _policy_store(policy_dir) if policy_dir is not None else None
-    try:
-        chains = Chains(queue_num, queue_bypass=fail_open)
-    except IptablesError as exc:
-        raise UserError(str(exc)) from exc
     store = None
     if not no_store:
         try:
@@ -188,54 +125,43 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
         injector = Injector()
     except OSError as exc:
         raise UserError(f"cannot open a raw socket for TCP resets: {exc.strerror or exc} (needs root)") from exc
-    fw_podmap = [podmap]  # the current pods map, for owner lookups (the watcher replaces it)
-    mode_of = None if policies is None else policy_modes(policies, fw_podmap)
+    follow = PodsFile(pods, podmap)
+    mode_of = None if policies is None else policy_modes(policies, follow.current)
     fw = Firewall(podmap, allowlist, default_mode=mode, on_alert=sink, injector=injector,
                   fail_closed=not fail_open, block_severity=SEVERITIES[block_severity.lower()],
                   hostname=socket.gethostname(), mode_of=mode_of)
-    fw.select(selection.ips(podmap))
-    marks = Marks()
     try:
-        reader = QueueReader(fw, queue_num, marks, fail_closed=not fail_open)
-    except QueueError as exc:
-        raise UserError(str(exc)) from exc
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: (stop.set(), reader.stop())) for sig in (signal.SIGTERM,
-                                                                                           signal.SIGINT)}
-    counter = None
+        inline = InlineFirewall(fw, queue_num, fail_open, selection.ips, follow.current, sink, reload=reload,
+                                on_reload=None if policies is None else lambda: _reload_policies(policies))
+    except KubeguardError:
+        injector.close()
+        if store is not None:
+            store.close()
+        raise
+    stopping = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stopping.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     status = 0
     try:
-        try:
-            chains.install(fw.selected)
-        except IptablesError as exc:
-            raise UserError(str(exc)) from exc
-        counter = BypassCounter(chains, reader, sink, hostname=fw.hostname)
-        counter.start()
-        watcher = threading.Thread(target=_watch_pods, args=(pods, reload, stop, fw, chains, selection, policies,
-                                                             fw_podmap),
-                                   name="kubeguard-fw-pods", daemon=True)
-        watcher.start()
-        if duration is not None:
-            timer = threading.Timer(duration, lambda: (stop.set(), reader.stop()))
-            timer.daemon = True
-            timer.start()
+        inline.start()
         stderr.print(f"firewall: inline for {len(fw.selected)} pod addresses on NFQUEUE {queue_num} "
                      f"({'fail-open' if fail_open else 'fail-closed'})", markup=False)
-        reader.run()
+        deadline = None if duration is None else time.monotonic() + duration
+        while not stopping.is_set() and not inline.wait(0.2):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+        if inline.failed:
+            warn(inline.failed)
+            status = 1
+    except IptablesError as exc:
+        raise UserError(str(exc)) from exc
     finally:
-        stop.set()
         try:
-            chains.remove()
+            inline.stop()
         except IptablesError as exc:
             warn(f"could not remove every firewall rule: {exc} (run `kubeguard firewall --cleanup`)")
             status = 1
-        reader.stop()
-        if counter is not None:
-            counter.stop()
-            counter.check()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        fw.finish()
         injector.close()
         try:
             sink.flush()
@@ -247,7 +173,7 @@ def _run(pods: Path | None, selector: str | None, namespaces: list[str], all_pod
     c = fw.counters
     stderr.print(f"firewall: {c.packets} packets, {c.bypassed_flows} flows bypassed, {c.blocked_flows} flows blocked "
                  f"({c.http_403} with HTTP 403), {c.alerts} alerts, {c.unparsed} unparsed, {c.errors} errors, "
-                 f"{counter.total if counter else 0} packets passed uninspected; rules removed", markup=False)
+                 f"{inline.counter.total} packets passed uninspected; rules removed", markup=False)
     return status
 
 
@@ -271,40 +197,28 @@ def _policy_store(directory: Path) -> PolicyStore:
     return store
 
 
-def policy_modes(store: PolicyStore, podmap: list[PodMap]) -> Callable[[Workload], str | None]:
-    """A workload's mode from its WorkloadPolicy (None when it has none, or one without a mode)."""
-
-    def mode_of(workload: Workload) -> str | None:
-        ref = podmap[0].owners.get(workload.pod_uid)
-        policy = store.effective(ref) if ref is not None else None
-        return policy.mode if policy is not None else None
-
-    return mode_of
+def _reload_policies(store: PolicyStore) -> None:
+    for problem in store.reload():
+        log.warning("policy: %s", problem)
 
 
-def _watch_pods(path: Path, interval: float, stop: threading.Event, fw: Firewall, chains: Chains,
-                selection: Selection, policies: PolicyStore | None, current: list[PodMap]) -> None:
-    """Follow the pods file (new or gone pods change the inline addresses; last good map kept) and the
-    policy directory (mode changes apply to the next decision)."""
-    try:
-        seen = path.stat().st_mtime_ns
-    except OSError:
-        seen = 0
-    while not stop.wait(interval):
-        if policies is not None:
-            for problem in policies.reload():
-                log.warning("policy: %s", problem)
+class PodsFile:
+    """The pods file, re-read when it changes; the last good map is kept when a read fails."""
+
+    def __init__(self, path: Path, podmap: PodMap) -> None:
+        self.path = path
+        self.podmap = podmap
         try:
-            mtime = path.stat().st_mtime_ns
-            if mtime == seen:
-                continue
-            seen = mtime
-            podmap = PodMap.from_file(path)
-            ips = selection.ips(podmap)
-            current[0] = podmap
-            fw.set_pods(podmap)
-            fw.select(ips)
-            if not stop.is_set():
-                chains.set_pods(ips)
-        except (OSError, PodMapError, IptablesError) as exc:
+            self.mtime = path.stat().st_mtime_ns
+        except OSError:
+            self.mtime = 0
+
+    def current(self) -> PodMap:
+        try:
+            mtime = self.path.stat().st_mtime_ns
+            if mtime != self.mtime:
+                self.mtime = mtime
+                self.podmap = PodMap.from_file(self.path)
+        except (OSError, PodMapError) as exc:
             log.warning("pods file not applied (last good map kept): %s", exc)
+        return self.podmap

@@ -124,6 +124,17 @@ class Firewall:
 
     # ---- configuration -------------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Build the detectors' databases and models now, not on the first inline request (which would hold
+        the queue for seconds): one request with every kind of value through the HTTP detector."""
+        req = HttpRequest("POST", "/warm?id=1%27%20or%201=1--&u=http://169.254.169.254/&j=${jndi:ldap://x/a}",
+                          headers=[("Host", "warm-up"), ("Content-Type", "application/json")],
+                          body=b'{"q": "1 union select 1", "x": "<!DOCTYPE a [<!ENTITY b SYSTEM \'file:///\'>]>"}')
+        detect = self.engine.detectors.http
+        if detect is not None:
+            detect(req)
+        self._requests.clear()
+
     def select(self, ips: set[str] | frozenset[str]) -> None:
         """The pod addresses whose traffic is inline (modes apply to these pods only)."""
         self.selected = frozenset(ips)

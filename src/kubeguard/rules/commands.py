@@ -1,7 +1,14 @@
 """CLI: `kubeguard rules check|list`, `kubeguard replay`, `kubeguard alerts`.
 
 Exit codes: 0 success; 1 rule files with problems (`rules check`) or a store failure; 2 bad input
-(unreadable file, bad flag value, rules that do not load for `replay`/`list`).
+(unreadable file, bad flag value, rules that do not load for `replay`/`list`, an events file with no
+line end within 256 MiB).
+
+`replay` stores before it prints: alerts are collected in batches (1000 alerts or one second), each
+batch is committed to the store, then printed. Every alert printed is stored; a kill -9 loses at most
+the alerts of the batch not yet committed, which were not printed either. Alert ids are stable
+(`stable_alert_id` of the events file's line number and line digest and the rule), so re-running
+the same file after a kill stores only what is missing: the count equals a clean run's.
 """
 
 from __future__ import annotations
@@ -16,10 +23,10 @@ import typer
 from rich.table import Table
 
 from kubeguard.cliutil import UserError, die, stderr, stdout, warn
-from kubeguard.model import Alert, Severity, format_time_ns
+from kubeguard.model import Alert, Severity, format_time_ns, stable_alert_id
 from kubeguard.rules.engine import RuleEngine, compile_rules, default_rule_files, read_rules
 from kubeguard.rules.loader import RuleLoadError
-from kubeguard.rules.replay import ReplayStats, read_events
+from kubeguard.rules.replay import ReplayStats, read_replay
 from kubeguard.store import AlertQuery, AlertStore, StoreError, default_db_path
 
 rules_app = typer.Typer(help="Validate and list Falco-language rules.", no_args_is_help=True)
@@ -104,7 +111,8 @@ def replay(
     rules: list[Path] = typer.Option([], "--rules", help="Extra rules file (repeatable)."),
     no_default_rules: bool = typer.Option(False, "--no-default-rules", help="Only the --rules files."),
     output: str = typer.Option("rich", "-o", "--output", help="rich (default) or json (Falco JSON lines)."),
-    store: Path | None = typer.Option(None, "--store", help="Alert store (SQLite); default $KUBEGUARD_DB."),
+    db: Path | None = typer.Option(None, "--db", help="Alert store (SQLite); default $KUBEGUARD_DB."),
+    store: Path | None = typer.Option(None, "--store", hidden=True, help="Old name of --db."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not write alerts into the store."),
     rule_matching: str = typer.Option("all", "--rule-matching", help="all (default) or first."),
 ) -> None:
@@ -114,7 +122,7 @@ def replay(
         if rule_matching not in ("all", "first"):
             raise UserError(f"--rule-matching must be all or first, not {rule_matching!r}")
         engine = _load(rules, not no_default_rules, rule_matching)
-        stats = run_replay(engine, events, output, None if no_store else (store or default_db_path()))
+        stats = run_replay(engine, events, output, None if no_store else (db or store or default_db_path()))
     except UserError as exc:
         die(str(exc), exc.code)
     except StoreError as exc:
@@ -123,24 +131,44 @@ def replay(
                  f"{stats.malformed} malformed line(s) skipped", markup=False)
 
 
+BATCH_ALERTS = 1000
+BATCH_SECONDS = 1.0
+
+
 def run_replay(engine: RuleEngine, events: Path, output: str, store_path: Path | None) -> ReplayStats:
-    """Replay a file through the engine: print alerts, then store them in one durable batch per 1000."""
+    """Replay a file through the engine; alerts are stored (one durable batch per 1000 or per second),
+    then printed. An event the engine cannot evaluate is counted as malformed (file:line) and skipped."""
     stats = ReplayStats()
     pending: list[Alert] = []
     store = AlertStore(store_path) if store_path is not None else None
+    flushed = time.monotonic()
+
+    def flush() -> None:
+        if store is not None:
+            store.add(pending)
+        for alert in pending:
+            print_alert(alert, output)
+        pending.clear()
+
     try:
-        for event in read_events(events, stats, warn):
-            for alert in engine.process(event):
+        for record in read_replay(events, stats, warn):
+            try:
+                raised = engine.process(record.event)
+            except (ValueError, TypeError, OverflowError, RecursionError, KeyError) as exc:
+                stats.events -= 1
+                stats.malformed += 1
+                warn(f"{record.where}: event cannot be evaluated ({type(exc).__name__}: {str(exc)[:200]}), skipped")
+                continue
+            for alert in raised:
+                alert.uuid = stable_alert_id("replay", record.identity, alert.rule)
                 stats.alerts += 1
                 stats.by_rule[alert.rule] = stats.by_rule.get(alert.rule, 0) + 1
-                print_alert(alert, output)
-                if store is not None:
-                    pending.append(alert)
-                    if len(pending) >= 1000:
-                        store.add(pending)
-                        pending.clear()
-        if store is not None and pending:
-            store.add(pending)
+                pending.append(alert)
+            if pending and (store is None or len(pending) >= BATCH_ALERTS
+                            or time.monotonic() - flushed >= BATCH_SECONDS):
+                flush()
+                flushed = time.monotonic()
+        flush()
     finally:
         if store is not None:
             store.close()
@@ -166,19 +194,29 @@ _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 
 
 def parse_since(text: str) -> str:
-    """`--since`: RFC 3339 time or a duration back from now (30m, 2h, 7d) -> RFC 3339 UTC."""
+    """`--since`: RFC 3339 time or a duration back from now (30m, 2h, 7d) -> RFC 3339 UTC.
+
+    A duration reaching before year 1 means "everything" (the earliest time)."""
     m = _RELATIVE.match(text.strip())
     if m:
+        if len(m.group(1)) > 15:
+            return EARLIEST
         seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
-        return format_time_ns(int((time.time() - seconds) * 1e9))
+        try:
+            return format_time_ns(int((time.time() - seconds) * 1e9))
+        except (OverflowError, ValueError, OSError):
+            return EARLIEST
     try:
         moment = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise UserError(f"--since {text!r}: expected a time like 2026-11-28T12:00:00Z or a duration like 2h") \
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return format_time_ns(int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise UserError(f"--since {text[:64]!r}: expected a time like 2026-11-28T12:00:00Z or a duration like 2h") \
             from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return format_time_ns(int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000)
+
+
+EARLIEST = "0001-01-01T00:00:00.000000000Z"
 
 
 def alerts(
@@ -188,26 +226,30 @@ def alerts(
     namespace: str | None = typer.Option(None, "--namespace", "-n", help="Only this Kubernetes namespace."),
     limit: int | None = typer.Option(None, "--limit", help="At most this many alerts."),
     output: str = typer.Option("rich", "-o", "--output", help="rich or json (Falco JSON lines)."),
-    store: Path | None = typer.Option(None, "--store", help="Alert store (SQLite); default $KUBEGUARD_DB."),
+    db: Path | None = typer.Option(None, "--db", help="Alert store (SQLite); default $KUBEGUARD_DB."),
+    store: Path | None = typer.Option(None, "--store", hidden=True, help="Old name of --db."),
 ) -> None:
-    """List stored alerts, oldest first, with filters."""
+    """List stored alerts, oldest first, with filters. A stored row that cannot be read is skipped and counted."""
     try:
         _check_output(output)
         query = AlertQuery(since=parse_since(since) if since else None,
                            min_severity=_severity(priority) if priority else None, rule=rule, namespace=namespace,
                            limit=limit)
-        path = store or default_db_path()
+        path = db or store or default_db_path()
         if not path.exists():
             raise UserError(f"{path}: no alert store yet (run the agent or `kubeguard replay` first)", code=1)
-        with AlertStore(path) as db:
+        with AlertStore(path) as alert_store:
             count = 0
-            for alert in db.alerts(query):
+            for alert in alert_store.alerts(query):
                 count += 1
                 print_alert(alert, output)
+            skipped = alert_store.skipped_rows
     except UserError as exc:
         die(str(exc), exc.code)
     except StoreError as exc:
         die(str(exc), 1)
+    if skipped:
+        warn(f"{skipped} stored alert row(s) could not be read and were skipped")
     if output != "json":
         stderr.print(f"kubeguard: {count} alert(s)", markup=False)
 

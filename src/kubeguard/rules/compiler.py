@@ -424,7 +424,7 @@ class CodeGen:
             memo, self._memo = self._memo, None  # the helper's own argument is not memoised
             typed, tkind = self.typed("v", elem, c.lhs.transformers)
             self._memo = memo
-            body = self._compare(typed, tkind, c, value_is_var=False)
+            body = self._compare(typed, tkind, c)
             helper = self._helper_by_body.get(body)
             if helper is None:
                 helper = self._helper_by_body[body] = f"_c{self._helper_count}"
@@ -442,10 +442,10 @@ class CodeGen:
                 and kind != F.LIST:
             return f"({raw} in {self.const(frozenset(w.text for w in c.rhs))})"
         if _is_name(typed):  # a local already: test it directly
-            return f"({typed} is not None and {self._compare(typed, tkind, c, value_is_var=True)})"
-        return f"((v := {typed}) is not None and {self._compare('v', tkind, c, value_is_var=True)})"
+            return f"({typed} is not None and {self._compare(typed, tkind, c)})"
+        return f"((v := {typed}) is not None and {self._compare('v', tkind, c)})"
 
-    def _compare(self, v: str, kind: str, c: Check, value_is_var: bool) -> str:
+    def _compare(self, v: str, kind: str, c: Check) -> str:
         op, rhs = c.op, c.rhs
         what = c.lhs.text
         if isinstance(rhs, FieldValue):

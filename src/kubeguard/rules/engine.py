@@ -22,7 +22,7 @@ from kubeguard.rules.loader import Expander, Loader, RuleLoadError, RuleSet, Unk
 from kubeguard.rules.output import OutputTemplate
 from kubeguard.rules.parser import And, Const, Node
 
-MAX_TYPE_CACHE = 4096
+MAX_TIME_NS = 253402300799 * 1_000_000_000  # 9999-12-31T23:59:59Z: the last time RFC 3339 can write
 MAX_NEST = 12  # nesting levels of shared leading tests in a generated bucket function
 
 
@@ -175,7 +175,7 @@ class RuleEngine:
     def alert(self, rule: Rule, event: Mapping[str, Any]) -> Alert:
         text, fields_ = rule.output.render(event)
         ns = F.to_int(event.get("evt.time"))
-        time = format_time_ns(ns) if ns is not None and ns >= 0 else now_iso()
+        time = format_time_ns(ns) if ns is not None and 0 <= ns <= MAX_TIME_NS else now_iso()
         hostname = event.get("evt.hostname") or self.hostname
         clock = time[11:29]
         identity = {k: v for k, v in event.items() if k.startswith(("k8s.", "container."))}

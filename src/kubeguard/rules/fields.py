@@ -12,6 +12,7 @@ Every accessor takes the event and returns the value or None (``<NA>``).
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -149,14 +150,6 @@ def field_type(ref: FieldRef) -> str:
     raise UnknownField(f"unknown field {name}")
 
 
-def known_field(ref: FieldRef) -> bool:
-    try:
-        field_type(ref)
-    except UnknownField:
-        return False
-    return True
-
-
 # ---------------------------------------------------------------------------------------------
 # Value normalisation
 
@@ -167,7 +160,7 @@ def to_int(value: Any) -> int | None:
     if value is None or isinstance(value, bool):
         return None if value is None else int(value)
     if isinstance(value, float):
-        return int(value)
+        return int(value) if math.isfinite(value) else None
     try:
         return int(str(value).strip(), 0) if str(value).strip()[:2].lower() == "0x" else int(str(value).strip())
     except ValueError:
@@ -679,11 +672,6 @@ def ip_in_nets(value: Any, nets: NetSet) -> bool:
 def parse_net(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     """A CIDR or a single address, as a network; raises ValueError."""
     return ipaddress.ip_network(text.strip(), strict=False)
-
-
-def event_fields() -> dict[str, str]:
-    """All plain field names with their types (for docs and `rules check`)."""
-    return dict(sorted(_BASE.items()))
 
 
 def value_getter(ref: FieldRef) -> Getter:

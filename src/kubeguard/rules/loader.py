@@ -40,7 +40,6 @@ RULE_KEYS = {"rule", "condition", "output", "desc", "priority", "source", "enabl
 APPENDABLE = {"condition", "output", "desc", "tags", "exceptions"}
 REPLACEABLE = APPENDABLE | {"priority", "enabled", "warn_evttypes", "skip-if-unknown-filter", "capture",
                             "capture_duration"}
-SUPPORTED_SOURCES = {"syscall"}
 
 try:
     _YamlLoader: type = yaml.CSafeLoader

@@ -4,6 +4,16 @@ Durability policy: every `add()` is one transaction committed with ``synchronous
 mode, so once `add()` returns the alerts are fsync'd to the WAL and survive a crash or power
 loss. Callers acknowledge alerts (to a webhook, to a user) only after `add()` returned.
 
+Idempotence: every alert has a stable id (`Alert.uuid`); the ``uuid`` column is UNIQUE and `add()`
+skips ids already stored, so writing the same alerts again (a replay re-run after a kill, a resent
+batch) stores each of them once.
+
+Ownership: a store is an SQLite file stamped with kubeguard's ``application_id`` and a schema
+``user_version``. A new store is built in a private temporary file (mode 600) and linked into place
+only when complete. An existing file that is not a kubeguard store (another application's SQLite
+database, an empty or non-SQLite file) is refused with `StoreError` and never modified; stores
+written before the stamp existed (tables ``alerts`` and ``findings`` only) are recognised and stamped.
+
 The store knows nothing of detection: it keeps Falco-format alerts plus the workload identity
 and ATT&CK ids, and posture findings per scan.
 """
@@ -11,17 +21,27 @@ and ATT&CK ids, and posture findings per scan.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubeguard.model import Alert, Finding, Severity
 
+log = logging.getLogger(__name__)
+
+APPLICATION_ID = 0x6B677264  # "kgrd": PRAGMA application_id of every kubeguard alert store
+SCHEMA_VERSION = 2  # PRAGMA user_version; 2 added the unique alert id column
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_OWN_TABLES = {"alerts", "findings", "sqlite_sequence"}
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uuid TEXT,
     time TEXT NOT NULL,
     rule TEXT NOT NULL,
     priority TEXT NOT NULL,
@@ -55,6 +75,7 @@ CREATE TABLE IF NOT EXISTS findings (
 );
 CREATE INDEX IF NOT EXISTS findings_scan ON findings(scan);
 """
+_UUID_INDEX = "CREATE UNIQUE INDEX IF NOT EXISTS alerts_uuid ON alerts(uuid)"
 
 
 def default_db_path() -> Path:
@@ -86,16 +107,82 @@ class AlertStore:
 
     def __init__(self, path: Path | str | None = None) -> None:
         self.path = Path(path) if path is not None else default_db_path()
+        self.skipped_rows = 0  # stored rows `alerts()` could not read (bad JSON, unknown priority, ...)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                self._create()
+            else:
+                self._check_owned()
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
+            self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open alert store: {exc}") from exc
-        if self.path.exists():
-            os.chmod(self.path, 0o600)
+
+    def _create(self) -> None:
+        """Build a stamped, empty store in a private temporary file and link it into place (atomic)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
+        os.close(fd)  # mkstemp creates it with mode 600
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                db.executescript(SCHEMA)
+                db.execute(_UUID_INDEX)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:  # another process created it first: use theirs (checked below)
+                self._check_owned()
+        finally:
+            os.unlink(tmp)
+
+    def _check_owned(self) -> None:
+        """StoreError unless the file is a kubeguard store; reads only, never writes."""
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: not a kubeguard alert store (not a regular file)")
+        with self.path.open("rb") as handle:
+            header = handle.read(100)
+        if not header:
+            raise StoreError(f"{self.path}: not a kubeguard alert store (an empty file); refusing to change it")
+        if not header.startswith(_SQLITE_MAGIC) or len(header) < 100:
+            raise StoreError(f"{self.path}: not a kubeguard alert store (not an SQLite database); "
+                             "refusing to change it")
+        app_id = int.from_bytes(header[68:72], "big")
+        if app_id == APPLICATION_ID:
+            return
+        if app_id != 0:
+            raise StoreError(f"{self.path}: not a kubeguard alert store (SQLite application_id {app_id:#x}); "
+                             "refusing to change it")
+        uri = f"file:{self.path.resolve()}?mode=ro"
+        db = sqlite3.connect(uri, uri=True, timeout=30.0)
+        try:
+            tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            columns = {row[1] for row in db.execute("PRAGMA table_info(alerts)")}
+        finally:
+            db.close()
+        if not tables or not tables <= _OWN_TABLES or not {"alerts", "findings"} <= tables \
+                or not {"rule", "output_fields", "tags"} <= columns:
+            raise StoreError(f"{self.path}: not a kubeguard alert store (an SQLite database with other tables); "
+                             "refusing to change it")
+
+    def _migrate(self) -> None:
+        """Bring a store of an older schema to SCHEMA_VERSION (stamping unstamped kubeguard stores)."""
+        version = int(self._db.execute("PRAGMA user_version").fetchone()[0])
+        if version >= SCHEMA_VERSION:
+            return
+        with self._transaction():
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(alerts)")}
+            if "uuid" not in columns:
+                self._db.execute("ALTER TABLE alerts ADD COLUMN uuid TEXT")
+            self._db.execute(_UUID_INDEX)
+            self._db.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -107,12 +194,12 @@ class AlertStore:
         self.close()
 
     def add(self, alerts: Iterable[Alert]) -> int:
-        """Store alerts in one durable transaction; returns how many were written."""
+        """Store alerts in one durable transaction; ids already stored are skipped. Returns how many were new."""
         rows = []
         for a in alerts:
             w = a.workload
             rows.append((
-                a.time, a.rule, a.priority, int(a.severity), a.source, a.hostname, a.output,
+                a.uuid, a.time, a.rule, a.priority, int(a.severity), a.source, a.hostname, a.output,
                 json.dumps(a.output_fields, default=str), json.dumps(a.tags), json.dumps(a.mitre),
                 w.namespace if w else "", w.pod if w else "", w.container if w else "",
                 w.container_id if w else "", w.image if w else "", w.node if w else "",
@@ -121,19 +208,22 @@ class AlertStore:
             return 0
         try:
             with self._transaction():
+                before = self._db.total_changes
                 self._db.executemany(
-                    "INSERT INTO alerts (time, rule, priority, severity, source, hostname, output,"
+                    "INSERT OR IGNORE INTO alerts (uuid, time, rule, priority, severity, source, hostname, output,"
                     " output_fields, tags, mitre, namespace, pod, container, container_id, image, node)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     rows,
                 )
+                written = self._db.total_changes - before
         except sqlite3.Error as exc:
             raise StoreError(f"{self.path}: cannot write alerts: {exc}") from exc
-        return len(rows)
+        return written
 
     def alerts(self, query: AlertQuery = AlertQuery()) -> Iterator[Alert]:
-        """Alerts matching the query, oldest first."""
-        sql = "SELECT time, rule, priority, source, hostname, output, output_fields, tags FROM alerts"
+        """Alerts matching the query, oldest first. A row that cannot be read is logged, counted in
+        `skipped_rows` and skipped; the others are still listed."""
+        sql = "SELECT id, uuid, time, rule, priority, source, hostname, output, output_fields, tags FROM alerts"
         where: list[str] = []
         params: list[object] = []
         if query.since:
@@ -154,12 +244,17 @@ class AlertStore:
         if query.limit is not None:
             sql += " LIMIT ?"
             params.append(query.limit)
-        for time, rule, priority, source, hostname, output, fields, tags in self._db.execute(sql, params):
-            yield Alert.from_falco({
-                "time": time, "rule": rule, "priority": priority, "source": source,
-                "hostname": hostname, "output": output, "output_fields": json.loads(fields),
-                "tags": json.loads(tags),
-            })
+        try:
+            rows = self._db.execute(sql, params)
+            for row_id, uuid, *values in rows:
+                alert = _row_alert(uuid, *values)
+                if isinstance(alert, str):
+                    self.skipped_rows += 1
+                    log.warning("%s: stored alert row %s skipped: %s", self.path, row_id, alert)
+                    continue
+                yield alert
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot read alerts: {exc}") from exc
 
     def count_alerts(self) -> int:
         return int(self._db.execute("SELECT COUNT(*) FROM alerts").fetchone()[0])
@@ -191,6 +286,29 @@ class AlertStore:
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+def _row_alert(uuid: object, time: object, rule: object, priority: object, source: object, hostname: object,
+               output: object, fields: object, tags: object) -> Alert | str:
+    """One stored row as an Alert, or what is wrong with it."""
+    try:
+        output_fields = json.loads(str(fields))
+        tag_list = json.loads(str(tags))
+    except (ValueError, RecursionError):
+        return "output_fields or tags is not JSON"
+    if not isinstance(output_fields, dict):
+        return "output_fields is not a JSON object"
+    if not isinstance(tag_list, list):
+        return "tags is not a JSON list"
+    try:
+        alert = Alert.from_falco({
+            "time": time, "rule": rule, "priority": str(priority), "source": source, "hostname": hostname,
+            "output": output, "output_fields": output_fields, "tags": tag_list, "uuid": uuid,
+        })
+        alert.severity  # noqa: B018 - an unknown priority raises here, not in the caller's loop
+    except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return alert
 
 
 class _Transaction:

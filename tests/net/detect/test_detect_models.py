@@ -50,11 +50,14 @@ def test_dns_held_out_rates() -> None:
     assert false_pos <= 0.001, f"held-out plain flagged {false_pos:.2%}"
 
 
-@pytest.mark.parametrize(("name", "model"), [("train_sqli", sqli.MODEL_PATH), ("train_dns", dns.MODEL_PATH)])
-def test_models_rebuild_identically(name: str, model: Path, tmp_path: Path) -> None:
-    need_shared_data()
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "model", "data"),
+                         [("train_sqli", sqli.MODEL_PATH, "sqli"), ("train_dns", dns.MODEL_PATH, "dns")])
+def test_models_rebuild_identically(name: str, model: Path, data: str, tmp_path: Path) -> None:
+    source = need_shared_data(data)
     out = tmp_path / model.name
-    subprocess.run([sys.executable, str(REPO / "scripts" / f"{name}.py"), "--out", str(out)], check=True,
+    subprocess.run([sys.executable, str(REPO / "scripts" / f"{name}.py"), "--data", str(source), "--out", str(out)],
+                   check=True,
                    capture_output=True, env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
     assert json.loads(out.read_text()) == json.loads(model.read_text())
     assert model.stat().st_size < 300_000

@@ -23,6 +23,7 @@ import http.server, sys
 log = open(sys.argv[3], "a", buffering=1)
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave at once (no 40 ms delayed-ACK wait per request)
     def _serve(self):
         n = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(n) if n else b""
@@ -35,7 +36,12 @@ class H(http.server.BaseHTTPRequestHandler):
     do_GET = do_POST = do_PUT = do_DELETE = _serve
     def log_message(self, *a): pass
     def address_string(self): return self.client_address[0]
-srv = http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), H)
+class Server(http.server.ThreadingHTTPServer):
+    def server_bind(self):  # HTTPServer's own resolves its name: a 10 s DNS stall in a netns without DNS
+        import socketserver
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+srv = Server((sys.argv[1], int(sys.argv[2])), H)
 srv.daemon_threads = True
 print("ready", flush=True)
 srv.serve_forever()

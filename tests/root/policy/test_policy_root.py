@@ -199,6 +199,10 @@ def test_discover_monitor_protect_with_a_real_service(podlab: PodLab, tmp_path: 
         assert web.run([PYTHON, "-c", CONNECT, outsider.ip, "9090"]).stdout.strip() == "errno 1"  # EPERM
         blocked = wait_deviation(agent, web, f"{outsider.ip}:9090")
         assert [a["output_fields"]["policy.action"] for a in blocked] == ["alert", "blocked"], describe(blocked)
+        assert web.run([PYTHON, "-c", WRITE, str(etc_file)]).stdout.strip() == "errno 1"  # EPERM from fanotify
+        assert etc_file.read_text() == "original\nchanged\n"  # only monitor's write got through
+        denied = wait_deviation(agent, web, f"write {etc_file}")
+        assert [a["output_fields"]["policy.action"] for a in denied] == ["alert", "blocked"], describe(denied)
         dropped = wait_deviation(agent, web, str(drop / "dropper"))
         assert [a["output_fields"]["policy.action"] for a in dropped] == ["alert", "blocked"]
         traffic.wait_rounds(3)
@@ -209,7 +213,7 @@ def test_discover_monitor_protect_with_a_real_service(podlab: PodLab, tmp_path: 
         shutil.rmtree(drop, ignore_errors=True)
     assert traffic.failures == [], traffic.failures  # 0 false blocks over the whole test
     assert summary.get("queue_drops", 0) == 0
-    assert "executions blocked" in agent.stderr()
+    assert "executions blocked" in agent.stderr() and "1 file opens denied" in agent.stderr()
 
     # the policies survive a restart: still protected, the service still works
     agent = start_agent(tmp_path / "agent2", pods, policy_dir)

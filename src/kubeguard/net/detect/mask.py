@@ -5,8 +5,6 @@ from __future__ import annotations
 from kubeguard.redact import redact
 
 MAX_EVIDENCE = 160  # characters of evidence kept per detection
-SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key",
-                            "x-auth-token", "x-amz-security-token"})
 
 
 def snippet(text: str, start: int = 0, end: int | None = None, width: int = MAX_EVIDENCE) -> str:

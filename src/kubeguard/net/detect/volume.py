@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from kubeguard.model import Severity
 from kubeguard.net.types import Detection
 
-SYN, ACK, RST, FIN, PSH, URG = 0x02, 0x10, 0x04, 0x01, 0x08, 0x20
+SYN, ACK, RST, FIN, PSH = 0x02, 0x10, 0x04, 0x01, 0x08
 ICMP_ECHO = frozenset({8, 128})  # echo request, IPv4 and IPv6
 PROTO_NAMES = {6: "tcp", 17: "udp", 1: "icmp", 58: "icmp6"}  # IP protocol numbers the engine may pass
 

@@ -13,7 +13,6 @@ from kubeguard.net.types import DnsQuestion
 QTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 10: "NULL", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
           33: "SRV", 35: "NAPTR", 43: "DS", 46: "RRSIG", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 99: "SPF",
           251: "IXFR", 252: "AXFR", 255: "ANY"}
-RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
 _HDR = struct.Struct("!HHHHHH").unpack_from
 _RR = struct.Struct("!HHIH").unpack_from
 MAX_RECORDS = 64

@@ -15,6 +15,7 @@ from typing import Any
 from kubeguard.cluster.selectors import PodLabelIndex
 from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding
+from kubeguard.net.netpol import NetpolEvaluator
 from kubeguard.posture.exposure import CONSOLES, identity_text
 from kubeguard.posture.paths import conditions as cond
 from kubeguard.posture.paths import workload as wl
@@ -382,11 +383,12 @@ class _Builder:
     def _cloud(self) -> None:
         service_accounts = {(o.namespace, o.name): o for o in self.snapshot.of_kind("ServiceAccount")}
         metadata_added = False
+        netpol = NetpolEvaluator(self.snapshot)
         for info in self.pods:
             owner = info.template.owner
             sa_obj = service_accounts.get((owner.namespace, info.template.service_account))
             identity = workload_identity(sa_obj, info.template) if sa_obj is not None else None
-            blocker = wl.egress_blocks_metadata(info.template, self.snapshot)
+            blocker = wl.egress_blocks_metadata(info.template, netpol)
             host_network = info.template.spec.get("hostNetwork") is True
             for ctr, spec in info.containers:
                 names = wl.literal_cloud_env(spec)

@@ -52,9 +52,6 @@ NO_LIMITS = Check(
     "paths.unbounded-compute", "workloads", "Code can run without CPU limit or quota", Severity.LOW,
     "Set CPU limits (or a LimitRange default) and a ResourceQuota in the namespace.", ("T1496",))
 
-ALL_CONDITIONS = (EXPOSED_ENDPOINT, UNAUTH_CONSOLE, RBAC_GRANT, TOKEN_MOUNTED, PRIVILEGED, HOST_PID,
-                  CAPABILITY, HOST_PATH, CLOUD_KEYS, WORKLOAD_IDENTITY, METADATA_REACHABLE, NO_LIMITS)
-
 # Checks of the scan (posture/workloads.py) that state the same condition: their finding is used
 # when the scan raised it, so a choke point names a finding of the report.
 EQUIVALENT_CHECKS: dict[str, tuple[str, ...]] = {

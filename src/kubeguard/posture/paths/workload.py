@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kubeguard.cluster.selectors import label_selector_selects
-from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
+from kubeguard.cluster.snapshot import K8sObject, PodTemplate
+from kubeguard.net.netpol import Endpoint, NetpolEvaluator
 from kubeguard.redact import AWS_KEY_ID
 
 METADATA_IP = ipaddress.ip_address("169.254.169.254")
@@ -37,7 +38,6 @@ WRITE_SENSITIVE = (
     "/etc/cron.d", "/etc/kubernetes", "/var/lib/kubelet", "/var/lib/docker", "/var/lib/containerd",
 )
 KUBELET_PODS = "/var/lib/kubelet/pods"
-PROC_PATHS = ("/proc", "/proc/sys", "/proc/sys/kernel", "/proc/sys/kernel/core_pattern")
 VAR_LOG = "/var/log"
 
 
@@ -173,49 +173,15 @@ def node_placement(pod: PodTemplate, nodes: list[K8sObject]) -> list[str] | None
     return None
 
 
-def egress_blocks_metadata(pod: PodTemplate, snapshot: Snapshot) -> str | None:
-    """The NetworkPolicy that keeps the pod from 169.254.169.254:80, or None when it is reachable.
+def egress_blocks_metadata(pod: PodTemplate, netpol: NetpolEvaluator) -> str | None:
+    """The NetworkPolicy that keeps the pod from 169.254.169.254:80/TCP, or None when it is reachable.
 
-    Egress is denied when some policy selecting the pod restricts egress and no egress rule of any
-    such policy admits the address (an ipBlock containing it, or a rule with no `to`).
+    Decided by the NetworkPolicy evaluator (the one implementation of the API's semantics).
     """
-    restricting: list[K8sObject] = []
-    for policy in snapshot.of_kind("NetworkPolicy"):
-        if policy.namespace != pod.namespace:
-            continue
-        spec = policy.spec
-        if not label_selector_selects(spec.get("podSelector", {}), pod.labels):
-            continue
-        types = spec.get("policyTypes") or (["Ingress", "Egress"] if "egress" in spec else ["Ingress"])
-        if "Egress" not in types:
-            continue
-        restricting.append(policy)
-        for rule in spec.get("egress") or []:
-            if isinstance(rule, dict) and _rule_admits_metadata(rule):
-                return None
-    return f"NetworkPolicy/{restricting[0].namespace}/{restricting[0].name}" if restricting else None
-
-
-def _rule_admits_metadata(rule: dict[str, Any]) -> bool:
-    ports = rule.get("ports")
-    if ports and not any(isinstance(p, dict) and str(p.get("port", 80)) in ("80", "http") for p in ports):
-        return False
-    peers = rule.get("to")
-    if not peers:
-        return True
-    for peer in peers:
-        block = peer.get("ipBlock") if isinstance(peer, dict) else None
-        if not isinstance(block, dict):
-            continue
-        try:
-            if METADATA_IP not in ipaddress.ip_network(str(block.get("cidr")), strict=False):
-                continue
-            excepted = any(METADATA_IP in ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or [])
-        except ValueError:
-            continue
-        if not excepted:
-            return True
-    return False
+    verdict = netpol.evaluate(Endpoint.of_template(pod), Endpoint.external(str(METADATA_IP)), 80, "TCP")
+    if verdict.allowed or not verdict.egress.selecting:
+        return None
+    return f"NetworkPolicy/{verdict.egress.selecting[0]}"
 
 
 def namespace_psa_blocks_privileged(namespace: K8sObject | None) -> bool:

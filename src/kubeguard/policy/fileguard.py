@@ -1,0 +1,175 @@
+"""Denying file opens below /etc for protected containers: fanotify FAN_OPEN_PERM, answered per open.
+
+Runs as its own process (``python -m kubeguard.policy.fileguard``), started by the `Enforcer` while
+at least one workload is in protect: a permission event waits for an answer, so the answering side
+must never wait on anything that could itself be waiting for an answer (the agent's own threads
+open files below /etc; a separate process with its own interpreter answers them at once).
+
+- marks: every directory of the /etc tree (inode marks with FAN_EVENT_ON_CHILD; /etc/ld.so.cache,
+  opened by every dynamic exec on the node, is excluded with an ignore mark);
+- per event: the opener's thread (FAN_REPORT_TID) -> its cgroup (/proc/TID/cgroup); an opener
+  outside the protected containers is allowed at once. Inside one, the file's real path
+  (/proc/self/fd) and the access mode of the open (the blocked thread's /proc/TID/syscall
+  arguments) are checked against the workload's file rules: allowed, or EPERM;
+- the plan comes on stdin, one JSON object per line: ``{"<cgroup path>": [[path, access, action], ...]}``;
+  every denial is a line ``D <tid> <w|r> <path>`` on stdout. End of stdin ends the guard (and its
+  marks: nothing is blocked once the agent is gone).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import select
+import sys
+from pathlib import Path
+
+from kubeguard.cluster.owners import WorkloadRef
+from kubeguard.policy.model import FileRule, WorkloadPolicy
+from kubeguard.sensors.fanotify import (
+    FAN_ALLOW,
+    FAN_CLASS_CONTENT,
+    FAN_CLOEXEC,
+    FAN_DENY,
+    RESPONSE,
+    fanotify_init,
+    fd_path,
+    read_events,
+)
+
+FAN_OPEN_PERM = 0x10000
+FAN_EVENT_ON_CHILD = 0x08000000
+FAN_REPORT_TID = 0x100
+FAN_MARK_IGNORED_MASK = 0x20
+FAN_MARK_IGNORED_SURV_MODIFY = 0x40
+ROOT = "/etc"
+IGNORED = ("/etc/ld.so.cache",)
+MAX_DIRS = 20000
+SYS_OPEN, SYS_OPENAT, SYS_CREAT, SYS_OPENAT2 = 2, 257, 85, 437  # x86_64
+
+
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded once: finding it later would read /etc (ldconfig)
+_LIBC.fanotify_mark.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_uint64, ctypes.c_int, ctypes.c_char_p]
+_LIBC.fanotify_mark.restype = ctypes.c_int
+FAN_MARK_ADD = 0x1
+AT_FDCWD = -100
+
+
+def fanotify_mark(group: int, flags: int, mask: int, path: str) -> None:
+    """Add a mark without touching any file below /etc (OSError on failure)."""
+    if _LIBC.fanotify_mark(group, FAN_MARK_ADD | flags, mask, AT_FDCWD, path.encode()) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), path)
+
+
+def open_is_write(tid: int) -> bool:
+    """Whether the thread blocked in open()/openat()/openat2()/creat() asked for write access."""
+    try:
+        fields = Path(f"/proc/{tid}/syscall").read_text().split()
+        nr = int(fields[0])
+        args = [int(v, 16) for v in fields[1:7]]
+    except (OSError, ValueError, IndexError):
+        return True  # unknown: treat as a write (the stricter check)
+    if nr == SYS_CREAT:
+        return True
+    if nr == SYS_OPEN:
+        return args[1] & 3 != 0
+    if nr == SYS_OPENAT:
+        return args[2] & 3 != 0
+    if nr == SYS_OPENAT2:
+        try:
+            fd = os.open(f"/proc/{tid}/mem", os.O_RDONLY)
+            try:
+                how = os.pread(fd, 8, args[2])
+            finally:
+                os.close(fd)
+            return int.from_bytes(how, "little") & 3 != 0
+        except OSError:
+            return True
+    return True
+
+
+def cgroup_of(tid: int) -> str:
+    try:
+        for line in Path(f"/proc/{tid}/cgroup").read_text().splitlines():
+            if line.startswith("0::"):
+                return line[3:]
+    except OSError:
+        pass
+    return ""
+
+
+def plan_from_json(line: str) -> dict[str, WorkloadPolicy]:
+    """The plan line -> cgroup path -> a policy holding just the file rules."""
+    out: dict[str, WorkloadPolicy] = {}
+    for cgroup, rules in json.loads(line).items():
+        policy = WorkloadPolicy(WorkloadRef("-", "Pod", "-"))
+        policy.files = [FileRule(path=r[0], access=r[1], action=r[2]) for r in rules]
+        out[cgroup] = policy
+    return out
+
+
+def plan_to_json(plan: dict[str, list[FileRule]]) -> str:
+    return json.dumps({cg: [[r.path, r.access, r.action] for r in rules] for cg, rules in plan.items()})
+
+
+def serve() -> int:
+    """The guard process's main loop."""
+    directories = [dirpath for dirpath, _dirs, _files in os.walk(ROOT)][:MAX_DIRS]  # before any mark
+    group = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC | FAN_REPORT_TID)
+    marked = 0
+    for dirpath in directories:
+        try:
+            fanotify_mark(group, 0, FAN_OPEN_PERM | FAN_EVENT_ON_CHILD, dirpath)
+            marked += 1
+        except OSError:
+            continue
+    for path in IGNORED:
+        try:
+            fanotify_mark(group, FAN_MARK_IGNORED_MASK | FAN_MARK_IGNORED_SURV_MODIFY, FAN_OPEN_PERM, path)
+        except OSError:
+            pass
+    plan: dict[str, WorkloadPolicy] = {}
+    stdin = sys.stdin.fileno()
+    buffered = b""
+    out = sys.stdout
+    out.write(f"READY {marked}\n")
+    out.flush()
+    while True:
+        ready, _, _ = select.select([group, stdin], [], [])
+        if stdin in ready:
+            chunk = os.read(stdin, 1 << 20)
+            if not chunk:
+                return 0
+            buffered += chunk
+            while b"\n" in buffered:
+                line, buffered = buffered.split(b"\n", 1)
+                plan = plan_from_json(line.decode())
+                out.write("PLAN\n")
+                out.flush()
+        if group not in ready:
+            continue
+        denials = []
+        for _mask, fd, tid in read_events(os.read(group, 1 << 16)):
+            allow = True
+            try:
+                policy = plan.get(cgroup_of(tid)) if plan else None
+                if policy is not None:
+                    path = fd_path(fd)
+                    write = open_is_write(tid)
+                    allow = policy.file_allowed(path, write)
+                    if not allow:
+                        denials.append(f"D {tid} {'w' if write else 'r'} {path}\n")
+            except Exception:  # never leave an opener hanging
+                allow = True
+            finally:
+                os.write(group, RESPONSE.pack(fd, FAN_ALLOW if allow else FAN_DENY))
+                os.close(fd)
+        if denials:
+            out.write("".join(denials))
+            out.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(serve())
