@@ -76,11 +76,12 @@ def syn_frame(n: int, dport: int = 80) -> bytes:
 
 
 def test_syn_flood_past_max_flows_evicts_in_constant_time_and_counts(tmp_path: Path) -> None:
-    """80,000 SYNs from distinct sources with --max-flows 20000: linear time, evictions counted, alerts kept.
+    """100,000 SYNs from distinct sources with --max-flows 20000: linear time, evictions counted, alerts kept.
 
-    The bound is ~10x the linear runtime and far below the old rescan-per-flow one (~70 s quiet).
+    The bound is ~15x the linear runtime (~3 s on a quiet machine) and half the old rescan-per-flow one
+    (~90 s quiet), so it holds on two busy cores.
     """
-    syns = 80_000
+    syns = 100_000
     path = tmp_path / "synflood.pcap"
     with path.open("wb") as fh:
         w = PcapWriter(fh)
@@ -95,7 +96,7 @@ def test_syn_flood_past_max_flows_evicts_in_constant_time_and_counts(tmp_path: P
     assert result.returncode == 0, result.stderr
     line = summary(result)
     assert f"{syns + 1} flows" in line and f"{syns + 1 - 20000} flows evicted early" in line, line
-    assert seconds < 30, f"{seconds:.1f} s for {syns} SYNs: flow-table eviction is not O(1)"
+    assert seconds < 45, f"{seconds:.1f} s for {syns} SYNs: flow-table eviction is not O(1)"
     assert MINING_RULE in {a["rule"] for a in json_alerts(result)}
     records = [json.loads(line) for line in flows.open()]
     assert len(records) == syns + 1  # every flow, evicted or not, has its record

@@ -212,6 +212,11 @@ class FlowTable:
         self.on_expire(flow)
 
     def flush(self) -> None:
-        """End of input: every remaining flow leaves the table."""
-        while self.flows:
-            self._leave(next(iter(self.flows.values())))
+        """End of input: every remaining flow leaves the table, least recently active first.
+
+        Popped from the recency queues (linked lists): taking the first key of the plain dict again
+        and again would rescan the entries deleted before it, quadratic in the table size.
+        """
+        for queue in (self._closed, self._other, self._tcp):
+            while queue:
+                self._leave(next(iter(queue.values())))

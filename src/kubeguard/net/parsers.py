@@ -9,7 +9,7 @@ callbacks to the engine's `L7Events`; it knows nothing of flows beyond the one i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
 
 from kubeguard.net.flows import Flow
 from kubeguard.net.identify import H2_PREFACE
@@ -72,28 +72,27 @@ DatagramParser = Callable[[L7Events, Flow, bytes], None]
 
 STREAM_PARSERS: dict[str, StreamParserFactory] = {}
 DATAGRAM_PARSERS: dict[str, DatagramParser] = {}
+Entry = TypeVar("Entry")
+
+
+def _register(table: dict[str, Entry], kind: str, protocols: tuple[str, ...]) -> Callable[[Entry], Entry]:
+    def add(entry: Entry) -> Entry:
+        for name in protocols:
+            if name in table:
+                raise ValueError(f"{kind} parser for {name!r} registered twice")
+            table[name] = entry
+        return entry
+    return add
 
 
 def stream_parser(*protocols: str) -> Callable[[StreamParserFactory], StreamParserFactory]:
     """Register a TCP parser factory under `protocols` (a name registered twice is an error)."""
-    def add(factory: StreamParserFactory) -> StreamParserFactory:
-        for name in protocols:
-            if name in STREAM_PARSERS:
-                raise ValueError(f"stream parser for {name!r} registered twice")
-            STREAM_PARSERS[name] = factory
-        return factory
-    return add
+    return _register(STREAM_PARSERS, "stream", protocols)
 
 
 def datagram_parser(*protocols: str) -> Callable[[DatagramParser], DatagramParser]:
     """Register a UDP datagram handler under `protocols` (a name registered twice is an error)."""
-    def add(handler: DatagramParser) -> DatagramParser:
-        for name in protocols:
-            if name in DATAGRAM_PARSERS:
-                raise ValueError(f"datagram parser for {name!r} registered twice")
-            DATAGRAM_PARSERS[name] = handler
-        return handler
-    return add
+    return _register(DATAGRAM_PARSERS, "datagram", protocols)
 
 
 # ---- the built-in parsers ---------------------------------------------------------------------------------------
