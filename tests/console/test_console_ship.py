@@ -181,3 +181,52 @@ def test_two_console_replicas_share_one_postgresql(tmp_path, tls_pair, postgres)
     finally:
         for replica in procs:
             replica.stop()
+
+
+def test_a_console_dying_mid_answer_does_not_end_shipping(tmp_path, tls_pair) -> None:
+    """The console is killed after its headers and before its body (IncompleteRead): the shipper keeps the
+    batch spooled and delivers it to the next answer, instead of its thread dying."""
+    import socket
+    import threading
+
+    cert, key = tls_pair
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(cert, key)
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    delivered: list[int] = []
+
+    def serve() -> None:
+        answers = 0
+        while not delivered:
+            conn, _ = listener.accept()
+            with server_ctx.wrap_socket(conn, server_side=True) as tls:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += tls.recv(65536)
+                head, body = request.split(b"\r\n\r\n", 1)
+                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length")) or 0)
+                while len(body) < length:
+                    body += tls.recv(65536)
+                answers += 1
+                if answers == 1:  # headers promise a body that never comes
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 27\r\nConnection: close\r\n\r\n")
+                    tls.shutdown(socket.SHUT_RDWR)  # as a killed process's socket: closed at once
+                    continue
+                count = len(json.loads(body).get("alerts", [])) if head.startswith(b"POST") else 0
+                reply = json.dumps({"stored": count, "modes": []}).encode()
+                tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                            b"Content-Length: " + str(len(reply)).encode() + b"\r\n\r\n" + reply)
+                if count:
+                    delivered.append(count)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    output = ConsoleOutput(f"https://127.0.0.1:{port}", "kgt_x", Spool(tmp_path / "spool.db"), tls_context(cert),
+                           heartbeat=3600.0, poll=3600.0, timeout=7.0)
+    output.send([Alert(rule="r", priority="Notice", output="o") for _ in range(3)])
+    thread.join(120)
+    output.close(drain=5.0)
+    listener.close()
+    assert delivered == [3] and output.failed_posts >= 1 and output.delivered == 3

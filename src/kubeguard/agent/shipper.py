@@ -16,6 +16,7 @@ answer lists the pods the console wants quarantined; `on_quarantines` callbacks 
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import ssl
@@ -147,6 +148,11 @@ class ConsoleOutput(Output):
                                 self.spool.path)
                 backoff = min(15.0, max(0.5, backoff * 2))
                 continue
+            except Exception:  # a bug must not end shipping for the agent's life: say it loudly, retry later
+                self.failed_posts += 1
+                log.exception("console shipping failed; alerts stay spooled in %s", self.spool.path)
+                backoff = min(15.0, max(0.5, backoff * 2))
+                continue
             if not more:
                 self._wake.wait(min(self.heartbeat, self.poll))
                 self._wake.clear()
@@ -203,6 +209,8 @@ class ConsoleOutput(Output):
             # 401/403: a wrong or revoked token; 422: a record the console refuses. Neither heals by itself:
             # keep the alerts spooled and say so once.
             raise OSError(f"HTTP {exc.code} from {path}") from exc
+        except http.client.HTTPException as exc:  # the console died mid-answer (IncompleteRead, BadStatusLine)
+            raise OSError(f"broken answer from {path}: {type(exc).__name__}") from exc
         if not isinstance(parsed, dict):
             raise OSError(f"{path}: the console answered a JSON {type(parsed).__name__}, not an object")
         return parsed
