@@ -61,6 +61,7 @@ def post(url: str, token: str, cert: Path, path: str, body: dict) -> dict:
 def test_console_in_chromium(tmp_path, tls_pair) -> None:
     require(CHROMIUM is not None and CHROMEDRIVER is not None, "chromium and chromium-driver (Debian packages)")
     from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.expected_conditions import staleness_of
@@ -94,7 +95,16 @@ def test_console_in_chromium(tmp_path, tls_pair) -> None:
         """Click a button that loads a new page and wait until the new page is there."""
         page = browser.find_element(By.TAG_NAME, "html")
         browser.find_element(By.CSS_SELECTOR if css else By.ID, element_id).click()
-        WebDriverWait(browser, 60).until(staleness_of(page))
+
+        def old_page_gone(_: object) -> bool:
+            try:
+                return bool(staleness_of(page)(None))
+            except WebDriverException as exc:  # chromedriver's word for a node of a document that was replaced
+                if "does not belong to the document" in str(exc):
+                    return True
+                raise
+
+        WebDriverWait(browser, 60).until(old_page_gone)
         WebDriverWait(browser, 60).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
     def fill(**fields: str) -> None:
