@@ -26,7 +26,7 @@ from bench.dpi_corpus import VERSION, generate, generate_short_flows
 from bench.record import record
 from kubeguard.net.capture import read_file
 from kubeguard.net.detect.prefilter import needs_values
-from kubeguard.net.engine import Detectors, Engine, EngineConfig
+from kubeguard.net.dpi_engine import Detectors, Engine, EngineConfig
 from kubeguard.net.proto.http import HttpRequestStream
 
 WORK = Path(__file__).resolve().parent / ".work"

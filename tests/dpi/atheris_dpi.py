@@ -14,7 +14,7 @@ import atheris
 with atheris.instrument_imports():
     from kubeguard.net.capture import CaptureError
     from kubeguard.net.decode import Decoder
-    from kubeguard.net.engine import Engine
+    from kubeguard.net.dpi_engine import Engine
     from kubeguard.net.identify import identify
     from kubeguard.net.pcapgen import ether, ip_packets, tcp_segment
     from kubeguard.net.proto.dns import DnsError, parse_message

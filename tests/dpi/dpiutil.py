@@ -8,7 +8,7 @@ from typing import Any
 
 from kubeguard.model import Alert
 from kubeguard.net.capture import read_file
-from kubeguard.net.engine import Detectors, Engine, EngineConfig
+from kubeguard.net.dpi_engine import Detectors, Engine, EngineConfig
 from kubeguard.net.pcapgen import PcapWriter, tcp_conversation, udp_exchange
 
 CLIENT = ("10.244.1.5", 40001)

@@ -7,7 +7,7 @@ import struct
 from dpiutil import run_engine, tcp
 
 from kubeguard.net.decode import Decoder
-from kubeguard.net.engine import EngineConfig
+from kubeguard.net.dpi_engine import EngineConfig
 from kubeguard.net.ipfrag import Defragmenter
 from kubeguard.net.pcapgen import Conversation, ether, ip_packets, tcp_conversation, tcp_segment
 from kubeguard.net.reassembly import TcpStream
@@ -169,7 +169,7 @@ def test_truncated_ipv4_total_length_is_not_trusted() -> None:
 
 def test_per_flow_verdict_is_returned_and_recorded() -> None:
     from kubeguard.net.decode import Decoder
-    from kubeguard.net.engine import Engine
+    from kubeguard.net.dpi_engine import Engine
 
     stratum = b'{"id":1,"method":"mining.subscribe","params":["x"]}\n'
     flows: list[dict[str, object]] = []

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from kubeguard.net.capture import CaptureError, read_file
 from kubeguard.net.decode import Decoder
-from kubeguard.net.engine import Engine, EngineConfig
+from kubeguard.net.dpi_engine import Engine, EngineConfig
 from kubeguard.net.identify import identify
 from kubeguard.net.pcapgen import PcapWriter, dns_query, ether, ip_packets, tcp_conversation, tcp_segment
 from kubeguard.net.proto.dns import DnsError, parse_message

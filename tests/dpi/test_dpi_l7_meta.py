@@ -14,7 +14,7 @@ from test_dpi_identify_wire import _mysql_greeting
 
 from kubeguard.model import Severity
 from kubeguard.net.capture import read_file
-from kubeguard.net.engine import Detectors, Engine
+from kubeguard.net.dpi_engine import Detectors, Engine
 from kubeguard.net.pcapgen import ether, ip_packets, tcp_segment
 from kubeguard.net.types import Detection, HttpRequest
 

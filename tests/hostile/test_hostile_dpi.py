@@ -20,7 +20,7 @@ import pytest
 
 from kubeguard.model import Alert
 from kubeguard.net.decode import TH_SYN
-from kubeguard.net.engine import Engine
+from kubeguard.net.dpi_engine import Engine
 from kubeguard.net.parsers import STREAM_PARSERS
 from kubeguard.net.pcapgen import PcapWriter, ether, ip_packets, tcp_conversation, tcp_segment
 

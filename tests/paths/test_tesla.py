@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kubeguard.cluster.loader import load_path
 from kubeguard.cluster.snapshot import Snapshot
-from kubeguard.posture.engine import run_checks
+from kubeguard.posture.check_runner import run_checks
 from kubeguard.posture.paths.build import build_graph
 from kubeguard.posture.paths.graph import CLOUD_DATA, CLUSTER_ADMIN, COMPUTE_HIJACK, INTERNET
 from kubeguard.posture.paths.query import answer

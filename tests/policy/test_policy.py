@@ -14,8 +14,8 @@ import yaml
 from kubeguard.cluster.owners import WorkloadRef, owner_of
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Event
-from kubeguard.policy.engine import RULE_EGRESS, RULE_FILE, RULE_PROCESS, PolicyEngine
-from kubeguard.policy.model import PolicyError, parse_documents
+from kubeguard.policy.document import PolicyError, parse_documents
+from kubeguard.policy.policy_engine import RULE_EGRESS, RULE_FILE, RULE_PROCESS, PolicyEngine
 from kubeguard.policy.store import PolicyStore
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,8 +11,8 @@ from rules_helpers import engine_from
 from tests.conftest import need_shared_data
 
 from kubeguard.rules import RuleEngine
-from kubeguard.rules import fields as F
-from kubeguard.rules.parser import Check, Word, walk
+from kubeguard.rules import falco_fields as F
+from kubeguard.rules.parser import Comparison, Word, walk
 from kubeguard.rules.treewalk import TreeWalker
 
 
@@ -23,7 +23,7 @@ def _literal_events(engine: RuleEngine, count: int, seed: int) -> list[dict]:
     leaves: list[tuple[str, str, str]] = []
     for rule in engine.rules:
         for node in walk(rule.tree):
-            if not isinstance(node, Check) or node.lhs.field.arg is not None or F.is_multi(node.lhs.field):
+            if not isinstance(node, Comparison) or node.lhs.field.arg is not None or F.is_multi(node.lhs.field):
                 continue
             words = [node.rhs] if isinstance(node.rhs, Word) else node.rhs if isinstance(node.rhs, tuple) else []
             for w in words:

@@ -110,7 +110,7 @@ def test_derived_fields(tmp_path):
 
 def test_field_table_declares_each_field_once():
     """proc.pid.ts was declared string and int (the later silently won); a second declaration now raises."""
-    from kubeguard.rules import fields
+    from kubeguard.rules import falco_fields as fields
 
     assert fields.field_type(fields.FieldRef("proc.pid.ts", None)) == fields.INT
     with pytest.raises(ValueError, match=r"proc\.name declared twice"):

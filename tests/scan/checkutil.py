@@ -43,6 +43,6 @@ def snapshot_from_dir(root: Path) -> Snapshot:
 
 def check_findings(snapshot: Snapshot) -> list[Finding]:
     """Every finding of the posture engine (all registered checks, suppressions applied)."""
-    from kubeguard.posture.engine import run_checks
+    from kubeguard.posture.check_runner import run_checks
 
     return run_checks(snapshot)

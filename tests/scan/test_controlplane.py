@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kubeguard.cluster.loader import load_path
 from kubeguard.model import Severity
-from kubeguard.posture.engine import run_checks
+from kubeguard.posture.check_runner import run_checks
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "scan" / "controlplane"
 CONTROL_PLANE = ("apiserver-", "etcd-", "kubelet-")

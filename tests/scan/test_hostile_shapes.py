@@ -7,7 +7,7 @@ import itertools
 from kubeguard.cluster.snapshot import K8sObject, Snapshot
 from kubeguard.posture.exposure import evaluate_exposure
 from kubeguard.posture.rbac_checks import evaluate_rbac
-from kubeguard.posture.workloads import evaluate_workloads
+from kubeguard.posture.workload_checks import evaluate_workloads
 
 WEIRD = ["x", 7, None, [], {}, ["a", 1, None], {"a": 1}, True]
 

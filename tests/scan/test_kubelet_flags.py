@@ -8,7 +8,7 @@ from pathlib import Path
 from kubeguard.cluster.kubelet_flags import is_flags_file, node_root
 from kubeguard.cluster.loader import load_path
 from kubeguard.model import Severity
-from kubeguard.posture.engine import run_checks
+from kubeguard.posture.check_runner import run_checks
 
 NODES = Path(__file__).resolve().parents[1] / "fixtures" / "scan" / "nodes"
 

@@ -12,7 +12,7 @@ import pytest
 
 from kubeguard.cliutil import UserError
 from kubeguard.cluster.live import load_live
-from kubeguard.posture.engine import run_checks
+from kubeguard.posture.check_runner import run_checks
 from replay import ReplayServer
 
 RECORDED = Path(__file__).resolve().parents[1] / "fixtures" / "scan" / "replay" / "tesla-cluster.json"

@@ -270,7 +270,7 @@ subjects: [{kind: Group, name: "system:authenticated"}]
 
 def test_check_metadata_is_complete() -> None:
     from kubeguard.model import MITRE_ID
-    from kubeguard.posture import exposure, workloads  # noqa: F401  (registers their checks)
+    from kubeguard.posture import exposure, workload_checks  # noqa: F401  (registers their checks)
     from kubeguard.posture.registry import CHECKS
 
     mine = {c for c in CHECKS.values() if c.category in ("rbac", "workloads", "exposure")}

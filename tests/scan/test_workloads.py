@@ -8,7 +8,7 @@ from checkutil import pairs, snapshot_from_yaml
 
 from kubeguard.model import Severity
 from kubeguard.posture.secrets import find_secret
-from kubeguard.posture.workloads import evaluate_workloads, image_pinned
+from kubeguard.posture.workload_checks import evaluate_workloads, image_pinned
 from kubeguard.redact import mask
 
 HARDENED_POD = """

@@ -26,7 +26,7 @@ from kubeguard.agent.enrich import Enricher
 from kubeguard.agent.firewall import describe, start_firewall
 from kubeguard.agent.metrics import AgentMetrics, MetricsServer
 from kubeguard.agent.outputs import JsonLinesOutput, Output, SyslogOutput, WebhookOutput, parse_header
-from kubeguard.agent.pipeline import Pipeline, RuleSet
+from kubeguard.agent.pipeline import Pipeline, RuleMatcher
 from kubeguard.agent.podsource import SA_TOKEN, ApiPodSource, FilePodSource, KubeletPodSource, PodSource
 from kubeguard.agent.sensorrun import SensorRunner, sensor_factory
 from kubeguard.agent.shipper import ConsoleOutput, read_token, tls_context
@@ -35,9 +35,9 @@ from kubeguard.agent.writededupe import WriteDeduper
 from kubeguard.cliutil import UserError, die, stderr
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Alert, Event
+from kubeguard.policy.document import PolicyError
 from kubeguard.policy.enforce import Enforcer
-from kubeguard.policy.engine import PolicyEngine, cgroup_start_time
-from kubeguard.policy.model import PolicyError
+from kubeguard.policy.policy_engine import PolicyEngine, cgroup_start_time
 from kubeguard.policy.store import PolicyStore
 from kubeguard.response.inline import InlineFirewall
 from kubeguard.response.iptables import IptablesError
@@ -122,7 +122,7 @@ def _metrics_token(path: Path | None) -> str | None:
     return read_token(path, "metrics token")
 
 
-def load_rules(paths: list[Path], defaults: bool) -> RuleSet:
+def load_rules(paths: list[Path], defaults: bool) -> RuleMatcher:
     """The rule engine with the default rules (unless disabled) plus `paths`; UserError on bad files.
 
     No rules at all (``--no-default-rules`` without ``--rules``) runs the agent as a recorder:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pwd
 
+from kubeguard.agent.event_values import as_int
 from kubeguard.agent.fdtable import FdTable
-from kubeguard.agent.fields import as_int
 from kubeguard.agent.podsource import PodSource
 from kubeguard.agent.proctable import ProcessTable
 from kubeguard.cluster.cgroups import HOST, CgroupIdentity, CgroupResolver, identity_from_path, identity_of_pid

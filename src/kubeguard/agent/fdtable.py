@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubeguard.agent.fields import as_int
+from kubeguard.agent.event_values import as_int
 
 SocketFields = dict[str, Any]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from kubeguard.agent.enrich import Enricher
-from kubeguard.agent.fields import internal_stripped
+from kubeguard.agent.event_values import internal_stripped
 from kubeguard.agent.metrics import AgentMetrics
 from kubeguard.agent.outputs import Output
 from kubeguard.agent.portscan import PortScanDetector
@@ -49,14 +49,14 @@ GAP_RULE = "Kubeguard agent: sensor gap"
 _STOP = object()
 
 
-class RuleSet(Protocol):
+class RuleMatcher(Protocol):
     """What the pipeline needs from the rule engine."""
 
     def process(self, event: Event) -> list[Alert]: ...
 
 
 class PolicyHook(Protocol):
-    """What the pipeline needs from the workload policy engine (kubeguard.policy.engine)."""
+    """What the pipeline needs from the workload policy engine (kubeguard.policy.policy_engine)."""
 
     def process(self, event: Event) -> list[Alert]: ...
 
@@ -92,7 +92,7 @@ class Pipeline:
     def __init__(
         self,
         enricher: Enricher,
-        rules: RuleSet,
+        rules: RuleMatcher,
         outputs: Sequence[Output] = (),
         store_path: Path | None = None,
         events_out: Path | None = None,

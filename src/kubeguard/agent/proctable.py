@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kubeguard.agent.fields import as_int
+from kubeguard.agent.event_values import as_int
 from kubeguard.cluster.cgroups import CgroupIdentity, identity_from_path, path_from_proc_cgroup
 
 ANCESTRY_DEPTH = 8  # proc.aname[0..7]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kubeguard.cluster.fields import as_dict, dicts
+from kubeguard.cluster.manifest_fields import as_dict, dicts
 
 CONTROLLER_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet", "Pod", "CronJob",
                     "ReplicationController")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeguard.cluster.bounds import InputError, loads_json, read_bounded
-from kubeguard.cluster.fields import as_dict, dicts
+from kubeguard.cluster.manifest_fields import as_dict, dicts
 from kubeguard.cluster.owners import WorkloadRef, owner_of
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.model import Workload

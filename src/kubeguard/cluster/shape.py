@@ -1,6 +1,6 @@
 """Shape of the fields the checks read: a field of the wrong type is a warning naming file:line.
 
-The checks read every field type-safely (`kubeguard.cluster.fields`), so `containers: 5` or
+The checks read every field type-safely (`kubeguard.cluster.manifest_fields`), so `containers: 5` or
 `ports: [null]` cannot crash them; but silently read as "no containers" it would hide a workload.
 `shape_warnings` says so, one line per wrong field: the API server would have refused the object.
 """

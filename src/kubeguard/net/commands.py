@@ -18,7 +18,7 @@ from kubeguard.cliutil import UserError, die, stderr, stdout, stdout_failed, war
 from kubeguard.cluster.podmap import PodMap, PodMapError
 from kubeguard.model import Alert
 from kubeguard.net.capture import CaptureError, CaptureFile, interface_exists, live, read_file
-from kubeguard.net.engine import Engine, EngineConfig
+from kubeguard.net.dpi_engine import Engine, EngineConfig
 from kubeguard.store.alerts import AlertStore, StoreError
 
 STORE_BATCH = 100

@@ -49,7 +49,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeguard.cluster.fields import dicts
+from kubeguard.cluster.manifest_fields import dicts
 from kubeguard.cluster.manifests import field_source
 from kubeguard.cluster.selectors import label_selector_selects
 from kubeguard.cluster.snapshot import K8sObject, LoadProblem, PodTemplate, Snapshot

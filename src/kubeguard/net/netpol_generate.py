@@ -24,7 +24,7 @@ from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.errors import KubeguardError
 from kubeguard.model import Workload
-from kubeguard.policy.engine import POD_SPECIFIC_LABELS
+from kubeguard.policy.policy_engine import POD_SPECIFIC_LABELS
 
 log = logging.getLogger(__name__)
 PROTOCOLS = {"tcp": "TCP", "udp": "UDP", "sctp": "SCTP"}

@@ -14,7 +14,7 @@ import yaml
 
 from kubeguard.cliutil import UserError, die, stdout
 from kubeguard.cluster.owners import WorkloadRef
-from kubeguard.policy.model import MODES, PolicyError, WorkloadPolicy, dump_documents, load_file
+from kubeguard.policy.document import MODES, PolicyError, WorkloadPolicy, dump_documents, load_file
 from kubeguard.policy.netpol import network_policies
 from kubeguard.policy.store import PolicyStore
 

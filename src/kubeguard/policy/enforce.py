@@ -35,10 +35,10 @@ from kubeguard.cluster.cgroups import find_cgroup2_root
 from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.policy.connectguard import Allow, BpfError, ConnectGuard
-from kubeguard.policy.engine import PolicyEngine
+from kubeguard.policy.document import FileRule, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
-from kubeguard.policy.model import FileRule, WorkloadPolicy
+from kubeguard.policy.policy_engine import PolicyEngine
 
 log = logging.getLogger(__name__)
 

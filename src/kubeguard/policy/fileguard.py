@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from kubeguard.cluster.owners import WorkloadRef
-from kubeguard.policy.model import FileRule, WorkloadPolicy
+from kubeguard.policy.document import FileRule, WorkloadPolicy
 from kubeguard.sensors.fanotify import (
     FAN_ALLOW,
     FAN_CLASS_CONTENT,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from kubeguard.cluster.owners import WorkloadRef
-from kubeguard.policy.model import NetRule, WorkloadPolicy, document_name
+from kubeguard.policy.document import NetRule, WorkloadPolicy, document_name
 
 
 def network_policies(policies: list[WorkloadPolicy], everyone: list[WorkloadPolicy] | None = None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubeguard.cluster.owners import WorkloadRef
-from kubeguard.policy.model import PolicyError, WorkloadPolicy, dump_documents, load_file, merge
+from kubeguard.policy.document import PolicyError, WorkloadPolicy, dump_documents, load_file, merge
 
 log = logging.getLogger(__name__)
 LEARNED = "learned"

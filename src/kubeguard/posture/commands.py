@@ -13,7 +13,7 @@ from kubeguard.cluster.loader import load_paths
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.model import Severity, now_iso
 from kubeguard.perf import gc_paused
-from kubeguard.posture.engine import run_checks
+from kubeguard.posture.check_runner import run_checks
 from kubeguard.posture.report import FORMATS, ScanResult, render
 from kubeguard.posture.suppress import Exception_, load_exceptions
 from kubeguard.store.alerts import AlertStore, StoreError

@@ -13,46 +13,46 @@ from pathlib import PurePath
 
 from kubeguard.cluster.snapshot import ComponentConfig, Snapshot, SourceRef
 from kubeguard.model import Finding, Resource, Severity
-from kubeguard.posture.registry import Check, evaluator, register
+from kubeguard.posture.registry import PostureCheck, evaluator, register
 
 CP = "control plane"
 EXPOSED = ("T1133", "MS-TA9005")  # External Remote Services / Exposed sensitive interfaces
 
-APISERVER_ANONYMOUS = Check(
+APISERVER_ANONYMOUS = PostureCheck(
     "apiserver-anonymous-auth", CP, "API server accepts anonymous requests", Severity.MEDIUM,
     "Start kube-apiserver with --anonymous-auth=false (or limit anonymous access to health endpoints "
     "with an AuthenticationConfiguration).", (*EXPOSED, "T1078.001"))
-APISERVER_INSECURE_PORT = Check(
+APISERVER_INSECURE_PORT = PostureCheck(
     "apiserver-insecure-port", CP, "API server serves an unauthenticated insecure port", Severity.CRITICAL,
     "Remove --insecure-port / --insecure-bind-address (or set --insecure-port=0); serve only the TLS port.",
     EXPOSED)
-APISERVER_ALWAYS_ALLOW = Check(
+APISERVER_ALWAYS_ALLOW = PostureCheck(
     "apiserver-authz-always-allow", CP, "API server authorizes every request", Severity.CRITICAL,
     "Set --authorization-mode=Node,RBAC and never include AlwaysAllow.", ("T1078", "MS-TA9005"))
-APISERVER_WEAK_ADMISSION = Check(
+APISERVER_WEAK_ADMISSION = PostureCheck(
     "apiserver-weak-admission", CP, "API server admission control is weakened", Severity.MEDIUM,
     "Enable NodeRestriction (--enable-admission-plugins=NodeRestriction,...) and never AlwaysAdmit.",
     ("T1610",))
-APISERVER_NO_AUDIT = Check(
+APISERVER_NO_AUDIT = PostureCheck(
     "apiserver-no-audit", CP, "API server keeps no audit log", Severity.MEDIUM,
     "Set --audit-policy-file plus --audit-log-path (or --audit-webhook-config-file) on kube-apiserver.",
     ("T1562",))
-ETCD_NO_CLIENT_AUTH = Check(
+ETCD_NO_CLIENT_AUTH = PostureCheck(
     "etcd-no-client-auth", CP, "etcd does not authenticate its clients", Severity.CRITICAL,
     "Serve etcd over TLS with --cert-file/--key-file, --client-cert-auth=true and --trusted-ca-file; "
     "never --auto-tls.", (*EXPOSED, "T1552"))
-KUBELET_ANONYMOUS = Check(
+KUBELET_ANONYMOUS = PostureCheck(
     "kubelet-anonymous-auth", CP, "Kubelet accepts anonymous requests", Severity.HIGH,
     "Set authentication.anonymous.enabled: false in the KubeletConfiguration (or --anonymous-auth=false).",
     (*EXPOSED, "T1609"))
-KUBELET_ALWAYS_ALLOW = Check(
+KUBELET_ALWAYS_ALLOW = PostureCheck(
     "kubelet-authz-always-allow", CP, "Kubelet authorizes every request", Severity.CRITICAL,
     "Set authorization.mode: Webhook (and authentication.webhook.enabled: true) for the kubelet.",
     (*EXPOSED, "T1609"))
-KUBELET_READ_ONLY_PORT = Check(
+KUBELET_READ_ONLY_PORT = PostureCheck(
     "kubelet-read-only-port", CP, "Kubelet serves its unauthenticated read-only port", Severity.MEDIUM,
     "Set readOnlyPort: 0 in the KubeletConfiguration (or --read-only-port=0).", (*EXPOSED, "T1613"))
-KUBELET_NO_CERT_ROTATION = Check(
+KUBELET_NO_CERT_ROTATION = PostureCheck(
     "kubelet-no-cert-rotation", CP, "Kubelet does not rotate its certificates", Severity.LOW,
     "Set rotateCertificates: true (and serverTLSBootstrap: true) in the KubeletConfiguration.", ("T1552.004",))
 
@@ -87,7 +87,7 @@ class _Flags:
         where = self.config.sources.get(flag)
         return f"{shown} ({PurePath(where.file).name}:{where.line})" if where else f"{shown} (default)"
 
-    def finding(self, check: Check, evidence: str, *flags: str, severity: Severity | None = None) -> Finding:
+    def finding(self, check: PostureCheck, evidence: str, *flags: str, severity: Severity | None = None) -> Finding:
         source = next((self.config.sources[f] for f in flags if f in self.config.sources), self.config.source)
         return check.finding(self.resource, evidence, severity=severity, source=source or SourceRef(""))
 

@@ -21,29 +21,29 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from kubeguard.cluster.fields import as_dict, dicts, strings
+from kubeguard.cluster.manifest_fields import as_dict, dicts, strings
 from kubeguard.cluster.selectors import PodLabelIndex
 from kubeguard.cluster.snapshot import K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding, Severity
 from kubeguard.posture.rbac import Subject
 from kubeguard.posture.rbac_checks import dangerous_rights, rbac_index, rights_names
-from kubeguard.posture.registry import Check, evaluator, register
-from kubeguard.posture.workloads import workload_of
+from kubeguard.posture.registry import PostureCheck, evaluator, register
+from kubeguard.posture.workload_checks import workload_of
 
 E = "exposure"
-EXPOSED_SERVICE = Check(
+EXPOSED_SERVICE = PostureCheck(
     "exposed-service", E, "Reachable from outside the cluster", Severity.MEDIUM,
     "Expose only what must face users, through an Ingress with authentication and TLS; use ClusterIP "
     "for everything else and restrict source ranges (loadBalancerSourceRanges).",
     ("T1133",),
 )
-UNAUTHENTICATED_CONSOLE = Check(
+UNAUTHENTICATED_CONSOLE = PostureCheck(
     "unauthenticated-console", E, "Admin console without authentication", Severity.HIGH,
     "Turn authentication on (remove --enable-skip-login / --enable-insecure-login, auth-mode client/sso, "
     "set a token), never expose consoles publicly, and give their service account read-only rights.",
     ("T1133", "T1078", "MS-TA9005"),
 )
-SENSITIVE_PORT = Check(
+SENSITIVE_PORT = PostureCheck(
     "sensitive-port-exposed", E, "Sensitive port exposed without authentication", Severity.HIGH,
     "Keep node, etcd and runtime ports off Services and hostPorts; turn on the datastore's authentication "
     "(requirepass, --auth, xpack security) and restrict access with NetworkPolicy.",

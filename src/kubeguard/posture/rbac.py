@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kubeguard.cluster.fields import dicts, strings
+from kubeguard.cluster.manifest_fields import dicts, strings
 from kubeguard.cluster.selectors import label_selector_selects
 from kubeguard.cluster.snapshot import K8sObject, Snapshot, SourceRef
 

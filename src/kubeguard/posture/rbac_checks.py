@@ -1,6 +1,6 @@
 """The rbac-* checks: dangerous rights, per subject (ServiceAccount, User, Group).
 
-Each check is data (`Check`) plus a list of the requests that make it (`Probe`s); one evaluator
+Each check is data (`PostureCheck`) plus a list of the requests that make it (`Probe`s); one evaluator
 asks the shared `RbacIndex` which of a subject's own grants allow each probe. A subject holding
 cluster-admin (everything, cluster-wide) gets `rbac-cluster-admin` only: the narrower rights it
 implies are named in that finding's evidence instead of raising ten findings about one binding.
@@ -22,7 +22,7 @@ from kubeguard.posture.rbac import (
     RbacIndex,
     Subject,
 )
-from kubeguard.posture.registry import Check, evaluator, register
+from kubeguard.posture.registry import PostureCheck, evaluator, register
 
 _INDEX: list[tuple[Snapshot, int, RbacIndex]] = []
 
@@ -53,64 +53,64 @@ class Probe:
 RBAC = "rbac"
 WRITE = ("create", "update", "patch")
 
-CLUSTER_ADMIN = Check(
+CLUSTER_ADMIN = PostureCheck(
     "rbac-cluster-admin", RBAC, "Subject has cluster-admin rights", Severity.CRITICAL,
     "Bind the subject to a Role with only the verbs and resources it needs; keep cluster-admin for "
     "break-glass humans.",
     ("T1078.003", "MS-TA9019"),
 )
-SECRETS_READ = Check(
+SECRETS_READ = PostureCheck(
     "rbac-secrets-read", RBAC, "Subject can read Secrets", Severity.HIGH,
     "Remove get/list/watch on secrets, or restrict it with resourceNames to the Secrets the workload needs.",
     ("T1552.007", "MS-TA9025"),
 )
-POD_EXEC = Check(
+POD_EXEC = PostureCheck(
     "rbac-pod-exec", RBAC, "Subject can exec or attach into pods", Severity.HIGH,
     "Remove create/get on pods/exec and pods/attach and patch on pods/ephemeralcontainers.",
     ("T1609", "MS-TA9006"),
 )
-POD_CREATE = Check(
+POD_CREATE = PostureCheck(
     "rbac-pod-create", RBAC, "Subject can create pods or workload controllers", Severity.HIGH,
     "Limit who may create or patch pods and controllers; enforce Pod Security Admission 'restricted'.",
     ("T1610", "MS-TA9008"),
 )
-ESCALATE = Check(
+ESCALATE = PostureCheck(
     "rbac-escalate", RBAC, "Subject can escalate its own privileges", Severity.CRITICAL,
     "Remove bind/escalate/impersonate and write access to (Cluster)RoleBindings.",
     ("T1098", "T1078"),
 )
-NODES_PROXY = Check(
+NODES_PROXY = PostureCheck(
     "rbac-nodes-proxy", RBAC, "Subject can reach the kubelet API through nodes/proxy", Severity.HIGH,
     "Remove get/create on nodes/proxy: it bypasses admission and audit and allows exec on any pod.",
     ("T1613", "MS-TA9030"),
 )
-TOKEN_CREATE = Check(
+TOKEN_CREATE = PostureCheck(
     "rbac-token-create", RBAC, "Subject can mint service account tokens", Severity.HIGH,
     "Remove create on serviceaccounts/token and on secrets (service-account-token secrets).",
     ("T1528",),
 )
-CSR_APPROVE = Check(
+CSR_APPROVE = PostureCheck(
     "rbac-csr-approve", RBAC, "Subject can approve certificate signing requests", Severity.HIGH,
     "Remove update/patch on certificatesigningrequests/approval: an approver can issue client certificates.",
     ("T1649",),
 )
-WEBHOOK_CONTROL = Check(
+WEBHOOK_CONTROL = PostureCheck(
     "rbac-webhook-control", RBAC, "Subject can change admission webhooks", Severity.HIGH,
     "Remove write access to mutating/validatingwebhookconfigurations.",
     ("T1546", "MS-TA9015"),
 )
-WILDCARD = Check(
+WILDCARD = PostureCheck(
     "rbac-wildcard", RBAC, "Subject holds a wildcard rule", Severity.MEDIUM,
     "Replace '*' in verbs and resources by explicit lists: wildcards also grant resources added later.",
     ("T1078",),
 )
-ANONYMOUS_CHECK = Check(
+ANONYMOUS_CHECK = PostureCheck(
     "rbac-anonymous", RBAC, "Anonymous or every authenticated user is granted rights", Severity.CRITICAL,
     "Remove bindings to system:anonymous and system:unauthenticated; never give system:authenticated "
     "more than discovery.",
     ("T1078.001", "MS-TA9005"),
 )
-DEFAULT_SA = Check(
+DEFAULT_SA = PostureCheck(
     "rbac-default-sa", RBAC, "A namespace's default service account is granted rights", Severity.MEDIUM,
     "Bind rights to a dedicated service account; every pod that names none runs as 'default'.",
     ("T1528", "MS-TA9016"),
@@ -124,7 +124,7 @@ CONTROLLERS = (("apps", "deployments"), ("apps", "replicasets"), ("apps", "state
                ("apps", "daemonsets"), ("batch", "jobs"), ("batch", "cronjobs"), ("", "replicationcontrollers"))
 
 # The requests that make each narrower check; order is the order findings are reported in.
-PROBES: dict[Check, tuple[Probe, ...]] = {
+PROBES: dict[PostureCheck, tuple[Probe, ...]] = {
     ESCALATE: (
         Probe(("bind", "escalate"), "roles", RBAC_GROUP),
         Probe(("bind", "escalate"), "clusterroles", RBAC_GROUP),
@@ -161,10 +161,10 @@ def evaluate_rbac(snapshot: Snapshot) -> Iterator[Finding]:
         yield from subject_findings(index, subject)
 
 
-def dangerous_rights(index: RbacIndex, subject: Subject, inherited: bool = False) -> dict[Check, list[Grant]]:
+def dangerous_rights(index: RbacIndex, subject: Subject, inherited: bool = False) -> dict[PostureCheck, list[Grant]]:
     """The checks the subject's rights make (cluster-admin first), each with its evidence grants."""
     grants = index.grants(subject, inherited)
-    out: dict[Check, list[Grant]] = {}
+    out: dict[PostureCheck, list[Grant]] = {}
     admin = [g for g in grants if g.cluster_wide and (g.rule.is_full_wildcard or g.role.name == "cluster-admin")]
     if admin:
         out[CLUSTER_ADMIN] = admin
@@ -177,7 +177,7 @@ def dangerous_rights(index: RbacIndex, subject: Subject, inherited: bool = False
     return out
 
 
-def rights_names(rights: dict[Check, list[Grant]]) -> list[str]:
+def rights_names(rights: dict[PostureCheck, list[Grant]]) -> list[str]:
     """Check ids of a subject's dangerous rights; cluster-admin alone when held (it implies the rest)."""
     return [CLUSTER_ADMIN.id] if CLUSTER_ADMIN in rights else [check.id for check in rights]
 
@@ -215,7 +215,7 @@ def subject_findings(index: RbacIndex, subject: Subject) -> Iterator[Finding]:
         yield _finding(ANONYMOUS_CHECK, resource, anonymous)
 
 
-def _anonymous_grants(subject: Subject, own: list[Grant], matched: dict[Check, list[Grant]],
+def _anonymous_grants(subject: Subject, own: list[Grant], matched: dict[PostureCheck, list[Grant]],
                       admin: list[Grant]) -> list[Grant]:
     """Grants that open the API to anyone: any real right for anonymous, a powerful one for everyone."""
     if (subject.kind, subject.name) in (("User", ANONYMOUS), ("Group", UNAUTHENTICATED)):
@@ -230,7 +230,7 @@ def subject_resource(subject: Subject) -> Resource:
     return Resource(subject.kind, subject.name, subject.namespace)
 
 
-def _finding(check: Check, resource: Resource, grants: list[Grant], extra: str = "",
+def _finding(check: PostureCheck, resource: Resource, grants: list[Grant], extra: str = "",
              severity: Severity | None = None) -> Finding:
     evidence = describe_grants(grants)
     return check.finding(resource, evidence + extra, severity=severity, source=grants[0].binding.source)

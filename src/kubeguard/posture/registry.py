@@ -1,8 +1,8 @@
 """Checks are data plus small evaluators.
 
-A `Check` is the stable description of one condition (id, category, title, severity,
+A `PostureCheck` is the stable description of one condition (id, category, title, severity,
 remediation, ATT&CK ids). An evaluator is a function `(Snapshot) -> Iterable[Finding]` that
-may raise findings for several checks; it builds them with `Check.finding(...)` so every
+may raise findings for several checks; it builds them with `PostureCheck.finding(...)` so every
 finding carries its check's metadata. Modules register both at import time; `run_checks`
 runs every registered evaluator.
 """
@@ -19,7 +19,7 @@ CATEGORIES = ("control plane", "exposure", "rbac", "workloads")
 
 
 @dataclass(frozen=True, slots=True)
-class Check:
+class PostureCheck:
     """Stable metadata of one posture check."""
 
     id: str
@@ -60,11 +60,11 @@ class Check:
 
 Evaluator = Callable[[Snapshot], Iterable[Finding]]
 
-CHECKS: dict[str, Check] = {}
+CHECKS: dict[str, PostureCheck] = {}
 EVALUATORS: list[Evaluator] = []
 
 
-def register(*checks: Check) -> None:
+def register(*checks: PostureCheck) -> None:
     """Register checks; an id may be registered once."""
     for check in checks:
         if check.id in CHECKS and CHECKS[check.id] != check:

@@ -17,7 +17,7 @@ from kubeguard.cluster.podmap import PodMap, PodMapError
 from kubeguard.errors import KubeguardError
 from kubeguard.model import Alert, Severity
 from kubeguard.net.commands import AlertSink
-from kubeguard.policy.model import PolicyError
+from kubeguard.policy.document import PolicyError
 from kubeguard.policy.store import PolicyStore
 from kubeguard.response.allowlist import MODES, AllowList, AllowListError, load
 from kubeguard.response.firewall import Firewall

@@ -36,7 +36,7 @@ from kubeguard.model import SEVERITY_FALCO_PRIORITY, Alert, Severity, Workload, 
 from kubeguard.net.alerting import make_alert
 from kubeguard.net.decode import LINK_RAW, TCP, TH_SYN, Decoder, Packet
 from kubeguard.net.detect.dns import registered_domain
-from kubeguard.net.engine import Detectors, Engine, EngineConfig
+from kubeguard.net.dpi_engine import Detectors, Engine, EngineConfig
 from kubeguard.net.flows import Flow
 from kubeguard.net.types import Detection, HttpRequest
 from kubeguard.response.allowlist import AllowList, ConnectionGrant, Decision

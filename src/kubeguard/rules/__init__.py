@@ -6,7 +6,7 @@ Contract used by the agent pipeline::
     alerts = engine.process(event)   # event: dict keyed by Falco field names
 """
 
-from kubeguard.rules.engine import Rule, RuleEngine, default_rule_files
 from kubeguard.rules.loader import RuleLoadError
+from kubeguard.rules.rule_engine import Rule, RuleEngine, default_rule_files
 
 __all__ = ["Rule", "RuleEngine", "RuleLoadError", "default_rule_files"]

@@ -24,9 +24,9 @@ from rich.table import Table
 
 from kubeguard.cliutil import UserError, die, stderr, stdout, warn
 from kubeguard.model import Alert, Severity, format_time_ns, stable_alert_id
-from kubeguard.rules.engine import RuleEngine, build_engine, compile_rules, default_rule_files, read_rules
 from kubeguard.rules.loader import RuleLoadError
 from kubeguard.rules.replay import ReplayStats, read_replay
+from kubeguard.rules.rule_engine import RuleEngine, build_engine, compile_rules, default_rule_files, read_rules
 from kubeguard.store import AlertQuery, AlertStore, StoreError, default_db_path
 
 rules_app = typer.Typer(help="Validate and list Falco-language rules.", no_args_is_help=True)

@@ -17,10 +17,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from kubeguard.rules import fields as F
-from kubeguard.rules.fields import FieldRef, field_type
+from kubeguard.rules import falco_fields as F
+from kubeguard.rules.falco_fields import FieldRef, field_type
 from kubeguard.rules.linear import LinearPattern, linear_pattern
-from kubeguard.rules.parser import And, Check, Const, FieldValue, Node, Not, Or, Word
+from kubeguard.rules.parser import And, Comparison, Const, FieldValue, Node, Not, Or, Word
 
 EVT_TYPE_FIELDS = frozenset({"evt.type", "syscall.type"})
 
@@ -154,7 +154,7 @@ def evt_type_words(node: Node) -> set[str]:
 
     out: set[str] = set()
     for n in walk(node):
-        if isinstance(n, Check) and n.lhs.field.name in EVT_TYPE_FIELDS and not n.lhs.transformers:
+        if isinstance(n, Comparison) and n.lhs.field.name in EVT_TYPE_FIELDS and not n.lhs.transformers:
             if isinstance(n.rhs, Word):
                 out.add(n.rhs.text)
             elif isinstance(n.rhs, tuple):
@@ -164,7 +164,7 @@ def evt_type_words(node: Node) -> set[str]:
 
 def fold(node: Node, evt_type: str | None) -> Node:
     """Replace `evt.type`/`evt.dir` checks by constants for one event type (None: a type no rule names)."""
-    if isinstance(node, Check):
+    if isinstance(node, Comparison):
         return _fold_check(node, evt_type)
     if isinstance(node, Not):
         inner = fold(node.item, evt_type)
@@ -187,7 +187,7 @@ def fold(node: Node, evt_type: str | None) -> Node:
     return node
 
 
-def _fold_check(c: Check, evt_type: str | None) -> Node:
+def _fold_check(c: Comparison, evt_type: str | None) -> Node:
     name = c.lhs.field.name
     if c.lhs.transformers or c.lhs.field.arg is not None or isinstance(c.rhs, FieldValue):
         return c
@@ -295,7 +295,7 @@ class CodeGen:
             code = "(" + " or ".join(self._or_items(node.items)) + ")"
         elif isinstance(node, Not):
             code = f"(not {self.expr(node.item)})"
-        elif isinstance(node, Check):
+        elif isinstance(node, Comparison):
             code = self.check(node)
         else:
             raise CompileError(f"unexpanded macro reference {node!r}")
@@ -305,7 +305,7 @@ class CodeGen:
         """Code of an `or`'s items, with plain string tests on one field merged: `a = x or a in (y, z)`
         becomes one set lookup, `a startswith x or a startswith y` one ``startswith((x, y))``, globs one
         regular expression, `contains` tests one None check."""
-        groups: dict[tuple[str, str], list[Check]] = {}
+        groups: dict[tuple[str, str], list[Comparison]] = {}
         for item in items:
             key = self._mergeable(item)
             if key is not None:
@@ -341,7 +341,7 @@ class CodeGen:
     @staticmethod
     def _mergeable(node: Node) -> tuple[str, str] | None:
         """(field, test) for a plain string check an `or` can merge with its siblings, else None."""
-        if not isinstance(node, Check) or node.lhs.transformers or F.is_multi(node.lhs.field):
+        if not isinstance(node, Comparison) or node.lhs.transformers or F.is_multi(node.lhs.field):
             return None
         if node.op not in ("=", "in", "intersects", "startswith", "endswith", "contains", "glob", "iglob"):
             return None
@@ -396,7 +396,7 @@ class CodeGen:
             return f"({raw} if type({raw}) is {pytype} else {fn}({raw}))"
         return self.memo(f"{fn}({raw})")
 
-    def check(self, c: Check) -> str:
+    def check(self, c: Comparison) -> str:
         ref = c.lhs.field
         kind = field_type(ref)
         if F.is_multi(ref):
@@ -445,7 +445,7 @@ class CodeGen:
             return f"({typed} is not None and {self._compare(typed, tkind, c)})"
         return f"((v := {typed}) is not None and {self._compare('v', tkind, c)})"
 
-    def _compare(self, v: str, kind: str, c: Check) -> str:
+    def _compare(self, v: str, kind: str, c: Comparison) -> str:
         op, rhs = c.op, c.rhs
         what = c.lhs.text
         if isinstance(rhs, FieldValue):
@@ -570,7 +570,7 @@ def plan(trees: list[Node]) -> tuple[list[str], set[str], set[int]]:
     nodes: dict[int, list[int]] = {}  # structural id -> id() of its nodes
 
     def key(node: Node, rule: int) -> int:
-        if isinstance(node, Check):
+        if isinstance(node, Comparison):
             for ref in (node.lhs.field, node.rhs.operand.field if isinstance(node.rhs, FieldValue) else None):
                 if ref is None or ref.arg is not None or ref.name in F.DERIVED:
                     continue

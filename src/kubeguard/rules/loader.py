@@ -15,10 +15,10 @@ import yaml
 from kubeguard.cluster.bounds import InputError, read_bounded
 from kubeguard.model import FALCO_PRIORITIES
 from kubeguard.rules.compiler import CompileError
-from kubeguard.rules.fields import FieldRef, UnknownField, field_type
+from kubeguard.rules.falco_fields import FieldRef, UnknownField, field_type
 from kubeguard.rules.parser import (
     And,
-    Check,
+    Comparison,
     ConditionError,
     FieldValue,
     MacroRef,
@@ -472,14 +472,14 @@ class Expander:
             return Or(tuple(self.expand(i, stack) for i in node.items))
         if isinstance(node, Not):
             return Not(self.expand(node.item, stack))
-        if isinstance(node, Check) and isinstance(node.rhs, tuple):
+        if isinstance(node, Comparison) and isinstance(node.rhs, tuple):
             words: list[Word] = []
             for w in node.rhs:
                 if not w.quoted and w.text in self.rs.lists:
                     words.extend(self.list_words(w.text))
                 else:
                     words.append(w)
-            return Check(node.lhs, node.op, tuple(words))
+            return Comparison(node.lhs, node.op, tuple(words))
         return node
 
     def exceptions_tree(self, rule: RuleDef) -> Node | None:
@@ -510,7 +510,7 @@ class Expander:
 
     def _field(self, text: str, what: str) -> FieldRef:
         node = self.parse(f"{text} exists", what)
-        if not isinstance(node, Check):
+        if not isinstance(node, Comparison):
             raise CompileError(f"{what}: {text!r} is not a field")
         return node.lhs.field
 
@@ -531,12 +531,12 @@ class Expander:
                     words.extend(self.list_words(text))
                 else:
                     words.append(list_item_word(text))
-            return Check(Operand(ref), comp, tuple(words))
+            return Comparison(Operand(ref), comp, tuple(words))
         if single:
             raise CompileError(f"{what}: a single field exception needs comps in, pmatch or intersects")
         if isinstance(value, list | dict):
             raise CompileError(f"{what}: {comp} needs a single value, got {value!r}")
-        return Check(Operand(ref), comp, Word("" if value is None else str(value), quoted=True))
+        return Comparison(Operand(ref), comp, Word("" if value is None else str(value), quoted=True))
 
 
 def list_item_word(item: str) -> Word:
@@ -547,7 +547,7 @@ def list_item_word(item: str) -> Word:
             node = parse_condition(f"x.y = {text}")
         except ConditionError:
             return Word(item, quoted=True)
-        if isinstance(node, Check) and isinstance(node.rhs, Word):
+        if isinstance(node, Comparison) and isinstance(node.rhs, Word):
             return node.rhs
     return Word(item, quoted=True)
 
@@ -557,7 +557,7 @@ def validate_fields(node: Node) -> None:
     for count, n in enumerate(walk(node), 1):
         if count > MAX_EXPANDED_NODES:
             raise CompileError(f"condition expands to more than {MAX_EXPANDED_NODES} nodes")
-        if isinstance(n, Check):
+        if isinstance(n, Comparison):
             field_type(n.lhs.field)
             if isinstance(n.rhs, FieldValue):
                 field_type(n.rhs.operand.field)

@@ -8,7 +8,7 @@ from typing import Any
 
 from kubeguard.model import identity_fields
 from kubeguard.redact import redact
-from kubeguard.rules.fields import FieldRef, UnknownField, field_type, to_str, value_getter
+from kubeguard.rules.falco_fields import FieldRef, UnknownField, field_type, to_str, value_getter
 
 # %field, %field[arg], %(field); Falco also accepts a leading '*' (%*proc.name), which we ignore.
 _TOKEN = re.compile(r"%\*?(\()?([a-zA-Z][a-zA-Z0-9_]*(?:\.[a-zA-Z0-9_]+)+)(\[[^\]]*\])?(?(1)\))")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kubeguard.rules.fields import FieldRef
+from kubeguard.rules.falco_fields import FieldRef
 
 MAX_DEPTH = 100
 UNARY_OPS = frozenset({"exists"})
@@ -77,7 +77,7 @@ class FieldValue:
 
 
 @dataclass(frozen=True, slots=True)
-class Check:
+class Comparison:
     lhs: Operand
     op: str
     rhs: Word | FieldValue | tuple[Word, ...] | None = None
@@ -111,7 +111,7 @@ class Const:
     value: bool
 
 
-Node = Check | MacroRef | And | Or | Not | Const
+Node = Comparison | MacroRef | And | Or | Not | Const
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -212,10 +212,10 @@ class _Parser:
             lhs = self.operand()
         op = self.operator()
         if op in UNARY_OPS:
-            return Check(lhs, op)
+            return Comparison(lhs, op)
         if op in LIST_OPS:
-            return Check(lhs, op, self.list_value())
-        return Check(lhs, op, self.value())
+            return Comparison(lhs, op, self.list_value())
+        return Comparison(lhs, op, self.value())
 
     def operand(self) -> Operand:
         self._skip()

@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from kubeguard.rules.compiler import CodeGen, rule_function
-from kubeguard.rules.engine import Rule
-from kubeguard.rules.parser import And, Check, Const, Node, Not, Or
+from kubeguard.rules.parser import And, Comparison, Const, Node, Not, Or
+from kubeguard.rules.rule_engine import Rule
 
 Leaf = Callable[[Mapping[str, Any]], bool]
 
@@ -25,7 +25,7 @@ class TreeWalker:
         self._gen = CodeGen()
         self._leaves: dict[int, Leaf] = {}
 
-    def _leaf(self, node: Check) -> Leaf:
+    def _leaf(self, node: Comparison) -> Leaf:
         leaf = self._leaves.get(id(node))
         if leaf is None:
             leaf = rule_function(self._gen, f"_leaf{len(self._leaves)}", node)
@@ -41,7 +41,7 @@ class TreeWalker:
             return not self.eval(node.item, event)
         if isinstance(node, Const):
             return node.value
-        if isinstance(node, Check):
+        if isinstance(node, Comparison):
             if node.lhs.field.name == "evt.dir" and node.op in ("=", "!="):
                 from kubeguard.rules.compiler import fold
 

@@ -21,14 +21,14 @@ from kubeguard.cluster.podmap import PodMap
 from kubeguard.cluster.snapshot import Snapshot
 from kubeguard.model import Alert, Finding
 from kubeguard.net.capture import read_file
-from kubeguard.net.engine import Engine
-from kubeguard.posture.engine import run_checks
+from kubeguard.net.dpi_engine import Engine
+from kubeguard.posture.check_runner import run_checks
 from kubeguard.posture.paths.graph import CLOUD_DATA, CLUSTER_ADMIN, COMPUTE_HIJACK, INTERNET
 from kubeguard.posture.paths.query import analyse
 from kubeguard.posture.paths.render import print_answers
 from kubeguard.posture.report import ScanResult, render_table
-from kubeguard.rules.engine import RuleEngine
 from kubeguard.rules.replay import ReplayStats, read_events
+from kubeguard.rules.rule_engine import RuleEngine
 
 HERE = Path(__file__).resolve().parent
 CAPTURE = HERE / "tesla_miner.pcap"  # the miner's traffic (net/tesla_capture.py writes it)

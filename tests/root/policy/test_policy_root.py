@@ -19,7 +19,7 @@ from agentlab import REPO, AgentProcess, describe
 from podlab import Pod, PodLab
 from roothelpers import require
 
-from kubeguard.policy.engine import RULE_EGRESS, RULE_FILE, RULE_PROCESS
+from kubeguard.policy.policy_engine import RULE_EGRESS, RULE_FILE, RULE_PROCESS
 
 pytestmark = pytest.mark.root
 PYTHON = os.path.realpath(sys.executable)

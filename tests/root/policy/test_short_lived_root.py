@@ -16,7 +16,7 @@ from podlab import PodLab
 from roothelpers import require
 from test_policy_root import kubeguard, wait_line
 
-from kubeguard.policy.engine import RULE_PROCESS
+from kubeguard.policy.policy_engine import RULE_PROCESS
 
 pytestmark = pytest.mark.root
 CSRC = Path(__file__).resolve().parent / "csrc"

@@ -18,7 +18,7 @@ from kubeguard.model import Finding
 from kubeguard.net.netpol import NetpolEvaluator
 from kubeguard.posture.exposure import CONSOLES, identity_text
 from kubeguard.posture.paths import conditions as cond
-from kubeguard.posture.paths import workload as wl
+from kubeguard.posture.paths import pod_facts as wl
 from kubeguard.posture.paths.graph import (
     ANY_NODE,
     CLOUD_DATA,

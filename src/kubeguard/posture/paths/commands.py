@@ -75,7 +75,7 @@ def paths_command(
 
 def scan_findings(snapshot: Snapshot) -> list[Finding]:
     """The scan's findings, so that edges are labelled with findings of the scan report."""
-    from kubeguard.posture.engine import run_checks
+    from kubeguard.posture.check_runner import run_checks
 
     return [f for f in run_checks(snapshot) if not f.suppressed]
 

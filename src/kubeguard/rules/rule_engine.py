@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeguard.model import Alert, format_time_ns, now_iso, workload_from_fields
-from kubeguard.rules import fields as F
+from kubeguard.rules import falco_fields as F
 from kubeguard.rules.compiler import CodeGen, CompileError, build_function, evt_type_words, fold, rule_function
 from kubeguard.rules.loader import Expander, Loader, RuleLoadError, RuleSet, UnknownField, validate_fields
 from kubeguard.rules.output import OutputTemplate

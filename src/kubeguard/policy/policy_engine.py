@@ -33,7 +33,7 @@ from typing import Any
 from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Alert, Event
-from kubeguard.policy.model import FileRule, NetRule, Peer, ProcessRule, WorkloadPolicy
+from kubeguard.policy.document import FileRule, NetRule, Peer, ProcessRule, WorkloadPolicy
 from kubeguard.policy.store import PolicyStore
 
 log = logging.getLogger(__name__)

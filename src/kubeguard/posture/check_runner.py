@@ -9,7 +9,7 @@ from kubeguard.model import Finding
 from kubeguard.perf import gc_paused
 
 # Importing a check module registers its checks and evaluators.
-from kubeguard.posture import controlplane, exposure, rbac_checks, workloads  # noqa: F401
+from kubeguard.posture import controlplane, exposure, rbac_checks, workload_checks  # noqa: F401
 from kubeguard.posture.registry import EVALUATORS
 from kubeguard.posture.suppress import Exception_, apply_suppressions
 

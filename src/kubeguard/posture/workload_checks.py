@@ -12,78 +12,78 @@ from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
-from kubeguard.cluster.fields import as_dict, as_list, dicts
+from kubeguard.cluster.manifest_fields import as_dict, as_list, dicts
 from kubeguard.cluster.snapshot import POD_TEMPLATE_PATHS, K8sObject, PodTemplate, Snapshot
 from kubeguard.model import Finding, Resource, Severity, Workload
 from kubeguard.net.netpol import Endpoint, NetpolEvaluator
 from kubeguard.posture.podsecurity import added_capabilities, is_privileged, is_runtime_socket, security_context
 from kubeguard.posture.rbac import Subject
 from kubeguard.posture.rbac_checks import api_grants, dangerous_rights, rbac_index, rights_names
-from kubeguard.posture.registry import Check, evaluator, register
+from kubeguard.posture.registry import PostureCheck, evaluator, register
 from kubeguard.posture.secrets import find_secret
 
 W = "workloads"
-PRIVILEGED = Check(
+PRIVILEGED = PostureCheck(
     "privileged", W, "Privileged container", Severity.HIGH,
     "Remove securityContext.privileged; grant only the capabilities the container needs.",
     ("T1610", "T1611", "MS-TA9018"),
 )
-HOST_NAMESPACE = Check(
+HOST_NAMESPACE = PostureCheck(
     "host-namespace", W, "Pod shares the node's namespaces", Severity.HIGH,
     "Remove hostPID, hostIPC and hostNetwork unless the pod is a node agent that needs them.",
     ("T1611",),
 )
-HOST_PATH = Check(
+HOST_PATH = PostureCheck(
     "host-path", W, "Writable or sensitive hostPath volume", Severity.MEDIUM,
     "Use a PersistentVolume or emptyDir; if a host path is unavoidable mount it readOnly and narrowly.",
     ("T1611", "MS-TA9013"),
 )
-RUNTIME_SOCKET = Check(
+RUNTIME_SOCKET = PostureCheck(
     "runtime-socket", W, "Container runtime socket mounted", Severity.CRITICAL,
     "Never mount docker.sock, containerd.sock or crio.sock: it is root on the node.",
     ("T1611", "T1610"),
 )
-DANGEROUS_CAPABILITY = Check(
+DANGEROUS_CAPABILITY = PostureCheck(
     "dangerous-capability", W, "Dangerous Linux capability added", Severity.HIGH,
     "Drop ALL capabilities and add back only harmless ones (e.g. NET_BIND_SERVICE).",
     ("T1611",),
 )
-PRIVILEGE_ESCALATION = Check(
+PRIVILEGE_ESCALATION = PostureCheck(
     "privilege-escalation-allowed", W, "Privilege escalation allowed", Severity.MEDIUM,
     "Set securityContext.allowPrivilegeEscalation: false.",
     ("T1068",),
 )
-RUN_AS_ROOT = Check(
+RUN_AS_ROOT = PostureCheck(
     "run-as-root", W, "Container may run as root", Severity.MEDIUM,
     "Set runAsNonRoot: true and a non-zero runAsUser.",
     ("T1611",),
 )
-WRITABLE_ROOT_FS = Check(
+WRITABLE_ROOT_FS = PostureCheck(
     "writable-root-fs", W, "Writable root filesystem", Severity.LOW,
     "Set securityContext.readOnlyRootFilesystem: true; mount emptyDir where the app must write.",
     ("T1525",),
 )
-NO_RESOURCE_LIMITS = Check(
+NO_RESOURCE_LIMITS = PostureCheck(
     "no-resource-limits", W, "No CPU or memory limit", Severity.MEDIUM,
     "Set resources.limits.cpu and resources.limits.memory: a miner hides best where nothing caps it.",
     ("T1496", "MS-TA9039"),
 )
-SECRET_IN_ENV = Check(
+SECRET_IN_ENV = PostureCheck(
     "secret-in-env", W, "Credential written literally in the environment", Severity.HIGH,
     "Move the value to a Secret (env.valueFrom.secretKeyRef) or workload identity, and rotate it now.",
     ("T1552.001", "MS-TA9027"),
 )
-SA_TOKEN_AUTOMOUNT = Check(
+SA_TOKEN_AUTOMOUNT = PostureCheck(
     "sa-token-automount", W, "Token of a service account with API rights is mounted", Severity.MEDIUM,
     "Set automountServiceAccountToken: false on the pod (or its service account) unless it calls the API.",
     ("T1528", "MS-TA9016"),
 )
-IMAGE_UNPINNED = Check(
+IMAGE_UNPINNED = PostureCheck(
     "image-unpinned", W, "Image not pinned", Severity.LOW,
     "Use an immutable reference: a version tag, better a digest (image@sha256:...).",
     ("T1525",),
 )
-MISSING_NETWORK_POLICY = Check(
+MISSING_NETWORK_POLICY = PostureCheck(
     "missing-network-policy", W, "Pods not selected by any NetworkPolicy", Severity.MEDIUM,
     "Add a default-deny NetworkPolicy to the namespace and allow only the flows each workload needs.",
     ("T1210", "MS-TA9034"),
@@ -230,7 +230,7 @@ def container_findings(pod: PodTemplate, path: str, container: dict[str, Any],
     resource = Resource(pod.owner.kind, workload.pod, workload.namespace)
     ctx = f"{path}.securityContext"
 
-    def found(check: Check, evidence: str, severity: Severity | None = None) -> Finding:
+    def found(check: PostureCheck, evidence: str, severity: Severity | None = None) -> Finding:
         return check.finding(resource, f"container {name}: {evidence}", severity=severity, workload=workload,
                              source=pod.owner.source)
 
