@@ -1,4 +1,4 @@
-"""The console's central store: alerts from many nodes, agent health, findings, workload policy modes.
+"""The console's central store: alerts from many nodes, agent health, findings, attack paths, flows, policy modes.
 
 Every alert carries a stable id (``uuid``, set where the alert was raised); the column is UNIQUE and
 inserts skip ids already stored, so an agent that resends a batch after a timeout or a console crash
@@ -64,6 +64,19 @@ CREATE TABLE IF NOT EXISTS central_findings (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS central_findings_scan ON central_findings(scan);
+CREATE TABLE IF NOT EXISTS central_paths (
+    id {pk},
+    scan TEXT NOT NULL,
+    time TEXT NOT NULL,
+    node TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS central_flows (
+    id {pk},
+    node TEXT NOT NULL,
+    received TEXT NOT NULL,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS workload_modes (
     namespace TEXT NOT NULL,
     workload TEXT NOT NULL,
@@ -295,6 +308,32 @@ class CentralStore:
         scan = str(latest[0][0])
         rows = self.db.query("SELECT data FROM central_findings WHERE scan = ? ORDER BY id", [scan])
         return scan, [json.loads(r[0]) for r in rows]
+
+    # --- attack paths and flows ---------------------------------------------------------------------
+    def add_paths(self, scan: str, time: str, node: str, document: dict[str, Any]) -> None:
+        """Keep an uploaded `paths -o json` document (the attack-path page shows the latest)."""
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO central_paths (scan, time, node, data) VALUES (?,?,?,?)",
+                       (scan, time, node, json.dumps(document)))
+
+    def paths(self) -> tuple[str, str, dict[str, Any] | None]:
+        """(scan name, upload time, document) of the latest uploaded attack paths."""
+        rows = self.db.query("SELECT scan, time, data FROM central_paths ORDER BY id DESC LIMIT 1")
+        if not rows:
+            return "", "", None
+        scan, time, data = rows[0]
+        return str(scan), str(time), json.loads(data)
+
+    def add_flows(self, node: str, received: str, records: Iterable[dict[str, Any]]) -> int:
+        rows = [(node, received, json.dumps(r)) for r in records]
+        with self.db.transaction() as tx:
+            tx.executemany("INSERT INTO central_flows (node, received, data) VALUES (?,?,?)", rows)
+        return len(rows)
+
+    def flows(self, limit: int) -> list[dict[str, Any]]:
+        """The latest `limit` flow records, oldest first."""
+        rows = self.db.query("SELECT data FROM central_flows ORDER BY id DESC LIMIT ?", [limit])
+        return [json.loads(r[0]) for r in reversed(rows)]
 
     # --- workload policy modes ----------------------------------------------------------------------
     def set_mode(self, namespace: str, workload: str, mode: str, by: str, now: str) -> None:
