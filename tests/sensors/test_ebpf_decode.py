@@ -257,3 +257,10 @@ def test_open_exec_means_created_with_an_execute_bit() -> None:
                         "tracepoint:syscalls:sys_exit_openat", "3", str(0o1 | 0o100), str(0o755), "0", "/tmp/x"])
     event = decode_lines([json.dumps({"type": "printf", "data": line + "\n"})])[0]
     assert (event["evt.is_open_create"], event["evt.is_open_exec"], event["thread.cap_effective"]) == (True, True, "")
+
+
+def test_directory_open_is_a_directory_fd() -> None:
+    line = "\x1f".join(["O", "1", "7", "7", "1", "0", "0", "1", "1", "7", "ls", "tracepoint:syscalls:sys_exit_openat",
+                        "3", str(0o200000 | 0o4000 | 0o2000000), "0", "0", "/root/.ssh"])
+    event = decode_lines([json.dumps({"type": "printf", "data": line + "\n"})])[0]
+    assert (event["fd.type"], event["fd.typechar"], event["evt.is_open_read"]) == ("directory", "d", True)
