@@ -69,7 +69,7 @@ def walk(console: Console, s3_url: str, pool_url: str, python: str) -> None:
     creds: dict[str, str] = {}
 
     def stage_console() -> str:
-        uid, host = (console.shell("id -u; hostname").split() + ["?", "?"])[:2]
+        uid, host = [*console.shell("id -u; hostname").split(), "?", "?"][:2]
         return f"uid {uid} on {host}"
 
     def stage_token() -> str:
