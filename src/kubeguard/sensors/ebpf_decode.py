@@ -99,7 +99,8 @@ LAYOUTS = _layouts(
     Layout.of("AC4", ("probe", str), ("fd", int), ("proto", int), *_INET),
     Layout.of("AC6", ("probe", str), ("fd", int), ("proto", int), *_INET),
     # files
-    Layout.of("O", ("probe", str), ("ret", int), ("flags", int), ("mode", int), ("caps", int), ("path", str)),
+    Layout.of("O", ("probe", str), ("ret", int), ("flags", int), ("mode", int), ("dirfd", int), ("caps", int),
+              ("path", str)),
     Layout.of("CHM", ("probe", str), ("ret", int), ("fd", int), ("mode", int), ("path", str)),
     Layout.of("MF", ("ret", int), ("flags", int), ("name", str)),
     Layout.of("DUP", ("probe", str), ("ret", int), ("oldfd", int), ("newfd", int), ("flags", int), ("imode", int),
@@ -507,6 +508,8 @@ class BpftraceDecoder:
             "evt.is_open_create": creates, "evt.is_open_exec": creates and bool(mode & 0o111),
             "thread.cap_effective": cap_names(f["caps"]),
         })
+        if event["evt.type"] != "open":
+            event["evt.arg.dirfd"] = f["dirfd"]
         return [event]
 
     def _tag_P1(self, f: Fields) -> list[Event]:
