@@ -254,6 +254,14 @@ def test_open_name_is_resolved_and_raw_kept(pathops: list[dict]) -> None:
 
 def test_open_exec_means_created_with_an_execute_bit() -> None:
     line = "\x1f".join(["O", "1", "7", "7", "1", "0", "0", "1", "1", "7", "python3",
-                        "tracepoint:syscalls:sys_exit_openat", "3", str(0o1 | 0o100), str(0o755), "0", "/tmp/x"])
+                        "tracepoint:syscalls:sys_exit_openat", "3", str(0o1 | 0o100), str(0o755), "5", "0", "x"])
     event = decode_lines([json.dumps({"type": "printf", "data": line + "\n"})])[0]
     assert (event["evt.is_open_create"], event["evt.is_open_exec"], event["thread.cap_effective"]) == (True, True, "")
+    assert (event["evt.arg.dirfd"], event["fd.name"], event["fd.nameraw"]) == (5, "x", "x")  # relative: as written
+
+
+def test_directory_open_is_a_directory_fd() -> None:
+    line = "\x1f".join(["O", "1", "7", "7", "1", "0", "0", "1", "1", "7", "ls", "tracepoint:syscalls:sys_exit_openat",
+                        "3", str(0o200000 | 0o4000 | 0o2000000), "0", "-100", "0", "/root/.ssh"])
+    event = decode_lines([json.dumps({"type": "printf", "data": line + "\n"})])[0]
+    assert (event["fd.type"], event["fd.typechar"], event["evt.is_open_read"]) == ("directory", "d", True)

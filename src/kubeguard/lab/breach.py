@@ -63,11 +63,13 @@ class BreachLab:
         self._made: list[tuple[str, str]] = []  # (netns, host veth) of every pod made, for leftovers()
         self._cgroups: list[Path] = []
         self._logs: list[IO[bytes]] = []
+        self.firewall_queue: int | None = None  # set by whoever starts the agent's firewall
 
     # -- building --------------------------------------------------------------------------------
     def build(self, progress: Callable[[str], None] = lambda _: None) -> None:
         """Make the pods and start every service; returns once all of them answer."""
         self.work.mkdir(parents=True, exist_ok=True)
+        self._write_record()
         ns, name, replica_set = DASHBOARD
         self.dashboard = self._pod(name, namespace=ns, labels={"k8s-app": "kubernetes-dashboard",
                                                                "pod-template-hash": "5d9c7f"},
@@ -103,6 +105,7 @@ class BreachLab:
         pod = self.pods.pod(name, **kwargs)
         self._made.append((pod.netns, pod.host_veth))
         self._cgroups.extend([pod.cgroup_v2, *pod.cgroup_v1.values()])
+        self._write_record()
         return pod
 
     def _metadata_route(self) -> None:
@@ -172,23 +175,45 @@ class BreachLab:
             fh.close()
         self._logs.clear()
 
+    def record(self) -> dict[str, Any]:
+        """What this lab made on the host (also written to lab.json as it is made, for checks from outside)."""
+        return {"netns": [ns for ns, _ in self._made], "veths": [veth for _, veth in self._made],
+                "cgroups": [str(path) for path in self._cgroups], "table": self.table,
+                "firewall_queue": self.firewall_queue}
+
+    def _write_record(self) -> None:
+        tmp = self.work / ".lab.json.tmp"
+        tmp.write_text(json.dumps(self.record()))
+        tmp.replace(self.work / "lab.json")
+
     def leftovers(self) -> list[str]:
         """What of this lab is still on the host (empty after a complete teardown)."""
-        left: list[str] = []
-        netns = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
-        for ns, veth in self._made:
-            if ns in netns:
-                left.append(f"network namespace {ns}")
-            if subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode == 0:
-                left.append(f"veth {veth}")
-        left.extend(f"cgroup {path}" for path in self._cgroups if path.exists() or path.parent.exists())
-        rules = subprocess.run(["ip", "rule", "list"], capture_output=True, text=True).stdout
-        if f"lookup {self.table}" in rules:
-            left.append(f"ip rule to table {self.table}")
-        routes = subprocess.run(["ip", "route", "show", "table", str(self.table)], capture_output=True, text=True)
-        if routes.stdout.strip():
-            left.append(f"routes in table {self.table}")
-        return left
+        return leftovers(self.record())
+
+
+def leftovers(record: dict[str, Any]) -> list[str]:
+    """What of a lab's record (`BreachLab.record()`, lab.json) is still on the host."""
+    left: list[str] = []
+    netns = set(subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split())
+    left.extend(f"network namespace {ns}" for ns in record["netns"] if ns in netns)
+    left.extend(f"veth {veth}" for veth in record["veths"]
+                if subprocess.run(["ip", "link", "show", veth], capture_output=True).returncode == 0)
+    left.extend(f"cgroup {path}" for path in map(Path, record["cgroups"]) if path.exists() or path.parent.exists())
+    table = record["table"]
+    if f"lookup {table}" in subprocess.run(["ip", "rule", "list"], capture_output=True, text=True).stdout:
+        left.append(f"ip rule to table {table}")
+    if subprocess.run(["ip", "route", "show", "table", str(table)], capture_output=True, text=True).stdout.strip():
+        left.append(f"routes in table {table}")
+    if record.get("firewall_queue") is not None:
+        left.extend(f"iptables chain {chain}" for chain in firewall_chains(int(record["firewall_queue"])))
+    return left
+
+
+def firewall_chains(queue: int) -> list[str]:
+    """The agent's iptables chains for NFQUEUE `queue` still in the filter table (KG-FW<queue>, KG-FW<queue>-*)."""
+    out = subprocess.run(["iptables", "-w", "-S"], capture_output=True, text=True).stdout
+    names = {line.split()[1] for line in out.splitlines() if line.startswith("-N ")}
+    return sorted(n for n in names if n == f"KG-FW{queue}" or n.startswith(f"KG-FW{queue}-"))
 
 
 def _ip(*args: str, check: bool = True) -> None:

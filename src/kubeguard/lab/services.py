@@ -2,7 +2,7 @@
 
 - ``console``: the open dashboard: POST /api/v1/exec runs a command in a shell with a terminal, no
   authentication (the 2018 door). It first makes the pod's own mounts (private mount namespace from
-  `unshare -m`): a service-account token under /run/secrets, an empty /home and /tmp, the lab's hosts file;
+  `unshare -m`): a service-account token under /run/secrets, an empty /root and /tmp, the lab's hosts file;
 - ``metadata``: the cloud instance metadata service (IMDSv1) on 169.254.169.254:80, handing out the
   node role's temporary credentials;
 - ``objectstore``: moto's S3 server holding the "telemetry" bucket; only the node role's key is accepted;
@@ -36,10 +36,10 @@ ROLE_NAME = "eks-node-role"
 BUCKET = "telemetry"
 REGION = "us-east-1"
 SA_TOKEN_DIR = Path("/run/secrets/kubernetes.io/serviceaccount")
-POD_HOME = Path("/home/kubernetes-dashboard")  # the console's $HOME (on a pod-private /home)
 MS_BIND = 4096
 MS_PRIVATE = 1 << 18
 MS_REC = 16384
+MNT_DETACH = 2
 
 
 class JsonLog:
@@ -66,16 +66,28 @@ def _mount(source: str, target: str, fstype: str | None, flags: int) -> None:
 
 
 def pod_mounts(hosts: str, token: str) -> None:
-    """Make this (unshared) mount namespace look like a pod's: token, empty /home and /tmp, the lab's hosts.
+    """Make this (unshared) mount namespace look like a pod's: token, an empty /root and /tmp, the lab's hosts.
 
-    Nothing of it is visible on the host: every mount is in the pod's private mount namespace.
+    Nothing of it is visible on the host: every mount is in the pod's private mount namespace. The
+    directories of /root that this Python runs from (e.g. a pyenv install) are bound back into the new
+    /root, so the pod's processes still start.
     """
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     _mount(hosts, "/etc/hosts", None, MS_BIND)
-    for target in ("/run", "/home", "/tmp"):
+    for target in ("/run", "/tmp"):
         _mount("kg-lab", target, "tmpfs", 0)
-    POD_HOME.mkdir()
-    os.environ["HOME"] = str(POD_HOME)
+    host_root = Path("/tmp/.host-root")
+    host_root.mkdir()
+    _mount("/root", str(host_root), None, MS_BIND | MS_REC)
+    _mount("kg-lab", "/root", "tmpfs", 0)
+    for needed in sorted({Path(p).relative_to("/root").parts[0] for p in (sys.prefix, sys.base_prefix, *sys.path)
+                          if p.startswith("/root/") and Path(p).relative_to("/root").parts}):
+        (Path("/root") / needed).mkdir()
+        _mount(str(host_root / needed), str(Path("/root") / needed), None, MS_BIND | MS_REC)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.umount2(str(host_root).encode(), MNT_DETACH)
+    host_root.rmdir()
+    os.environ["HOME"] = "/root"
     SA_TOKEN_DIR.mkdir(parents=True)
     (SA_TOKEN_DIR / "token").write_text(token)
     (SA_TOKEN_DIR / "namespace").write_text("kube-system")

@@ -44,6 +44,7 @@ ID_ARGS = {
     "setresuid": ("ruid", "euid", "suid"), "setresgid": ("rgid", "egid", "sgid"),
 }
 O_CREAT = 0o100
+O_DIRECTORY = 0o200000
 S_IFMT = 0o170000
 FILE_TYPES = {0o140000: "unix", 0o100000: "file", 0o010000: "pipe", 0o040000: "directory", 0o020000: "file",
               0o060000: "file", 0o120000: "file"}
@@ -98,7 +99,8 @@ LAYOUTS = _layouts(
     Layout.of("AC4", ("probe", str), ("fd", int), ("proto", int), *_INET),
     Layout.of("AC6", ("probe", str), ("fd", int), ("proto", int), *_INET),
     # files
-    Layout.of("O", ("probe", str), ("ret", int), ("flags", int), ("mode", int), ("caps", int), ("path", str)),
+    Layout.of("O", ("probe", str), ("ret", int), ("flags", int), ("mode", int), ("dirfd", int), ("caps", int),
+              ("path", str)),
     Layout.of("CHM", ("probe", str), ("ret", int), ("fd", int), ("mode", int), ("path", str)),
     Layout.of("MF", ("ret", int), ("flags", int), ("name", str)),
     Layout.of("DUP", ("probe", str), ("ret", int), ("oldfd", int), ("newfd", int), ("flags", int), ("imode", int),
@@ -495,15 +497,19 @@ class BpftraceDecoder:
         path = absolute_name(raw)
         directory, filename = posixpath.split(path)
         creates = bool(flags & O_CREAT)
+        is_dir = flags & O_DIRECTORY == O_DIRECTORY
         event.update({
-            "fd.num": ret if ret >= 0 else -1, "fd.name": path, "fd.nameraw": raw, "fd.type": "file",
-            "fd.typechar": "f", "fd.directory": directory, "fd.filename": filename,
+            "fd.num": ret if ret >= 0 else -1, "fd.name": path, "fd.nameraw": raw,
+            "fd.type": "directory" if is_dir else "file", "fd.typechar": "d" if is_dir else "f",
+            "fd.directory": directory, "fd.filename": filename,
             "evt.arg.name": path, "evt.arg.flags": open_flags(flags), "evt.rawarg.flags": flags,
             "evt.arg.mode": mode, "evt.arg.fd": ret,
             "evt.is_open_read": access in (0, 2), "evt.is_open_write": access in (1, 2),
             "evt.is_open_create": creates, "evt.is_open_exec": creates and bool(mode & 0o111),
             "thread.cap_effective": cap_names(f["caps"]),
         })
+        if event["evt.type"] != "open":
+            event["evt.arg.dirfd"] = f["dirfd"]
         return [event]
 
     def _tag_P1(self, f: Fields) -> list[Event]:
