@@ -69,7 +69,8 @@ def walk(console: Console, s3_url: str, pool_url: str, python: str) -> None:
     creds: dict[str, str] = {}
 
     def stage_console() -> str:
-        return console.shell("id -u; hostname").split()[0]
+        uid, host = [*console.shell("id -u; hostname").split(), "?", "?"][:2]
+        return f"uid {uid} on {host}"
 
     def stage_token() -> str:
         token = console.shell("cat /var/run/secrets/kubernetes.io/serviceaccount/token").strip()

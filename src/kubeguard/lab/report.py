@@ -21,7 +21,9 @@ def _clock(stamp: float | None) -> str:
 def _detected(stage: StageResult) -> str:
     if stage.detected is None:
         return "no" if stage.status in ("done", "blocked", "failed") else "-"
-    return f"yes, +{stage.delay:.1f} s" if stage.delay is not None else "yes"
+    if stage.delay is None:
+        return "yes"
+    return f"yes, +{stage.delay * 1000:.0f} ms" if stage.delay < 1 else f"yes, +{stage.delay:.1f} s"
 
 
 def timeline_table(result: LiveResult) -> Table:
