@@ -64,7 +64,9 @@ class FalcoLab:
     work: Path
 
     @classmethod
-    def start(cls, work: Path, enable: tuple[str, ...] = ()) -> FalcoLab:
+    def start(cls, work: Path, enable: tuple[str, ...] = (), options: tuple[str, ...] = ()) -> FalcoLab:
+        """`enable`: rule names switched on by a later rules file (`enabled: true`); `options`: Falco's
+        `-o rules[].enable.rule=NAME` selections passed to the agent."""
         files = rule_files()
         need_podlab()
         extra: list[str] = ["--no-default-rules"]
@@ -75,6 +77,8 @@ class FalcoLab:
             work.mkdir(parents=True, exist_ok=True)
             override.write_text("".join(f"- rule: {name}\n  enabled: true\n" for name in enable))
             extra += ["--rules", str(override)]
+        for option in options:
+            extra += ["-o", option]
         pods = PodLab()
         pods_file = pods.write_pods(work / "pods.json")
         try:
