@@ -2,7 +2,8 @@
 
 Two layers, each against the same peer measured in the same run:
 - **store**: N agent processes each call `CentralStore.add_alerts` with batches of 1,000 alerts (unique
-  ids, ``ON CONFLICT DO NOTHING``; PostgreSQL: one ``INSERT ... SELECT FROM unnest(...)`` per batch);
+  ids; PostgreSQL: COPY straight into the table, or through a temp table and ``ON CONFLICT DO NOTHING``
+  when a batch carries an id already stored);
 - **end to end**: N agent processes post the same batches to a real `kubeguard console` process
   (one uvicorn worker) over HTTPS with keep-alive, exactly as `kubeguard agent --console` does;
 - **peer**: PostgreSQL's own bulk path, ``COPY`` of the same rows into an identical table without the

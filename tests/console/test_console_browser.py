@@ -19,6 +19,7 @@ from pathlib import Path
 from tests.conftest import require
 from tests.console.conftest import free_port
 from tests.console.consolelab import ADMIN_PASSWORD, SETUP_TOKEN, Codes, ConsoleProcess
+from tests.console.test_console_maps import flow_records, tesla_paths
 
 from kubeguard.agent.shipper import ConsoleOutput, tls_context
 from kubeguard.agent.spool import Spool
@@ -124,6 +125,9 @@ def test_console_in_chromium(tmp_path, tls_pair) -> None:
             {"id": "f2", "check": "KG-RBAC-SECRETS", "title": "Service account can read all secrets",
              "severity": "HIGH", "resource": {"kind": "ClusterRoleBinding", "namespace": "", "name": "shop-reader"},
              "remediation": "Bind a Role limited to the secrets the workload needs"}]})
+        post(console.url, agent_token, cert, "/api/agent/paths", {"scan": "tesla lab", "document": tesla_paths()})
+        (tmp_path / "flows").mkdir()
+        post(console.url, agent_token, cert, "/api/agent/flows", {"flows": flow_records(tmp_path / "flows")})
 
         # first run: every page leads to the setup form
         browser.get(console.url + "/alerts")
@@ -180,6 +184,17 @@ def test_console_in_chromium(tmp_path, tls_pair) -> None:
             browser.get(console.url + page)
             assert text in browser.find_element(By.TAG_NAME, "main").text
             shot(name)
+        browser.get(console.url + "/paths")
+        graph = browser.find_element(By.CSS_SELECTOR, "#attack-graph svg")
+        assert graph.is_displayed() and graph.size["width"] > 400
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#attack-graph g.node")) >= 5
+        assert "Internet" in browser.find_element(By.ID, "questions").text
+        shot("attack-paths")
+        browser.get(console.url + "/flows")
+        flow_map = browser.find_element(By.CSS_SELECTOR, "#flow-map svg")
+        assert flow_map.is_displayed() and len(flow_map.find_elements(By.TAG_NAME, "rect")) == 8
+        assert "http/tcp:8080" in browser.find_element(By.ID, "edges").text
+        shot("flow-map")
         browser.get(console.url + "/admin")
         audit = browser.find_element(By.ID, "audit").text
         assert "policy.mode" in audit and "quarantine.release" in audit and "enrol" in audit

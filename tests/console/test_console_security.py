@@ -41,7 +41,9 @@ def test_every_route_needs_a_session_or_token(tmp_path) -> None:
     _admin, _ = admin_client(app)  # an admin exists: anonymous pages redirect to /login
     anon = client(app)
     checked = 0
+    walked = set()
     for method, path, _route in routes(app):
+        walked.add(path)
         if path in PUBLIC_PATHS:
             continue
         answer = anon.request(method, path, follow_redirects=False)
@@ -52,6 +54,7 @@ def test_every_route_needs_a_session_or_token(tmp_path) -> None:
         assert "alerts" not in answer.text
         checked += 1
     assert checked >= 20
+    assert {"/paths", "/flows", "/api/paths", "/api/flowmap", "/api/agent/paths", "/api/agent/flows"} <= walked
     # a made-up session cookie or bearer token is nobody
     anon.cookies.set(SESSION_COOKIE, "forged", domain="testserver")
     assert anon.get("/api/alerts").status_code == 401

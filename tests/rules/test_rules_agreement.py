@@ -157,8 +157,9 @@ def test_multi_valued_net_tests_agree_with_tree_walk(tmp_path, condition):
 
 
 @pytest.mark.parametrize(("name", "expected"), [
-    ("/var/log/x", True), ("/var/log/sub/x", False), ("/a/bc", True), ("/a/bcd", False), ("/srv/secret.txt", True),
-    ("/srv/my-token", True), ("/srv/KEY.PEM", True), ("/etc/passwd", True), ("/ETC/x/y", False), ("/srv/x", False),
+    # fnmatch(3) without flags, as libsinsp: `*` crosses `/`
+    ("/var/log/x", True), ("/var/log/sub/x", True), ("/a/bc", True), ("/a/bcd", False), ("/srv/secret.txt", True),
+    ("/srv/my-token", True), ("/srv/KEY.PEM", True), ("/etc/passwd", True), ("/ETC/x/y", True), ("/srv/x", False),
     (None, False),
 ])
 def test_merged_glob_and_contains_tests(tmp_path, name, expected):

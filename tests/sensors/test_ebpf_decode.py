@@ -216,3 +216,52 @@ def test_field_table_matches_every_printf_of_the_program() -> None:
     assert set(printed) == set(LAYOUTS)
     for tag, counts in printed.items():
         assert counts == {len(LAYOUTS[tag].fields)}, (tag, counts, list(LAYOUTS[tag].fields))
+
+
+PATHOPS = Path(__file__).parent / "data" / "bpftrace-pathops.jsonl"  # recorded: ln -s, ln, mv, rm, mkdir, ...
+
+
+@pytest.fixture(scope="module")
+def pathops() -> list[dict]:
+    return decode_lines(PATHOPS.read_text().splitlines())
+
+
+def test_link_rename_unlink_mkdir_carry_falcos_argument_names(pathops: list[dict]) -> None:
+    symlink = one(pathops, evt__type="symlinkat")
+    assert (symlink["evt.arg.target"], symlink["evt.arg.linkpath"], symlink["evt.arg.linkdirfd"]) == (
+        "/etc/shadow", "s1", -100)
+    link = one(pathops, evt__type="linkat")
+    assert (link["evt.arg.oldpath"], link["evt.arg.newpath"], link["evt.arg.flags"]) == ("/etc/hostname", "h1", "0")
+    rename = one(pathops, evt__type="renameat2")
+    assert (rename["evt.arg.oldpath"], rename["evt.arg.newpath"], rename["evt.arg.flags"]) == (
+        "a", "b", "RENAME_NOREPLACE")
+    unlink = one(pathops, evt__type="unlinkat")
+    assert (unlink["evt.arg.name"], unlink["evt.arg.dirfd"], unlink["evt.rawres"]) == ("b", -100, 0)
+    assert one(pathops, evt__type="mkdir")["evt.arg.path"] == "d"
+    assert one(pathops, evt__type="rmdir")["evt.arg.path"] == "d"
+
+
+def test_open_name_is_resolved_and_raw_kept(pathops: list[dict]) -> None:
+    traversal = one(pathops, fd__nameraw="/var/../etc/hostname")
+    assert (traversal["fd.name"], traversal["fd.directory"], traversal["evt.arg.name"]) == (
+        "/etc/hostname", "/etc", "/etc/hostname")
+    assert "CAP_SYS_ADMIN" in traversal["thread.cap_effective"]
+    assert one(pathops, fd__name="/proc/self/environ")["evt.is_open_read"] is True
+    created = one(pathops, fd__name="trunc")
+    assert created["evt.arg.flags"] == "O_WRONLY|O_CREAT|O_TRUNC"
+    assert (created["evt.is_open_create"], created["evt.is_open_exec"]) == (True, False)  # mode 0666
+
+
+def test_open_exec_means_created_with_an_execute_bit() -> None:
+    line = "\x1f".join(["O", "1", "7", "7", "1", "0", "0", "1", "1", "7", "python3",
+                        "tracepoint:syscalls:sys_exit_openat", "3", str(0o1 | 0o100), str(0o755), "5", "0", "x"])
+    event = decode_lines([json.dumps({"type": "printf", "data": line + "\n"})])[0]
+    assert (event["evt.is_open_create"], event["evt.is_open_exec"], event["thread.cap_effective"]) == (True, True, "")
+    assert (event["evt.arg.dirfd"], event["fd.name"], event["fd.nameraw"]) == (5, "x", "x")  # relative: as written
+
+
+def test_directory_open_is_a_directory_fd() -> None:
+    line = "\x1f".join(["O", "1", "7", "7", "1", "0", "0", "1", "1", "7", "ls", "tracepoint:syscalls:sys_exit_openat",
+                        "3", str(0o200000 | 0o4000 | 0o2000000), "0", "-100", "0", "/root/.ssh"])
+    event = decode_lines([json.dumps({"type": "printf", "data": line + "\n"})])[0]
+    assert (event["fd.type"], event["fd.typechar"], event["evt.is_open_read"]) == ("directory", "d", True)

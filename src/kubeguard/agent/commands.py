@@ -43,12 +43,14 @@ from kubeguard.response.inline import InlineFirewall
 from kubeguard.response.iptables import IptablesError
 from kubeguard.response.remote import QuarantineApplier
 from kubeguard.rules import RuleEngine, RuleLoadError
+from kubeguard.rules.commands import OPTION_HELP, selections_of
 from kubeguard.store.alerts import StoreError, default_db_path
 
 
 def agent(
     rules: list[Path] = typer.Option([], "--rules", help="Extra Falco rules file (repeatable)."),
     no_default_rules: bool = typer.Option(False, "--no-default-rules", help="Load only the --rules files."),
+    option: list[str] = typer.Option([], "-o", "--option", help=OPTION_HELP),
     events_out: Path | None = typer.Option(None, "--events-out", help="Write every enriched event (replay format)."),
     alerts_out: str = typer.Option("-", "--alerts-out", help="Falco JSON lines file for alerts ('-' = stdout)."),
     pods: Path | None = typer.Option(None, "--pods", help="Pods map file (Snapshot JSON or a List of Pods)."),
@@ -96,7 +98,8 @@ def agent(
 ) -> None:
     """Run the node agent: kernel events -> pods -> rules -> alerts (store, stdout/file, webhook, syslog)."""
     config = AgentConfig(
-        rules=rules, defaults=not no_default_rules, events_out=events_out, alerts_out=alerts_out, pods=pods,
+        rules=rules, defaults=not no_default_rules, rule_options=option, events_out=events_out, alerts_out=alerts_out,
+        pods=pods,
         sensor=sensor, fanotify=fanotify, store=db or store or default_db_path(), metrics_port=metrics_port,
         metrics_host=metrics_host, webhook=webhook, webhook_headers=webhook_header, syslog=syslog, node=node,
         queue_size=queue_size, drop_report_interval=drop_report_interval, duration=duration,
@@ -122,18 +125,23 @@ def _metrics_token(path: Path | None) -> str | None:
     return read_token(path, "metrics token")
 
 
-def load_rules(paths: list[Path], defaults: bool) -> RuleMatcher:
-    """The rule engine with the default rules (unless disabled) plus `paths`; UserError on bad files.
+def load_rules(paths: list[Path], defaults: bool, options: list[str] | None = None) -> RuleMatcher:
+    """The rule engine with the default rules (unless disabled) plus `paths`, then Falco's `rules[]`
+    selection `options` (`-o rules[].enable.rule=NAME`); UserError on bad files or options.
 
     No rules at all (``--no-default-rules`` without ``--rules``) runs the agent as a recorder:
     events are enriched and logged, only the agent's own alerts (drops, gaps) are raised.
     """
+    selections = selections_of(options or [])
     if not paths and not defaults:
         return NoRules()
     try:
-        engine = RuleEngine.load(paths or None, include_defaults=defaults)
+        engine = RuleEngine.load(paths or None, include_defaults=defaults, selections=selections)
     except RuleLoadError as exc:  # one line: the first problem as file:line, and how many more
         raise UserError(str(exc)) from exc
+    for w in engine.warnings:
+        if w.startswith("option "):
+            stderr.print(f"kubeguard agent: warning: {w}", markup=False)
     stderr.print(f"kubeguard agent: {len(engine.rules)} rules loaded"
                  f"{f' ({len(engine.warnings)} load warnings)' if engine.warnings else ''}", markup=False)
     return engine
@@ -220,7 +228,7 @@ def run_agent(config: AgentConfig) -> int:
     if config.console:
         outputs.append(console_output(config, lambda: health[0]() if health else {}))
     source = pod_source(config.pods, node)
-    ruleset = load_rules(config.rules, config.defaults)
+    ruleset = load_rules(config.rules, config.defaults, config.rule_options)
     metrics = AgentMetrics()
     factory = sensor_factory(config.sensor)
     runners: list[SensorRunner] = []

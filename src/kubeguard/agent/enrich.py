@@ -6,6 +6,7 @@
   itself, 1 its parent, ...), `proc.apid`, and `proc.cmdline`/`proc.exepath` for events that did
   not carry them, from the `ProcessTable`.
 - `fd.*` for events that name only an fd (dup2 of a socket onto stdin/stdout), from the `FdTable`.
+- relative path names of file events joined to their directory (`kubeguard.agent.relpaths`).
 - `user.name` from the uid.
 """
 
@@ -17,6 +18,7 @@ from kubeguard.agent.event_values import as_int
 from kubeguard.agent.fdtable import FdTable
 from kubeguard.agent.podsource import PodSource
 from kubeguard.agent.proctable import ProcessTable
+from kubeguard.agent.relpaths import PATH_ARGS, resolve_relative
 from kubeguard.cluster.cgroups import HOST, CgroupIdentity, CgroupResolver, identity_from_path, identity_of_pid
 from kubeguard.model import Event
 
@@ -48,6 +50,8 @@ class Enricher:
         self._workload_fields(event, identity)
         if pid:
             self._process_fields(event, pid)
+            if etype in PATH_ARGS:
+                resolve_relative(event, info.cwd if info is not None else "")
         uid = as_int(event.get("user.uid"))
         if uid is None and info is not None:
             uid = info.uid

@@ -35,6 +35,9 @@ from kubeguard import __version__
 from kubeguard.console.auth import AuthError, AuthStore, Principal
 from kubeguard.console.charts import bucket_prefix, timeline_svg
 from kubeguard.model import FALCO_PRIORITIES, format_time_ns
+from kubeguard.net import flowmap
+from kubeguard.posture.paths import html as paths_html
+from kubeguard.posture.paths.render import PathsDocumentError, from_json
 from kubeguard.store.alerts import StoreError
 from kubeguard.store.central import MODES, AgentReport, CentralQuery, CentralStore
 from kubeguard.store.sqldb import Database
@@ -48,6 +51,7 @@ ENROL_COOKIE = "__Host-kg_enrol"
 PUBLIC_PATHS = ("/login", "/setup", "/enrol", "/enrol/totp", "/static/console.css", "/healthz")
 MAX_BATCH = 5000
 MAX_OFFSET = 10_000_000
+FLOW_MAP_RECORDS = 20_000  # the flow map draws the latest this many flow records
 LOGIN_RATE = 30  # login attempts per address per minute
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none';"
        " base-uri 'none'")
@@ -100,6 +104,19 @@ class FindingsUpload(BaseModel):
 
     scan: str = Field(min_length=1, max_length=256)
     findings: list[dict[str, Any]] = Field(max_length=100_000)
+
+
+class PathsUpload(BaseModel):
+    """Attack paths: the document `kubeguard paths -o json` prints."""
+
+    scan: str = Field(min_length=1, max_length=256)
+    document: dict[str, Any] = Field(description="`kubeguard paths -o json` output (kind KubeguardAttackPaths).")
+
+
+class FlowsUpload(BaseModel):
+    """Flow records as `kubeguard dpi --flows-out` writes them (one object per flow; at most 5000)."""
+
+    flows: list[dict[str, Any]] = Field(max_length=MAX_BATCH)
 
 
 class ModeChange(BaseModel):
@@ -394,6 +411,20 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
         scan, findings = central.findings()
         return render(request, "findings.html", who, scan=scan, findings=findings)
 
+    @app.get("/paths", include_in_schema=False)
+    def paths_page(request: Request, who: Principal = Depends(user)) -> Response:
+        scan, uploaded, document = central.paths()
+        graph, answers = from_json(document) if document is not None else (None, [])
+        drawing = paths_html.svg(graph, answers) if graph is not None and any(a.paths for a in answers) else ""
+        return render(request, "paths.html", who, scan=scan, uploaded=uploaded, graph=graph, answers=answers,
+                      drawing=drawing)
+
+    @app.get("/flows", include_in_schema=False)
+    def flows_page(request: Request, who: Principal = Depends(user)) -> Response:
+        fmap = flowmap.from_records(central.flows(FLOW_MAP_RECORDS))
+        return render(request, "flows.html", who, drawing=flowmap.svg(fmap) if fmap.edges else "",
+                      flowmap=fmap.to_dict(), limit=FLOW_MAP_RECORDS)
+
     @app.get("/workloads", include_in_schema=False)
     def workloads_page(request: Request, who: Principal = Depends(user)) -> Response:
         return render(request, "workloads.html", who, workloads=central.workloads(), modes=MODES,
@@ -516,6 +547,17 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
         scan, findings = central.findings()
         return {"scan": scan, "findings": findings}
 
+    @app.get("/api/paths", tags=["posture"])
+    def api_paths(who: Principal = Depends(user)) -> dict[str, Any]:
+        """The latest uploaded attack paths (`kubeguard paths -o json`)."""
+        scan, uploaded, document = central.paths()
+        return {"scan": scan, "time": uploaded, "document": document}
+
+    @app.get("/api/flowmap", tags=["network"])
+    def api_flowmap(who: Principal = Depends(user)) -> dict[str, Any]:
+        """Who talks to whom: the flow map of the latest uploaded flow records."""
+        return flowmap.from_records(central.flows(FLOW_MAP_RECORDS)).to_dict()
+
     @app.get("/api/workloads", tags=["workloads"])
     def api_workloads(who: Principal = Depends(user)) -> dict[str, Any]:
         """Workloads seen in alerts or given a mode, with their policy mode."""
@@ -592,6 +634,25 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
     def api_upload_findings(body: FindingsUpload, who: Principal = Depends(agent)) -> dict[str, int]:
         """Upload a posture scan's findings (replaces what the findings page shows)."""
         return {"stored": central.add_findings(body.scan, now_iso(), body.findings)}
+
+    @app.post("/api/agent/paths", tags=["agent"])
+    def api_upload_paths(body: PathsUpload, who: Principal = Depends(agent)) -> dict[str, int]:
+        """Upload attack paths (`kubeguard paths -o json`); the attack-path page shows the latest."""
+        try:
+            _graph, answers = from_json(body.document)
+        except PathsDocumentError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        central.add_paths(body.scan, now_iso(), who.name, body.document)
+        return {"answers": len(answers), "paths": sum(len(a.paths) for a in answers)}
+
+    @app.post("/api/agent/flows", tags=["agent"])
+    def api_upload_flows(body: FlowsUpload, who: Principal = Depends(agent)) -> dict[str, int]:
+        """Flow records (`kubeguard dpi --flows-out` lines) for the flow map; a bad record refuses the batch."""
+        try:
+            flowmap.from_records(body.flows)
+        except flowmap.FlowMapError as exc:
+            raise HTTPException(422, str(exc)) from exc
+        return {"stored": central.add_flows(who.name, now_iso(), body.flows)}
 
     @app.get("/api/agent/modes", tags=["agent"])
     def api_modes(who: Principal = Depends(agent)) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import json
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,19 +62,34 @@ def build(path: Path, podmap: PodMap | None = None) -> FlowMap:
         if not line.strip():
             continue
         try:
-            rec = json.loads(line)
-            client = _node(fmap, str(rec["fd.cip"]), rec.get("net.client.pod"), podmap)
-            server = _node(fmap, str(rec["fd.sip"]), rec.get("net.server.pod"), podmap)
-            size = int(rec.get("flow.bytes_toserver", 0)) + int(rec.get("flow.bytes_toclient", 0))
-            proto = f"{rec.get('net.proto') or 'unknown'}/{rec.get('fd.l4proto', '?')}:{int(rec['fd.sport'])}"
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            add_record(fmap, json.loads(line), podmap)
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
             raise FlowMapError(f"{path}:{number}: not a flow record: {exc}") from exc
-        edge = fmap.edges.setdefault((client, server), Edge())
-        edge.flows += 1
-        edge.bytes += size
-        edge.protocols[proto] += 1
-        edge.verdicts[str(rec.get("net.verdict") or "unknown")] += 1
     return fmap
+
+
+def from_records(records: Iterable[dict[str, Any]], podmap: PodMap | None = None) -> FlowMap:
+    """A FlowMap of flow records already parsed (e.g. stored by the console); FlowMapError on a bad one."""
+    fmap = FlowMap()
+    for number, rec in enumerate(records, 1):
+        try:
+            add_record(fmap, rec, podmap)
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+            raise FlowMapError(f"flow record {number}: not a flow record: {exc}") from exc
+    return fmap
+
+
+def add_record(fmap: FlowMap, rec: dict[str, Any], podmap: PodMap | None = None) -> None:
+    """Count one `dpi --flows-out` record into the map; KeyError/ValueError/TypeError when it is not one."""
+    client = _node(fmap, str(rec["fd.cip"]), rec.get("net.client.pod"), podmap)
+    server = _node(fmap, str(rec["fd.sip"]), rec.get("net.server.pod"), podmap)
+    size = int(rec.get("flow.bytes_toserver", 0)) + int(rec.get("flow.bytes_toclient", 0))
+    proto = f"{rec.get('net.proto') or 'unknown'}/{rec.get('fd.l4proto', '?')}:{int(rec['fd.sport'])}"
+    edge = fmap.edges.setdefault((client, server), Edge())
+    edge.flows += 1
+    edge.bytes += size
+    edge.protocols[proto] += 1
+    edge.verdicts[str(rec.get("net.verdict") or "unknown")] += 1
 
 
 def _node(fmap: FlowMap, ip: str, pod: Any, podmap: PodMap | None) -> str:
@@ -118,8 +134,8 @@ def _curve(x1: int, y1: int, x2: int, y2: int) -> str:
     return f"M{x1 + 220},{y1 + 10} C{x1 + 280},{y1 + 10} {x2 + 280},{y2 + 20} {x2 + 220},{y2 + 20}"
 
 
-def to_html(fmap: FlowMap) -> str:
-    """One page: an SVG with a column per namespace (external addresses first) and a table of the edges."""
+def svg(fmap: FlowMap) -> str:
+    """The map as one SVG: a column per namespace (external addresses first), a box per node, an arrow per edge."""
     columns: dict[str, list[str]] = {}
     for node, info in sorted(fmap.nodes.items(), key=lambda item: (item[1]["namespace"], item[0])):
         columns.setdefault(info["namespace"] or "(external)", []).append(node)
@@ -148,6 +164,11 @@ def to_html(fmap: FlowMap) -> str:
                      f'<text x="{x + 8}" y="{y + 19}">{html.escape(label)}</text>'
                      f"<title>{html.escape(node)}</title></g>")
     parts.append("</svg>")
+    return "".join(parts)
+
+
+def to_html(fmap: FlowMap) -> str:
+    """One page: the SVG drawing and a table of the edges."""
     rows = "".join(
         f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td><td>{html.escape(', '.join(e.protocols))}</td>"
         f"<td>{e.flows}</td><td>{e.bytes}</td>"
@@ -156,6 +177,6 @@ def to_html(fmap: FlowMap) -> str:
     return ("<!doctype html><html><head><meta charset=\"utf-8\"><title>kubeguard flow map</title><style>"
             "body{font-family:sans-serif;margin:20px}table{border-collapse:collapse}td,th{border:1px solid #ccc;"
             "padding:4px 8px;text-align:left}</style></head><body><h1>Flow map</h1>"
-            f"<p>{len(fmap.nodes)} nodes, {len(fmap.edges)} edges</p>{''.join(parts)}"
+            f"<p>{len(fmap.nodes)} nodes, {len(fmap.edges)} edges</p>{svg(fmap)}"
             "<h2>Edges</h2><table><tr><th>from</th><th>to</th><th>protocols</th><th>flows</th><th>bytes</th>"
             f"<th>verdicts</th></tr>{rows}</table></body></html>\n")

@@ -3,17 +3,21 @@
 One nftables table, ``inet kubeguard_quarantine``, holds two sets: the pods' host-side interfaces
 (``ifaces``) and their addresses (``addrs``). Its forward, input and output chains drop anything
 from or to them, so the pod reaches nothing (other pods, the node, the outside) and nothing reaches
-it, whatever the CNI routes through. Releasing removes the pod's elements; the table stays (empty
-sets cost nothing). Freezing writes 1 to the pod cgroup's ``cgroup.freeze`` (every container of the
+it, whatever the CNI routes through. Releasing removes the pod's elements, and the table with the
+last of them (a lock file serialises quarantine and release, so a release never deletes a table another
+process has just filled). Freezing writes 1 to the pod cgroup's ``cgroup.freeze`` (every container of the
 pod stops where it is); releasing writes 0. Both are reversible and idempotent.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +25,7 @@ from kubeguard.cluster.cgroups import find_cgroup2_root
 from kubeguard.cluster.podmap import PodMap
 
 TABLE = "kubeguard_quarantine"
+LOCK = Path("/run/kubeguard-quarantine.lock")
 RULESET = f"""
 table inet {TABLE} {{
   set ifaces {{ type ifname; }}
@@ -103,26 +108,43 @@ def pod_cgroup(pod_uid: str, root: Path | None) -> Path | None:
     return None
 
 
+@contextmanager
+def _table_lock() -> Iterator[None]:
+    """Held while the table is changed (a no-op lock when /run is not writable: the change itself is atomic)."""
+    try:
+        handle = open(LOCK, "a")  # noqa: SIM115 - held for the with block
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def quarantine(target: Target, freeze: bool) -> None:
     """Cut the pod off (and freeze it when asked)."""
     elements = f"add element inet {TABLE} addrs {{ {target.ip} }}\n"
     if target.interface:
         elements += f"add element inet {TABLE} ifaces {{ \"{target.interface}\" }}\n"
-    _nft(RULESET + elements)
+    with _table_lock():
+        _nft(RULESET + elements)
     if freeze:
         set_frozen(target, True)
 
 
 def release(target: Target) -> None:
     """Undo `quarantine` (network and freeze); fine when the pod was not quarantined."""
-    _nft(RULESET)  # the table exists, so the deletes below can name it
-    for script in (f"delete element inet {TABLE} addrs {{ {target.ip} }}",
-                   f"delete element inet {TABLE} ifaces {{ \"{target.interface}\" }}" if target.interface else ""):
-        if script:
-            try:
-                _nft(script)
-            except QuarantineError:
-                pass  # not in the set
+    with _table_lock():
+        _nft(RULESET)  # the table exists, so the deletes below can name it
+        for script in (f"delete element inet {TABLE} addrs {{ {target.ip} }}",
+                       f"delete element inet {TABLE} ifaces {{ \"{target.interface}\" }}" if target.interface else ""):
+            if script:
+                try:
+                    _nft(script)
+                except QuarantineError:
+                    pass  # not in the set
+        if not quarantined_elements():
+            _nft(f"delete table inet {TABLE}")
     if target.cgroup_dir is not None and (target.cgroup_dir / "cgroup.freeze").exists():
         set_frozen(target, False)
 
@@ -134,6 +156,19 @@ def set_frozen(target: Target, frozen: bool) -> None:
         (target.cgroup_dir / "cgroup.freeze").write_text("1" if frozen else "0")
     except OSError as exc:
         raise QuarantineError(f"{target.cgroup_dir}/cgroup.freeze: {exc.strerror}") from exc
+
+
+def quarantined_elements() -> list[str]:
+    """Every address and interface in the quarantine sets ([] when the table does not exist)."""
+    done = subprocess.run(["nft", "-j", "list", "table", "inet", TABLE], capture_output=True, text=True)
+    if done.returncode != 0:
+        return []
+    try:
+        items = json.loads(done.stdout).get("nftables", [])
+    except ValueError:
+        return []
+    return [str(e) for item in items if isinstance(item, dict) and "set" in item
+            for e in item["set"].get("elem", [])]
 
 
 def is_quarantined(ip: str) -> bool:

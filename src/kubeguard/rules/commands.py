@@ -27,6 +27,7 @@ from kubeguard.model import Alert, Severity, format_time_ns, stable_alert_id
 from kubeguard.rules.loader import RuleLoadError
 from kubeguard.rules.replay import ReplayStats, read_replay
 from kubeguard.rules.rule_engine import RuleEngine, build_engine, compile_rules, default_rule_files, read_rules
+from kubeguard.rules.selection import RuleSelection, SelectionError, apply_selections, parse_selections
 from kubeguard.store import AlertQuery, AlertStore, StoreError, default_db_path
 
 rules_app = typer.Typer(help="Validate and list Falco-language rules.", no_args_is_help=True)
@@ -41,29 +42,55 @@ def _check_output(value: str) -> str:
     return value
 
 
-def _load(rules: list[Path], defaults: bool, rule_matching: str = "all") -> RuleEngine:
+OPTION_HELP = ("Falco rule selection, applied in order after the files: rules[].enable.rule=NAME, "
+               "rules[].disable.rule=NAME (NAME may contain *), rules[].enable.tag=TAG, rules[].disable.tag=TAG "
+               "(repeatable).")
+
+
+def selections_of(options: list[str]) -> list[RuleSelection]:
+    """The `--option` values as selection commands; UserError naming a bad one."""
+    try:
+        return parse_selections(options)
+    except SelectionError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _load(rules: list[Path], defaults: bool, rule_matching: str = "all",
+          options: list[str] | None = None) -> RuleEngine:
     for path in rules:
         if not path.is_file():
             raise UserError(f"{path}: no such rules file")
+    selections = selections_of(options or [])
     try:
-        return RuleEngine.load(rules, include_defaults=defaults, rule_matching=rule_matching)
+        engine = RuleEngine.load(rules, include_defaults=defaults, rule_matching=rule_matching,
+                                 selections=selections)
     except RuleLoadError as exc:
         for problem in exc.problems[1:]:
             stderr.print(f"kubeguard: error: {problem}", markup=False)
         raise UserError(exc.problems[0] if exc.problems else str(exc)) from exc
+    for w in engine.warnings:
+        if w.startswith("option "):
+            warn(w)
+    return engine
 
 
 @rules_app.command("check")
 def rules_check(
     files: list[Path] = typer.Argument(..., help="Rules files to validate, loaded in this order."),
     no_default_rules: bool = typer.Option(False, "--no-default-rules", help="Do not load kubeguard's defaults first."),
+    option: list[str] = typer.Option([], "--option", help=OPTION_HELP),
 ) -> None:
     """Load and validate rules files; every problem is printed as file:line: what."""
     for path in files:
         if not path.is_file():
             die(f"{path}: no such rules file")
+    try:
+        selections = selections_of(option)
+    except UserError as exc:
+        die(str(exc), exc.code)
     started = time.perf_counter()
     rs = read_rules(([] if no_default_rules else default_rule_files()) + list(files))
+    apply_selections(rs, selections)
     engine, problems = build_engine(rs, hostname="")
     rules = engine.all_rules if engine is not None else compile_rules(rs)[0]
     for w in rs.warnings:
@@ -84,11 +111,12 @@ def rules_list(
     rules: list[Path] = typer.Option([], "--rules", help="Extra rules file (repeatable)."),
     no_default_rules: bool = typer.Option(False, "--no-default-rules", help="Only the --rules files."),
     output: str = typer.Option("rich", "-o", "--output", help="rich or json."),
+    option: list[str] = typer.Option([], "--option", help=OPTION_HELP),
 ) -> None:
     """List loaded rules with priority, tags and ATT&CK ids."""
     try:
         _check_output(output)
-        engine = _load(rules, not no_default_rules)
+        engine = _load(rules, not no_default_rules, options=option)
     except UserError as exc:
         die(str(exc), exc.code)
     if output == "json":
@@ -116,13 +144,14 @@ def replay(
     store: Path | None = typer.Option(None, "--store", hidden=True, help="Old name of --db."),
     no_store: bool = typer.Option(False, "--no-store", help="Do not write alerts into the store."),
     rule_matching: str = typer.Option("all", "--rule-matching", help="all (default) or first."),
+    option: list[str] = typer.Option([], "--option", help=OPTION_HELP),
 ) -> None:
     """Evaluate recorded events against the rules; print alerts and store them."""
     try:
         _check_output(output)
         if rule_matching not in ("all", "first"):
             raise UserError(f"--rule-matching must be all or first, not {rule_matching!r}")
-        engine = _load(rules, not no_default_rules, rule_matching)
+        engine = _load(rules, not no_default_rules, rule_matching, option)
         stats = run_replay(engine, events, output, None if no_store else (db or store or default_db_path()))
     except UserError as exc:
         die(str(exc), exc.code)

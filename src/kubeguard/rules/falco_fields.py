@@ -580,14 +580,15 @@ def _mount_field(e: Mapping[str, Any], name: str, arg: str) -> Any:
 def glob_matcher(patterns: str | tuple[str, ...], nocase: bool = False) -> LinearPattern | re.Pattern[str]:
     """A matcher of one glob (or any of several) in time linear in the value.
 
-    A `*` cannot cross a `/`, so a star alone in its path component has one way to match and Python's
-    `re` (the faster of the two on short values) runs such globs in linear time; globs with two stars
-    in one component (whose backtracking is polynomial in the number of stars) go to Hyperscan
-    (`kubeguard.rules.linear`). ValueError when a glob cannot be compiled.
+    Falco matches globs with fnmatch(3) and no flags (libsinsp's glob_match), so `*` crosses `/`:
+    ``/proc/*/environ`` matches ``/proc/1/task/1/environ`` and ``*../*../*`` any path with two ``../``.
+    A glob with at most one star has one way to match and Python's `re` (the faster of the two on short
+    values) runs it in linear time; globs with more stars (whose backtracking is polynomial in the number
+    of stars) go to Hyperscan (`kubeguard.rules.linear`). ValueError when a glob cannot be compiled.
     """
     globs = (patterns,) if isinstance(patterns, str) else patterns
     source = "|".join(f"(?:{glob_regex(g)})" for g in globs) if len(globs) > 1 else glob_regex(globs[0])
-    if all(_one_star_per_component(g) for g in globs):
+    if all(g.count("*") <= 1 for g in globs):
         try:
             return re.compile(source, re.S | (re.I if nocase else 0))
         except (re.error, RecursionError, OverflowError) as exc:
@@ -595,24 +596,17 @@ def glob_matcher(patterns: str | tuple[str, ...], nocase: bool = False) -> Linea
     return linear_pattern(source, nocase)
 
 
-def _one_star_per_component(glob: str) -> bool:
-    """True when no `/`-separated component has two stars (a bracket expression may hold `/`: one star)."""
-    if "[" in glob:
-        return glob.count("*") <= 1
-    return all(part.count("*") <= 1 for part in glob.split("/"))
-
-
 @lru_cache(maxsize=4096)
 def glob_regex(pattern: str) -> str:
-    """Falco's glob as regex source: fnmatch(3) semantics; `*` and `?` never cross a `/`."""
+    """Falco's glob as regex source: fnmatch(3) without flags; `*` and `?` match `/` too."""
     out: list[str] = []
     i, n = 0, len(pattern)
     while i < n:
         c = pattern[i]
         if c == "*":
-            out.append("[^/]*")
+            out.append(".*")
         elif c == "?":
-            out.append("[^/]")
+            out.append(".")
         elif c == "\\" and i + 1 < n:
             i += 1
             out.append(re.escape(pattern[i]))

@@ -21,6 +21,7 @@ from kubeguard.rules.compiler import CodeGen, CompileError, build_function, evt_
 from kubeguard.rules.loader import Expander, Loader, RuleLoadError, RuleSet, UnknownField, validate_fields
 from kubeguard.rules.output import OutputTemplate
 from kubeguard.rules.parser import And, Const, Node
+from kubeguard.rules.selection import RuleSelection, apply_selections
 
 MAX_TIME_NS = 253402300799 * 1_000_000_000  # 9999-12-31T23:59:59Z: the last time RFC 3339 can write
 MAX_NEST = 12  # nesting levels of shared leading tests in a generated bucket function
@@ -83,10 +84,13 @@ class RuleEngine:
     # --- construction ---------------------------------------------------------------------------
     @classmethod
     def load(cls, paths: Iterable[Path | str] | None = None, *, include_defaults: bool = True,
-             rule_matching: str = "all", hostname: str | None = None) -> RuleEngine:
-        """Load rule files (defaults first, then `paths` in order); raises RuleLoadError (file:line)."""
+             rule_matching: str = "all", hostname: str | None = None,
+             selections: list[RuleSelection] | None = None) -> RuleEngine:
+        """Load rule files (defaults first, then `paths` in order), then apply Falco's `rules[]` selection
+        commands (`selections`, in order); raises RuleLoadError (file:line)."""
         files = (default_rule_files() if include_defaults else []) + [Path(p) for p in paths or []]
         rs = read_rules(files)
+        apply_selections(rs, selections or [])
         engine, problems = build_engine(rs, rule_matching=rule_matching, hostname=hostname)
         if engine is None:
             raise RuleLoadError(problems)

@@ -58,6 +58,9 @@ class Sensor(Protocol):
 SENSITIVE_PREFIXES: tuple[str, ...] = (
     "/etc/",
     "/root/.ssh/",
+    "/root/.aws/",  # cloud credentials (the "Read cloud credentials file" rule's files)
+    "/root/.config/gcloud/",
+    "/root/.azure/",
     "/var/run/secrets/",
     "/run/secrets/",
     "/var/run/docker.sock",

@@ -121,8 +121,9 @@ class EbpfSensor:
 
     def __init__(self, bpftrace: str = "bpftrace", prefixes: tuple[str, ...] = SENSITIVE_PREFIXES,
                  rb_pages: int = DEFAULT_RB_PAGES, ready_timeout: float = READY_TIMEOUT_S,
-                 record: Path | None = None) -> None:
+                 record: Path | None = None, source: str | None = None) -> None:
         self.bpftrace = bpftrace
+        self.source = source  # program text instead of the packaged kubeguard.bt (benchmarks compare versions)
         self.prefixes = prefixes
         self.rb_pages = rb_pages
         self.ready_timeout = ready_timeout
@@ -138,7 +139,8 @@ class EbpfSensor:
         self._ready_lines: deque[bytes] = deque()
         self._last_read = 0
         self.blind_spots = [
-            "opens by relative path or below a directory fd (only absolute watched paths are traced)",
+            "relative paths (opens, links, renames, removes, mkdir) are reported as written, not joined to the "
+            "cwd or dirfd; reads are traced below watched prefixes, of /proc/*/environ and with '..' only",
             "paths and arguments longer than 64 bytes are cut; at most 15 argv entries; an empty argv entry ends argv",
             "cwd deeper than 9 components is reported with a leading '...'",
             "reads of already-open files (no per-read events); writes are seen by fanotify",
@@ -153,7 +155,7 @@ class EbpfSensor:
             raise SensorError("the ebpf sensor needs root (CAP_BPF, CAP_PERFMON and tracefs access)")
         if tracing_dir() is None:
             raise SensorError("tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)")
-        program, self.dropped_sections = build_program(available_tracepoints(), self.prefixes)
+        program, self.dropped_sections = build_program(available_tracepoints(), self.prefixes, self.source)
         if self.dropped_sections:
             self.blind_spots.append("no tracepoints on this kernel for: " + ", ".join(self.dropped_sections))
         env = dict(os.environ, BPFTRACE_PERF_RB_PAGES=str(self.rb_pages), BPFTRACE_STRLEN="64")

@@ -20,9 +20,12 @@ from kubeguard.model import Event
 from kubeguard.sensors.flags import (
     CLONE_FLAGS,
     L4_PROTOCOLS,
+    LINKAT_FLAGS,
     MEMFD_FLAGS,
     NS_TYPES,
     PTRACE_REQUESTS,
+    RENAMEAT2_FLAGS,
+    UNLINKAT_FLAGS,
     bit_names,
     cap_names,
     errno_result,
@@ -40,6 +43,8 @@ ID_ARGS = {
     "setuid": ("uid",), "setgid": ("gid",), "setreuid": ("ruid", "euid"), "setregid": ("rgid", "egid"),
     "setresuid": ("ruid", "euid", "suid"), "setresgid": ("rgid", "egid", "sgid"),
 }
+O_CREAT = 0o100
+O_DIRECTORY = 0o200000
 S_IFMT = 0o170000
 FILE_TYPES = {0o140000: "unix", 0o100000: "file", 0o010000: "pipe", 0o040000: "directory", 0o020000: "file",
               0o060000: "file", 0o120000: "file"}
@@ -94,11 +99,16 @@ LAYOUTS = _layouts(
     Layout.of("AC4", ("probe", str), ("fd", int), ("proto", int), *_INET),
     Layout.of("AC6", ("probe", str), ("fd", int), ("proto", int), *_INET),
     # files
-    Layout.of("O", ("probe", str), ("ret", int), ("flags", int), ("mode", int), ("path", str)),
+    Layout.of("O", ("probe", str), ("ret", int), ("flags", int), ("mode", int), ("dirfd", int), ("caps", int),
+              ("path", str)),
     Layout.of("CHM", ("probe", str), ("ret", int), ("fd", int), ("mode", int), ("path", str)),
     Layout.of("MF", ("ret", int), ("flags", int), ("name", str)),
     Layout.of("DUP", ("probe", str), ("ret", int), ("oldfd", int), ("newfd", int), ("flags", int), ("imode", int),
               ("family", int), ("proto", int), ("laddr", str), ("lport", int), ("raddr", str), ("rport", int)),
+    # Falco file-system rules: one- and two-path calls (unlink, rmdir, mkdir; link, rename, symlink)
+    Layout.of("P1", ("probe", str), ("ret", int), ("dirfd", int), ("flags", int), ("path", str)),
+    Layout.of("P2", ("probe", str), ("ret", int), ("olddirfd", int), ("newdirfd", int), ("flags", int),
+              ("oldpath", str), ("newpath", str)),
     # privileges, namespaces, mounts, modules
     Layout.of("ID", ("probe", str), ("ret", int), ("id0", int), ("id1", int), ("id2", int)),
     Layout.of("CAP", ("ret", int), ("eff_lo", int), ("eff_hi", int), ("perm_lo", int), ("perm_hi", int),
@@ -168,6 +178,16 @@ class PendingExec:
 def syscall_of(probe: str) -> str:
     """``tracepoint:syscalls:sys_exit_openat`` -> ``openat``."""
     return probe.rsplit(":", 1)[-1].removeprefix("sys_exit_").removeprefix("sys_enter_")
+
+
+def absolute_name(path: str) -> str:
+    """Falco's resolved name of an absolute path (``/var/../etc/x`` -> ``/etc/x``); relative paths as written.
+
+    Falco joins relative names to the cwd or the dirfd's path; this sensor knows neither at the call."""
+    if not path.startswith("/"):
+        return path
+    name = posixpath.normpath(path)
+    return "/" + name.lstrip("/")
 
 
 def until_empty(values: list[str]) -> list[str]:
@@ -471,18 +491,63 @@ class BpftraceDecoder:
     # files
     def _tag_O(self, f: Fields) -> list[Event]:
         event = self._header(f, syscall_of(f["probe"]))
-        ret, flags, mode, path = f["ret"], f["flags"], f["mode"], f["path"]
+        ret, flags, mode, raw = f["ret"], f["flags"], f["mode"], f["path"]
         self._result(event, ret)
         access = flags & 3
+        path = absolute_name(raw)
         directory, filename = posixpath.split(path)
+        creates = bool(flags & O_CREAT)
+        is_dir = flags & O_DIRECTORY == O_DIRECTORY
         event.update({
-            "fd.num": ret if ret >= 0 else -1, "fd.name": path, "fd.type": "file", "fd.typechar": "f",
+            "fd.num": ret if ret >= 0 else -1, "fd.name": path, "fd.nameraw": raw,
+            "fd.type": "directory" if is_dir else "file", "fd.typechar": "d" if is_dir else "f",
             "fd.directory": directory, "fd.filename": filename,
             "evt.arg.name": path, "evt.arg.flags": open_flags(flags), "evt.rawarg.flags": flags,
             "evt.arg.mode": mode, "evt.arg.fd": ret,
             "evt.is_open_read": access in (0, 2), "evt.is_open_write": access in (1, 2),
-            "evt.is_open_exec": False,
+            "evt.is_open_create": creates, "evt.is_open_exec": creates and bool(mode & 0o111),
+            "thread.cap_effective": cap_names(f["caps"]),
         })
+        if event["evt.type"] != "open":
+            event["evt.arg.dirfd"] = f["dirfd"]
+        return [event]
+
+    def _tag_P1(self, f: Fields) -> list[Event]:
+        """unlink, unlinkat, rmdir, mkdir, mkdirat with Falco's argument names for each."""
+        syscall = syscall_of(f["probe"])
+        event = self._header(f, syscall)
+        self._result(event, f["ret"])
+        path, flags = absolute_name(f["path"]), f["flags"]
+        if syscall == "unlinkat":
+            event.update({"evt.arg.dirfd": f["dirfd"], "evt.arg.name": path,
+                          "evt.arg.flags": bit_names(flags, UNLINKAT_FLAGS), "evt.rawarg.flags": flags})
+        else:
+            event["evt.arg.path"] = path
+            if syscall == "mkdirat":
+                event["evt.arg.dirfd"] = f["dirfd"]
+            if syscall.startswith("mkdir"):
+                event["evt.arg.mode"] = flags
+        return [event]
+
+    def _tag_P2(self, f: Fields) -> list[Event]:
+        """link(at), rename(at, at2), symlink(at) with Falco's argument names for each."""
+        syscall = syscall_of(f["probe"])
+        event = self._header(f, syscall)
+        self._result(event, f["ret"])
+        old, new, flags = f["oldpath"], absolute_name(f["newpath"]), f["flags"]
+        if syscall.startswith("symlink"):
+            event.update({"evt.arg.target": old, "evt.arg.linkpath": new})  # the target is kept as written
+            if syscall == "symlinkat":
+                event["evt.arg.linkdirfd"] = f["newdirfd"]
+            return [event]
+        event.update({"evt.arg.oldpath": absolute_name(old), "evt.arg.newpath": new})
+        if syscall == "linkat":
+            event.update({"evt.arg.olddir": f["olddirfd"], "evt.arg.newdir": f["newdirfd"],
+                          "evt.arg.flags": bit_names(flags, LINKAT_FLAGS), "evt.rawarg.flags": flags})
+        elif syscall.startswith("renameat"):
+            event.update({"evt.arg.olddirfd": f["olddirfd"], "evt.arg.newdirfd": f["newdirfd"]})
+            if syscall == "renameat2":
+                event.update({"evt.arg.flags": bit_names(flags, RENAMEAT2_FLAGS), "evt.rawarg.flags": flags})
         return [event]
 
     def _tag_CHM(self, f: Fields) -> list[Event]:

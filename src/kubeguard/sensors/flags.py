@@ -22,6 +22,10 @@ MODE_BITS: tuple[tuple[int, str], ...] = (
     (0o100, "S_IXUSR"), (0o200, "S_IWUSR"), (0o400, "S_IRUSR"), (0o1000, "S_ISVTX"), (0o2000, "S_ISGID"),
     (0o4000, "S_ISUID"),
 )
+UNLINKAT_FLAGS: tuple[tuple[int, str], ...] = ((0x200, "AT_REMOVEDIR"),)
+LINKAT_FLAGS: tuple[tuple[int, str], ...] = ((0x400, "AT_SYMLINK_FOLLOW"), (0x1000, "AT_EMPTY_PATH"))
+RENAMEAT2_FLAGS: tuple[tuple[int, str], ...] = ((1, "RENAME_NOREPLACE"), (2, "RENAME_EXCHANGE"),
+                                                (4, "RENAME_WHITEOUT"))
 MEMFD_FLAGS: tuple[tuple[int, str], ...] = ((1, "MFD_CLOEXEC"), (2, "MFD_ALLOW_SEALING"), (4, "MFD_HUGETLB"),
                                             (8, "MFD_NOEXEC_SEAL"), (16, "MFD_EXEC"))
 PTRACE_REQUESTS: dict[int, str] = {

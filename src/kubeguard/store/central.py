@@ -1,4 +1,4 @@
-"""The console's central store: alerts from many nodes, agent health, findings, workload policy modes.
+"""The console's central store: alerts from many nodes, agent health, findings, attack paths, flows, policy modes.
 
 Every alert carries a stable id (``uuid``, set where the alert was raised); the column is UNIQUE and
 inserts skip ids already stored, so an agent that resends a batch after a timeout or a console crash
@@ -64,6 +64,19 @@ CREATE TABLE IF NOT EXISTS central_findings (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS central_findings_scan ON central_findings(scan);
+CREATE TABLE IF NOT EXISTS central_paths (
+    id {pk},
+    scan TEXT NOT NULL,
+    time TEXT NOT NULL,
+    node TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS central_flows (
+    id {pk},
+    node TEXT NOT NULL,
+    received TEXT NOT NULL,
+    data TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS workload_modes (
     namespace TEXT NOT NULL,
     workload TEXT NOT NULL,
@@ -192,23 +205,41 @@ class CentralStore:
         if not rows:
             return 0
         if self.db.dialect == "postgresql":
-            # COPY into a per-session temp table, then one INSERT ... SELECT: ~5x the rate of multi-row
-            # INSERTs or unnest() arrays, and the UNIQUE check still applies.
-            names = ", ".join(ALERT_COLUMNS)
-            with self.db.transaction() as tx:
-                conn = tx.connection
-                conn.execute(INCOMING_TABLE)
-                with conn.cursor() as cur, cur.copy(f"COPY incoming_alerts ({names}) FROM STDIN") as copy:
-                    for row in rows:
-                        copy.write_row(row)
-                return int(conn.execute(f"INSERT INTO central_alerts ({names}) SELECT {names} FROM incoming_alerts"
-                                        " ON CONFLICT (uuid) DO NOTHING").rowcount)
+            return self._add_alerts_postgresql(rows)
         marks = ",".join("?" * len(ALERT_COLUMNS))
         with self.db.transaction() as tx:
             before = tx.changes()
             tx.executemany(f"INSERT INTO central_alerts ({', '.join(ALERT_COLUMNS)}) VALUES ({marks})"
                            " ON CONFLICT (uuid) DO NOTHING", rows)
             return tx.changes() - before
+
+    def _add_alerts_postgresql(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        """COPY the batch straight into the table (a savepoint; the usual case: no id stored yet); when the
+        UNIQUE index refuses an id (a resent batch), COPY into a per-session temp table instead and keep only
+        new ids with one INSERT ... SELECT ... ON CONFLICT DO NOTHING. COPY is ~5x multi-row INSERTs.
+        Rows go in in id order: two replicas storing overlapping batches wait on each other's ids in the same
+        order and never deadlock."""
+        from psycopg.errors import UniqueViolation
+
+        names = ", ".join(ALERT_COLUMNS)
+        rows = sorted(rows, key=lambda row: str(row[0]))
+        with self.db.transaction() as tx:
+            conn = tx.connection
+            try:
+                with conn.transaction(), conn.cursor() as cur, cur.copy(
+                        f"COPY central_alerts ({names}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                return len(rows)
+            except UniqueViolation:
+                pass  # some id is stored already: the savepoint is rolled back, sort them out below
+            conn.execute(INCOMING_TABLE)
+            with conn.cursor() as cur, cur.copy(f"COPY incoming_alerts ({names}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            return int(conn.execute(f"INSERT INTO central_alerts ({names}) SELECT {names} FROM incoming_alerts"
+                                    " ORDER BY uuid"
+                                    " ON CONFLICT (uuid) DO NOTHING").rowcount)
 
     def alerts(self, query: CentralQuery = CentralQuery()) -> list[dict[str, Any]]:
         """Matching alerts, newest first."""
@@ -295,6 +326,32 @@ class CentralStore:
         scan = str(latest[0][0])
         rows = self.db.query("SELECT data FROM central_findings WHERE scan = ? ORDER BY id", [scan])
         return scan, [json.loads(r[0]) for r in rows]
+
+    # --- attack paths and flows ---------------------------------------------------------------------
+    def add_paths(self, scan: str, time: str, node: str, document: dict[str, Any]) -> None:
+        """Keep an uploaded `paths -o json` document (the attack-path page shows the latest)."""
+        with self.db.transaction() as tx:
+            tx.execute("INSERT INTO central_paths (scan, time, node, data) VALUES (?,?,?,?)",
+                       (scan, time, node, json.dumps(document)))
+
+    def paths(self) -> tuple[str, str, dict[str, Any] | None]:
+        """(scan name, upload time, document) of the latest uploaded attack paths."""
+        rows = self.db.query("SELECT scan, time, data FROM central_paths ORDER BY id DESC LIMIT 1")
+        if not rows:
+            return "", "", None
+        scan, time, data = rows[0]
+        return str(scan), str(time), json.loads(data)
+
+    def add_flows(self, node: str, received: str, records: Iterable[dict[str, Any]]) -> int:
+        rows = [(node, received, json.dumps(r)) for r in records]
+        with self.db.transaction() as tx:
+            tx.executemany("INSERT INTO central_flows (node, received, data) VALUES (?,?,?)", rows)
+        return len(rows)
+
+    def flows(self, limit: int) -> list[dict[str, Any]]:
+        """The latest `limit` flow records, oldest first."""
+        rows = self.db.query("SELECT data FROM central_flows ORDER BY id DESC LIMIT ?", [limit])
+        return [json.loads(r[0]) for r in reversed(rows)]
 
     # --- workload policy modes ----------------------------------------------------------------------
     def set_mode(self, namespace: str, workload: str, mode: str, by: str, now: str) -> None:

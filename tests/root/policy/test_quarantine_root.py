@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from podlab import PodLab
 from roothelpers import require
 from test_policy_root import SERVER, kubeguard
+
+from kubeguard.response.quarantine import TABLE
 
 pytestmark = pytest.mark.root
 PYTHON = os.path.realpath(sys.executable)
@@ -61,6 +64,9 @@ def test_quarantine_cuts_one_pod_off_and_release_restores(podlab: PodLab, tmp_pa
         time.sleep(0.1)
     wait_up(client, bad.ip)
     assert bad.run(["curl", "-s", "-m", "5", f"http://{good.ip}:8080/"], timeout=30).stdout == "ok"
+    # the last release removes the table: nothing of ours is left in the ruleset
+    listed = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, check=True).stdout
+    assert TABLE not in listed
     # bad input: one line, no traceback
     wrong = kubeguard("quarantine", "shop/nope", "--pods", pods)
     assert wrong.returncode == 2 and "no such pod" in wrong.stderr and "Traceback" not in wrong.stderr

@@ -1,4 +1,4 @@
-"""Text outputs of attack-path answers: a Rich tree, JSON and Graphviz dot."""
+"""Text outputs of attack-path answers: a Rich tree, JSON and Graphviz dot; and back from that JSON."""
 
 from __future__ import annotations
 
@@ -9,8 +9,13 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
-from kubeguard.posture.paths.graph import AttackGraph
-from kubeguard.posture.paths.query import Answer
+from kubeguard.errors import KubeguardError
+from kubeguard.posture.paths.graph import AttackGraph, Step
+from kubeguard.posture.paths.query import Answer, ChokePoint, Path
+
+
+class PathsDocumentError(KubeguardError):
+    """A document is not `kubeguard paths -o json` output (the message says what is wrong where)."""
 
 
 def _location(graph: AttackGraph, finding_id: str) -> str:
@@ -59,6 +64,45 @@ def to_json(graph: AttackGraph, answers: list[Answer]) -> str:
         "answers": [a.to_dict(graph) for a in answers],
     }
     return json.dumps(data, indent=2)
+
+
+def from_json(data: Any) -> tuple[AttackGraph, list[Answer]]:
+    """The graph (the answers' nodes and steps only) and answers of a `to_json` document, e.g. one uploaded to
+    the console; PathsDocumentError naming the answer/path when it is not one."""
+    if not isinstance(data, dict) or data.get("kind") != "KubeguardAttackPaths" or not isinstance(
+            data.get("answers"), list):
+        raise PathsDocumentError("not a `kubeguard paths -o json` document (kind KubeguardAttackPaths, answers)")
+    graph = AttackGraph()
+    answers: list[Answer] = []
+    for a_index, raw in enumerate(data["answers"]):
+        where = f"answers[{a_index}]"
+        try:
+            paths: list[Path] = []
+            for p_index, path in enumerate(raw["paths"]):
+                where = f"answers[{a_index}].paths[{p_index}]"
+                nodes = [graph.add_node(str(n["id"]), str(n["kind"]), str(n["label"])) for n in path["nodes"]]
+                steps = []
+                for step in path["steps"]:
+                    source, target, findings = str(step["from"]), str(step["to"]), tuple(map(str, step["findings"]))
+                    if source not in graph.g or target not in graph.g:
+                        raise PathsDocumentError(f"{where}: step {source} -> {target} names a node not on the path")
+                    graph.add_edge(source, target, str(step["kind"]), str(step["evidence"]))
+                    graph.g.edges[source, target]["findings"] = findings
+                    steps.append(Step(source, target, str(step["kind"]), str(step["evidence"]), findings))
+                paths.append(Path(nodes, steps, int(path["cost"])))
+            where = f"answers[{a_index}]"
+            answers.append(Answer(
+                str(raw["from"]), str(raw["to"]), paths,
+                [ChokePoint(str(c["finding"]), int(c["closes"])) for c in raw.get("choke_points", [])],
+                [str(f["finding"]) for f in raw.get("minimal_fix", [])],
+                bool(raw.get("minimal_fix_complete", True)), bool(raw.get("truncated", False))))
+        except PathsDocumentError:
+            raise
+        except KeyError as exc:
+            raise PathsDocumentError(f"{where}: missing {exc} (unknown step kinds are refused too)") from exc
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise PathsDocumentError(f"{where}: {exc}") from exc
+    return graph, answers
 
 
 def _quote(text: str) -> str:
