@@ -139,8 +139,9 @@ class EbpfSensor:
         self._ready_lines: deque[bytes] = deque()
         self._last_read = 0
         self.blind_spots = [
-            "relative paths (opens, links, renames, removes, mkdir) are reported as written, not joined to the "
-            "cwd or dirfd; reads are traced below watched prefixes, of /proc/*/environ and with '..' only",
+            "relative paths are reported as written with their dirfd (the agent joins them to the directory of a "
+            "live process, or the exec-time cwd of a gone non-shell); reads are traced below watched prefixes, of "
+            "disk devices, /proc/*/environ and with '..' only",
             "paths and arguments longer than 64 bytes are cut; at most 15 argv entries; an empty argv entry ends argv",
             "cwd deeper than 9 components is reported with a leading '...'",
             "reads of already-open files (no per-read events); writes are seen by fanotify",
