@@ -15,6 +15,7 @@ import json
 import os
 import re
 import stat
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -280,6 +281,7 @@ def _read_yaml_split(text: str, name: str, problems: list[LoadProblem], warnings
 _STR, _INT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null"))
 _MAP, _SEQ, _MERGE = (f"tag:yaml.org,2002:{t}" for t in ("map", "seq", "merge"))
 _BOOL_VALUES = yaml.constructor.SafeConstructor.bool_values
+_INTERN_MAX = 64  # longer strings rarely repeat
 _MAX_INT_TEXT = 2 + 64 + 16  # sign, prefix, 64 binary digits and a few `_` separators
 
 
@@ -316,7 +318,8 @@ class Builder:
         if isinstance(node, yaml.ScalarNode):
             value = node.value
             if tag == _STR:
-                return value
+                # one object per distinct short string: keys and names repeat in every document of a big file
+                return sys.intern(value) if len(value) <= _INTERN_MAX else value
             if tag == _INT:
                 return self._int(node)
             if tag == _BOOL:
