@@ -40,3 +40,16 @@ def test_one_aws_key_pattern_in_the_source() -> None:
     holders = sorted(str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "(?:AKIA|" in p.read_text()
                      or "(AKIA|" in p.read_text())
     assert holders == ["redact.py"]
+
+
+def test_elide_blobs_hides_an_encoded_credentials_file_on_a_command_line() -> None:
+    import base64
+
+    from kubeguard.redact import elide_blobs
+
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    blob = base64.b64encode(f"[default]\naws_secret_access_key = {secret}\n".encode()).decode()
+    shown = elide_blobs(f"echo {blob} | base64 -d > ~/.aws/credentials; token=abc123")
+    assert blob not in shown and f"<{len(blob)} chars>" in shown
+    assert "abc123" not in shown
+    assert elide_blobs("id -u; hostname") == "id -u; hostname"

@@ -57,3 +57,13 @@ def redact(text: str) -> str:
     text = _SCHEME_CREDS.sub(lambda m: f"{m.group(1)} {HIDDEN}", text)
     text = AWS_KEY_ID.sub(lambda m: m.group(0)[:4] + HIDDEN, text)
     return _URL_CREDS.sub(lambda m: m.group(1) + HIDDEN + m.group(3), text)
+
+
+_BLOB = re.compile(r"[A-Za-z0-9+/=_-]{64,}")
+
+
+def elide_blobs(text: str) -> str:
+    """`text` redacted, with every run of 64+ base64-like characters replaced by its length (an encoded file
+    on a command line, e.g. a credentials file written through a shell, shows as ``<120 chars>``)."""
+    return redact(_BLOB.sub(lambda m: f"<{len(m.group(0))} chars>", text))
+

@@ -65,6 +65,8 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
         ("rbac-secrets-read", "Group/platform-team"),
         ("rbac-pod-create", "ServiceAccount/argocd/argocd-deployer"),
         ("rbac-wildcard", "ServiceAccount/argocd/argocd-deployer"),
+        # not bound, and not aggregated into the bound platform-operator (its label says "false")
+        ("rbac-pod-create", "ClusterRole/unrelated-reader"),
     },
     "secrets-everywhere": {
         ("secret-in-env", "Deployment/apps/notifier"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import types
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def live_demo(protect: bool, report: Path) -> int:
             def redraw(result: LiveResult) -> None:
                 live.update(timeline_table(result), refresh=True)
 
-            result = run_live(protect, on_update=redraw, progress=lambda msg: stdout.print(f"lab: {msg}"))
+            work = Path(tempfile.mkdtemp(prefix="kubeguard-live-"))
+            result = run_live(protect, work, on_update=redraw, progress=lambda msg: stdout.print(f"lab: {msg}"))
     except KeyboardInterrupt:
         stdout.print("demo --live: interrupted; the lab was torn down")
         return 130
@@ -44,5 +46,5 @@ def live_demo(protect: bool, report: Path) -> int:
     for line in summary_lines(result):
         stdout.print(line, markup=False)
     write_html(result, report)
-    stdout.print(f"report: {report}", markup=False)
+    stdout.print(f"report: {report}; the run's own files (agent alerts, services' logs): {work}", markup=False)
     return 0 if result.ok() else 1

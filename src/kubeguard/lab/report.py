@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.table import Table
 
 from kubeguard.lab.live import LiveResult, StageResult
+from kubeguard.redact import elide_blobs
 
 STATUS_STYLE = {"done": "red", "blocked": "green", "not reached": "dim", "failed": "yellow", "running": "cyan",
                 "pending": "dim"}
@@ -81,7 +82,7 @@ def write_html(result: LiveResult, path: Path) -> Path:
                     f"<td>{f['requests']}</td></tr>" for f in result.flows)
     alerts = "".join(
         f"<tr><td>{esc(str(a.get('time', '')))}</td><td>{esc(str(a.get('priority', '')))}</td>"
-        f"<td>{esc(str(a.get('rule', '')))}</td><td>{esc(str(a.get('output', ''))[:400])}</td></tr>"
+        f"<td>{esc(str(a.get('rule', '')))}</td><td>{esc(elide_blobs(str(a.get('output', '')))[:400])}</td></tr>"
         for a in result.alerts)
     summary = "".join(f"<li>{esc(line)}</li>" for line in summary_lines(result))
     mode = "protect" if result.protect else "detect"

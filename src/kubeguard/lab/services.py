@@ -31,6 +31,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
+from kubeguard.redact import elide_blobs
+
 METADATA_IP = "169.254.169.254"
 ROLE_NAME = "eks-node-role"
 BUCKET = "telemetry"
@@ -153,7 +155,7 @@ def console(args: argparse.Namespace) -> None:
                 return
             length = min(int(self.headers.get("Content-Length") or 0), 1 << 20)
             command = str(json.loads(self.rfile.read(length) or b"{}").get("command", ""))
-            log.write("exec", client=self.client_address[0], command=command[:200])
+            log.write("exec", client=self.client_address[0], command=elide_blobs(command)[:200])
             code, output = run_in_terminal(command)
             self.reply(200, json.dumps({"exit": code, "output": output}).encode())
 

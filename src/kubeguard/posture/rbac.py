@@ -194,6 +194,8 @@ class RbacIndex:
     _subjects: set[Subject] = field(default_factory=set)
     _cluster_rules: dict[str, tuple[Rule, ...]] = field(default_factory=dict)
     missing_roles: list[tuple[K8sObject, str]] = field(default_factory=list)
+    _bound: set[tuple[str, str, str]] = field(default_factory=set)  # (kind, namespace, name) a binding refers to
+    _aggregated_into: dict[str, set[str]] = field(default_factory=dict)  # ClusterRole -> aggregating ClusterRoles
 
     def __post_init__(self) -> None:
         self._resolve_cluster_roles()
@@ -232,6 +234,7 @@ class RbacIndex:
                 for other, obj in by_name.items():
                     if other == name or other in seen or not label_selector_selects(selector, obj.labels):
                         continue
+                    self._aggregated_into.setdefault(other, set()).add(name)
                     rules.extend(r for r in resolve(other, seen | {name}) if r not in rules)
             result = tuple(rules)
             if not seen:  # only memoise complete resolutions
@@ -248,6 +251,7 @@ class RbacIndex:
             return
         ref_kind, ref_name = str(ref.get("kind", "")), str(ref.get("name", ""))
         scope = binding.namespace if binding.kind == "RoleBinding" else ""
+        self._bound.add((ref_kind, scope if ref_kind == "Role" else "", ref_name))
         if ref_kind == "ClusterRole" and ref_name in cluster_roles:
             role = cluster_roles[ref_name]
             rules = self._cluster_rules.get(ref_name, ())
@@ -270,6 +274,31 @@ class RbacIndex:
                 if scope and not rule.resources:
                     continue
                 self._direct[subject].append(Grant(rule, scope, binding, role, subject))
+
+    def unbound_roles(self) -> list[tuple[K8sObject, tuple[Rule, ...]]]:
+        """Roles and ClusterRoles of the snapshot that no binding refers to, with their rules.
+
+        A ClusterRole aggregated into a bound one (at any depth) counts as bound: its rules are granted.
+        """
+        out: list[tuple[K8sObject, tuple[Rule, ...]]] = []
+        for role in self.snapshot.of_kind("Role"):
+            if ("Role", role.namespace, role.name) not in self._bound:
+                out.append((role, tuple(_rules(role))))
+        for role in self.snapshot.of_kind("ClusterRole"):
+            if not self._cluster_role_bound(role.name):
+                out.append((role, self._cluster_rules.get(role.name, ())))
+        return out
+
+    def _cluster_role_bound(self, name: str) -> bool:
+        seen: set[str] = set()
+        stack = [name]
+        while stack:
+            current = stack.pop()
+            if ("ClusterRole", "", current) in self._bound:
+                return True
+            seen.add(current)
+            stack.extend(n for n in self._aggregated_into.get(current, ()) if n not in seen)
+        return False
 
     def subjects(self) -> list[Subject]:
         """Every subject bound by some binding or present as a ServiceAccount, sorted."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from kubeguard.cluster.snapshot import Snapshot
+from kubeguard.cluster.snapshot import K8sObject, Snapshot
 from kubeguard.model import Finding, Resource, Severity
 from kubeguard.posture.rbac import (
     ANONYMOUS,
@@ -20,6 +20,7 @@ from kubeguard.posture.rbac import (
     UNAUTHENTICATED,
     Grant,
     RbacIndex,
+    Rule,
     Subject,
 )
 from kubeguard.posture.registry import PostureCheck, evaluator, register
@@ -44,6 +45,10 @@ class Probe:
     resource: str
     group: str = ""
     subresource: str | None = None
+
+    def matches(self, rule: Rule) -> bool:
+        """Whether `rule` allows one of this probe's requests (on any object)."""
+        return any(rule.allows(verb, self.resource, self.group, self.subresource) for verb in self.verbs)
 
     def grants(self, index: RbacIndex, subject: Subject, inherited: bool = False) -> list[Grant]:
         return index.allows_any(subject, self.verbs, self.resource, None, self.group, self.subresource,
@@ -159,6 +164,42 @@ def evaluate_rbac(snapshot: Snapshot) -> Iterator[Finding]:
     index = rbac_index(snapshot)
     for subject in index.subjects():
         yield from subject_findings(index, subject)
+
+
+@evaluator
+def evaluate_unbound_roles(snapshot: Snapshot) -> Iterator[Finding]:
+    """Dangerous Roles and ClusterRoles no binding refers to yet, at low severity, "not bound" in the evidence.
+
+    A pull request adding such a role is seen before anyone is bound to it. Once a binding refers to
+    the role, these findings give way to the per-subject findings at the bound severity.
+    """
+    for role, rules in rbac_index(snapshot).unbound_roles():
+        yield from unbound_role_findings(role, rules)
+
+
+def unbound_role_findings(role: K8sObject, rules: tuple[Rule, ...]) -> Iterator[Finding]:
+    """The rbac-* checks a role's rules would make, each a LOW finding on the role itself."""
+    admin = [rule for rule in rules if rule.is_full_wildcard]
+    matched = {check: [rule for rule in rules if any(probe.matches(rule) for probe in probes)]
+               for check, probes in PROBES.items()}
+    matched = {check: found for check, found in matched.items() if found}
+    resource = Resource(role.kind, role.name, role.namespace)
+    if admin:
+        implied = ", ".join(check.id for check in matched) or "none"
+        yield _unbound(CLUSTER_ADMIN, role, resource, admin, f"; implies {implied}")
+        return
+    for check, found in matched.items():
+        yield _unbound(check, role, resource, found)
+    wildcard = [rule for rule in rules if "*" in rule.verbs or "*" in rule.resources]
+    if wildcard:
+        yield _unbound(WILDCARD, role, resource, wildcard)
+
+
+def _unbound(check: PostureCheck, role: K8sObject, resource: Resource, rules: list[Rule], extra: str = "") -> Finding:
+    evidence = f"not bound: no RoleBinding or ClusterRoleBinding refers to {role.kind}/{role.name}; " \
+               f"if bound it grants {' | '.join(str(rule) for rule in rules)}{extra}"
+    return check.finding(role, evidence, severity=Severity.LOW, title=f"{check.title} (role not bound yet)"
+                         .replace("Subject", "Role", 1))
 
 
 def dangerous_rights(index: RbacIndex, subject: Subject, inherited: bool = False) -> dict[PostureCheck, list[Grant]]:
