@@ -118,6 +118,9 @@ class Enricher:
         for key, value in workload.falco_fields().items():
             event[key] = value
         event["container.id"] = identity.container_id
+        privileged = self.pods.privileged(identity.container_id)
+        if privileged is not None:
+            event["container.privileged"] = privileged
         if workload.image:
             repository, tag = split_image(workload.image)
             event["container.image.repository"] = repository
