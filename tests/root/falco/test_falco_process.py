@@ -25,6 +25,14 @@ SSH_443 = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind(('{S
            f"ssh -p 443 -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=5 {SSH_PEER} true; "
            "kill %1; true")
 
+# proc.env is read from /proc/PID/environ when the agent processes the exec, so these programs stay alive a while
+# (a program gone before that is missed: docs/rules.md)
+GLIBC_TUNABLES = "GLIBC_TUNABLES=glibc.malloc.mxfast=0 sleep 30 >/dev/null 2>&1 &"
+HTTP_PROXY = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind(('{SSH_PEER}', 3128)); s.listen(); "
+              "time.sleep(40)\" >/dev/null 2>&1 & sleep 1; "
+              f"http_proxy=http://{SSH_PEER}:3128 HTTP_PROXY=http://{SSH_PEER}:3128 "
+              "curl -s --max-time 30 http://kg.test/ >/dev/null 2>&1 &")
+
 # (case id, rule, behaviour, privileged pod)
 CASES = [
     ("memfd-exec", "Fileless execution via memfd_create", MEMFD_EXEC, False),
@@ -32,6 +40,9 @@ CASES = [
     ("ssh-nonstandard-port", "Disallowed SSH Connection Non Standard Port", SSH_443, False),
     ("mount-privileged", "Mount Launched in Privileged Container", "mount -t tmpfs kg-tmp /mnt", True),
     ("debugfs-privileged", "Debugfs Launched in Privileged Container", "debugfs -R stats /dev/null || true", True),
+    ("glibc-tunables-env", "Potential Local Privilege Escalation via Environment Variables Misuse", GLIBC_TUNABLES,
+     False),
+    ("http-proxy-env", "Program run with disallowed http proxy env", HTTP_PROXY, False),
 ]
 GROUP = tuple(c[1] for c in CASES)
 # The same behaviours in a pod that is not privileged: the privileged-only rules stay silent.
