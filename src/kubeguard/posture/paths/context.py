@@ -18,6 +18,7 @@ from kubeguard.posture.paths import pod_facts as wl
 from kubeguard.posture.paths.graph import ANY_NODE, CLOUD_DATA, CLUSTER_ADMIN, COMPUTE_HIJACK, NODE_ROOT, AttackGraph
 from kubeguard.posture.paths.rights import NAMESPACE_ADMIN_RIGHTS, Right
 from kubeguard.posture.rbac import RbacIndex, Subject
+from kubeguard.tables import file_under
 
 
 @dataclass(slots=True)
@@ -120,13 +121,7 @@ RIGHT_EDGES: dict[str, RightEdges] = {}
 
 def right_edge(*names: str) -> Callable[[RightEdges], RightEdges]:
     """Decorator: the function adds the edges of the rights `names`."""
-    def register(func: RightEdges) -> RightEdges:
-        for name in names:
-            if name in RIGHT_EDGES:
-                raise ValueError(f"right {name!r} has two edge functions")
-            RIGHT_EDGES[name] = func
-        return func
-    return register
+    return file_under(RIGHT_EDGES, names, "edge function")
 
 
 @right_edge("ADMIN")
