@@ -37,6 +37,7 @@ def root(
 # Lanes register their commands below (one import and one line each).
 from kubeguard.agent.commands import agent  # noqa: E402
 from kubeguard.console.commands import console  # noqa: E402
+from kubeguard.coverage.commands import coverage  # noqa: E402
 from kubeguard.net.capture_commands import capture_command  # noqa: E402
 from kubeguard.net.commands import dpi  # noqa: E402
 from kubeguard.net.flowmap_commands import flows_command  # noqa: E402
@@ -64,6 +65,7 @@ app.add_typer(netpol_app, name="netpol")
 app.command("quarantine")(quarantine_command)
 app.command("replay")(replay)
 app.command("alerts")(alerts)
+app.command("coverage")(coverage)
 
 
 def main() -> None:

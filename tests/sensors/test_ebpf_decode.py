@@ -265,3 +265,26 @@ def test_directory_open_is_a_directory_fd() -> None:
                         "3", str(0o200000 | 0o4000 | 0o2000000), "0", "-100", "0", "/root/.ssh"])
     event = decode_lines([json.dumps({"type": "printf", "data": line + "\n"})])[0]
     assert (event["fd.type"], event["fd.typechar"], event["evt.is_open_read"]) == ("directory", "d", True)
+
+
+def _bt_line(tag: str, *fields: object, pid: int = 4242) -> str:
+    header = (17304932985274, pid, pid, 1, 0, 0, 1, 4026531836, pid, "kg-comm")
+    return json.dumps({"type": "printf", "data": "\x1f".join(map(str, (tag, *header, *fields))) + "\n"})
+
+
+def test_memfd_exec_flag_comes_before_its_exit_line() -> None:
+    lines = [_bt_line("A", "", "kg-payload", "", "", "0"), json.dumps({"type": "printf", "data": "XM\x1f4242\n"}),
+             _bt_line("X", 0, 4294967295, 1, 0, 0),
+             json.dumps({"type": "printf", "data": "W\x1f4242\x1f0\x1ftmp|0\x1f/|1\x1f/|1\x1f1\n"}),
+             _bt_line("A", "/bin/true", "true", "", "", "0"), _bt_line("X", 0, 4294967295, 1, 0, 0),
+             json.dumps({"type": "printf", "data": "W\x1f4242\x1f0\x1ftmp|0\x1f/|1\x1f/|1\x1f1\n"})]
+    execs = [e for e in decode_lines(lines) if e["evt.type"] == "execve"]
+    assert [(e["proc.is_exe_from_memfd"], e.get("evt.arg.flags")) for e in execs] == [
+        (True, "EXE_FROM_MEMFD"), (False, None)]
+
+
+def test_packet_socket() -> None:
+    (event,) = decode_lines([_bt_line("SK", 3, 17, 524291, 768)])
+    assert (event["evt.type"], event["evt.arg.domain"], event["evt.rawarg.domain"], event["fd.num"]) == (
+        "socket", "AF_PACKET", 17, 3)
+    assert event["evt.args"] == "domain=17(AF_PACKET) type=524291 proto=768"

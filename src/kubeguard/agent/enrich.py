@@ -127,7 +127,8 @@ class Enricher:
     def _process_fields(self, event: Event, pid: int) -> None:
         me = self.procs.get(pid)
         if me is not None:
-            for key, value in (("proc.name", me.name), ("proc.exepath", me.exepath), ("proc.args", me.args),
+            for key, value in (("proc.name", me.name), ("proc.exepath", me.exepath), ("proc.exe", me.exe),
+                               ("proc.args", me.args),
                                ("proc.cmdline", me.cmdline), ("proc.ppid", me.ppid)):
                 if value not in ("", None) and key not in event:
                     event[key] = value

@@ -30,6 +30,7 @@ class ProcInfo:
     ppid: int = 0
     name: str = ""
     exepath: str = ""
+    exe: str = ""  # Falco's proc.exe: argv[0] as the process was started
     args: str = ""
     uid: int | None = None
     tty: int | None = None
@@ -72,6 +73,7 @@ class ProcessTable:
                 ppid=as_int(event.get("proc.ppid")) or (old.ppid if old else 0),
                 name=str(event.get("proc.name") or ""),
                 exepath=str(event.get("proc.exepath") or event.get("proc.exe") or ""),
+                exe=str(event.get("proc.exe") or ""),
                 args=str(event.get("proc.args") or ""),
                 uid=as_int(event.get("user.uid")),
                 tty=as_int(event.get("proc.tty")),
@@ -85,7 +87,7 @@ class ProcessTable:
             parent = self._table.get(pid)
             if child and parent is not None:
                 self._put(ProcInfo(pid=child, ppid=pid, name=parent.name, exepath=parent.exepath,
-                                   args=parent.args, uid=parent.uid, tty=parent.tty, cwd=parent.cwd,
+                                   exe=parent.exe, args=parent.args, uid=parent.uid, tty=parent.tty, cwd=parent.cwd,
                                    identity=parent.identity, cgroup_id=parent.cgroup_id))
         elif etype == "procexit":
             gone = self._table.get(pid)
@@ -161,7 +163,8 @@ class ProcessTable:
             uid = None
         return ProcInfo(
             pid=pid, ppid=int(fields[1]) if len(fields) > 1 else 0, name=comm, exepath=exepath,
-            args=" ".join(argv[1:]), uid=uid, identity=identity_from_path(path_from_proc_cgroup(cgroup)),
+            exe=argv[0] if argv else "", args=" ".join(argv[1:]), uid=uid,
+            identity=identity_from_path(path_from_proc_cgroup(cgroup)),
         )
 
 

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubeguard.boundedread import InputTooLarge, bounded_lines
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.errors import KubeguardError
+
+MAX_FLOW_LINE = 1 << 20  # one flow record is a few hundred bytes
 
 
 class FlowMapError(KubeguardError):
@@ -53,19 +56,33 @@ def build(path: Path, podmap: PodMap | None = None) -> FlowMap:
     """Read a flows file into a FlowMap; pods are grouped into workloads when a pods map is given."""
     fmap = FlowMap()
     try:
-        lines = path.read_text().splitlines()
+        with path.open("rb") as handle:
+            for number, _, raw in bounded_lines(handle, MAX_FLOW_LINE, str(path)):
+                if raw is None:
+                    raise FlowMapError(f"{path}:{number}: line longer than {MAX_FLOW_LINE >> 10} KiB: "
+                                       "not a flow record")
+                _add_line(fmap, raw, podmap, f"{path}:{number}")
     except OSError as exc:
         raise FlowMapError(f"{path}: cannot read flows: {exc.strerror or exc}") from exc
-    except UnicodeDecodeError as exc:
-        raise FlowMapError(f"{path}: not a JSON-lines flows file: {exc}") from exc
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            add_record(fmap, json.loads(line), podmap)
-        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
-            raise FlowMapError(f"{path}:{number}: not a flow record: {exc}") from exc
+    except InputTooLarge as exc:
+        raise FlowMapError(str(exc)) from exc
     return fmap
+
+
+def _add_line(fmap: FlowMap, raw: bytes, podmap: PodMap | None, where: str) -> None:
+    """One JSON line into `fmap`; FlowMapError naming `where` when it is not a flow record."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FlowMapError(f"{where}: not a JSON-lines flows file: {exc}") from exc
+    if not line.strip():
+        return
+    try:
+        add_record(fmap, json.loads(line), podmap)
+    except RecursionError as exc:
+        raise FlowMapError(f"{where}: not a flow record: nested too deeply") from exc
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+        raise FlowMapError(f"{where}: not a flow record: {exc}") from exc
 
 
 def from_records(records: Iterable[dict[str, Any]], podmap: PodMap | None = None) -> FlowMap:

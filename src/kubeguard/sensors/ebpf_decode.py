@@ -119,6 +119,9 @@ LAYOUTS = _layouts(
     Layout.of("UM", ("ret", int), ("flags", int), ("target", str)),
     Layout.of("NS", ("probe", str), ("ret", int), ("a", int), ("b", int)),
     Layout.of("MOD", ("probe", str), ("ret", int)),
+    # Falco process/network rules (falcoproc): the exec's program is a memfd (XM, before its X); packet sockets
+    Layout.of("XM", ("tid", int), header=False),
+    Layout.of("SK", ("ret", int), ("domain", int), ("type", int), ("proto", int)),
 )
 
 
@@ -146,6 +149,9 @@ class Fields:
         """Up to `count` raw fields from `first` on (fewer when the line ends sooner)."""
         position = self.layout.fields[first][0]
         return self.parts[position:position + count]
+
+
+SOCKET_DOMAINS = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
 
 
 class DecodeError(ValueError):
@@ -221,6 +227,7 @@ class BpftraceDecoder:
         self.clock_offset_ns = clock_offset_ns  # wall clock minus CLOCK_MONOTONIC (bpftrace's nsecs)
         self.sensor = sensor
         self.execs: dict[int, PendingExec] = {}
+        self.memfd_exec_tids: set[int] = set()  # XM seen: the next X of that tid runs a memfd
         self.mounts: dict[int, tuple[str, str, str]] = {}
         self.lost = 0
         self.parse_errors = 0
@@ -379,6 +386,11 @@ class BpftraceDecoder:
         event["user.loginuid"] = -1 if loginuid == 0xFFFFFFFF else loginuid
         event["proc.sid"] = f["sid"]
         event["proc.tty"] = tty_nr(f["tty_major"], f["tty_minor"])
+        from_memfd = tid in self.memfd_exec_tids
+        event["proc.is_exe_from_memfd"] = from_memfd
+        if from_memfd:
+            self.memfd_exec_tids.discard(tid)
+            event["evt.arg.flags"] = "EXE_FROM_MEMFD"  # libscap's execve exit flag, as Falco renders it
         pending.event = event
         pending.exit_ns = f["nsecs"]
         self.latest_ns = max(self.latest_ns, pending.exit_ns)
@@ -655,6 +667,26 @@ class BpftraceDecoder:
     def _tag_MOD(self, f: Fields) -> list[Event]:
         event = self._header(f, syscall_of(f["probe"]))
         self._result(event, f["ret"])
+        return [event]
+
+    # --- Falco process/network rules (falcoproc) ---------------------------------------------------------
+    def _tag_XM(self, f: Fields) -> list[Event]:
+        if len(self.memfd_exec_tids) >= PENDING_LIMIT:
+            self.memfd_exec_tids.clear()
+        self.memfd_exec_tids.add(f["tid"])
+        return []
+
+    def _tag_SK(self, f: Fields) -> list[Event]:
+        """socket(): Falco's socket event with evt.arg.domain/type/proto (domain by name, as Falco renders it)."""
+        event = self._header(f, "socket")
+        ret, domain = f["ret"], f["domain"]
+        self._result(event, ret)
+        name = SOCKET_DOMAINS.get(domain, str(domain))
+        event.update({"evt.arg.domain": name, "evt.rawarg.domain": domain, "evt.arg.type": f["type"],
+                      "evt.arg.proto": f["proto"], "evt.args": f"domain={domain}({name}) type={f['type']} "
+                      f"proto={f['proto']}"})
+        if ret >= 0:
+            event.update({"evt.arg.fd": ret, "fd.num": ret})
         return [event]
 
 

@@ -1,0 +1,1 @@
+"""Detection coverage of the ATT&CK for Containers and Microsoft Kubernetes threat matrices."""
