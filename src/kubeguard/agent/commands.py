@@ -229,11 +229,13 @@ def run_agent(config: AgentConfig) -> int:
         outputs.append(console_output(config, lambda: health[0]() if health else {}))
     source = pod_source(config.pods, node)
     ruleset = load_rules(config.rules, config.defaults, config.rule_options)
+    enricher = Enricher(source, node=node)
+    enricher.read_env = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.env")
     metrics = AgentMetrics()
     factory = sensor_factory(config.sensor)
     runners: list[SensorRunner] = []
     pipeline = Pipeline(
-        Enricher(source, node=node), ruleset, outputs, store_path=config.store, events_out=config.events_out,
+        enricher, ruleset, outputs, store_path=config.store, events_out=config.events_out,
         metrics=metrics, queue_size=config.queue_size, drop_report_interval=config.drop_report_interval,
         sensor_stats=lambda: _stats(runners), hostname=node or socket.gethostname(),
     )

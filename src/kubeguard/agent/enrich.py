@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import pwd
+from pathlib import Path
 
 from kubeguard.agent.event_values import as_int
 from kubeguard.agent.fdtable import FdTable
@@ -25,6 +26,20 @@ from kubeguard.model import Event
 SETUID_TYPES = frozenset({"setuid", "setreuid", "setresuid"})
 
 
+ENVIRON_LIMIT = 65536  # bytes of /proc/PID/environ read for proc.env
+
+
+def read_environ(proc: Path, pid: int) -> str | None:
+    """Falco's proc.env of a live process: its environment at exec, `NAME=value` entries joined by spaces;
+    None when the process is already gone (or exec'd again: the kernel then shows the newer environment)."""
+    try:
+        with (proc / str(pid) / "environ").open("rb") as handle:
+            raw = handle.read(ENVIRON_LIMIT)
+    except OSError:
+        return None
+    return " ".join(item.decode(errors="replace") for item in raw.split(b"\0") if item)
+
+
 class Enricher:
     """Adds workload, ancestry, socket and user fields to events, in place."""
 
@@ -35,6 +50,7 @@ class Enricher:
         self.procs = procs or ProcessTable()
         self.fds = FdTable(parent_of=self._parent_of)
         self.node = node
+        self.read_env = False  # fill proc.env on execs (set when a loaded rule reads it: one /proc read per exec)
         self._users: dict[int, str] = {0: "root"}
 
     def enrich(self, event: Event) -> Event:
@@ -50,6 +66,10 @@ class Enricher:
         self._workload_fields(event, identity)
         if pid:
             self._process_fields(event, pid)
+            if self.read_env and etype in ("execve", "execveat") and event.get("evt.rawres") == 0:
+                env = read_environ(self.procs.proc, pid)
+                if env is not None:
+                    event["proc.env"] = env
             if etype in PATH_ARGS:
                 resolve_relative(event, info.cwd if info is not None else "")
         uid = as_int(event.get("user.uid"))
@@ -118,6 +138,9 @@ class Enricher:
         for key, value in workload.falco_fields().items():
             event[key] = value
         event["container.id"] = identity.container_id
+        privileged = self.pods.privileged(identity.container_id)
+        if privileged is not None:
+            event["container.privileged"] = privileged
         if workload.image:
             repository, tag = split_image(workload.image)
             event["container.image.repository"] = repository

@@ -78,6 +78,13 @@ class PodSource:
         return None
 
 
+    def privileged(self, container_id: str) -> bool | None:
+        """Falco's container.privileged: the container's spec says privileged; None for an unknown container."""
+        if self.podmap.container(container_id) is None:
+            return None
+        return container_id in self.podmap.privileged
+
+
 def _with_container_id(pod: Workload, container_id: str) -> Workload:
     data = pod.to_dict()
     data["container_id"] = container_id

@@ -37,13 +37,16 @@ class PodMap:
     by_container_id: dict[str, Workload] = field(default_factory=dict)
     by_pod_uid: dict[str, Workload] = field(default_factory=dict)
     owners: dict[str, WorkloadRef] = field(default_factory=dict)  # pod uid -> its workload (controller)
+    privileged: set[str] = field(default_factory=set)  # container ids whose spec says securityContext.privileged
 
     def add_pod(self, pod: dict[str, Any]) -> None:
         """Index one Pod object (as the API returns it); fields of the wrong type count as absent."""
         meta = as_dict(pod.get("metadata"))
         spec = as_dict(pod.get("spec"))
         status = as_dict(pod.get("status"))
+        containers = dicts(spec.get("containers")) + dicts(spec.get("initContainers"))
         images = {c.get("name"): c.get("image", "") for c in dicts(spec.get("containers"))}
+        privileged = {c.get("name") for c in containers if as_dict(c.get("securityContext")).get("privileged") is True}
         labels = tuple(sorted((str(k), str(v)) for k, v in as_dict(meta.get("labels")).items()))
         pod_workload = Workload(
             cluster=self.cluster,
@@ -71,6 +74,8 @@ class PodMap:
                     pod_workload, container=name, image=_text(cs.get("image")) or _text(images.get(name)),
                     container_id=cid,
                 )
+                if name in privileged:
+                    self.privileged.add(cid)
 
     def container(self, container_id: str) -> Workload | None:
         """Workload of a container id; accepts the full 64-hex id or Falco's 12-char short id."""

@@ -136,6 +136,7 @@ class Pod:
     cgroup_v2: Path
     cgroup_v1: dict[str, Path] = field(default_factory=dict)
     owner: tuple[str, str] | None = None  # (kind, name) of the controller, e.g. ("ReplicaSet", "web-5d9c7")
+    privileged: bool = False  # the container's securityContext.privileged (what the pods map says)
     _procs: list[subprocess.Popen[Any]] = field(default_factory=list, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -202,7 +203,8 @@ class Pod:
             "spec": {
                 "serviceAccountName": self.service_account,
                 "nodeName": NODE_NAME,
-                "containers": [{"name": self.container_name, "image": self.image}],
+                "containers": [{"name": self.container_name, "image": self.image,
+                                **({"securityContext": {"privileged": True}} if self.privileged else {})}],
             },
             "status": {
                 "phase": "Running",
@@ -281,6 +283,7 @@ class PodLab:
         image: str = "registry.example/test/app:1.0",
         container_name: str = "app",
         owner: tuple[str, str] | None = None,
+        privileged: bool = False,
     ) -> Pod:
         """Create a pod; `name` defaults to a unique one; `owner` = (kind, name) of its controller."""
         suffix = secrets.token_hex(4)
@@ -299,6 +302,7 @@ class PodLab:
             network=ipaddress.IPv4Network("0.0.0.0/30"),
             cgroup_v2=Path(),
             owner=owner,
+            privileged=privileged,
         )
         rel = Path(*POD_CGROUP_PARENT, f"pod{uid}", pod.container_id)
         try:

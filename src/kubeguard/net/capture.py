@@ -98,8 +98,12 @@ def _pcap_frames(fh: BinaryIO, path: Path) -> Iterator[tuple[float, int, bytes]]
 
 def live(interface: str, duration: float | None = None, count: int | None = None, stop: object = None,
          on_ready: Callable[[], None] | None = None,
-         bpf: list[tuple[int, int, int, int]] | None = None) -> Iterator[tuple[float, int, bytes]]:
+         bpf: list[tuple[int, int, int, int]] | None = None,
+         on_drops: Callable[[int], None] | None = None) -> Iterator[tuple[float, int, bytes]]:
     """Frames from an interface via AF_PACKET (root), both directions, until duration / count / stop.
+
+    `on_drops` is told, after each batch read, how many packets the kernel dropped since the last call
+    (the socket's receive queue was full: PACKET_STATISTICS tp_drops).
 
     `bpf` is a classic BPF program (code, jt, jf, k), as `compile_bpf` returns, attached before binding.
 
@@ -139,6 +143,8 @@ def live(interface: str, duration: float | None = None, count: int | None = None
                     return
                 timeout = min(timeout, left)
             ready, _, _ = select.select([sock], [], [], timeout)
+            if on_drops is not None:
+                _report_drops(sock, on_drops)
             if not ready:
                 continue
             while True:
@@ -153,10 +159,24 @@ def live(interface: str, duration: float | None = None, count: int | None = None
                 if count is not None and seen >= count:
                     return
     finally:
+        if on_drops is not None:
+            _report_drops(sock, on_drops)
         sock.close()
 
 
+SOL_PACKET = 263
+PACKET_STATISTICS = 6
 SO_ATTACH_FILTER = 26
+
+
+def _report_drops(sock: socket.socket, on_drops: Callable[[int], None]) -> None:
+    """Pass on the kernel's drop count since the last read (reading PACKET_STATISTICS resets it)."""
+    try:
+        _packets, drops = struct.unpack("II", sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+    except OSError:
+        return
+    if drops:
+        on_drops(drops)
 
 
 def compile_bpf(interface: str, expression: str) -> list[tuple[int, int, int, int]]:

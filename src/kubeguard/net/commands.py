@@ -169,7 +169,8 @@ def _run(files: list[Path], interface: str | None, duration: float | None, count
             previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
             try:
                 ready = lambda: stderr.print(f"dpi: capturing on {interface}", markup=False)  # noqa: E731
-                engine.feed_frames(live(interface, duration=duration, count=count, stop=stop, on_ready=ready))
+                engine.feed_frames(live(interface, duration=duration, count=count, stop=stop, on_ready=ready,
+                                         on_drops=engine.drops.add_kernel_drops))
             except KeyboardInterrupt:
                 pass
             finally:
@@ -229,4 +230,6 @@ def _summary(engine: Engine, sink: AlertSink, captures: list[CaptureFile]) -> st
         parts.append(f"{engine.inspection_errors} packets failed inspection (a bug: see the log)")
     if table.evicted_full:
         parts.append(f"{table.evicted_full} flows evicted early (flow table full, --max-flows {table.max_flows})")
+    if engine.drops.kernel_drops:
+        parts.append(f"{engine.drops.kernel_drops} packets dropped by the kernel (capture ring full)")
     return ", ".join(parts)

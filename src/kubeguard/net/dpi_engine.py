@@ -28,6 +28,7 @@ from kubeguard.net.detect.dns import DnsTunnelDetector
 from kubeguard.net.detect.http import inspect_http_request
 from kubeguard.net.detect.sql import SqlAuthMonitor, inspect_sql_query
 from kubeguard.net.detect.volume import ScanFloodDetector
+from kubeguard.net.drops import DropReporter
 from kubeguard.net.flows import Flow, FlowTable
 from kubeguard.net.parsers import DATAGRAM_PARSERS, STREAM_PARSERS
 from kubeguard.net.proto.dns import DnsError, parse_message
@@ -55,6 +56,7 @@ class EngineConfig:
     reassembly_memory: int = 256 << 20  # out-of-order bytes queued across all flows
     tcp_timeout: float = 600.0
     udp_timeout: float = 60.0
+    drop_report_interval: float = 10.0  # seconds of packet time between "packets or flows dropped" alerts
 
 
 @contextlib.contextmanager
@@ -109,6 +111,7 @@ class Engine:
         self.flows_done = 0
         self.inspection_errors = 0  # packets whose inspection raised (a parser bug); see feed_frames
         self._now = 0.0
+        self.drops = DropReporter(self._drop_counts, self._alert, self.config.drop_report_interval, hostname)
 
     # ---- input --------------------------------------------------------------------------
 
@@ -142,6 +145,8 @@ class Engine:
         if ts > self._now:
             self._now = ts
             self.table.tick(ts)
+            if self.drops.due(ts):
+                self.drops.check(ts)
         flow, d = self.table.lookup(pkt)
         # Floods and scans are told by packets without ACK (SYN, NULL/FIN/XMAS probes) and by non-TCP
         # packets; established TCP traffic (ACK set) is not passed, which keeps bulk transfers cheap.
@@ -173,6 +178,10 @@ class Engine:
     def finish(self) -> None:
         """End of input: close every flow (flushing queued stream data) and emit records."""
         self.table.flush()
+        self.drops.check(self._now, final=True)
+
+    def _drop_counts(self) -> dict[str, int]:
+        return {"flows.evicted_full": self.table.evicted_full, "ipfrag.dropped": self.decoder.defrag.dropped}
 
     # ---- flows --------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from kubeguard.rules import falco_fields as F
 from kubeguard.rules.compiler import CodeGen, CompileError, build_function, evt_type_words, fold, rule_function
 from kubeguard.rules.loader import Expander, Loader, RuleLoadError, RuleSet, UnknownField, validate_fields
 from kubeguard.rules.output import OutputTemplate
-from kubeguard.rules.parser import And, Const, Node
+from kubeguard.rules.parser import And, Comparison, Const, FieldValue, Node, Not, Or
 from kubeguard.rules.selection import RuleSelection, apply_selections
 
 MAX_TIME_NS = 253402300799 * 1_000_000_000  # 9999-12-31T23:59:59Z: the last time RFC 3339 can write
@@ -80,6 +80,11 @@ class RuleEngine:
         self._other = self._bucket(None)
         for t in sorted(self._types):
             self._by_type[t] = self._bucket(t)
+
+    def reads_field(self, name: str) -> bool:
+        """Whether an enabled rule's condition (macros expanded) reads field `name` (e.g. proc.env): lets the
+        agent skip work no rule needs."""
+        return any(name in _tree_fields(r.tree) for r in self.rules)
 
     # --- construction ---------------------------------------------------------------------------
     @classmethod
@@ -260,6 +265,24 @@ def normalise(event: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def _tree_fields(node: Node) -> set[str]:
+    """Names of the fields a condition tree reads."""
+    found: set[str] = set()
+    stack: list[Any] = [node]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Comparison):
+            found.add(item.lhs.field.name)
+            rhs = item.rhs
+            if isinstance(rhs, FieldValue):
+                found.add(rhs.operand.field.name)
+        elif isinstance(item, And | Or):
+            stack.extend(item.items)
+        elif isinstance(item, Not):
+            stack.append(item.item)
+    return found
 
 
 def read_rules(files: Iterable[Path]) -> RuleSet:

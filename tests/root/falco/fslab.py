@@ -94,8 +94,8 @@ class FalcoLab:
         finally:
             self.pods.close()
 
-    def pod(self, name: str) -> Pod:
-        pod = self.pods.pod(f"{name}-{secrets.token_hex(2)}")
+    def pod(self, name: str, privileged: bool = False) -> Pod:
+        pod = self.pods.pod(f"{name}-{secrets.token_hex(2)}", privileged=privileged)
         self.pods.write_pods(self.pods_file)
         return pod
 

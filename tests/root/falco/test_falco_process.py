@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from fslab import PYTHON, FalcoLab
+from fslab import PYTHON, SENTINEL, FalcoLab
 
 pytestmark = pytest.mark.root
 
@@ -25,13 +25,28 @@ SSH_443 = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind(('{S
            f"ssh -p 443 -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=5 {SSH_PEER} true; "
            "kill %1; true")
 
-# (case id, rule, behaviour)
+# proc.env is read from /proc/PID/environ when the agent processes the exec, so these programs stay alive a while
+# (a program gone before that is missed: docs/rules.md)
+GLIBC_TUNABLES = "GLIBC_TUNABLES=glibc.malloc.mxfast=0 sleep 30 >/dev/null 2>&1 &"
+HTTP_PROXY = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind(('{SSH_PEER}', 3128)); s.listen(); "
+              "time.sleep(40)\" >/dev/null 2>&1 & sleep 1; "
+              f"http_proxy=http://{SSH_PEER}:3128 HTTP_PROXY=http://{SSH_PEER}:3128 "
+              "curl -s --max-time 30 http://kg.test/ >/dev/null 2>&1 &")
+
+# (case id, rule, behaviour, privileged pod)
 CASES = [
-    ("memfd-exec", "Fileless execution via memfd_create", MEMFD_EXEC),
-    ("packet-socket", "Packet socket created in container", PACKET_SOCKET),
-    ("ssh-nonstandard-port", "Disallowed SSH Connection Non Standard Port", SSH_443),
+    ("memfd-exec", "Fileless execution via memfd_create", MEMFD_EXEC, False),
+    ("packet-socket", "Packet socket created in container", PACKET_SOCKET, False),
+    ("ssh-nonstandard-port", "Disallowed SSH Connection Non Standard Port", SSH_443, False),
+    ("mount-privileged", "Mount Launched in Privileged Container", "mount -t tmpfs kg-tmp /mnt", True),
+    ("debugfs-privileged", "Debugfs Launched in Privileged Container", "debugfs -R stats /dev/null || true", True),
+    ("glibc-tunables-env", "Potential Local Privilege Escalation via Environment Variables Misuse", GLIBC_TUNABLES,
+     False),
+    ("http-proxy-env", "Program run with disallowed http proxy env", HTTP_PROXY, False),
 ]
 GROUP = tuple(c[1] for c in CASES)
+# The same behaviours in a pod that is not privileged: the privileged-only rules stay silent.
+UNPRIVILEGED = ["mount -t tmpfs kg-tmp /mnt", "debugfs -R stats /dev/null || true"]
 ENABLE: tuple[str, ...] = ()  # rules Falco ships disabled that a case needs
 
 
@@ -45,9 +60,19 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FalcoLab]:
         falco.close()
 
 
-@pytest.mark.parametrize(("rule", "behaviour"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
-def test_process_rule_fires(lab: FalcoLab, rule: str, behaviour: str) -> None:
-    pod = lab.pod("proc")
+@pytest.mark.parametrize(("rule", "behaviour", "privileged"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_process_rule_fires(lab: FalcoLab, rule: str, behaviour: str, privileged: bool) -> None:
+    pod = lab.pod("proc", privileged=privileged)
     pod.add_address(SSH_PEER)
     lab.behave(pod, behaviour)
     lab.expect_only(pod, rule, GROUP)
+
+
+def test_privileged_rules_silent_in_unprivileged_pod(lab: FalcoLab) -> None:
+    pod = lab.pod("unpriv")
+    for behaviour in UNPRIVILEGED:
+        lab.behave(pod, behaviour)
+    lab.behave(pod, SENTINEL[0])
+    assert lab.agent.wait_alert(SENTINEL[1], pod.container_id, timeout=30) is not None
+    fired = {a["rule"] for a in lab.agent.alerts_for(pod.container_id)}
+    assert not fired & {"Mount Launched in Privileged Container", "Debugfs Launched in Privileged Container"}

@@ -1,0 +1,41 @@
+"""Fields Falco rules read that the agent fills from outside the kernel events: container.privileged (pods map),
+proc.env (/proc/PID/environ at exec, only when a loaded rule reads it)."""
+
+from __future__ import annotations
+
+from kubeguard.agent.podsource import PodSource
+from kubeguard.cluster.podmap import PodMap
+
+
+def pod(name: str, privileged: object, cid: str) -> dict[str, object]:
+    container: dict[str, object] = {"name": "app", "image": "img:1"}
+    if privileged is not None:
+        container["securityContext"] = {"privileged": privileged}
+    return {"kind": "Pod", "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
+            "spec": {"containers": [container]},
+            "status": {"containerStatuses": [{"name": "app", "containerID": f"containerd://{cid}"}]}}
+
+
+def test_privileged_from_spec() -> None:
+    source = PodSource()
+    source.podmap = PodMap.from_pods([pod("a", True, "a" * 64), pod("b", False, "b" * 64), pod("c", None, "c" * 64),
+                                      pod("d", "true", "d" * 64)])
+    assert [source.privileged(c * 64) for c in "abcd"] == [True, False, False, False]  # "true" (a string) is not
+    assert source.privileged("e" * 64) is None
+
+
+def test_proc_env_read_from_proc_as_falco_joins_it(tmp_path) -> None:
+    from kubeguard.agent.enrich import read_environ
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "environ").write_bytes(b"HOME=/root\0GLIBC_TUNABLES=glibc.malloc.mxfast=0\0A=b c\0")
+    assert read_environ(tmp_path, 77) == "HOME=/root GLIBC_TUNABLES=glibc.malloc.mxfast=0 A=b c"
+    assert read_environ(tmp_path, 78) is None
+
+
+def test_engine_reads_field_through_macros(tmp_path) -> None:
+    from kubeguard.rules import RuleEngine
+    path = tmp_path / "r.yaml"
+    path.write_text("- macro: m\n  condition: proc.env icontains GLIBC_TUNABLES\n"
+                    "- rule: R\n  desc: d\n  condition: evt.type = execve and m\n  output: o\n  priority: NOTICE\n")
+    assert RuleEngine.load([path], include_defaults=False).reads_field("proc.env")
+    assert not RuleEngine.load([], include_defaults=False).reads_field("proc.env")
