@@ -13,7 +13,7 @@ import sys
 import time
 
 BENCHMARKS = ("rules", "dpi_throughput", "l7_accuracy", "paths", "scan", "sensors", "agent", "policy",
-              "console_ingest", "live_demo")
+              "console_ingest", "live_demo", "flood")
 ROOT_ONLY = frozenset({"sensors", "agent", "policy", "live_demo"})
 
 
