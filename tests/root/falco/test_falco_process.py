@@ -33,6 +33,11 @@ HTTP_PROXY = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind((
               f"http_proxy=http://{SSH_PEER}:3128 HTTP_PROXY=http://{SSH_PEER}:3128 "
               "curl -s --max-time 30 http://kg.test/ >/dev/null 2>&1 &")
 
+REDIRECT = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind(('{SSH_PEER}', 443)); s.listen(); "
+            "time.sleep(30)\" >/dev/null 2>&1 & sleep 1; "
+            f"{PYTHON} -c \"import os, socket; c = socket.create_connection(('{SSH_PEER}', 443)); "
+            "os.dup2(c.fileno(), 0); os.dup2(c.fileno(), 1)\"")
+
 # (case id, rule, behaviour, privileged pod)
 CASES = [
     ("memfd-exec", "Fileless execution via memfd_create", MEMFD_EXEC, False),
@@ -43,6 +48,15 @@ CASES = [
     ("glibc-tunables-env", "Potential Local Privilege Escalation via Environment Variables Misuse", GLIBC_TUNABLES,
      False),
     ("http-proxy-env", "Program run with disallowed http proxy env", HTTP_PROXY, False),
+    ("redirect-stdio-socket", "Redirect STDOUT/STDIN to Network Connection in Container", REDIRECT, False),
+    ("base64-decode", "Decoding Payload in Container", "echo aGk= | base64 -d > /dev/null", False),
+    ("miner-name", "Known Cryptominer Process Executed", "cp /bin/true /tmp/xmrig && /tmp/xmrig", False),
+    ("find-private-keys", "Search Private Keys or Passwords", "find /tmp -name id_rsa", False),
+    ("shred", "Remove Bulk Data from Disk", "echo x > /tmp/kg-data && shred /tmp/kg-data", False),
+    ("scp", "Launch Remote File Copy Tools in Container", "scp 2>/dev/null || true", False),
+    ("exec-dev-shm", "Execution from /dev/shm", "mkdir -p /dev/shm && cp /bin/true /dev/shm/kg-run && /dev/shm/kg-run",
+     False),
+    ("network-tool", "Launch Suspicious Network Tool in Container", "tcpdump --version > /dev/null", False),
 ]
 GROUP = tuple(c[1] for c in CASES)
 # The same behaviours in a pod that is not privileged: the privileged-only rules stay silent.
