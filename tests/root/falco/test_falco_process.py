@@ -57,7 +57,14 @@ CASES = [
     ("exec-dev-shm", "Execution from /dev/shm", "mkdir -p /dev/shm && cp /bin/true /dev/shm/kg-run && /dev/shm/kg-run",
      False),
     ("network-tool", "Launch Suspicious Network Tool in Container", "tcpdump --version > /dev/null", False),
+    ("netcat-exec", "Netcat Remote Code Execution in Container", "nc -e /bin/true 127.0.0.1 9 || true", False),
+    ("find-aws-credentials", "Find AWS Credentials", "find /tmp -path /root/.aws/credentials", False),
+    ("package-manager", "Launch Package Management Process in Container", "dpkg --version > /dev/null", False),
+    ("kubectl", "Kubernetes Client Tool Launched in Container", "cp /bin/true /tmp/kubectl && /tmp/kubectl", False),
+    ("setuid-bit", "Set Setuid or Setgid bit", "touch /tmp/kg-suid && chmod u+s /tmp/kg-suid", False),
 ]
+# Rules of the group that a case's behaviour also meets, in Falco too (nc is also a network tool)
+ALSO = {"Netcat Remote Code Execution in Container": ("Launch Suspicious Network Tool in Container",)}
 GROUP = tuple(c[1] for c in CASES)
 # The same behaviours in a pod that is not privileged: the privileged-only rules stay silent.
 UNPRIVILEGED = ["mount -t tmpfs kg-tmp /mnt", "debugfs -R stats /dev/null || true"]
@@ -79,7 +86,7 @@ def test_process_rule_fires(lab: FalcoLab, rule: str, behaviour: str, privileged
     pod = lab.pod("proc", privileged=privileged)
     pod.add_address(SSH_PEER)
     lab.behave(pod, behaviour)
-    lab.expect_only(pod, rule, GROUP)
+    lab.expect_only(pod, rule, tuple(r for r in GROUP if r not in ALSO.get(rule, ())))
 
 
 def test_privileged_rules_silent_in_unprivileged_pod(lab: FalcoLab) -> None:
