@@ -89,14 +89,17 @@ def rss_mib(pids: list[int], key: str = "VmRSS") -> float:
 class Agent:
     """`kubeguard agent` as a subprocess, ready once it printed its "sensor ... running" line."""
 
-    def __init__(self, work: Path, pods: Path) -> None:
+    def __init__(self, work: Path, pods: Path, rules: list[str] | None = None,
+                 options: list[str] | None = None) -> None:
         self.events = work / "events.jsonl"
         self.stderr_path = work / "agent.err"
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "kubeguard", "agent", "--sensor", "ebpf", "--pods", str(pods),
              "--events-out", str(self.events), "--alerts-out", str(work / "alerts.jsonl"),
-             "--store", str(work / "alerts.db"), "--drop-report-interval", "5"],
+             "--store", str(work / "alerts.db"), "--drop-report-interval", "5",
+             *[arg for path in rules or [] for arg in ("--rules", path)],
+             *[arg for option in options or [] for arg in ("-o", option)]],
             stdout=subprocess.DEVNULL, stderr=self.stderr_path.open("w"), env=env)
         deadline = time.monotonic() + 120
         while "running" not in self.stderr_path.read_text():
@@ -143,7 +146,7 @@ def storm(pod, spawner: Path, noop: Path, rate: float, seconds: float) -> tuple[
 def measure_agent(lab: PodLab, spawner: Path, noop: Path, args: argparse.Namespace) -> dict[str, float]:
     pod = lab.pod("storm", namespace="bench")
     work = Path(tempfile.mkdtemp(prefix="kg-bench-agent-"))
-    agent = Agent(work, lab.write_pods(work / "pods.json"))
+    agent = Agent(work, lab.write_pods(work / "pods.json"), args.rules, args.option)
     try:
         pids = tree_pids(agent.proc.pid)
         cpu0, t0 = cpu_seconds(pids), time.monotonic()
@@ -204,6 +207,11 @@ def main() -> None:
     parser.add_argument("--load-rate", type=float, default=500, help="execs/s (each is 2 events: exec, exit)")
     parser.add_argument("--load-seconds", type=float, default=20)
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--rules", action="append", default=[],
+                        help="extra rules file for the agent (repeatable; e.g. Falco's, whose proc.env rules make "
+                             "the agent read /proc/PID/environ on every exec)")
+    parser.add_argument("-o", "--option", action="append", default=[],
+                        help="rule selection for the agent, e.g. rules[].disable.rule=NAME (repeatable)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("bench.agent needs root (bpftrace, test pods)")
@@ -218,10 +226,11 @@ def main() -> None:
     ratio = agent["load_cpu_pct"] / peer["load_cpu_pct"] if peer["load_cpu_pct"] else float("nan")
     load_events = 2 * agent["load_rate"]  # one execve and one procexit per spawn
     print(json.dumps({"agent": agent, "bpftrace_alone": peer, "cpu_ratio": ratio, "lost": lost}, indent=1))
+    extra = " + " + ", ".join(Path(r).name for r in args.rules) if args.rules else ""
     markdown = f"""## Agent (`python -m bench.agent`)
 
 Exec storm in a test pod (netns + kubelet-style cgroup), full agent (`kubeguard agent --sensor ebpf`,
-default rules ({agent['rules']} loaded), events log on), a static no-op binary vfork+exec'd by a C spawner.
+default rules{extra} ({agent['rules']} loaded), events log on), a static no-op binary vfork+exec'd by a C spawner.
 
 | measure | value |
 |---|---|

@@ -9,7 +9,7 @@ callbacks to the engine's `L7Events`; it knows nothing of flows beyond the one i
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from kubeguard.net.flows import Flow
 from kubeguard.net.identify import H2_PREFACE
@@ -21,6 +21,7 @@ from kubeguard.net.proto.stratum import MAX_MESSAGES, StratumStream
 from kubeguard.net.proto.stratum import parse_line as parse_stratum_line
 from kubeguard.net.proto.tls import Heartbeat, Hello, TlsStream
 from kubeguard.net.types import HttpRequest
+from kubeguard.tables import file_under
 
 
 @runtime_checkable
@@ -72,27 +73,16 @@ DatagramParser = Callable[[L7Events, Flow, bytes], None]
 
 STREAM_PARSERS: dict[str, StreamParserFactory] = {}
 DATAGRAM_PARSERS: dict[str, DatagramParser] = {}
-Entry = TypeVar("Entry")
-
-
-def _register(table: dict[str, Entry], kind: str, protocols: tuple[str, ...]) -> Callable[[Entry], Entry]:
-    def add(entry: Entry) -> Entry:
-        for name in protocols:
-            if name in table:
-                raise ValueError(f"{kind} parser for {name!r} registered twice")
-            table[name] = entry
-        return entry
-    return add
 
 
 def stream_parser(*protocols: str) -> Callable[[StreamParserFactory], StreamParserFactory]:
     """Register a TCP parser factory under `protocols` (a name registered twice is an error)."""
-    return _register(STREAM_PARSERS, "stream", protocols)
+    return file_under(STREAM_PARSERS, protocols, "stream parser")
 
 
 def datagram_parser(*protocols: str) -> Callable[[DatagramParser], DatagramParser]:
     """Register a UDP datagram handler under `protocols` (a name registered twice is an error)."""
-    return _register(DATAGRAM_PARSERS, "datagram", protocols)
+    return file_under(DATAGRAM_PARSERS, protocols, "datagram parser")
 
 
 # ---- the built-in parsers ---------------------------------------------------------------------------------------

@@ -33,6 +33,11 @@ HTTP_PROXY = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind((
               f"http_proxy=http://{SSH_PEER}:3128 HTTP_PROXY=http://{SSH_PEER}:3128 "
               "curl -s --max-time 30 http://kg.test/ >/dev/null 2>&1 &")
 
+REDIRECT = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind(('{SSH_PEER}', 443)); s.listen(); "
+            "time.sleep(30)\" >/dev/null 2>&1 & sleep 1; "
+            f"{PYTHON} -c \"import os, socket; c = socket.create_connection(('{SSH_PEER}', 443)); "
+            "os.dup2(c.fileno(), 0); os.dup2(c.fileno(), 1)\"")
+
 # (case id, rule, behaviour, privileged pod)
 CASES = [
     ("memfd-exec", "Fileless execution via memfd_create", MEMFD_EXEC, False),
@@ -43,7 +48,25 @@ CASES = [
     ("glibc-tunables-env", "Potential Local Privilege Escalation via Environment Variables Misuse", GLIBC_TUNABLES,
      False),
     ("http-proxy-env", "Program run with disallowed http proxy env", HTTP_PROXY, False),
+    ("redirect-stdio-socket", "Redirect STDOUT/STDIN to Network Connection in Container", REDIRECT, False),
+    ("base64-decode", "Decoding Payload in Container", "echo aGk= | base64 -d > /dev/null", False),
+    ("miner-name", "Known Cryptominer Process Executed", "cp /bin/true /tmp/xmrig && /tmp/xmrig", False),
+    ("find-private-keys", "Search Private Keys or Passwords", "find /tmp -name id_rsa", False),
+    ("shred", "Remove Bulk Data from Disk", "echo x > /tmp/kg-data && shred /tmp/kg-data", False),
+    ("scp", "Launch Remote File Copy Tools in Container", "scp 2>/dev/null || true", False),
+    ("exec-dev-shm", "Execution from /dev/shm", "mkdir -p /dev/shm && cp /bin/true /dev/shm/kg-run && /dev/shm/kg-run",
+     False),
+    ("network-tool", "Launch Suspicious Network Tool in Container", "tcpdump --version > /dev/null", False),
+    ("netcat-exec", "Netcat Remote Code Execution in Container", "nc -e /bin/true 127.0.0.1 9 || true", False),
+    ("find-aws-credentials", "Find AWS Credentials", "find /tmp -path /root/.aws/credentials", False),
+    ("package-manager", "Launch Package Management Process in Container", "dpkg --version > /dev/null", False),
+    ("kubectl", "Kubernetes Client Tool Launched in Container", "cp /bin/true /tmp/kubectl && /tmp/kubectl", False),
+    ("setuid-bit", "Set Setuid or Setgid bit", "touch /tmp/kg-suid && chmod u+s /tmp/kg-suid", False),
+    ("unshare-unprivileged", "Change namespace privileges via unshare",
+     "setpriv --reuid 65534 --regid 65534 --clear-groups unshare --user true", False),
 ]
+# Rules of the group that a case's behaviour also meets, in Falco too (nc is also a network tool)
+ALSO = {"Netcat Remote Code Execution in Container": ("Launch Suspicious Network Tool in Container",)}
 GROUP = tuple(c[1] for c in CASES)
 # The same behaviours in a pod that is not privileged: the privileged-only rules stay silent.
 UNPRIVILEGED = ["mount -t tmpfs kg-tmp /mnt", "debugfs -R stats /dev/null || true"]
@@ -65,7 +88,7 @@ def test_process_rule_fires(lab: FalcoLab, rule: str, behaviour: str, privileged
     pod = lab.pod("proc", privileged=privileged)
     pod.add_address(SSH_PEER)
     lab.behave(pod, behaviour)
-    lab.expect_only(pod, rule, GROUP)
+    lab.expect_only(pod, rule, tuple(r for r in GROUP if r not in ALSO.get(rule, ())))
 
 
 def test_privileged_rules_silent_in_unprivileged_pod(lab: FalcoLab) -> None:
