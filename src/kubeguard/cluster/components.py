@@ -125,6 +125,11 @@ def component_of(command: list[str]) -> str | None:
     return binary if binary in COMPONENTS else None
 
 
+def _words(value: object) -> list[str]:
+    """A container's command or args as text; a scalar or mapping there (a broken manifest) reads as none."""
+    return [str(t) for t in value if t is not None] if isinstance(value, list) else []
+
+
 def from_static_pod(obj: K8sObject, node: yaml.Node | None, problems: list[LoadProblem]) -> ComponentConfig | None:
     """The component a static pod runs (first container whose command is a component binary)."""
     containers = obj.spec.get("containers")
@@ -133,8 +138,8 @@ def from_static_pod(obj: K8sObject, node: yaml.Node | None, problems: list[LoadP
     for ci, container in enumerate(containers):
         if not isinstance(container, dict):
             continue
-        command = [str(t) for t in container.get("command") or [] if t is not None]
-        args = [str(t) for t in container.get("args") or [] if t is not None]
+        command = _words(container.get("command"))
+        args = _words(container.get("args"))
         name = component_of(command) or (component_of(args) if not command else None)
         if name is None:
             continue

@@ -1,0 +1,17 @@
+"""Inputs the long fuzz lane (bench/fuzz.py) crashed on, kept as regression tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from kubeguard.cluster.loader import load_file
+from kubeguard.cluster.snapshot import Snapshot
+
+CRASHES = Path(__file__).with_name("crashes")
+
+
+def test_static_pod_with_a_scalar_command_is_read() -> None:
+    # a static kube-system Pod whose container `command` is a number: TypeError in components.from_static_pod
+    snap = Snapshot()
+    load_file(CRASHES / "manifests-command-scalar.yaml", snap)
+    assert [obj.kind for obj in snap.objects] == ["Pod"]
