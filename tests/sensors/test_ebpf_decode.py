@@ -288,3 +288,13 @@ def test_packet_socket() -> None:
     assert (event["evt.type"], event["evt.arg.domain"], event["evt.rawarg.domain"], event["fd.num"]) == (
         "socket", "AF_PACKET", 17, 3)
     assert event["evt.args"] == "domain=17(AF_PACKET) type=524291 proto=768"
+
+
+def test_unshare_carries_the_callers_capabilities() -> None:
+    tc = json.dumps({"type": "printf", "data": f"TC\x1f4242\x1f{1 << 21}\x1f0\n"})
+    ns = _bt_line("NS", "tracepoint:syscalls:sys_exit_unshare", 0, 0x10000000, 0)
+    (event,) = decode_lines([tc, ns])
+    assert (event["evt.type"], event["thread.cap_permitted"], event["thread.cap_effective"]) == (
+        "unshare", "CAP_SYS_ADMIN", "")
+    (plain,) = decode_lines([ns])
+    assert "thread.cap_permitted" not in plain

@@ -121,6 +121,7 @@ LAYOUTS = _layouts(
     Layout.of("MOD", ("probe", str), ("ret", int)),
     # Falco process/network rules (falcoproc): the exec's program is a memfd (XM, before its X); packet sockets
     Layout.of("XM", ("tid", int), header=False),
+    Layout.of("TC", ("tid", int), ("permitted", int), ("effective", int), header=False),
     Layout.of("SK", ("ret", int), ("domain", int), ("type", int), ("proto", int)),
 )
 
@@ -228,6 +229,7 @@ class BpftraceDecoder:
         self.sensor = sensor
         self.execs: dict[int, PendingExec] = {}
         self.memfd_exec_tids: set[int] = set()  # XM seen: the next X of that tid runs a memfd
+        self.unshare_caps: dict[int, tuple[int, int]] = {}  # TC seen: caps for the next NS (unshare) of that tid
         self.mounts: dict[int, tuple[str, str, str]] = {}
         self.lost = 0
         self.parse_errors = 0
@@ -660,6 +662,9 @@ class BpftraceDecoder:
         self._result(event, f["ret"])
         if syscall == "unshare":
             event.update({"evt.arg.flags": bit_names(a, CLONE_FLAGS), "evt.rawarg.flags": a})
+            caps = self.unshare_caps.pop(f["tid"], None)
+            if caps is not None:
+                event["thread.cap_permitted"], event["thread.cap_effective"] = cap_names(caps[0]), cap_names(caps[1])
         else:
             event.update({"evt.arg.fd": a, "evt.arg.nstype": NS_TYPES.get(b, str(b)), "evt.rawarg.nstype": b})
         return [event]
@@ -674,6 +679,12 @@ class BpftraceDecoder:
         if len(self.memfd_exec_tids) >= PENDING_LIMIT:
             self.memfd_exec_tids.clear()
         self.memfd_exec_tids.add(f["tid"])
+        return []
+
+    def _tag_TC(self, f: Fields) -> list[Event]:
+        if len(self.unshare_caps) >= PENDING_LIMIT:
+            self.unshare_caps.clear()
+        self.unshare_caps[f["tid"]] = (f["permitted"], f["effective"])
         return []
 
     def _tag_SK(self, f: Fields) -> list[Event]:

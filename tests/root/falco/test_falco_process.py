@@ -62,6 +62,8 @@ CASES = [
     ("package-manager", "Launch Package Management Process in Container", "dpkg --version > /dev/null", False),
     ("kubectl", "Kubernetes Client Tool Launched in Container", "cp /bin/true /tmp/kubectl && /tmp/kubectl", False),
     ("setuid-bit", "Set Setuid or Setgid bit", "touch /tmp/kg-suid && chmod u+s /tmp/kg-suid", False),
+    ("unshare-unprivileged", "Change namespace privileges via unshare",
+     "setpriv --reuid 65534 --regid 65534 --clear-groups unshare --user true", False),
 ]
 # Rules of the group that a case's behaviour also meets, in Falco too (nc is also a network tool)
 ALSO = {"Netcat Remote Code Execution in Container": ("Launch Suspicious Network Tool in Container",)}
