@@ -54,12 +54,13 @@ class Transaction:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._conn.execute(self._db.sql(sql), self._db.params(params)).fetchall()]
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement per row; returns the rows changed in all (skipped conflicts are not counted)."""
         if self._db.dialect == "sqlite":
-            self._conn.executemany(sql, rows)
-        else:
-            with self._conn.cursor() as cur:
-                cur.executemany(self._db.sql(sql), [self._db.params(r) for r in rows])
+            return int(self._conn.executemany(sql, rows).rowcount or 0)
+        with self._conn.cursor() as cur:
+            cur.executemany(self._db.sql(sql), [self._db.params(r) for r in rows])
+            return max(int(cur.rowcount or 0), 0)
 
     @property
     def connection(self) -> Any:
