@@ -225,3 +225,30 @@ def test_traversal_families_detected(req: HttpRequest) -> None:
 @pytest.mark.parametrize("req", TRAVERSAL_NEAR_MISS, ids=[r.uri for r in TRAVERSAL_NEAR_MISS])
 def test_traversal_near_misses_not_flagged(req: HttpRequest) -> None:
     assert TRAVERSAL not in rules(req)
+
+
+CMDI = "HTTP command injection"
+WINDOWS_CMDI = [
+    get("/ping?host=127.0.0.1%7Cdir"),
+    get("/ping?host=127.0.0.1+%26+net+user"),
+    get("/ping?host=x%26%26type+C:%5Cboot.ini"),
+    get("/ping?host=x%7Creg+query+HKLM%5CSoftware"),
+    get("/ping?host=x%3Bnetsh+firewall+show+state"),
+    get("/ping?host=x%7Ctasklist"),
+]
+WINDOWS_CMDI_NEAR_MISS = [
+    get("/search?q=R%26D+department+network"),
+    get("/search?q=salt+%26+type+of+pepper"),
+    get("/search?q=Tom+%26+net+profit+2024"),
+    get("/search?q=the+dir+command+lists+files"),
+]
+
+
+@pytest.mark.parametrize("req", WINDOWS_CMDI, ids=[r.uri for r in WINDOWS_CMDI])
+def test_windows_command_injection_detected(req: HttpRequest) -> None:
+    assert CMDI in rules(req)
+
+
+@pytest.mark.parametrize("req", WINDOWS_CMDI_NEAR_MISS, ids=[r.uri for r in WINDOWS_CMDI_NEAR_MISS])
+def test_windows_command_near_misses_not_flagged(req: HttpRequest) -> None:
+    assert CMDI not in rules(req)

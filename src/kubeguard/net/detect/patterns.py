@@ -48,7 +48,11 @@ SIGNATURES: tuple[Signature, ...] = (
         rf"|^\s*(?:/(?:usr/)?s?bin/)?{CMD}\s+(?:-{{1,2}}\w|/|\S*\s*(?:[|;&>]|https?://)|https?://)"
         r"|/dev/(?:tcp|udp)/|/bin/(?:ba|z|da)?sh\b|\$\{IFS\}|\|\s*(?:ba|z|da)?sh\b|\b0>&1|>&\s*/dev/"
         r"|\bnc(?:at)?\s+(?:-\w+\s+)*-[ec]\s|\bpowershell(?:\.exe)?\s+-(?:enc|e|nop|w|c)\b"
-        r"|\(\)\s*\{\s*:?\s*;?\s*\}\s*;",
+        r"|\(\)\s*\{\s*:?\s*;?\s*\}\s*;"
+        # Windows commands after a separator: only their attack-shaped argument forms, not the bare words
+        r"|(?:[;&|`\n]|\$\()\s*(?:net(?:\.exe)?\s+(?:user|localgroup|view|share|use|group|accounts)\b"
+        r"|reg(?:\.exe)?\s+(?:query|add|delete|save|export)\s|netsh(?:\.exe)?\s+\w|tasklist\b|wmic\b"
+        r"|type\s+(?:[a-z]:)?[\\%]|dir(?:\s+(?:/[a-z]\s+)*(?:[a-z]:)?[\\/]|\s*$))",
     ),
     Signature(
         "HTTP XML external entity (XXE)", Severity.HIGH, ("T1190",),
