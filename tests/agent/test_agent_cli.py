@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -46,3 +48,21 @@ def test_bad_webhook_and_syslog(tmp_path: Path) -> None:
     pods.write_text('{"kind": "List", "items": []}')
     assert "expected udp://HOST:PORT" in one_error_line(
         agent("--pods", str(pods), "--no-default-rules", "--syslog", "udp://x", tmp=tmp_path))
+
+
+@pytest.mark.parametrize("flag", ["--metrics-token-file", "--console-token-file"])
+def test_binary_or_huge_token_file_is_one_line(tmp_path: Path, flag: str) -> None:
+    token = tmp_path / "token"
+    token.write_bytes(bytes(range(256)))  # found by the bad-input walker: a UnicodeDecodeError traceback before
+    feature = ["--console", "https://127.0.0.1:1"] if flag.startswith("--console") else []
+    assert f"{token}: " in one_error_line(agent(*feature, flag, str(token), tmp=tmp_path))
+    token.write_bytes(b"x" * (1 << 20))
+    assert "not a token" in one_error_line(agent(*feature, flag, str(token), tmp=tmp_path))
+
+
+@pytest.mark.parametrize(("flag", "needs"), [("--console-ca", "--console"), ("--console-token-file", "--console"),
+                                             ("--firewall-allow-list", "--firewall")])
+def test_a_flag_ignored_without_its_feature_is_refused(tmp_path: Path, flag: str, needs: str) -> None:
+    # found by the bad-input walker: a missing file here was accepted, since nothing read it
+    line = one_error_line(agent(flag, str(tmp_path / "missing"), tmp=tmp_path))
+    assert f"{flag} only apply with {needs}" in line

@@ -24,7 +24,9 @@ from kubeguard.cli import app
 
 # Subcommands not walked here, and why (each has its own hostile-input tests under tests/root or tests/hostile).
 NEEDS_ROOT_OR_NETWORK = {
-    "agent": "loads eBPF sensors (root) before it is useful; its file flags are walked in tests/hostile",
+    "agent": "starts the eBPF sensors (root) whenever its inputs are accepted: walking its file flags took 7 min "
+             "(run once, 2026-12-04: it found a traceback on binary token files and ignored console/firewall "
+             "flags, now fixed and tested in tests/agent/test_agent_cli.py)",
     "firewall": "installs iptables chains and NFQUEUE (root)",
     "capture": "opens AF_PACKET on a pod's veth (root)",
     "quarantine": "writes nftables rules and cgroup.freeze (root)",

@@ -110,6 +110,10 @@ def agent(
         console_spool=console_spool, console_spool_limit=console_spool_limit,
     )
     try:
+        _needs("--console", console_url is not None, {"--console-token-file": console_token_file,
+                                                      "--console-ca": console_ca, "--console-cert": console_cert,
+                                                      "--console-key": console_key})
+        _needs("--firewall", firewall, {"--firewall-allow-list": firewall_allow_list})
         config.metrics_token = _metrics_token(metrics_token_file)
         if console_token_file is not None:
             config.console_token = read_token(console_token_file)
@@ -117,6 +121,13 @@ def agent(
     except UserError as exc:
         die(str(exc), exc.code)
     raise typer.Exit(code)
+
+
+def _needs(flag: str, given: bool, dependents: dict[str, Path | None]) -> None:
+    """UserError when a flag that only `flag` reads is given without it (it would be ignored silently)."""
+    orphans = [name for name, value in dependents.items() if value is not None]
+    if orphans and not given:
+        raise UserError(f"{', '.join(orphans)} only apply with {flag}, which is not given")
 
 
 def _metrics_token(path: Path | None) -> str | None:

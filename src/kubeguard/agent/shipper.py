@@ -57,12 +57,22 @@ def tls_context(ca: Path | None, cert: Path | None = None, key: Path | None = No
     return context
 
 
+MAX_TOKEN_BYTES = 64 << 10  # a bearer token is a few hundred bytes; /dev/zero is not read whole
+
+
 def read_token(path: Path, what: str = "console token") -> str:
     """A bearer token from a file (a mounted Secret); ShipperError naming the file when unreadable or empty."""
     try:
-        token = path.read_text().strip()
+        with path.open("rb") as handle:
+            data = handle.read(MAX_TOKEN_BYTES + 1)
     except OSError as exc:
         raise ShipperError(f"{path}: cannot read {what}: {exc.strerror}") from exc
+    if len(data) > MAX_TOKEN_BYTES:
+        raise ShipperError(f"{path}: {what} file is over {MAX_TOKEN_BYTES >> 10} KiB: not a token")
+    try:
+        token = data.decode("ascii").strip()
+    except UnicodeDecodeError as exc:
+        raise ShipperError(f"{path}: {what} file is not text (byte {exc.start})") from exc
     if not token:
         raise ShipperError(f"{path}: {what} file is empty")
     return token

@@ -195,3 +195,33 @@ def test_secrets_masked_in_evidence() -> None:
     text = " ".join(d.evidence + str(d.fields) for d in found)
     assert found
     assert "hunter2secret" not in text and "abcd1234" not in text and "s3cr3tpass" not in text
+
+
+# #12 part 2, path traversal families CRS catches: ./ padding, sensitive files named directly,
+# Windows drive paths, a null byte cutting off an appended extension.
+TRAVERSAL_MORE = [
+    get("/view?file=./././etc/passwd"),
+    get("/view?file=.htaccess"),
+    get("/view?file=web.config"),
+    get("/view?file=..%2f..%2fwindows%2fwin.ini"),
+    get("/view?file=C:%5Cboot.ini"),
+    get("/view?file=c:/windows/system32/drivers/etc/hosts"),
+    get("/view?page=shell.php%00.jpg"),
+]
+TRAVERSAL_NEAR_MISS = [
+    get("/view?file=./report.pdf"),
+    get("/help?q=how+to+edit+.htaccess+rewrite+rules"),
+    get("/docs?page=web.config.transform+guide"),
+    get("/files?path=C%3A%2FProjects%2Fsite%2Findex.html"),
+    get("/view?file=photos%2Fwindow.jpg"),
+]
+
+
+@pytest.mark.parametrize("req", TRAVERSAL_MORE, ids=[r.uri for r in TRAVERSAL_MORE])
+def test_traversal_families_detected(req: HttpRequest) -> None:
+    assert TRAVERSAL in rules(req)
+
+
+@pytest.mark.parametrize("req", TRAVERSAL_NEAR_MISS, ids=[r.uri for r in TRAVERSAL_NEAR_MISS])
+def test_traversal_near_misses_not_flagged(req: HttpRequest) -> None:
+    assert TRAVERSAL not in rules(req)

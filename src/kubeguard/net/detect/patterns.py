@@ -25,7 +25,8 @@ CMD = (
 SENSITIVE_FILES = (
     r"(?:etc/(?:passwd|shadow|group|hosts|issue|sudoers|crontab|kubernetes/)|proc/(?:self|\d+)/(?:environ|cmdline|"
     r"maps|fd|root|cwd|mem)|windows/(?:win\.ini|system32)|boot\.ini|\.ssh/|\.aws/credentials|\.kube/config|"
-    r"var/run/secrets|var/lib/kubelet|\.env\b|web\.config|wp-config\.php|\.git/|\.htpasswd|\.bash_history|"
+    r"var/run/secrets|var/lib/kubelet|\.env\b|web\.config|wp-config\.php|\.git/|\.htpasswd|\.htaccess|\.bash_history|"
+    r"win\.ini|system\.ini|"
     r"root/|id_rsa)"
 )
 
@@ -58,7 +59,12 @@ SIGNATURES: tuple[Signature, ...] = (
         "HTTP path traversal", Severity.HIGH, ("T1190", "T1083"),
         r"(?:\.\.[/\\]){3,}|(?:\.\.[/\\])+\.?/?" + SENSITIVE_FILES + r"|(?:^|[=/\\])\.\.[/\\].*\x00"
         r"|(?:^|[\s=\"'(])(?:file|php|phar|zip|expect|glob|data:text|netdoc|jar):(?://)?/?(?:/?" + SENSITIVE_FILES
-        + r"|filter|input|stdin|\w+/)|^\s*/" + SENSITIVE_FILES + r"|^\s*[a-z]:\\windows\\",
+        + r"|filter|input|stdin|\w+/)|^\s*/" + SENSITIVE_FILES + r"|^\s*[a-z]:\\windows\\"
+        # ./ padding or a bare name before a sensitive file, Windows drive paths to system places, a null byte
+        # cutting off an appended extension
+        r"|^\s*(?:\./)+" + SENSITIVE_FILES + r"|^\s*(?:\.htaccess|\.htpasswd|web\.config|boot\.ini|win\.ini)\s*$"
+        r"|^\s*[a-z]:[\\/]+(?:windows|winnt|boot\.ini|inetpub|users[\\/]+[^\\/]+[\\/]+(?:desktop|appdata))\b"
+        r"|\x00\.?[a-z0-9]{1,5}\s*$",
     ),
     Signature(
         "HTTP Struts OGNL injection", Severity.CRITICAL, ("T1190", "T1059"),
