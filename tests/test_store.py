@@ -54,3 +54,28 @@ def test_findings_per_scan(tmp_path) -> None:
         store.add_findings("scan-2", "2026-01-02T00:00:00Z", [finding, finding])
         assert len(store.findings()) == 2
         assert store.findings("scan-1")[0]["check"] == "privileged"
+
+
+def test_console_database_closes_the_connections_of_ended_threads(tmp_path) -> None:
+    """A web server's worker threads come and go; each used its own connection. They must not pile up (the
+    suite once held 1,100 open console.db files, and select()-based clients later failed past fd 1024)."""
+    import gc
+    import threading
+
+    from kubeguard.store.sqldb import Database
+
+    def db_files() -> int:
+        names = [os.path.join("/proc/self/fd", fd) for fd in os.listdir("/proc/self/fd")]
+        return sum("console.db" in os.readlink(n) for n in names if os.path.exists(n))
+
+    before = db_files()
+    db = Database(str(tmp_path / "console.db"))
+    for _ in range(40):
+        worker = threading.Thread(target=lambda d=db: d.connection().execute("SELECT 1"))
+        worker.start()
+        worker.join()
+    assert db_files() - before <= 6  # the main thread's and at most the last worker's (database + WAL + shm)
+    assert db.open_connections() <= 2
+    del db
+    gc.collect()
+    assert db_files() == before

@@ -118,8 +118,9 @@ def test_flow_map_page_draws_who_talks_to_whom(tmp_path: Path) -> None:
     agent = client(app)
     agent.headers["Authorization"] = f"Bearer {api_token(admin, 'node-a')}"
     half = len(records) // 2
-    assert agent.post("/api/agent/flows", json={"flows": records[:half]}).json() == {"stored": half}
-    assert agent.post("/api/agent/flows", json={"flows": records[half:]}).json() == {"stored": len(records) - half}
+    assert agent.post("/api/agent/flows", json={"flows": records[:half]}).json() == {"stored": half, "duplicates": 0}
+    assert agent.post("/api/agent/flows", json={"flows": records[half:]}).json() == {"stored": len(records) - half,
+                                                                                           "duplicates": 0}
     fmap = viewer.get("/api/flowmap").json()
     edges = {(e["from"], e["to"]): e for e in fmap["edges"]}
     web_api = [e for (a, b), e in edges.items() if a.startswith("shop/Pod/web-") and b.startswith("shop/Pod/api")]

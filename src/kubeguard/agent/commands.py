@@ -24,6 +24,7 @@ import typer
 from kubeguard.agent.config import AgentConfig
 from kubeguard.agent.enrich import Enricher
 from kubeguard.agent.firewall import describe, start_firewall
+from kubeguard.agent.flowship import FlowAggregator
 from kubeguard.agent.metrics import AgentMetrics, MetricsServer
 from kubeguard.agent.outputs import JsonLinesOutput, Output, SyslogOutput, WebhookOutput, parse_header
 from kubeguard.agent.pipeline import Pipeline, RuleMatcher
@@ -207,7 +208,11 @@ def console_output(config: AgentConfig, health: Callable[[], dict[str, object]])
         raise UserError(str(exc), code=1) from exc
     context = tls_context(config.console_ca, config.console_cert, config.console_key)
     assert config.console and config.console_token
-    output = ConsoleOutput(config.console, config.console_token, spool, context, health=health)
+    try:
+        flows = Spool(spool_path, config.console_spool_limit, table="flow_spool")
+    except StoreError as exc:
+        raise UserError(str(exc), code=1) from exc
+    output = ConsoleOutput(config.console, config.console_token, spool, context, health=health, flows=flows)
     stderr.print(f"kubeguard agent: shipping alerts to {output.base} ({len(spool)} spooled from before)",
                  markup=False)
     return output
@@ -252,9 +257,12 @@ def run_agent(config: AgentConfig) -> int:
     )
     policies = attach_policies(config, pipeline, source)
     health.append(_health(pipeline, runners))
+    flows: FlowAggregator | None = None
     for output in outputs:
         if isinstance(output, ConsoleOutput):
             output.on_quarantines.append(QuarantineApplier(lambda: source.podmap))
+            flows = FlowAggregator(output.send_flows, node or socket.gethostname())
+            pipeline.on_event = flows.observe
     server = (MetricsServer(metrics, config.metrics_port, config.metrics_host, config.metrics_token)
               if config.metrics_port is not None else None)
     pipeline.start()
@@ -290,6 +298,8 @@ def run_agent(config: AgentConfig) -> int:
             stop.wait(0.5 if remaining is None else min(0.5, remaining))
             for running in runners:
                 running.refresh_health()
+            if flows is not None:
+                flows.flush()
     finally:
         if inline is not None:
             _stop_firewall(inline)
@@ -297,6 +307,8 @@ def run_agent(config: AgentConfig) -> int:
             policies.stop()
         for running in runners:
             running.stop()
+        if flows is not None:
+            flows.flush(force=True)  # before the outputs close
         pipeline.stop()
         if policies is not None:
             policies.save()

@@ -137,6 +137,7 @@ class Pipeline:
         self._stopped = False
         self.policy: PolicyHook | None = None  # learned workload policies, set before start()
         self.on_message: Callable[[str], None] = log.info  # policy status lines (the agent prints them)
+        self.on_event: Callable[[Event], None] | None = None  # every enriched event (the console flow aggregator)
 
     # -- sensor side -------------------------------------------------------------------------
     def submit(self, event: Event) -> None:
@@ -247,6 +248,8 @@ class Pipeline:
         self.enricher.enrich(event)
         if self.events_log:
             self.events_log.write(event)
+        if self.on_event is not None:
+            self.on_event(event)
         try:
             alerts = self.rules.process(event)
         except Exception as exc:  # a rule must never stop the agent; counted and reported once

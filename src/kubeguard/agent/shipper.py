@@ -7,6 +7,10 @@ console answered 200, and backs off (0.5 s doubling to 15 s) while the console i
 Every alert carries its stable ``uuid``: a batch resent after a timeout or a console crash is stored
 once. Heartbeats (version, events/s, drops, spool depth) ride along at least every `heartbeat` seconds.
 
+Flow records (kubeguard.agent.flowship's aggregated records, each with a stable ``flow.id``) take the
+same way through their own spool (`flows`, bounded, drops counted) to ``POST /api/agent/flows``, after
+the waiting alerts; the console stores each ``flow.id`` once.
+
 Policy modes (for the policy engine): every `poll` seconds the thread fetches ``GET /api/agent/modes``;
 `mode_of(namespace, workload)` answers the desired mode (``discover`` when none is set) and
 `on_modes` callbacks get the whole map ``{(namespace, workload): mode}`` whenever it changes. The same
@@ -37,6 +41,7 @@ from kubeguard.model import Alert
 
 log = logging.getLogger(__name__)
 BATCH = 1000
+FLOW_BATCH = 1000  # the console takes up to 5000 flow records per request
 DEFAULT_MODE = "discover"
 Modes = dict[tuple[str, str], str]
 Quarantines = dict[tuple[str, str], bool]  # (namespace, pod) -> freeze too
@@ -83,7 +88,7 @@ class ConsoleOutput(Output):
 
     def __init__(self, url: str, token: str, spool: Spool, context: ssl.SSLContext | None = None,
                  health: Callable[[], dict[str, Any]] | None = None, heartbeat: float = 10.0, poll: float = 10.0,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, flows: Spool | None = None) -> None:
         super().__init__()
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" or not parts.hostname:
@@ -91,6 +96,8 @@ class ConsoleOutput(Output):
         self.base = url.rstrip("/")
         self.name = f"console {self.base}"
         self.spool = spool
+        self.flows = flows
+        self.flows_sent = 0  # flow records acknowledged by the console
         self.context = context or ssl.create_default_context()
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.health = health or (lambda: {})
@@ -122,6 +129,23 @@ class ConsoleOutput(Output):
         self.sent += len(records)
         self._wake.set()
 
+    def send_flows(self, records: Sequence[dict[str, Any]]) -> None:
+        """Spool flow records for the console (no flow spool: ignored); the oldest go when it is full."""
+        if self.flows is None or not records:
+            return
+        try:
+            self.flows.add(records)
+        except Exception as exc:  # sqlite3 / OS errors: flows are not kept anywhere else; say it once
+            reason = f"flow spool {self.flows.path}: {exc}"
+            if reason not in self._warned:
+                self._warned.add(reason)
+                log.warning("%s: %d flow records lost", reason, len(records))
+            return
+        self._wake.set()
+
+    def _waiting(self) -> int:
+        return len(self.spool) + (len(self.flows) if self.flows is not None else 0)
+
     def mode_of(self, namespace: str, workload: str) -> str:
         """The desired policy mode the console holds for this workload (``discover`` when none)."""
         return self.modes.get((namespace, workload), DEFAULT_MODE)
@@ -129,13 +153,15 @@ class ConsoleOutput(Output):
     def close(self, drain: float = 10.0) -> None:
         """Try to deliver what is spooled for up to `drain` seconds; the rest stays for the next start."""
         deadline = time.monotonic() + drain
-        while len(self.spool) and time.monotonic() < deadline and self._thread.is_alive():
+        while self._waiting() and time.monotonic() < deadline and self._thread.is_alive():
             self._wake.set()
             time.sleep(0.05)
         self._stop.set()
         self._wake.set()
         self._thread.join(timeout=self.timeout + 5)
         self.spool.close()
+        if self.flows is not None:
+            self.flows.close()
 
     # --- the sender thread --------------------------------------------------------------------------
     def _run(self) -> None:
@@ -168,29 +194,45 @@ class ConsoleOutput(Output):
                 self._wake.clear()
 
     def _ship_once(self) -> bool:
-        """Post one batch (with a heartbeat when due); True when more alerts wait."""
+        """Post one batch of alerts (with a heartbeat when due), then one of flows; True when more wait."""
         pending = self.spool.peek(BATCH)
         now = time.monotonic()
         beat = now - self._last_beat >= self.heartbeat
-        if not pending and not beat:
+        if pending or beat:
+            body: dict[str, Any] = {"alerts": [record for _, record in pending]}
+            if beat:
+                body["heartbeat"] = self._heartbeat()
+            answer = self._request("POST", "/api/agent/batch", body)
+            self.spool.remove([seq for seq, _ in pending])
+            self.delivered += len(pending)
+            self.batches += 1
+            if beat:
+                self._last_beat = now
+            log.debug("console: %d stored, %d duplicates", answer.get("stored", 0), answer.get("duplicates", 0))
+        more_flows = self._ship_flows()  # after the alerts, never starved by them
+        return len(pending) == BATCH or more_flows
+
+    def _ship_flows(self) -> bool:
+        """Post the oldest spooled flow records; True when more wait."""
+        pending = self.flows.peek(FLOW_BATCH) if self.flows is not None else []
+        if not pending:
             return False
-        body: dict[str, Any] = {"alerts": [record for _, record in pending]}
-        if beat:
-            body["heartbeat"] = self._heartbeat()
-        answer = self._request("POST", "/api/agent/batch", body)
-        self.spool.remove([seq for seq, _ in pending])
-        self.delivered += len(pending)
-        self.batches += 1
-        if beat:
-            self._last_beat = now
-        log.debug("console: %d stored, %d duplicates", answer.get("stored", 0), answer.get("duplicates", 0))
-        return len(pending) == BATCH
+        assert self.flows is not None
+        self._request("POST", "/api/agent/flows", {"flows": [record for _, record in pending]})
+        self.flows.remove([seq for seq, _ in pending])
+        self.flows_sent += len(pending)
+        return len(pending) == FLOW_BATCH
 
     def _heartbeat(self) -> dict[str, Any]:
         health = dict(self.health())
         return {"version": __version__, "events_per_s": float(health.pop("events_per_s", 0.0)),
                 "drops": int(health.pop("drops", 0)), "alerts_sent": self.delivered, "spooled": len(self.spool),
-                "spool_dropped": self.spool.dropped, "stats": health}
+                "spool_dropped": self.spool.dropped, "stats": {**health, **self._flow_figures()}}
+
+    def _flow_figures(self) -> dict[str, int]:
+        if self.flows is None:
+            return {}
+        return {"flows_sent": self.flows_sent, "flows_spooled": len(self.flows), "flows_dropped": self.flows.dropped}
 
     def _poll_modes(self) -> None:
         now = time.monotonic()

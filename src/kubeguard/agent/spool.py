@@ -5,6 +5,9 @@ are dropped and counted (`dropped`, persisted, reported in every heartbeat) so a
 oldest alerts, visibly, never the agent's disk. Alerts leave the spool only after the console
 acknowledged them (`remove` after a 200), so a crash of either side resends instead of losing; the
 console skips ids it already has.
+
+One file can hold several spools (`table`): the agent's alerts (``spool``) and its flow records
+(``flow_spool``), each with its own limit and drop count.
 """
 
 from __future__ import annotations
@@ -19,17 +22,22 @@ from typing import Any
 from kubeguard.store.alerts import StoreError
 
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS {table} (seq INTEGER PRIMARY KEY AUTOINCREMENT, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS spool_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
+TABLES = ("spool", "flow_spool")
 
 
 class Spool:
-    """Alerts (Falco JSON records with their uuid) waiting for delivery, oldest first."""
+    """Records (alerts: Falco JSON with their uuid; flows: aggregated flow records) waiting for delivery."""
 
-    def __init__(self, path: Path, limit: int = 100_000) -> None:
+    def __init__(self, path: Path, limit: int = 100_000, table: str = "spool") -> None:
         if limit < 1:
             raise ValueError("spool limit must be at least 1")
+        if table not in TABLES:
+            raise ValueError(f"spool table {table!r}: expected one of {', '.join(TABLES)}")
+        self.table = table
+        self._dropped_key = "dropped" if table == "spool" else f"{table}.dropped"
         self.path = path
         self.limit = limit
         self._lock = threading.Lock()
@@ -38,11 +46,11 @@ class Spool:
             self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
+            self._db.executescript(SCHEMA.format(table=table))
             path.chmod(0o600)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{path}: cannot open the console spool: {exc}") from exc
-        row = self._db.execute("SELECT value FROM spool_meta WHERE key = 'dropped'").fetchone()
+        row = self._db.execute("SELECT value FROM spool_meta WHERE key = ?", (self._dropped_key,)).fetchone()
         self.dropped = int(row[0]) if row else 0
 
     def add(self, records: Sequence[dict[str, Any]]) -> int:
@@ -52,15 +60,16 @@ class Spool:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT INTO spool (record) VALUES (?)",
+                self._db.executemany(f"INSERT INTO {self.table} (record) VALUES (?)",
                                      [(json.dumps(r, default=str),) for r in records])
                 over = self._count() - self.limit
                 if over > 0:
-                    self._db.execute("DELETE FROM spool WHERE seq IN (SELECT seq FROM spool ORDER BY seq LIMIT ?)",
-                                     (over,))
+                    self._db.execute(f"DELETE FROM {self.table} WHERE seq IN"
+                                     f" (SELECT seq FROM {self.table} ORDER BY seq LIMIT ?)", (over,))
                     self.dropped += over
-                    self._db.execute("INSERT INTO spool_meta (key, value) VALUES ('dropped', ?)"
-                                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (self.dropped,))
+                    self._db.execute("INSERT INTO spool_meta (key, value) VALUES (?, ?)"
+                                     " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                                     (self._dropped_key, self.dropped))
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -70,7 +79,7 @@ class Spool:
     def peek(self, limit: int) -> list[tuple[int, dict[str, Any]]]:
         """Up to `limit` oldest (seq, record) pairs, left in the spool."""
         with self._lock:
-            rows = self._db.execute("SELECT seq, record FROM spool ORDER BY seq LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(f"SELECT seq, record FROM {self.table} ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [(int(seq), json.loads(record)) for seq, record in rows]
 
     def remove(self, seqs: Sequence[int]) -> None:
@@ -79,7 +88,7 @@ class Spool:
             return
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
-            self._db.executemany("DELETE FROM spool WHERE seq = ?", [(s,) for s in seqs])
+            self._db.executemany(f"DELETE FROM {self.table} WHERE seq = ?", [(s,) for s in seqs])
             self._db.execute("COMMIT")
 
     def __len__(self) -> int:
@@ -87,7 +96,7 @@ class Spool:
             return self._count()
 
     def _count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM spool").fetchone()[0])
+        return int(self._db.execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0])
 
     def close(self) -> None:
         with self._lock:

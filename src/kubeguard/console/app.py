@@ -652,7 +652,8 @@ def create_app(db: Database, *, setup_token: str | None = None, secure_cookies: 
             flowmap.from_records(body.flows)
         except flowmap.FlowMapError as exc:
             raise HTTPException(422, str(exc)) from exc
-        return {"stored": central.add_flows(who.name, now_iso(), body.flows)}
+        stored = central.add_flows(who.name, now_iso(), body.flows)
+        return {"stored": stored, "duplicates": len(body.flows) - stored}
 
     @app.get("/api/agent/modes", tags=["agent"])
     def api_modes(who: Principal = Depends(agent)) -> dict[str, Any]:

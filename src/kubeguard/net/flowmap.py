@@ -2,7 +2,8 @@
 
 A node is a workload (`namespace/Kind/name`, from the pods map's controllers), a pod (when only the
 flow record's `net.client.pod` / `net.server.pod` names it) or an external address. An edge (client
-to server) sums the flows between two nodes: their count, bytes both ways, the protocols seen
+to server) sums the flows between two nodes: their count (a record's ``flow.count``, 1 when absent: the
+agent ships records aggregated per window), bytes both ways, the protocols seen
 (`http/tcp:8080`) and the verdict counts (`pass`, `alert`, and whatever inline enforcement wrote).
 Renders as JSON, Graphviz dot, or one self-contained HTML page (inline SVG, no network).
 """
@@ -102,11 +103,14 @@ def add_record(fmap: FlowMap, rec: dict[str, Any], podmap: PodMap | None = None)
     server = _node(fmap, str(rec["fd.sip"]), rec.get("net.server.pod"), podmap)
     size = int(rec.get("flow.bytes_toserver", 0)) + int(rec.get("flow.bytes_toclient", 0))
     proto = f"{rec.get('net.proto') or 'unknown'}/{rec.get('fd.l4proto', '?')}:{int(rec['fd.sport'])}"
+    count = int(rec.get("flow.count", 1))  # an agent's aggregated record stands for this many flows
+    if count < 1:
+        raise ValueError(f"flow.count {count}: expected at least 1")
     edge = fmap.edges.setdefault((client, server), Edge())
-    edge.flows += 1
+    edge.flows += count
     edge.bytes += size
-    edge.protocols[proto] += 1
-    edge.verdicts[str(rec.get("net.verdict") or "unknown")] += 1
+    edge.protocols[proto] += count
+    edge.verdicts[str(rec.get("net.verdict") or "unknown")] += count
 
 
 def _node(fmap: FlowMap, ip: str, pod: Any, podmap: PodMap | None) -> str:

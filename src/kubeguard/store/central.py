@@ -73,6 +73,7 @@ CREATE TABLE IF NOT EXISTS central_paths (
 );
 CREATE TABLE IF NOT EXISTS central_flows (
     id {pk},
+    uid TEXT,
     node TEXT NOT NULL,
     received TEXT NOT NULL,
     data TEXT NOT NULL
@@ -175,6 +176,17 @@ class CentralStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         db.create_schema(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Columns added after a table first shipped (a database made by an older console gets them)."""
+        if self.db.dialect == "postgresql":
+            statements = ["ALTER TABLE central_flows ADD COLUMN IF NOT EXISTS uid TEXT"]
+        else:
+            columns = {str(row[1]) for row in self.db.query("PRAGMA table_info(central_flows)")}
+            statements = [] if "uid" in columns else ["ALTER TABLE central_flows ADD COLUMN uid TEXT"]
+        statements.append("CREATE UNIQUE INDEX IF NOT EXISTS central_flows_uid ON central_flows (uid)")
+        self.db.create_schema(";".join(statements))
 
     # --- alerts -------------------------------------------------------------------------------------
     @staticmethod
@@ -343,10 +355,17 @@ class CentralStore:
         return str(scan), str(time), json.loads(data)
 
     def add_flows(self, node: str, received: str, records: Iterable[dict[str, Any]]) -> int:
-        rows = [(node, received, json.dumps(r)) for r in records]
+        """Store flow records in one transaction; returns how many were new. A record with a ``flow.id``
+        (the agent's aggregated records) is stored once per node however often its batch is resent."""
+        rows = []
+        for r in records:
+            uid = r.get("flow.id")
+            rows.append((f"{node}/{uid}" if uid else None, node, received, json.dumps(r)))
+        if not rows:
+            return 0
         with self.db.transaction() as tx:
-            tx.executemany("INSERT INTO central_flows (node, received, data) VALUES (?,?,?)", rows)
-        return len(rows)
+            return tx.executemany("INSERT INTO central_flows (uid, node, received, data) VALUES (?,?,?,?)"
+                                  " ON CONFLICT DO NOTHING", rows)
 
     def flows(self, limit: int) -> list[dict[str, Any]]:
         """The latest `limit` flow records, oldest first."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,12 +54,13 @@ class Transaction:
     def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return [tuple(row) for row in self._conn.execute(self._db.sql(sql), self._db.params(params)).fetchall()]
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+        """Run one statement per row; returns the rows changed in all (skipped conflicts are not counted)."""
         if self._db.dialect == "sqlite":
-            self._conn.executemany(sql, rows)
-        else:
-            with self._conn.cursor() as cur:
-                cur.executemany(self._db.sql(sql), [self._db.params(r) for r in rows])
+            return int(self._conn.executemany(sql, rows).rowcount or 0)
+        with self._conn.cursor() as cur:
+            cur.executemany(self._db.sql(sql), [self._db.params(r) for r in rows])
+            return max(int(cur.rowcount or 0), 0)
 
     @property
     def connection(self) -> Any:
@@ -85,8 +87,11 @@ class Database:
             self.path = None
         self.name = mask_dsn(text)
         self._local = threading.local()
+        # Every open connection, one per thread that used this object. A thread's connection is closed when the
+        # thread ends (a web server's worker threads come and go) and all of them when this object is collected.
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        weakref.finalize(self, _close_all, self._all, self._lock)
         self.connection()  # fail early, with the database named
 
     def sql(self, text: str) -> str:
@@ -99,9 +104,9 @@ class Database:
         return tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in values)
 
     def connection(self) -> Any:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            return conn
+        holder = getattr(self._local, "holder", None)
+        if holder is not None and holder.conn is not None:
+            return holder.conn
         try:
             conn = self._open()
         except StoreError:
@@ -110,7 +115,9 @@ class Database:
             raise StoreError(f"{self.name}: cannot open database: {exc}") from exc
         except Exception as exc:  # psycopg.Error; imported lazily
             raise StoreError(f"{self.name}: cannot connect: {str(exc).strip().splitlines()[0]}") from exc
-        self._local.conn = conn
+        holder = _ThreadConnection(conn)
+        self._local.holder = holder
+        weakref.finalize(holder, _forget, self._all, self._lock, conn)
         with self._lock:
             self._all.append(conn)
         return conn
@@ -193,23 +200,49 @@ class Database:
                 tx.execute(statement)
 
     def _drop_connection(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        self._local.conn = None
-        if conn is not None:
-            with self._lock:
-                if conn in self._all:
-                    self._all.remove(conn)
-            try:
-                conn.close()
-            except Exception:  # already broken
-                pass
+        holder = getattr(self._local, "holder", None)
+        self._local.holder = None
+        if holder is not None and holder.conn is not None:
+            _forget(self._all, self._lock, holder.conn)
+
+    def open_connections(self) -> int:
+        """How many connections are open (at most one per live thread that used this object)."""
+        with self._lock:
+            return len(self._all)
 
     def close(self) -> None:
-        with self._lock:
-            conns, self._all = self._all, []
-        for conn in conns:
-            try:
-                conn.close()
-            except Exception:
-                pass
+        _close_all(self._all, self._lock)
         self._local = threading.local()
+
+
+class _ThreadConnection:
+    """One thread's connection, kept in the thread's local storage: when the thread ends, it is collected."""
+
+    __slots__ = ("__weakref__", "conn")
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+
+def _forget(conns: list[Any], lock: threading.Lock, conn: Any) -> None:
+    """Close `conn` and drop it from `conns` (no-op when it is already gone)."""
+    with lock:
+        if not any(c is conn for c in conns):
+            return
+        conns[:] = [c for c in conns if c is not conn]
+    _close_quietly(conn)
+
+
+def _close_all(conns: list[Any], lock: threading.Lock) -> None:
+    with lock:
+        closing = list(conns)
+        conns.clear()
+    for conn in closing:
+        _close_quietly(conn)
+
+
+def _close_quietly(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # already broken
+        pass

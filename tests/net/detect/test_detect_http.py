@@ -195,3 +195,60 @@ def test_secrets_masked_in_evidence() -> None:
     text = " ".join(d.evidence + str(d.fields) for d in found)
     assert found
     assert "hunter2secret" not in text and "abcd1234" not in text and "s3cr3tpass" not in text
+
+
+# #12 part 2, path traversal families CRS catches: ./ padding, sensitive files named directly,
+# Windows drive paths, a null byte cutting off an appended extension.
+TRAVERSAL_MORE = [
+    get("/view?file=./././etc/passwd"),
+    get("/view?file=.htaccess"),
+    get("/view?file=web.config"),
+    get("/view?file=..%2f..%2fwindows%2fwin.ini"),
+    get("/view?file=C:%5Cboot.ini"),
+    get("/view?file=c:/windows/system32/drivers/etc/hosts"),
+    get("/view?page=shell.php%00.jpg"),
+]
+TRAVERSAL_NEAR_MISS = [
+    get("/view?file=./report.pdf"),
+    get("/help?q=how+to+edit+.htaccess+rewrite+rules"),
+    get("/docs?page=web.config.transform+guide"),
+    get("/files?path=C%3A%2FProjects%2Fsite%2Findex.html"),
+    get("/view?file=photos%2Fwindow.jpg"),
+]
+
+
+@pytest.mark.parametrize("req", TRAVERSAL_MORE, ids=[r.uri for r in TRAVERSAL_MORE])
+def test_traversal_families_detected(req: HttpRequest) -> None:
+    assert TRAVERSAL in rules(req)
+
+
+@pytest.mark.parametrize("req", TRAVERSAL_NEAR_MISS, ids=[r.uri for r in TRAVERSAL_NEAR_MISS])
+def test_traversal_near_misses_not_flagged(req: HttpRequest) -> None:
+    assert TRAVERSAL not in rules(req)
+
+
+CMDI = "HTTP command injection"
+WINDOWS_CMDI = [
+    get("/ping?host=127.0.0.1%7Cdir"),
+    get("/ping?host=127.0.0.1+%26+net+user"),
+    get("/ping?host=x%26%26type+C:%5Cboot.ini"),
+    get("/ping?host=x%7Creg+query+HKLM%5CSoftware"),
+    get("/ping?host=x%3Bnetsh+firewall+show+state"),
+    get("/ping?host=x%7Ctasklist"),
+]
+WINDOWS_CMDI_NEAR_MISS = [
+    get("/search?q=R%26D+department+network"),
+    get("/search?q=salt+%26+type+of+pepper"),
+    get("/search?q=Tom+%26+net+profit+2024"),
+    get("/search?q=the+dir+command+lists+files"),
+]
+
+
+@pytest.mark.parametrize("req", WINDOWS_CMDI, ids=[r.uri for r in WINDOWS_CMDI])
+def test_windows_command_injection_detected(req: HttpRequest) -> None:
+    assert CMDI in rules(req)
+
+
+@pytest.mark.parametrize("req", WINDOWS_CMDI_NEAR_MISS, ids=[r.uri for r in WINDOWS_CMDI_NEAR_MISS])
+def test_windows_command_near_misses_not_flagged(req: HttpRequest) -> None:
+    assert CMDI not in rules(req)

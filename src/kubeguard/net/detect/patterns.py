@@ -25,7 +25,8 @@ CMD = (
 SENSITIVE_FILES = (
     r"(?:etc/(?:passwd|shadow|group|hosts|issue|sudoers|crontab|kubernetes/)|proc/(?:self|\d+)/(?:environ|cmdline|"
     r"maps|fd|root|cwd|mem)|windows/(?:win\.ini|system32)|boot\.ini|\.ssh/|\.aws/credentials|\.kube/config|"
-    r"var/run/secrets|var/lib/kubelet|\.env\b|web\.config|wp-config\.php|\.git/|\.htpasswd|\.bash_history|"
+    r"var/run/secrets|var/lib/kubelet|\.env\b|web\.config|wp-config\.php|\.git/|\.htpasswd|\.htaccess|\.bash_history|"
+    r"win\.ini|system\.ini|"
     r"root/|id_rsa)"
 )
 
@@ -47,7 +48,11 @@ SIGNATURES: tuple[Signature, ...] = (
         rf"|^\s*(?:/(?:usr/)?s?bin/)?{CMD}\s+(?:-{{1,2}}\w|/|\S*\s*(?:[|;&>]|https?://)|https?://)"
         r"|/dev/(?:tcp|udp)/|/bin/(?:ba|z|da)?sh\b|\$\{IFS\}|\|\s*(?:ba|z|da)?sh\b|\b0>&1|>&\s*/dev/"
         r"|\bnc(?:at)?\s+(?:-\w+\s+)*-[ec]\s|\bpowershell(?:\.exe)?\s+-(?:enc|e|nop|w|c)\b"
-        r"|\(\)\s*\{\s*:?\s*;?\s*\}\s*;",
+        r"|\(\)\s*\{\s*:?\s*;?\s*\}\s*;"
+        # Windows commands after a separator: only their attack-shaped argument forms, not the bare words
+        r"|(?:[;&|`\n]|\$\()\s*(?:net(?:\.exe)?\s+(?:user|localgroup|view|share|use|group|accounts)\b"
+        r"|reg(?:\.exe)?\s+(?:query|add|delete|save|export)\s|netsh(?:\.exe)?\s+\w|tasklist\b|wmic\b"
+        r"|type\s+(?:[a-z]:)?[\\%]|dir(?:\s+(?:/[a-z]\s+)*(?:[a-z]:)?[\\/]|\s*$))",
     ),
     Signature(
         "HTTP XML external entity (XXE)", Severity.HIGH, ("T1190",),
@@ -58,7 +63,12 @@ SIGNATURES: tuple[Signature, ...] = (
         "HTTP path traversal", Severity.HIGH, ("T1190", "T1083"),
         r"(?:\.\.[/\\]){3,}|(?:\.\.[/\\])+\.?/?" + SENSITIVE_FILES + r"|(?:^|[=/\\])\.\.[/\\].*\x00"
         r"|(?:^|[\s=\"'(])(?:file|php|phar|zip|expect|glob|data:text|netdoc|jar):(?://)?/?(?:/?" + SENSITIVE_FILES
-        + r"|filter|input|stdin|\w+/)|^\s*/" + SENSITIVE_FILES + r"|^\s*[a-z]:\\windows\\",
+        + r"|filter|input|stdin|\w+/)|^\s*/" + SENSITIVE_FILES + r"|^\s*[a-z]:\\windows\\"
+        # ./ padding or a bare name before a sensitive file, Windows drive paths to system places, a null byte
+        # cutting off an appended extension
+        r"|^\s*(?:\./)+" + SENSITIVE_FILES + r"|^\s*(?:\.htaccess|\.htpasswd|web\.config|boot\.ini|win\.ini)\s*$"
+        r"|^\s*[a-z]:[\\/]+(?:windows|winnt|boot\.ini|inetpub|users[\\/]+[^\\/]+[\\/]+(?:desktop|appdata))\b"
+        r"|\x00\.?[a-z0-9]{1,5}\s*$",
     ),
     Signature(
         "HTTP Struts OGNL injection", Severity.CRITICAL, ("T1190", "T1059"),
