@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.record import record
+from bench.record import DOC, record
 
 ROOT = Path(__file__).resolve().parents[1]
 HARNESS = ROOT / "tests" / "fuzz" / "atheris_inputs.py"
@@ -54,6 +54,15 @@ def run_target(name: str, runs: int) -> dict[str, str]:
             "crashes": "1 (see bench/fuzz-crashes)" if crashed else "0", "edges": cov[-1] if cov else "?"}
 
 
+def recorded_rows() -> dict[str, str]:
+    """The table rows already in docs/benchmarks.md, by target (a run of some targets keeps the others' rows)."""
+    text = DOC.read_text() if DOC.exists() else ""
+    block = re.search(r"<!-- bench:fuzz -->(.*?)<!-- /bench:fuzz -->", text, re.S)
+    rows = re.findall(r"^\| `(\w+)` \|.*$", block.group(1), re.M) if block else []
+    lines = re.findall(r"^\| `\w+` \|.*$", block.group(1), re.M) if block else []
+    return dict(zip(rows, lines, strict=True))
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench.fuzz")
     parser.add_argument("targets", nargs="*", help=f"any of {', '.join(TARGETS)} (default: all)")
@@ -62,18 +71,18 @@ def main(argv: list[str]) -> int:
     unknown = [name for name in args.targets if name not in TARGETS]
     if unknown:
         parser.error(f"unknown target {', '.join(unknown)} (known: {', '.join(TARGETS)})")
-    rows: list[str] = []
+    rows = recorded_rows()
     failed = False
     for name in args.targets or list(TARGETS):
         row = run_target(name, args.runs)
         failed |= row["crashes"] != "0"
         print(f"fuzz {name}: {row}", flush=True)
-        rows.append(f"| `{name}` | {TARGETS[name]} | {row['inputs']} | {row['time']} | {row['crashes']} | "
-                    f"{row['edges']} |")
+        rows[name] = (f"| `{name}` | {TARGETS[name]} | {row['inputs']} | {row['time']} | {row['crashes']} | "
+                      f"{row['edges']} |")
         record("fuzz", "## Fuzzing the text parsers (bench/fuzz.py, atheris / libFuzzer)\n\n"
                f"`nice -n 19 python -m bench.fuzz --runs {args.runs}` (harness tests/fuzz/atheris_inputs.py, "
                "seeds tests/fuzz/seeds/; the test suite runs the same harness for a few thousand inputs each):\n\n"
-               + TABLE_HEAD + "\n".join(rows))
+               + TABLE_HEAD + "\n".join(rows[t] for t in TARGETS if t in rows))
     return 1 if failed else 0
 
 

@@ -169,6 +169,9 @@ class _ConfigSet:
 
     def add(self, doc: Document, problems: list[LoadProblem]) -> None:
         kind = doc.value.get("kind")
+        if not isinstance(kind, str):  # a list or mapping here would not even be hashable
+            problems.append(LoadProblem(str(doc.source), f"configuration kind is not a string ({kind!r}): not checked"))
+            return
         target = {"ClusterConfiguration": self.cluster, "InitConfiguration": self.init,
                   "JoinConfiguration": self.join, "KubeletConfiguration": self.kubelet}.get(kind)
         if target is None:
