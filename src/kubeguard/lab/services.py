@@ -25,6 +25,7 @@ import select
 import socket
 import socketserver
 import sys
+import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -67,28 +68,48 @@ def _mount(source: str, target: str, fstype: str | None, flags: int) -> None:
         raise OSError(err, f"mount {source} on {target}: {os.strerror(err)}")
 
 
+def _needed_paths() -> list[Path]:
+    """What this Python runs from: its installation, its import path and kubeguard's own folder."""
+    import kubeguard
+
+    paths = {sys.prefix, sys.base_prefix, sys.executable, *sys.path, str(Path(kubeguard.__file__).parents[1])}
+    return [Path(p).resolve() for p in paths if p and p.startswith("/")] + \
+        [Path(p) for p in (sys.executable, sys.prefix) if p.startswith("/")]
+
+
+def _cover(target: Path) -> None:
+    """An empty tmpfs over `target`, with the folders this Python needs from it bound back (a checkout or
+    a virtualenv below /tmp, a pyenv install below /root), so the pod's processes still start."""
+    keep = sorted({p.relative_to(target).parts[0] for p in _needed_paths()
+                   if p.is_relative_to(target) and p.relative_to(target).parts})
+    stash = Path(tempfile.mkdtemp(prefix=".kg-host-", dir="/dev/shm"))
+    _mount(str(target), str(stash), None, MS_BIND | MS_REC)
+    _mount("kg-lab", str(target), "tmpfs", 0)
+    for name in keep:
+        source = stash / name
+        if not source.exists():
+            continue
+        inside = target / name
+        if source.is_dir():
+            inside.mkdir()
+        else:
+            inside.touch()
+        _mount(str(source), str(inside), None, MS_BIND | MS_REC)
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.umount2(str(stash).encode(), MNT_DETACH)
+    stash.rmdir()
+
+
 def pod_mounts(hosts: str, token: str) -> None:
     """Make this (unshared) mount namespace look like a pod's: token, an empty /root and /tmp, the lab's hosts.
 
     Nothing of it is visible on the host: every mount is in the pod's private mount namespace. The
-    directories of /root that this Python runs from (e.g. a pyenv install) are bound back into the new
-    /root, so the pod's processes still start.
+    folders of /run, /tmp and /root that this Python runs from are bound back (see `_cover`).
     """
     _mount("none", "/", None, MS_REC | MS_PRIVATE)
     _mount(hosts, "/etc/hosts", None, MS_BIND)
-    for target in ("/run", "/tmp"):
-        _mount("kg-lab", target, "tmpfs", 0)
-    host_root = Path("/tmp/.host-root")
-    host_root.mkdir()
-    _mount("/root", str(host_root), None, MS_BIND | MS_REC)
-    _mount("kg-lab", "/root", "tmpfs", 0)
-    for needed in sorted({Path(p).relative_to("/root").parts[0] for p in (sys.prefix, sys.base_prefix, *sys.path)
-                          if p.startswith("/root/") and Path(p).relative_to("/root").parts}):
-        (Path("/root") / needed).mkdir()
-        _mount(str(host_root / needed), str(Path("/root") / needed), None, MS_BIND | MS_REC)
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.umount2(str(host_root).encode(), MNT_DETACH)
-    host_root.rmdir()
+    for target in ("/run", "/tmp", "/root"):
+        _cover(Path(target))
     os.environ["HOME"] = "/root"
     SA_TOKEN_DIR.mkdir(parents=True)
     (SA_TOKEN_DIR / "token").write_text(token)
