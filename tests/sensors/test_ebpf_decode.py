@@ -298,3 +298,17 @@ def test_unshare_carries_the_callers_capabilities() -> None:
         "unshare", "CAP_SYS_ADMIN", "")
     (plain,) = decode_lines([ns])
     assert "thread.cap_permitted" not in plain
+
+
+def test_exit_line_names_the_program_when_a_failed_path_attempt_is_read_after_it() -> None:
+    # execvp tries each PATH entry: A(/root/.cargo/bin/cat) X(ENOENT) ... A(/usr/bin/cat) X(0). The successful
+    # exit migrates CPU (sched_exec), so its X and W lines may be read before the failed attempts' lines.
+    cwd = json.dumps({"type": "printf", "data": "W\x1f4242\x1f0\x1ftmp|0\x1f/|1\x1f/|1\x1f1\n"})
+    lines = [_bt_line("X", 0, 4294967295, 1, 0, 0, "/usr/bin/cat"), cwd,
+             _bt_line("A", "/root/.cargo/bin/cat", "cat", "/etc/hostname", "", "0"),
+             _bt_line("X", -2, 4294967295, 1, 0, 0, "/root/.cargo/bin/cat"), cwd,
+             _bt_line("A", "/usr/bin/cat", "cat", "/etc/hostname", "", "0")]
+    execs = [e for e in decode_lines(lines) if e["evt.type"] == "execve"]
+    succeeded = [e for e in execs if e["evt.res"] == "SUCCESS"]
+    assert [e["proc.exepath"] for e in succeeded] == ["/usr/bin/cat"]
+    assert all(e["proc.exepath"] == "/root/.cargo/bin/cat" for e in execs if e["evt.res"] == "ENOENT")

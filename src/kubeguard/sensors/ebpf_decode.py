@@ -88,7 +88,8 @@ LAYOUTS = _layouts(
     Layout.of("A", ("filename", str), ("argv0", str), ("argv1", str), ("argv2", str), ("more", str)),
     Layout.of("V", ("tid", int), ("first", int), ("argv0", str), ("argv1", str), ("argv2", str), ("argv3", str),
               ("more", str), header=False),
-    Layout.of("X", ("ret", int), ("loginuid", int), ("sid", int), ("tty_major", int), ("tty_minor", int)),
+    Layout.of("X", ("ret", int), ("loginuid", int), ("sid", int), ("tty_major", int), ("tty_minor", int),
+              ("filename", str)),
     Layout.of("W", ("tid", int), ("first", int), ("cwd0", str), ("cwd1", str), ("cwd2", str), ("at_root", str),
               header=False),
     Layout.of("Q", ("status", int)),
@@ -173,6 +174,7 @@ class PendingExec:
     entry_ns: int = 0
     event: Event | None = None
     exit_ns: int = 0
+    exit_filename: str | None = None  # the filename the exit line names (its own entry's, kept in the kernel)
     cwd: dict[int, list[tuple[str, bool]]] = field(default_factory=dict)
     cwd_done: bool = False  # the walk reached the root
     cwd_complete: bool = False  # no more W lines will come
@@ -395,6 +397,7 @@ class BpftraceDecoder:
             event["evt.arg.flags"] = "EXE_FROM_MEMFD"  # libscap's execve exit flag, as Falco renders it
         pending.event = event
         pending.exit_ns = f["nsecs"]
+        pending.exit_filename = f.get("filename")
         self.latest_ns = max(self.latest_ns, pending.exit_ns)
         if pending.exit_ns - self.expired_at > STALE_NS:
             self.expired_at = pending.exit_ns
@@ -438,6 +441,9 @@ class BpftraceDecoder:
         assert event is not None
         argv = pending.argv
         cwd = self._cwd(pending) if pending.cwd else ""
+        if pending.exit_filename is not None and pending.exit_filename != pending.filename:
+            # the entry line paired here was another attempt's (an execvp's failed PATH entries, read out of order)
+            pending.filename = pending.exit_filename
         exepath = pending.filename
         if exepath and not exepath.startswith("/") and cwd.startswith("/"):
             exepath = posixpath.normpath(posixpath.join(cwd, exepath))
