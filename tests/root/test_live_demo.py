@@ -107,7 +107,9 @@ def test_nothing_left_after_sigint(tmp_path: Path) -> None:
     (Interrupting during the attack itself raced the attack's end: its stages take milliseconds.)"""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "TMPDIR": str(tmp_path)}
     cmd = [sys.executable, "-m", "kubeguard", "demo", "--live", "--report", str(tmp_path / "r.html")]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # a background CI job inherits SIGINT ignored; a person's Ctrl-C reaches a default handler: give it that
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline, record_file = time.monotonic() + 150, None
     while time.monotonic() < deadline:  # interrupt once the lab's pods are made (the run then needs ~50 s more)
         found = list(tmp_path.glob("kubeguard-live-*/lab.json"))
