@@ -17,8 +17,8 @@ import pytest
 from bench import l7_classes
 
 # percent of sampled attack requests detected (any HTTP rule), never below; false positives, never above
-FLOORS = {"cmdi": 43.8, "code": 17.9, "traversal": 50.0}  # main at 2026-12-04 22:40 UTC
-FP_CEILING = 0.32
+FLOORS = {"cmdi": 66.6, "code": 62.2, "traversal": 50.0}  # main at 36861ae (l7cmd landed)
+FP_CEILING = 0.53  # main at 36861ae; the goal is 0.5
 
 
 def _sampled(probe: l7_classes.Probe) -> bool:
