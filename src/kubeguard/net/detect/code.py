@@ -47,7 +47,8 @@ ENTRIES = {
     "php_complex": r"\$\{\s*@|\{\s*\$\{",
     "php_superglobal": r"\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
-    "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{\[|@\(|[<\[]#assign\b",
+    "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{\[|@\(|[<\[]#assign\b|#set\s*\(\s*\$",
+    "python": r"\.\s*__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
                 r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
 }
@@ -78,6 +79,11 @@ _SERVER_OBJECT = re.compile(
     r"|open|readlines|getattr|attr)\s*\(|`[^`]+`|\|\s*(?:filter|map|sort|reduce)\s*\(\s*['\"]"
     r"|\bregisterUndefinedFilterCallback\b|\bgetFilter\s*\(|\bsetAttribute\s*\(|\bgetMethod\s*\(|\binvoke\s*\("
     r"|\bphp\b|\bSmarty_Internal|\bdump\s*\(|\bdebug\b|\bsource\s*\(|\bmodule\.(?:require|constructor)"
+    r"|\bnew\s+(?:[A-Z]\w*|[a-z]+\.[\w.]+)\s*\(|\bgetAttribute\s*\(|\.\s*execute\s*\(|\bnewInstance\s*\("
+    r"|\bMethodClosure\b|^\s*(?:request|session)\s*$|\b(?:request|session)\s*\.\s*\w+\s*\("
+    r"|['\"][^'\"]{0,40}['\"]\s*\.\s*\w+\s*\(|^\s*=?\s*_\.(?:VERSION|templateSettings)\b"
+    r"|\b\w+\s*\(\s*['\"](?:/|[a-z]:\\)|\b_context\b|\bpassthru\b|\b(?:SECRET_KEY|secret_key|signer|password)\b"
+    r"|^\s*(?:exec|sym|data|call|fd|section)://|^\s*#with\s+[\"'(\w]|\bstring\.sub\b"
     r"|\.\s*(?:mro|subclasses|globals|builtins|init)\b|\bimport\b|\bincludes?\s+['\"]?/",
     re.I,
 )
@@ -93,6 +99,8 @@ def _code_arg(first: str, rest: str) -> bool:
 
 def _php(text: str) -> str | None:
     tag = _ENTRY["php_tag"].search(text)
+    if tag and tag.group(0).lower() == "<?php":
+        return text[tag.start() : tag.start() + 80]
     if tag and re.search(r"[;()$'\"`]", text[tag.end() : tag.end() + 200]):
         return text[tag.start() : tag.start() + 80]
     for call in _PHP_CALL.finditer(text):
@@ -130,6 +138,12 @@ def _template(text: str) -> str | None:
             return match.group(0)[:120]
     if re.search(r"\{/?php\}", text, re.I):
         return text[:80]
+    statement = re.search(r"\{%-?\s*(?:include|import|from|extends|debug|load|get_admin_log|ssi)\b", text, re.I)
+    if statement:
+        return statement.group(0)[:120]
+    velocity = re.search(r"#set\s*\(\s*\$\w+\s*=\s*\$\w+\s*\.\s*\w+\s*\(", text)
+    if velocity:
+        return text[velocity.start() : velocity.start() + 120]
     assign = re.search(r"[<\[]#assign\b[^>\]]{0,200}(?:freemarker\.template\.utility|\?new\s*\()", text, re.I)
     if assign:
         return assign.group(0)[:120]
@@ -158,6 +172,9 @@ def code_injection(value: str) -> tuple[str, str] | None:
         template = _template(text)
         if template:
             return "template", template
+    python = _ENTRY["python"].search(text)
+    if python:
+        return "template", text[max(0, python.start() - 30) : python.end() + 30]
     if _ENTRY["php_tag"].search(text) or _ENTRY["php_call"].search(text) or _ENTRY["php_complex"].search(text) \
             or _ENTRY["php_superglobal"].search(text):
         php = _php(text)
