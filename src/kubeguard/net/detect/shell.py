@@ -65,7 +65,8 @@ WEAK = frozenset({
     "for", "if", "vi", "vim", "nano", "mount", "df", "du", "free", "top", "history", "alias", "export", "unset",
     "strace", "ltrace", "flock", "cpulimit", "nice", "ionice", "stdbuf", "watch", "chroot", "unshare", "runuser",
     "taskset", "script", "htop", "visudo", "aptitude", "shutdown", "reboot", "halt", "poweroff", "lastlog",
-    "bcdboot", "regedit", "perf",
+    "bcdboot", "regedit", "perf", "who", "w", "groups", "last", "finger", "gunzip", "unxz", "zstdcat", "zcat", "bzcat",
+    "xzcat", "unzstd", "ll", "trap",
     "systemctl", "service", "chattr", "ln", "mkdir", "rmdir", "dd", "nmap", "dig", "host", "whois", "tee", "column",
     "fetch", "lynx", "telnet", "ftp", "wall", "su", "sudo", "doas", "pip", "npm", "gcc", "make", "jobs", "bg", "fg",
 })
@@ -100,7 +101,7 @@ _TOKEN = re.compile(
     re.I,
 )
 _ARTEFACT = re.compile(
-    r"/dev/(?:tcp|udp)/|>&\s*/dev/|\b0>&1|\$\{IFS\}|\$IFS\b|\(\)\s*\{\s*:?\s*;?\s*\}\s*;|\|\s*(?:ba|z|da)?sh\b"
+    r"/dev/(?:tcp|udp)/|>&\s*/dev/|\b0>&1|\$\{IFS\}|\$IFS\b|\(\)\s*\{\s*:?\s*;?\s*\}|\|\s*(?:ba|z|da)?sh\b"
     r"|\bnc(?:at)?\s+(?:-\w+\s+)*-[ec]\s|\bpowershell(?:\.exe)?\s+-(?:enc|e|nop|w|c|ep|exec)\w*\b"
     r"|\bcmd(?:\.exe)?\s+/[ck]\s"
     # a fork bomb, a shell escape from vi/ex/gdb, a bracket glob spelling a system path, the shell run by name
@@ -112,7 +113,7 @@ _ARTEFACT = re.compile(
 # Evasions undone before tokenising: caret escapes, `$@` / `$*` / `$9`, quotes and backslashes inside words.
 _TERMINAL = re.compile(r"\\(?:033|x1b|e)\[\d*[a-z]|\x1b\[\d*[a-z]", re.I)
 _CARET = re.compile(r"(?<=\w)\^(?=\w)")
-_EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))")
+_EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:``|[<>]\(\)|\$\{?[A-Za-z_]\w{0,2}\}?(?=[\w\s/]))")
 _IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
 _INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
 _EMPTY_QUOTES = re.compile(r"''|\"\"")
@@ -146,7 +147,8 @@ _SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])"
 # or an evasion at a command position, a command line at the start of the value, a shell artefact.
 GATE_PARTS = (
     rf"{_SEP}[\s'\"({{@]*(?:{_WORDS})(?:\.exe)?\b",
-    rf"{_SEP}[\s'\"({{@]*[\w/.~-]*(?:[/'\"\\^]|\$[@*\d{{(])",
+    rf"{_SEP}[\s'\"({{@]*[\w/.~-]*(?:[/'\"\\^]|\$[\w@*{{(])",
+    r"\w(?:``|[<>]\(\))\w",
     rf"^[\s'\"]*(?:{_WORDS})(?:\.exe)?(?:\s+\S|[<>|;&`])",
     r"^[\s'\"]*(?:[a-z]:)?[/\\][\w./\\-]*(?:bin|system32)[/\\]",
     r"^\s*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
@@ -162,7 +164,7 @@ def _deobfuscate(text: str) -> str:
     out = _CARET.sub("", text) if "^" in text else text
     if "[" in out:
         out = _TERMINAL.sub("", out)
-    if "$" in out:
+    if "$" in out or "`" in out or "()" in out:
         out = _IFS.sub(" ", out)
         out = _EMPTY_PARAM.sub("", out)
     if "'" in out or '"' in out:
