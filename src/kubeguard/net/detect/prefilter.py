@@ -24,7 +24,7 @@ from functools import cache, lru_cache
 import hyperscan
 
 from kubeguard.net.detect.extract import MAX_BODY, SQL_HEADERS
-from kubeguard.net.detect.patterns import GATE_JNDI, GATE_SQL, GATES, SIGNATURES
+from kubeguard.net.detect.patterns import GATE_JNDI, GATE_PATH, GATE_SQL, GATES, SIGNATURES
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.types import HttpRequest
 
@@ -82,7 +82,8 @@ def _compile(patterns: list[str]) -> hyperscan.Database:
 @cache
 def _databases() -> tuple[hyperscan.Database, hyperscan.Database]:
     """(any-value triggers, SQL gate over split parts), compiled once per process."""
-    return (_compile([*TRIGGERS, *(widen_anchors(s.pattern) for s in SIGNATURES)]), _compile([GATES[GATE_SQL]]))
+    values = [*(widen_anchors(s.pattern) for s in SIGNATURES), widen_anchors(GATES[GATE_PATH])]
+    return _compile([*TRIGGERS, *values]), _compile([GATES[GATE_SQL]])
 
 
 def _stop(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
