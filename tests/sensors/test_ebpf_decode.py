@@ -69,6 +69,8 @@ def test_connect_accept_and_unix(events: list[dict]) -> None:
     assert (v6["fd.sip"], v6["fd.sport"], v6["evt.res"], v6["evt.rawres"]) == ("::1", 48623, "ECONNREFUSED", -111)
     unix = one(events, evt__type="connect", fd__type="unix")
     assert unix["fd.name"].endswith("/kg.sock")
+    assert (ev["fd.sockfamily"], v6["fd.sockfamily"], acc["fd.sockfamily"], unix["fd.sockfamily"]) == (
+        "ip", "ip", "ip", "unix")  # libsinsp's fd.sockfamily (read by "System procs network activity")
     pending = one(events, evt__type="connect", proc__pid=17346)
     assert pending["evt.res"] == "EINPROGRESS"
 

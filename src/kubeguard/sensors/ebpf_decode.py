@@ -214,6 +214,7 @@ def inet_fields(event: Event, family: int, proto: int, local: tuple[str, int], r
     """Falco's fd.* fields of an inet socket: client/server from the direction, local/remote as seen here."""
     event["fd.type"] = "ipv6" if family == 10 else "ipv4"
     event["fd.typechar"] = "6" if family == 10 else "4"
+    event["fd.sockfamily"] = "ip"  # libsinsp: "ip" for AF_INET and AF_INET6 sockets, "unix" for AF_UNIX
     event["fd.l4proto"] = L4_PROTOCOLS.get(proto, str(proto))
     (lip, lport), (rip, rport) = local, remote
     client, server = (local, remote) if client_is_local else (remote, local)
@@ -489,8 +490,8 @@ class BpftraceDecoder:
         fd = f["fd"]
         self._result(event, f["ret"])
         path = f["path"]
-        event.update({"fd.num": fd, "evt.arg.fd": fd, "fd.type": "unix", "fd.typechar": "u", "fd.name": path,
-                      "evt.arg.addr": path})
+        event.update({"fd.num": fd, "evt.arg.fd": fd, "fd.type": "unix", "fd.typechar": "u", "fd.sockfamily": "unix",
+                      "fd.name": path, "evt.arg.addr": path})
         return [event]
 
     def _accept(self, f: Fields, family: int) -> list[Event]:

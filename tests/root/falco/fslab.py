@@ -64,18 +64,20 @@ class FalcoLab:
     work: Path
 
     @classmethod
-    def start(cls, work: Path, enable: tuple[str, ...] = (), options: tuple[str, ...] = ()) -> FalcoLab:
+    def start(cls, work: Path, enable: tuple[str, ...] = (), options: tuple[str, ...] = (),
+              overrides: str = "") -> FalcoLab:
         """`enable`: rule names switched on by a later rules file (`enabled: true`); `options`: Falco's
-        `-o rules[].enable.rule=NAME` selections passed to the agent."""
+        `-o rules[].enable.rule=NAME` selections passed to the agent; `overrides`: more of that later rules
+        file (Falco YAML: list appends, macro overrides), as a user tunes Falco's rules."""
         files = rule_files()
         need_podlab()
         extra: list[str] = ["--no-default-rules"]
         for path in files:
             extra += ["--rules", str(path)]
-        if enable:  # Falco's own override syntax for rules it ships disabled
+        if enable or overrides:  # Falco's own override syntax for rules it ships disabled
             override = work / "enable.yaml"
             work.mkdir(parents=True, exist_ok=True)
-            override.write_text("".join(f"- rule: {name}\n  enabled: true\n" for name in enable))
+            override.write_text(overrides + "".join(f"- rule: {name}\n  enabled: true\n" for name in enable))
             extra += ["--rules", str(override)]
         for option in options:
             extra += ["-o", option]
@@ -94,8 +96,8 @@ class FalcoLab:
         finally:
             self.pods.close()
 
-    def pod(self, name: str, privileged: bool = False) -> Pod:
-        pod = self.pods.pod(f"{name}-{secrets.token_hex(2)}", privileged=privileged)
+    def pod(self, name: str, privileged: bool = False, namespace: str = "default") -> Pod:
+        pod = self.pods.pod(f"{name}-{secrets.token_hex(2)}", namespace=namespace, privileged=privileged)
         self.pods.write_pods(self.pods_file)
         return pod
 
