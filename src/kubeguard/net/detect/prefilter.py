@@ -166,12 +166,13 @@ def needs_values(req: HttpRequest) -> bool:
             ctype = value.lower().split(";", 1)[0].strip()
         elif lname in SQL_HEADERS and _sql_flagged(value):
             return True
-    body = _body_parts(req, ctype or "")
-    if body is None:
+    body_values = _body_parts(req, ctype or "", "\x01")  # parsed once: a JSON body may be large
+    if body_values is None:
         return True
-    if body:
-        sql_parts.append(body)
-        values.append(_body_parts(req, ctype or "", "\x01") or "")
+    if body_values:
+        values.append(body_values)
+        sql_parts.append(body_values.replace("\x01", "\n") if b"\x01" not in req.body
+                         else _body_parts(req, ctype or "") or "")
     triggers, sql_gate, cmd_gate = _databases()
     data = "\n".join(pieces).encode("latin-1", "replace") + b"\n" + req.body
     if _hits(triggers, data) or _hits(cmd_gate, "\x01".join(values).encode("latin-1", "replace")):
