@@ -18,7 +18,7 @@ request path: `/static/../css/a.css` stays inside and passes), reaches a sensiti
 three levels, escapes one level to a system place or server-side file (`../config.php`), or
 escapes with evasion to anything but a static asset. So `../css/site.css`, `../../img/a.png` and
 `../../about` (relative links) pass. With no climb: a sensitive file named as the whole value, or
-a system file with its directory anywhere (`the /etc/passwd file`); a drive path reaching a system
+a system file with its directory anywhere but in prose (`x;/etc/passwd`); a drive path reaching a system
 place (`C:\\boot.ini`, `c:/windows/...`, a `.ini`/`.log`/`.config`); any device path; a UNC path to
 an address, localhost or an admin share (`$`); a null byte cutting an extension; a PHP-style
 wrapper (`php://`, `phar://`, `expect://`, `data:text`, `file://` to a path that counts).
@@ -44,6 +44,9 @@ _CONTROL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Words: runs of characters a path can hold (no space, quote, bracket, '=', '&', ',', '|').
 _WORD = re.compile(r"[^\s\"'`<>()\[\]{}|,=&*+]+")
 _SEP = re.compile(r"[/\\]")
+# A null byte cutting a path: a file name or directory before it, at most an extension after it.
+_NUL_HEAD = re.compile(r"[\w.:~-]*(?:(?:[/\\][\w.:~ -]*)+|\w\.[a-z0-9]{1,8})", re.I)
+_NUL_TAIL = re.compile(r"\x00*(?:\.?[a-z0-9]{1,5})?\x00*", re.I)
 _DRIVE = re.compile(r"[a-z]:(?=[/\\])", re.I)
 _GLUED_DRIVE = re.compile(r"[a-z]:(?=[a-z])", re.I)  # `c:windows/system32`: read as `windows/system32`
 _WRAPPER = re.compile(
@@ -61,7 +64,8 @@ STRONG = (
     "etc/passwd", "etc/shadow", "etc/gshadow", "etc/master.passwd", "etc/sudoers", "etc/security/passwd",
     "proc/*/environ", "proc/*/cmdline", "proc/*/maps", "proc/*/mem", "proc/*/fd", "proc/*/root", "proc/*/cwd",
     "proc/*/status", "boot.ini", "win.ini", "system.ini", "windows/system32", "winnt/system32",
-    "windows/repair", "winnt/repair", ".htpasswd", ".bash_history", "id_rsa", "id_dsa", "id_ecdsa", "id_ed25519",
+    "windows/repair", "winnt/repair", ".htpasswd", ".bash_history", ".ssh/id_rsa", ".ssh/id_dsa", ".ssh/id_ecdsa",
+    ".ssh/id_ed25519",
     "var/run/secrets", ".aws/credentials", ".kube/config", ".docker/config.json", "web-inf/web.xml",
     "meta-inf/context.xml", "wp-config.php", "ntuser.dat", "config/sam", "repair/sam",
 )
@@ -174,8 +178,7 @@ def _read(word: str) -> _Path | None:
     if "\x00" in word:
         head, _, tail = word.partition("\x00")
         evasion = 2
-        if re.search(r"[\w-]\.[a-z0-9]{1,5}$|[/\\][a-z0-9_-]{2,}$", head, re.I) and re.fullmatch(
-                r"\x00*(?:\.?[a-z0-9]{1,5})?\x00*", tail, re.I):
+        if _NUL_HEAD.fullmatch(head) and _NUL_TAIL.fullmatch(tail):
             nul_cut = True
         word = head if head.strip("\x00/\\.") else tail  # `%00../../x`: the path is after the null
         word = word.replace("\x00", "")
@@ -235,7 +238,7 @@ def _read(word: str) -> _Path | None:
     return _Path(anchor, names, climbs, -low, evasion, nul_cut, host)
 
 
-def _verdict(path: _Path, whole: bool, in_uri_path: bool) -> bool:
+def _verdict(path: _Path, whole: bool, in_uri_path: bool, prose: bool) -> bool:
     weight, kind = target_weight(path.names)
     if path.nul_cut:
         return True
@@ -260,7 +263,7 @@ def _verdict(path: _Path, whole: bool, in_uri_path: bool) -> bool:
         return not path.names or weight == 3 or first in WINDOWS_DIRS or appdata or _ext(path.names[-1]) in (
             (SERVER_EXT | {"inf", "dat"}) - {"exe", "dll", "db", "bak", "old", "orig", "swp"})
     if kind == "strong":
-        return whole or len(path.names) > 1
+        return whole or (len(path.names) > 1 and not prose)
     return kind == "named" and whole
 
 
@@ -278,6 +281,7 @@ def path_traversal(text: str, in_uri_path: bool = False) -> str | None:
             return stripped[:120]
         if scheme == "file" and rest:
             stripped = "/" + rest.lstrip("/")
+    prose = stripped.count(" ") >= 3  # a sentence or a table row, not a path list
     for match in _WORD.finditer(stripped):
         word = match.group(0)
         if not word.strip("/\\"):
@@ -286,6 +290,6 @@ def path_traversal(text: str, in_uri_path: bool = False) -> str | None:
         if path is None:
             continue
         whole = len(word) == len(stripped)
-        if _verdict(path, whole, in_uri_path):
+        if _verdict(path, whole, in_uri_path, prose):
             return word[:160]
     return None
