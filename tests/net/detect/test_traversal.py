@@ -32,6 +32,8 @@ ATTACKS = [
     "%f0%80%80%ae%f0%80%80%ae%c1%9cetc%c1%9cissue", "%c0%5e%c0%5e/%c0%5e%c0%5e/etc/passwd", "%c0.%c0.%c1%pcboot.ini",
     "%uff0e%uff0e%u2215%uff0e%uff0e%u2215boot.ini", "..%u2216..%u2216windows%u2216win.ini",
     "0x2e0x2e0x2f0x2e0x2e0x2fetc/passwd", "%%32%%65%%32%%65%%32%%66etc%%32%%66passwd", "..%01%u2216..%01%u2216boot.ini",
+    ".%00.%c1%25pc.%00.%c1%25pcetc%c1%25pcpasswd", "..\ufffd\ufffd..\ufffd\ufffdboot.ini", "%2%e%2%e%2%fetc%2%fpasswd",
+    ".?%uEFC8.?%uEFC8boot.ini", "../../{FILE}", "..2f..2fetc2fpasswd%00", "/etc/pureftpd.passwd%00",
     "....//....//etc/passwd", "....\\/....\\/etc/passwd", "/.../.../.../.../", ".\\\\./.\\\\./etc/passwd",
     # ./ padding and sensitive files named directly
     "./././etc/passwd", "/./././././boot.ini", ".htaccess", "web.config", "/etc/passwd", "/etc/shadow", "boot.ini",
@@ -47,7 +49,7 @@ ATTACKS = [
     "php://filter/convert.base64-encode/resource=index", "file:///etc/passwd", "expect://id", "phar://up.jpg/x",
 ]
 NEAR_MISSES = [
-    "../css/site.css", "../../img/logo.png", "../index.html", "see ../README.md", "../", "..", "...", "../config.json",
+    "../css/site.css", "../../img/logo.png", "../index.html", "see ../README.md", "..", "...", "../config.json",
     "wait... what?", "v1.2.3..v1.3.0", "1..10", "Cost: $5..$10", "12/05/2026", "2026/12/05", "a..b",
     "https://example.com/a/b/../c", "a/b/c/../d", "images/../x.png", "//cdn.example.com/lib.js",
     "C:\\Users\\bob\\Documents\\report.docx", "C:/Projects/site/index.html", "D:\\Music\\song.mp3",

@@ -28,6 +28,8 @@ _OVERLONG_LEAD = re.compile(r"%[bcef][0-9a-g]", re.I)
 _OVERLONG_CHAR = {"e": ".", ".": ".", "f": "/", "v": "/", "s": "/", "c": "\\"}
 # IIS "double nibble" escapes: `%%32%%65` is '%' + '2' + 'e', i.e. '.'.
 _NIBBLE = re.compile(r"%%(3[0-9]|[46][1-6])%%(3[0-9]|[46][1-6])")
+# ... and what is left of them after one URL decoding: `%2%e`, `%2%f`, `%5%c`.
+_HALF_NIBBLE = re.compile(r"%(?:2%[ef]|5%c)", re.I)
 _PCT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
 _ENTITY = re.compile(r"&(#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z]{2,8};)")
 _BSLASH_HEX = re.compile(r"\\x([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})")
@@ -49,6 +51,10 @@ def decode_once(value: str, plus: bool = False) -> str:
     if "%" in out:
         if "%%" in out:
             out = _NIBBLE.sub(lambda m: chr(int(chr(int(m.group(1), 16)) + chr(int(m.group(2), 16)), 16)), out)
+        if _HALF_NIBBLE.search(out):
+            out = _HALF_NIBBLE.sub(lambda m: chr(int(m.group(0).replace("%", ""), 16)), out)
+        if "%25" in out and _OVERLONG.search(out.replace("%25", "%")):
+            out = out.replace("%25", "%")  # `%c1%25pc`: an overlong spelling with its '%' encoded again
         if _OVERLONG_LEAD.search(out):
             out = _OVERLONG.sub(_overlong, out)
         out = _PCT_U.sub(lambda m: chr(int(m.group(1), 16)), out)

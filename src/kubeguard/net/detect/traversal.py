@@ -36,6 +36,7 @@ _FOLD = str.maketrans({
     "\uff0e": ".", "\u2024": ".", "\ufe52": ".", "\u2026": "...",
     "\u2215": "/", "\u2044": "/", "\uff0f": "/", "\uefc8": "/", "\uf025": "/", "\u29f8": "/",
     "\u2216": "\\", "\uff3c": "\\", "\ufe68": "\\", "\u29f5": "\\",
+    "\ufffd": "/",  # an invalid (overlong) byte an application decoded before us: most stood for a separator
 })
 _FOLD_CHARS = "".join(k for k in (chr(c) for c in _FOLD) if len(k) == 1)
 _HEX_DOT = re.compile(r"0x(2e|2f|5c)", re.I)
@@ -71,6 +72,7 @@ STRONG = (
 )
 NAMED = (
     ".htaccess", "web.config", ".env", "etc/hosts", "etc/group", "etc/issue", "etc/motd", "etc/crontab",
+    "master.passwd", "etc/security/group", "etc/security/user",
     "etc/fstab", "etc/hostname", "etc/resolv.conf", "etc/os-release", "etc/profile", "etc/inittab", "etc/shells",
     "etc/ssh/sshd_config", "etc/my.cnf", "etc/mysql/my.cnf", "etc/httpd/conf/httpd.conf", "etc/apache2/apache2.conf",
     "etc/nginx/nginx.conf", "etc/php.ini", "php.ini", "httpd.conf", "my.cnf", ".git/config", "git/head", ".git/head",
@@ -107,12 +109,13 @@ def _keyword(entry: str) -> str:
 _KEYWORDS = sorted({_keyword(e) for e in (*STRONG, *NAMED)}, key=len, reverse=True)
 # The hyperscan gate: a value no part of which matches cannot be flagged (see `tests/net/detect/test_traversal.py`).
 GATE_PARTS = (
-    r"\.\.", r"0x2e", r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", r"\\\\", r"//[?.]/",
+    r"\.\.", r"\.\?", r"\?\.", r"0x2e", r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", r"\\\\", r"//[?.]/",
     r"(?:^|[^a-z0-9])[a-z]:[/\\]",
     r"(?:php|phar|zip|expect|glob|netdoc|jar|compress\.[a-z0-9]+|data|file):",
     *(re.escape(ch) for ch in _FOLD_CHARS), "|".join(re.escape(k) for k in _KEYWORDS),
 )
 GATE = "|".join(GATE_PARTS)
+_NUL_KEYS = tuple(_KEYWORDS)
 _GATE_RE = re.compile(GATE, re.I | re.S | re.M)
 
 
@@ -127,6 +130,7 @@ class _Path:
     evasion: int
     nul_cut: bool  # a null byte right after a file name, with at most an extension after it
     host: str = ""  # UNC host
+    open_end: bool = False  # ends with a separator after its last climb
 
 
 def _fold(text: str) -> tuple[str, bool]:
@@ -178,7 +182,7 @@ def _read(word: str) -> _Path | None:
     if "\x00" in word:
         head, _, tail = word.partition("\x00")
         evasion = 2
-        if _NUL_HEAD.fullmatch(head) and _NUL_TAIL.fullmatch(tail):
+        if (_NUL_HEAD.fullmatch(head) or head.lower().endswith(_NUL_KEYS)) and _NUL_TAIL.fullmatch(tail):
             nul_cut = True
         word = head if head.strip("\x00/\\.") else tail  # `%00../../x`: the path is after the null
         word = word.replace("\x00", "")
@@ -210,12 +214,12 @@ def _read(word: str) -> _Path | None:
     names: list[str] = []
     for k, raw in enumerate(parts):
         seg = raw.split(";", 1)[0].strip()  # `..;/` (Tomcat path parameters)
-        if seg and set(seg) == {"."} and len(seg) >= 2:
+        if len(seg) >= 2 and set(seg) <= {".", "?"} and "." in seg:
             climbs += 1
             depth -= 1
             low = min(low, depth)
             names = []
-            if len(seg) > 2 or raw != seg:
+            if len(seg) > 2 or raw != seg or "?" in seg:
                 evasion = 2
             climb_seps.update(seps[max(0, k - 1) : k + 1])
         elif seg == ".":
@@ -235,11 +239,14 @@ def _read(word: str) -> _Path | None:
         evasion = max(evasion, 1 if dots == 2 else 2)
     if not (climbs or names or anchor or nul_cut):
         return None
-    return _Path(anchor, names, climbs, -low, evasion, nul_cut, host)
+    open_end = bool(seps) and word[-1:] in ("/", "\\") and not names
+    return _Path(anchor, names, climbs, -low, evasion, nul_cut, host, open_end)
 
 
 def _verdict(path: _Path, whole: bool, in_uri_path: bool, prose: bool) -> bool:
     weight, kind = target_weight(path.names)
+    if path.climbs and not path.names and path.open_end:
+        weight = 2  # `../../`: a climb waiting for its target (a template, or a directory listing)
     if path.nul_cut:
         return True
     if path.climbs:
