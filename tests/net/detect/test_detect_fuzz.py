@@ -6,13 +6,15 @@ worst shapes (decode bombs, nesting, quotes that never close, lookups nested pas
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kubeguard.net.detect.decode import MAX_ROUNDS, b64_decode, normalize
 from kubeguard.net.detect.dns import DnsTunnelDetector, tunnel_score
-from kubeguard.net.detect.http import inspect_http_request
+from kubeguard.net.detect.http import catalogue, inspect_http_request
 from kubeguard.net.detect.jndi import deobfuscate, jndi_lookup
+from kubeguard.net.detect.prefilter import needs_values
 from kubeguard.net.detect.sql import inspect_sql_query
 from kubeguard.net.detect.sqli import sqli_score
 from kubeguard.net.detect.sqltok import MAX_TOKENS, tokenize
@@ -22,6 +24,14 @@ from kubeguard.net.types import DnsQuestion, HttpRequest
 FUZZ = settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
 nasty = st.text(alphabet=st.sampled_from(list("%25u0027&#x;${}:-jndi'\"/*!-#()<>=\\.ab1 \x00\u2028")), max_size=400)
 anytext = st.one_of(st.text(max_size=400), nasty)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled_databases() -> None:
+    """Compile the hyperscan databases once before the deadline counts: a one-off per process, several
+    seconds on a loaded CI machine, not the per-request work the deadline bounds."""
+    catalogue()
+    needs_values(HttpRequest("GET", "/", headers=[("Host", "h")]))
 
 
 @FUZZ
