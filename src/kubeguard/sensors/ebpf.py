@@ -122,9 +122,11 @@ class EbpfSensor:
 
     def __init__(self, bpftrace: str = "bpftrace", prefixes: tuple[str, ...] = SENSITIVE_PREFIXES,
                  rb_pages: int = DEFAULT_RB_PAGES, ready_timeout: float = READY_TIMEOUT_S,
-                 record: Path | None = None, source: str | None = None, batch_wakeups: bool = True) -> None:
+                 record: Path | None = None, source: str | None = None, batch_wakeups: bool | None = None) -> None:
         self.bpftrace = bpftrace
-        self.batch_wakeups = batch_wakeups  # perfwake shim: no perf wake-up per printf (benchmarks compare)
+        # the perfwake shim (no perf wake-up per printf); KUBEGUARD_PERF_SHIM=0 turns it off (benchmarks compare)
+        self.batch_wakeups = batch_wakeups if batch_wakeups is not None else os.environ.get(
+            "KUBEGUARD_PERF_SHIM", "1") != "0"
         self.wakeups = "per event"
         self.source = source  # program text instead of the packaged kubeguard.bt (benchmarks compare versions)
         self.prefixes = prefixes
