@@ -124,6 +124,12 @@ LAYOUTS = _layouts(
     Layout.of("XM", ("tid", int), header=False),
     Layout.of("TC", ("tid", int), ("permitted", int), ("effective", int), header=False),
     Layout.of("SK", ("ret", int), ("domain", int), ("type", int), ("proto", int)),
+    # Falco network rules (falcolive2): datagrams sent to a new destination without connect()
+    Layout.of("SD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
+    Layout.of("SD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
+    # ... and received from a new sender on an unconnected socket
+    Layout.of("RD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
+    Layout.of("RD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
 )
 
 
@@ -214,6 +220,7 @@ def inet_fields(event: Event, family: int, proto: int, local: tuple[str, int], r
     """Falco's fd.* fields of an inet socket: client/server from the direction, local/remote as seen here."""
     event["fd.type"] = "ipv6" if family == 10 else "ipv4"
     event["fd.typechar"] = "6" if family == 10 else "4"
+    event["fd.sockfamily"] = "ip"  # libsinsp: "ip" for AF_INET and AF_INET6 sockets, "unix" for AF_UNIX
     event["fd.l4proto"] = L4_PROTOCOLS.get(proto, str(proto))
     (lip, lport), (rip, rport) = local, remote
     client, server = (local, remote) if client_is_local else (remote, local)
@@ -468,14 +475,16 @@ class BpftraceDecoder:
         return [*out, event]
 
     # network
-    def _connect(self, f: Fields, family: int) -> list[Event]:
-        event = self._header(f, "connect")
+    def _connect(self, f: Fields, family: int, evt_type: str = "connect", client_is_local: bool = True) -> list[Event]:
+        """connect, and the calls that name their peer (sendto, sendmsg: this end is the client; recvfrom,
+        recvmsg: the sender is)."""
+        event = self._header(f, evt_type)
         fd = f["fd"]
         self._result(event, f["ret"])
         event["fd.num"] = fd
         event["evt.arg.fd"] = fd
         inet_fields(event, family, f["proto"], (f["laddr"], f["lport"]), (f["raddr"], f["rport"]),
-                    client_is_local=True)
+                    client_is_local=client_is_local)
         return [event]
 
     def _tag_C4(self, f: Fields) -> list[Event]:
@@ -489,8 +498,8 @@ class BpftraceDecoder:
         fd = f["fd"]
         self._result(event, f["ret"])
         path = f["path"]
-        event.update({"fd.num": fd, "evt.arg.fd": fd, "fd.type": "unix", "fd.typechar": "u", "fd.name": path,
-                      "evt.arg.addr": path})
+        event.update({"fd.num": fd, "evt.arg.fd": fd, "fd.type": "unix", "fd.typechar": "u", "fd.sockfamily": "unix",
+                      "fd.name": path, "evt.arg.addr": path})
         return [event]
 
     def _accept(self, f: Fields, family: int) -> list[Event]:
@@ -705,6 +714,27 @@ class BpftraceDecoder:
         if ret >= 0:
             event.update({"evt.arg.fd": ret, "fd.num": ret})
         return [event]
+
+    # --- Falco network rules (falcolive2) ----------------------------------------------------------------
+    def _datagram(self, f: Fields, family: int, sent: bool) -> list[Event]:
+        """sendto/sendmsg to a new destination (this end is the client) or recvfrom/recvmsg from a new sender
+        (the sender is, Falco's tuple for these calls) on an unconnected socket: the kernel side prints only
+        those, so Falco's fd.connected=false and fd.name_changed=true (its outbound and inbound macros)."""
+        events = self._connect(f, family, syscall_of(f["probe"]), client_is_local=sent)
+        events[0].update({"fd.connected": False, "fd.name_changed": True})
+        return events
+
+    def _tag_SD4(self, f: Fields) -> list[Event]:
+        return self._datagram(f, 2, sent=True)
+
+    def _tag_SD6(self, f: Fields) -> list[Event]:
+        return self._datagram(f, 10, sent=True)
+
+    def _tag_RD4(self, f: Fields) -> list[Event]:
+        return self._datagram(f, 2, sent=False)
+
+    def _tag_RD6(self, f: Fields) -> list[Event]:
+        return self._datagram(f, 10, sent=False)
 
 
 def decode_lines(lines: list[str], clock_offset_ns: int = 0) -> list[Event]:
