@@ -51,7 +51,7 @@ def test_compile_failure_is_one_clear_error(tmp_path: Path) -> None:
     fake = tmp_path / "cc"
     fake.write_text("#!/bin/sh\necho 'perfwake.c:1: broken' >&2\nexit 1\n")
     fake.chmod(0o755)
-    with pytest.raises(ShimUnavailable, match="compiling perfwake.c failed: perfwake.c:1: broken"):
+    with pytest.raises(ShimUnavailable, match=r"compiling perfwake\.c failed: perfwake\.c:1: broken"):
         shim_path((tmp_path / "cache",), compiler=str(fake))
 
 
