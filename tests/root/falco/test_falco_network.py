@@ -18,8 +18,11 @@ KUBERNETES_SERVICE_HOST of its own environment, as kubelet sets it in the agent'
 resolves the miner pool names of "Detect outbound connections to common miner pool ports" with the node's
 resolver: the agent runs in a private mount namespace whose /etc/hosts names the test's pool address.
 
-Stand-ins: none. The interpreted-procs cases run the machine's own /usr/bin/python3 (proc.name "python3"); the
-other Python clients and servers run as the real interpreter's file name (python3.11), which is in no list.
+Stand-ins: one, where the rule keys on a process name the machine lacks: "Reverse Shell from Web Server" needs a
+web server as the shell's parent (proc.pname in web_server_binaries), so a copy of /bin/sh named nginx runs a
+real bash reverse shell to a peer. The interpreted-procs cases run the machine's own /usr/bin/python3
+(proc.name "python3"); the other Python clients and servers run as the real interpreter's file name
+(python3.11), which is in no list.
 
 Each case names its rule: scripts/falco_rules_table.py reads CASES to mark those rules live in docs/rules.md.
 """
@@ -65,6 +68,12 @@ def dial(address: str, port: int, python: str = PYTHON) -> str:
 def serve_once(address: str, port: int, python: str = PYTHON) -> str:
     return (f"{python} -c \"import socket; s = socket.socket(); s.bind(('{address}', {port})); s.listen(); "
             "s.settimeout(60); s.accept()[0].close()\"")
+
+
+def receive_once(address: str, port: int, python: str = PYTHON) -> str:
+    """One datagram received on an unconnected UDP socket, asking for the sender's address (recvfrom)."""
+    return (f"{python} -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            f"s.bind(('{address}', {port})); s.settimeout(60); s.recvfrom(64)\"")
 
 
 UDP_SEND = (f"{PYTHON} -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
@@ -115,6 +124,10 @@ CASES = [
      serve_once("{pod}", 8083, INTERPRETER), "default"),
     ("inbound-source", "Unexpected inbound connection source", (), ("dial", PEER, 8084), serve_once(PEER, 8084),
      "default"),
+    ("interpreted-udp-inbound", "Interpreted procs inbound network activity", (), ("datagrams", "{pod}", 5400),
+     receive_once("{pod}", 5400, INTERPRETER), "default"),
+    ("inbound-source-udp", "Unexpected inbound connection source", (), ("datagrams", PEER, 5401),
+     receive_once(PEER, 5401), "default"),
     ("stratum-miner", "Detect crypto miners using the Stratum protocol", (), ("pool", PEER, 3333), MINER,
      "default"),
     # bash's /dev/tcp connect is a shell's network activity too
