@@ -69,6 +69,8 @@ def test_connect_accept_and_unix(events: list[dict]) -> None:
     assert (v6["fd.sip"], v6["fd.sport"], v6["evt.res"], v6["evt.rawres"]) == ("::1", 48623, "ECONNREFUSED", -111)
     unix = one(events, evt__type="connect", fd__type="unix")
     assert unix["fd.name"].endswith("/kg.sock")
+    assert (ev["fd.sockfamily"], v6["fd.sockfamily"], acc["fd.sockfamily"], unix["fd.sockfamily"]) == (
+        "ip", "ip", "ip", "unix")  # libsinsp's fd.sockfamily (read by "System procs network activity")
     pending = one(events, evt__type="connect", proc__pid=17346)
     assert pending["evt.res"] == "EINPROGRESS"
 
@@ -352,3 +354,16 @@ def test_bpf_prog_load_and_userfaultfd() -> None:
         "userfaultfd", "O_CLOEXEC|UFFD_USER_MODE_ONLY", 0o2000000 | 1, 3)
     (denied,) = decode_lines([_bt_line("UF", -1, 0)])
     assert (denied["evt.res"], "fd.num" in denied) == ("EPERM", False)
+
+
+def test_datagram_sent_without_connect() -> None:
+    """SD4/SD6: an unconnected send to a new destination, with Falco's fd.connected/fd.name_changed."""
+    v4, v6 = decode_lines([
+        _bt_line("SD4", "tracepoint:syscalls:sys_exit_sendto", 3, 2, 17, "169.254.169.254", 53, "0.0.0.0", 40001),
+        _bt_line("SD6", "tracepoint:syscalls:sys_exit_sendmsg", 4, -101, 17, "2001:db8::1", 123, "::", 40002)])
+    assert (v4["evt.type"], v4["fd.name"], v4["fd.sip"], v4["fd.sport"], v4["fd.l4proto"]) == (
+        "sendto", "0.0.0.0:40001->169.254.169.254:53", "169.254.169.254", 53, "udp")
+    assert (v4["fd.connected"], v4["fd.name_changed"], v4["fd.typechar"], v4["fd.num"], v4["evt.rawres"]) == (
+        False, True, "4", 3, 2)
+    assert (v6["evt.type"], v6["fd.type"], v6["evt.res"], v6["fd.sockfamily"]) == (
+        "sendmsg", "ipv6", "ENETUNREACH", "ip")

@@ -183,8 +183,10 @@ class Pod:
         return subprocess.run(self.wrap(cmd), timeout=timeout, **kwargs)
 
     def add_address(self, address: str) -> None:
-        """Give the pod an extra address on its own loopback (e.g. 169.254.169.254, reachable only here)."""
-        _sh("ip", "-n", self.netns, "addr", "add", f"{address}/32", "dev", "lo")
+        """Give the pod an extra address on its own loopback (e.g. 169.254.169.254 or fd00::1, reachable only here)."""
+        prefix = 128 if ":" in address else 32
+        nodad = ("nodad",) if prefix == 128 else ()
+        _sh("ip", "-n", self.netns, "addr", "add", f"{address}/{prefix}", "dev", "lo", *nodad)
 
     def pids(self) -> list[int]:
         """Every pid currently in the pod's cgroup."""

@@ -8,9 +8,10 @@ Every `interval` seconds (and at once when a policy changed) the `Enforcer` thre
    (``/proc/PID/root`` + path) and hands the set to the `ExecGuard` (bpftrace, kill at exec);
 3. hands the file rules of the protected containers to the `fileguard` process (fanotify
    FAN_OPEN_PERM below /etc: an open the profile does not allow fails with EPERM);
-4. turns the egress allow rules into addresses (workload peers -> their pods' IPs, CIDRs as they
-   are, DNS names through the resolver) and makes the workload's `ConnectGuard` map hold exactly
-   those, attached to every container cgroup of the workload;
+4. turns the egress allow rules into addresses, IPv4 and IPv6 (workload peers -> their pods' IPs,
+   CIDRs as they are, DNS names through the resolver; UDP ingress peers too, for the replies) and
+   makes the workload's `ConnectGuard` maps hold exactly those, attached to every container cgroup
+   of the workload (connect4/6, UDP sendmsg4/6);
 5. tells the engine which workloads are enforced (their deviations are then reported ``blocked``).
 
 Nothing is enforced for a workload in discover or monitor (except zero drift, which blocks in
@@ -35,7 +36,7 @@ from kubeguard.cluster.cgroups import find_cgroup2_root
 from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.policy.connectguard import Allow, BpfError, ConnectGuard
-from kubeguard.policy.document import FileRule, WorkloadPolicy
+from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
 from kubeguard.policy.policy_engine import PolicyEngine
@@ -271,24 +272,29 @@ class Enforcer:
 
     @staticmethod
     def _allows(policy: WorkloadPolicy, podmap: PodMap) -> set[Allow]:
+        """The egress allow rules as destinations (IPv4 and IPv6); UDP ingress peers may be answered on any port."""
         out: set[Allow] = set()
         for rule in policy.egress:
-            if rule.action != "allow":
-                continue
-            networks: list[str] = []
-            if rule.peer.workload:
-                peer = WorkloadRef.parse(rule.peer.workload)
-                uids = {uid for uid, owner in podmap.owners.items() if owner == peer}
-                networks = [f"{ip}/32" for ip, w in podmap.by_ip.items() if w.pod_uid in uids and ":" not in ip]
-            elif rule.peer.cidr:
-                if ipaddress.ip_network(rule.peer.cidr, strict=False).version == 4:
-                    networks = [rule.peer.cidr]
-            elif rule.peer.dns:
-                networks = [f"{ip}/32" for ip in resolve(rule.peer.dns)]
-            else:
-                networks = ["0.0.0.0/0"]
-            out.update(Allow(net, rule.port, rule.protocol if rule.port else "") for net in networks)
+            if rule.action == "allow":
+                out.update(Allow(net, rule.port, rule.protocol if rule.port else "")
+                           for net in _networks(rule.peer, podmap))
+        for rule in policy.ingress:  # a UDP server answers its clients with sendto() to their address and port
+            if rule.action == "allow" and rule.protocol == "UDP":
+                out.update(Allow(net, 0, "UDP") for net in _networks(rule.peer, podmap))
         return out
+
+
+def _networks(peer: Peer, podmap: PodMap) -> list[str]:
+    """The networks a rule's peer stands for: a workload's pod addresses, a CIDR, a DNS name's addresses, or all."""
+    if peer.workload:
+        ref = WorkloadRef.parse(peer.workload)
+        uids = {uid for uid, owner in podmap.owners.items() if owner == ref}
+        return [str(ipaddress.ip_network(ip)) for ip, w in podmap.by_ip.items() if w.pod_uid in uids]
+    if peer.cidr:
+        return [str(ipaddress.ip_network(peer.cidr, strict=False))]
+    if peer.dns:
+        return [str(ipaddress.ip_network(ip)) for ip in resolve(peer.dns)]
+    return ["0.0.0.0/0", "::/0"]
 
 
 def container_root(cgroup_dir: str) -> str:
@@ -301,9 +307,9 @@ def container_root(cgroup_dir: str) -> str:
 
 
 def resolve(name: str) -> list[str]:
-    """IPv4 addresses of a DNS name (empty when it does not resolve)."""
+    """IPv4 and IPv6 addresses of a DNS name (empty when it does not resolve)."""
     try:
-        infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
     except OSError:
         return []
     return sorted({str(info[4][0]) for info in infos})

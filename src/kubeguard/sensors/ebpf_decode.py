@@ -129,6 +129,9 @@ LAYOUTS = _layouts(
               header=False),
     Layout.of("BPF", ("ret", int), ("cmd", int)),
     Layout.of("UF", ("ret", int), ("flags", int)),
+    # Falco network rules (falcolive2): datagrams sent to a new destination without connect()
+    Layout.of("SD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
+    Layout.of("SD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
 )
 # XF facts (kubeguard.bt's execfacts section)
 FACT_PGRP_LEADER, FACT_UPPER_LAYER, FACT_PID_ONE = 1, 2, 4
@@ -223,6 +226,7 @@ def inet_fields(event: Event, family: int, proto: int, local: tuple[str, int], r
     """Falco's fd.* fields of an inet socket: client/server from the direction, local/remote as seen here."""
     event["fd.type"] = "ipv6" if family == 10 else "ipv4"
     event["fd.typechar"] = "6" if family == 10 else "4"
+    event["fd.sockfamily"] = "ip"  # libsinsp: "ip" for AF_INET and AF_INET6 sockets, "unix" for AF_UNIX
     event["fd.l4proto"] = L4_PROTOCOLS.get(proto, str(proto))
     (lip, lport), (rip, rport) = local, remote
     client, server = (local, remote) if client_is_local else (remote, local)
@@ -481,8 +485,9 @@ class BpftraceDecoder:
         return [*out, event]
 
     # network
-    def _connect(self, f: Fields, family: int) -> list[Event]:
-        event = self._header(f, "connect")
+    def _connect(self, f: Fields, family: int, evt_type: str = "connect") -> list[Event]:
+        """connect, and the calls that name their destination (sendto, sendmsg): this end is the client."""
+        event = self._header(f, evt_type)
         fd = f["fd"]
         self._result(event, f["ret"])
         event["fd.num"] = fd
@@ -502,8 +507,8 @@ class BpftraceDecoder:
         fd = f["fd"]
         self._result(event, f["ret"])
         path = f["path"]
-        event.update({"fd.num": fd, "evt.arg.fd": fd, "fd.type": "unix", "fd.typechar": "u", "fd.name": path,
-                      "evt.arg.addr": path})
+        event.update({"fd.num": fd, "evt.arg.fd": fd, "fd.type": "unix", "fd.typechar": "u", "fd.sockfamily": "unix",
+                      "fd.name": path, "evt.arg.addr": path})
         return [event]
 
     def _accept(self, f: Fields, family: int) -> list[Event]:
@@ -718,6 +723,20 @@ class BpftraceDecoder:
         if ret >= 0:
             event.update({"evt.arg.fd": ret, "fd.num": ret})
         return [event]
+
+    # --- Falco network rules (falcolive2) ----------------------------------------------------------------
+    def _send(self, f: Fields, family: int) -> list[Event]:
+        """sendto/sendmsg naming a destination on an unconnected socket, printed by the kernel side only when
+        the destination changed: Falco's fd.connected=false, fd.name_changed=true (its outbound macro)."""
+        events = self._connect(f, family, syscall_of(f["probe"]))
+        events[0].update({"fd.connected": False, "fd.name_changed": True})
+        return events
+
+    def _tag_SD4(self, f: Fields) -> list[Event]:
+        return self._send(f, 2)
+
+    def _tag_SD6(self, f: Fields) -> list[Event]:
+        return self._send(f, 10)
 
 
     # --- Falco process/privilege rules (falcolive1) -------------------------------------------------------

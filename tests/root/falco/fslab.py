@@ -67,31 +67,38 @@ class FalcoLab:
 
     @classmethod
     def start(cls, work: Path, enable: tuple[str, ...] = (), options: tuple[str, ...] = (),
-              local_rules: str = "") -> FalcoLab:
+              overrides: str = "", env: dict[str, str] | None = None, hosts: str = "") -> FalcoLab:
         """`enable`: rule names switched on by a later rules file (`enabled: true`); `options`: Falco's
-        `-o rules[].enable.rule=NAME` selections passed to the agent; `local_rules`: a rules file loaded last
-        (a user's falco_rules.local.yaml: macro and list overrides)."""
+        `-o rules[].enable.rule=NAME` selections passed to the agent; `overrides`: more of that later rules
+        file (Falco YAML: list appends, macro overrides), as a user tunes Falco's rules; `env`: the agent's
+        environment (as its pod's); `hosts`: lines added to the node's /etc/hosts as the agent sees it (a bind
+        mount in the agent's own private mount namespace: the host's file is untouched), resolved with
+        `--resolve-names`; the agent then also
+        runs in a network namespace of its own, so the names its rules look up never leave the machine."""
         files = rule_files()
         need_podlab()
         extra: list[str] = ["--no-default-rules"]
         for path in files:
             extra += ["--rules", str(path)]
-        if enable:  # Falco's own override syntax for rules it ships disabled
+        if enable or overrides:  # Falco's own override syntax for rules it ships disabled
             override = work / "enable.yaml"
             work.mkdir(parents=True, exist_ok=True)
-            override.write_text("".join(f"- rule: {name}\n  enabled: true\n" for name in enable))
+            override.write_text(overrides + "".join(f"- rule: {name}\n  enabled: true\n" for name in enable))
             extra += ["--rules", str(override)]
-        if local_rules:
-            local = work / "falco_rules.local.yaml"
-            work.mkdir(parents=True, exist_ok=True)
-            local.write_text(local_rules)
-            extra += ["--rules", str(local)]
         for option in options:
             extra += ["-o", option]
+        prefix: list[str] = []
+        if hosts:
+            extra.append("--resolve-names")
+            work.mkdir(parents=True, exist_ok=True)
+            hosts_file = work / "hosts"
+            hosts_file.write_text(Path("/etc/hosts").read_text() + hosts)
+            prefix = ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
+                      f'mount --bind {hosts_file} /etc/hosts && exec "$@"', "kg-agent"]
         pods = PodLab()
         pods_file = pods.write_pods(work / "pods.json")
         try:
-            agent = AgentProcess.start(work / "agent", pods_file, extra=extra)
+            agent = AgentProcess.start(work / "agent", pods_file, extra=extra, env_extra=env, prefix=prefix)
         except BaseException:
             pods.close()
             raise
@@ -113,9 +120,9 @@ class FalcoLab:
         finally:
             self.pods.close()
 
-    def pod(self, name: str, privileged: bool = False, **spec: Any) -> Pod:
+    def pod(self, name: str, privileged: bool = False, namespace: str = "default", **spec: Any) -> Pod:
         """A fresh pod (`spec`: more of PodLab.pod's keywords, e.g. image, host_mounts)."""
-        pod = self.pods.pod(f"{name}-{secrets.token_hex(2)}", privileged=privileged, **spec)
+        pod = self.pods.pod(f"{name}-{secrets.token_hex(2)}", namespace=namespace, privileged=privileged, **spec)
         self.pods.write_pods(self.pods_file)
         return pod
 

@@ -26,7 +26,7 @@ from podlab import Pod
 pytestmark = pytest.mark.root
 
 ALLOWED_IMAGE = "registry.example/test/app"  # the lab's default image (PodLab.pod)
-LOCAL_RULES = f"""- macro: allowed_containers
+USER_MACROS = f"""- macro: allowed_containers
   condition: (container.image.repository in ({ALLOWED_IMAGE}))
 """
 NOBODY = ("--reuid", "65534", "--regid", "65534", "--clear-groups")  # no capabilities after its exec
@@ -48,7 +48,7 @@ ENABLE = ("Container Run as Root User",)  # shipped disabled
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FalcoLab]:
-    with FalcoLab.running(tmp_path_factory.mktemp("falco-containers"), local_rules=LOCAL_RULES,
+    with FalcoLab.running(tmp_path_factory.mktemp("falco-containers"), overrides=USER_MACROS,
                           options=tuple(f"rules[].enable.rule={name}" for name in ENABLE)) as falco:
         yield falco
 
