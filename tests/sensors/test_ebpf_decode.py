@@ -367,3 +367,9 @@ def test_datagram_sent_without_connect() -> None:
         False, True, "4", 3, 2)
     assert (v6["evt.type"], v6["fd.type"], v6["evt.res"], v6["fd.sockfamily"]) == (
         "sendmsg", "ipv6", "ENETUNREACH", "ip")
+
+
+def test_java_recvfrom_carries_its_data() -> None:
+    (event,) = decode_lines([_bt_line("RV", 8, 5, 2, "\\xca\\xfe\\xba\\xbe\\x00\\x00\\x00= hi")])
+    assert (event["evt.type"], event["fd.num"], event["fd.type"], event["evt.rawres"]) == ("recvfrom", 5, "ipv4", 8)
+    assert event["evt.buffer"] == bytes.fromhex("cafebabe0000003d") + b" hi"

@@ -129,6 +129,7 @@ LAYOUTS = _layouts(
               header=False),
     Layout.of("BPF", ("ret", int), ("cmd", int)),
     Layout.of("UF", ("ret", int), ("flags", int)),
+    Layout.of("RV", ("ret", int), ("fd", int), ("family", int), ("data", str)),
     # Falco network rules (falcolive2): datagrams sent to a new destination without connect()
     Layout.of("SD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
     Layout.of("SD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
@@ -772,6 +773,19 @@ class BpftraceDecoder:
             event.update({"evt.arg.fd": ret, "fd.num": ret})
         return [event]
 
+    def _tag_RV(self, f: Fields) -> list[Event]:
+        """recvfrom() of a Java process: Falco's exit event with the data (evt.buffer: the first 64 bytes here,
+        Falco's default snaplen is 80) and the socket's fd.type."""
+        event = self._header(f, "recvfrom")
+        ret, fd, family = f["ret"], f["fd"], f["family"]
+        self._result(event, ret)
+        data = unescape_buffer(f["data"])
+        event.update({"fd.num": fd, "evt.arg.fd": fd, "evt.buffer": data, "evt.arg.data": data})
+        kind = {2: "ipv4", 10: "ipv6", 1: "unix"}.get(family)
+        if kind is not None:
+            event["fd.type"], event["fd.typechar"] = kind, {"ipv4": "4", "ipv6": "6", "unix": "u"}[kind]
+        return [event]
+
     def _tag_UF(self, f: Fields) -> list[Event]:
         """userfaultfd(): Falco's event with the result (the new fd) and evt.arg.flags."""
         event = self._header(f, "userfaultfd")
@@ -781,6 +795,23 @@ class BpftraceDecoder:
         if ret >= 0:
             event["fd.num"] = ret
         return [event]
+
+
+def unescape_buffer(text: str) -> bytes:
+    """The bytes of bpftrace's %r rendering: `\\xNN` for non-printable bytes, printable ones as themselves."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text.startswith("\\x", i) and i + 4 <= len(text):
+            try:
+                out.append(int(text[i + 2:i + 4], 16))
+                i += 4
+                continue
+            except ValueError:
+                pass
+        out.extend(text[i].encode())
+        i += 1
+    return bytes(out)
 
 
 def decode_lines(lines: list[str], clock_offset_ns: int = 0) -> list[Event]:

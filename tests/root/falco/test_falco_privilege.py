@@ -2,12 +2,13 @@
 performs the behaviour for real in a fresh pod and asserts that exactly its rule of the group fires, with the
 pod's identity.
 
-Where a rule keys on a program's name only (nginx, mysqld, sshd, sudoedit, pkexec, npm, login, runc, fluentd)
-and the machine has no such program, the case runs a stand-in: a symlink with that name to a system binary
-(dash, true, cat, script; nobody's `login` is made in the pod's overlaid /tmp). The kernel names the process
-after the path it was executed by, as it would the real program, so proc.name, proc.pname and proc.aname are
-what Falco reads. Everything else is real: ptrace, setns, setuid, bpf(BPF_PROG_LOAD), userfaultfd, reads of
-/etc/shadow, a binary dropped in an overlay's upper layer, a real terminal from script(1).
+Where a rule keys on a program's name only (nginx, mysqld, sshd, sudoedit, pkexec, npm, login, runc, fluentd,
+java) and the machine has no such program, the case runs a stand-in: a symlink with that name to a system
+binary (dash, true, cat, script, python; nobody's `login` is made in the pod's overlaid /tmp). The kernel names
+the process after the path it was executed by, as it would the real program, so proc.name, proc.pname and
+proc.aname are what Falco reads. Everything else is real: ptrace, setns, setuid, bpf(BPF_PROG_LOAD),
+userfaultfd, reads of /etc/shadow, a binary dropped in an overlay's upper layer, a real terminal from script(1),
+bytes received over TCP.
 
 Each case names its rule: scripts/falco_rules_table.py reads CASES to mark those rules live in docs/rules.md.
 """
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.root
 
 # Stand-ins: name -> the system binary it points at (created once per module under the lab's work dir).
 STAND_INS = {"nginx": "/usr/bin/dash", "mysqld": "/usr/bin/dash", "fluentd": "/usr/bin/dash", "npm": "/usr/bin/dash",
-             "runc": "/usr/bin/dash", "sshd": "/usr/bin/cat", "sudoedit": "/usr/bin/true", "pkexec": "/usr/bin/true"}
+             "runc": "/usr/bin/dash", "sshd": "/usr/bin/cat", "sudoedit": "/usr/bin/true", "pkexec": "/usr/bin/true",
+             "java": PYTHON}
 BIN = "@BIN@"  # replaced by the stand-ins' folder
 TTY_BIN = "@TTY_BIN@"  # replaced by a folder holding `runc`: script(1) under the name of the container runtime
 
@@ -42,6 +44,11 @@ BPF_LOAD = (f"{PYTHON} -c \"import ctypes, struct; "
 # userfaultfd(UFFD_USER_MODE_ONLY) as uid 1000 (perl's syscall(); 323 = userfaultfd on x86_64)
 USERFAULTFD = ("setpriv --reuid 1000 --regid 1000 --clear-groups "
                "perl -e 'syscall(323, 1) >= 0 or die \"userfaultfd: $!\\n\"'")
+# a "java" process receives a class file's first bytes over TCP (recv() is the recvfrom syscall)
+JAVA_CLASS = (f"{BIN}/java -c \"import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+              "c = socket.create_connection(s.getsockname()); a, _ = s.accept(); "
+              "a.sendall(bytes.fromhex('cafebabe0000003d')); assert c.recv(64)[:4] == bytes.fromhex('cafebabe')\"")
+ENABLE = ("Java Process Class File Download",)  # shipped disabled
 # perl's POSIX::setuid is the setuid(2) call (Python's interpreter lives below /root, closed to uid 1000)
 SETUID = "setpriv --reuid 1000 --regid 1000 --clear-groups perl -MPOSIX -e 'POSIX::setuid(1000)'"
 # a server process running more than 5 s (Falco's proc_is_new is proc.duration <= 5 s) reads /etc/shadow
@@ -73,6 +80,7 @@ CASES = [
     ("bpf-prog-load", "BPF Program Not Profiled", BPF_LOAD, True),
     ("userfaultfd-unprivileged", "Unprivileged Delegation of Page Faults Handling to a Userspace Process",
      USERFAULTFD, True),
+    ("java-class-download", "Java Process Class File Download", JAVA_CLASS, True),
     ("pkexec-no-args", "Polkit Local Privilege Escalation Vulnerability (CVE-2021-4034)", f"{BIN}/pkexec", True),
     ("npm-network-tool", "Network Tool Executed During NPM Package Install",
      f"{BIN}/npm -c 'tcpdump --version > /dev/null 2>&1; true'", True),
@@ -93,7 +101,8 @@ ALSO = {
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FalcoLab]:
-    with FalcoLab.running(tmp_path_factory.mktemp("falco-privilege")) as falco:
+    with FalcoLab.running(tmp_path_factory.mktemp("falco-privilege"),
+                          options=tuple(f"rules[].enable.rule={name}" for name in ENABLE)) as falco:
         (falco.work / "bin").mkdir()
         for name, target in STAND_INS.items():
             (falco.work / "bin" / name).symlink_to(target)
