@@ -254,6 +254,9 @@ def classes_section() -> str:
         "rule, or when libmodsecurity + CRS (" + (version or "not run") + ") blocks it (anomaly score over the "
         "threshold). " + ("CRS did not run (peer unavailable)." if len(peers) == 1 else ""), "",
         l7_classes.class_tables(probes, peers),
+        "Per family (all placements, dev and held-out together; an entry can be in several families; families as "
+        "issue #12 names them, recognised by bench/l7_classes.FAMILIES):", "",
+        l7_classes.family_tables(probes, peers), "",
         "False positives on benign traffic of real applications (bench/data/l7/benign; the shared benign query "
         f"strings are {shared}):", "",
         l7_classes.benign_table(probes, peers), "",

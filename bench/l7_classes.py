@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
 
+from bench.l7_corpus import decoded
 from kubeguard.net.detect.http import inspect_http_request
 from kubeguard.net.types import HttpRequest
 
@@ -62,6 +63,7 @@ class Probe:
     uri: str
     content_type: str = ""
     body: str = ""
+    entry: str = ""  # the list entry an attack request carries
 
     def http(self) -> HttpRequest:
         """The request as kubeguard's HTTP parser hands it to the detectors."""
@@ -86,13 +88,14 @@ def wire(entry: str, path: bool = False) -> str:
 
 def attack_probes(klass: str, group: str, split: str, entry: str) -> list[Probe]:
     w = wire(entry)
-    out = [Probe(klass, group, split, "query", "GET", "/search?q=" + w),
+    out = [Probe(klass, group, split, "query", "GET", "/search?q=" + w, entry=entry),
            Probe(klass, group, split, "form", "POST", "/comment", "application/x-www-form-urlencoded",
-                 "comment=" + w),
+                 "comment=" + w, entry),
            Probe(klass, group, split, "json", "POST", "/api/v1/notes", "application/json",
-                 json.dumps({"note": unquote(w, errors="replace")}, ensure_ascii=False))]
+                 json.dumps({"note": unquote(w, errors="replace")}, ensure_ascii=False), entry)]
     if "path" in CLASS_PLACEMENTS[klass]:
-        out.append(Probe(klass, group, split, "path", "GET", "/download/" + wire(entry, path=True).lstrip("/")))
+        out.append(Probe(klass, group, split, "path", "GET", "/download/" + wire(entry, path=True).lstrip("/"),
+                         entry=entry))
     return out
 
 
@@ -174,6 +177,57 @@ def class_tables(probes: list[Probe], peers: dict[str, list[bool]]) -> str:
                     cells.append(cell(*rate(peers[name], idx)))
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
         lines.append("")
+    return "\n".join(lines)
+
+
+FAMILIES: dict[str, list[tuple[str, object]]] = {
+    "cmdi": [
+        ("Windows commands (dir, type, net, reg, netsh, systeminfo, ...)",
+         lambda e, d: bool(re.search(r"(?:^|[\s;&|'\"`(])(?:dir|type|net|reg|netsh|systeminfo|tasklist|wmic|"
+                                     r"ipconfig|powershell|certutil|bitsadmin)(?:\.exe)?\b", d, re.I))),
+        ("quote break before the command (' or \")", lambda e, d: bool(re.match(r"\s*['\"]", d))),
+        ("literal \\n separator", lambda e, d: "\\n" in d),
+        ("newline separator (%0a)", lambda e, d: "\n" in d or "\r" in d),
+        ("$( ) or backticks", lambda e, d: "$(" in d or "`" in d),
+        ("; \\| & separators", lambda e, d: bool(re.search(r"[;|&]", d))),
+    ],
+    "code": [
+        ("PHP (<?php, system(, eval(, phpinfo(), ${@...})",
+         lambda e, d: bool(re.search(r"<\?|\b(?:system|eval|phpinfo|passthru|shell_exec|assert|exec)\s*\(|"
+                                     r"\$\{@|\$_(?:GET|POST|SERVER|REQUEST|COOKIE)", d, re.I))),
+        ("server-side includes (<!--#exec, #include, ...)", lambda e, d: "<!--#" in d.replace(" ", "")),
+        ("template {{ }} / {% %}", lambda e, d: bool(re.search(r"\{\{.*\}\}|\{%.*%\}", d))),
+        ("expression ${ } / #{ } / *{ }", lambda e, d: bool(re.search(r"[$#*]\{.*\}", d))),
+        ("web-shell write (echo/printf ... > file.php)",
+         lambda e, d: bool(re.search(r"(?:echo|printf|print)\b.*>\s*\S+\.(?:php\d?|phtml|jsp|aspx?)", d, re.I))),
+    ],
+    "traversal": [
+        ("1-2 ../ levels", lambda e, d: 1 <= len(re.findall(r"\.\.[/\\]", d)) <= 2),
+        ("3+ ../ levels", lambda e, d: len(re.findall(r"\.\.[/\\]", d)) >= 3),
+        ("%-encoded dots or slashes", lambda e, d: bool(re.search(r"%2e|%2f|%5c", e, re.I))),
+        ("double-encoded (%25..)", lambda e, d: bool(re.search(r"%25(?:2e|2f|5c|c0|c1|e0)", e, re.I))),
+        ("overlong UTF-8 / %u", lambda e, d: bool(re.search(r"%c[01]|%e0%80|%u00", e, re.I))),
+        ("backslashes", lambda e, d: "\\" in d),
+        ("./ padding", lambda e, d: bool(re.search(r"(?:^|[/\\])\.[/\\]", d))),
+        ("no ../: sensitive file named directly", lambda e, d: ".." not in d and not re.search(r"[A-Za-z]:[\\/]", d)),
+        ("Windows drive path (C:\\ ...)", lambda e, d: bool(re.search(r"[A-Za-z]:[\\/]", d))),
+        ("null byte", lambda e, d: "\x00" in d),
+    ],
+}
+
+
+def family_tables(probes: list[Probe], peers: dict[str, list[bool]]) -> str:
+    """Detection per family of each class (dev and held-out together; an entry may be in several families)."""
+    names = list(peers)
+    lines = ["| class | family | entries | " + " | ".join(names) + " |", "|---|---|---|" + "---|" * len(names)]
+    for klass, families in FAMILIES.items():
+        idx = [k for k, p in enumerate(probes) if p.kind == klass]
+        for label, test in families:
+            mine = [k for k in idx if test(probes[k].entry, decoded(probes[k].entry))]  # type: ignore[operator]
+            n = len({probes[k].entry for k in mine})
+            lines.append(f"| {klass} | {label} | {n:,} | "
+                         + " | ".join(f"{100 * sum(peers[nm][k] for k in mine) / len(mine):.1f} %" if mine else "-"
+                                      for nm in names) + " |")
     return "\n".join(lines)
 
 

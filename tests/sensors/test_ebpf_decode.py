@@ -373,3 +373,12 @@ def test_java_recvfrom_carries_its_data() -> None:
     (event,) = decode_lines([_bt_line("RV", 8, 5, 2, "\\xca\\xfe\\xba\\xbe\\x00\\x00\\x00= hi")])
     assert (event["evt.type"], event["fd.num"], event["fd.type"], event["evt.rawres"]) == ("recvfrom", 5, "ipv4", 8)
     assert event["evt.buffer"] == bytes.fromhex("cafebabe0000003d") + b" hi"
+
+
+def test_datagram_received_without_connect() -> None:
+    """RD4: a datagram from a new sender on an unconnected socket: the sender is the client (Falco's tuple)."""
+    (event,) = decode_lines([
+        _bt_line("RD4", "tracepoint:syscalls:sys_exit_recvfrom", 5, 2, 17, "198.51.100.7", 40100, "0.0.0.0", 5400)])
+    assert (event["evt.type"], event["fd.name"], event["fd.cip"], event["fd.sport"], event["fd.rip"]) == (
+        "recvfrom", "198.51.100.7:40100->0.0.0.0:5400", "198.51.100.7", 5400, "198.51.100.7")
+    assert (event["fd.connected"], event["fd.name_changed"]) == (False, True)
