@@ -370,8 +370,8 @@ def test_datagram_sent_without_connect() -> None:
 
 
 def test_java_recvfrom_carries_its_data() -> None:
-    (event,) = decode_lines([_bt_line("RV", 8, 5, 2, "\\xca\\xfe\\xba\\xbe\\x00\\x00\\x00= hi")])
-    assert (event["evt.type"], event["fd.num"], event["fd.type"], event["evt.rawres"]) == ("recvfrom", 5, "ipv4", 8)
+    (event,) = decode_lines([_bt_line("RV", 11, 5, 2, "\\xca\\xfe\\xba\\xbe\\x00\\x00\\x00= hi\\x00\\x00")])
+    assert (event["evt.type"], event["fd.num"], event["fd.type"], event["evt.rawres"]) == ("recvfrom", 5, "ipv4", 11)
     assert event["evt.buffer"] == bytes.fromhex("cafebabe0000003d") + b" hi"
 
 

@@ -790,7 +790,7 @@ class BpftraceDecoder:
         event = self._header(f, "recvfrom")
         ret, fd, family = f["ret"], f["fd"], f["family"]
         self._result(event, ret)
-        data = unescape_buffer(f["data"])
+        data = unescape_buffer(f["data"])[:max(ret, 0)]  # the program prints 64 bytes of the buffer
         event.update({"fd.num": fd, "evt.arg.fd": fd, "evt.buffer": data, "evt.arg.data": data})
         kind = {2: "ipv4", 10: "ipv6", 1: "unix"}.get(family)
         if kind is not None:
