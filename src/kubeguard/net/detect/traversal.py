@@ -54,8 +54,10 @@ _NUL_SPAN = 256  # characters either side of a null byte read for a cut
 _NUL_TAIL = re.compile(r"\x00*(?:\.?[a-z0-9]{1,5})?\x00*", re.I)
 _DRIVE = re.compile(r"[a-z]:(?=[/\\])", re.I)
 _GLUED_DRIVE = re.compile(r"[a-z]:(?=[a-z])", re.I)  # `c:windows/system32`: read as `windows/system32`
+# PHP / Java stream wrappers that read or run something (a word starting with one), and `file:` URLs.
 _WRAPPER = re.compile(
-    r"(?:php|phar|zip|expect|glob|netdoc|jar|compress\.[a-z0-9]+|data|file):(?://)?(.*)", re.I | re.S)
+    r"(?:php|phar|zip|expect|glob|netdoc|compress\.[a-z0-9]+)://|data:(?://)?text/|jar:(?:file|https?):", re.I)
+_FILE_URL = re.compile(r"file:(?://[^/\\]*)?(?=[/\\])", re.I)
 
 
 
@@ -287,14 +289,6 @@ def path_traversal(text: str, in_uri_path: bool = False) -> str | None:
         return None
     folded, _ = _fold(text)
     stripped = folded.strip()
-    wrapper = _WRAPPER.match(stripped)
-    if wrapper:
-        scheme = stripped.split(":", 1)[0].lower()
-        rest = wrapper.group(1)
-        if scheme not in ("file", "data") or (scheme == "data" and rest.lower().startswith("text")):
-            return stripped[:120]
-        if scheme == "file" and rest:
-            stripped = "/" + rest.lstrip("/")
     prose = stripped.count(" ") >= 3  # a sentence or a table row, not a path list
     budget = MAX_WORDS
     for match in _WORD.finditer(stripped):
@@ -302,6 +296,11 @@ def path_traversal(text: str, in_uri_path: bool = False) -> str | None:
         if not word.strip("/\\"):
             continue
         whole = len(word) == len(stripped)
+        if _WRAPPER.match(word):
+            return word[:160]
+        file_url = _FILE_URL.match(word)
+        if file_url:  # `file:///etc/passwd`: the path, read as a path even in prose
+            word, whole = word[file_url.end() :], True
         if not whole and not _PATHISH.search(word):
             continue  # a plain word in a sentence: no separator, dot, drive or control byte to read
         budget -= 1
