@@ -181,6 +181,7 @@ class EbpfSensor:
         self.proc = subprocess.Popen([exe, "-f", "json", "-e", program], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
         _enlarge_pipe(self.proc.stdout)
+        self.decoder.own_pid = self.proc.pid  # its own program loads are not events (Falco's are profiled: "falco")
         threading.Thread(target=self._read_stderr, name="bpftrace-stderr", daemon=True).start()
         deadline = began + self.ready_timeout
         while not self.decoder.ready:
