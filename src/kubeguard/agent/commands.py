@@ -259,6 +259,7 @@ def run_agent(config: AgentConfig) -> int:
         HOST_NAMES.start()
     enricher = Enricher(source, node=node)
     enricher.read_env = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.env")
+    enricher.read_duration = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.duration")
     metrics = AgentMetrics()
     factory = sensor_factory(config.sensor)
     if config.sensor == "ebpf" and isinstance(ruleset, RuleEngine):  # probes no loaded rule needs are left out

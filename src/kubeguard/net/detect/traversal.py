@@ -41,7 +41,8 @@ _FOLD = str.maketrans({
 _FOLD_CHARS = "".join(k for k in (chr(c) for c in _FOLD) if len(k) == 1)
 _HEX_DOT = re.compile(r"0x(2e|2f|5c)", re.I)
 _HEX_CHAR = {"2e": ".", "2f": "/", "5c": "\\"}
-_CONTROL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control bytes dropped inside a word; not \x01, which separates values in the joined hyperscan scan.
+_CONTROL = re.compile(r"[\x02-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Words: runs of characters a path can hold (no space, quote, bracket, '=', '&', ',', '|').
 _WORD = re.compile(r"[^\s\"'`<>()\[\]{}|,=&*+]+")
 _SEP = re.compile(r"[/\\]")
@@ -109,7 +110,7 @@ def _keyword(entry: str) -> str:
 _KEYWORDS = sorted({_keyword(e) for e in (*STRONG, *NAMED)}, key=len, reverse=True)
 # The hyperscan gate: a value no part of which matches cannot be flagged (see `tests/net/detect/test_traversal.py`).
 GATE_PARTS = (
-    r"\.\.", r"\.\?", r"\?\.", r"0x2e", r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", r"\\\\", r"//[?.]/",
+    r"\.\.", r"\.\?", r"\?\.", r"0x2e", r"[\x00\x02-\x08\x0b\x0c\x0e-\x1f\x7f]", r"\\\\", r"//[?.]/",
     r"(?:^|[^a-z0-9])[a-z]:[/\\]",
     r"(?:php|phar|zip|expect|glob|netdoc|jar|compress\.[a-z0-9]+|data|file):",
     *(re.escape(ch) for ch in _FOLD_CHARS), "|".join(re.escape(k) for k in _KEYWORDS),
@@ -156,16 +157,18 @@ def _matches(names: list[str], entry: str) -> bool:
     return False
 
 
+# (keyword, entry, kind): an entry is only tried when its keyword is one of the segments
+_ENTRIES = tuple((_keyword(e), e, kind) for kind, group in (("strong", STRONG), ("named", NAMED)) for e in group)
+
+
 def target_weight(names: list[str]) -> tuple[int, str]:
     """3 sensitive (strong or named), 2 system place or server-side file, 1 unknown, 0 static asset."""
     if not names:
         return 1, ""
-    for entry in STRONG:
-        if _matches(names, entry):
-            return 3, "strong"
-    for entry in NAMED:
-        if _matches(names, entry):
-            return 3, "named"
+    present = set(names)
+    for keyword, entry, kind in _ENTRIES:
+        if keyword in present and _matches(names, entry):
+            return 3, kind
     if names[0] in SYSTEM_DIRS or " ".join(names[:2]) in ("program files", "documents and settings"):
         return 2, ""
     if _ext(names[-1]) in SERVER_EXT:
