@@ -44,6 +44,7 @@ ATTACKS = [
     "c:WINDOWS/system32/", "/C:\\Program Files\\", "\\\\?\\C:\\Windows\\win.ini", "\\\\localhost\\c$\\windows\\win.ini",
     "\\\\127.0.0.1\\share\\x", "d:\\System32\\Inetsrv\\metabase.xml", "C:/sysprep.inf",
     # null bytes cutting an extension
+    "..%2fboot.ini%00index.html", ".%00.%5c.%00.%5cetc%5cpasswd",
     "shell.php%00.jpg", "../../etc/passwd%00", "/etc/passwd%00.html", "%00../../../etc/passwd", "config.inc.php%00",
     # wrappers
     "php://filter/convert.base64-encode/resource=index", "file:///etc/passwd", "expect://id", "phar://up.jpg/x",
