@@ -7,7 +7,8 @@ Every `interval` seconds (and at once when a policy changed) the `Enforcer` thre
 2. resolves the allowed executables of the profile to inode numbers inside the container
    (``/proc/PID/root`` + path) and hands the set to the `ExecGuard` (bpftrace, kill at exec);
 3. hands the file rules of the protected containers to the `fileguard` process (fanotify
-   FAN_OPEN_PERM below /etc: an open the profile does not allow fails with EPERM);
+   FAN_OPEN_PERM below /etc: an open, read or write, the profile does not allow fails with EPERM),
+   and the containers in discover too: what they open below /etc is learned by real path;
 4. turns the egress allow rules into addresses, IPv4 and IPv6 (workload peers -> their pods' IPs,
    CIDRs as they are, DNS names through the resolver; UDP ingress peers too, for the replies) and
    makes the workload's `ConnectGuard` maps hold exactly those, attached to every container cgroup
@@ -60,14 +61,17 @@ class FileGuard:
         self.plan = ""
         self.denials = 0
         self.recent: list[str] = []  # the last denials ("D tid r|w path"), for status and tests
+        self.seen: list[tuple[str, bool, str]] = []  # (cgroup path, write, real path) opened by learning containers
+        self._seen_lock = threading.Lock()
         self._reader: threading.Thread | None = None
 
-    def apply(self, plan: dict[str, tuple[str, list[FileRule]]]) -> None:
-        """Enforce `plan` (cgroup path -> file rules); no process at all while the plan is empty."""
+    def apply(self, plan: dict[str, tuple[str, list[FileRule]]], learn: frozenset[str] = frozenset()) -> None:
+        """Enforce `plan` (cgroup path -> file rules; the cgroups in `learn` only report what they open);
+        no process at all while the plan is empty."""
         if not plan:
             self.close()
             return
-        text = plan_to_json(plan)
+        text = plan_to_json(plan, learn)
         if self.proc is None or self.proc.poll() is not None:
             self._start()
             self.plan = ""
@@ -95,6 +99,16 @@ class FileGuard:
             if line.startswith("D "):
                 self.denials += 1
                 self.recent = [*self.recent, line.strip()][-20:]
+            elif line.startswith("L "):
+                _, cgroup, access, path = line.rstrip("\n").split(" ", 3)
+                with self._seen_lock:
+                    self.seen.append((cgroup, access == "w", path))
+
+    def take_seen(self) -> list[tuple[str, bool, str]]:
+        """The opens reported by learning containers since the last call."""
+        with self._seen_lock:
+            seen, self.seen = self.seen, []
+        return seen
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
@@ -127,6 +141,8 @@ class Enforcer:
         self.connect_guards: dict[WorkloadRef, ConnectGuard] = {}
         self._cgroups: dict[str, str] = {}  # container id -> cgroup dir
         self._status: dict[WorkloadRef, str] = {}
+        self._learners: dict[str, WorkloadRef] = {}  # cgroup path -> workload, of the containers in discover
+        self.learned_files = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="enforcer", daemon=True)
         self.errors = 0
@@ -169,8 +185,17 @@ class Enforcer:
         announce: list[tuple[WorkloadRef, str]] = []
         file_plan: dict[str, tuple[str, list[FileRule]]] = {}
         wanted_guards: set[WorkloadRef] = set()
+        learners: dict[str, WorkloadRef] = {}
+        self._learn_files()
         for ref, policy in policies.items():
             protect = policy.mode == "protect"
+            if policy.mode == "discover":  # the file guard reports the real paths the workload opens below /etc
+                for container in self._containers(podmap, ref):
+                    root = container_root(container.cgroup_dir)
+                    if root:
+                        cgroup = "/" + os.path.relpath(container.cgroup_dir, self.root)
+                        file_plan[cgroup] = (root, [])
+                        learners[cgroup] = ref
             if not protect and not policy.zero_drift:
                 self._say(ref, "")
                 continue
@@ -209,13 +234,21 @@ class Enforcer:
             self.connect_guards.pop(ref).close()
         try:
             self.exec_guard.apply(guarded)
-            self.file_guard.apply(file_plan)
+            self.file_guard.apply(file_plan, frozenset(learners))
         except ExecGuardError as exc:
             self.engine.enforced = set()
             raise BpfError(str(exc)) from exc
         self.engine.enforced = enforced
+        self._learners = learners
         for ref, message in announce:
             self._say(ref, message)
+
+    def _learn_files(self) -> None:
+        """Hand the opens the file guard saw in discover containers to the engine (real paths)."""
+        for cgroup, write, path in self.file_guard.take_seen():
+            ref = self._learners.get(cgroup)
+            if ref is not None and self.engine.learn_file(ref, path, write):
+                self.learned_files += 1
 
     def _say(self, key: object, message: str) -> None:
         if self._status.get(key) != message:  # type: ignore[call-overload]
