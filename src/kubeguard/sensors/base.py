@@ -80,6 +80,10 @@ SENSITIVE_PREFIXES: tuple[str, ...] = (
     "/dev/shm/",
     "/dev/mem",
     "/dev/kmem",
+    # the host's filesystem mounted into a container (hostPath /): "Container Access to Host Sensitive Paths"
+    "/host/",
+    "/rootfs/",
+    "/hostfs/",
 )
 
 

