@@ -61,6 +61,7 @@ class FileGuard:
         self.plan = ""
         self.denials = 0
         self.recent: list[str] = []  # the last denials ("D tid r|w path"), for status and tests
+        self.sent = self.acked = 0  # plans written to the guard / plans it has marked ("PLAN" lines)
         self.seen: list[tuple[str, bool, str]] = []  # (cgroup path, write, real path) opened by learning containers
         self._seen_lock = threading.Lock()
         self._reader: threading.Thread | None = None
@@ -75,11 +76,13 @@ class FileGuard:
         if self.proc is None or self.proc.poll() is not None:
             self._start()
             self.plan = ""
+            self.sent = self.acked = 0
         if text != self.plan:
             assert self.proc is not None and self.proc.stdin is not None
             self.proc.stdin.write(text + "\n")
             self.proc.stdin.flush()
             self.plan = text
+            self.sent += 1
 
     def _start(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -99,6 +102,8 @@ class FileGuard:
             if line.startswith("D "):
                 self.denials += 1
                 self.recent = [*self.recent, line.strip()][-20:]
+            elif line.startswith("PLAN"):
+                self.acked += 1
             elif line.startswith("L "):
                 _, cgroup, access, path = line.rstrip("\n").split(" ", 3)
                 with self._seen_lock:
@@ -143,6 +148,7 @@ class Enforcer:
         self._status: dict[WorkloadRef, str] = {}
         self._learners: dict[str, WorkloadRef] = {}  # cgroup path -> workload, of the containers in discover
         self.learned_files = 0
+        self._watching: set[WorkloadRef] = set()  # discovering workloads the file guard watches
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="enforcer", daemon=True)
         self.errors = 0
@@ -240,8 +246,18 @@ class Enforcer:
             raise BpfError(str(exc)) from exc
         self.engine.enforced = enforced
         self._learners = learners
+        self._watch(set(learners.values()))
         for ref, message in announce:
             self._say(ref, message)
+
+    def _watch(self, learning: set[WorkloadRef]) -> None:
+        """A discovering workload's quiet window starts again once the file guard has marked its /etc, so
+        it is not promoted before its opens were learned by real path."""
+        self._watching &= learning
+        if self.file_guard.acked >= self.file_guard.sent:
+            for ref in learning - self._watching:
+                self.engine.touch(ref)
+            self._watching |= learning
 
     def _learn_files(self) -> None:
         """Hand the opens the file guard saw in discover containers to the engine (real paths)."""

@@ -145,6 +145,12 @@ class PolicyEngine:
         self.learned_rules += 1
         self.version += 1
 
+    def touch(self, ref: WorkloadRef) -> None:
+        """Start a discovering workload's quiet window again (something new is now watched)."""
+        with self._lock:
+            if ref in self.store.learned and self.store.learned[ref].mode == "discover":
+                self.store.last_change[ref] = self.clock()
+
     def learn_file(self, ref: WorkloadRef, path: str, write: bool) -> bool:
         """Learn an open seen by the file guard (its real path) while `ref` is in discover; True when new."""
         with self._lock:
