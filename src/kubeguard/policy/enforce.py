@@ -347,12 +347,20 @@ def _networks(peer: Peer, podmap: PodMap) -> list[str]:
 
 
 def container_root(cgroup_dir: str) -> str:
-    """``/proc/PID/root`` of a process in the container (its filesystem as it sees it); "" when empty."""
+    """``/proc/PID/root`` of the container's oldest process (its filesystem as it sees it, from a process that
+    is not about to exit, such as a probe's); "" when the container has no process."""
     try:
         pids = Path(cgroup_dir, "cgroup.procs").read_text().split()
     except OSError:
         return ""
-    return f"/proc/{pids[0]}/root" if pids else ""
+    started: list[tuple[int, int]] = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            started.append((int(stat.rsplit(")", 1)[1].split()[19]), int(pid)))  # field 22: start time
+        except (OSError, ValueError, IndexError):
+            continue
+    return f"/proc/{min(started)[1]}/root" if started else ""
 
 
 def resolve(name: str) -> list[str]:

@@ -93,7 +93,7 @@ class Traffic:
         probe = self.web.run(["cat", "/etc/hostname"], timeout=60)
         if probe.returncode != 0:
             self.failures.append(f"probe: rc={probe.returncode} {probe.stderr.strip()!r}")
-        for lookup in (["id", "-un"], ["getent", "hosts", "localhost"]):  # passwd and hosts lookups (nsswitch)
+        for lookup in (["id", "-un"], ["getent", "ahostsv4", "localhost"]):  # passwd, hosts lookups (nsswitch)
             got = self.web.run(lookup, timeout=60)
             if got.returncode != 0 or not got.stdout.strip():
                 self.failures.append(f"{lookup[0]}: rc={got.returncode} {got.stderr.strip()!r}")
