@@ -39,13 +39,18 @@ class AgentProcess:
 
     @classmethod
     def start(cls, work: Path, pods: Path, sensor: str = "ebpf", extra: list[str] | None = None,
-              timeout: float = 90.0) -> AgentProcess:
-        """Start the agent and wait for its "sensor ... running" line; raises RuntimeError with its stderr."""
+              timeout: float = 90.0, env_extra: dict[str, str] | None = None,
+              prefix: list[str] | None = None) -> AgentProcess:
+        """Start the agent and wait for its "sensor ... running" line; raises RuntimeError with its stderr.
+
+        `env_extra`: variables set for the agent (as its pod's environment would); `prefix`: a command the agent
+        runs under (e.g. a private mount namespace)."""
         work.mkdir(parents=True, exist_ok=True)
         paths = {name: work / name for name in ("alerts.jsonl", "events.jsonl", "agent.err")}
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         env.pop("KUBERNETES_SERVICE_HOST", None)
-        cmd = [sys.executable, "-m", "kubeguard", "agent", "--sensor", sensor, "--pods", str(pods),
+        env.update(env_extra or {})
+        cmd = [*(prefix or []), sys.executable, "-m", "kubeguard", "agent", "--sensor", sensor, "--pods", str(pods),
                "--alerts-out", str(paths["alerts.jsonl"]), "--events-out", str(paths["events.jsonl"]),
                "--store", str(work / "alerts.db"), "--node", "kubeguard-test-node", *(extra or [])]
         with paths["agent.err"].open("wb") as err:

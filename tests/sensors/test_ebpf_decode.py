@@ -314,3 +314,16 @@ def test_exit_line_names_the_program_when_a_failed_path_attempt_is_read_after_it
     succeeded = [e for e in execs if e["evt.res"] == "SUCCESS"]
     assert [e["proc.exepath"] for e in succeeded] == ["/usr/bin/cat"]
     assert all(e["proc.exepath"] == "/root/.cargo/bin/cat" for e in execs if e["evt.res"] == "ENOENT")
+
+
+def test_datagram_sent_without_connect() -> None:
+    """SD4/SD6: an unconnected send to a new destination, with Falco's fd.connected/fd.name_changed."""
+    v4, v6 = decode_lines([
+        _bt_line("SD4", "tracepoint:syscalls:sys_exit_sendto", 3, 2, 17, "169.254.169.254", 53, "0.0.0.0", 40001),
+        _bt_line("SD6", "tracepoint:syscalls:sys_exit_sendmsg", 4, -101, 17, "2001:db8::1", 123, "::", 40002)])
+    assert (v4["evt.type"], v4["fd.name"], v4["fd.sip"], v4["fd.sport"], v4["fd.l4proto"]) == (
+        "sendto", "0.0.0.0:40001->169.254.169.254:53", "169.254.169.254", 53, "udp")
+    assert (v4["fd.connected"], v4["fd.name_changed"], v4["fd.typechar"], v4["fd.num"], v4["evt.rawres"]) == (
+        False, True, "4", 3, 2)
+    assert (v6["evt.type"], v6["fd.type"], v6["evt.res"], v6["fd.sockfamily"]) == (
+        "sendmsg", "ipv6", "ENETUNREACH", "ip")

@@ -45,6 +45,7 @@ from kubeguard.response.iptables import IptablesError
 from kubeguard.response.remote import QuarantineApplier
 from kubeguard.rules import RuleEngine, RuleLoadError
 from kubeguard.rules.commands import OPTION_HELP, selections_of
+from kubeguard.rules.host_names import HOST_NAMES
 from kubeguard.store.alerts import StoreError, default_db_path
 
 
@@ -52,6 +53,11 @@ def agent(
     rules: list[Path] = typer.Option([], "--rules", help="Extra Falco rules file (repeatable)."),
     no_default_rules: bool = typer.Option(False, "--no-default-rules", help="Load only the --rules files."),
     option: list[str] = typer.Option([], "-o", "--option", help=OPTION_HELP),
+    resolve_names: bool = typer.Option(
+        False, "--resolve-names",
+        help="Resolve the host names rules compare addresses with (fd.sip.name ...; e.g. mining-pool domains) "
+             "through the node's resolver, as Falco does: this sends DNS queries for those names from the node. "
+             "Without it only the API server's service names match (KUBERNETES_SERVICE_HOST)."),
     events_out: Path | None = typer.Option(None, "--events-out", help="Write every enriched event (replay format)."),
     alerts_out: str = typer.Option("-", "--alerts-out", help="Falco JSON lines file for alerts ('-' = stdout)."),
     pods: Path | None = typer.Option(None, "--pods", help="Pods map file (Snapshot JSON or a List of Pods)."),
@@ -99,8 +105,8 @@ def agent(
 ) -> None:
     """Run the node agent: kernel events -> pods -> rules -> alerts (store, stdout/file, webhook, syslog)."""
     config = AgentConfig(
-        rules=rules, defaults=not no_default_rules, rule_options=option, events_out=events_out, alerts_out=alerts_out,
-        pods=pods,
+        rules=rules, defaults=not no_default_rules, rule_options=option, resolve_names=resolve_names,
+        events_out=events_out, alerts_out=alerts_out, pods=pods,
         sensor=sensor, fanotify=fanotify, store=db or store or default_db_path(), metrics_port=metrics_port,
         metrics_host=metrics_host, webhook=webhook, webhook_headers=webhook_header, syslog=syslog, node=node,
         queue_size=queue_size, drop_report_interval=drop_report_interval, duration=duration,
@@ -245,6 +251,11 @@ def run_agent(config: AgentConfig) -> int:
         outputs.append(console_output(config, lambda: health[0]() if health else {}))
     source = pod_source(config.pods, node)
     ruleset = load_rules(config.rules, config.defaults, config.rule_options)
+    # fd.sip.name and friends: the API server's service names from this pod's own environment (kubelet sets
+    # KUBERNETES_SERVICE_HOST); other names through the node's resolver in the background, when asked
+    HOST_NAMES.set_cluster_names(os.environ)
+    if config.resolve_names:
+        HOST_NAMES.start()
     enricher = Enricher(source, node=node)
     enricher.read_env = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.env")
     metrics = AgentMetrics()

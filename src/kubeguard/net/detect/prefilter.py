@@ -14,6 +14,10 @@ value checks of `detect.http` flag anything. It is a provable superset filter:
   digits, an IPv6 form) - all triggers.
 * SQL injection: the SQL headers get the model's own (cached) decision; the query, cookies and body
   are split on their delimiters (as `extract` does) and the SQL gate runs over the parts.
+* Command and code injection run only on values their gates mark. The code gate is a trigger like the
+  signatures. The command gate treats ``&``, ``;`` and newlines as shell separators, which are also the
+  query, cookie and JSON delimiters, so it runs over the pieces split as `extract` splits them, each
+  value bounded by ``\x01`` (a delimiter for the widened anchors, never a shell separator).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from functools import cache, lru_cache
 import hyperscan
 
 from kubeguard.net.detect.extract import MAX_BODY, SQL_HEADERS
-from kubeguard.net.detect.patterns import GATE_JNDI, GATE_SQL, GATES, SIGNATURES
+from kubeguard.net.detect.patterns import GATE_CMD, GATE_CODE, GATE_JNDI, GATE_PARTS, GATE_SQL, GATES, SIGNATURES
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.types import HttpRequest
 
@@ -34,6 +38,7 @@ _HOST_START = f"(?:^|{DELIM})"
 _EDGE = {"^": _HOST_START, "$": f"(?:$|{DELIM})"}
 TRIGGERS = (
     r"%", r"\\", r"\+", r"&#", r"&[a-z]{2,8};", r"base64", r"multipart", r"[\x80-\xff]", GATES[GATE_JNDI],
+    *GATE_PARTS[GATE_CODE],
     r"//", r"metadata", r"instance-data", r"nip\.io", r"xip\.io", r"sslip\.io", r"nip\.direct", r"localtest\.me",
     # IPv4 in inet_aton spellings: a first part of 169 / 100 (any 0-led form: octal, 0x, 0o, '_'), or one big part
     _HOST_START + r"(?:169|100|0[0-9a-z_\s]*)\.",
@@ -80,9 +85,10 @@ def _compile(patterns: list[str]) -> hyperscan.Database:
 
 
 @cache
-def _databases() -> tuple[hyperscan.Database, hyperscan.Database]:
-    """(any-value triggers, SQL gate over split parts), compiled once per process."""
-    return (_compile([*TRIGGERS, *(widen_anchors(s.pattern) for s in SIGNATURES)]), _compile([GATES[GATE_SQL]]))
+def _databases() -> tuple[hyperscan.Database, hyperscan.Database, hyperscan.Database]:
+    """(any-value triggers, SQL gate over split parts, command gate over values), compiled once per process."""
+    return (_compile([*TRIGGERS, *(widen_anchors(s.pattern) for s in SIGNATURES)]), _compile([GATES[GATE_SQL]]),
+            _compile([widen_anchors(p) for p in GATE_PARTS[GATE_CMD]]))
 
 
 def _stop(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
@@ -97,14 +103,14 @@ def _hits(db: hyperscan.Database, data: bytes) -> bool:
     return False
 
 
-def _split(text: str, sep: str) -> str:
-    """``a=1&b=2`` as ``a / 1 / b / 2``: every `sep` and the first '=' of each pair become newlines, as
+def _split(text: str, sep: str, edge: str = "\n") -> str:
+    """``a=1&b=2`` as ``a / 1 / b / 2``: every `sep` and the first '=' of each pair become `edge`, as
     `extract` splits them (a value keeps any further '=' and any newline of its own)."""
-    return "\n".join(part.replace("=", "\n", 1) for part in text.split(sep))
+    return edge.join(part.replace("=", edge, 1) for part in text.split(sep))
 
 
-def _body_parts(req: HttpRequest, ctype: str) -> str | None:
-    """The body as SQL-scored parts, or None when only the full path may read it."""
+def _body_parts(req: HttpRequest, ctype: str, edge: str = "\n") -> str | None:
+    """The body as values bounded by `edge`, or None when only the full path may read it."""
     if not req.body:
         return ""
     if len(req.body) > MAX_BODY:
@@ -116,11 +122,11 @@ def _body_parts(req: HttpRequest, ctype: str) -> str | None:
             json.loads(text)
         except (ValueError, RecursionError):
             return None
-        return text.replace('"', "\n")  # no backslash: every quote is a string edge
+        return text.replace('"', edge)  # no backslash: every quote is a string edge
     if "xml" in ctype or stripped.startswith("<"):
         return None
     if "x-www-form-urlencoded" in ctype or (not ctype and "=" in text and "\n" not in text.strip()):
-        return _split(text, "&")
+        return _split(text, "&", edge)
     return text
 
 
@@ -134,26 +140,31 @@ def _sql_flagged(value: str) -> bool:
 def needs_values(req: HttpRequest) -> bool:
     """False only when no value of `req` can be flagged by the value checks (see module docstring)."""
     pieces = [req.uri]
-    sql_parts = [_split(req.uri.partition("?")[2], "&")] if "?" in req.uri else []
+    path, _, query = req.uri.partition("?")
+    sql_parts = [_split(query, "&")] if "?" in req.uri else []
+    values = [path, _split(query, "&", "\x01")]
     ctype: str | None = None
     for name, value in req.headers:
         lname = name.lower()
         if lname in ("authorization", "proxy-authorization") or (lname == "referer" and "?" in value):
             return True
         pieces.append(value)
+        values.append(_split(value, ";", "\x01") if lname == "cookie" else value)
         if lname == "cookie":
             sql_parts.append(_split(value, ";"))
         elif lname == "content-type" and ctype is None:  # the first one, as `extract` reads it
             ctype = value.lower().split(";", 1)[0].strip()
         elif lname in SQL_HEADERS and _sql_flagged(value):
             return True
-    body = _body_parts(req, ctype or "")
-    if body is None:
+    body_values = _body_parts(req, ctype or "", "\x01")  # parsed once: a JSON body may be large
+    if body_values is None:
         return True
-    if body:
-        sql_parts.append(body)
-    triggers, sql_gate = _databases()
+    if body_values:
+        values.append(body_values)
+        sql_parts.append(body_values.replace("\x01", "\n") if b"\x01" not in req.body
+                         else _body_parts(req, ctype or "") or "")
+    triggers, sql_gate, cmd_gate = _databases()
     data = "\n".join(pieces).encode("latin-1", "replace") + b"\n" + req.body
-    if _hits(triggers, data):
+    if _hits(triggers, data) or _hits(cmd_gate, "\x01".join(values).encode("latin-1", "replace")):
         return True
     return bool(sql_parts) and _hits(sql_gate, "\n".join(sql_parts).encode("latin-1", "replace"))

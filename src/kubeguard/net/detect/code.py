@@ -1,0 +1,166 @@
+"""Code injection: PHP, server-side includes, template expressions and web-shell writes in a value.
+
+`code_injection(value)` returns ``(family, evidence)`` or None. Each family starts from an entry
+token (`ENTRIES`: ``<?php``, a dangerous PHP call name, ``<!--#``, ``{{``, ``${``, ``<%``, a
+redirection into a ``.php`` file, ...) and then reads the code that follows with a small lexer:
+
+* ``php``: an open tag followed by code, a call of a function that runs commands or code
+  (``system(``, ``eval(``, ``passthru(``, ``base64_decode(`` ...) whose first argument is code-shaped
+  (a string literal, a variable, a call, backticks) rather than prose, ``phpinfo()``, complex
+  variable syntax ``${@print(...)}`` / ``{${...}}``, superglobals ``$_GET[...]``;
+* ``ssi``: ``<!--#exec cmd=...-->`` and the other server-side include directives, ESI tags;
+* ``template``: the inside of ``{{ }}``, ``{% %}``, ``${ }``, ``#{ }``, ``*{ }``, ``<%= %>``,
+  ``{$ }`` scored by its tokens: arithmetic on literals (``{{7*7}}``, the probe every scanner sends),
+  dunder attributes (``''.__class__``), objects that reach the server (``config``, ``self``,
+  ``request.application``, ``T(java.lang.Runtime)``, ``getClass()``, ``process.mainModule``) and calls
+  of anything that runs commands; a plain ``{{ user.name }}`` or ``${price}`` is not code injection;
+* ``webshell``: ``echo``/``printf``/``curl -o``... into a server-script file (``> x.php``).
+
+The HTTP detector runs this only on values `patterns.GATE_CODE` marks; that gate is built from
+`ENTRIES`, so a value without an entry token can never be flagged (the prefilter relies on it).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+# PHP functions that run commands or code, or read and write files an attacker wants.
+PHP_EXEC = (
+    "system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|eval|assert|create_function|call_user_func"
+    "|call_user_func_array|preg_replace|base64_decode|gzinflate|gzuncompress|str_rot13|file_get_contents"
+    "|file_put_contents|fopen|fwrite|fputs|readfile|include|include_once|require|require_once|highlight_file"
+    "|show_source|unserialize|move_uploaded_file|phpinfo|phpversion|php_uname|posix_getpwuid|posix_getpwnam"
+    "|posix_kill|putenv|ini_set|chr|print|md5|var_dump|print_r|getcwd|get_current_user|array_map|usort"
+    "|array_filter|expect_popen|dl|symlink|mail|hexdec|sleep|usleep|die"
+)
+# Calls that are attacks even when empty: `phpinfo()`.
+_EMPTY_OK = frozenset({"phpinfo", "phpversion", "php_uname", "getcwd", "get_current_user", "die"})
+# Calls that need more than one code-shaped argument to count (they are also ordinary words).
+_WEAK_CALLS = frozenset({"print", "md5", "chr", "hexdec", "sleep", "usleep", "die", "mail", "include", "require",
+                         "assert", "exec", "eval", "system", "dl", "symlink", "fopen", "usort", "array_map",
+                         "array_filter", "var_dump", "print_r"})
+
+ENTRIES = {
+    "php_tag": r"<\?(?:php\b|=|\s)",
+    "php_call": rf"\b(?:{PHP_EXEC})\s*(?:\(|/\*|#|//)",
+    "php_complex": r"\$\{\s*@|\{\s*\$\{",
+    "php_superglobal": r"\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)\b",
+    "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
+    "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{\[|@\(|[<\[]#assign\b",
+    "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
+                r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
+}
+ENTRY_PATTERN = "|".join(f"(?:{p})" for p in ENTRIES.values())
+_ENTRY = {name: re.compile(p, re.I) for name, p in ENTRIES.items()}
+
+_PHP_CALL = re.compile(
+    rf"\b({PHP_EXEC})\s*(?:/\*.{{0,80}}?\*/\s*|#[^\n]{{0,80}}\n\s*|//[^\n]{{0,80}}\n\s*){{0,4}}\(\s*(?:/\*.{{0,80}}?\*/\s*){{0,4}}(.?)",
+    re.I | re.S
+)
+_CALL_NAME = re.compile(r"[a-z_]\w*\s*\(", re.I)
+_TEMPLATE = re.compile(
+    r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*]\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
+    r"|@\((.{0,200}?)\)|@\{\[(.{0,200}?)\]\}",
+    re.S,
+)
+# Tokens that make a template expression code injection.
+_ARITH = re.compile(r"^\s*['\"]?\d+['\"]?\s*[-+*/%]\s*['\"]?\d+['\"]?\s*$|\d+\s*\*\s*['\"]?\d+")
+_DUNDER = re.compile(r"__\s*\w+\s*__|\.\s*__\w+")
+_SERVER_OBJECT = re.compile(
+    r"^\s*(?:config|self|_self|settings|lipsum|cycler|joiner|namespace|url_for|get_flashed_messages|app"
+    r"|application|request\.(?:application|environ|__)|smarty|\$smarty|_context|this|global|process)\b"
+    r"|\bT\s*\(\s*java\.|\bjava\.(?:lang|io|nio|net)\.|\bgetClass\s*\(|\bforName\s*\(|\bgetRuntime\s*\(|\.exec\s*\("
+    r"|\bProcessBuilder\b|classLoader\b|\bgetResource\s*\(|\bfreemarker\.template|\?new\s*\(|\bnew\s+java\."
+    r"|\bprocess\.(?:mainModule|binding|env)|\bchild_process\b|\brequire\s*\(|\bconstructor\s*\.\s*constructor"
+    r"|\bconstructor\s*\(|\bos\.(?:popen|system)|\bsubprocess\b|\b__import__|\bimport\s+os\b|\bpopen\s*\("
+    r"|\b(?:system|exec|eval|passthru|shell_exec|spawn|execSync|IO\.popen|Kernel|File\.(?:open|read)|Dir\."
+    r"|open|readlines|getattr|attr)\s*\(|`[^`]+`|\|\s*(?:filter|map|sort|reduce)\s*\(\s*['\"]"
+    r"|\bregisterUndefinedFilterCallback\b|\bgetFilter\s*\(|\bsetAttribute\s*\(|\bgetMethod\s*\(|\binvoke\s*\("
+    r"|\bphp\b|\bSmarty_Internal|\bdump\s*\(|\bdebug\b|\bsource\s*\(|\bmodule\.(?:require|constructor)"
+    r"|\.\s*(?:mro|subclasses|globals|builtins|init)\b|\bimport\b|\bincludes?\s+['\"]?/",
+    re.I,
+)
+_WEBSHELL_CMD = re.compile(r"\b(?:echo|printf|print|cat|tee|curl|wget|cp|mv|base64|fputs|fwrite)\b", re.I)
+
+
+def _code_arg(first: str, rest: str) -> bool:
+    """The start of a call's first argument is code, not prose: a literal, a variable, a call, backticks."""
+    if first in ("'", '"', "$", "`", "@", "["):
+        return True
+    return bool(first) and _CALL_NAME.match(first + rest) is not None
+
+
+def _php(text: str) -> str | None:
+    tag = _ENTRY["php_tag"].search(text)
+    if tag and re.search(r"[;()$'\"`]", text[tag.end() : tag.end() + 200]):
+        return text[tag.start() : tag.start() + 80]
+    for call in _PHP_CALL.finditer(text):
+        name, first = call.group(1).lower(), call.group(2)
+        rest = text[call.end() : call.end() + 40]
+        if first == ")" and name in _EMPTY_OK:
+            return call.group(0)
+        if not _code_arg(first, rest):
+            continue
+        if name in _WEAK_CALLS and not (first in ("'", '"', "$", "`") or _CALL_NAME.match(first + rest)):
+            continue
+        before = text[max(0, call.start() - 2) : call.start()]
+        if name in _WEAK_CALLS and first not in ("$", "`") and before[-1:].isalpha():
+            continue
+        return text[call.start() : call.end() + 40]
+    complex_var = _ENTRY["php_complex"].search(text)
+    if complex_var and _CALL_NAME.search(text, complex_var.end(), complex_var.end() + 200):
+        return text[complex_var.start() : complex_var.start() + 80]
+    glob = _ENTRY["php_superglobal"].search(text)
+    if glob and re.match(r"\s*\[", text[glob.end() :]):
+        return text[glob.start() : glob.start() + 60]
+    return None
+
+
+def _template(text: str) -> str | None:
+    for match in _TEMPLATE.finditer(text):
+        inner = next((g for g in match.groups() if g is not None), "")
+        if not inner.strip():
+            continue
+        if match.group(0).startswith("${") and re.match(r"\s*(?:jndi|lower|upper|env|sys|date|::-|:-)", inner, re.I):
+            continue  # a Log4j lookup: its own rule
+        if _ARITH.search(inner) or _DUNDER.search(inner) or _SERVER_OBJECT.search(inner):
+            return match.group(0)[:120]
+        if match.group(0).startswith(("{php", "{/php")):
+            return match.group(0)[:120]
+    if re.search(r"\{/?php\}", text, re.I):
+        return text[:80]
+    assign = re.search(r"[<\[]#assign\b[^>\]]{0,200}(?:freemarker\.template\.utility|\?new\s*\()", text, re.I)
+    if assign:
+        return assign.group(0)[:120]
+    return None
+
+
+def _webshell(text: str) -> str | None:
+    target = _ENTRY["webshell"].search(text)
+    if target and _WEBSHELL_CMD.search(text, 0, target.start()):
+        return text[max(0, target.start() - 60) : target.end()]
+    return None
+
+
+@lru_cache(maxsize=4096)
+def code_injection(value: str) -> tuple[str, str] | None:
+    """``(family, evidence)`` for code a PHP / SSI / template engine would run from `value`, else None."""
+    text = value[:16384]
+    ssi = _ENTRY["ssi"].search(text)
+    if ssi:
+        return "ssi", text[ssi.start() : ssi.start() + 80]
+    if _ENTRY["webshell"].search(text):
+        shell = _webshell(text)
+        if shell:
+            return "webshell", shell
+    if _ENTRY["template"].search(text):
+        template = _template(text)
+        if template:
+            return "template", template
+    if _ENTRY["php_tag"].search(text) or _ENTRY["php_call"].search(text) or _ENTRY["php_complex"].search(text) \
+            or _ENTRY["php_superglobal"].search(text):
+        php = _php(text)
+        if php:
+            return "php", php
+    return None

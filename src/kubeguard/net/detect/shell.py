@@ -1,0 +1,270 @@
+"""OS command injection: a small shell / cmd.exe lexer that finds commands where a shell would run them.
+
+`command_injection(value)` reads one decoded value the way `sh -c` or `cmd /c` would after the
+application pasted it into a command line: it undoes the usual evasions (quotes and backslashes
+inside words, `^` carets, `$@` / `${IFS}`, brace lists `{cat,/etc/passwd}`), splits the value into
+tokens (words, separators `; | || & && newline`, a literal two-character `\\n`, substitutions `$(`
+`` ` `` `<(`, redirections, quotes) and looks at each command position: the start of the value,
+after a separator, inside a substitution. A known command there is scored by what follows it:
+
+* after a separator or inside a substitution, a command is flagged when it stands alone (``;id``,
+  ``| dir``, ``';whoami;'``), when its arguments are shaped like a command line's (options ``-la``
+  / ``/all``, paths ``/etc/passwd`` / ``C:\\``, a URL or address, a redirection or pipe, a variable),
+  when it is one of the commands nobody types in prose (``whoami``, ``systeminfo``), or when a
+  Windows command has its subcommand (``net user``, ``reg query``, ``netsh firewall``);
+* at the very start of the value (no separator), only command-line-shaped arguments count
+  (``cat /etc/passwd``, ``ping -c 3 10.0.0.1``), so "cat food" and "find a store" stay clean.
+
+Shell artefacts that are attacks on their own also count: ``/dev/tcp/``, ``>& /dev/``, ``0>&1``,
+``${IFS}``, the Shellshock function prefix ``() { :; };`` and a glob spelled path at a command
+position (``/???/c?t``). The HTTP detector runs this only on values `patterns.GATE_CMD` marks.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from functools import lru_cache
+
+# Commands nobody types in prose: flagged at a command position whatever follows.
+STRONG = frozenset({
+    "whoami", "uname", "ifconfig", "ipconfig", "systeminfo", "netstat", "nslookup", "tasklist", "wmic", "netsh",
+    "certutil", "bitsadmin", "powershell", "pwsh", "mkfifo", "busybox", "xmrig", "minerd", "socat", "ncat", "netcat",
+    "nc", "wget", "curl", "crontab", "useradd", "usermod", "passwd", "chmod", "chown", "base64", "telnet", "tftp",
+    "nohup", "setsid", "getent", "hostname", "uptime", "ver", "qwinsta", "quser", "schtasks", "taskkill", "regsvr32",
+    "rundll32", "mshta", "cscript", "wscript", "arp", "route", "traceroute", "tracert", "pwd", "sysctl", "lsof",
+    "iptables", "dmesg", "lsb_release", "which", "locate", "finger", "invoke-webrequest", "invoke-expression",
+    "invoke-command", "invoke-restmethod", "invoke-wmimethod", "iwr", "iex", "irm", "iwmi", "start-process",
+    "new-object", "findstr", "icacls", "whereis",
+})
+# Commands flagged when they stand alone after a separator (``;id``, ``| dir``): they mean something bare.
+BARE = frozenset({
+    "id", "ls", "dir", "pwd", "whoami", "uname", "ifconfig", "ipconfig", "netstat", "systeminfo", "tasklist", "env",
+    "ps", "who", "ver", "hostname", "uptime", "sh", "bash", "zsh", "dash", "ksh", "cmd", "powershell", "pwsh",
+    "getent", "set", "history", "arp", "route", "lsof", "dmesg", "qwinsta", "quser", "wmic", "df", "w", "groups",
+})
+# Names cmd.exe runs whatever their case (``DIR``, ``Net User``); other commands count only in lower case.
+WINDOWS = frozenset({
+    "dir", "type", "net", "reg", "sc", "netsh", "systeminfo", "ipconfig", "tasklist", "wmic", "whoami", "hostname",
+    "ver", "set", "echo", "copy", "del", "move", "for", "if", "start", "call", "cmd", "powershell", "certutil",
+    "bitsadmin", "ping", "timeout", "more", "findstr", "schtasks", "taskkill", "tracert", "route", "arp", "netstat",
+    "nslookup", "cd", "icacls", "qwinsta", "quser", "regsvr32", "rundll32", "mshta", "cscript", "wscript",
+    "invoke-webrequest", "invoke-expression", "invoke-command", "invoke-restmethod", "invoke-wmimethod", "iwr", "iex",
+    "irm", "iwmi", "start-process", "new-object", "pwsh",
+})
+# Commands that are also words: flagged at a command position when alone or with command-line arguments.
+WEAK = frozenset({
+    "id", "ls", "cat", "dir", "type", "echo", "printf", "ping", "sleep", "timeout", "find", "head", "tail", "more",
+    "less", "ps", "env", "set", "kill", "pkill", "rm", "del", "copy", "move", "touch", "cp", "mv", "awk", "sed",
+    "grep", "xargs", "sh", "bash", "zsh", "dash", "ksh", "csh", "tcsh", "python", "python2", "python3", "perl",
+    "ruby", "php", "node", "lua", "cmd", "cd", "net", "reg", "sc", "ssh", "scp", "kubectl", "docker", "apt-get", "yum",
+    "apk", "tar", "gzip", "zip", "unzip", "openssl", "mail", "sort", "uniq", "wc", "od", "xxd", "strings", "nl",
+    "tac", "rev", "cut", "diff", "file", "stat", "date", "time", "expr", "eval", "exec", "source", "start", "call",
+    "for", "if", "vi", "vim", "nano", "mount", "df", "du", "free", "top", "history", "alias", "export", "unset",
+    "systemctl", "service", "chattr", "ln", "mkdir", "rmdir", "dd", "nmap", "dig", "host", "whois", "tee", "column",
+    "fetch", "lynx", "telnet", "ftp", "wall", "su", "sudo", "doas", "pip", "npm", "gcc", "make", "jobs", "bg", "fg",
+})
+COMMANDS = STRONG | WEAK
+# Commands that are attacks even as a whole value on their own (no separator): nobody names them in a form.
+START_ALONE = frozenset({"whoami", "systeminfo", "ipconfig", "ifconfig", "netstat", "tasklist", "uname"})
+# Words that run the next word as a command.
+PREFIXES = frozenset({"sudo", "doas", "nohup", "exec", "time", "env", "xargs", "busybox", "setsid", "command",
+                      "builtin", "call", "start", "cmd", "su"})
+# Windows commands whose subcommand makes them a command line (``net user``, ``reg query``).
+SUBCOMMANDS = {
+    "net": frozenset({"user", "users", "localgroup", "group", "view", "share", "use", "accounts", "start", "stop",
+                      "session", "config", "time", "file"}),
+    "reg": frozenset({"query", "add", "delete", "save", "export", "import", "load", "copy"}),
+    "sc": frozenset({"query", "qc", "create", "config", "start", "stop", "delete", "queryex"}),
+    "for": frozenset({"/f", "/l", "/d", "/r", "%i", "%%i", "%a", "%%a"}),
+    "if": frozenset({"exist", "not", "defined", "errorlevel", "/i"}),
+    "netsh": frozenset({"firewall", "advfirewall", "interface", "int", "wlan", "http", "winhttp", "portproxy", "ras",
+                        "lan", "dhcp", "routing", "trace", "add", "set", "show", "dump", "exec", "ipsec", "wfp"}),
+}
+
+SEPARATORS = frozenset({";", "|", "||", "&", "&&", "\n", "\\n", "\\r"})
+OPENERS = frozenset({"$(", "`", "<(", ">(", "{", "(", "$(("})
+_TOKEN = re.compile(
+    r"\|\||&&|\$\(\(|\$\(|[<>]\(|\d?>>?&?\d?|<<<?|[;|&\n\r`(){}<>]|\\[nr]|'|\"|(?:[^\s;|&`(){}<>'\"\\$]|\$(?!\()|\\(?![nr]))+",
+    re.I,
+)
+_ARTEFACT = re.compile(
+    r"/dev/(?:tcp|udp)/|>&\s*/dev/|\b0>&1|\$\{IFS\}|\$IFS\b|\(\)\s*\{\s*:?\s*;?\s*\}\s*;|\|\s*(?:ba|z|da)?sh\b"
+    r"|\bnc(?:at)?\s+(?:-\w+\s+)*-[ec]\s|\bpowershell(?:\.exe)?\s+-(?:enc|e|nop|w|c|ep|exec)\w*\b"
+    r"|\bcmd(?:\.exe)?\s+/[ck]\s",
+    re.I,
+)
+# Evasions undone before tokenising: caret escapes, `$@` / `$*` / `$9`, quotes and backslashes inside words.
+_CARET = re.compile(r"(?<=\w)\^(?=\w)")
+_EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))")
+_IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
+_INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
+_EMPTY_QUOTES = re.compile(r"''|\"\"")
+_INWORD_BSLASH = re.compile(r"(?<=[\w/])\\(?=[a-mo-qs-z])|(?<![\w:])\\(?=[a-mo-qs-z]\w)", re.I)
+_BRACE_LIST = re.compile(r"\{([\w./-]+),([^{}\s]*)\}")
+_ENV_VAR = re.compile(r"%(?:comspec|systemroot|windir|programfiles|temp|userprofile|appdata)%", re.I)
+
+# Argument shapes of a command line.
+_OPTION = re.compile(r"-{1,2}[a-z][\w-]*|/[a-z?]{1,8}:?|-\d+", re.I)
+_PATHISH = re.compile(
+    r"(?:[a-z]:)?[\\/][\w.*?~$%\\/\[\]-]*|~/?\S*|\.\.?[\\/]\S*|%\w+%\S*|\\\\\w|\$\w+|\$\{\w+\}", re.I
+)
+_ADDRESS = re.compile(r"\w+://\S+|\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?|[\w-]+(?:\.[\w-]+)+\.(?:com|net|org|io|xyz)\b",
+                      re.I)
+_NUMBER = re.compile(r"\d+(?:\.\d+)?[smhd]?")
+_FILE_ARG = re.compile(r"[\w.-]+\.(?:php\d?|phtml|jsp|jspx|aspx?|sh|py|pl|cgi|txt|conf|ini|log|exe|bat|ps1|dll)$",
+                       re.I)
+_STOP = frozenset({";", "|", "||", "&", "&&", "\n", "\\n", "\\r", ")", "`", "'", '"', "}"})
+
+
+_WORDS = "|".join(re.escape(c) for c in sorted(COMMANDS, key=len, reverse=True))
+_SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])"
+# A necessary condition for `command_injection` to look further (hyperscan-compatible, caseless): a command word
+# or an evasion at a command position, a command line at the start of the value, a shell artefact.
+GATE_PARTS = (
+    rf"{_SEP}[\s'\"({{@]*(?:{_WORDS})(?:\.exe)?\b",
+    rf"{_SEP}[\s'\"({{@]*[\w/.~-]*(?:[/'\"\\^]|\$[@*\d{{(])",
+    rf"^[\s'\"]*(?:{_WORDS})(?:\.exe)?(?:\s+\S|[<>|;&`])",
+    r"^[\s'\"]*(?:[a-z]:)?[/\\][\w./\\-]*(?:bin|system32)[/\\]",
+    r"^\s*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
+    rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
+    rf"\{{\s*(?:{_WORDS}),",
+    _ARTEFACT.pattern,
+)
+GATE = "|".join(f"(?:{p})" for p in GATE_PARTS)
+
+
+def _deobfuscate(text: str) -> str:
+    """`text` with the shell evasions undone (quotes inside words, carets, empty parameters, brace lists)."""
+    out = _CARET.sub("", text) if "^" in text else text
+    if "$" in out:
+        out = _IFS.sub(" ", out)
+        out = _EMPTY_PARAM.sub("", out)
+    if "'" in out or '"' in out:
+        out = _EMPTY_QUOTES.sub("", out)
+        out = _INWORD_QUOTE.sub("", out)
+    if "\\" in out:
+        out = _INWORD_BSLASH.sub("", out)
+    if "{" in out and "," in out:
+        out = _BRACE_LIST.sub(lambda m: f" {m.group(1)} {m.group(2).replace(',', ' ')} ", out)
+    return out
+
+
+def _command_name(word: str) -> str | None:
+    """The command a word names (``/usr/bin/id`` -> ``id``, ``NET.EXE`` -> ``net``), or None."""
+    name = word.lower().rstrip(",")
+    if word != name and name.split("\\")[-1].split("/")[-1].removesuffix(".exe") not in WINDOWS:
+        return None  # "More", "SC", "Make": only cmd.exe ignores case
+    if "/" in name or "\\" in name:
+        if name.startswith(("http:", "https:", "//")):
+            return None
+        base = re.split(r"[\\/]", name)[-1]
+        if not base:
+            return None
+        if any(c in base for c in "?*[") and name.startswith("/"):  # /???/c?t, /bin/w[h]oami
+            return next((c for c in sorted(STRONG | {"cat", "id", "ls", "sh", "bash", "nc"})
+                         if fnmatch.fnmatchcase(c, base)), None)
+        if "/" in name and not re.search(r"(?:^|/)s?bin/|^/usr/|^\.?/", name):
+            return None
+        name = base
+    for suffix in (".exe", ".com"):
+        name = name.removesuffix(suffix)
+    return name if name in COMMANDS else None
+
+
+def _shaped(arg: str) -> bool:
+    """An argument only a command line has: an option, a path, an address, a variable."""
+    return bool(_OPTION.fullmatch(arg) or _PATHISH.fullmatch(arg) or _ADDRESS.fullmatch(arg) or _FILE_ARG.search(arg)
+                or "*" in arg or arg.startswith("$"))
+
+
+def _args(tokens: list[str], start: int) -> tuple[list[str], str]:
+    """The words after a command up to the next separator, and the token that ended them ('' at the end)."""
+    words: list[str] = []
+    quote = ""
+    for tok in tokens[start : start + 24]:
+        if quote:
+            if tok == quote:
+                quote = ""
+            else:
+                words.append(tok)
+            continue
+        if tok in ("'", '"'):
+            if not words and tok not in tokens[tokens.index(tok, start) + 1 : start + 48]:
+                return words, tok  # `;id'`: a quote nothing closes ends the command
+            quote = tok
+            continue
+        if tok.startswith("#"):
+            return words, "#"  # a comment: the rest of the line is not run
+        if tok in _STOP or tok in OPENERS or tok.startswith(("<", ">")) or (tok[:1].isdigit() and ">" in tok):
+            return words, tok
+        words.append(tok)
+    return words, ""
+
+
+def _command_here(tokens: list[str], i: int, after: str) -> str | None:
+    """Evidence when the tokens from `i` are a command line; `after` is what put us at a command position."""
+    while i < len(tokens) and tokens[i] in ("'", '"', "(", "{", "@"):
+        i += 1
+    if i >= len(tokens):
+        return None
+    name = _command_name(tokens[i])
+    if name is None:
+        return None
+    words, end = _args(tokens, i + 1)
+    if name in PREFIXES and words and _command_name(words[0]):
+        return _command_here(tokens, i + 1, after) or (tokens[i] if after != "start" else None)
+    redirect_or_pipe = end in ("|", "||", "&&") or end.startswith((">", "<")) or (end[:1].isdigit() and ">" in end)
+    shaped = any(_shaped(w) for w in words[:6])
+    subcommand = name in SUBCOMMANDS and bool(words) and (
+        words[0].lower() in SUBCOMMANDS[name] or (name in ("for", "if") and words[0][:1] in "%/"))
+    if name in ("which", "whereis") and words and _command_name(words[0]):
+        subcommand = True  # `which nc`
+    if after == "start":
+        if not words and name in START_ALONE:
+            return tokens[i]
+        if name in ("sleep", "ping", "timeout") and 0 < len(words) <= 2 and _NUMBER.fullmatch(words[-1]):
+            return " ".join([tokens[i], *words])
+        if name in SUBCOMMANDS and not subcommand:
+            return None  # "net profit", "type of", "set up", "for all"
+        if not (shaped or subcommand or (redirect_or_pipe and words)):
+            return None
+        if len(words) > 8 and not any(_OPTION.fullmatch(w) or _PATHISH.fullmatch(w) for w in words[:3]):
+            return None  # prose that starts with a command word
+        return " ".join([tokens[i], *words[:4]])
+    if name in SUBCOMMANDS and words and not subcommand and not shaped:
+        return None  # "& net profit", "; if you", "| for details"
+    if (not words and (name in BARE or end not in ("|", "||"))) and (name in BARE or name in STRONG):
+        return tokens[i]
+    if words and (shaped or subcommand or redirect_or_pipe or name in STRONG):
+        return " ".join([tokens[i], *words[:4]])
+    if name in ("ping", "sleep", "timeout") and any(_NUMBER.fullmatch(w) for w in words[:3]):
+        return " ".join([tokens[i], *words[:3]])
+    if after in ("$(", "`", "<(", ">(") and end in (")", "`"):
+        return " ".join([tokens[i], *words[:4]])  # a whole substitution: `$(cat x)`
+    return None
+
+
+@lru_cache(maxsize=4096)  # user agents, ids and form values repeat
+def command_injection(value: str) -> str | None:
+    """The command line a shell would run from `value` (evidence), or None."""
+    text = value[:8192]
+    artefact = _ARTEFACT.search(text)
+    if artefact:
+        return text[max(0, artefact.start() - 20) : artefact.end() + 20]
+    tokens = _TOKEN.findall(_deobfuscate(text))
+    if not tokens:
+        return None
+    found = _command_here(tokens, 0, "start")
+    if found:
+        return found
+    if tokens[0] in ("'", '"') and len(tokens) > 1:  # a quote break: `' whoami`, `";id;"`
+        found = _command_here(tokens, 1, "quote")
+        if found:
+            return found
+    for k, tok in enumerate(tokens[:-1]):
+        if tok in SEPARATORS or tok in ("$(", "`", "<(", ">(", "$(("):
+            found = _command_here(tokens, k + 1, tok)
+            if found:
+                return found
+    return None

