@@ -226,7 +226,9 @@ def serve() -> int:
                     write = open_is_write(tid)
                     path = container_path(fd_path(fd), prefixes.get(cgroup, ""))
                     access = "w" if write else "r"
-                    if cgroup in learning:
+                    if path in IGNORED:  # also when replaced since its ignore mark was set (ldconfig)
+                        pass
+                    elif cgroup in learning:
                         if (cgroup, write, path) not in reported:
                             reported.add((cgroup, write, path))
                             lines.append(f"L {cgroup} {access} {path}\n")

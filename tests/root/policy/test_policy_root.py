@@ -166,6 +166,7 @@ def test_discover_monitor_protect_with_a_real_service(podlab: PodLab, tmp_path: 
     etc_secret = Path("/etc") / f"kubeguard-policy-read-{os.getpid()}-{web.container_id[:8]}"
     etc_secret.write_text("secret\n")
     outsider.popen([PYTHON, "-c", SERVER, outsider.ip, "9090"])
+    client.popen(["sleep", "100000"])  # the client container's main process (a real container always has one)
     agent = start_agent(tmp_path / "agent", pods, policy_dir)
     traffic = Traffic(web, client)
     try:
