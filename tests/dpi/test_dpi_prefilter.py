@@ -13,7 +13,10 @@ from bench.dpi_corpus import _request
 from test_dpi_detect_evasion import HTTP_ATTACKS
 from tests.conftest import need_shared_data
 from tests.net.detect.test_detect_http import ATTACKS, BENIGN
+from tests.net.detect.test_traversal import ATTACKS as TRAVERSALS
+from tests.net.detect.test_traversal import NEAR_MISSES as TRAVERSAL_NEAR_MISSES
 
+from kubeguard.net.detect.decode import normalize
 from kubeguard.net.detect.http import inspect_http_request
 from kubeguard.net.detect.prefilter import needs_values, widen_anchors
 from kubeguard.net.proto.http import HttpRequestStream
@@ -118,3 +121,15 @@ def test_metadata_spellings_same_detections() -> None:
         flagged = [r for r in reqs if any(d.rule.startswith("HTTP SSRF") for d in inspect_http_request(r))]
         assert flagged and all(needs_values(r) for r in flagged), host
         assert_same(reqs)
+
+
+def test_traversal_cases_same_detections() -> None:
+    """The traversal tokenizer's cases (decoded, so many reach the prefilter unencoded) in every place."""
+    reqs = []
+    for payload in TRAVERSALS + TRAVERSAL_NEAR_MISSES:
+        reqs += placements(normalize(payload).replace("\x00", ""))
+        reqs += placements(payload)
+    flagged = [r for r in reqs if any(d.rule == "HTTP path traversal"
+                                      for d in inspect_http_request(r, prefilter=False))]
+    assert len(flagged) > len(TRAVERSALS) * 4  # the cases really reach the check
+    assert_same(reqs)

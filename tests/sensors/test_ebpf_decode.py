@@ -327,3 +327,12 @@ def test_datagram_sent_without_connect() -> None:
         False, True, "4", 3, 2)
     assert (v6["evt.type"], v6["fd.type"], v6["evt.res"], v6["fd.sockfamily"]) == (
         "sendmsg", "ipv6", "ENETUNREACH", "ip")
+
+
+def test_datagram_received_without_connect() -> None:
+    """RD4: a datagram from a new sender on an unconnected socket: the sender is the client (Falco's tuple)."""
+    (event,) = decode_lines([
+        _bt_line("RD4", "tracepoint:syscalls:sys_exit_recvfrom", 5, 2, 17, "198.51.100.7", 40100, "0.0.0.0", 5400)])
+    assert (event["evt.type"], event["fd.name"], event["fd.cip"], event["fd.sport"], event["fd.rip"]) == (
+        "recvfrom", "198.51.100.7:40100->0.0.0.0:5400", "198.51.100.7", 5400, "198.51.100.7")
+    assert (event["fd.connected"], event["fd.name_changed"]) == (False, True)

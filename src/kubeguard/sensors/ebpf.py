@@ -145,6 +145,8 @@ class EbpfSensor:
             "paths and arguments longer than 64 bytes are cut; at most 15 argv entries; an empty argv entry ends argv",
             "cwd deeper than 9 components is reported with a leading '...'",
             "reads of already-open files (no per-read events); writes are seen by fanotify",
+            "datagrams without connect: sendto/sendmsg/recvfrom/recvmsg only when the socket's peer changes "
+            "(forgotten every minute: the current peer is then reported once more); sendmmsg/recvmmsg not traced",
         ]
 
     # ---- lifecycle -------------------------------------------------------------------------

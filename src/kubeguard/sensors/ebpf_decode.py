@@ -127,6 +127,9 @@ LAYOUTS = _layouts(
     # Falco network rules (falcolive2): datagrams sent to a new destination without connect()
     Layout.of("SD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
     Layout.of("SD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
+    # ... and received from a new sender on an unconnected socket
+    Layout.of("RD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
+    Layout.of("RD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
 )
 
 
@@ -472,15 +475,16 @@ class BpftraceDecoder:
         return [*out, event]
 
     # network
-    def _connect(self, f: Fields, family: int, evt_type: str = "connect") -> list[Event]:
-        """connect, and the calls that name their destination (sendto, sendmsg): this end is the client."""
+    def _connect(self, f: Fields, family: int, evt_type: str = "connect", client_is_local: bool = True) -> list[Event]:
+        """connect, and the calls that name their peer (sendto, sendmsg: this end is the client; recvfrom,
+        recvmsg: the sender is)."""
         event = self._header(f, evt_type)
         fd = f["fd"]
         self._result(event, f["ret"])
         event["fd.num"] = fd
         event["evt.arg.fd"] = fd
         inet_fields(event, family, f["proto"], (f["laddr"], f["lport"]), (f["raddr"], f["rport"]),
-                    client_is_local=True)
+                    client_is_local=client_is_local)
         return [event]
 
     def _tag_C4(self, f: Fields) -> list[Event]:
@@ -712,18 +716,25 @@ class BpftraceDecoder:
         return [event]
 
     # --- Falco network rules (falcolive2) ----------------------------------------------------------------
-    def _send(self, f: Fields, family: int) -> list[Event]:
-        """sendto/sendmsg naming a destination on an unconnected socket, printed by the kernel side only when
-        the destination changed: Falco's fd.connected=false, fd.name_changed=true (its outbound macro)."""
-        events = self._connect(f, family, syscall_of(f["probe"]))
+    def _datagram(self, f: Fields, family: int, sent: bool) -> list[Event]:
+        """sendto/sendmsg to a new destination (this end is the client) or recvfrom/recvmsg from a new sender
+        (the sender is, Falco's tuple for these calls) on an unconnected socket: the kernel side prints only
+        those, so Falco's fd.connected=false and fd.name_changed=true (its outbound and inbound macros)."""
+        events = self._connect(f, family, syscall_of(f["probe"]), client_is_local=sent)
         events[0].update({"fd.connected": False, "fd.name_changed": True})
         return events
 
     def _tag_SD4(self, f: Fields) -> list[Event]:
-        return self._send(f, 2)
+        return self._datagram(f, 2, sent=True)
 
     def _tag_SD6(self, f: Fields) -> list[Event]:
-        return self._send(f, 10)
+        return self._datagram(f, 10, sent=True)
+
+    def _tag_RD4(self, f: Fields) -> list[Event]:
+        return self._datagram(f, 2, sent=False)
+
+    def _tag_RD6(self, f: Fields) -> list[Event]:
+        return self._datagram(f, 10, sent=False)
 
 
 def decode_lines(lines: list[str], clock_offset_ns: int = 0) -> list[Event]:

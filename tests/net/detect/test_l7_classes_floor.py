@@ -17,8 +17,8 @@ import pytest
 from bench import l7_classes
 
 # percent of sampled attack requests detected (any HTTP rule), never below; false positives, never above
-FLOORS = {"cmdi": 66.6, "code": 62.2, "traversal": 50.0}  # main at 36861ae (l7cmd landed)
-FP_CEILING = 0.53  # main at 36861ae; the goal is 0.5
+FLOORS = {"cmdi": 74.4, "code": 80.3, "traversal": 96.8}  # cmdi, code: l7cmd at 93076da; traversal: main at 2bb024f
+FP_CEILING = 0.5  # the goal (0.30 % at l7cmd 93076da)
 
 
 def _sampled(probe: l7_classes.Probe) -> bool:

@@ -29,6 +29,10 @@ DIAL = ("import socket, sys, time\nend = time.monotonic() + 60\nprint('ready', f
         "while time.monotonic() < end:\n"
         "  try:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close(); break\n"
         "  except OSError:\n    time.sleep(0.1)")
+# Sends a datagram every 0.1 s until stopped (the pod's receiver may start after it).
+DATAGRAMS = ("import socket, sys, time\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+             "print('ready', flush=True)\nend = time.monotonic() + 60\n"
+             "while time.monotonic() < end:\n  s.sendto(b'kg', (sys.argv[1], int(sys.argv[2]))); time.sleep(0.1)")
 
 
 def _start(pod: Pod, cmd: list[str]) -> subprocess.Popen[str]:
@@ -44,11 +48,13 @@ def _start(pod: Pod, cmd: list[str]) -> subprocess.Popen[str]:
 
 @contextmanager
 def peer(pod: Pod, kind: str, address: str, port: int, work: Path | None = None) -> Iterator[None]:
-    """kind: "listen" (TCP listener), "dial" (a client dialing the pod), "metadata" (the lab's instance
+    """kind: "listen" (TCP listener), "dial" (a client dialing the pod), "datagrams" (UDP datagrams sent to
+    the pod without connect), "metadata" (the lab's instance
     metadata service, kubeguard.lab.services), "pool" (the lab's Stratum pool). `work`: a folder for the lab
     services' logs and credentials."""
-    if kind in ("listen", "dial"):
-        cmd = [PYTHON, "-c", LISTEN if kind == "listen" else DIAL, address, str(port)]
+    if kind in ("listen", "dial", "datagrams"):
+        code = {"listen": LISTEN, "dial": DIAL, "datagrams": DATAGRAMS}[kind]
+        cmd = [PYTHON, "-c", code, address, str(port)]
     else:
         assert work is not None
         work.mkdir(parents=True, exist_ok=True)

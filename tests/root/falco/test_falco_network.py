@@ -67,6 +67,12 @@ def serve_once(address: str, port: int, python: str = PYTHON) -> str:
             "s.settimeout(60); s.accept()[0].close()\"")
 
 
+def receive_once(address: str, port: int, python: str = PYTHON) -> str:
+    """One datagram received on an unconnected UDP socket, asking for the sender's address (recvfrom)."""
+    return (f"{python} -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            f"s.bind(('{address}', {port})); s.settimeout(60); s.recvfrom(64)\"")
+
+
 UDP_SEND = (f"{PYTHON} -c \"import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
             f"s.connect(('{PEER}', 5151)); s.send(b'kg')\"")
 
@@ -115,6 +121,10 @@ CASES = [
      serve_once("{pod}", 8083, INTERPRETER), "default"),
     ("inbound-source", "Unexpected inbound connection source", (), ("dial", PEER, 8084), serve_once(PEER, 8084),
      "default"),
+    ("interpreted-udp-inbound", "Interpreted procs inbound network activity", (), ("datagrams", "{pod}", 5400),
+     receive_once("{pod}", 5400, INTERPRETER), "default"),
+    ("inbound-source-udp", "Unexpected inbound connection source", (), ("datagrams", PEER, 5401),
+     receive_once(PEER, 5401), "default"),
     ("stratum-miner", "Detect crypto miners using the Stratum protocol", (), ("pool", PEER, 3333), MINER,
      "default"),
     # bash's /dev/tcp connect is a shell's network activity too

@@ -353,3 +353,31 @@ def test_datagrams_without_connect_reported_when_destination_changes(log: EventL
     assert (last["fd.l4proto"], last["fd.connected"], last["fd.name_changed"], last["evt.rawres"]) == (
         "udp", False, True, 1)
     assert last["fd.name"] == f"0.0.0.0:{lport}->127.0.0.4:5305"
+
+
+def test_datagrams_received_without_connect_reported_when_sender_changes(log: EventLog) -> None:
+    """recvfrom/recvmsg asking for the sender on an unconnected UDP socket: one event per new sender."""
+    child = subprocess.Popen([PY, "-c", textwrap.dedent("""
+        import socket
+        r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        r.bind(("127.0.0.1", 0))
+        print(r.getsockname()[1], flush=True)
+        senders = [r.recvfrom(16)[1][1] for _ in range(3)]
+        senders.append(r.recvmsg(16)[3][1])
+        print(*senders, flush=True)
+    """)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    port = int(child.stdout.readline())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+        for sender in (a, a, b, a):
+            sender.sendto(b"x", ("127.0.0.1", port))
+            time.sleep(0.05)  # one at a time: the receiver sees them in this order
+        out, _ = child.communicate(timeout=30)
+    a_port, _, b_port, _ = (int(p) for p in out.split())
+    last = log.wait(lambda e: e["evt.type"] == "recvmsg" and e["proc.pid"] == child.pid)
+    got = log.all(lambda e: e["evt.type"] in ("recvfrom", "recvmsg") and e["proc.pid"] == child.pid)
+    assert sorted((e["evt.type"], e["fd.cport"]) for e in got) == sorted([
+        ("recvfrom", a_port), ("recvfrom", b_port), ("recvmsg", a_port)])
+    assert last["fd.name"] == f"127.0.0.1:{a_port}->127.0.0.1:{port}"
+    assert (last["fd.sport"], last["fd.connected"], last["fd.name_changed"], last["fd.l4proto"]) == (
+        port, False, True, "udp")

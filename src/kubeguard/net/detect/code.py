@@ -34,6 +34,15 @@ PHP_EXEC = (
     "|posix_kill|putenv|ini_set|chr|print|md5|var_dump|print_r|getcwd|get_current_user|array_map|usort"
     "|array_filter|expect_popen|dl|symlink|mail|hexdec|sleep|usleep|die"
 )
+# Names only PHP code uses: a call of one is code whatever its argument (`fopen (x)`, `curl_init()`).
+PHP_ONLY = (
+    "shell_exec|passthru|proc_open|popen|pcntl_exec|base64_decode|gzinflate|gzuncompress|gzdecode|bzdecompress"
+    "|zlib_decode|str_rot13|file_get_contents|file_put_contents|fsockopen|pfsockopen|curl_init|curl_exec"
+    "|assert_options|file_exists|fopen|fwrite|fputs|readfile|highlight_file|show_source|phpinfo|phpversion|php_uname"
+    "|posix_\\w+|ini_set|ini_get|get_defined_vars|get_defined_functions|create_function|call_user_func_array"
+    "|call_user_func|preg_replace|unserialize|move_uploaded_file|var_dump|print_r|getcwd|get_current_user"
+    "|array_map|array_filter|expect_popen|gethostbyname|filegroup|fileowner|strrev|proc_\\w+|pcntl_\\w+"
+)
 # Calls that are attacks even when empty: `phpinfo()`.
 _EMPTY_OK = frozenset({"phpinfo", "phpversion", "php_uname", "getcwd", "get_current_user", "die"})
 # Calls that need more than one code-shaped argument to count (they are also ordinary words).
@@ -42,17 +51,31 @@ _WEAK_CALLS = frozenset({"print", "md5", "chr", "hexdec", "sleep", "usleep", "di
                          "array_filter", "var_dump", "print_r"})
 
 ENTRIES = {
-    "php_tag": r"<\?(?:php\b|=|\s)",
+    "php_tag": r"<\?(?:php\b|=|\s)|\[/?php\]",
     "php_call": rf"\b(?:{PHP_EXEC})\s*(?:\(|/\*|#|//)",
+    "php_only": rf"\b(?:{PHP_ONLY})\s*(?:\(|/\*|#|//)",
+    "php_object": r"\b[OC]:\d+:\"[\w\\]+\":\d+:\{",
+    "php_wrapper": r"\b(?:php|phar|zlib|compress\.(?:zlib|bzip2)|ssh2\.(?:exec|shell|tunnel|sftp|scp)|expect|ogg"
+                   r"|rar|zip|glob)://",
+    "php_dynamic": r"\$\w*\s*[\[{][^\n]*[\]}]\s*\(",
+    "node": r"_\$\$ND_FUNC\$\$_|\bnew\s+Function\s*\(|\bprocess\s*(?:\.|\[\s*['\"]?)\s*mainModule"
+            r"|\brequire\s*\.\s*main\b|\brequire\s*\[|\bchild_process\b|\bwhile\s*\(+\s*!*\s*(?:true|false|1|0|NaN|this|new\s+Date|\+?Infinity|\+1)"
+            r"\s*\)+",
     "php_complex": r"\$\{\s*@|\{\s*\$\{",
     "php_superglobal": r"\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
-    "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{\[|@\(|[<\[]#assign\b",
+    "perl": r"@\{\[",
+    "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{\[|@\(|[<\[]#assign\b|#set\s*\(\s*\$",
+    "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
                 r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
 }
 ENTRY_PATTERN = "|".join(f"(?:{p})" for p in ENTRIES.values())
 _ENTRY = {name: re.compile(p, re.I) for name, p in ENTRIES.items()}
+# The precise forms behind two of the entries (the entries stay small for hyperscan).
+_ENTRY["php_only"] = re.compile(
+    rf"\b(?:{PHP_ONLY})\s*(?:/\*.{{0,80}}?\*/\s*|#[^\n]{{0,80}}\n\s*|//[^\n]{{0,80}}\n\s*){{0,4}}\(", re.I | re.S)
+_ENTRY["php_dynamic"] = re.compile(r"\$\w*(?:\s*\[(?:[^\[\]]|\[[^\[\]]{0,20}\]){0,40}\]|\s*\{[^}]{0,40}\})+\s*\(")
 
 _PHP_CALL = re.compile(
     rf"\b({PHP_EXEC})\s*(?:/\*.{{0,80}}?\*/\s*|#[^\n]{{0,80}}\n\s*|//[^\n]{{0,80}}\n\s*){{0,4}}\(\s*(?:/\*.{{0,80}}?\*/\s*){{0,4}}(.?)",
@@ -78,6 +101,13 @@ _SERVER_OBJECT = re.compile(
     r"|open|readlines|getattr|attr)\s*\(|`[^`]+`|\|\s*(?:filter|map|sort|reduce)\s*\(\s*['\"]"
     r"|\bregisterUndefinedFilterCallback\b|\bgetFilter\s*\(|\bsetAttribute\s*\(|\bgetMethod\s*\(|\binvoke\s*\("
     r"|\bphp\b|\bSmarty_Internal|\bdump\s*\(|\bdebug\b|\bsource\s*\(|\bmodule\.(?:require|constructor)"
+    r"|\bnew\s+(?:[A-Z]\w*|[a-z]+\.[\w.]+)\s*\(|\bgetAttribute\s*\(|\.\s*execute\s*\(|\bnewInstance\s*\("
+    r"|\bMethodClosure\b|^\s*(?:request|session)\s*$|\b(?:request|session)\s*\.\s*\w+\s*\("
+    r"|['\"][^'\"]{0,40}['\"]\s*\.\s*\w+\s*\(|^\s*=?\s*_\.(?:VERSION|templateSettings)\b"
+    r"|\b\w+\s*\(\s*['\"](?:/|[a-z]:\\)|\b_context\b|\bpassthru\b|\b(?:SECRET_KEY|secret_key|signer|password)\b"
+    r"|\bconfig\s*\.\s*(?:items|iteritems|values|get|from_\w+|__\w+)\b|passthru|\b_charset\b|\d+\s*\|\s*add\s*:\s*\d+"
+    r"|\bnew\s*(?:/\*.{0,20}?\*/\s*)+\w+\s*\("
+    r"|^\s*(?:exec|sym|data|call|fd|section)://|^\s*#with\s+[\"'(\w]|\bstring\.sub\b"
     r"|\.\s*(?:mro|subclasses|globals|builtins|init)\b|\bimport\b|\bincludes?\s+['\"]?/",
     re.I,
 )
@@ -93,13 +123,29 @@ def _code_arg(first: str, rest: str) -> bool:
 
 def _php(text: str) -> str | None:
     tag = _ENTRY["php_tag"].search(text)
+    if tag and tag.group(0).lower() == "<?php":
+        return text[tag.start() : tag.start() + 80]
     if tag and re.search(r"[;()$'\"`]", text[tag.end() : tag.end() + 200]):
         return text[tag.start() : tag.start() + 80]
+    if tag and tag.group(0).lower() in ("[php]", "[/php]"):
+        return text[tag.start() : tag.start() + 80]
+    if tag and re.match(r"\s*(?:echo|print|system|eval|include|require|exec|passthru|\$)", text[tag.end() :], re.I):
+        return text[tag.start() : tag.start() + 80]
+    for name in ("php_only", "php_object", "php_wrapper", "php_dynamic"):
+        for found in _ENTRY[name].finditer(text):
+            called = found.group(0).split("(")[0].strip().lower()
+            if name == "php_only" and re.match(r"\s*\)\s*(?:[^\s;.)]|\s+\w)", text[found.end() :]) \
+                    and not called.startswith(("php", "posix_", "get_", "curl_init")):
+                continue  # "fwrite() failed", "exec() syscalls": a function named in prose
+            return text[found.start() : found.end() + 40]
     for call in _PHP_CALL.finditer(text):
         name, first = call.group(1).lower(), call.group(2)
         rest = text[call.end() : call.end() + 40]
         if first == ")" and name in _EMPTY_OK:
             return call.group(0)
+        if re.match(r"[\w$]+\)", first + rest) and text[call.start() : call.end()].rstrip(first).endswith(
+                call.group(1) + "("):
+            return text[call.start() : call.end() + 40]  # `system(whoami)`, `chr(123)`: no space before the paren
         if not _code_arg(first, rest):
             continue
         if name in _WEAK_CALLS and not (first in ("'", '"', "$", "`") or _CALL_NAME.match(first + rest)):
@@ -130,6 +176,12 @@ def _template(text: str) -> str | None:
             return match.group(0)[:120]
     if re.search(r"\{/?php\}", text, re.I):
         return text[:80]
+    statement = re.search(r"\{%-?\s*(?:include|import|from|extends|debug|load|get_admin_log|ssi)\b", text, re.I)
+    if statement:
+        return statement.group(0)[:120]
+    velocity = re.search(r"#set\s*\(\s*\$\w+\s*=\s*\$\w+\s*\.\s*\w+\s*\(", text)
+    if velocity:
+        return text[velocity.start() : velocity.start() + 120]
     assign = re.search(r"[<\[]#assign\b[^>\]]{0,200}(?:freemarker\.template\.utility|\?new\s*\()", text, re.I)
     if assign:
         return assign.group(0)[:120]
@@ -158,8 +210,16 @@ def code_injection(value: str) -> tuple[str, str] | None:
         template = _template(text)
         if template:
             return "template", template
-    if _ENTRY["php_tag"].search(text) or _ENTRY["php_call"].search(text) or _ENTRY["php_complex"].search(text) \
-            or _ENTRY["php_superglobal"].search(text):
+    perl = _ENTRY["perl"].search(text)
+    if perl and re.search(r"\w", text[perl.end() : perl.end() + 200]):
+        return "perl", text[perl.start() : perl.start() + 80]
+    python = _ENTRY["python"].search(text)
+    if python:
+        return "template", text[max(0, python.start() - 30) : python.end() + 30]
+    node = _ENTRY["node"].search(text)
+    if node:
+        return "node", text[node.start() : node.end() + 40]
+    if any(_ENTRY[name].search(text) for name in ENTRIES if name.startswith("php")):
         php = _php(text)
         if php:
             return "php", php

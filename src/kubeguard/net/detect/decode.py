@@ -19,13 +19,26 @@ MAX_INPUT = 65536  # characters of one value decoded; the rest is inspected raw
 MAX_ROUNDS = 4  # URL / entity decoding passes (triple encoding and a little more)
 
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
-# Overlong UTF-8 spellings of '.', '/' and '\\' that old servers decoded (the IIS / Tomcat traversal trick).
-_OVERLONG = re.compile(r"%(?:c0%(?:ae|2e|af|2f)|c1%(?:9c|1c)|e0%80%(?:ae|af))", re.I)
-_OVERLONG_CHAR = {"ae": ".", "2e": ".", "af": "/", "2f": "/", "9c": "\\", "1c": "\\"}
+# Overlong UTF-8 spellings of '.', '/' and '\\' that old servers decoded (the IIS / Tomcat traversal trick):
+# 2- to 6-byte forms, and the invalid ones decoders that mask bits accepted (`%c0%5e`, `%c1%pc`, `%bg%qf`).
+_OVERLONG = re.compile(
+    r"%(?:c0%(?:[256aef]e|[2aq]f|5c|9v|\.)|c1%(?:[19p]c|8s|af)|bg%qf"
+    r"|(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%a[ef]|(?:e0|f0%80|f8%80%80|fc%80%80%80)%81%9c)", re.I)
+_OVERLONG_LEAD = re.compile(r"%[bcef][0-9a-g]", re.I)
+_OVERLONG_CHAR = {"e": ".", ".": ".", "f": "/", "v": "/", "s": "/", "c": "\\"}
+# IIS "double nibble" escapes: `%%32%%65` is '%' + '2' + 'e', i.e. '.'.
+_NIBBLE = re.compile(r"%%(3[0-9]|[46][1-6])%%(3[0-9]|[46][1-6])")
+# ... and what is left of them after one URL decoding: `%2%e`, `%2%f`, `%5%c`.
+_HALF_NIBBLE = re.compile(r"%(?:2%[ef]|5%c)", re.I)
 _PCT_U = re.compile(r"%[uU]([0-9A-Fa-f]{4})")
 _ENTITY = re.compile(r"&(#[0-9]{1,7};?|#[xX][0-9A-Fa-f]{1,6};?|[A-Za-z]{2,8};)")
 _BSLASH_HEX = re.compile(r"\\x([0-9A-Fa-f]{2})|\\u([0-9A-Fa-f]{4})")
 _B64 = re.compile(rb"^[A-Za-z0-9+/=\s_-]{8,}$")
+
+
+def _overlong(match: re.Match[str]) -> str:
+    text = match.group(0).lower()
+    return "\\" if text.endswith(("5c", "9c", "1c", "pc")) else _OVERLONG_CHAR[text[-1]]
 
 
 def _bslash(match: re.Match[str]) -> str:
@@ -36,8 +49,14 @@ def decode_once(value: str, plus: bool = False) -> str:
     """One pass over every encoding layer we know; returns the value unchanged when none applies."""
     out = value
     if "%" in out:
-        if "%c" in out or "%C" in out or "%e0" in out or "%E0" in out:
-            out = _OVERLONG.sub(lambda m: _OVERLONG_CHAR[m.group(0)[-2:].lower()], out)
+        if "%%" in out:
+            out = _NIBBLE.sub(lambda m: chr(int(chr(int(m.group(1), 16)) + chr(int(m.group(2), 16)), 16)), out)
+        if _HALF_NIBBLE.search(out):
+            out = _HALF_NIBBLE.sub(lambda m: chr(int(m.group(0).replace("%", ""), 16)), out)
+        if "%25" in out and _OVERLONG.search(out.replace("%25", "%")):
+            out = out.replace("%25", "%")  # `%c1%25pc`: an overlong spelling with its '%' encoded again
+        if _OVERLONG_LEAD.search(out):
+            out = _OVERLONG.sub(_overlong, out)
         out = _PCT_U.sub(lambda m: chr(int(m.group(1), 16)), out)
         if _PCT.search(out):
             out = unquote_plus(out, errors="replace") if plus else unquote(out, errors="replace")

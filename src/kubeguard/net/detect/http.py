@@ -18,11 +18,12 @@ from kubeguard.net.detect.code import code_injection
 from kubeguard.net.detect.extract import Value, request_values
 from kubeguard.net.detect.jndi import jndi_lookup
 from kubeguard.net.detect.mask import snippet
-from kubeguard.net.detect.patterns import GATE_CMD, GATE_CODE, GATE_HOST, GATE_JNDI, GATE_SQL, Catalogue
+from kubeguard.net.detect.patterns import GATE_CMD, GATE_CODE, GATE_HOST, GATE_JNDI, GATE_PATH, GATE_SQL, Catalogue
 from kubeguard.net.detect.prefilter import needs_values
 from kubeguard.net.detect.shell import command_injection
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.detect.ssrf import is_metadata_host, metadata_target
+from kubeguard.net.detect.traversal import path_traversal
 from kubeguard.net.types import Detection, HttpRequest
 from kubeguard.redact import redact
 
@@ -37,6 +38,7 @@ SSRF = ("HTTP SSRF to cloud metadata", Severity.CRITICAL, ("T1190", "T1552.005")
 METADATA = ("HTTP request to cloud metadata API", Severity.HIGH, ("T1552.005",))
 SMUGGLING = ("HTTP request smuggling", Severity.HIGH, ("T1190",))
 BAD_LENGTH = ("HTTP invalid content length", Severity.MEDIUM, ("T1190", "T1499"))
+TRAVERSAL = ("HTTP path traversal", Severity.HIGH, ("T1190", "T1083"))
 
 
 @cache
@@ -108,6 +110,10 @@ def _inspect_value(val: Value, marks: set[int], found: _Findings, sql_threshold:
             sig = cat.signatures[index]
             start, end = cat.evidence_span(index, text)
             found.add((sig.rule, sig.severity, sig.mitre), where, snippet(text, start, end))
+    if GATE_PATH in marks:
+        path = path_traversal(text, in_uri_path=where == "uri path")
+        if path is not None:
+            found.add(TRAVERSAL, where, snippet(path))
     if GATE_CMD in marks:
         command = command_injection(text)
         if command:

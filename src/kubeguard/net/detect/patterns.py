@@ -16,19 +16,14 @@ import hyperscan
 
 from kubeguard.model import Severity
 from kubeguard.net.detect import code, shell
+from kubeguard.net.detect.traversal import GATE as PATH_GATE
+from kubeguard.net.detect.traversal import GATE_PARTS as PATH_GATE_PARTS
 
 CMD = (
     r"(?:cat|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|dash|ksh|python[23]?|perl|ruby|php|ping|"
     r"nslookup|dig|ls|rm|chmod|chown|echo|printf|sleep|touch|base64|telnet|socat|powershell|cmd|certutil|"
     r"mkfifo|kill|pkill|useradd|crontab|env|tftp|scp|ssh|awk|sed|xargs|find|head|tail|systeminfo|ifconfig|"
     r"ipconfig|netstat|ps|hostname|busybox|nohup|setsid|xmrig|minerd|kubectl|docker|apt-get|yum|apk)"
-)
-SENSITIVE_FILES = (
-    r"(?:etc/(?:passwd|shadow|group|hosts|issue|sudoers|crontab|kubernetes/)|proc/(?:self|\d+)/(?:environ|cmdline|"
-    r"maps|fd|root|cwd|mem)|windows/(?:win\.ini|system32)|boot\.ini|\.ssh/|\.aws/credentials|\.kube/config|"
-    r"var/run/secrets|var/lib/kubelet|\.env\b|web\.config|wp-config\.php|\.git/|\.htpasswd|\.htaccess|\.bash_history|"
-    r"win\.ini|system\.ini|"
-    r"root/|id_rsa)"
 )
 
 
@@ -49,17 +44,6 @@ SIGNATURES: tuple[Signature, ...] = (
         r"|<xi:include\b|<!ENTITY\s+%",
     ),
     Signature(
-        "HTTP path traversal", Severity.HIGH, ("T1190", "T1083"),
-        r"(?:\.\.[/\\]){3,}|(?:\.\.[/\\])+\.?/?" + SENSITIVE_FILES + r"|(?:^|[=/\\])\.\.[/\\].*\x00"
-        r"|(?:^|[\s=\"'(])(?:file|php|phar|zip|expect|glob|data:text|netdoc|jar):(?://)?/?(?:/?" + SENSITIVE_FILES
-        + r"|filter|input|stdin|\w+/)|^\s*/" + SENSITIVE_FILES + r"|^\s*[a-z]:\\windows\\"
-        # ./ padding or a bare name before a sensitive file, Windows drive paths to system places, a null byte
-        # cutting off an appended extension
-        r"|^\s*(?:\./)+" + SENSITIVE_FILES + r"|^\s*(?:\.htaccess|\.htpasswd|web\.config|boot\.ini|win\.ini)\s*$"
-        r"|^\s*[a-z]:[\\/]+(?:windows|winnt|boot\.ini|inetpub|users[\\/]+[^\\/]+[\\/]+(?:desktop|appdata))\b"
-        r"|\x00\.?[a-z0-9]{1,5}\s*$",
-    ),
-    Signature(
         "HTTP Struts OGNL injection", Severity.CRITICAL, ("T1190", "T1059"),
         r"#_memberAccess|DEFAULT_MEMBER_ACCESS|ognl\.OgnlContext|@java\.lang\.(?:Runtime|ProcessBuilder|System)@"
         r"|(?:%|\$)\{[^}]{0,200}(?:#context|#request|#cmd|#application|#session|@java|new\s+java\.)"
@@ -78,6 +62,7 @@ GATE_JNDI = 1001  # a Log4j lookup
 GATE_HOST = 1002  # something that can name a host: a URL, a bare address, a metadata name
 GATE_CMD = 1003  # a command word or evasion at a shell command position (`shell.command_injection` looks further)
 GATE_CODE = 1004  # an entry token of PHP / SSI / template / web-shell code (`code.code_injection` looks further)
+GATE_PATH = 1005  # something a traversal verdict needs: `..`, a drive, a null byte, a sensitive file's name
 GATES = {
     GATE_SQL: r"['\"`;()#=<>|&*@\\]|--|/\*|0x[0-9a-f]{8}|\b(?:and|or|xor|not|union|select|insert|update|delete|"
               r"drop|exec|execute|sleep|benchmark|waitfor|having|order|group|like|rlike|regexp|between|case|when|"
@@ -88,12 +73,14 @@ GATES = {
     GATE_HOST: r"^[\[\d]|^[0-9a-f]{0,4}:[0-9a-f]{0,4}:|@[\[\d]|//|metadata|\.internal\b|nip\.io|sslip\.io",
     GATE_CMD: shell.GATE,
     GATE_CODE: code.ENTRY_PATTERN,
+    GATE_PATH: PATH_GATE,
 }
 # The gates as hyperscan compiles them fastest: one expression per alternative (the same id for each).
 GATE_PARTS: dict[int, tuple[str, ...]] = {
     **{gate: (pattern,) for gate, pattern in GATES.items()},
     GATE_CMD: shell.GATE_PARTS,
     GATE_CODE: tuple(code.ENTRIES.values()),
+    GATE_PATH: PATH_GATE_PARTS,
 }
 SEPARATOR = "\n\x01\n"  # between values in one joined scan buffer
 

@@ -28,7 +28,16 @@ from functools import cache, lru_cache
 import hyperscan
 
 from kubeguard.net.detect.extract import MAX_BODY, SQL_HEADERS
-from kubeguard.net.detect.patterns import GATE_CMD, GATE_CODE, GATE_JNDI, GATE_PARTS, GATE_SQL, GATES, SIGNATURES
+from kubeguard.net.detect.patterns import (
+    GATE_CMD,
+    GATE_CODE,
+    GATE_JNDI,
+    GATE_PARTS,
+    GATE_PATH,
+    GATE_SQL,
+    GATES,
+    SIGNATURES,
+)
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
 from kubeguard.net.types import HttpRequest
 
@@ -87,7 +96,8 @@ def _compile(patterns: list[str]) -> hyperscan.Database:
 @cache
 def _databases() -> tuple[hyperscan.Database, hyperscan.Database, hyperscan.Database]:
     """(any-value triggers, SQL gate over split parts, command gate over values), compiled once per process."""
-    return (_compile([*TRIGGERS, *(widen_anchors(s.pattern) for s in SIGNATURES)]), _compile([GATES[GATE_SQL]]),
+    values = [*(widen_anchors(s.pattern) for s in SIGNATURES), *(widen_anchors(p) for p in GATE_PARTS[GATE_PATH])]
+    return (_compile([*TRIGGERS, *values]), _compile([GATES[GATE_SQL]]),
             _compile([widen_anchors(p) for p in GATE_PARTS[GATE_CMD]]))
 
 

@@ -33,7 +33,7 @@ STRONG = frozenset({
     "nc", "wget", "curl", "crontab", "useradd", "usermod", "passwd", "chmod", "chown", "base64", "telnet", "tftp",
     "nohup", "setsid", "getent", "hostname", "uptime", "ver", "qwinsta", "quser", "schtasks", "taskkill", "regsvr32",
     "rundll32", "mshta", "cscript", "wscript", "arp", "route", "traceroute", "tracert", "pwd", "sysctl", "lsof",
-    "iptables", "dmesg", "lsb_release", "which", "locate", "finger", "invoke-webrequest", "invoke-expression",
+    "iptables", "dmesg", "lsb_release", "locate", "finger", "invoke-webrequest", "invoke-expression",
     "invoke-command", "invoke-restmethod", "invoke-wmimethod", "iwr", "iex", "irm", "iwmi", "start-process",
     "new-object", "findstr", "icacls", "whereis",
 })
@@ -42,6 +42,7 @@ BARE = frozenset({
     "id", "ls", "dir", "pwd", "whoami", "uname", "ifconfig", "ipconfig", "netstat", "systeminfo", "tasklist", "env",
     "ps", "who", "ver", "hostname", "uptime", "sh", "bash", "zsh", "dash", "ksh", "cmd", "powershell", "pwsh",
     "getent", "set", "history", "arp", "route", "lsof", "dmesg", "qwinsta", "quser", "wmic", "df", "w", "groups",
+    "visudo", "aptitude", "shutdown", "reboot", "halt", "poweroff", "lastlog",
 })
 # Names cmd.exe runs whatever their case (``DIR``, ``Net User``); other commands count only in lower case.
 WINDOWS = frozenset({
@@ -59,17 +60,27 @@ WEAK = frozenset({
     "grep", "xargs", "sh", "bash", "zsh", "dash", "ksh", "csh", "tcsh", "python", "python2", "python3", "perl",
     "ruby", "php", "node", "lua", "cmd", "cd", "net", "reg", "sc", "ssh", "scp", "kubectl", "docker", "apt-get", "yum",
     "apk", "tar", "gzip", "zip", "unzip", "openssl", "mail", "sort", "uniq", "wc", "od", "xxd", "strings", "nl",
-    "tac", "rev", "cut", "diff", "file", "stat", "date", "time", "expr", "eval", "exec", "source", "start", "call",
+    "tac", "rev", "cut", "which", "diff", "file", "stat", "date", "time", "expr", "eval", "exec", "source", "start",
+    "call",
     "for", "if", "vi", "vim", "nano", "mount", "df", "du", "free", "top", "history", "alias", "export", "unset",
+    "strace", "ltrace", "flock", "cpulimit", "nice", "ionice", "stdbuf", "watch", "chroot", "unshare", "runuser",
+    "taskset", "script", "htop", "visudo", "aptitude", "shutdown", "reboot", "halt", "poweroff", "lastlog",
+    "bcdboot", "regedit", "perf",
     "systemctl", "service", "chattr", "ln", "mkdir", "rmdir", "dd", "nmap", "dig", "host", "whois", "tee", "column",
     "fetch", "lynx", "telnet", "ftp", "wall", "su", "sudo", "doas", "pip", "npm", "gcc", "make", "jobs", "bg", "fg",
 })
 COMMANDS = STRONG | WEAK
 # Commands that are attacks even as a whole value on their own (no separator): nobody names them in a form.
 START_ALONE = frozenset({"whoami", "systeminfo", "ipconfig", "ifconfig", "netstat", "tasklist", "uname"})
+# Interpreters that run code given inline (`perl -e`, `python -c`).
+INTERPRETERS = frozenset({"perl", "python", "python2", "python3", "ruby", "php", "node", "bash", "sh", "zsh", "dash",
+                          "ksh", "lua", "powershell", "pwsh"})
 # Words that run the next word as a command.
 PREFIXES = frozenset({"sudo", "doas", "nohup", "exec", "time", "env", "xargs", "busybox", "setsid", "command",
                       "builtin", "call", "start", "cmd", "su"})
+# Programs that run the command they are given (`strace ifconfig`, `nohup who`).
+RUNNERS = PREFIXES | frozenset({"strace", "ltrace", "flock", "cpulimit", "nice", "ionice", "stdbuf", "timeout",
+                                "watch", "chroot", "unshare", "runuser", "taskset", "script"})
 # Windows commands whose subcommand makes them a command line (``net user``, ``reg query``).
 SUBCOMMANDS = {
     "net": frozenset({"user", "users", "localgroup", "group", "view", "share", "use", "accounts", "start", "stop",
@@ -91,17 +102,22 @@ _TOKEN = re.compile(
 _ARTEFACT = re.compile(
     r"/dev/(?:tcp|udp)/|>&\s*/dev/|\b0>&1|\$\{IFS\}|\$IFS\b|\(\)\s*\{\s*:?\s*;?\s*\}\s*;|\|\s*(?:ba|z|da)?sh\b"
     r"|\bnc(?:at)?\s+(?:-\w+\s+)*-[ec]\s|\bpowershell(?:\.exe)?\s+-(?:enc|e|nop|w|c|ep|exec)\w*\b"
-    r"|\bcmd(?:\.exe)?\s+/[ck]\s",
+    r"|\bcmd(?:\.exe)?\s+/[ck]\s"
+    # a fork bomb, a shell escape from vi/ex/gdb, a bracket glob spelling a system path, the shell run by name
+    r"|\(\)\s*\{\s*[\w.:]+\s*\|\s*[\w.:]+\s*&\s*\}|\b(?:vim?|ex|gdb|less|more|man)\b[^;|&\n]{0,40}\\?!\s*[a-z]"
+    r"|/(?:etc|bin|usr|proc|dev|var|root|home|sbin)/[^\s/]*\[[^\]\s/]+\][^\s/]*"
+    r"|^[\s'\"]*\$\{?(?:SHELL|BASH|0)\}?\s+-c\b",
     re.I,
 )
 # Evasions undone before tokenising: caret escapes, `$@` / `$*` / `$9`, quotes and backslashes inside words.
+_TERMINAL = re.compile(r"\\(?:033|x1b|e)\[\d*[a-z]|\x1b\[\d*[a-z]", re.I)
 _CARET = re.compile(r"(?<=\w)\^(?=\w)")
 _EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))")
 _IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
 _INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
 _EMPTY_QUOTES = re.compile(r"''|\"\"")
 _INWORD_BSLASH = re.compile(r"(?<=[\w/])\\(?=[a-mo-qs-z])|(?<![\w:])\\(?=[a-mo-qs-z]\w)", re.I)
-_BRACE_LIST = re.compile(r"\{([\w./-]+),([^{}\s]*)\}")
+_BRACE_LIST = re.compile(r"\{,?([\w./?*-]+),([^{}\s]*)\}")
 _ENV_VAR = re.compile(r"%(?:comspec|systemroot|windir|programfiles|temp|userprofile|appdata)%", re.I)
 
 # Argument shapes of a command line.
@@ -109,10 +125,17 @@ _OPTION = re.compile(r"-{1,2}[a-z][\w-]*|/[a-z?]{1,8}:?|-\d+", re.I)
 _PATHISH = re.compile(
     r"(?:[a-z]:)?[\\/][\w.*?~$%\\/\[\]-]*|~/?\S*|\.\.?[\\/]\S*|%\w+%\S*|\\\\\w|\$\w+|\$\{\w+\}", re.I
 )
-_ADDRESS = re.compile(r"\w+://\S+|\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?|[\w-]+(?:\.[\w-]+)+\.(?:com|net|org|io|xyz)\b",
+_ADDRESS = re.compile(r"\w+://\S+|\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?|[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|xyz)\b",
                       re.I)
+# What a command line at the very start of a value must reach to count: a path with a directory, the root,
+# a home or parent path, a share, a URL or an address (options alone are how READMEs show commands).
+_TARGET = re.compile(
+    r"(?:[a-z]:)?[\\/](?:[\w.*?~$%\[\]!-]*[\\/])+[\w.*?~$%\\/\[\]!-]*|/|~/?\S*|\.\.[\\/]\S*|\\\\\w\S*|%\w+%\S*"
+    r"|[a-z]:\\\S*|/(?:etc|proc|dev|tmp|var|root|home|bin|usr)\b\S*",
+    re.I,
+)
 _NUMBER = re.compile(r"\d+(?:\.\d+)?[smhd]?")
-_FILE_ARG = re.compile(r"[\w.-]+\.(?:php\d?|phtml|jsp|jspx|aspx?|sh|py|pl|cgi|txt|conf|ini|log|exe|bat|ps1|dll)$",
+_FILE_ARG = re.compile(r"[\w.-]+\.(?:php\d?|phtml|jsp|jspx|aspx?|cgi|exe|bat|ps1|dll)$",
                        re.I)
 _STOP = frozenset({";", "|", "||", "&", "&&", "\n", "\\n", "\\r", ")", "`", "'", '"', "}"})
 
@@ -128,7 +151,7 @@ GATE_PARTS = (
     r"^[\s'\"]*(?:[a-z]:)?[/\\][\w./\\-]*(?:bin|system32)[/\\]",
     r"^\s*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
-    rf"\{{\s*(?:{_WORDS}),",
+    rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     _ARTEFACT.pattern,
 )
 GATE = "|".join(f"(?:{p})" for p in GATE_PARTS)
@@ -137,6 +160,8 @@ GATE = "|".join(f"(?:{p})" for p in GATE_PARTS)
 def _deobfuscate(text: str) -> str:
     """`text` with the shell evasions undone (quotes inside words, carets, empty parameters, brace lists)."""
     out = _CARET.sub("", text) if "^" in text else text
+    if "[" in out:
+        out = _TERMINAL.sub("", out)
     if "$" in out:
         out = _IFS.sub(" ", out)
         out = _EMPTY_PARAM.sub("", out)
@@ -161,10 +186,10 @@ def _command_name(word: str) -> str | None:
         base = re.split(r"[\\/]", name)[-1]
         if not base:
             return None
-        if any(c in base for c in "?*[") and name.startswith("/"):  # /???/c?t, /bin/w[h]oami
+        if any(c in base for c in "?*[") and name.startswith("/") and re.search(r"[a-z?]", base):  # /???/c?t
             return next((c for c in sorted(STRONG | {"cat", "id", "ls", "sh", "bash", "nc"})
                          if fnmatch.fnmatchcase(c, base)), None)
-        if "/" in name and not re.search(r"(?:^|/)s?bin/|^/usr/|^\.?/", name):
+        if "/" in name and not re.search(r"(?:^|/)s?bin/|^\./|system32/", name):
             return None
         name = base
     for suffix in (".exe", ".com"):
@@ -211,13 +236,18 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     name = _command_name(tokens[i])
     if name is None:
         return None
+    if tokens[i].startswith("/") and any(c in tokens[i] for c in "?*[") and "*" not in tokens[i]:
+        return tokens[i]  # /???/c?t: a command spelled as a glob
     words, end = _args(tokens, i + 1)
     if name in PREFIXES and words and _command_name(words[0]):
         return _command_here(tokens, i + 1, after) or (tokens[i] if after != "start" else None)
     redirect_or_pipe = end in ("|", "||", "&&") or end.startswith((">", "<")) or (end[:1].isdigit() and ">" in end)
     shaped = any(_shaped(w) for w in words[:6])
     subcommand = name in SUBCOMMANDS and bool(words) and (
-        words[0].lower() in SUBCOMMANDS[name] or (name in ("for", "if") and words[0][:1] in "%/"))
+        words[0].lower() in SUBCOMMANDS[name] or (name in ("for", "if") and words[0][:1] in "%/[(")
+        or (name == "if" and any("==" in w or w.upper() in ("EQU", "NEQ", "LSS", "LEQ", "GTR", "GEQ") for w in words)))
+    if name in RUNNERS and any(_command_name(w) in STRONG | BARE for w in words[:6] if not w.startswith("-")):
+        subcommand = True  # `strace ifconfig`, `flock -u / whoami`, `time who`
     if name in ("which", "whereis") and words and _command_name(words[0]):
         subcommand = True  # `which nc`
     if after == "start":
@@ -227,7 +257,12 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
             return " ".join([tokens[i], *words])
         if name in SUBCOMMANDS and not subcommand:
             return None  # "net profit", "type of", "set up", "for all"
-        if not (shaped or subcommand or (redirect_or_pipe and words)):
+        if name in INTERPRETERS and words and words[0] in ("-e", "-c", "-r", "-E", "-command", "-enc"):
+            return " ".join([tokens[i], *words[:3]])  # perl -e '...': inline code
+        reaches = any(_TARGET.fullmatch(w.split("=", 1)[-1]) or _ADDRESS.fullmatch(w) for w in words[:6])
+        if words and re.search(r"(?:^|/)s?bin/", tokens[i]):
+            return " ".join([tokens[i], *words[:4]])  # /usr/bin/python3 ...: a program named by its path
+        if not (subcommand or (redirect_or_pipe and words) or reaches or (shaped and name in STRONG)):
             return None
         if len(words) > 8 and not any(_OPTION.fullmatch(w) or _PATHISH.fullmatch(w) for w in words[:3]):
             return None  # prose that starts with a command word
@@ -236,6 +271,8 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
         return None  # "& net profit", "; if you", "| for details"
     if (not words and (name in BARE or end not in ("|", "||"))) and (name in BARE or name in STRONG):
         return tokens[i]
+    if not words and end.startswith("<"):
+        return tokens[i] + " " + end  # `cat<<<x`, `cat</etc/passwd`
     if words and (shaped or subcommand or redirect_or_pipe or name in STRONG):
         return " ".join([tokens[i], *words[:4]])
     if name in ("ping", "sleep", "timeout") and any(_NUMBER.fullmatch(w) for w in words[:3]):
@@ -252,7 +289,9 @@ def command_injection(value: str) -> str | None:
     artefact = _ARTEFACT.search(text)
     if artefact:
         return text[max(0, artefact.start() - 20) : artefact.end() + 20]
-    tokens = _TOKEN.findall(_deobfuscate(text))
+    clean = _deobfuscate(text)
+    spans = [(m.group(0), m.start()) for m in _TOKEN.finditer(clean)]
+    tokens = [tok for tok, _ in spans]
     if not tokens:
         return None
     found = _command_here(tokens, 0, "start")
@@ -264,7 +303,9 @@ def command_injection(value: str) -> str | None:
             return found
     for k, tok in enumerate(tokens[:-1]):
         if tok in SEPARATORS or tok in ("$(", "`", "<(", ">(", "$(("):
-            found = _command_here(tokens, k + 1, tok)
+            start = spans[k][1]
+            inline = tok == "`" and k > 0 and start > 0 and (clean[start - 1].isspace() or clean[start - 1] == "`")
+            found = _command_here(tokens, k + 1, "start" if inline else tok)  # "use `make -j4` to": markdown
             if found:
                 return found
     return None
