@@ -25,6 +25,7 @@ from typing import IO
 from kubeguard.model import Event
 from kubeguard.sensors.base import SENSITIVE_PREFIXES, EmitFn, SensorError, clock_offset_ns
 from kubeguard.sensors.ebpf_decode import BpftraceDecoder
+from kubeguard.sensors.perfwake import shim_env
 
 TRACING_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 TRACEPOINT = re.compile(r"tracepoint:([a-z0-9_]+):([a-z0-9_]+)")
@@ -121,8 +122,12 @@ class EbpfSensor:
 
     def __init__(self, bpftrace: str = "bpftrace", prefixes: tuple[str, ...] = SENSITIVE_PREFIXES,
                  rb_pages: int = DEFAULT_RB_PAGES, ready_timeout: float = READY_TIMEOUT_S,
-                 record: Path | None = None, source: str | None = None) -> None:
+                 record: Path | None = None, source: str | None = None, batch_wakeups: bool | None = None) -> None:
         self.bpftrace = bpftrace
+        # the perfwake shim (no perf wake-up per printf); KUBEGUARD_PERF_SHIM=0 turns it off (benchmarks compare)
+        self.batch_wakeups = batch_wakeups if batch_wakeups is not None else os.environ.get(
+            "KUBEGUARD_PERF_SHIM", "1") != "0"
+        self.wakeups = "per event"
         self.source = source  # program text instead of the packaged kubeguard.bt (benchmarks compare versions)
         self.prefixes = prefixes
         self.rb_pages = rb_pages
@@ -162,6 +167,13 @@ class EbpfSensor:
         if self.dropped_sections:
             self.blind_spots.append("no tracepoints on this kernel for: " + ", ".join(self.dropped_sections))
         env = dict(os.environ, BPFTRACE_PERF_RB_PAGES=str(self.rb_pages), BPFTRACE_STRLEN="64")
+        if self.batch_wakeups:
+            shim = shim_env(self.rb_pages)
+            env.update(shim)
+            self.wakeups = "batched" if shim else "per event"
+            if not shim:
+                self.blind_spots.append("perf wake-up shim unavailable: every event wakes bpftrace (adds ~10 us "
+                                        "per traced exec/connect on VMs)")
         began = time.monotonic()
         if self.record is not None:
             self._record_file = self.record.open("ab")

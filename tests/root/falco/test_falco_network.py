@@ -18,8 +18,11 @@ KUBERNETES_SERVICE_HOST of its own environment, as kubelet sets it in the agent'
 resolves the miner pool names of "Detect outbound connections to common miner pool ports" with the node's
 resolver: the agent runs in a private mount namespace whose /etc/hosts names the test's pool address.
 
-Stand-ins: none. The interpreted-procs cases run the machine's own /usr/bin/python3 (proc.name "python3"); the
-other Python clients and servers run as the real interpreter's file name (python3.11), which is in no list.
+Stand-ins: one, where the rule keys on a process name the machine lacks: "Reverse Shell from Web Server" needs a
+web server as the shell's parent (proc.pname in web_server_binaries), so a copy of /bin/sh named nginx runs a
+real bash reverse shell to a peer. The interpreted-procs cases run the machine's own /usr/bin/python3
+(proc.name "python3"); the other Python clients and servers run as the real interpreter's file name
+(python3.11), which is in no list.
 
 Each case names its rule: scripts/falco_rules_table.py reads CASES to mark those rules live in docs/rules.md.
 """
