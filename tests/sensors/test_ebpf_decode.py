@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from kubeguard.sensors.ebpf import build_program, prefix_filter, split_sections
+from kubeguard.sensors.ebpf import OPTIONAL_SECTIONS, build_program, prefix_filter, split_sections
 from kubeguard.sensors.ebpf_decode import BpftraceDecoder, decode_lines, strip_internal
 from kubeguard.sensors.flags import cap_names, errno_result, mode_names, open_flags, tty_nr
 
@@ -382,3 +382,15 @@ def test_datagram_received_without_connect() -> None:
     assert (event["evt.type"], event["fd.name"], event["fd.cip"], event["fd.sport"], event["fd.rip"]) == (
         "recvfrom", "198.51.100.7:40100->0.0.0.0:5400", "198.51.100.7", 5400, "198.51.100.7")
     assert (event["fd.connected"], event["fd.name_changed"]) == (False, True)
+
+
+def test_optional_sections_left_out_on_request() -> None:
+    """The datagram sections go when no consumer reads their event types (the agent asks when no rule does)."""
+    text = (Path(__file__).parents[2] / "src" / "kubeguard" / "sensors" / "kubeguard.bt").read_text()
+    assert set(OPTIONAL_SECTIONS) <= {name for name, _ in split_sections(text)}
+    everything = {f"{c}:{t}" for c, t in re.findall(r"tracepoint:([a-z0-9_]+):([a-z0-9_]+)", text)}
+    full, _ = build_program(everything, source=text)
+    lean, dropped = build_program(everything, source=text, skip=tuple(OPTIONAL_SECTIONS))
+    assert dropped == [] and '"SD4' in full and '"RD4' in full
+    assert '"SD4' not in lean and '"RD4' not in lean and "@sdl" not in lean and "@rdl" not in lean
+    assert "sys_enter_connect" in lean

@@ -10,6 +10,7 @@ later is restarted by the Supervisor, and the blind interval is raised as an ale
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -261,6 +262,12 @@ def run_agent(config: AgentConfig) -> int:
     enricher.read_duration = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.duration")
     metrics = AgentMetrics()
     factory = sensor_factory(config.sensor)
+    if config.sensor == "ebpf" and isinstance(ruleset, RuleEngine):  # probes no loaded rule needs are left out
+        from kubeguard.sensors.ebpf import OPTIONAL_SECTIONS
+
+        skip = tuple(name for name, calls in OPTIONAL_SECTIONS.items()
+                     if not any(ruleset.reads_evt_type(call) for call in calls))
+        factory = functools.partial(factory, skip_sections=skip)
     runners: list[SensorRunner] = []
     pipeline = Pipeline(
         enricher, ruleset, outputs, store_path=config.store, events_out=config.events_out,
