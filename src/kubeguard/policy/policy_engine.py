@@ -145,6 +145,23 @@ class PolicyEngine:
         self.learned_rules += 1
         self.version += 1
 
+    def touch(self, ref: WorkloadRef) -> None:
+        """Start a discovering workload's quiet window again (something new is now watched)."""
+        with self._lock:
+            if ref in self.store.learned and self.store.learned[ref].mode == "discover":
+                self.store.last_change[ref] = self.clock()
+
+    def learn_file(self, ref: WorkloadRef, path: str, write: bool) -> bool:
+        """Learn an open seen by the file guard (its real path) while `ref` is in discover; True when new."""
+        with self._lock:
+            if ref not in self.store.learned:
+                return False
+            policy = self._effective.get(ref) or self.store.effective(ref)
+            if policy is None or policy.mode != "discover" or policy.file_allowed(path, write):
+                return False
+            self._learn(ref, "files", FileRule(path=path, access="write" if write else "read"))
+            return True
+
     def _exec(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event) -> list[Alert]:
         if event.get("evt.is_open_exec") or not _succeeded(event):
             return []
