@@ -266,7 +266,8 @@ def run_agent(config: AgentConfig) -> int:
         from kubeguard.sensors.ebpf import OPTIONAL_SECTIONS
 
         skip = tuple(name for name, calls in OPTIONAL_SECTIONS.items()
-                     if not any(ruleset.reads_evt_type(call) for call in calls))
+                     if not any(ruleset.reads_evt_type(call) for call in calls)
+                     and not (name == "sendto" and config.policy_dir))  # policies learn unconnected UDP peers
         factory = functools.partial(factory, skip_sections=skip)
     runners: list[SensorRunner] = []
     pipeline = Pipeline(
