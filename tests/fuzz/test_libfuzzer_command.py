@@ -22,7 +22,6 @@ print(json.dumps({"direct": direct, "wrapped": wrapped}))
 
 
 def test_child_peak_rss_does_not_inherit_the_parents() -> None:
-
     root = str(Path(__file__).resolve().parents[2])
     out = subprocess.run([sys.executable, "-c", PARENT, root], capture_output=True, text=True, check=True, timeout=120)
     peaks = json.loads(out.stdout)
