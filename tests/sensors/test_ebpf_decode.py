@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kubeguard.sensors.ebpf import OPTIONAL_SECTIONS, build_program, prefix_filter, split_sections
-from kubeguard.sensors.ebpf_decode import BpftraceDecoder, decode_lines, strip_internal
+from kubeguard.sensors.ebpf_decode import STALE_NS, BpftraceDecoder, decode_lines, strip_internal
 from kubeguard.sensors.flags import cap_names, errno_result, mode_names, open_flags, tty_nr
 
 RECORDED = Path(__file__).parent / "data" / "bpftrace-recorded.jsonl"
@@ -159,11 +159,28 @@ def test_exec_missing_lines_is_emitted_once_stale() -> None:
     lines = [ln for ln in RECORDED.read_text().splitlines() if "17478" in ln and '"W' not in ln and '"Q' not in ln]
     decoder = BpftraceDecoder()
     assert [ev for ln in lines for ev in decoder.feed(ln)] == []  # waiting for its cwd lines
-    later = json.dumps({"type": "printf", "data": "\x1f".join(
-        ["X", str(9701651343936 + 2_000_000_000), "9", "9", "1", "0", "0", "1", "4026531836", "9", "true",
-         "0", "0", "1", "0", "0"]) + "\n"})
-    (ev,) = decoder.feed(later)  # an exit line 2 s later expires the stale exec
+    (ev,) = decoder.feed(other_exit(STALE_NS + 1_000_000_000))  # an exit line over STALE_NS later expires it
     assert ev["proc.args"] == "kgs23dfa863 two three four" and "proc.cwd" not in ev
+
+
+def test_exec_entry_read_after_later_exits_keeps_its_arguments() -> None:
+    """A loaded bpftrace drains one CPU's ring after another: an entry line can come after exits 2 s newer."""
+    lines = [ln for ln in RECORDED.read_text().splitlines() if "17478" in ln and '"Q' not in ln]
+    entry = [ln for ln in lines if '"A' in ln or '"V' in ln]
+    record = json.loads(entry[0])  # recorded before the A line had its `more` flag: a V line follows
+    entry[0] = json.dumps({**record, "data": record["data"].removesuffix("\n") + "\x1f1\n"})
+    decoder = BpftraceDecoder()
+    assert [ev for ln in lines if '"A' not in ln and '"V' not in ln for ev in decoder.feed(ln)] == []
+    assert decoder.feed(other_exit(2_000_000_000)) == []  # another thread's exit, 2 s later: still waiting
+    (ev,) = [ev for ln in entry for ev in decoder.feed(ln)]
+    assert ev["proc.args"] == "kgs23dfa863 two three four"
+
+
+def other_exit(after_ns: int) -> str:
+    """An exec exit line of thread 9, `after_ns` after the recorded exec of thread 17478."""
+    return json.dumps({"type": "printf", "data": "\x1f".join(
+        ["X", str(9701651343936 + after_ns), "9", "9", "1", "0", "0", "1", "4026531836", "9", "true",
+         "0", "0", "1", "0", "0"]) + "\n"})
 
 
 def test_module_load_replay() -> None:

@@ -37,7 +37,10 @@ from kubeguard.sensors.flags import (
 SEP = "\x1f"
 MAX_ARGV = 15
 MAX_CWD = 9
-STALE_NS = 1_000_000_000  # an exec still missing lines 1 s after its exit line is emitted as it is
+# An exec still missing lines 5 s (of kernel time) after its exit line is emitted as it is. bpftrace drains one
+# CPU's ring after another: on a loaded node a thread's entry line can come in after exit lines stamped over a
+# second later (1 s emitted execs without their arguments under load).
+STALE_NS = 5_000_000_000
 PENDING_LIMIT = 8192  # pending execs/mounts kept at most (a lost exit line must not grow memory)
 ID_ARGS = {
     "setuid": ("uid",), "setgid": ("gid",), "setreuid": ("ruid", "euid"), "setregid": ("rgid", "egid"),
