@@ -34,3 +34,13 @@ def require(condition: bool, feature: str) -> None:
         if IN_CI:
             pytest.fail(f"CI=true and {feature} is missing")
         pytest.skip(f"{feature} is missing")
+
+
+def libfuzzer_command(command: list[str]) -> list[str]:
+    """`command` started from a small forked shell, so libFuzzer's -rss_limit_mb sees only its own memory.
+
+    Linux keeps a process's peak RSS (getrusage's ru_maxrss, what libFuzzer checks) across execve, and
+    subprocess starts children with vfork: a harness started straight from a pytest that has grown to 1 GB
+    begins "using" 1 GB. A child the shell forks starts from the shell's own small peak.
+    """
+    return ["/bin/sh", "-c", '"$@"; exit $?', "sh", *command]

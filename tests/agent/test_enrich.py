@@ -126,3 +126,39 @@ def test_setuid_events_carry_the_uid_before_the_change(setup) -> None:
     denied = enricher.enrich(Event({"evt.type": "setuid", "proc.pid": 950, "evt.rawres": -1, "evt.arg.uid": 0,
                                     "user.uid": 1000, "_cgroup_id": container_ino}))
     assert denied["user.uid"] == 1000
+
+
+def test_proc_duration_from_proc_start_or_exec_time(tmp_path: Path) -> None:
+    """proc.duration: since the process's creation (/proc/PID/stat start time); a process gone before its exec is
+    processed counts from that exec; proc.tty is a process field on every event."""
+    proc = tmp_path / "proc"
+    (proc / "700").mkdir(parents=True)
+    ticks = os.sysconf("SC_CLK_TCK")
+    started = time.clock_gettime(time.CLOCK_BOOTTIME) - 10  # created 10 s ago
+    (proc / "700" / "stat").write_text(f"700 (nginx) S 1 {' '.join(['0'] * 17)} {int(started * ticks)} 0 0\n")
+    enricher = Enricher(FilePodSource(tmp_path / "none.json"), CgroupResolver(root=tmp_path, refresh_interval=0.0),
+                        ProcessTable(proc=proc))
+    enricher.read_duration = True
+    now = time.time_ns()
+    for pid in (700, 701):  # 701 has no /proc entry any more
+        enricher.enrich(Event({"evt.type": "execve", "evt.dir": "<", "evt.rawres": 0, "evt.time": now - 10**9,
+                               "proc.pid": pid, "proc.ppid": 1, "proc.name": "nginx", "proc.tty": 34816}))
+    old, gone = (enricher.enrich(Event({"evt.type": "openat", "evt.time": now, "proc.pid": pid,
+                                        "fd.name": "/etc/shadow"})) for pid in (700, 701))
+    assert 9.5e9 < old["proc.duration"] < 10.5e9
+    assert gone["proc.duration"] == 10**9
+    assert (old["proc.tty"], gone["proc.tty"]) == (34816, 34816)
+
+
+def test_container_mounts_from_host_path_volumes(tmp_path: Path) -> None:
+    spec = pod("dind", CID, UID, "10.1.0.9")
+    spec["spec"]["volumes"] = [{"name": "sock", "hostPath": {"path": "/var/run/docker.sock"}}]
+    spec["spec"]["containers"][0]["volumeMounts"] = [{"name": "sock", "mountPath": "/run/docker.sock",
+                                                      "readOnly": True}]
+    pods_file = tmp_path / "pods.json"
+    pods_file.write_text(json.dumps({"kind": "List", "items": [spec]}))
+    source = FilePodSource(pods_file, min_refresh=0.0)
+    source.refresh(force=True)
+    assert source.mounts(CID) == [{"source": "/var/run/docker.sock", "dest": "/run/docker.sock", "mode": "ro",
+                                   "rdwr": "false", "propagation": "rprivate"}]
+    assert source.mounts("ff" * 32) is None

@@ -250,3 +250,20 @@ def test_exec_without_a_readable_path_is_judged_by_name(tmp_path: Path) -> None:
     unknown["proc.name"] = "marker"
     (alert,) = engine.process(unknown)
     assert alert.output_fields["policy.deviation"] == "process marker (path not readable)"
+
+
+def test_unconnected_udp_sends_are_learned_and_checked(tmp_path: Path) -> None:
+    clock = Clock()
+    engine = engine_for(tmp_path, clock)
+
+    def send(ip: str, port: int, res: int) -> Event:
+        return event("u1", **{"evt.type": "sendto", "fd.type": "ipv6", "fd.sip": ip, "fd.sport": port,
+                              "fd.l4proto": "udp", "evt.rawres": res})
+
+    assert engine.process(send("fd00::53", 53, 40)) == []  # discover: 40 bytes sent, the peer is learned
+    assert engine.process(send("fd00::54", 53, -1)) == []  # a failed send teaches nothing
+    clock.now += 61
+    engine.tick()
+    assert engine.process(send("fd00::53", 53, 40)) == []
+    (alert,) = engine.process(send("fd00::54", 53, 40))
+    assert alert.output_fields["policy.deviation"] == "egress UDP fd00::54:53"

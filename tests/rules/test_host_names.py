@@ -70,3 +70,12 @@ def test_cluster_names_never_go_to_the_nodes_resolver(monkeypatch: pytest.Monkey
     NameSet(["kubernetes.default.svc.cluster.local", "db.shop.svc.cluster.local", "pool.example"], registry)
     registry.resolve_wanted()
     assert asked == ["pool.example"]
+
+
+def test_engine_says_which_event_types_its_rules_read(tmp_path: Path) -> None:
+    """The agent leaves out the datagram probes when no rule reads sendto/recvfrom (a rule without evt.type
+    reads every type)."""
+    connects = cond_engine(tmp_path, "evt.type = connect and fd.sip.name = kg-api.test")
+    assert connects.reads_evt_type("connect") and not connects.reads_evt_type("sendto")
+    anything = cond_engine(tmp_path, "fd.sip.name = kg-api.test")
+    assert anything.reads_evt_type("sendto")

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from kubeguard.sensors.ebpf import build_program, prefix_filter, split_sections
-from kubeguard.sensors.ebpf_decode import BpftraceDecoder, decode_lines, strip_internal
+from kubeguard.sensors.ebpf import OPTIONAL_SECTIONS, build_program, prefix_filter, split_sections
+from kubeguard.sensors.ebpf_decode import STALE_NS, BpftraceDecoder, decode_lines, strip_internal
 from kubeguard.sensors.flags import cap_names, errno_result, mode_names, open_flags, tty_nr
 
 RECORDED = Path(__file__).parent / "data" / "bpftrace-recorded.jsonl"
@@ -159,11 +159,28 @@ def test_exec_missing_lines_is_emitted_once_stale() -> None:
     lines = [ln for ln in RECORDED.read_text().splitlines() if "17478" in ln and '"W' not in ln and '"Q' not in ln]
     decoder = BpftraceDecoder()
     assert [ev for ln in lines for ev in decoder.feed(ln)] == []  # waiting for its cwd lines
-    later = json.dumps({"type": "printf", "data": "\x1f".join(
-        ["X", str(9701651343936 + 2_000_000_000), "9", "9", "1", "0", "0", "1", "4026531836", "9", "true",
-         "0", "0", "1", "0", "0"]) + "\n"})
-    (ev,) = decoder.feed(later)  # an exit line 2 s later expires the stale exec
+    (ev,) = decoder.feed(other_exit(STALE_NS + 1_000_000_000))  # an exit line over STALE_NS later expires it
     assert ev["proc.args"] == "kgs23dfa863 two three four" and "proc.cwd" not in ev
+
+
+def test_exec_entry_read_after_later_exits_keeps_its_arguments() -> None:
+    """A loaded bpftrace drains one CPU's ring after another: an entry line can come after exits 2 s newer."""
+    lines = [ln for ln in RECORDED.read_text().splitlines() if "17478" in ln and '"Q' not in ln]
+    entry = [ln for ln in lines if '"A' in ln or '"V' in ln]
+    record = json.loads(entry[0])  # recorded before the A line had its `more` flag: a V line follows
+    entry[0] = json.dumps({**record, "data": record["data"].removesuffix("\n") + "\x1f1\n"})
+    decoder = BpftraceDecoder()
+    assert [ev for ln in lines if '"A' not in ln and '"V' not in ln for ev in decoder.feed(ln)] == []
+    assert decoder.feed(other_exit(2_000_000_000)) == []  # another thread's exit, 2 s later: still waiting
+    (ev,) = [ev for ln in entry for ev in decoder.feed(ln)]
+    assert ev["proc.args"] == "kgs23dfa863 two three four"
+
+
+def other_exit(after_ns: int) -> str:
+    """An exec exit line of thread 9, `after_ns` after the recorded exec of thread 17478."""
+    return json.dumps({"type": "printf", "data": "\x1f".join(
+        ["X", str(9701651343936 + after_ns), "9", "9", "1", "0", "0", "1", "4026531836", "9", "true",
+         "0", "0", "1", "0", "0"]) + "\n"})
 
 
 def test_module_load_replay() -> None:
@@ -316,6 +333,46 @@ def test_exit_line_names_the_program_when_a_failed_path_attempt_is_read_after_it
     assert all(e["proc.exepath"] == "/root/.cargo/bin/cat" for e in execs if e["evt.res"] == "ENOENT")
 
 
+def _exec_lines(facts_line: str | None) -> list[str]:
+    cwd = json.dumps({"type": "printf", "data": "W\x1f4242\x1f0\x1ftmp|0\x1f/|1\x1f/|1\x1f1\n"})
+    head = [_bt_line("A", "/tmp/kg-dropped", "kg-dropped", "", "", "0")]
+    if facts_line is not None:
+        head.append(json.dumps({"type": "printf", "data": facts_line + "\n"}))
+    return [*head, _bt_line("X", 0, 4294967295, 1, 0, 0), cwd]
+
+
+def test_exec_facts_come_before_their_exit_line() -> None:
+    caps = (1 << 21) | (1 << 12)  # CAP_SYS_ADMIN, CAP_NET_ADMIN
+    (lead_upper_init,) = [e for e in decode_lines(_exec_lines(f"XF\x1f4242\x1f7\x1f{caps}\x1f{1 << 21}\x1f0"))
+                          if e["evt.type"] == "execve"]
+    assert (lead_upper_init["proc.is_vpgid_leader"], lead_upper_init["proc.is_exe_upper_layer"]) == (True, True)
+    assert lead_upper_init["evt.arg.flags"] == "EXE_UPPER_LAYER"
+    assert lead_upper_init["thread.cap_permitted"] == "CAP_NET_ADMIN CAP_SYS_ADMIN"
+    assert lead_upper_init["thread.cap_effective"] == "CAP_SYS_ADMIN"
+    # no XF line: no fact holds (the program prints one whenever a fact does), and no capabilities are claimed
+    (plain,) = [e for e in decode_lines(_exec_lines(None)) if e["evt.type"] == "execve"]
+    assert (plain["proc.is_vpgid_leader"], plain["proc.is_exe_upper_layer"]) == (False, False)
+    assert "thread.cap_permitted" not in plain and "evt.arg.flags" not in plain
+    (leader,) = [e for e in decode_lines(_exec_lines(f"XF\x1f4242\x1f1\x1f{caps}\x1f0\x1f0"))
+                 if e["evt.type"] == "execve"]
+    assert (leader["proc.is_vpgid_leader"], leader["proc.is_exe_upper_layer"]) == (True, False)
+    assert "thread.cap_permitted" not in leader  # capabilities only for a namespace's pid 1
+
+
+def test_bpf_prog_load_and_userfaultfd() -> None:
+    (load,) = decode_lines([_bt_line("BPF", 7, 5)])
+    assert (load["evt.type"], load["evt.arg.cmd"], load["evt.rawarg.cmd"], load["fd.num"], load["evt.res"]) == (
+        "bpf", "BPF_PROG_LOAD", 5, 7, "SUCCESS")
+    decoder = BpftraceDecoder()
+    decoder.own_pid = 4242  # the sensor's own bpftrace attaching its probes
+    assert decoder.feed(_bt_line("BPF", 7, 5)) == []
+    (uffd,) = decode_lines([_bt_line("UF", 3, 0o2000000 | 1)])
+    assert (uffd["evt.type"], uffd["evt.arg.flags"], uffd["evt.rawarg.flags"], uffd["evt.rawres"]) == (
+        "userfaultfd", "O_CLOEXEC|UFFD_USER_MODE_ONLY", 0o2000000 | 1, 3)
+    (denied,) = decode_lines([_bt_line("UF", -1, 0)])
+    assert (denied["evt.res"], "fd.num" in denied) == ("EPERM", False)
+
+
 def test_datagram_sent_without_connect() -> None:
     """SD4/SD6: an unconnected send to a new destination, with Falco's fd.connected/fd.name_changed."""
     v4, v6 = decode_lines([
@@ -329,6 +386,12 @@ def test_datagram_sent_without_connect() -> None:
         "sendmsg", "ipv6", "ENETUNREACH", "ip")
 
 
+def test_java_recvfrom_carries_its_data() -> None:
+    (event,) = decode_lines([_bt_line("RV", 11, 5, 2, "\\xca\\xfe\\xba\\xbe\\x00\\x00\\x00= hi\\x00\\x00")])
+    assert (event["evt.type"], event["fd.num"], event["fd.type"], event["evt.rawres"]) == ("recvfrom", 5, "ipv4", 11)
+    assert event["evt.buffer"] == bytes.fromhex("cafebabe0000003d") + b" hi"
+
+
 def test_datagram_received_without_connect() -> None:
     """RD4: a datagram from a new sender on an unconnected socket: the sender is the client (Falco's tuple)."""
     (event,) = decode_lines([
@@ -336,3 +399,15 @@ def test_datagram_received_without_connect() -> None:
     assert (event["evt.type"], event["fd.name"], event["fd.cip"], event["fd.sport"], event["fd.rip"]) == (
         "recvfrom", "198.51.100.7:40100->0.0.0.0:5400", "198.51.100.7", 5400, "198.51.100.7")
     assert (event["fd.connected"], event["fd.name_changed"]) == (False, True)
+
+
+def test_optional_sections_left_out_on_request() -> None:
+    """The datagram sections go when no consumer reads their event types (the agent asks when no rule does)."""
+    text = (Path(__file__).parents[2] / "src" / "kubeguard" / "sensors" / "kubeguard.bt").read_text()
+    assert set(OPTIONAL_SECTIONS) <= {name for name, _ in split_sections(text)}
+    everything = {f"{c}:{t}" for c, t in re.findall(r"tracepoint:([a-z0-9_]+):([a-z0-9_]+)", text)}
+    full, _ = build_program(everything, source=text)
+    lean, dropped = build_program(everything, source=text, skip=tuple(OPTIONAL_SECTIONS))
+    assert dropped == [] and '"SD4' in full and '"RD4' in full
+    assert '"SD4' not in lean and '"RD4' not in lean and "@sdl" not in lean and "@rdl" not in lean
+    assert "sys_enter_connect" in lean

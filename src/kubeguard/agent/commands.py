@@ -10,6 +10,7 @@ later is restarted by the Supervisor, and the blind interval is raised as an ale
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -258,8 +259,16 @@ def run_agent(config: AgentConfig) -> int:
         HOST_NAMES.start()
     enricher = Enricher(source, node=node)
     enricher.read_env = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.env")
+    enricher.read_duration = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.duration")
     metrics = AgentMetrics()
     factory = sensor_factory(config.sensor)
+    if config.sensor == "ebpf" and isinstance(ruleset, RuleEngine):  # probes no loaded rule needs are left out
+        from kubeguard.sensors.ebpf import OPTIONAL_SECTIONS
+
+        skip = tuple(name for name, calls in OPTIONAL_SECTIONS.items()
+                     if not any(ruleset.reads_evt_type(call) for call in calls)
+                     and not (name == "sendto" and config.policy_dir))  # policies learn unconnected UDP peers
+        factory = functools.partial(factory, skip_sections=skip)
     runners: list[SensorRunner] = []
     pipeline = Pipeline(
         enricher, ruleset, outputs, store_path=config.store, events_out=config.events_out,

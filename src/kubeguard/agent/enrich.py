@@ -3,7 +3,7 @@
 - `container.*` and `k8s.*`: cgroup (path, or v2 id via `CgroupResolver`, or /proc/PID/cgroup)
   -> container id -> pod, through a `PodSource`. Host processes get ``container.id=host``.
 - `proc.pname`, `proc.pexepath`, `proc.pcmdline`, `proc.aname` (a list: index 0 is the process
-  itself, 1 its parent, ...), `proc.apid`, and `proc.cmdline`/`proc.exepath` for events that did
+  itself, 1 its parent, ...), `proc.apid`, and `proc.cmdline`/`proc.exepath`/`proc.tty` for events that did
   not carry them, from the `ProcessTable`.
 - `fd.*` for events that name only an fd (dup2 of a socket onto stdin/stdout), from the `FdTable`.
 - relative path names of file events joined to their directory (`kubeguard.agent.relpaths`).
@@ -46,11 +46,12 @@ class Enricher:
     def __init__(self, pods: PodSource, cgroups: CgroupResolver | None = None, procs: ProcessTable | None = None,
                  node: str = "") -> None:
         self.pods = pods
-        self.cgroups = cgroups or CgroupResolver()
-        self.procs = procs or ProcessTable()
+        self.cgroups = cgroups if cgroups is not None else CgroupResolver()
+        self.procs = procs if procs is not None else ProcessTable()  # (an empty table is falsy)
         self.fds = FdTable(parent_of=self._parent_of)
         self.node = node
         self.read_env = False  # fill proc.env on execs (set when a loaded rule reads it: one /proc read per exec)
+        self.read_duration = False  # fill proc.duration (set when a loaded rule reads it: one /proc read per process)
         self._users: dict[int, str] = {0: "root"}
 
     def enrich(self, event: Event) -> Event:
@@ -72,6 +73,8 @@ class Enricher:
                     event["proc.env"] = env
             if etype in PATH_ARGS:
                 resolve_relative(event, info.cwd if info is not None else "")
+            if self.read_duration:
+                self._duration(event, pid)
         uid = as_int(event.get("user.uid"))
         if uid is None and info is not None:
             uid = info.uid
@@ -141,6 +144,9 @@ class Enricher:
         privileged = self.pods.privileged(identity.container_id)
         if privileged is not None:
             event["container.privileged"] = privileged
+        mounts = self.pods.mounts(identity.container_id)
+        if mounts is not None:
+            event["container.mounts"] = mounts
         if workload.image:
             repository, tag = split_image(workload.image)
             event["container.image.repository"] = repository
@@ -152,7 +158,7 @@ class Enricher:
         if me is not None:
             for key, value in (("proc.name", me.name), ("proc.exepath", me.exepath), ("proc.exe", me.exe),
                                ("proc.args", me.args),
-                               ("proc.cmdline", me.cmdline), ("proc.ppid", me.ppid)):
+                               ("proc.cmdline", me.cmdline), ("proc.ppid", me.ppid), ("proc.tty", me.tty)):
                 if value not in ("", None) and key not in event:
                     event[key] = value
         chain = self.procs.ancestors(pid, as_int(event.get("proc.ppid")))
@@ -164,6 +170,19 @@ class Enricher:
         event["proc.aname"] = [event.get("proc.name", me.name if me else "")] + [
             a.name if a else "<NA>" for a in chain]
         event["proc.apid"] = [pid] + [a.pid if a else 0 for a in chain]
+
+    def _duration(self, event: Event, pid: int) -> None:
+        """Falco's proc.duration: ns since the process was created (its fork; an exec does not reset it), from
+        /proc; for a process already gone when its exec is processed, since that exec (at most its true age)."""
+        info = self.procs.get(pid)
+        when = as_int(event.get("evt.time"))
+        if info is None or when is None:
+            return
+        started = self.procs.started_ns(info)
+        if started is None and event.get("evt.type") in ("execve", "execveat") and event.get("evt.rawres") == 0:
+            info.started_ns = started = when
+        if started is not None:
+            event["proc.duration"] = max(0, when - started)
 
     def _parent_of(self, pid: int) -> int:
         info = self.procs.get(pid)

@@ -85,6 +85,13 @@ class PodSource:
         return container_id in self.podmap.privileged
 
 
+    def mounts(self, container_id: str) -> list[dict[str, str]] | None:
+        """Falco's container.mounts (hostPath volumes of the container's spec); None for an unknown container."""
+        if self.podmap.container(container_id) is None:
+            return None
+        return self.podmap.mounts.get(container_id, [])
+
+
 def _with_container_id(pod: Workload, container_id: str) -> Workload:
     data = pod.to_dict()
     data["container_id"] = container_id

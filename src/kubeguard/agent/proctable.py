@@ -20,6 +20,7 @@ from kubeguard.cluster.cgroups import CgroupIdentity, identity_from_path, path_f
 
 ANCESTRY_DEPTH = 8  # proc.aname[0..7]
 EXITED_KEEP_SECONDS = 5.0  # how long an exited process stays resolvable as a parent
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # units of /proc/PID/stat's start time
 
 
 @dataclass(slots=True)
@@ -38,6 +39,8 @@ class ProcInfo:
     identity: CgroupIdentity | None = None
     cgroup_id: int | None = None  # the cgroup id `identity` was resolved for (None: from /proc)
     exited_at: float | None = None
+    started_ns: int | None = None  # wall-clock ns of the process's creation (Falco's clone_ts), read once
+    start_read: bool = False
 
     @property
     def cmdline(self) -> str:
@@ -104,6 +107,20 @@ class ProcessTable:
             if info is not None:
                 self._put(info)
         return info
+
+    def started_ns(self, info: ProcInfo) -> int | None:
+        """Wall-clock ns at which the process was created (its fork, as Falco's clone_ts: an exec keeps it),
+        from /proc/PID/stat's start time, read once per process; None when the process is already gone."""
+        if not info.start_read:
+            info.start_read = True
+            try:
+                stat = (self.proc / str(info.pid) / "stat").read_text()
+                ticks = int(stat[stat.rindex(")") + 2:].split()[19])
+            except (OSError, ValueError, IndexError):
+                return None
+            age = time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / CLOCK_TICKS
+            info.started_ns = time.time_ns() - int(age * 1e9)
+        return info.started_ns
 
     def ancestors(self, pid: int, ppid: int | None = None, depth: int = ANCESTRY_DEPTH) -> list[ProcInfo | None]:
         """[parent, grandparent, ...] up to `depth - 1` entries; None where the chain is unknown."""

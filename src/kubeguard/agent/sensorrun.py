@@ -24,7 +24,7 @@ class SensorStartError(KubeguardError):
 GapFn = Callable[[str, int, int, str], None]
 
 
-def sensor_factory(name: str) -> Callable[[], Any]:
+def sensor_factory(name: str) -> Callable[..., Any]:
     """A factory of sensors by their `--sensor` name (imported lazily: `proc` needs no bpftrace)."""
     if name == "ebpf":
         from kubeguard.sensors.ebpf import EbpfSensor

@@ -23,6 +23,24 @@ class PodMapError(Exception):
     """The pods file could not be read; the message names the file and the problem."""
 
 
+def host_path_mounts(spec: dict[str, Any], container: dict[str, Any]) -> list[dict[str, str]]:
+    """Falco's container.mounts of a container, as far as its pod spec says: the hostPath volumes it mounts, each
+    {source (host path), dest (path in the container), mode, rdwr, propagation} (the runtime's own mounts, such
+    as /etc/hosts from the kubelet's pod folder, are not in the spec)."""
+    host_paths = {v.get("name"): _text(as_dict(v.get("hostPath")).get("path")) for v in dicts(spec.get("volumes"))
+                  if isinstance(v.get("hostPath"), dict)}
+    out: list[dict[str, str]] = []
+    for mount in dicts(container.get("volumeMounts")):
+        source = host_paths.get(mount.get("name"))
+        if source:
+            read_only = mount.get("readOnly") is True
+            propagation = {"Bidirectional": "rshared", "HostToContainer": "rslave"}.get(
+                _text(mount.get("mountPropagation")), "rprivate")
+            out.append({"source": source, "dest": _text(mount.get("mountPath")), "mode": "ro" if read_only else "",
+                        "rdwr": "false" if read_only else "true", "propagation": propagation})
+    return out
+
+
 def strip_runtime_prefix(container_id: str) -> str:
     """``containerd://abc...`` -> ``abc...`` (also docker://, cri-o://)."""
     return container_id.split("://", 1)[-1]
@@ -38,6 +56,7 @@ class PodMap:
     by_pod_uid: dict[str, Workload] = field(default_factory=dict)
     owners: dict[str, WorkloadRef] = field(default_factory=dict)  # pod uid -> its workload (controller)
     privileged: set[str] = field(default_factory=set)  # container ids whose spec says securityContext.privileged
+    mounts: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # container id -> its hostPath mounts
 
     def add_pod(self, pod: dict[str, Any]) -> None:
         """Index one Pod object (as the API returns it); fields of the wrong type count as absent."""
@@ -47,6 +66,7 @@ class PodMap:
         containers = dicts(spec.get("containers")) + dicts(spec.get("initContainers"))
         images = {c.get("name"): c.get("image", "") for c in dicts(spec.get("containers"))}
         privileged = {c.get("name") for c in containers if as_dict(c.get("securityContext")).get("privileged") is True}
+        mounts = {c.get("name"): host_path_mounts(spec, c) for c in containers}
         labels = tuple(sorted((str(k), str(v)) for k, v in as_dict(meta.get("labels")).items()))
         pod_workload = Workload(
             cluster=self.cluster,
@@ -76,6 +96,8 @@ class PodMap:
                 )
                 if name in privileged:
                     self.privileged.add(cid)
+                if mounts.get(name):
+                    self.mounts[cid] = mounts[name]
 
     def container(self, container_id: str) -> Workload | None:
         """Workload of a container id; accepts the full 64-hex id or Falco's 12-char short id."""

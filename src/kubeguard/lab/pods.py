@@ -137,6 +137,7 @@ class Pod:
     cgroup_v1: dict[str, Path] = field(default_factory=dict)
     owner: tuple[str, str] | None = None  # (kind, name) of the controller, e.g. ("ReplicaSet", "web-5d9c7")
     privileged: bool = False  # the container's securityContext.privileged (what the pods map says)
+    host_mounts: tuple[tuple[str, str], ...] = ()  # hostPath volumes the spec says: (host path, mount path)
     _procs: list[subprocess.Popen[Any]] = field(default_factory=list, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -161,11 +162,13 @@ class Pod:
         return "/" + str(self.cgroup_v2.relative_to(cgroup2_root()))
 
     def wrap(self, cmd: Sequence[str]) -> list[str]:
-        """`cmd` prefixed so that it runs in this pod's cgroups and network namespace."""
+        """`cmd` prefixed so that it runs in this pod's cgroups and network namespace.
+
+        The network namespace is entered first, from the host: the lab's own setns is not the pod's event
+        (in the pod's cgroup it would be Falco's "Change thread namespace" for every pod)."""
         procs = [self.cgroup_v2 / "cgroup.procs", *(p / "cgroup.procs" for p in self.cgroup_v1.values())]
         moves = " && ".join(f"echo $$ > {p}" for p in procs)
-        script = f'{moves} && exec {NSENTER} --net=/run/netns/{self.netns} -- "$@"'
-        return ["sh", "-c", script, "kg-pod", *cmd]
+        return [NSENTER, f"--net=/run/netns/{self.netns}", "--", "sh", "-c", f'{moves} && exec "$@"', "kg-pod", *cmd]
 
     def popen(self, cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start `cmd` inside the pod (subprocess.Popen keyword arguments pass through)."""
@@ -206,7 +209,12 @@ class Pod:
                 "serviceAccountName": self.service_account,
                 "nodeName": NODE_NAME,
                 "containers": [{"name": self.container_name, "image": self.image,
-                                **({"securityContext": {"privileged": True}} if self.privileged else {})}],
+                                **({"securityContext": {"privileged": True}} if self.privileged else {}),
+                                **({"volumeMounts": [{"name": f"host-{i}", "mountPath": dest}
+                                                     for i, (_, dest) in enumerate(self.host_mounts)]}
+                                   if self.host_mounts else {})}],
+                **({"volumes": [{"name": f"host-{i}", "hostPath": {"path": source}}
+                                for i, (source, _) in enumerate(self.host_mounts)]} if self.host_mounts else {}),
             },
             "status": {
                 "phase": "Running",
@@ -286,8 +294,11 @@ class PodLab:
         container_name: str = "app",
         owner: tuple[str, str] | None = None,
         privileged: bool = False,
+        host_mounts: tuple[tuple[str, str], ...] = (),
     ) -> Pod:
-        """Create a pod; `name` defaults to a unique one; `owner` = (kind, name) of its controller."""
+        """Create a pod; `name` defaults to a unique one; `owner` = (kind, name) of its controller;
+        `host_mounts`: (host path, mount path) hostPath volumes its spec declares (the pods map only: the lab
+        mounts nothing)."""
         suffix = secrets.token_hex(4)
         uid = str(uuid.uuid4())
         pod = Pod(
@@ -305,6 +316,7 @@ class PodLab:
             cgroup_v2=Path(),
             owner=owner,
             privileged=privileged,
+            host_mounts=host_mounts,
         )
         rel = Path(*POD_CGROUP_PARENT, f"pod{uid}", pod.container_id)
         try:

@@ -7,7 +7,8 @@ Every `interval` seconds (and at once when a policy changed) the `Enforcer` thre
 2. resolves the allowed executables of the profile to inode numbers inside the container
    (``/proc/PID/root`` + path) and hands the set to the `ExecGuard` (bpftrace, kill at exec);
 3. hands the file rules of the protected containers to the `fileguard` process (fanotify
-   FAN_OPEN_PERM below /etc: an open the profile does not allow fails with EPERM);
+   FAN_OPEN_PERM below /etc: an open, read or write, the profile does not allow fails with EPERM),
+   and the containers in discover too: what they open below /etc is learned by real path;
 4. turns the egress allow rules into addresses, IPv4 and IPv6 (workload peers -> their pods' IPs,
    CIDRs as they are, DNS names through the resolver; UDP ingress peers too, for the replies) and
    makes the workload's `ConnectGuard` maps hold exactly those, attached to every container cgroup
@@ -60,22 +61,28 @@ class FileGuard:
         self.plan = ""
         self.denials = 0
         self.recent: list[str] = []  # the last denials ("D tid r|w path"), for status and tests
+        self.sent = self.acked = 0  # plans written to the guard / plans it has marked ("PLAN" lines)
+        self.seen: list[tuple[str, bool, str]] = []  # (cgroup path, write, real path) opened by learning containers
+        self._seen_lock = threading.Lock()
         self._reader: threading.Thread | None = None
 
-    def apply(self, plan: dict[str, tuple[str, list[FileRule]]]) -> None:
-        """Enforce `plan` (cgroup path -> file rules); no process at all while the plan is empty."""
+    def apply(self, plan: dict[str, tuple[str, list[FileRule]]], learn: frozenset[str] = frozenset()) -> None:
+        """Enforce `plan` (cgroup path -> file rules; the cgroups in `learn` only report what they open);
+        no process at all while the plan is empty."""
         if not plan:
             self.close()
             return
-        text = plan_to_json(plan)
+        text = plan_to_json(plan, learn)
         if self.proc is None or self.proc.poll() is not None:
             self._start()
             self.plan = ""
+            self.sent = self.acked = 0
         if text != self.plan:
             assert self.proc is not None and self.proc.stdin is not None
             self.proc.stdin.write(text + "\n")
             self.proc.stdin.flush()
             self.plan = text
+            self.sent += 1
 
     def _start(self) -> None:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
@@ -95,6 +102,18 @@ class FileGuard:
             if line.startswith("D "):
                 self.denials += 1
                 self.recent = [*self.recent, line.strip()][-20:]
+            elif line.startswith("PLAN"):
+                self.acked += 1
+            elif line.startswith("L "):
+                _, cgroup, access, path = line.rstrip("\n").split(" ", 3)
+                with self._seen_lock:
+                    self.seen.append((cgroup, access == "w", path))
+
+    def take_seen(self) -> list[tuple[str, bool, str]]:
+        """The opens reported by learning containers since the last call."""
+        with self._seen_lock:
+            seen, self.seen = self.seen, []
+        return seen
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
@@ -127,6 +146,9 @@ class Enforcer:
         self.connect_guards: dict[WorkloadRef, ConnectGuard] = {}
         self._cgroups: dict[str, str] = {}  # container id -> cgroup dir
         self._status: dict[WorkloadRef, str] = {}
+        self._learners: dict[str, WorkloadRef] = {}  # cgroup path -> workload, of the containers in discover
+        self.learned_files = 0
+        self._watching: set[WorkloadRef] = set()  # discovering workloads the file guard watches
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="enforcer", daemon=True)
         self.errors = 0
@@ -169,8 +191,17 @@ class Enforcer:
         announce: list[tuple[WorkloadRef, str]] = []
         file_plan: dict[str, tuple[str, list[FileRule]]] = {}
         wanted_guards: set[WorkloadRef] = set()
+        learners: dict[str, WorkloadRef] = {}
+        self._learn_files()
         for ref, policy in policies.items():
             protect = policy.mode == "protect"
+            if policy.mode == "discover":  # the file guard reports the real paths the workload opens below /etc
+                for container in self._containers(podmap, ref):
+                    root = container_root(container.cgroup_dir)
+                    if root:
+                        cgroup = "/" + os.path.relpath(container.cgroup_dir, self.root)
+                        file_plan[cgroup] = (root, [])
+                        learners[cgroup] = ref
             if not protect and not policy.zero_drift:
                 self._say(ref, "")
                 continue
@@ -209,13 +240,31 @@ class Enforcer:
             self.connect_guards.pop(ref).close()
         try:
             self.exec_guard.apply(guarded)
-            self.file_guard.apply(file_plan)
+            self.file_guard.apply(file_plan, frozenset(learners))
         except ExecGuardError as exc:
             self.engine.enforced = set()
             raise BpfError(str(exc)) from exc
         self.engine.enforced = enforced
+        self._learners = learners
+        self._watch(set(learners.values()))
         for ref, message in announce:
             self._say(ref, message)
+
+    def _watch(self, learning: set[WorkloadRef]) -> None:
+        """A discovering workload's quiet window starts again once the file guard has marked its /etc, so
+        it is not promoted before its opens were learned by real path."""
+        self._watching &= learning
+        if self.file_guard.acked >= self.file_guard.sent:
+            for ref in learning - self._watching:
+                self.engine.touch(ref)
+            self._watching |= learning
+
+    def _learn_files(self) -> None:
+        """Hand the opens the file guard saw in discover containers to the engine (real paths)."""
+        for cgroup, write, path in self.file_guard.take_seen():
+            ref = self._learners.get(cgroup)
+            if ref is not None and self.engine.learn_file(ref, path, write):
+                self.learned_files += 1
 
     def _say(self, key: object, message: str) -> None:
         if self._status.get(key) != message:  # type: ignore[call-overload]
@@ -298,12 +347,20 @@ def _networks(peer: Peer, podmap: PodMap) -> list[str]:
 
 
 def container_root(cgroup_dir: str) -> str:
-    """``/proc/PID/root`` of a process in the container (its filesystem as it sees it); "" when empty."""
+    """``/proc/PID/root`` of the container's oldest process (its filesystem as it sees it, from a process that
+    is not about to exit, such as a probe's); "" when the container has no process."""
     try:
         pids = Path(cgroup_dir, "cgroup.procs").read_text().split()
     except OSError:
         return ""
-    return f"/proc/{pids[0]}/root" if pids else ""
+    started: list[tuple[int, int]] = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            started.append((int(stat.rsplit(")", 1)[1].split()[19]), int(pid)))  # field 22: start time
+        except (OSError, ValueError, IndexError):
+            continue
+    return f"/proc/{min(started)[1]}/root" if started else ""
 
 
 def resolve(name: str) -> list[str]:

@@ -1,25 +1,27 @@
-"""Denying file opens below /etc for protected containers: fanotify FAN_OPEN_PERM, answered per open.
+"""Guarding file opens below /etc: fanotify FAN_OPEN_PERM, answered per open; learning their real paths.
 
 Runs as its own process (``python -m kubeguard.policy.fileguard``), started by the `Enforcer` while
-at least one workload is in protect: a permission event waits for an answer, so the answering side
-must never wait on anything that could itself be waiting for an answer (the agent's own threads
-open files below /etc; a separate process with its own interpreter answers them at once).
+at least one workload is in discover or protect: a permission event waits for an answer, so the
+answering side must never wait on anything that could itself be waiting for an answer (the agent's
+own threads open files below /etc; a separate process with its own interpreter answers them at once).
 
-- marks: every directory of the /etc tree of each protected container, as the container sees it
+- marks: every directory of the /etc tree of each guarded container, as the container sees it
   (``/proc/PID/root/etc``; inode marks with FAN_EVENT_ON_CHILD, so other containers' and the
   node's files are not touched unless they are the same files); ld.so.cache, opened by every
   dynamic exec, is excluded with an ignore mark. Directories created later are not marked;
 - per event: the opener's thread (FAN_REPORT_TID) -> its cgroup (/proc/TID/cgroup); an opener
-  outside the protected containers is allowed at once. Inside one, an open for writing (the
-  access mode from the blocked thread's /proc/TID/syscall arguments) of a file (real path, from
-  /proc/self/fd) the workload's rules do not allow writing fails with EPERM. Opens for reading
-  are not refused: programs read /etc through symlinks elsewhere (/usr/share/locale/locale.alias,
-  /usr/lib/ssl/openssl.cnf) that the open tracer names by the link, so a learned profile cannot be
-  trusted to hold every real path read; reads outside the profile are alerts, not blocks;
+  outside the guarded containers is allowed at once. The access mode comes from the blocked
+  thread's /proc/TID/syscall arguments, the file's real path from /proc/self/fd;
+- a learning container (its workload is in discover) is always allowed; each (access, real path)
+  it opens is reported once as ``L <cgroup> <r|w> <path>``, so the profile holds the real paths of
+  what it reads, also those reached through symlinks from elsewhere (/usr/share/locale/locale.alias
+  -> /etc/locale.alias, /usr/lib/ssl/openssl.cnf -> /etc/ssl/openssl.cnf), which the open tracer
+  names by the link;
+- a protected container: an open of a file the workload's rules do not allow for that access
+  (read or write) fails with EPERM and is reported as ``D <tid> <r|w> <path>``;
 - the plan comes on stdin, one JSON object per line:
-  ``{"<cgroup path>": {"root": "/proc/PID/root", "rules": [[path, access, action], ...]}}``;
-  every denial is a line ``D <tid> <w|r> <path>`` on stdout. End of stdin ends the guard (and its
-  marks: nothing is blocked once the agent is gone).
+  ``{"<cgroup path>": {"root": "/proc/PID/root", "rules": [[path, access, action], ...], "learn": bool}}``.
+  End of stdin ends the guard (and its marks: nothing is blocked once the agent is gone).
 """
 
 from __future__ import annotations
@@ -120,22 +122,41 @@ def cgroup_of(tid: int) -> str:
     return ""
 
 
-def plan_from_json(line: str) -> tuple[dict[str, WorkloadPolicy], set[str]]:
-    """The plan line -> (cgroup path -> a policy holding just the file rules, the containers' roots)."""
+def plan_from_json(line: str) -> tuple[dict[str, WorkloadPolicy], set[str], set[str]]:
+    """The plan line -> (cgroup path -> a policy holding just the file rules, the containers' roots, the
+    cgroups that learn)."""
     out: dict[str, WorkloadPolicy] = {}
     roots: set[str] = set()
+    learn: set[str] = set()
     for cgroup, entry in json.loads(line).items():
-        policy = WorkloadPolicy(WorkloadRef("-", "Pod", "-"))
+        policy = WorkloadPolicy(WorkloadRef("-", "Pod", entry["root"]))  # the name holds the container's root
         policy.files = [FileRule(path=r[0], access=r[1], action=r[2]) for r in entry["rules"]]
         out[cgroup] = policy
         roots.add(entry["root"])
-    return out, roots
+        if entry.get("learn"):
+            learn.add(cgroup)
+    return out, roots, learn
 
 
-def plan_to_json(plan: dict[str, tuple[str, list[FileRule]]]) -> str:
-    """``{cgroup path: (container root such as /proc/PID/root, file rules)}`` as the guard's plan line."""
-    return json.dumps({cg: {"root": root, "rules": [[r.path, r.access, r.action] for r in rules]}
-                       for cg, (root, rules) in sorted(plan.items())})
+def plan_to_json(plan: dict[str, tuple[str, list[FileRule]]], learn: frozenset[str] = frozenset()) -> str:
+    """``{cgroup path: (container root such as /proc/PID/root, file rules)}`` as the guard's plan line;
+    the cgroups in `learn` are allowed everything and report what they open."""
+    return json.dumps({cg: {"root": root, "rules": [[r.path, r.access, r.action] for r in rules],
+                            "learn": cg in learn} for cg, (root, rules) in sorted(plan.items())})
+
+
+def root_prefix(root: str) -> str:
+    """Where a container's root is in the guard's own view ("" when it is the same root, as for lab pods)."""
+    try:
+        target = os.readlink(root)
+    except OSError:
+        return ""
+    return "" if target == "/" else target.rstrip("/")
+
+
+def container_path(path: str, prefix: str) -> str:
+    """A path the guard resolved, as the container sees it."""
+    return path[len(prefix):] if prefix and path.startswith(prefix + "/") else path
 
 
 def mark_tree(group: int, etc: str, done: set[tuple[int, int]]) -> int:
@@ -170,6 +191,9 @@ def serve() -> int:
     done: set[tuple[int, int]] = set()
     marked = 0
     plan: dict[str, WorkloadPolicy] = {}
+    learning: set[str] = set()
+    prefixes: dict[str, str] = {}
+    reported: set[tuple[str, bool, str]] = set()
     stdin = sys.stdin.fileno()
     buffered = b""
     out = sys.stdout
@@ -184,32 +208,41 @@ def serve() -> int:
             buffered += chunk
             while b"\n" in buffered:
                 line, buffered = buffered.split(b"\n", 1)
-                plan, roots = plan_from_json(line.decode())
+                plan, roots, learning = plan_from_json(line.decode())
+                prefixes = {cgroup: root_prefix(policy.workload.name) for cgroup, policy in plan.items()}
                 for root in sorted(roots):
                     marked += mark_tree(group, root.rstrip("/") + ROOT, done)
                 out.write(f"PLAN {marked}\n")
                 out.flush()
         if group not in ready:
             continue
-        denials = []
+        lines = []
         for _mask, fd, tid in read_events(os.read(group, 1 << 16)):
             allow = True
             try:
-                policy = plan.get(cgroup_of(tid)) if plan else None
-                if policy is not None and open_is_write(tid):  # reads are not refused (module docstring)
-                    path = fd_path(fd)
-                    allow = policy.file_allowed(path, True)
-                    if not allow:
-                        denials.append(f"D {tid} w {path}\n")
+                cgroup = cgroup_of(tid) if plan else ""
+                policy = plan.get(cgroup)
+                if policy is not None:
+                    write = open_is_write(tid)
+                    path = container_path(fd_path(fd), prefixes.get(cgroup, ""))
+                    access = "w" if write else "r"
+                    if path in IGNORED:  # also when replaced since its ignore mark was set (ldconfig)
+                        pass
+                    elif cgroup in learning:
+                        if (cgroup, write, path) not in reported:
+                            reported.add((cgroup, write, path))
+                            lines.append(f"L {cgroup} {access} {path}\n")
+                    elif not policy.file_allowed(path, write):
+                        allow = False
+                        lines.append(f"D {tid} {access} {path}\n")
             except Exception:  # never leave an opener hanging
                 allow = True
             finally:
                 os.write(group, RESPONSE.pack(fd, FAN_ALLOW if allow else FAN_DENY))
                 os.close(fd)
-        if denials:
-            out.write("".join(denials))
+        if lines:
+            out.write("".join(lines))
             out.flush()
-
 
 if __name__ == "__main__":
     sys.exit(serve())

@@ -44,6 +44,7 @@ FILE_ROOTS = ("/etc/", "/root/", "/bin/", "/sbin/", "/usr/bin/", "/usr/sbin/", "
 OPEN_TYPES = frozenset({"open", "openat", "openat2", "creat"})
 EXEC_TYPES = frozenset({"execve", "execveat"})
 ACCEPT_TYPES = frozenset({"accept", "accept4"})
+SEND_TYPES = frozenset({"sendto", "sendmsg"})  # datagrams naming a destination (unconnected UDP)
 EPERM, EACCES, EINPROGRESS = 1, 13, 115
 RULE_PROCESS = "Policy deviation: process"
 RULE_FILE = "Policy deviation: file"
@@ -99,7 +100,8 @@ class PolicyEngine:
             if pid in self._deviant_pids:
                 del self._deviant_pids[pid]
             return []
-        if etype not in EXEC_TYPES and etype not in OPEN_TYPES and etype != "connect" and etype not in ACCEPT_TYPES:
+        if etype not in EXEC_TYPES and etype not in OPEN_TYPES and etype != "connect" and etype not in ACCEPT_TYPES \
+                and etype not in SEND_TYPES:
             return []
         uid = event.get("k8s.pod.uid")
         if not uid:
@@ -116,7 +118,7 @@ class PolicyEngine:
                 return []  # part of that process's alert
             if etype in OPEN_TYPES:
                 return self._open(ref, policy, event)
-            if etype == "connect":
+            if etype == "connect" or etype in SEND_TYPES:
                 return self._connect(ref, policy, event, podmap)
             return self._accept(ref, policy, event, podmap)
 
@@ -144,6 +146,23 @@ class PolicyEngine:
         self._effective.pop(ref, None)
         self.learned_rules += 1
         self.version += 1
+
+    def touch(self, ref: WorkloadRef) -> None:
+        """Start a discovering workload's quiet window again (something new is now watched)."""
+        with self._lock:
+            if ref in self.store.learned and self.store.learned[ref].mode == "discover":
+                self.store.last_change[ref] = self.clock()
+
+    def learn_file(self, ref: WorkloadRef, path: str, write: bool) -> bool:
+        """Learn an open seen by the file guard (its real path) while `ref` is in discover; True when new."""
+        with self._lock:
+            if ref not in self.store.learned:
+                return False
+            policy = self._effective.get(ref) or self.store.effective(ref)
+            if policy is None or policy.mode != "discover" or policy.file_allowed(path, write):
+                return False
+            self._learn(ref, "files", FileRule(path=path, access="write" if write else "read"))
+            return True
 
     def _exec(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event) -> list[Alert]:
         if event.get("evt.is_open_exec") or not _succeeded(event):
@@ -216,7 +235,7 @@ class PolicyEngine:
         if policy.egress_allowed(ip, peer_wl, port, proto):
             return []
         if policy.mode == "discover":
-            if res is None or res in (0, -EINPROGRESS):
+            if res is None or res >= 0 or res == -EINPROGRESS:  # a send returns the bytes sent
                 self._learn(ref, "egress", NetRule(peer=_peer(ip, peer_wl), port=port, protocol=proto))
             return []
         blocked = res == -EPERM and ref in self.enforced and policy.mode == "protect"

@@ -551,7 +551,10 @@ def indexed(e: Mapping[str, Any], name: str, arg: str) -> Any:
 
 
 def _mount_field(e: Mapping[str, Any], name: str, arg: str) -> Any:
-    """container.mount.dest[/path*] etc. from ``container.mounts``: a list of {source, dest, mode, rdwr}."""
+    """container.mount.dest[/path*] etc. from ``container.mounts``: a list of {source, dest, mode, rdwr}.
+
+    None when the container's mounts are unknown; "N/A" when they are known and none matches (libsinsp's
+    value: Falco's sensitive_mount macro tests `not container.mount.dest[/proc*] in ("<NA>","N/A")`)."""
     mounts = e.get("container.mounts")
     if not isinstance(mounts, list):
         return None
@@ -574,7 +577,7 @@ def _mount_field(e: Mapping[str, Any], name: str, arg: str) -> Any:
             if name == "container.mount.dest":
                 return mount.get("dest")
             return mount.get(key)
-    return None
+    return "N/A"  # libsinsp's value when the container's mounts are known and none matches
 
 
 def glob_matcher(patterns: str | tuple[str, ...], nocase: bool = False) -> LinearPattern | re.Pattern[str]:

@@ -81,6 +81,11 @@ class RuleEngine:
         for t in sorted(self._types):
             self._by_type[t] = self._bucket(t)
 
+    def reads_evt_type(self, name: str) -> bool:
+        """Whether an enabled rule can match events of type `name` (a rule naming no evt.type matches every
+        type): lets the agent leave out sensor probes no rule needs."""
+        return name in self._types or any(r.evt_types is None for r in self.rules)
+
     def reads_field(self, name: str) -> bool:
         """Whether an enabled rule's condition (macros expanded) reads field `name` (e.g. proc.env): lets the
         agent skip work no rule needs."""

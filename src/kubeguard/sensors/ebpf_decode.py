@@ -37,7 +37,10 @@ from kubeguard.sensors.flags import (
 SEP = "\x1f"
 MAX_ARGV = 15
 MAX_CWD = 9
-STALE_NS = 1_000_000_000  # an exec still missing lines 1 s after its exit line is emitted as it is
+# An exec still missing lines 5 s (of kernel time) after its exit line is emitted as it is. bpftrace drains one
+# CPU's ring after another: on a loaded node a thread's entry line can come in after exit lines stamped over a
+# second later (1 s emitted execs without their arguments under load).
+STALE_NS = 5_000_000_000
 PENDING_LIMIT = 8192  # pending execs/mounts kept at most (a lost exit line must not grow memory)
 ID_ARGS = {
     "setuid": ("uid",), "setgid": ("gid",), "setreuid": ("ruid", "euid"), "setregid": ("rgid", "egid"),
@@ -124,6 +127,12 @@ LAYOUTS = _layouts(
     Layout.of("XM", ("tid", int), header=False),
     Layout.of("TC", ("tid", int), ("permitted", int), ("effective", int), header=False),
     Layout.of("SK", ("ret", int), ("domain", int), ("type", int), ("proto", int)),
+    # Falco process/privilege rules (falcolive1): exec facts (XF, before its X); bpf program loads; userfaultfd
+    Layout.of("XF", ("tid", int), ("facts", int), ("permitted", int), ("effective", int), ("inheritable", int),
+              header=False),
+    Layout.of("BPF", ("ret", int), ("cmd", int)),
+    Layout.of("UF", ("ret", int), ("flags", int)),
+    Layout.of("RV", ("ret", int), ("fd", int), ("family", int), ("data", str)),
     # Falco network rules (falcolive2): datagrams sent to a new destination without connect()
     Layout.of("SD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
     Layout.of("SD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
@@ -131,6 +140,10 @@ LAYOUTS = _layouts(
     Layout.of("RD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
     Layout.of("RD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
 )
+# XF facts (kubeguard.bt's execfacts section)
+FACT_PGRP_LEADER, FACT_UPPER_LAYER, FACT_PID_ONE = 1, 2, 4
+BPF_COMMANDS = {5: "BPF_PROG_LOAD"}
+UFFD_FLAGS = ((0o2000000, "O_CLOEXEC"), (0o4000, "O_NONBLOCK"), (1, "UFFD_USER_MODE_ONLY"))
 
 
 class Fields:
@@ -239,6 +252,8 @@ class BpftraceDecoder:
         self.execs: dict[int, PendingExec] = {}
         self.memfd_exec_tids: set[int] = set()  # XM seen: the next X of that tid runs a memfd
         self.unshare_caps: dict[int, tuple[int, int]] = {}  # TC seen: caps for the next NS (unshare) of that tid
+        self.exec_facts: dict[int, tuple[int, int, int, int]] = {}  # XF seen: facts and caps for the next X
+        self.own_pid = 0  # the bpftrace process itself: its BPF_PROG_LOADs (attaching its probes) are dropped
         self.mounts: dict[int, tuple[str, str, str]] = {}
         self.lost = 0
         self.parse_errors = 0
@@ -402,6 +417,8 @@ class BpftraceDecoder:
         if from_memfd:
             self.memfd_exec_tids.discard(tid)
             event["evt.arg.flags"] = "EXE_FROM_MEMFD"  # libscap's execve exit flag, as Falco renders it
+        if f["ret"] == 0:
+            self._exec_facts(event, self.exec_facts.pop(tid, None))
         pending.event = event
         pending.exit_ns = f["nsecs"]
         pending.exit_filename = f.get("filename")
@@ -735,6 +752,80 @@ class BpftraceDecoder:
 
     def _tag_RD6(self, f: Fields) -> list[Event]:
         return self._datagram(f, 10, sent=False)
+
+
+    # --- Falco process/privilege rules (falcolive1) -------------------------------------------------------
+    def _tag_XF(self, f: Fields) -> list[Event]:
+        if len(self.exec_facts) >= PENDING_LIMIT:
+            self.exec_facts.clear()
+        self.exec_facts[f["tid"]] = (f["facts"], f["permitted"], f["effective"], f["inheritable"])
+        return []
+
+    @staticmethod
+    def _exec_facts(event: Event, facts: tuple[int, int, int, int] | None) -> None:
+        """The fields of a successful exec that its XF line gives: the program prints XF whenever one of the
+        facts holds, so no XF line means none does."""
+        bits = facts[0] if facts else 0
+        event["proc.is_vpgid_leader"] = bool(bits & FACT_PGRP_LEADER)
+        event["proc.is_exe_upper_layer"] = bool(bits & FACT_UPPER_LAYER)
+        if facts and bits & FACT_PID_ONE:
+            for name, mask in zip(("thread.cap_permitted", "thread.cap_effective", "thread.cap_inheritable"),
+                                  facts[1:], strict=True):
+                event[name] = cap_names(mask)
+        if bits & FACT_UPPER_LAYER:
+            event["evt.arg.flags"] = "|".join(filter(None, (str(event.get("evt.arg.flags") or ""), "EXE_UPPER_LAYER")))
+
+    def _tag_BPF(self, f: Fields) -> list[Event]:
+        """bpf(BPF_PROG_LOAD): Falco's bpf event with evt.arg.cmd (the enter side's argument) and the fd."""
+        if f["pid"] == self.own_pid:
+            return []
+        event = self._header(f, "bpf")
+        ret, cmd = f["ret"], f["cmd"]
+        self._result(event, ret)
+        event.update({"evt.arg.cmd": BPF_COMMANDS.get(cmd, str(cmd)), "evt.rawarg.cmd": cmd})
+        if ret >= 0:
+            event.update({"evt.arg.fd": ret, "fd.num": ret})
+        return [event]
+
+    def _tag_RV(self, f: Fields) -> list[Event]:
+        """recvfrom() of a Java process: Falco's exit event with the data (evt.buffer: the first 64 bytes here,
+        Falco's default snaplen is 80) and the socket's fd.type."""
+        event = self._header(f, "recvfrom")
+        ret, fd, family = f["ret"], f["fd"], f["family"]
+        self._result(event, ret)
+        data = unescape_buffer(f["data"])[:max(ret, 0)]  # the program prints 64 bytes of the buffer
+        event.update({"fd.num": fd, "evt.arg.fd": fd, "evt.buffer": data, "evt.arg.data": data})
+        kind = {2: "ipv4", 10: "ipv6", 1: "unix"}.get(family)
+        if kind is not None:
+            event["fd.type"], event["fd.typechar"] = kind, {"ipv4": "4", "ipv6": "6", "unix": "u"}[kind]
+        return [event]
+
+    def _tag_UF(self, f: Fields) -> list[Event]:
+        """userfaultfd(): Falco's event with the result (the new fd) and evt.arg.flags."""
+        event = self._header(f, "userfaultfd")
+        ret, flags = f["ret"], f["flags"]
+        self._result(event, ret)
+        event.update({"evt.arg.flags": bit_names(flags, UFFD_FLAGS), "evt.rawarg.flags": flags})
+        if ret >= 0:
+            event["fd.num"] = ret
+        return [event]
+
+
+def unescape_buffer(text: str) -> bytes:
+    """The bytes of bpftrace's %r rendering: `\\xNN` for non-printable bytes, printable ones as themselves."""
+    out = bytearray()
+    i = 0
+    while i < len(text):
+        if text.startswith("\\x", i) and i + 4 <= len(text):
+            try:
+                out.append(int(text[i + 2:i + 4], 16))
+                i += 4
+                continue
+            except ValueError:
+                pass
+        out.extend(text[i].encode())
+        i += 1
+    return bytes(out)
 
 
 def decode_lines(lines: list[str], clock_offset_ns: int = 0) -> list[Event]:

@@ -44,9 +44,11 @@ ATTACKS = [
     "c:WINDOWS/system32/", "/C:\\Program Files\\", "\\\\?\\C:\\Windows\\win.ini", "\\\\localhost\\c$\\windows\\win.ini",
     "\\\\127.0.0.1\\share\\x", "d:\\System32\\Inetsrv\\metabase.xml", "C:/sysprep.inf",
     # null bytes cutting an extension
+    "..%2fboot.ini%00index.html", ".%00.%5c.%00.%5cetc%5cpasswd",
     "shell.php%00.jpg", "../../etc/passwd%00", "/etc/passwd%00.html", "%00../../../etc/passwd", "config.inc.php%00",
     # wrappers
-    "php://filter/convert.base64-encode/resource=index", "file:///etc/passwd", "expect://id", "phar://up.jpg/x",
+    'SYSTEM "file:///etc/shadow" x y', "php://filter/convert.base64-encode/resource=index", "file:///etc/passwd",
+    "expect://id", "phar://up.jpg/x",
 ]
 NEAR_MISSES = [
     "../css/site.css", "../../img/logo.png", "../index.html", "see ../README.md", "..", "...", "../config.json",
@@ -59,7 +61,7 @@ NEAR_MISSES = [
     "src/app/main.py", "/home/alice/projects/report.pdf",
     "docs/web.config.transform", "how to edit .htaccess rewrite rules", "/usr/share/doc/readme.txt",
     "../lib/utils.py", "../../about", "C:\\files\\group\\a.docx", "..\\docs\\a.txt", "../.gitignore", "file.tar.gz",
-    "/api/v1/users/42",
+    "zip:94107", "/api/v1/users/42",
 ]
 
 

