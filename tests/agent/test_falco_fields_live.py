@@ -39,3 +39,22 @@ def test_engine_reads_field_through_macros(tmp_path) -> None:
                     "- rule: R\n  desc: d\n  condition: evt.type = execve and m\n  output: o\n  priority: NOTICE\n")
     assert RuleEngine.load([path], include_defaults=False).reads_field("proc.env")
     assert not RuleEngine.load([], include_defaults=False).reads_field("proc.env")
+
+
+def test_proc_env_from_the_sensor_wins_over_proc(tmp_path) -> None:
+    """The ebpf sensor copies the environment at exec: /proc (a later program, or none) is only the fallback."""
+    from kubeguard.agent.enrich import Enricher
+    from kubeguard.agent.proctable import ProcessTable
+    from kubeguard.model import Event
+
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "environ").write_bytes(b"LATER=1\0")
+    enricher = Enricher(PodSource(), procs=ProcessTable(proc=tmp_path))
+    enricher.read_env = True
+
+    def exec_event(**extra: object) -> Event:
+        return Event({"evt.type": "execve", "evt.rawres": 0, "proc.pid": 77, "proc.name": "x", **extra})
+
+    assert enricher.enrich(exec_event(**{"proc.env": "GLIBC_TUNABLES=x"}))["proc.env"] == "GLIBC_TUNABLES=x"
+    assert enricher.enrich(exec_event(**{"proc.env": ""}))["proc.env"] == ""
+    assert enricher.enrich(exec_event())["proc.env"] == "LATER=1"

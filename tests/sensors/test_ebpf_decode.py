@@ -411,3 +411,75 @@ def test_optional_sections_left_out_on_request() -> None:
     assert dropped == [] and '"SD4' in full and '"RD4' in full
     assert '"SD4' not in lean and '"RD4' not in lean and "@sdl" not in lean and "@rdl" not in lean
     assert "sys_enter_connect" in lean
+
+
+def _percent_r(data: bytes) -> str:
+    """bpftrace's %r rendering of a buffer: printable bytes as themselves, the others as \\xNN."""
+    return "".join(chr(b) if 0x20 <= b < 0x7f else f"\\x{b:02x}" for b in data)
+
+
+def _xe_lines(env: bytes, before: bytes = b"/bin/kg-env\0arg\0", tid: int = 4242) -> list[str]:
+    """The XE lines kubeguard.bt's execenv section prints for an environment `env` laid out in the new program's
+    stack after `before` (argv strings) and before the file name: a chunk that would run past the environment's
+    end is the 64 bytes ending there."""
+    before = b"\xaa" * 64 + before  # the auxiliary vector and pointer arrays below the strings
+    stack = before + env + b"/bin/kg-env\0" + b"\0" * 8
+    start, end = len(before), len(before) + len(env)
+    lines = []
+    for k in range(16):
+        if k and len(env) <= k * 256:
+            break
+        chunks = []
+        for j in range(4):
+            at = start + k * 256 + 64 * j
+            at = end - 64 if at + 64 > end else at
+            chunks.append(_percent_r(stack[at:at + 64]))
+        data = "\x1f".join(map(str, ("XE", tid, k * 256, len(env), *chunks)))
+        lines.append(json.dumps({"type": "printf", "data": data + "\n"}))
+    return lines
+
+
+def _exec_with_env(env_lines: list[str]) -> dict:
+    cwd = json.dumps({"type": "printf", "data": "W\x1f4242\x1f0\x1ftmp|0\x1f/|1\x1f/|1\x1f1\n"})
+    lines = [_bt_line("A", "/bin/kg-env", "kg-env", "", "", "0"), *env_lines, _bt_line("X", 0, 4294967295, 1, 0, 0),
+             cwd]
+    (event,) = [e for e in decode_lines(lines) if e["evt.type"] == "execve"]
+    return event
+
+
+def test_exec_environment_copied_in_the_kernel() -> None:
+    """XE lines (before their X) give Falco's proc.env: entries joined by spaces, at most 4096 bytes."""
+    from kubeguard.sensors.base import ENV_LIMIT, environ_text
+
+    short = b"A=1\0GLIBC_TUNABLES=glibc.malloc.mxfast=0\0"  # shorter than a chunk: read from below its start
+    assert _exec_with_env(_xe_lines(short))["proc.env"] == "A=1 GLIBC_TUNABLES=glibc.malloc.mxfast=0"
+    odd = b"HOME=/root\0A=b c\0SEP=x\x1fy\nz\0UTF=caf\xc3\xa9\0\0" + b"PAD=" + b"p" * 600 + b"\0HTTP_PROXY=h:1\0"
+    assert _exec_with_env(_xe_lines(odd))["proc.env"] == environ_text(odd)
+    assert _exec_with_env(_xe_lines(odd))["proc.env"].endswith("HTTP_PROXY=h:1")
+    assert "SEP=x\x1fy\nz A=" not in environ_text(odd) and "UTF=café" in environ_text(odd)
+    long = b"".join(b"V%04d=%s\0" % (i, b"v" * 40) for i in range(200))  # 9,400 bytes: cut as Falco cuts it
+    env = _exec_with_env(_xe_lines(long))["proc.env"]
+    assert env == environ_text(long[:ENV_LIMIT]) and env.startswith("V0000=")
+    assert env.endswith(" V0087=v") and "V0088" not in env  # 87 entries of 47 bytes, then 7 bytes of the next
+    assert _exec_with_env(_xe_lines(b""))["proc.env"] == ""  # an empty environment is known, not missing
+    assert "proc.env" not in _exec_with_env([])  # section left out: the agent may read /proc instead
+
+
+def test_exec_environment_of_a_lost_exit_does_not_leak() -> None:
+    """A thread's XE lines start over at offset 0: a previous exec's (whose X was lost) are not mixed in."""
+    stale = _xe_lines(b"OLD=" + b"o" * 500 + b"\0")
+    assert _exec_with_env([*stale, *_xe_lines(b"NEW=1\0")])["proc.env"] == "NEW=1"
+    # a lost first line: the later lines alone do not claim a partial environment of the right size
+    assert _exec_with_env(_xe_lines(b"A=" + b"a" * 300 + b"\0")[1:])["proc.env"] != ""
+
+
+def test_execenv_section_left_out_unless_proc_env_is_read() -> None:
+    from kubeguard.sensors.ebpf import OPTIONAL_FIELD_SECTIONS
+
+    text = (Path(__file__).parents[2] / "src" / "kubeguard" / "sensors" / "kubeguard.bt").read_text()
+    assert set(OPTIONAL_FIELD_SECTIONS) <= {name for name, _ in split_sections(text)}
+    everything = {f"{c}:{t}" for c, t in re.findall(r"tracepoint:([a-z0-9_]+):([a-z0-9_]+)", text)}
+    full, _ = build_program(everything, source=text)
+    lean, _ = build_program(everything, source=text, skip=tuple(OPTIONAL_FIELD_SECTIONS))
+    assert full.count('printf("XE') == 16 and '"XE' not in lean and "env_start" not in lean
+    assert '"XF' in lean and 'printf("X\\x1f' in lean

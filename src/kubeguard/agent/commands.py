@@ -263,11 +263,13 @@ def run_agent(config: AgentConfig) -> int:
     metrics = AgentMetrics()
     factory = sensor_factory(config.sensor)
     if config.sensor == "ebpf" and isinstance(ruleset, RuleEngine):  # probes no loaded rule needs are left out
-        from kubeguard.sensors.ebpf import OPTIONAL_SECTIONS
+        from kubeguard.sensors.ebpf import OPTIONAL_FIELD_SECTIONS, OPTIONAL_SECTIONS
 
         skip = tuple(name for name, calls in OPTIONAL_SECTIONS.items()
                      if not any(ruleset.reads_evt_type(call) for call in calls)
                      and not (name == "sendto" and config.policy_dir))  # policies learn unconnected UDP peers
+        skip += tuple(name for name, fields in OPTIONAL_FIELD_SECTIONS.items()
+                      if not any(ruleset.reads_field(field) for field in fields))
         factory = functools.partial(factory, skip_sections=skip)
     runners: list[SensorRunner] = []
     pipeline = Pipeline(

@@ -22,22 +22,21 @@ from kubeguard.agent.proctable import ProcessTable
 from kubeguard.agent.relpaths import PATH_ARGS, resolve_relative
 from kubeguard.cluster.cgroups import HOST, CgroupIdentity, CgroupResolver, identity_from_path, identity_of_pid
 from kubeguard.model import Event
+from kubeguard.sensors.base import ENV_LIMIT, environ_text
 
 SETUID_TYPES = frozenset({"setuid", "setreuid", "setresuid"})
 
 
-ENVIRON_LIMIT = 65536  # bytes of /proc/PID/environ read for proc.env
-
-
 def read_environ(proc: Path, pid: int) -> str | None:
-    """Falco's proc.env of a live process: its environment at exec, `NAME=value` entries joined by spaces;
-    None when the process is already gone (or exec'd again: the kernel then shows the newer environment)."""
+    """Falco's proc.env of a live process: its environment at exec, `NAME=value` entries joined by spaces (the
+    first ENV_LIMIT bytes, as Falco's driver copies them); None when the process is already gone (or exec'd
+    again: the kernel then shows the newer environment). The fallback for sensors that do not copy it at exec."""
     try:
         with (proc / str(pid) / "environ").open("rb") as handle:
-            raw = handle.read(ENVIRON_LIMIT)
+            raw = handle.read(ENV_LIMIT)
     except OSError:
         return None
-    return " ".join(item.decode(errors="replace") for item in raw.split(b"\0") if item)
+    return environ_text(raw)
 
 
 class Enricher:
@@ -67,7 +66,8 @@ class Enricher:
         self._workload_fields(event, identity)
         if pid:
             self._process_fields(event, pid)
-            if self.read_env and etype in ("execve", "execveat") and event.get("evt.rawres") == 0:
+            if (self.read_env and etype in ("execve", "execveat") and event.get("evt.rawres") == 0
+                    and "proc.env" not in event):  # the ebpf sensor's execenv section copies it at exec
                 env = read_environ(self.procs.proc, pid)
                 if env is not None:
                     event["proc.env"] = env

@@ -90,3 +90,14 @@ SENSITIVE_PREFIXES: tuple[str, ...] = (
 def clock_offset_ns() -> int:
     """Wall clock minus CLOCK_MONOTONIC (bpftrace's `nsecs`, CN_PROC's timestamps): kernel time -> epoch ns."""
     return time.time_ns() - time.monotonic_ns()
+
+
+# Falco's proc.env: the driver copies at most this many bytes of the new program's environment at execve
+# (libscap's MAX_PROC_ARG_ENV); libsinsp splits them at the NULs and joins the entries with spaces.
+ENV_LIMIT = 4096
+
+
+def environ_text(raw: bytes) -> str:
+    """Falco's proc.env of an environment block (`NAME=value` entries separated by NULs), cut at ENV_LIMIT
+    bytes: the entries joined by spaces (empty ones left out)."""
+    return " ".join(item.decode(errors="replace") for item in raw[:ENV_LIMIT].split(b"\0") if item)

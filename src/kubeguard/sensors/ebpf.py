@@ -34,6 +34,9 @@ IGNORED_OPENS = ("/etc/ld.so.cache",)
 # Sections a consumer may leave out when nothing reads their event types (the agent, when no loaded rule does):
 # a UDP server answering many clients makes one event per reply there.
 OPTIONAL_SECTIONS: dict[str, tuple[str, ...]] = {"sendto": ("sendto", "sendmsg"), "recvfrom": ("recvfrom", "recvmsg")}
+# ... and sections a consumer may leave out when nothing reads their fields: the environment copied at every exec
+# (a line per 256 bytes of it).
+OPTIONAL_FIELD_SECTIONS: dict[str, tuple[str, ...]] = {"execenv": ("proc.env",)}
 DEFAULT_RB_PAGES = 4096  # per-CPU perf ring buffer pages (16 MiB per CPU): no loss at max exec rate
 READY_TIMEOUT_S = 60.0
 IDLE_FLUSH_S = 0.2
@@ -131,7 +134,7 @@ class EbpfSensor:
                  record: Path | None = None, source: str | None = None, batch_wakeups: bool | None = None,
                  skip_sections: tuple[str, ...] = ()) -> None:
         self.bpftrace = bpftrace
-        self.skip_sections = skip_sections  # of OPTIONAL_SECTIONS: event types no consumer reads
+        self.skip_sections = skip_sections  # of OPTIONAL_(FIELD_)SECTIONS: what no consumer reads
         # the perfwake shim (no perf wake-up per printf), opt-in with KUBEGUARD_PERF_SHIM=1: with 20 ms drains a
         # thread's exec lines from two CPUs' rings are read far apart, and the decoder, which pairs them by thread
         # id, then joins one exec's exit with another exec's arguments (nsenter -> sh -> nc in one thread)
@@ -177,7 +180,8 @@ class EbpfSensor:
                                                        self.skip_sections)
         if self.skip_sections:
             self.blind_spots.append("not traced, no loaded rule reads them: " + ", ".join(
-                call for name in self.skip_sections for call in OPTIONAL_SECTIONS.get(name, (name,))))
+                call for name in self.skip_sections
+                for call in OPTIONAL_SECTIONS.get(name) or OPTIONAL_FIELD_SECTIONS.get(name) or (name,)))
         if self.dropped_sections:
             self.blind_spots.append("no tracepoints on this kernel for: " + ", ".join(self.dropped_sections))
         env = dict(os.environ, BPFTRACE_PERF_RB_PAGES=str(self.rb_pages), BPFTRACE_STRLEN="64")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubeguard.model import Event
+from kubeguard.sensors.base import ENV_LIMIT, environ_text
 from kubeguard.sensors.flags import (
     CLONE_FLAGS,
     L4_PROTOCOLS,
@@ -41,6 +42,7 @@ MAX_CWD = 9
 # CPU's ring after another: on a loaded node a thread's entry line can come in after exit lines stamped over a
 # second later (1 s emitted execs without their arguments under load).
 STALE_NS = 5_000_000_000
+ENV_CHUNK = 64  # bytes of the environment per %r field of an XE line
 PENDING_LIMIT = 8192  # pending execs/mounts kept at most (a lost exit line must not grow memory)
 ID_ARGS = {
     "setuid": ("uid",), "setgid": ("gid",), "setreuid": ("ruid", "euid"), "setregid": ("rgid", "egid"),
@@ -131,6 +133,9 @@ LAYOUTS = _layouts(
     Layout.of("XF", ("tid", int), ("facts", int), ("permitted", int), ("effective", int), ("inheritable", int),
               header=False),
     Layout.of("BPF", ("ret", int), ("cmd", int)),
+    # Falco's proc.env (env12): 256 bytes of the new program's environment per line (XE, before its X)
+    Layout.of("XE", ("tid", int), ("offset", int), ("length", int), ("chunk0", str), ("chunk1", str),
+              ("chunk2", str), ("chunk3", str), header=False),
     Layout.of("UF", ("ret", int), ("flags", int)),
     Layout.of("RV", ("ret", int), ("fd", int), ("family", int), ("data", str)),
     # Falco network rules (falcolive2): datagrams sent to a new destination without connect()
@@ -253,6 +258,7 @@ class BpftraceDecoder:
         self.memfd_exec_tids: set[int] = set()  # XM seen: the next X of that tid runs a memfd
         self.unshare_caps: dict[int, tuple[int, int]] = {}  # TC seen: caps for the next NS (unshare) of that tid
         self.exec_facts: dict[int, tuple[int, int, int, int]] = {}  # XF seen: facts and caps for the next X
+        self.exec_env: dict[int, bytearray] = {}  # XE seen: the environment for the next X of that tid
         self.own_pid = 0  # the bpftrace process itself: its BPF_PROG_LOADs (attaching its probes) are dropped
         self.mounts: dict[int, tuple[str, str, str]] = {}
         self.lost = 0
@@ -419,6 +425,9 @@ class BpftraceDecoder:
             event["evt.arg.flags"] = "EXE_FROM_MEMFD"  # libscap's execve exit flag, as Falco renders it
         if f["ret"] == 0:
             self._exec_facts(event, self.exec_facts.pop(tid, None))
+            env = self.exec_env.pop(tid, None)
+            if env is not None:
+                event["proc.env"] = environ_text(bytes(env))
         pending.event = event
         pending.exit_ns = f["nsecs"]
         pending.exit_filename = f.get("filename")
@@ -774,6 +783,26 @@ class BpftraceDecoder:
                 event[name] = cap_names(mask)
         if bits & FACT_UPPER_LAYER:
             event["evt.arg.flags"] = "|".join(filter(None, (str(event.get("evt.arg.flags") or ""), "EXE_UPPER_LAYER")))
+
+    def _tag_XE(self, f: Fields) -> list[Event]:
+        """Part of an exec's environment: chunk j covers [offset + 64 j, + 64) of it, but was read as the 64
+        bytes ending at the environment's end when it would run past it (kubeguard.bt's execenv section)."""
+        tid, offset, length = f["tid"], f["offset"], f["length"]
+        size = min(length, ENV_LIMIT)
+        env = self.exec_env.get(tid)
+        if offset == 0 or env is None or len(env) != size:  # the first line of an exec (or its first was lost)
+            if len(self.exec_env) >= PENDING_LIMIT:
+                self.exec_env.clear()
+            env = self.exec_env[tid] = bytearray(size)
+        for j, text in enumerate(f.run("chunk0", 4)):
+            nominal = offset + ENV_CHUNK * j
+            if nominal >= size:
+                break
+            start = min(nominal, length - ENV_CHUNK)
+            data = unescape_buffer(text)
+            piece = data[nominal - start:min(nominal + ENV_CHUNK, size) - start]
+            env[nominal:nominal + len(piece)] = piece
+        return []
 
     def _tag_BPF(self, f: Fields) -> list[Event]:
         """bpf(BPF_PROG_LOAD): Falco's bpf event with evt.arg.cmd (the enter side's argument) and the fd."""

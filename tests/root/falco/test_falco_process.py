@@ -25,13 +25,10 @@ SSH_443 = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind(('{S
            f"ssh -p 443 -o BatchMode=yes -o StrictHostKeyChecking=no -o ConnectTimeout=5 {SSH_PEER} true; "
            "kill %1; true")
 
-# proc.env is read from /proc/PID/environ when the agent processes the exec, so these programs stay alive a while
-# (a program gone before that is missed: docs/rules.md)
-GLIBC_TUNABLES = "GLIBC_TUNABLES=glibc.malloc.mxfast=0 sleep 30 >/dev/null 2>&1 &"
-HTTP_PROXY = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind(('{SSH_PEER}', 3128)); s.listen(); "
-              "time.sleep(40)\" >/dev/null 2>&1 & sleep 1; "
-              f"http_proxy=http://{SSH_PEER}:3128 HTTP_PROXY=http://{SSH_PEER}:3128 "
-              "curl -s --max-time 30 http://kg.test/ >/dev/null 2>&1 &")
+# proc.env is copied in the kernel at exec (the ebpf sensor's execenv section): programs that exit within a
+# millisecond, gone before the agent sees their exec, still have it
+GLIBC_TUNABLES = "GLIBC_TUNABLES=glibc.malloc.mxfast=0 /bin/true"
+HTTP_PROXY = f"http_proxy=http://{SSH_PEER}:3128 HTTP_PROXY=http://{SSH_PEER}:3128 curl --version >/dev/null"
 
 REDIRECT = (f"{PYTHON} -c \"import socket, time; s = socket.socket(); s.bind(('{SSH_PEER}', 443)); s.listen(); "
             "time.sleep(30)\" >/dev/null 2>&1 & sleep 1; "
