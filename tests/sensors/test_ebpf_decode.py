@@ -483,3 +483,14 @@ def test_execenv_section_left_out_unless_proc_env_is_read() -> None:
     lean, _ = build_program(everything, source=text, skip=tuple(OPTIONAL_FIELD_SECTIONS))
     assert full.count('printf("XE') == 16 and '"XE' not in lean and "env_start" not in lean
     assert '"XF' in lean and 'printf("X\\x1f' in lean
+
+
+def test_sendmmsg_and_recvmmsg_are_their_own_event_types() -> None:
+    """SD4/RD4 lines of the sendmmsg/recvmmsg probes: Falco's sendmmsg/recvmmsg events with the datagram fields."""
+    sent, received = decode_lines([
+        _bt_line("SD4", "tracepoint:syscalls:sys_exit_sendmmsg", 3, 2, 17, "198.51.100.7", 53, "0.0.0.0", 40001),
+        _bt_line("RD4", "tracepoint:syscalls:sys_exit_recvmmsg", 4, 3, 17, "198.51.100.8", 40002, "0.0.0.0", 5400)])
+    assert (sent["evt.type"], sent["fd.name"], sent["evt.rawres"]) == (
+        "sendmmsg", "0.0.0.0:40001->198.51.100.7:53", 2)
+    assert (received["evt.type"], received["fd.cip"], received["fd.sport"]) == ("recvmmsg", "198.51.100.8", 5400)
+    assert all((e["fd.connected"], e["fd.name_changed"]) == (False, True) for e in (sent, received))

@@ -33,7 +33,8 @@ TRACEPOINT = re.compile(r"tracepoint:([a-z0-9_]+):([a-z0-9_]+)")
 IGNORED_OPENS = ("/etc/ld.so.cache",)
 # Sections a consumer may leave out when nothing reads their event types (the agent, when no loaded rule does):
 # a UDP server answering many clients makes one event per reply there.
-OPTIONAL_SECTIONS: dict[str, tuple[str, ...]] = {"sendto": ("sendto", "sendmsg"), "recvfrom": ("recvfrom", "recvmsg")}
+OPTIONAL_SECTIONS: dict[str, tuple[str, ...]] = {"sendto": ("sendto", "sendmsg", "sendmmsg"),
+                                                  "recvfrom": ("recvfrom", "recvmsg", "recvmmsg")}
 # ... and sections a consumer may leave out when nothing reads their fields: the environment copied at every exec
 # (a line per 256 bytes of it).
 OPTIONAL_FIELD_SECTIONS: dict[str, tuple[str, ...]] = {"execenv": ("proc.env",)}
@@ -163,8 +164,9 @@ class EbpfSensor:
             "paths and arguments longer than 64 bytes are cut; at most 15 argv entries; an empty argv entry ends argv",
             "cwd deeper than 9 components is reported with a leading '...'",
             "reads of already-open files (no per-read events); writes are seen by fanotify",
-            "datagrams without connect: sendto/sendmsg/recvfrom/recvmsg only when the socket's peer changes "
-            "(forgotten every minute: the current peer is then reported once more); sendmmsg/recvmmsg not traced",
+            "datagrams without connect: sendto/sendmsg/sendmmsg/recvfrom/recvmsg/recvmmsg only when the socket's "
+            "peer changes (forgotten every minute: the current peer is then reported once more); sendmmsg/recvmmsg: "
+            "the first 4 messages of a call",
         ]
 
     # ---- lifecycle -------------------------------------------------------------------------

@@ -382,3 +382,75 @@ def test_datagrams_received_without_connect_reported_when_sender_changes(log: Ev
     assert last["fd.name"] == f"127.0.0.1:{a_port}->127.0.0.1:{port}"
     assert (last["fd.sport"], last["fd.connected"], last["fd.name_changed"], last["fd.l4proto"]) == (
         port, False, True, "udp")
+
+
+MMSG = textwrap.dedent("""
+    import ctypes, socket, struct
+    C = ctypes
+    libc = C.CDLL(None, use_errno=True)
+
+    class IOV(C.Structure):
+        _fields_ = [("base", C.c_void_p), ("len", C.c_size_t)]
+
+    class MMSG(C.Structure):  # struct mmsghdr: a struct msghdr and the message's length
+        _fields_ = [("name", C.c_void_p), ("namelen", C.c_uint32), ("iov", C.POINTER(IOV)), ("iovlen", C.c_size_t),
+                    ("control", C.c_void_p), ("controllen", C.c_size_t), ("flags", C.c_int), ("pad", C.c_int),
+                    ("len", C.c_uint)]
+
+    def vector(names):
+        buffers = [C.create_string_buffer(n, 16) for n in names]
+        data = C.create_string_buffer(16)
+        iov = IOV(C.cast(data, C.c_void_p), 16)
+        vec = (MMSG * len(names))(*[MMSG(C.cast(b, C.c_void_p), 16, C.pointer(iov), 1, None, 0, 0, 0, 0)
+                                    for b in buffers])
+        return vec, buffers, data, iov
+
+    def inet(address, port):
+        return struct.pack("=H", socket.AF_INET) + struct.pack("!H4s8x", port, socket.inet_aton(address))
+""")
+
+
+def test_sendmmsg_reported_per_new_destination(log: EventLog) -> None:
+    """sendmmsg (through libc: Python's socket has none): each message naming a new destination is reported as
+    sendto is, sharing sendto's last destination: a sendto after it to the same one is not reported."""
+    child = py(MMSG + textwrap.dedent("""
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        vec, *_ = vector([inet("127.0.0.2", 5311), inet("127.0.0.2", 5311), inet("127.0.0.3", 5312)])
+        assert libc.sendmmsg(u.fileno(), vec, 3, 0) == 3
+        u.sendto(b"x", ("127.0.0.3", 5312))  # the destination sendmmsg's last message named: not reported
+        u.sendto(b"x", ("127.0.0.4", 5313))  # the last one: once it is in, all are
+    """))
+    assert child.returncode == 0
+    last = log.wait(lambda e: e["evt.type"] == "sendto" and e.get("fd.sport") == 5313)
+    sends = log.all(lambda e: e["evt.type"] in ("sendto", "sendmmsg") and e["proc.pid"] == last["proc.pid"])
+    assert sorted((e["evt.type"], e["fd.sip"], e["fd.sport"]) for e in sends) == sorted([
+        ("sendmmsg", "127.0.0.2", 5311), ("sendmmsg", "127.0.0.3", 5312), ("sendto", "127.0.0.4", 5313)])
+    first = next(e for e in sends if e["evt.type"] == "sendmmsg")
+    assert (first["fd.l4proto"], first["fd.connected"], first["fd.name_changed"]) == ("udp", False, True)
+
+
+def test_recvmmsg_reported_per_new_sender(log: EventLog) -> None:
+    """recvmmsg asking for the senders on an unconnected UDP socket: one event per new sender among the messages
+    one call receives."""
+    child = subprocess.Popen([PY, "-c", MMSG + textwrap.dedent("""
+        import sys
+        r = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        r.bind(("127.0.0.1", 0))
+        print(r.getsockname()[1], flush=True)
+        sys.stdin.readline()  # the datagrams are queued: one call receives them all
+        vec, *_ = vector([b"\\0" * 16] * 4)
+        print(libc.recvmmsg(r.fileno(), vec, 4, 0x40, None), flush=True)  # MSG_DONTWAIT
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdin is not None
+    port = int(child.stdout.readline())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as a, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as b:
+        for sender in (a, a, b):
+            sender.sendto(b"x", ("127.0.0.1", port))
+        a_port, b_port = a.getsockname()[1], b.getsockname()[1]
+        out, _ = child.communicate("go\n", timeout=30)
+    assert int(out) == 3
+    log.wait(lambda e: e["evt.type"] == "recvmmsg" and e["proc.pid"] == child.pid and e["fd.cport"] == b_port)
+    got = log.all(lambda e: e["evt.type"] == "recvmmsg" and e["proc.pid"] == child.pid)
+    assert sorted(e["fd.cport"] for e in got) == sorted([a_port, b_port])
+    assert got[0]["fd.name"] == f"127.0.0.1:{a_port}->127.0.0.1:{port}"
+    assert (got[0]["fd.sport"], got[0]["fd.connected"], got[0]["fd.name_changed"]) == (port, False, True)
