@@ -4,8 +4,10 @@ Run as root: `PYTHONPATH=src:. python -m bench.sensor_probes [--count 3000] [--r
 
 The latency loop of bench/policy.py (bench/policy_lat/lat.c: vfork + execve of a static no-op + wait;
 socket + TCP connect + close to a loopback listener) runs on the host in interleaved rounds of: no sensor;
-the ebpf sensor (all of kubeguard.bt, events decoded and thrown away) with one perf wake-up per bpftrace
-printf (`batch_wakeups=False`, bpftrace as packaged); the same with the perfwake shim (the default).
+the ebpf sensor (kubeguard.bt but its optional execenv section, as the agent runs it when no loaded rule reads
+proc.env; events decoded and thrown away) with one perf wake-up per bpftrace printf (`batch_wakeups=False`,
+bpftrace as packaged); the same with the perfwake shim; and both again with the execenv section (the environment
+copied at every exec: one line per 256 bytes of it; the loop's programs get this process's environment).
 While the sensor runs, BPF run-time statistics are on (BPF_ENABLE_STATS, for this process's lifetime
 only) and the run time of every program of the sensor's bpftrace is read from its fdinfo before and
 after each loop: the kernel time per exec or connect (the probes of the server's accept included, and
@@ -31,7 +33,8 @@ from kubeguard.sensors.ebpf import EbpfSensor
 
 SYS_BPF = 321  # x86_64
 BPF_ENABLE_STATS = 32
-VARIANTS = ("no sensor", "per-printf wake-ups", "perfwake shim")
+VARIANTS = ("no sensor", "per-printf wake-ups", "perfwake shim", "per-printf wake-ups + execenv",
+            "perfwake shim + execenv")
 
 
 def enable_bpf_stats() -> int:
@@ -56,6 +59,11 @@ def probe_ns(pid: int) -> int:
             if line.startswith("run_time_ns:"):
                 total += int(line.split()[1])
     return total
+
+
+def environment_bytes() -> int:
+    """Size of this process's environment block (what the loop's execs pass on)."""
+    return sum(len(k) + len(v) + 2 for k, v in os.environb.items())
 
 
 def listener() -> int:
@@ -86,7 +94,8 @@ def measure(variant: str, lat: Path, noop: Path, port: int, count: int) -> dict[
     targets = {"exec": [str(noop)], "connect": ["127.0.0.1", str(port)]}
     sensor = None
     if variant != "no sensor":
-        sensor = EbpfSensor(batch_wakeups=variant == "perfwake shim")
+        sensor = EbpfSensor(batch_wakeups=variant.startswith("perfwake shim"),
+                            skip_sections=() if variant.endswith("+ execenv") else ("execenv",))
         sensor.start()
         stop = threading.Event()
         thread = threading.Thread(target=sensor.run, args=(lambda event: None, stop), daemon=True)
@@ -155,7 +164,9 @@ def main() -> int:
         "inside the probe on this VM, on the traced program's time. The perfwake shim (docs/sensors.md) wakes "
         "the reader at a watermark and drains every 20 ms instead. Run at `nice -n 19` on the shared 2-core "
         f"machine, 1-min load average {min(loads):.1f} to {max(loads):.1f}: the probe times are the "
-        "load-robust figures, the latencies move with other work.",
+        "load-robust figures, the latencies move with other work. The execenv rows copy each exec's environment "
+        f"in the kernel ({environment_bytes()} bytes here: {environment_bytes() // 256 + 1} XE lines per exec), "
+        "which the agent loads only when a rule reads proc.env.",
     ])
     record("sensor_probes", markdown)
     print(markdown)
