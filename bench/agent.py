@@ -107,6 +107,18 @@ class Agent:
                 raise SystemExit(f"agent did not start: {self.stderr_path.read_text().strip()}")
             time.sleep(0.2)
 
+    def drain(self, quiet_s: float = 2.0, limit_s: float = 30.0) -> None:
+        """Wait until the agent's events log stopped growing for `quiet_s` (at most `limit_s`): the agent has
+        read what the storm left in the kernel's rings before it is stopped (a stop drops what is still there)."""
+        deadline, size, since = time.monotonic() + limit_s, -1, time.monotonic()
+        while time.monotonic() < deadline:
+            now = self.events.stat().st_size if self.events.exists() else 0
+            if now != size:
+                size, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.2)
+
     def stop(self) -> dict[str, int]:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=300)
@@ -157,6 +169,7 @@ def measure_agent(lab: PodLab, spawner: Path, noop: Path, args: argparse.Namespa
         rss = rss_mib(pids)
         storm_spawned, storm_elapsed = storm(pod, spawner, noop, args.storm_rate, args.storm_seconds)
         peak = rss_mib(tree_pids(agent.proc.pid), "VmHWM")
+        agent.drain()
     finally:
         counters = agent.stop()
     seen_total, unreadable = agent.seen_execs(pod.container_id, str(noop))
@@ -209,7 +222,7 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--rules", action="append", default=[],
                         help="extra rules file for the agent (repeatable; e.g. Falco's, whose proc.env rules make "
-                             "the agent read /proc/PID/environ on every exec)")
+                             "the sensor copy the environment of every exec)")
     parser.add_argument("-o", "--option", action="append", default=[],
                         help="rule selection for the agent, e.g. rules[].disable.rule=NAME (repeatable)")
     args = parser.parse_args()
