@@ -494,3 +494,115 @@ def test_sendmmsg_and_recvmmsg_are_their_own_event_types() -> None:
         "sendmmsg", "0.0.0.0:40001->198.51.100.7:53", 2)
     assert (received["evt.type"], received["fd.cip"], received["fd.sport"]) == ("recvmmsg", "198.51.100.8", 5400)
     assert all((e["fd.connected"], e["fd.name_changed"]) == (False, True) for e in (sent, received))
+
+
+# ---- exec pairing under cross-CPU delay: an exec's entry lines (A, V) come from one CPU's ring, its exit lines
+# (X, W) from the CPU it ran on after sched_exec; a batched reader (the perfwake shim) drains them far apart.
+T0 = 17304932985274
+
+
+def _printf(data: str) -> str:
+    return json.dumps({"type": "printf", "data": data + "\n"})
+
+
+def _entry(ns: int, filename: str, *argv: str, tid: int = 4242) -> list[str]:
+    """A (and V) lines of one exec attempt stamped `ns`."""
+    head = (ns, tid, tid, 1, 0, 0, 1, 4026531836, tid, "kg-comm")
+    args = [*argv, "", "", ""][:3] if len(argv) < 3 else list(argv[:3])
+    more = "1" if len(argv) > 3 else "0"
+    lines = [_printf("\x1f".join(map(str, ("A", *head, filename, *args, more))))]
+    if len(argv) > 3:
+        rest = [*argv[3:7], "", "", "", ""][:4]
+        lines.append(_printf("\x1f".join(map(str, ("V", tid, 3, *rest, "0")))))
+    return lines
+
+
+def _exit(ns: int, entry_ns: int, filename: str, ret: int = 0, cwd: str = "tmp", tid: int = 4242) -> list[str]:
+    """X and W lines of the exec attempt whose entry was stamped `entry_ns`."""
+    head = (ns, tid, tid, 1, 0, 0, 1, 4026531836, tid, "kg-comm")
+    return [_printf("\x1f".join(map(str, ("X", *head, ret, 4294967295, 1, 0, 0, filename, entry_ns)))),
+            _printf(f"W\x1f{tid}\x1f0\x1f{cwd}|0\x1f/|1\x1f/|1\x1f1")]
+
+
+def _procexit(ns: int, tid: int = 4242) -> str:
+    return _printf("\x1f".join(map(str, ("Q", ns, tid, tid, 1, 0, 0, 1, 4026531836, tid, "kg-comm", 0))))
+
+
+def _execs(lines: list[str]) -> list[tuple[str, str, str]]:
+    return [(e["evt.res"], e["proc.exepath"], e["proc.args"]) for e in decode_lines(lines) if e["evt.type"] == "execve"]
+
+
+MS = 1_000_000
+
+
+def test_exec_split_across_two_cpu_drains_20ms_apart_keeps_its_arguments() -> None:
+    """Drain of CPU 1 (the exit, then the thread's next exec entirely), 20 ms later drain of CPU 0 (the entry)."""
+    cpu0 = _entry(T0, "/bin/echo", "echo", "one", "two", "three", "four")
+    cpu1 = [*_exit(T0 + 2 * MS, T0, "/bin/echo"), *_entry(T0 + 3 * MS, "/bin/echo", "echo", "other"),
+            *_exit(T0 + 4 * MS, T0 + 3 * MS, "/bin/echo")]
+    decoder = BpftraceDecoder()
+    first = [e["proc.args"] for ln in cpu1 for e in decoder.feed(ln)]
+    assert first == []  # the later exec waits behind the first one, whose entry is still in CPU 0's ring
+    second = [e["proc.args"] for ln in cpu0 for e in decoder.feed(ln)]
+    assert second == ["one two three four", "other"]
+
+
+def test_two_quick_execs_of_one_thread_never_swap_arguments() -> None:
+    """A program that re-execs itself: both entries are read before both exits, and in reverse order."""
+    a1 = _entry(T0, "/bin/sh", "sh", "-c", "first")
+    a2 = _entry(T0 + 2 * MS, "/bin/sh", "sh", "-c", "second")
+    x1 = _exit(T0 + 1 * MS, T0, "/bin/sh")
+    x2 = _exit(T0 + 3 * MS, T0 + 2 * MS, "/bin/sh")
+    for order in ([*a2, *a1, *x2, *x1], [*x2, *a1, *x1, *a2], [*a1, *a2, *x2, *x1], [*x1, *x2, *a2, *a1]):
+        assert _execs(order) == [("SUCCESS", "/bin/sh", "-c first"), ("SUCCESS", "/bin/sh", "-c second")], order
+
+
+def test_failed_path_attempts_pair_with_their_own_entries_in_any_order() -> None:
+    """execvp: ENOENT at /usr/local/bin/cat, then /usr/bin/cat runs; each attempt's lines on its own CPU."""
+    a1 = _entry(T0, "/usr/local/bin/cat", "cat", "/etc/hostname")
+    x1 = _exit(T0 + 1 * MS, T0, "/usr/local/bin/cat", ret=-2)
+    a2 = _entry(T0 + 2 * MS, "/usr/bin/cat", "cat", "/etc/hostname")
+    x2 = _exit(T0 + 5 * MS, T0 + 2 * MS, "/usr/bin/cat")
+    want = [("ENOENT", "/usr/local/bin/cat", "/etc/hostname"), ("SUCCESS", "/usr/bin/cat", "/etc/hostname")]
+    for order in ([*x2, *a2, *x1, *a1], [*a2, *x1, *x2, *a1], [*x1, *x2, *a1, *a2]):
+        assert sorted(_execs(order)) == sorted(want), order
+
+
+def test_procexit_is_held_behind_an_exec_still_missing_its_entry() -> None:
+    """The process exits before its exec's entry line is read: the procexit comes after the exec, with it."""
+    decoder = BpftraceDecoder()
+    early = [*_exit(T0 + 1 * MS, T0, "/bin/true"), _procexit(T0 + 2 * MS)]
+    assert [e for ln in early for e in decoder.feed(ln)] == []
+    out = [e for ln in _entry(T0, "/bin/true", "true") for e in decoder.feed(ln)]
+    assert [e["evt.type"] for e in out] == ["execve", "procexit"]
+    assert out[0]["proc.exepath"] == "/bin/true"
+
+
+def test_exec_whose_entry_was_never_seen_is_emitted_at_once() -> None:
+    """Entry timestamp 0: the agent started during the exec; no entry line will come, the exec need not wait."""
+    decoder = BpftraceDecoder()
+    (ev,) = [e for ln in _exit(T0, 0, "/bin/true") for e in decoder.feed(ln)]  # complete at its cwd line
+    assert (ev["evt.type"], ev["proc.exepath"], ev["proc.cwd"]) == ("execve", "/bin/true", "/tmp/")
+
+
+def test_idle_expiry_waits_for_the_other_cpus_drain_until_stale() -> None:
+    decoder = BpftraceDecoder()
+    assert [e for ln in _exit(T0 + MS, T0, "/bin/echo") for e in decoder.feed(ln)] == []
+    assert decoder.expire(T0 + 200 * MS) == []  # idle 0.2 s: the entry may still be in another CPU's ring
+    (ev,) = decoder.expire(T0 + MS + STALE_NS + 1)
+    assert ev["proc.exepath"] == "/bin/echo" and ev["proc.args"] == ""
+
+
+def test_mount_exit_read_before_its_entry_keeps_its_target() -> None:
+    """A mount sleeps: its exit line (CPU 1) and the thread's next mount come before its entry line (CPU 0)."""
+    def ma(entry_ns: int, target: str) -> str:
+        return _printf(f"MA\x1f4242\x1ftmpfs\x1f{target}\x1ftmpfs\x1f{entry_ns}")
+
+    def mo(ns: int, entry_ns: int) -> str:
+        return _printf("\x1f".join(map(str, ("MO", ns, 4242, 4242, 1, 0, 0, 1, 4026531836, 4242, "mount", 0, 0,
+                                             entry_ns))))
+
+    decoder = BpftraceDecoder()
+    lines = [mo(T0 + MS, T0), ma(T0 + 2 * MS, "/mnt/second"), mo(T0 + 3 * MS, T0 + 2 * MS), ma(T0, "/mnt/first")]
+    mounts = [e["evt.arg.target"] for ln in lines for e in decoder.feed(ln)]
+    assert sorted(mounts) == ["/mnt/first", "/mnt/second"]

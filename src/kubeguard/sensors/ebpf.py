@@ -287,7 +287,7 @@ class EbpfSensor:
         self._ready_lines.clear()
         while True:
             if lines is None:
-                deliver(decoder.flush())
+                deliver(decoder.expire(time.monotonic_ns()))
                 if self.proc.poll() is not None:
                     raise SensorError(f"bpftrace exited with status {self.proc.returncode}: {self._failure_reason()}")
             else:

@@ -94,7 +94,7 @@ LAYOUTS = _layouts(
     Layout.of("V", ("tid", int), ("first", int), ("argv0", str), ("argv1", str), ("argv2", str), ("argv3", str),
               ("more", str), header=False),
     Layout.of("X", ("ret", int), ("loginuid", int), ("sid", int), ("tty_major", int), ("tty_minor", int),
-              ("filename", str)),
+              ("filename", str), ("entry_ns", int)),
     Layout.of("W", ("tid", int), ("first", int), ("cwd0", str), ("cwd1", str), ("cwd2", str), ("at_root", str),
               header=False),
     Layout.of("Q", ("status", int)),
@@ -120,8 +120,9 @@ LAYOUTS = _layouts(
     Layout.of("CAP", ("ret", int), ("eff_lo", int), ("eff_hi", int), ("perm_lo", int), ("perm_hi", int),
               ("inh_lo", int), ("inh_hi", int)),
     Layout.of("PT", ("ret", int), ("request", int), ("target", int)),
-    Layout.of("MA", ("tid", int), ("source", str), ("target", str), ("fstype", str), header=False),
-    Layout.of("MO", ("ret", int), ("flags", int)),
+    Layout.of("MA", ("tid", int), ("source", str), ("target", str), ("fstype", str), ("entry_ns", int),
+              header=False),
+    Layout.of("MO", ("ret", int), ("flags", int), ("entry_ns", int)),
     Layout.of("UM", ("ret", int), ("flags", int), ("target", str)),
     Layout.of("NS", ("probe", str), ("ret", int), ("a", int), ("b", int)),
     Layout.of("MOD", ("probe", str), ("ret", int)),
@@ -202,10 +203,22 @@ class PendingExec:
     cwd: dict[int, list[tuple[str, bool]]] = field(default_factory=dict)
     cwd_done: bool = False  # the walk reached the root
     cwd_complete: bool = False  # no more W lines will come
+    exit_entry_ns: int | None = None  # the entry's timestamp the exit line repeats (None in old recordings)
+    after: list[Event] = field(default_factory=list)  # the thread's later events (procexit) held behind this exec
 
     @property
     def ready(self) -> bool:
         return self.entry_seen and not self.argv_more and self.event is not None and self.cwd_complete
+
+    def time(self) -> int:
+        """Kernel time of the exec's first line (its entry's when seen)."""
+        return self.entry_ns if self.entry_seen and self.entry_ns else self.exit_ns
+
+    def pairs_with(self, entry_ns: int, filename: str) -> bool:
+        """Whether an entry line (A) stamped `entry_ns` naming `filename` is this exit-only exec's entry."""
+        if self.exit_entry_ns is not None:
+            return self.exit_entry_ns == entry_ns
+        return entry_ns <= self.exit_ns and self.exit_filename in (None, filename)
 
 
 def syscall_of(probe: str) -> str:
@@ -254,13 +267,17 @@ class BpftraceDecoder:
     def __init__(self, clock_offset_ns: int = 0, sensor: str = "ebpf") -> None:
         self.clock_offset_ns = clock_offset_ns  # wall clock minus CLOCK_MONOTONIC (bpftrace's nsecs)
         self.sensor = sensor
-        self.execs: dict[int, PendingExec] = {}
+        self.execs: dict[int, list[PendingExec]] = {}  # per thread id, the execs still missing lines
+        self.last_entry: dict[int, PendingExec] = {}  # per thread, the exec of the last A line (its V lines follow)
+        self.last_exit: dict[int, PendingExec] = {}  # per thread, the exec of the last X line (its W lines follow)
+        self.held = 0  # events dropped with a pending exec evicted at PENDING_LIMIT
         self.memfd_exec_tids: set[int] = set()  # XM seen: the next X of that tid runs a memfd
         self.unshare_caps: dict[int, tuple[int, int]] = {}  # TC seen: caps for the next NS (unshare) of that tid
         self.exec_facts: dict[int, tuple[int, int, int, int]] = {}  # XF seen: facts and caps for the next X
         self.exec_env: dict[int, bytearray] = {}  # XE seen: the environment for the next X of that tid
         self.own_pid = 0  # the bpftrace process itself: its BPF_PROG_LOADs (attaching its probes) are dropped
-        self.mounts: dict[int, tuple[str, str, str]] = {}
+        self.mounts: dict[tuple[int, int | None], tuple[str, str, str]] = {}  # (tid, entry time): MA seen
+        self.mount_exits: dict[tuple[int, int | None], Event] = {}  # MO seen before its MA
         self.lost = 0
         self.parse_errors = 0
         self.events = 0
@@ -303,11 +320,23 @@ class BpftraceDecoder:
         return []
 
     def flush(self) -> list[Event]:
-        """Emit every exec still waiting for its cwd lines (at idle or shutdown)."""
-        out = [self._finish_exec(p) for p in self.execs.values() if p.event is not None]
-        self.execs.clear()
-        self.events += len(out)
+        """Emit every exec still waiting for lines, and what waits behind it (at idle or shutdown)."""
+        out: list[Event] = []
+        for tid, execs in list(self.execs.items()):
+            for pending in sorted(execs, key=PendingExec.time):
+                out += self._drop(tid, pending)
+        self.last_entry.clear()
+        self.last_exit.clear()
+        out += [self._mount_event(event, ("", "", "")) for event in self.mount_exits.values()]
+        self.events += len(self.mount_exits)
+        self.mount_exits.clear()
         return out
+
+    def expire(self, now_ns: int) -> list[Event]:
+        """At idle: emit what waits on lines over STALE_NS late at kernel time `now_ns` (CLOCK_MONOTONIC, as
+        bpftrace's nsecs); an exec whose other lines are still in a CPU's ring keeps waiting for the next drain."""
+        self.expired_at = max(self.expired_at, now_ns)
+        return self._expire(now_ns)
 
     # ---- records -------------------------------------------------------------------------
     def decode(self, data: str) -> list[Event]:
@@ -343,75 +372,91 @@ class BpftraceDecoder:
         event["evt.rawres"] = ret
         event["evt.res"] = errno_result(ret)
 
-    def _flush_tid(self, tid: int) -> list[Event]:
-        pending = self.execs.get(tid)
-        if pending is None or pending.event is None:
+    # exec pairing: per thread, the execs whose lines are not all in yet, in the order their first line came
+    def _thread(self, tid: int) -> list[PendingExec]:
+        if tid not in self.execs and len(self.execs) >= PENDING_LIMIT:  # a lost exit line must not grow memory
+            for held in self.execs.pop(next(iter(self.execs))):
+                self.parse_errors += 1
+                self.held += len(held.after)
+        return self.execs.setdefault(tid, [])
+
+    def _emit(self, tid: int) -> list[Event]:
+        """Emit the thread's completed execs (and the events held behind them), in kernel-time order."""
+        execs = self.execs.get(tid)
+        if not execs:
             return []
-        del self.execs[tid]
-        self.events += 1
-        return [self._finish_exec(pending)]
-
-    def _pending(self, tid: int) -> PendingExec:
-        if len(self.execs) >= PENDING_LIMIT and tid not in self.execs:
-            self.execs.pop(next(iter(self.execs)))
-            self.parse_errors += 1
-        return self.execs.setdefault(tid, PendingExec())
-
-    def _complete(self, tid: int, pending: PendingExec) -> list[Event]:
-        if not pending.ready:
-            return []
-        del self.execs[tid]
-        self.events += 1
-        return [self._finish_exec(pending)]
-
-    def _expire(self, now_ns: int) -> list[Event]:
-        """Emit execs whose missing lines are over STALE_NS late; forget entries whose exit never came."""
         out: list[Event] = []
-        for tid, pending in list(self.execs.items()):
-            if pending.event is not None and pending.exit_ns < now_ns - STALE_NS:
-                del self.execs[tid]
-                out.append(self._finish_exec(pending))
-            elif pending.event is None and pending.entry_ns < now_ns - 5 * STALE_NS:
-                del self.execs[tid]
+        for pending in sorted(execs, key=PendingExec.time):
+            if not pending.ready:
+                break  # a later exec of the thread waits behind an earlier one still missing lines
+            self._forget(tid, pending)
+            out.append(self._finish_exec(pending))
+            out += pending.after
+        if not execs:
+            del self.execs[tid]
         self.events += len(out)
         return out
 
-    # exec: A (entry), V (more argv), X (exit), W (cwd)
+    def _forget(self, tid: int, pending: PendingExec) -> None:
+        self.execs[tid].remove(pending)
+        if self.last_entry.get(tid) is pending:
+            del self.last_entry[tid]
+        if self.last_exit.get(tid) is pending:
+            del self.last_exit[tid]
+
+    def _drop(self, tid: int, pending: PendingExec) -> list[Event]:
+        """Emit an exec as it is (its missing lines are over STALE_NS late) or forget an entry without exit."""
+        self._forget(tid, pending)
+        if not self.execs[tid]:
+            del self.execs[tid]
+        out = ([self._finish_exec(pending)] if pending.event is not None else []) + pending.after
+        self.events += len(out)
+        return out
+
+    def _expire(self, now_ns: int) -> list[Event]:
+        """Emit execs whose missing lines are over STALE_NS late; forget entries whose exit never came."""
+        out: list[Event] = self._stale_mounts(now_ns)
+        for tid, execs in list(self.execs.items()):
+            for pending in list(execs):
+                if pending.event is not None and pending.exit_ns < now_ns - STALE_NS:
+                    out += self._drop(tid, pending)
+                elif pending.event is None and pending.entry_ns < now_ns - (
+                        STALE_NS if any(p.time() > pending.time() for p in execs) else 5 * STALE_NS):
+                    out += self._drop(tid, pending)  # its exit was lost; sooner when a later exec waits behind it
+            if tid in self.execs:
+                out += self._emit(tid)
+        return out
+
+    # exec: A (entry), V (more argv), X (exit), W (cwd). An exec's entry lines (A, V) come in a row from one
+    # CPU's ring, its exit lines (XM, XF, XE, X, W) in a row from the CPU it ran on after sched_exec: the two
+    # groups meet here by thread and by the entry's timestamp, which the exit line repeats (kept in the kernel).
     def _tag_A(self, f: Fields) -> list[Event]:
-        tid = f["tid"]
-        out: list[Event] = []
-        pending = self.execs.get(tid)
-        if pending is not None and pending.entry_seen:  # a previous exec of this thread, done or orphaned
-            out = self._flush_tid(tid)
-            self.execs.pop(tid, None)
-            pending = None
+        tid, entry_ns, filename = f["tid"], f["nsecs"], f["filename"]
+        execs = self._thread(tid)
+        exits = [p for p in execs if not p.entry_seen and p.event is not None and p.pairs_with(entry_ns, filename)]
+        pending = min(exits, key=lambda p: p.exit_ns) if exits else None
         if pending is None:
-            pending = self._pending(tid)
+            pending = PendingExec()
+            execs.append(pending)
         pending.entry_seen = True
-        pending.entry_ns = f["nsecs"]
-        pending.filename = f["filename"]
+        pending.entry_ns = entry_ns
+        pending.filename = filename
         pending.argv = until_empty(f.run("argv0", 3))
         pending.argv_more = len(pending.argv) == 3 and f.get("more") == "1"
-        return out + self._complete(tid, pending)
+        self.last_entry[tid] = pending
+        return self._emit(tid)
 
     def _tag_V(self, f: Fields) -> list[Event]:
         tid, first = f["tid"], f["first"]
-        pending = self.execs.get(tid)
-        if pending is None or not pending.entry_seen or len(pending.argv) != first:
+        pending = self.last_entry.get(tid)  # V lines follow their own A line in the same CPU's ring
+        if pending is None or len(pending.argv) != first:
             return []
         pending.argv.extend(until_empty(f.run("argv0", 4)))
         pending.argv_more = len(pending.argv) == first + 4 < MAX_ARGV and f.get("more") == "1"
-        return self._complete(tid, pending)
+        return self._emit(tid)
 
     def _tag_X(self, f: Fields) -> list[Event]:
         tid = f["tid"]
-        out: list[Event] = []
-        pending = self.execs.get(tid)
-        if pending is not None and pending.event is not None:  # the previous exec's lines are all in
-            out = self._flush_tid(tid)
-            pending = None
-        if pending is None:
-            pending = self._pending(tid)
         event = self._header(f, "execve")
         self._result(event, f["ret"])
         loginuid = f["loginuid"]
@@ -428,19 +473,34 @@ class BpftraceDecoder:
             env = self.exec_env.pop(tid, None)
             if env is not None:
                 event["proc.env"] = environ_text(bytes(env))
+        exit_ns, exit_filename, entry_ns = f["nsecs"], f.get("filename"), f.get("entry_ns")
+        execs = self._thread(tid)
+        candidates = [p for p in execs if p.entry_seen and p.event is None
+                      and (entry_ns == p.entry_ns if entry_ns else p.entry_ns <= exit_ns)
+                      and (exit_filename is None or exit_filename == p.filename)]
+        if entry_ns is None and candidates:  # a recording without the entry's timestamp: the latest entry before
+            candidates = [max(candidates, key=lambda p: p.entry_ns)]
+        if candidates:
+            pending = candidates[0]
+        else:
+            pending = PendingExec(entry_seen=entry_ns == 0, filename=exit_filename or "")  # 0: entry before start
+            execs.append(pending)
         pending.event = event
-        pending.exit_ns = f["nsecs"]
-        pending.exit_filename = f.get("filename")
-        self.latest_ns = max(self.latest_ns, pending.exit_ns)
-        if pending.exit_ns - self.expired_at > STALE_NS:
-            self.expired_at = pending.exit_ns
-            out += self._expire(pending.exit_ns)
+        pending.exit_ns = exit_ns
+        pending.exit_entry_ns = entry_ns
+        pending.exit_filename = exit_filename
+        self.last_exit[tid] = pending
+        self.latest_ns = max(self.latest_ns, exit_ns)
+        out = self._emit(tid)
+        if exit_ns - self.expired_at > STALE_NS:
+            self.expired_at = exit_ns
+            out += self._expire(exit_ns)
         return out
 
     def _tag_W(self, f: Fields) -> list[Event]:
         tid, first = f["tid"], f["first"]
-        pending = self.execs.get(tid)
-        if pending is None or pending.event is None:
+        pending = self.last_exit.get(tid)  # W lines follow their own X line in the same CPU's ring
+        if pending is None or pending.event is None or pending.cwd_complete:
             return []
         names = []
         for item in f.run("cwd0", 3):
@@ -453,7 +513,7 @@ class BpftraceDecoder:
         if f.get("at_root") == "1":
             pending.cwd_done = True
         pending.cwd_complete = pending.cwd_done or first + 3 >= MAX_CWD
-        return self._complete(tid, pending)
+        return self._emit(tid)
 
     @staticmethod
     def _cwd(pending: PendingExec) -> str:
@@ -493,12 +553,16 @@ class BpftraceDecoder:
         return event
 
     def _tag_Q(self, f: Fields) -> list[Event]:
-        out = self._flush_tid(f["tid"])
         event = self._header(f, "procexit")
         status = f["status"]
         event.update({"evt.arg.status": status, "evt.arg.ret": status >> 8 & 0xFF, "evt.arg.sig": status & 0x7F,
                       "evt.arg.core": int(bool(status & 0x80))})
-        return [*out, event]
+        tid = f["tid"]
+        waiting = [p for p in self.execs.get(tid, ()) if p.event is not None or p.entry_ns <= f["nsecs"]]
+        if waiting:  # an exec of this thread still misses lines (another CPU's ring): its exit comes after it
+            max(waiting, key=PendingExec.time).after.append(event)
+            return []
+        return [event]
 
     # network
     def _connect(self, f: Fields, family: int, evt_type: str = "connect", client_is_local: bool = True) -> list[Event]:
@@ -673,20 +737,45 @@ class BpftraceDecoder:
         return [event]
 
     def _tag_MA(self, f: Fields) -> list[Event]:
+        key = (f["tid"], f.get("entry_ns"))
+        mount = (f["source"], f["target"], f["fstype"])
+        event = self.mount_exits.pop(key, None)
+        if event is not None:  # its exit line came first (another CPU's ring)
+            self.events += 1
+            return [self._mount_event(event, mount)]
         if len(self.mounts) >= PENDING_LIMIT:
             self.mounts.clear()
-        self.mounts[f["tid"]] = (f["source"], f["target"], f["fstype"])
+        self.mounts[key] = mount
         return []
 
     def _tag_MO(self, f: Fields) -> list[Event]:
         event = self._header(f, "mount")
-        flags = f["flags"]
         self._result(event, f["ret"])
-        source, target, fstype = self.mounts.pop(f["tid"], ("", "", ""))
+        event["evt.arg.flags"] = f["flags"]
+        key = (f["tid"], f.get("entry_ns"))
+        mount = self.mounts.pop(key, None)
+        if mount is not None or key[1] == 0:  # 0: the mount began before the program was loaded
+            return [self._mount_event(event, mount or ("", "", ""))]
+        if len(self.mount_exits) >= PENDING_LIMIT:
+            self.parse_errors += 1
+            return [self._mount_event(event, ("", "", ""))]
+        self.mount_exits[key] = event  # waits for its entry line, at most STALE_NS
+        return []
+
+    @staticmethod
+    def _mount_event(event: Event, mount: tuple[str, str, str]) -> Event:
+        source, target, fstype = mount
         event.update({"evt.arg.dev": source, "evt.arg.dir": target, "evt.arg.type": fstype,
-                      "evt.arg.source": source, "evt.arg.target": target, "evt.arg.flags": flags,
-                      "fd.name": target})
-        return [event]
+                      "evt.arg.source": source, "evt.arg.target": target, "fd.name": target})
+        return event
+
+    def _stale_mounts(self, now_ns: int) -> list[Event]:
+        """Mount exits whose entry line is over STALE_NS late, emitted without their paths."""
+        stale = [key for key, event in self.mount_exits.items()
+                 if event["evt.time"] - self.clock_offset_ns < now_ns - STALE_NS]
+        out = [self._mount_event(self.mount_exits.pop(key), ("", "", "")) for key in stale]
+        self.events += len(out)
+        return out
 
     def _tag_UM(self, f: Fields) -> list[Event]:
         event = self._header(f, "umount")
