@@ -461,6 +461,8 @@ def test_exec_environment_copied_in_the_kernel() -> None:
     env = _exec_with_env(_xe_lines(long))["proc.env"]
     assert env == environ_text(long[:ENV_LIMIT]) and env.startswith("V0000=")
     assert env.endswith(" V0087=v") and "V0088" not in env  # 87 entries of 47 bytes, then 7 bytes of the next
+    assert _exec_with_env(_xe_lines(long))["_env_truncated"] is True  # the agent may read the rest from /proc
+    assert "_env_truncated" not in _exec_with_env(_xe_lines(long[:ENV_LIMIT]))  # exactly the bound: whole
     assert _exec_with_env(_xe_lines(b""))["proc.env"] == ""  # an empty environment is known, not missing
     assert "proc.env" not in _exec_with_env([])  # section left out: the agent may read /proc instead
 

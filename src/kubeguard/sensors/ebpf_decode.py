@@ -259,6 +259,7 @@ class BpftraceDecoder:
         self.unshare_caps: dict[int, tuple[int, int]] = {}  # TC seen: caps for the next NS (unshare) of that tid
         self.exec_facts: dict[int, tuple[int, int, int, int]] = {}  # XF seen: facts and caps for the next X
         self.exec_env: dict[int, bytearray] = {}  # XE seen: the environment for the next X of that tid
+        self.exec_env_cut: set[int] = set()  # ... longer than ENV_LIMIT (the copy is its first bytes)
         self.own_pid = 0  # the bpftrace process itself: its BPF_PROG_LOADs (attaching its probes) are dropped
         self.mounts: dict[int, tuple[str, str, str]] = {}
         self.lost = 0
@@ -428,6 +429,9 @@ class BpftraceDecoder:
             env = self.exec_env.pop(tid, None)
             if env is not None:
                 event["proc.env"] = environ_text(bytes(env))
+                if tid in self.exec_env_cut:  # longer than the copy: the agent may read the rest from /proc
+                    self.exec_env_cut.discard(tid)
+                    event["_env_truncated"] = True
         pending.event = event
         pending.exit_ns = f["nsecs"]
         pending.exit_filename = f.get("filename")
@@ -793,7 +797,12 @@ class BpftraceDecoder:
         if offset == 0 or env is None or len(env) != size:  # the first line of an exec (or its first was lost)
             if len(self.exec_env) >= PENDING_LIMIT:
                 self.exec_env.clear()
+                self.exec_env_cut.clear()
             env = self.exec_env[tid] = bytearray(size)
+            if length > size:
+                self.exec_env_cut.add(tid)
+            else:
+                self.exec_env_cut.discard(tid)
         for j, text in enumerate(f.run("chunk0", 4)):
             nominal = offset + ENV_CHUNK * j
             if nominal >= size:
