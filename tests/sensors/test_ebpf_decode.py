@@ -496,3 +496,11 @@ def test_sendmmsg_and_recvmmsg_are_their_own_event_types() -> None:
         "sendmmsg", "0.0.0.0:40001->198.51.100.7:53", 2)
     assert (received["evt.type"], received["fd.cip"], received["fd.sport"]) == ("recvmmsg", "198.51.100.8", 5400)
     assert all((e["fd.connected"], e["fd.name_changed"]) == (False, True) for e in (sent, received))
+
+
+def test_malformed_environment_lines_are_parse_errors() -> None:
+    decoder = BpftraceDecoder()
+    for offset, length in ((-256, 10), (0, -1), (100, 300)):
+        line = json.dumps({"type": "printf", "data": f"XE\x1f4242\x1f{offset}\x1f{length}\x1fa\x1fb\x1fc\x1fd\n"})
+        assert decoder.feed(line) == []
+    assert decoder.parse_errors == 3 and decoder.exec_env == {}

@@ -792,6 +792,8 @@ class BpftraceDecoder:
         """Part of an exec's environment: chunk j covers [offset + 64 j, + 64) of it, but was read as the 64
         bytes ending at the environment's end when it would run past it (kubeguard.bt's execenv section)."""
         tid, offset, length = f["tid"], f["offset"], f["length"]
+        if offset < 0 or length < 0 or offset % (4 * ENV_CHUNK):
+            raise DecodeError(f"XE line with offset {offset}, length {length}")
         size = min(length, ENV_LIMIT)
         env = self.exec_env.get(tid)
         if offset == 0 or env is None or len(env) != size:  # the first line of an exec (or its first was lost)
