@@ -58,3 +58,25 @@ def test_proc_env_from_the_sensor_wins_over_proc(tmp_path) -> None:
     assert enricher.enrich(exec_event(**{"proc.env": "GLIBC_TUNABLES=x"}))["proc.env"] == "GLIBC_TUNABLES=x"
     assert enricher.enrich(exec_event(**{"proc.env": ""}))["proc.env"] == ""
     assert enricher.enrich(exec_event())["proc.env"] == "LATER=1"
+
+
+def test_truncated_proc_env_completed_from_proc(tmp_path) -> None:
+    """A copy cut at Falco's 4096 bytes is completed from /proc/PID/environ while the process lives (libsinsp's
+    large environments), and kept as it is when the process is gone."""
+    from kubeguard.agent.enrich import Enricher
+    from kubeguard.agent.proctable import ProcessTable
+    from kubeguard.model import Event
+
+    whole = b"".join(b"V%04d=%s\0" % (i, b"v" * 40) for i in range(200)) + b"GLIBC_TUNABLES=x\0"
+    (tmp_path / "77").mkdir()
+    (tmp_path / "77" / "environ").write_bytes(whole)
+    enricher = Enricher(PodSource(), procs=ProcessTable(proc=tmp_path))
+    enricher.read_env = True
+    cut = "V0000=" + "v" * 40
+
+    def exec_event(pid: int) -> Event:
+        return Event({"evt.type": "execve", "evt.rawres": 0, "proc.pid": pid, "proc.name": "x", "proc.env": cut,
+                      "_env_truncated": True})
+
+    assert enricher.enrich(exec_event(77))["proc.env"].endswith(" GLIBC_TUNABLES=x")
+    assert enricher.enrich(exec_event(78))["proc.env"] == cut

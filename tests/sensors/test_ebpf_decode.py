@@ -461,6 +461,8 @@ def test_exec_environment_copied_in_the_kernel() -> None:
     env = _exec_with_env(_xe_lines(long))["proc.env"]
     assert env == environ_text(long[:ENV_LIMIT]) and env.startswith("V0000=")
     assert env.endswith(" V0087=v") and "V0088" not in env  # 87 entries of 47 bytes, then 7 bytes of the next
+    assert _exec_with_env(_xe_lines(long))["_env_truncated"] is True  # the agent may read the rest from /proc
+    assert "_env_truncated" not in _exec_with_env(_xe_lines(long[:ENV_LIMIT]))  # exactly the bound: whole
     assert _exec_with_env(_xe_lines(b""))["proc.env"] == ""  # an empty environment is known, not missing
     assert "proc.env" not in _exec_with_env([])  # section left out: the agent may read /proc instead
 
@@ -494,6 +496,14 @@ def test_sendmmsg_and_recvmmsg_are_their_own_event_types() -> None:
         "sendmmsg", "0.0.0.0:40001->198.51.100.7:53", 2)
     assert (received["evt.type"], received["fd.cip"], received["fd.sport"]) == ("recvmmsg", "198.51.100.8", 5400)
     assert all((e["fd.connected"], e["fd.name_changed"]) == (False, True) for e in (sent, received))
+
+
+def test_malformed_environment_lines_are_parse_errors() -> None:
+    decoder = BpftraceDecoder()
+    for offset, length in ((-256, 10), (0, -1), (100, 300)):
+        line = json.dumps({"type": "printf", "data": f"XE\x1f4242\x1f{offset}\x1f{length}\x1fa\x1fb\x1fc\x1fd\n"})
+        assert decoder.feed(line) == []
+    assert decoder.parse_errors == 3 and decoder.exec_env == {}
 
 
 # ---- exec pairing under cross-CPU delay: an exec's entry lines (A, V) come from one CPU's ring, its exit lines

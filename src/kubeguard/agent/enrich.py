@@ -22,21 +22,22 @@ from kubeguard.agent.proctable import ProcessTable
 from kubeguard.agent.relpaths import PATH_ARGS, resolve_relative
 from kubeguard.cluster.cgroups import HOST, CgroupIdentity, CgroupResolver, identity_from_path, identity_of_pid
 from kubeguard.model import Event
-from kubeguard.sensors.base import ENV_LIMIT, environ_text
+from kubeguard.sensors.base import ENV_LIMIT, LARGE_ENV_LIMIT, environ_text
 
 SETUID_TYPES = frozenset({"setuid", "setreuid", "setresuid"})
 
 
-def read_environ(proc: Path, pid: int) -> str | None:
+def read_environ(proc: Path, pid: int, limit: int = ENV_LIMIT) -> str | None:
     """Falco's proc.env of a live process: its environment at exec, `NAME=value` entries joined by spaces (the
-    first ENV_LIMIT bytes, as Falco's driver copies them); None when the process is already gone (or exec'd
-    again: the kernel then shows the newer environment). The fallback for sensors that do not copy it at exec."""
+    first `limit` bytes; ENV_LIMIT is what Falco's driver copies); None when the process is already gone (or
+    exec'd again: the kernel then shows the newer environment). The fallback for sensors that do not copy it at
+    exec, and for environments longer than the copy (libsinsp's large environments)."""
     try:
         with (proc / str(pid) / "environ").open("rb") as handle:
-            raw = handle.read(ENV_LIMIT)
+            raw = handle.read(limit)
     except OSError:
         return None
-    return environ_text(raw)
+    return environ_text(raw, limit)
 
 
 class Enricher:
@@ -67,8 +68,8 @@ class Enricher:
         if pid:
             self._process_fields(event, pid)
             if (self.read_env and etype in ("execve", "execveat") and event.get("evt.rawres") == 0
-                    and "proc.env" not in event):  # the ebpf sensor's execenv section copies it at exec
-                env = read_environ(self.procs.proc, pid)
+                    and ("proc.env" not in event or event.get("_env_truncated"))):  # else copied at exec (ebpf)
+                env = read_environ(self.procs.proc, pid, LARGE_ENV_LIMIT if "proc.env" in event else ENV_LIMIT)
                 if env is not None:
                     event["proc.env"] = env
             if etype in PATH_ARGS:

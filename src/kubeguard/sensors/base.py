@@ -95,9 +95,12 @@ def clock_offset_ns() -> int:
 # Falco's proc.env: the driver copies at most this many bytes of the new program's environment at execve
 # (libscap's MAX_PROC_ARG_ENV); libsinsp splits them at the NULs and joins the entries with spaces.
 ENV_LIMIT = 4096
+# A longer environment (the kernel's copy was cut) is read whole from /proc/PID/environ while the process lives, as
+# libsinsp does with large environments enabled; this much of it at most.
+LARGE_ENV_LIMIT = 65536
 
 
-def environ_text(raw: bytes) -> str:
-    """Falco's proc.env of an environment block (`NAME=value` entries separated by NULs), cut at ENV_LIMIT
+def environ_text(raw: bytes, limit: int = ENV_LIMIT) -> str:
+    """Falco's proc.env of an environment block (`NAME=value` entries separated by NULs), cut at `limit`
     bytes: the entries joined by spaces (empty ones left out)."""
-    return " ".join(item.decode(errors="replace") for item in raw[:ENV_LIMIT].split(b"\0") if item)
+    return " ".join(item.decode(errors="replace") for item in raw[:limit].split(b"\0") if item)

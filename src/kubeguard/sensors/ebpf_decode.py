@@ -275,6 +275,7 @@ class BpftraceDecoder:
         self.unshare_caps: dict[int, tuple[int, int]] = {}  # TC seen: caps for the next NS (unshare) of that tid
         self.exec_facts: dict[int, tuple[int, int, int, int]] = {}  # XF seen: facts and caps for the next X
         self.exec_env: dict[int, bytearray] = {}  # XE seen: the environment for the next X of that tid
+        self.exec_env_cut: set[int] = set()  # ... longer than ENV_LIMIT (the copy is its first bytes)
         self.own_pid = 0  # the bpftrace process itself: its BPF_PROG_LOADs (attaching its probes) are dropped
         self.mounts: dict[tuple[int, int | None], tuple[str, str, str]] = {}  # (tid, entry time): MA seen
         self.mount_exits: dict[tuple[int, int | None], Event] = {}  # MO seen before its MA
@@ -473,6 +474,9 @@ class BpftraceDecoder:
             env = self.exec_env.pop(tid, None)
             if env is not None:
                 event["proc.env"] = environ_text(bytes(env))
+                if tid in self.exec_env_cut:  # longer than the copy: the agent may read the rest from /proc
+                    self.exec_env_cut.discard(tid)
+                    event["_env_truncated"] = True
         exit_ns, exit_filename, entry_ns = f["nsecs"], f.get("filename"), f.get("entry_ns")
         execs = self._thread(tid)
         candidates = [p for p in execs if p.entry_seen and p.event is None
@@ -877,12 +881,19 @@ class BpftraceDecoder:
         """Part of an exec's environment: chunk j covers [offset + 64 j, + 64) of it, but was read as the 64
         bytes ending at the environment's end when it would run past it (kubeguard.bt's execenv section)."""
         tid, offset, length = f["tid"], f["offset"], f["length"]
+        if offset < 0 or length < 0 or offset % (4 * ENV_CHUNK):
+            raise DecodeError(f"XE line with offset {offset}, length {length}")
         size = min(length, ENV_LIMIT)
         env = self.exec_env.get(tid)
         if offset == 0 or env is None or len(env) != size:  # the first line of an exec (or its first was lost)
             if len(self.exec_env) >= PENDING_LIMIT:
                 self.exec_env.clear()
+                self.exec_env_cut.clear()
             env = self.exec_env[tid] = bytearray(size)
+            if length > size:
+                self.exec_env_cut.add(tid)
+            else:
+                self.exec_env_cut.discard(tid)
         for j, text in enumerate(f.run("chunk0", 4)):
             nominal = offset + ENV_CHUNK * j
             if nominal >= size:
