@@ -10,8 +10,8 @@ p50 and p99 of each, in microseconds. `--rounds` interleaved rounds of: no agent
 executables and the server allowed: every exec passes the bpftrace exec guard, every connect the cgroup
 connect4 program); the figures are the medians over the rounds and the ratio is protect / no agent.
 Once each, for where the time goes: the guards alone; the agent detecting only (no policies); the full
-agent in protect with bpftrace's per-printf perf wake-ups (KUBEGUARD_PERF_SHIM=0, the default for now).
-The protect and detection-only rounds run the sensor with the perfwake shim (KUBEGUARD_PERF_SHIM=1, opt-in).
+agent in protect with bpftrace's per-printf perf wake-ups (KUBEGUARD_PERF_SHIM=0).
+The protect and detection-only rounds run the sensor with the perfwake shim (KUBEGUARD_PERF_SHIM=1, the default).
 """
 
 from __future__ import annotations

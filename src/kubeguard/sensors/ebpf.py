@@ -136,11 +136,10 @@ class EbpfSensor:
                  skip_sections: tuple[str, ...] = ()) -> None:
         self.bpftrace = bpftrace
         self.skip_sections = skip_sections  # of OPTIONAL_(FIELD_)SECTIONS: what no consumer reads
-        # the perfwake shim (no perf wake-up per printf), opt-in with KUBEGUARD_PERF_SHIM=1: with 20 ms drains a
-        # thread's exec lines from two CPUs' rings are read far apart, and the decoder, which pairs them by thread
-        # id, then joins one exec's exit with another exec's arguments (nsenter -> sh -> nc in one thread)
+        # the perfwake shim (no perf wake-up per printf) by default; KUBEGUARD_PERF_SHIM=0 opts out. Its 20 ms
+        # drains read a thread's exec lines from two CPUs' rings far apart: the decoder pairs them by timestamp
         self.batch_wakeups = batch_wakeups if batch_wakeups is not None else os.environ.get(
-            "KUBEGUARD_PERF_SHIM", "0") == "1"
+            "KUBEGUARD_PERF_SHIM", "1") != "0"
         self.wakeups = "per event"
         self.source = source  # program text instead of the packaged kubeguard.bt (benchmarks compare versions)
         self.prefixes = prefixes
