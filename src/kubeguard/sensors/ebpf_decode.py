@@ -4,8 +4,9 @@ Every printf line is one record: fields separated by \\x1f, the first the tag. `
 the fields of each tag, in the order kubeguard.bt prints them, with their type; handlers read
 them by name (`Fields`). Most tags carry the common header (`HEADER`) and become one event.
 Exec and mount are split by the program into several lines (BPF's 512-byte stack): entry lines
-(A, V, MA) are kept per thread id and joined with the exit line (X, MO); an exec is completed by
-its cwd lines (W) and emitted when the cwd walk reached the root, or on the next record of the thread, or by `flush`.
+(A, V, MA) are joined with their exit line (X, MO) by thread id and the entry's kernel timestamp, which the exit
+line repeats (the two may come from two CPUs' rings, read far apart, in either order); an exec is completed by
+its cwd lines (W) and emitted once all its lines are in, or STALE_NS after its exit, or by `flush`.
 """
 
 from __future__ import annotations
