@@ -59,7 +59,8 @@ def _dpi_fired() -> frozenset[str]:
     headers through the scan/flood detector, login failures through the SQL auth monitor."""
     fired: set[str] = set()
     http = (b"GET /items?id=1%27%20OR%20%271%27=%271 HTTP/1.1\r\nHost: shop\r\n\r\n",
-            b"GET /ping?host=127.0.0.1;cat%20/etc/passwd HTTP/1.1\r\nHost: shop\r\n\r\n")
+            b"GET /ping?host=127.0.0.1;cat%20/etc/passwd HTTP/1.1\r\nHost: shop\r\n\r\n",
+            b"GET /page?name=%3C%3Fphp%20system(%24_GET%5B'c'%5D)%3B%20%3F%3E HTTP/1.1\r\nHost: shop\r\n\r\n")
     for request in http:
         fired |= tcp([(0, request), (1, b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")],
                      server=("10.244.2.7", 80)).rules()

@@ -616,3 +616,19 @@ def test_mount_exit_read_before_its_entry_keeps_its_target() -> None:
     lines = [mo(T0 + MS, T0), ma(T0 + 2 * MS, "/mnt/second"), mo(T0 + 3 * MS, T0 + 2 * MS), ma(T0, "/mnt/first")]
     mounts = [e["evt.arg.target"] for ln in lines for e in decoder.feed(ln)]
     assert sorted(mounts) == ["/mnt/first", "/mnt/second"]
+
+
+def test_child_exec_waits_behind_its_parents_exec_still_missing_lines() -> None:
+    """nginx (pid 4242) execs, forks `id` (pid 4243); nginx's entry line is in a ring read later than id's lines:
+    id's exec and exit still come after nginx's exec, so the process tree knows id's parent."""
+    child = [*_entry(T0 + 2 * MS, "/usr/bin/id", "id", tid=4243), *_exit(T0 + 3 * MS, T0 + 2 * MS, "/usr/bin/id",
+                                                                           tid=4243)]
+    as_child = ("\\u001f4243\\u001f4243\\u001f1\\u001f", "\\u001f4243\\u001f4243\\u001f4242\\u001f")  # ppid 4242
+    child = [ln.replace(*as_child) for ln in child]
+    child_exit = _procexit(T0 + 4 * MS, tid=4243).replace("\\u001f4243\\u001f4243\\u001f1\\u001f",
+                                                          "\\u001f4243\\u001f4243\\u001f4242\\u001f")
+    decoder = BpftraceDecoder()
+    early = [*_exit(T0 + 1 * MS, T0, "/bin/nginx"), *child, child_exit]
+    assert [e for ln in early for e in decoder.feed(ln)] == []
+    out = [e for ln in _entry(T0, "/bin/nginx", "nginx", "-c", "id") for e in decoder.feed(ln)]
+    assert [(e["evt.type"], e["proc.pid"]) for e in out] == [("execve", 4242), ("execve", 4243), ("procexit", 4243)]

@@ -272,6 +272,7 @@ class BpftraceDecoder:
         self.last_entry: dict[int, PendingExec] = {}  # per thread, the exec of the last A line (its V lines follow)
         self.last_exit: dict[int, PendingExec] = {}  # per thread, the exec of the last X line (its W lines follow)
         self.held = 0  # events dropped with a pending exec evicted at PENDING_LIMIT
+        self.held_behind: dict[int, PendingExec] = {}  # thread id -> the parent's exec its own exec waits behind
         self.memfd_exec_tids: set[int] = set()  # XM seen: the next X of that tid runs a memfd
         self.unshare_caps: dict[int, tuple[int, int]] = {}  # TC seen: caps for the next NS (unshare) of that tid
         self.exec_facts: dict[int, tuple[int, int, int, int]] = {}  # XF seen: facts and caps for the next X
@@ -329,6 +330,7 @@ class BpftraceDecoder:
                 out += self._drop(tid, pending)
         self.last_entry.clear()
         self.last_exit.clear()
+        self.held_behind.clear()
         out += [self._mount_event(event, ("", "", "")) for event in self.mount_exits.values()]
         self.events += len(self.mount_exits)
         self.mount_exits.clear()
@@ -376,6 +378,8 @@ class BpftraceDecoder:
 
     # exec pairing: per thread, the execs whose lines are not all in yet, in the order their first line came
     def _thread(self, tid: int) -> list[PendingExec]:
+        if len(self.held_behind) >= PENDING_LIMIT:
+            self.held_behind.clear()
         if tid not in self.execs and len(self.execs) >= PENDING_LIMIT:  # a lost exit line must not grow memory
             for held in self.execs.pop(next(iter(self.execs))):
                 self.parse_errors += 1
@@ -392,12 +396,25 @@ class BpftraceDecoder:
             if not pending.ready:
                 break  # a later exec of the thread waits behind an earlier one still missing lines
             self._forget(tid, pending)
+            parent = self._parent_waiting(pending)
+            if parent is not None:  # the parent's exec is still missing lines: the child's comes after it
+                parent.after += [self._finish_exec(pending), *pending.after]
+                self.held_behind[tid] = parent
+                continue
             out.append(self._finish_exec(pending))
             out += pending.after
         if not execs:
             del self.execs[tid]
         self.events += len(out)
         return out
+
+    def _parent_waiting(self, pending: PendingExec) -> PendingExec | None:
+        """The parent process's exec that began before this one and still misses lines, if any."""
+        assert pending.event is not None
+        ppid = pending.event.get("proc.ppid")
+        waiting = [p for p in self.execs.get(ppid, ()) if p.time() <= pending.time()] if ppid != pending.event[
+            "proc.tid"] else []
+        return max(waiting, key=PendingExec.time) if waiting else None
 
     def _forget(self, tid: int, pending: PendingExec) -> None:
         self.execs[tid].remove(pending)
@@ -566,6 +583,10 @@ class BpftraceDecoder:
         waiting = [p for p in self.execs.get(tid, ()) if p.event is not None or p.entry_ns <= f["nsecs"]]
         if waiting:  # an exec of this thread still misses lines (another CPU's ring): its exit comes after it
             max(waiting, key=PendingExec.time).after.append(event)
+            return []
+        parent = self.held_behind.pop(tid, None)
+        if parent is not None and any(parent is p for p in self.execs.get(f["ppid"], ())):
+            parent.after.append(event)  # its exec waits behind its parent's: so does its exit
             return []
         return [event]
 

@@ -68,7 +68,14 @@ CODE_PAYLOADS = {
     "php": ["<?php system($_GET['c']); ?>", "<?=`id`?>", ";system('id')", "system('cat /etc/passwd');",
             "eval($_POST['x'])", "phpinfo()", "x';phpinfo();//", "${@print(md5(1))}", "{${phpinfo()}}",
             "passthru('whoami')", "shell_exec(\"id\")", "assert($_REQUEST[1])", "exec /*x*/ ('ls')",
-            "base64_decode('aWQ=')", "file_put_contents('a.php', $_POST['d'])", "$_GET['f']($_GET['a'])"],
+            "base64_decode('aWQ=')", "file_put_contents('a.php', $_POST['d'])", "$_GET['f']($_GET['a'])",
+            # variable functions, quoted / parenthesised names called, comments and odd spacing before the call
+            "$a(1)", "$$b(2)", "$o->$m()", "$f\r\n (23)", "$a //x\n()", "$x[5]['d'] /*y*/ (17)", "$k=@$s_f(22)",
+            '"system"(ls);', "(system)(whoami)", '"\\x73y\\x73tem"(ls);', "exec\t(blah)", "exec  (blah)",
+            "exec#\n (blah)", "symlink//c\n()", "touch/*a\r\nb*/()", "pi\x0b()", "FILE\r\n()",
+            "pg_query(", "array_diff (", "<?=1?>", "<?xml :echo 1;", "$ {$a}", "$ {'fdf'}", "${'_V'.'AR'}"],
+    "node": ["console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");", "module.exports=x",
+             "eval(String.fromCharCode(97))"],
     "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
             '<!--#echo var="DOCUMENT_ROOT"-->', '<esi:include src="http://x.example/a"/>'],
     "template": ["{{7*7}}", "${7*7}", "{{7*'7'}}", "#{7*7}", "<%= 7*7 %>", "{{config}}", "{{config.items()}}",
@@ -89,6 +96,9 @@ CODE_NEAR_MISSES = [
     "Use <!-- comments --> in HTML", "#{hashtag}", "email me at a@b.com", "{{count}} items",
     "include the file (see below)", "a > b", "saved to report.pdf", "echo location", "x.php?id=1",
     "Our pricing: $5 * 3 seats", "Run the system check (weekly)", "I said 'exec' twice",
+    "costs $5 (approx)", "$TSLA(+5%) today", "stream_recording (2).mp4", "item #1\n(2 pcs)", "see (below)",
+    "array_diff (see the manual) compares arrays", "C# (C sharp)", "Cost: $ 5 {net}", "the \"system\" (ours)",
+    "<?xml version=\"1.0\" encoding=\"utf-8\"?>", "(note)(2)", "$a (dollar a)",
 ]
 
 

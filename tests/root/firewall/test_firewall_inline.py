@@ -18,7 +18,7 @@ from bench.dpi_corpus import _request
 from fwlab import HTTP_CLIENT, PYTHON, REPO, FirewallProcess, iptables_rules, start_http_server, wait_line
 from podlab import PodLab
 from roothelpers import require
-from tests.net.detect.test_detect_http import ATTACKS, BENIGN, CMDI, LOG4SHELL, SQLI, SSRF, TRAVERSAL, XXE
+from tests.net.detect.test_detect_http import ATTACKS, BENIGN, CMDI, CODE, LOG4SHELL, SQLI, SSRF, TRAVERSAL, XXE
 
 from kubeguard.net.types import HttpRequest
 
@@ -93,7 +93,8 @@ def test_attacks_get_403_and_never_reach_the_server_benign_all_pass(podlab: PodL
     alerts = fw.alerts()
     blocked = [a for a in alerts if a["output_fields"].get("firewall.action") == "blocked"]
     assert len({a["output_fields"]["fd.cport"] for a in blocked}) == len(ATTACKS)
-    assert {SQLI, CMDI, XXE, TRAVERSAL, LOG4SHELL, SSRF} <= {a["rule"] for a in blocked}, {a["rule"] for a in alerts}
+    rules = {a["rule"] for a in blocked}
+    assert {SQLI, CMDI, CODE, XXE, TRAVERSAL, LOG4SHELL, SSRF} <= rules, {a["rule"] for a in alerts}
     assert all(a["output_fields"]["k8s.pod.name"] == "web" for a in blocked)
     assert "0 errors" in fw.err and f"{len(ATTACKS)} flows blocked ({len(ATTACKS)} with HTTP 403)" in fw.err
 

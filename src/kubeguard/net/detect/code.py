@@ -43,6 +43,8 @@ PHP_ONLY = (
     "|call_user_func|preg_replace|unserialize|move_uploaded_file|var_dump|print_r|getcwd|get_current_user"
     "|array_map|array_filter|expect_popen|gethostbyname|filegroup|fileowner|strrev|proc_\\w+|pcntl_\\w+"
 )
+# Prefixes of PHP extension functions (`pg_query`, `odbc_exec`, `stream_socket_client`, ...).
+PHP_EXT = "odbc|pg|zend|mysqli|ftp|stream|socket|ldap|openssl|array|ob|apache|sodium|mb|iconv|xmlrpc|dba|sqlite"
 # Calls that are attacks even when empty: `phpinfo()`.
 _EMPTY_OK = frozenset({"phpinfo", "phpversion", "php_uname", "getcwd", "get_current_user", "die"})
 # Calls that need more than one code-shaped argument to count (they are also ordinary words).
@@ -59,12 +61,26 @@ ENTRIES = {
                    r"|rar|zip|glob)://",
     "php_dynamic": r"\$\w*\s*[\[{][^\n]*[\]}]\s*\(",
     "node": r"_\$\$ND_FUNC\$\$_|\bnew\s+Function\s*\(|\bprocess\s*(?:\.|\[\s*['\"]?)\s*mainModule"
-            r"|\brequire\s*\.\s*main\b|\brequire\s*\[|\bchild_process\b|\bwhile\s*\(+\s*!*\s*(?:true|false|1|0|NaN|this|new\s+Date|\+?Infinity|\+1)"
+            r"|\brequire\s*\.\s*main\b|\brequire\s*\[|\bchild_process\b|\bmodule\s*\.\s*exports\s*="
+            r"|\beval\s*\(\s*String\s*\.\s*fromCharCode\b"
+            r"|\bconsole\s*(?:\.\s*\w+|\[\s*['\"]\w+['\"]\s*\])\s*(?:\.\s*(?:call|apply)\s*)?\("
+            r"|\bwhile\s*\(+\s*[!+-]*\s*(?:true|false|1|0|NaN|this|null|undefined|\"\"|''|``|\{\}|\[\]|new\s+Date"
+            r"|\+?Infinity|\+1)"
             r"\s*\)+",
-    "php_complex": r"\$\{\s*@|\{\s*\$\{",
+    "php_complex": r"\$\{\s*@|\{\s*\$\{|\$\s+\{|\$\{\s*['\"]",
+    # a variable called as a function: `$a(1)`, `$$b(2)`, `$f /*x*/ (3)`, `$o->$m()`
+    "php_varcall": r"\$+[A-Za-z_]\w*(?:[([]|\s*(?:/\*|#|//|->\s*\$|\r|\n))",
+    # a name in quotes or parentheses called: `"system"(ls)`, `(system)(id)`, `"\x73ystem"(ls)`
+    "php_quoted_call": r"[\"'(](?:\\x[0-9a-f]{2}|\w){2,40}[\"')]\(",
+    # a comment or a vertical tab / form feed between a name and its call: `exec/**/(x)`, `pi\v()`
+    "php_gap_call": r"\b[a-z_]\w*\s*(?:/\*[^*]{0,80}\*/|#[^\n]{0,80}\n|//[^\n]{0,80}\n)\s*\("
+                    r"|\b[a-z_]\w*[\t\x0b\x0c\r\n]\s*\(\s*\)",
+    # a call of a function of a PHP extension: `odbc_connect(`, `pg_query (`, `zend_version(`
+    "php_ext_call": rf"\b(?:{PHP_EXT})_\w+\s*\(",
+    "php_xml_tag": r"<\?xml\s*:",
     "php_superglobal": r"\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
-    "perl": r"@\{\[",
+    "perl": r"@\{\s*\[",
     "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{\[|@\(|[<\[]#assign\b|#set\s*\(\s*\$",
     "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
@@ -121,8 +137,47 @@ def _code_arg(first: str, rest: str) -> bool:
     return bool(first) and _CALL_NAME.match(first + rest) is not None
 
 
+_COMMENT = r"(?:/\*[^*]{0,80}\*/|#[^\n]{0,80}\n|//[^\n]{0,80}\n)"
+# `$f(`, `$$f(`, `$o->$m(`, `$a[1]['b'] /*x*/ (`, `$f\n (`: a variable's value called as a function.
+_VARCALL = re.compile(
+    rf"\$+([A-Za-z_]\w*)((?:\s*{_COMMENT}|\s*\[[^\[\]\n]{{0,40}}\]|\s*\{{[^{{}}\n]{{0,40}}\}}|\s*->\s*\$?\w+"
+    rf"|[ \t]*[\r\n][ \t]*)+\s*)?\(", re.S)
+_QUOTED_CALL = re.compile(r"([\"'(])((?:\\x[0-9a-f]{2}|\w){2,40})([\"')])\(", re.I)
+_GAP_CALL = re.compile(rf"\b([a-z_]\w*)(\s*{_COMMENT})+\s*\(|\b[a-z_]\w*[\t\x0b\x0c\r\n]\s*\(\s*\)", re.I)
+_EXT_CALL = re.compile(rf"\b(?:{PHP_EXT})_\w+(\s*)\((\s*(?:$|[\"'$)]))?", re.I)
+_DANGEROUS = re.compile(rf"(?:{PHP_EXEC}|{PHP_ONLY}|touch|chroot|chmod|chown|unlink|rename|copy|mkdir|rmdir)$", re.I)
+
+
+def _php_shapes(text: str) -> str | None:
+    """Call shapes only PHP writes: variable functions, quoted or parenthesised names called, comments
+    between a name and its call, extension functions, ``$ {...}`` and ``${'...'}`` variables."""
+    for call in _VARCALL.finditer(text):
+        if call.group(2) or not call.group(1).isupper():  # `$TSLA(` is a cashtag, `$f(` a call
+            return text[call.start() : call.end() + 40]
+    for call in _QUOTED_CALL.finditer(text):
+        opened, name, closed = call.groups()
+        if (opened == closed or (opened, closed) == ("(", ")")) and (
+                "\\x" in name.lower() or _DANGEROUS.match(name)):
+            return text[call.start() : call.end() + 40]
+    for call in _GAP_CALL.finditer(text):
+        if call.group(1) is None or "/*" in call.group(2) or _DANGEROUS.match(call.group(1)):
+            return text[call.start() : call.end() + 40]
+    for call in _EXT_CALL.finditer(text):
+        if not call.group(1) or call.group(2) is not None:  # `pg_query(`, `array_diff (` + end; not `stream_x (2).mp4`
+            return text[call.start() : call.end() + 40]
+    complex_var = re.search(r"\$\s+\{[^{}\n]{1,60}\}|\$\{\s*['\"][^{}\n]{0,60}\}", text)
+    if complex_var:
+        return complex_var.group(0)
+    xml = re.search(r"<\?xml\s*:\s*\w+", text, re.I)
+    if xml:
+        return text[xml.start() : xml.start() + 80]
+    return None
+
+
 def _php(text: str) -> str | None:
     tag = _ENTRY["php_tag"].search(text)
+    if tag and tag.group(0).lower() in ("<?=", "<? ") and "?>" in text[tag.end() :]:
+        return text[tag.start() : tag.start() + 80]
     if tag and tag.group(0).lower() == "<?php":
         return text[tag.start() : tag.start() + 80]
     if tag and re.search(r"[;()$'\"`]", text[tag.end() : tag.end() + 200]):
@@ -146,6 +201,9 @@ def _php(text: str) -> str | None:
         if re.match(r"[\w$]+\)", first + rest) and text[call.start() : call.end()].rstrip(first).endswith(
                 call.group(1) + "("):
             return text[call.start() : call.end() + 40]  # `system(whoami)`, `chr(123)`: no space before the paren
+        gap = text[call.start() + len(call.group(1)) : call.end() - 1 - len(first)]
+        if re.search(r"[\t\x0b\x0c\r\n]|  ", gap.split("(")[0]):
+            return text[call.start() : call.end() + 40]  # `exec\t(x)`, `exec  (x)`: spacing prose never has
         if not _code_arg(first, rest):
             continue
         if name in _WEAK_CALLS and not (first in ("'", '"', "$", "`") or _CALL_NAME.match(first + rest)):
@@ -160,7 +218,7 @@ def _php(text: str) -> str | None:
     glob = _ENTRY["php_superglobal"].search(text)
     if glob and re.match(r"\s*\[", text[glob.end() :]):
         return text[glob.start() : glob.start() + 60]
-    return None
+    return _php_shapes(text)
 
 
 def _template(text: str) -> str | None:
