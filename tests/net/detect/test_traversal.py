@@ -91,6 +91,13 @@ def test_uri_path_climb_above_root_only() -> None:
     assert not flagged(HttpRequest("GET", "/static/img/../css/site.css", headers=HEAD))
 
 
+def test_drive_path_joined_to_the_request_path() -> None:
+    assert flagged(HttpRequest("GET", "/download/C:/mysql/my.ini", headers=HEAD))
+    assert flagged(HttpRequest("GET", "/files/c:\\windows\\win.ini", headers=HEAD))
+    assert not flagged(HttpRequest("GET", "/files/x/C:/notes/todo.txt", headers=HEAD))
+    assert not flagged(HttpRequest("GET", "/wiki/a:/b", headers=HEAD))
+
+
 def test_in_json_body_and_filename() -> None:
     body = b'{"doc": {"path": "..\\\\..\\\\windows\\\\win.ini"}, "html": "<img src=\\"../img/a.png\\">"}'
     req = HttpRequest("POST", "/api", headers=[*HEAD, ("Content-Type", "application/json")], body=body,

@@ -62,7 +62,8 @@ ENTRIES = {
     "php_dynamic": r"\$\w*\s*[\[{][^\n]*[\]}]\s*\(",
     "node": r"_\$\$ND_FUNC\$\$_|\bnew\s+Function\s*\(|\bprocess\s*(?:\.|\[\s*['\"]?)\s*mainModule"
             r"|\brequire\s*\.\s*main\b|\brequire\s*\[|\bchild_process\b|\bmodule\s*\.\s*exports\s*="
-            r"|\beval\s*\(\s*String\s*\.\s*fromCharCode\b"
+            r"|\beval\s*\(\s*String\s*\.\s*fromCharCode\b|\$[0-9a-f]{1,4}:\w*:?(?:constructor|prototype|__proto__)\b"
+            r"|\bprocess\s*(?:\.\s*(?:env|binding|dlopen|kill)\b|\[\s*['\"]?\s*(?:env|binding|mainModule)|\[\s*\w+\.)"
             r"|\bconsole\s*(?:\.\s*\w+|\[\s*['\"]\w+['\"]\s*\])\s*(?:\.\s*(?:call|apply)\s*)?\("
             r"|\bwhile\s*\(+\s*[!+-]*\s*(?:true|false|1|0|NaN|this|null|undefined|\"\"|''|``|\{\}|\[\]|new\s+Date"
             r"|\+?Infinity|\+1)"
@@ -206,6 +207,8 @@ def _php(text: str) -> str | None:
             return text[call.start() : call.end() + 40]  # `exec\t(x)`, `exec  (x)`: spacing prose never has
         if not _code_arg(first, rest):
             continue
+        if name in ("require", "include") and re.match(r"""(['"])[\w@-]+\1\s*\)""", first + rest):
+            continue  # `require('express')`: a Node module name, not a file PHP would include
         if name in _WEAK_CALLS and not (first in ("'", '"', "$", "`") or _CALL_NAME.match(first + rest)):
             continue
         before = text[max(0, call.start() - 2) : call.start()]
@@ -234,6 +237,10 @@ def _template(text: str) -> str | None:
             return match.group(0)[:120]
     if re.search(r"\{/?php\}", text, re.I):
         return text[:80]
+    constant_if = re.search(r"(?:\{%|<%)-?\s*(?:if|elif|unless)\s+(?:true|false|1|0|none|nil|null)\s*-?(?:%\}|%>)",
+                            text, re.I)
+    if constant_if:
+        return constant_if.group(0)  # `{% if True %}49{% endif %}`: a probe, no template tests a constant
     statement = re.search(r"\{%-?\s*(?:include|import|from|extends|debug|load|get_admin_log|ssi)\b", text, re.I)
     if statement:
         return statement.group(0)[:120]

@@ -53,6 +53,7 @@ _NUL_HEAD = re.compile(r"[\w.:~-]*(?:(?:[/\\][\w.:~ -]*)+|\w\.[a-z0-9]{1,8})", r
 _NUL_SPAN = 256  # characters either side of a null byte read for a cut
 _NUL_TAIL = re.compile(r"\x00*(?:\.?[a-z0-9]{1,5})?\x00*", re.I)
 _DRIVE = re.compile(r"[a-z]:(?=[/\\])", re.I)
+_INNER_DRIVE = re.compile(r"[/\\][a-z]:[/\\]", re.I)  # a drive after a separator, inside a word
 _GLUED_DRIVE = re.compile(r"[a-z]:(?=[a-z])", re.I)  # `c:windows/system32`: read as `windows/system32`
 # PHP / Java stream wrappers that read or run something (a word starting with one), and `file:` URLs.
 _WRAPPER = re.compile(
@@ -307,6 +308,9 @@ def path_traversal(text: str, in_uri_path: bool = False) -> str | None:
         if budget < 0:
             break  # bounded work per value
         readings = [word]
+        inner_drive = _INNER_DRIVE.search(word)
+        if inner_drive:  # `/download/C:/mysql/my.ini`: a drive path a handler joined to its own prefix
+            readings.append(word[inner_drive.start() + 1 :])
         if "\x00" in word and word.split("\x00", 1)[0].strip("/\\."):
             readings.append(word.split("\x00", 1)[0])  # what a C library opens: the path up to the null
         for reading in readings:
