@@ -133,3 +133,19 @@ def test_traversal_cases_same_detections() -> None:
                                       for d in inspect_http_request(r, prefilter=False))]
     assert len(flagged) > len(TRAVERSALS) * 4  # the cases really reach the check
     assert_same(reqs)
+
+
+ENCODED_EDGES = [
+    "&#x27; or 1=1--", "x&#59;id", "&lt;?php system('id'); ?&gt;", "a&amp;b=1&#x3b;cat /etc/passwd", "&#36;{7*7}",
+    "..&#x2f;..&#x2f;etc&#x2f;passwd", "&quot;;id;&quot;", "1&#38;&#38;whoami", "&#123;&#123;config&#125;&#125;",
+]
+
+
+def test_entities_next_to_separators_and_cached_verdicts_same_detections() -> None:
+    """HTML entities whose '&' or ';' is also a query / cookie / form separator, each request sent twice
+    (the second meets the cached header and path verdicts of the first)."""
+    reqs = [req for payload in ENCODED_EDGES for req in placements(payload)]
+    reqs += [HttpRequest("GET", "/" + p.replace(" ", "%20"), headers=HEAD) for p in ENCODED_EDGES]
+    assert_same(reqs)
+    assert_same(reqs)
+    assert sum(needs_values(req) for req in reqs) >= len(ENCODED_EDGES)  # the attacks do take the full path

@@ -7,8 +7,14 @@ value checks of `detect.http` flag anything. It is a provable superset filter:
   / backslash escapes, base64 of any kind, Basic credentials, multipart, XML, a Referer query,
   non-ASCII bytes, invalid JSON) is a trigger: the request takes the full path.
 * Otherwise every value is a substring of the uri, a header value or the body, bounded by a
-  non-word delimiter. The signatures and gates are run over those pieces with ``^`` / ``$``
-  widened to "line edge or delimiter", so whatever matches a value matches its piece.
+  non-word delimiter. Each value is checked where it stands: the uri path, every header value, and the
+  query, cookie and body split on their delimiters as `extract` splits them, each value bounded by
+  ``\x01``. One hyperscan database holds the triggers, the signatures and the path and command gates,
+  with ``^`` / ``$`` widened to "line edge or delimiter", so whatever matches a value matches it there.
+  A separator ``&`` or ``;`` never belongs to a value, so an HTML entity split by one is not decoded
+  by `extract` either. The verdicts of header values and paths up to `CACHED_HEADER` characters are
+  cached (they repeat: user agents, Accept, health-check paths); a request pays one scan for its
+  query and body, one for the SQL gate.
 * SSRF and metadata need a host spelling: ``//``, a metadata name, a wildcard-DNS suffix, or a value
   starting with an address that can equal a metadata IP (``169.`` / ``100.``, any 0-led part, ten
   digits, an IPv6 form) - all triggers.
@@ -16,8 +22,8 @@ value checks of `detect.http` flag anything. It is a provable superset filter:
   are split on their delimiters (as `extract` does) and the SQL gate runs over the parts.
 * Command and code injection run only on values their gates mark. The code gate is a trigger like the
   signatures. The command gate treats ``&``, ``;`` and newlines as shell separators, which are also the
-  query, cookie and JSON delimiters, so it runs over the pieces split as `extract` splits them, each
-  value bounded by ``\x01`` (a delimiter for the widened anchors, never a shell separator).
+  query, cookie and JSON delimiters: that is why values are split before the scan, and bounded by
+  ``\x01`` (a delimiter for the widened anchors, never a shell separator).
 """
 
 from __future__ import annotations
@@ -94,11 +100,12 @@ def _compile(patterns: list[str]) -> hyperscan.Database:
 
 
 @cache
-def _databases() -> tuple[hyperscan.Database, hyperscan.Database, hyperscan.Database]:
-    """(any-value triggers, SQL gate over split parts, command gate over values), compiled once per process."""
-    values = [*(widen_anchors(s.pattern) for s in SIGNATURES), *(widen_anchors(p) for p in GATE_PARTS[GATE_PATH])]
-    return (_compile([*TRIGGERS, *values]), _compile([GATES[GATE_SQL]]),
-            _compile([widen_anchors(p) for p in GATE_PARTS[GATE_CMD]]))
+def _databases() -> tuple[hyperscan.Database, hyperscan.Database]:
+    """(one database for every value: triggers, signatures, path and command gates; the SQL gate over split
+    parts), compiled once per process."""
+    widened = [*(widen_anchors(s.pattern) for s in SIGNATURES),
+               *(widen_anchors(p) for p in (*GATE_PARTS[GATE_PATH], *GATE_PARTS[GATE_CMD]))]
+    return _compile([*TRIGGERS, *widened]), _compile([GATES[GATE_SQL]])
 
 
 def _stop(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
@@ -147,34 +154,51 @@ def _sql_flagged(value: str) -> bool:
     return bool(text) and not is_inert(text) and sqli_score(text, decoded=True) >= load_model()[1]
 
 
+CACHED_HEADER = 1024  # header values up to this length keep their verdict (user agents, Accept, cookies repeat)
+
+
+@lru_cache(maxsize=8192)
+def _header_verdict(name: str, value: str) -> bool:
+    """True when this header alone sends its request down the full path (cached for values up to
+    `CACHED_HEADER` characters)."""
+    lname = name.lower()
+    if lname in ("authorization", "proxy-authorization") or (lname == "referer" and "?" in value):
+        return True
+    any_value, sql_gate = _databases()
+    if lname == "cookie":
+        return (_hits(any_value, _split(value, ";", "\x01").encode("latin-1", "replace"))
+                or _hits(sql_gate, _split(value, ";").encode("latin-1", "replace")))
+    if lname in SQL_HEADERS and _sql_flagged(value):
+        return True
+    return _hits(any_value, value.encode("latin-1", "replace"))
+
+
+@lru_cache(maxsize=8192)
+def _path_verdict(path: str) -> bool:
+    """True when the uri path alone sends its request down the full path (paths repeat like header values)."""
+    return _hits(_databases()[0], path.encode("latin-1", "replace"))
+
+
 def needs_values(req: HttpRequest) -> bool:
     """False only when no value of `req` can be flagged by the value checks (see module docstring)."""
-    pieces = [req.uri]
-    path, _, query = req.uri.partition("?")
-    sql_parts = [_split(query, "&")] if "?" in req.uri else []
-    values = [path, _split(query, "&", "\x01")]
     ctype: str | None = None
     for name, value in req.headers:
-        lname = name.lower()
-        if lname in ("authorization", "proxy-authorization") or (lname == "referer" and "?" in value):
+        if _header_verdict(name, value) if len(value) <= CACHED_HEADER else _header_verdict.__wrapped__(name, value):
             return True
-        pieces.append(value)
-        values.append(_split(value, ";", "\x01") if lname == "cookie" else value)
-        if lname == "cookie":
-            sql_parts.append(_split(value, ";"))
-        elif lname == "content-type" and ctype is None:  # the first one, as `extract` reads it
+        if ctype is None and len(name) == 12 and name.lower() == "content-type":  # the first one, as `extract` reads
             ctype = value.lower().split(";", 1)[0].strip()
-        elif lname in SQL_HEADERS and _sql_flagged(value):
-            return True
     body_values = _body_parts(req, ctype or "", "\x01")  # parsed once: a JSON body may be large
     if body_values is None:
         return True
+    path, question, query = req.uri.partition("?")
+    if _path_verdict(path) if len(path) <= CACHED_HEADER else _path_verdict.__wrapped__(path):
+        return True
+    any_value, sql_gate = _databases()
+    rest = f"{_split(query, '&', chr(1))}\x01{body_values}" if question else body_values
+    if rest and _hits(any_value, rest.encode("latin-1", "replace")):
+        return True
+    sql_parts = [_split(query, "&")] if question else []
     if body_values:
-        values.append(body_values)
         sql_parts.append(body_values.replace("\x01", "\n") if b"\x01" not in req.body
                          else _body_parts(req, ctype or "") or "")
-    triggers, sql_gate, cmd_gate = _databases()
-    data = "\n".join(pieces).encode("latin-1", "replace") + b"\n" + req.body
-    if _hits(triggers, data) or _hits(cmd_gate, "\x01".join(values).encode("latin-1", "replace")):
-        return True
     return bool(sql_parts) and _hits(sql_gate, "\n".join(sql_parts).encode("latin-1", "replace"))

@@ -29,7 +29,7 @@ class HttpRequestStream:
         self.parse_error = ""
         self._tail = bytearray()  # the last bytes fed (8-16 KiB), to recover headers llhttp rejects
         self._parser = httptools.HttpRequestParser(self)
-        self._reset()
+        self._reset()  # a request's state; on_message_begin resets it again for each request
 
     def _reset(self) -> None:
         self._url: list[bytes] = []
@@ -54,10 +54,11 @@ class HttpRequestStream:
             self._url_len += min(len(url), room)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if len(self._headers) < MAX_HEADERS:
-            self._headers.append((name.decode("latin-1"), value.decode("latin-1")))
+        headers = self._headers
+        if len(headers) < MAX_HEADERS:
             if len(name) in (14, 17):  # Content-Length, Transfer-Encoding: kept apart for the framing checks
-                self._framing.append(len(self._headers) - 1)
+                self._framing.append(len(headers))
+            headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_body(self, body: bytes) -> None:
         room = self.body_limit - self._body_len
