@@ -13,6 +13,7 @@ from bench.dpi_corpus import _request
 from test_dpi_detect_evasion import HTTP_ATTACKS
 from tests.conftest import need_shared_data
 from tests.net.detect.test_detect_http import ATTACKS, BENIGN
+from tests.net.detect.test_detect_injection import CODE_NEAR_MISSES, CODE_PAYLOADS
 from tests.net.detect.test_traversal import ATTACKS as TRAVERSALS
 from tests.net.detect.test_traversal import NEAR_MISSES as TRAVERSAL_NEAR_MISSES
 
@@ -132,6 +133,17 @@ def test_traversal_cases_same_detections() -> None:
     flagged = [r for r in reqs if any(d.rule == "HTTP path traversal"
                                       for d in inspect_http_request(r, prefilter=False))]
     assert len(flagged) > len(TRAVERSALS) * 4  # the cases really reach the check
+    assert_same(reqs)
+
+
+def test_code_injection_cases_same_detections() -> None:
+    """The code lexer's cases and near misses (PHP call shapes, Node, templates) in every place."""
+    reqs = []
+    for payload in [v for vs in CODE_PAYLOADS.values() for v in vs] + CODE_NEAR_MISSES:
+        reqs += placements(payload)
+    flagged = [r for r in reqs if any(d.rule == "HTTP code injection"
+                                      for d in inspect_http_request(r, prefilter=False))]
+    assert len(flagged) > len(CODE_PAYLOADS["php"]) * 4  # the cases really reach the check
     assert_same(reqs)
 
 
