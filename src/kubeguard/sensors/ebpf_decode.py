@@ -412,8 +412,9 @@ class BpftraceDecoder:
         """The parent process's exec that began before this one and still misses lines, if any."""
         assert pending.event is not None
         ppid = pending.event.get("proc.ppid")
-        waiting = [p for p in self.execs.get(ppid, ()) if p.time() <= pending.time()] if ppid != pending.event[
-            "proc.tid"] else []
+        if not isinstance(ppid, int) or ppid == pending.event["proc.tid"]:
+            return None
+        waiting = [p for p in self.execs.get(ppid, ()) if p.time() <= pending.time()]
         return max(waiting, key=PendingExec.time) if waiting else None
 
     def _forget(self, tid: int, pending: PendingExec) -> None:
