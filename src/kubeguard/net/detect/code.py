@@ -74,8 +74,8 @@ ENTRIES = {
     # a name in quotes or parentheses called: `"system"(ls)`, `(system)(id)`, `"\x73ystem"(ls)`
     "php_quoted_call": r"[\"'(](?:\\x[0-9a-f]{2}|\w){2,40}[\"')]\(",
     # a comment or a vertical tab / form feed between a name and its call: `exec/**/(x)`, `pi\v()`
-    "php_gap_call": r"\b[a-z_]\w*\s*(?:/\*[^*]{0,80}\*/|#[^\n]{0,80}\n|//[^\n]{0,80}\n)\s*\("
-                    r"|\b[a-z_]\w*[\t\x0b\x0c\r\n]\s*\(\s*\)",
+    # (the gate: a comment's end, or a line break / tab before `()`; `_GAP_CALL` reads the name before it)
+    "php_gap_call": r"\*/\s*\(|(?:#|//)[^\n]*\n\s*\(|\w[\t\x0b\x0c\r\n]\s*\(\s*\)",
     # a call of a function of a PHP extension: `odbc_connect(`, `pg_query (`, `zend_version(`
     "php_ext_call": rf"\b(?:{PHP_EXT})_\w+\s*\(",
     "php_xml_tag": r"<\?xml\s*:",
