@@ -12,7 +12,7 @@ import pytest
 from kubeguard.agent.enrich import Enricher
 from kubeguard.agent.metrics import AgentMetrics, MetricsServer
 from kubeguard.agent.outputs import JsonLinesOutput
-from kubeguard.agent.pipeline import DROP_RULE, GAP_RULE, Pipeline
+from kubeguard.agent.pipeline import DROP_RULE, GAP_RULE, EventLog, Pipeline
 from kubeguard.agent.podsource import PodSource
 from kubeguard.agent.proctable import ProcessTable
 from kubeguard.cliutil import UserError
@@ -174,3 +174,19 @@ def test_port_scan_is_detected_once_per_window_and_single_target_traffic_is_not(
     assert raised[0].output_fields["scan.targets"] == 20 and "T1046" in raised[0].tags
     host = base | {"container.id": "host", "proc.pid": 3}
     assert not any(detector.process(Event(host | {"fd.rport": p})) for p in range(1, 100))
+
+
+def test_events_log_lines_strip_internal_keys_and_show_other_values_as_text(tmp_path) -> None:
+    """The events log (the replay format): internal ``_`` keys left out, the event itself untouched, values JSON
+    cannot hold written as their text, and events without internal keys written as they are."""
+    log = EventLog(tmp_path / "e.jsonl")
+    with_internal = Event({"evt.type": "execve", "_env_truncated": True, "proc.env": "A=1", "fd.name": Path("/x")})
+    plain = Event({"evt.type": "procexit", "proc.pid": 7, "proc.aname": ["sh", "bash"]})
+    log.write(with_internal)
+    log.write(plain)
+    log.close()
+    lines = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert lines == [{"evt.type": "execve", "proc.env": "A=1", "fd.name": "/x"},
+                     {"evt.type": "procexit", "proc.pid": 7, "proc.aname": ["sh", "bash"]}]
+    assert with_internal["_env_truncated"] is True
+    assert log.written == 2

@@ -63,6 +63,9 @@ class PolicyHook(Protocol):
     def tick(self) -> list[str]: ...
 
 
+_LINE_ENCODER = json.JSONEncoder(default=str, check_circular=False)  # json.dumps(default=str) builds one per call
+
+
 class EventLog:
     """``--events-out``: enriched events as JSON lines (the replay format), internal keys stripped."""
 
@@ -76,7 +79,9 @@ class EventLog:
         self.written = 0
 
     def write(self, event: Event) -> None:
-        self.stream.write(json.dumps(internal_stripped(event), default=str) + "\n")
+        internal = [key for key in event if key[:1] == "_"]  # rare: copy the event only when it has some
+        shown = internal_stripped(event) if internal else event
+        self.stream.write(_LINE_ENCODER.encode(shown) + "\n")
         self.written += 1
 
     def flush(self) -> None:
