@@ -1,0 +1,78 @@
+"""Script rules in the WorkloadPolicy document: parsed with file:line errors, exported only when present
+(older exports load and dump unchanged), merged with user rules winning, accepted by the CRD schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from kubeguard.policy.document import PolicyError, ScriptRule, merge, parse_documents
+
+REPO = Path(__file__).resolve().parents[2]
+WITH_SCRIPTS = """\
+apiVersion: kubeguard.io/v1alpha1
+kind: WorkloadPolicy
+metadata: {name: deployment-web, namespace: shop}
+spec:
+  workload: {kind: Deployment, name: web}
+  mode: protect
+  processes:
+    - {path: /bin/sh}
+  scripts:
+    - {path: /app/entrypoint.sh, interpreters: [/bin/sh]}
+    - {path: "/app/jobs/*.py"}
+    - {path: /app/jobs/evil.py, action: deny}
+"""
+
+
+def test_script_rules_parse_decide_and_round_trip() -> None:
+    (policy,) = parse_documents(WITH_SCRIPTS, "p.yaml")
+    assert policy.scripts[0] == ScriptRule("/app/entrypoint.sh", interpreters=("/bin/sh",))
+    assert policy.script_allowed("/app/entrypoint.sh") and policy.script_allowed("/app/jobs/report.py")
+    assert not policy.script_allowed("/app/jobs/evil.py") and not policy.script_allowed("/tmp/new.sh")
+    assert "script deny /app/jobs/evil.py" in policy.rule_keys()
+    (again,) = parse_documents(yaml.safe_dump(policy.to_document(), sort_keys=False), "again.yaml")
+    assert again.scripts == sorted(policy.scripts, key=lambda r: r.path)
+
+
+def test_a_policy_without_scripts_exports_as_before() -> None:
+    old = WITH_SCRIPTS.split("  scripts:")[0]
+    (policy,) = parse_documents(old, "old.yaml")
+    assert policy.scripts == [] and "scripts" not in policy.to_document()["spec"]
+    assert not policy.script_allowed("/app/entrypoint.sh")
+
+
+def test_user_script_rules_win_over_learned_ones() -> None:
+    (learned,) = parse_documents(WITH_SCRIPTS, "learned.yaml")
+    (user,) = parse_documents(WITH_SCRIPTS.split("  scripts:")[0] + "  scripts:\n"
+                              "    - {path: /app/entrypoint.sh, action: deny}\n", "user.yaml")
+    merged = merge(learned, user)
+    assert merged is not None and not merged.script_allowed("/app/entrypoint.sh")
+    assert merged.script_allowed("/app/jobs/report.py")
+
+
+@pytest.mark.parametrize(("change", "line", "message"), [
+    ("{path: /app/entrypoint.sh, interpreters: [/bin/sh]}", 10, "unknown field 'script'"),
+    ("{path: app/entrypoint.sh}", 10, "is not absolute"),
+    ("{path: /app/entrypoint.sh, interpreters: [sh]}", 10, "interpreter: 'sh' is not absolute"),
+    ("{path: /app/entrypoint.sh, action: block}", 10, "is not one of allow, deny"),
+])
+def test_bad_script_rules_name_file_and_line(change: str, line: int, message: str) -> None:
+    bad = change.replace("{path:", "{script:") if "unknown" in message else change
+    text = WITH_SCRIPTS.replace("{path: /app/entrypoint.sh, interpreters: [/bin/sh]}", bad)
+    with pytest.raises(PolicyError, match=rf"^bad\.yaml:{line}: .*{message}"):
+        parse_documents(text, "bad.yaml")
+
+
+def test_crd_schema_accepts_script_rules_and_refuses_bad_ones() -> None:
+    crd = yaml.safe_load((REPO / "deploy" / "crds" / "workloadpolicy.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    (policy,) = parse_documents(WITH_SCRIPTS, "p.yaml")
+    jsonschema.validate(policy.to_document(), schema)
+    jsonschema.validate(yaml.safe_load(WITH_SCRIPTS), schema)
+    for broken in (WITH_SCRIPTS.replace("[/bin/sh]", "[sh]"), WITH_SCRIPTS.replace("action: deny", "action: x")):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(yaml.safe_load(broken), schema)
