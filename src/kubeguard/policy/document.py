@@ -439,8 +439,9 @@ def _parse_policy(doc: _Doc, node: yaml.Node) -> WorkloadPolicy:
         path = doc.string(fields["path"], "script rule path")
         if not path.startswith("/"):
             raise doc.fail(fields["path"], f"script rule path: {path!r} is not absolute")
-        interpreters = doc.strings(fields.get("interpreters"), "interpreters")
-        for interpreter, node in zip(interpreters, doc.sequence(fields.get("interpreters"), "interpreters"), strict=True):
+        interpreter_nodes = doc.sequence(fields.get("interpreters"), "interpreters")
+        interpreters = tuple(doc.string(n, "interpreters") for n in interpreter_nodes)
+        for interpreter, node in zip(interpreters, interpreter_nodes, strict=True):
             if not interpreter.startswith("/"):
                 raise doc.fail(node, f"script rule interpreter: {interpreter!r} is not absolute")
         policy.scripts.append(ScriptRule(
