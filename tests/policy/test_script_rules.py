@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from kubeguard.policy.document import PolicyError, ScriptRule, merge, parse_documents
+from kubeguard.policy.scripts import script_of
 
 REPO = Path(__file__).resolve().parents[2]
 WITH_SCRIPTS = """\
@@ -76,3 +77,44 @@ def test_crd_schema_accepts_script_rules_and_refuses_bad_ones() -> None:
     for broken in (WITH_SCRIPTS.replace("[/bin/sh]", "[sh]"), WITH_SCRIPTS.replace("action: deny", "action: x")):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(yaml.safe_load(broken), schema)
+
+
+@pytest.mark.parametrize(("exe", "args", "cwd", "script"), [
+    ("/bin/sh", "/tmp/new.sh", "/", "/tmp/new.sh"),
+    ("/usr/bin/bash", "-e -o pipefail run.sh a b", "/app", "/app/run.sh"),
+    ("/bin/dash", "../x/./y.sh", "/app/sub", "/app/x/y.sh"),
+    ("/usr/bin/python3.11", "-u -W ignore job.py --flag", "/srv", "/srv/job.py"),
+    ("/usr/bin/perl", "-w /opt/t.pl", "/", "/opt/t.pl"),
+    ("/bin/sh", "-c 'touch /tmp/m'", "/", None),
+    ("/bin/bash", "-ec 'x'", "/", None),
+    ("/bin/sh", "-s", "/", None),
+    ("/bin/sh", "", "/", None),
+    ("/usr/bin/python3", "-c print(1)", "/", None),
+    ("/usr/bin/python3", "-m http.server", "/", None),
+    ("/usr/bin/python3", "-", "/", None),
+    ("/usr/bin/perl", "-e 1", "/", None),
+    ("/usr/bin/touch", "/tmp/new.sh", "/", None),
+    ("/bin/sh", "rel.sh", "", None),
+    ("/bin/sh", "'unterminated", "/", None),
+])
+def test_script_named_by_an_interpreter_command_line(exe: str, args: str, cwd: str, script: str | None) -> None:
+    assert script_of(exe, args, cwd) == script
+
+
+def test_scripts_are_learned_in_discover_and_deviate_in_monitor(tmp_path: Path) -> None:
+    from test_policy import Clock, engine_for, event
+
+    clock = Clock()
+    engine = engine_for(tmp_path, clock)
+
+    def run(args: str, cwd: str = "/app") -> list:
+        return engine.process(event("u1", **{"evt.type": "execve", "proc.exepath": "/bin/sh", "proc.args": args,
+                                             "proc.cwd": cwd, "proc.pexepath": "/usr/bin/tini"}))
+
+    assert run("entrypoint.sh") == [] and run("-c 'echo hi'") == []
+    clock.now += 61
+    engine.tick()
+    assert run("/app/entrypoint.sh", "/") == [] and run("-c 'echo other'") == []  # learned; -c is not a script
+    (alert,) = run("/tmp/new.sh")
+    assert alert.output_fields["policy.deviation"] == "script /tmp/new.sh (run by /bin/sh)"
+    assert alert.output_fields["policy.action"] == "alert"
