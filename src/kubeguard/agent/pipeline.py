@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from kubeguard.agent.enrich import Enricher
-from kubeguard.agent.event_values import internal_stripped
 from kubeguard.agent.metrics import AgentMetrics
 from kubeguard.agent.outputs import Output
 from kubeguard.agent.portscan import PortScanDetector
@@ -79,8 +78,12 @@ class EventLog:
         self.written = 0
 
     def write(self, event: Event) -> None:
-        internal = [key for key in event if key[:1] == "_"]  # rare: copy the event only when it has some
-        shown = internal_stripped(event) if internal else event
+        internal = [key for key in event if key[:1] == "_"]  # a few (the sensor's cgroup id, ...) or none
+        shown: dict[str, Any] = event
+        if internal:
+            shown = dict(event)  # faster than internal_stripped's filtered copy for a few keys of ~40
+            for key in internal:
+                del shown[key]
         self.stream.write(_LINE_ENCODER.encode(shown) + "\n")
         self.written += 1
 
