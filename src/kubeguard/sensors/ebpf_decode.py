@@ -186,6 +186,9 @@ class DecodeError(ValueError):
     """A line that is not what kubeguard.bt prints."""
 
 
+# the exec lines (entry, argv, exit, cwd, facts, environment) and the process exit, which pair or hold themselves
+EXEC_TAGS = frozenset({"A", "V", "X", "W", "XF", "XE", "Q"})
+
 @dataclass
 class PendingExec:
     """An exec being assembled from its entry (A, V), exit (X) and cwd (W) lines.
@@ -350,7 +353,28 @@ class BpftraceDecoder:
         if layout is None:
             raise DecodeError(f"unknown record tag {tag!r}")
         handler: Callable[[Fields], list[Event]] = getattr(self, f"_tag_{tag}")
-        return handler(Fields(layout, parts))
+        out = handler(Fields(layout, parts))
+        if out and tag not in EXEC_TAGS and (self.execs or self.held_behind):
+            out = [event for event in out if not self._held(event)]
+        return out
+
+    def _held(self, event: Event) -> bool:
+        """Hold a thread's event behind its exec still missing lines (or behind the parent's exec its own waits
+        for): rules see the new program's opens and connects after its exec, with its name, parent and args."""
+        tid = event.get("proc.tid")
+        if not isinstance(tid, int):
+            return False
+        at = int(event["evt.time"]) - self.clock_offset_ns
+        waiting = [p for p in self.execs.get(tid, ()) if p.time() <= at]
+        if waiting:
+            max(waiting, key=PendingExec.time).after.append(event)
+            return True
+        parent = self.held_behind.get(tid)
+        ppid = event.get("proc.ppid")
+        if parent is not None and isinstance(ppid, int) and any(parent is p for p in self.execs.get(ppid, ())):
+            parent.after.append(event)
+            return True
+        return False
 
     def _header(self, f: Fields, evt_type: str) -> Event:
         if len(f.parts) < HEADER_LEN:
