@@ -292,7 +292,8 @@ def _bt_line(tag: str, *fields: object, pid: int = 4242) -> str:
 
 
 def test_memfd_exec_flag_comes_before_its_exit_line() -> None:
-    lines = [_bt_line("A", "", "kg-payload", "", "", "0"), json.dumps({"type": "printf", "data": "XM\x1f4242\n"}),
+    xf_memfd = "XF\x1f4242\x1f8\x1f0\x1f0\x1f0\n"  # fact 8: the program's file is a memfd
+    lines = [_bt_line("A", "", "kg-payload", "", "", "0"), json.dumps({"type": "printf", "data": xf_memfd}),
              _bt_line("X", 0, 4294967295, 1, 0, 0),
              json.dumps({"type": "printf", "data": "W\x1f4242\x1f0\x1ftmp|0\x1f/|1\x1f/|1\x1f1\n"}),
              _bt_line("A", "/bin/true", "true", "", "", "0"), _bt_line("X", 0, 4294967295, 1, 0, 0),
