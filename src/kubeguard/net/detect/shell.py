@@ -70,7 +70,18 @@ WEAK = frozenset({
     "systemctl", "service", "chattr", "ln", "mkdir", "rmdir", "dd", "nmap", "dig", "host", "whois", "tee", "column",
     "fetch", "lynx", "telnet", "ftp", "wall", "su", "sudo", "doas", "pip", "npm", "gcc", "make", "jobs", "bg", "fg",
 })
+# Administration tools that run code or change hosts through their subcommands (``ansible all -m shell``,
+# ``chef-client -t``, ``pip3 install``): commands when a line of their own names one with an argument.
+ADMIN_TOOLS = frozenset({
+    "ansible", "ansible-playbook", "ansible-vault", "ansible-galaxy", "ansible-config", "ansible-console",
+    "ansible-doc", "ansible-inventory", "ansible-pull", "chef", "chef-client", "chef-run", "chef-shell", "chef-solo",
+    "knife", "cscli", "puppet", "salt", "salt-call", "salt-ssh", "pip3", "pipx", "gem", "cpan",
+})
+WEAK = WEAK | ADMIN_TOOLS
 COMMANDS = STRONG | WEAK
+# A command line sent whole and ended with a newline (``visudo\n``, ``nohup who\n``, ``cscli alerts list\n``):
+# these commands count at the very start of a value when a newline ends them.
+LINE_ENDED = STRONG | BARE | ADMIN_TOOLS
 # Commands that are attacks even as a whole value on their own (no separator): nobody names them in a form.
 START_ALONE = frozenset({"whoami", "systeminfo", "ipconfig", "ifconfig", "netstat", "tasklist", "uname"})
 # Interpreters that run code given inline (`perl -e`, `python -c`).
@@ -155,6 +166,11 @@ GATE_PARTS = (
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     _ARTEFACT.pattern,
+    # a mail protocol command after a line break (`_mail_command`)
+    r"[\r\n]\s*(?:mail\s+from|rcpt\s+to|helo|ehlo|vrfy|expn|user|pass|apop|auth|data|quit|rset|noop|starttls|stat"
+    r"|capa|stls|help|retr|dele|top|list|uidl|[a-z0-9.]{1,10}\s+(?:select|examine|search|fetch|store|append|list"
+    r"|lsub|login|authenticate|capability|logout|noop|create|delete|rename|copy|uid|close|expunge|subscribe"
+    r"|unsubscribe|status|check|idle|quit))\b",
 )
 GATE = "|".join(f"(?:{p})" for p in GATE_PARTS)
 
@@ -255,6 +271,9 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     if after == "start":
         if not words and name in START_ALONE:
             return tokens[i]
+        if end in ("\n", "\\n", "\\r", "\r") and name in LINE_ENDED and len(words) <= 4 and all(
+                t in ("\n", "\\n", "\r", "\\r") for t in tokens[i + 1 + len(words):]):
+            return " ".join([tokens[i], *words])  # a whole command line ended by a newline
         if name in ("sleep", "ping", "timeout") and 0 < len(words) <= 2 and _NUMBER.fullmatch(words[-1]):
             return " ".join([tokens[i], *words])
         if name in SUBCOMMANDS and not subcommand:
@@ -284,6 +303,34 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     return None
 
 
+# A mail protocol command on a line an injected line break starts (SMTP, POP3, IMAP: the value reaches a mail
+# server's command stream, as CRS's 932 mail rules see it). Single-word and user/password verbs count in upper
+# case only; an IMAP line needs a tag with a digit, an upper-case command or arguments only IMAP has.
+_MAIL_LINE = re.compile(
+    r"(?i:mail\s+from|rcpt\s+to)\s*:.*|(?:HELO|EHLO|VRFY|EXPN|USER|PASS|APOP|AUTH)\s+\S.*"
+    r"|(?:DATA|QUIT|RSET|NOOP|STARTTLS|STAT|CAPA|STLS|HELP)(?:\s+\S+)?"
+    r"|(?i:retr|dele|top|list|uidl)\s+\d+(?:\s+\d+)?"
+    r"|(?P<tag>[A-Za-z0-9.]{1,10})\s+(?P<cmd>(?i:select|examine|search|fetch|store|append|list|lsub|login"
+    r"|authenticate|capability|logout|noop|create|delete|rename|copy|uid|close|expunge|subscribe|unsubscribe"
+    r"|status|check|idle|quit))\b(?P<rest>.*)"
+)
+_IMAP_ARGS = re.compile(r"FLAGS|INBOX|CHARSET|\{\d+\}|\(\\\w+|\"[^\"]*\"|\b(?:PLAIN|LOGIN|XOAUTH2|CRAM-MD5)\b", re.I)
+_LINE_BREAK = re.compile(r"\r\n?|\n")
+
+
+def _mail_command(text: str) -> str | None:
+    """A mail protocol command line after a line break in `text`, or None."""
+    for line in _LINE_BREAK.split(text)[1:]:
+        line = line.strip()
+        found = _MAIL_LINE.fullmatch(line) if line else None
+        if found is None:
+            continue
+        tag, cmd = found.group("tag"), found.group("cmd")
+        if tag is None or any(c.isdigit() for c in tag) or cmd.isupper() or _IMAP_ARGS.search(found.group("rest")):
+            return line[:80]
+    return None
+
+
 @lru_cache(maxsize=4096)  # user agents, ids and form values repeat
 def command_injection(value: str) -> str | None:
     """The command line a shell would run from `value` (evidence), or None."""
@@ -291,6 +338,10 @@ def command_injection(value: str) -> str | None:
     artefact = _ARTEFACT.search(text)
     if artefact:
         return text[max(0, artefact.start() - 20) : artefact.end() + 20]
+    if "\n" in text or "\r" in text:
+        mail = _mail_command(text)
+        if mail:
+            return mail
     clean = _deobfuscate(text)
     spans = [(m.group(0), m.start()) for m in _TOKEN.finditer(clean)]
     tokens = [tok for tok, _ in spans]
