@@ -177,6 +177,8 @@ GATE_PARTS = (
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     _ARTEFACT.pattern,
+    # a command spelled as a glob as the value starts (`/???/??t`: `_command_here` flags it anywhere)
+    r"^[\s'\"({@]*/[\w/.?*\[\]-]*[?*\[]",
     # a command named by a relative bin/ path as the whole value (`bin/visudo`)
     r"^\s*(?:[\w.-]+/)*s?bin/[\w.-]+\s*$",
     # a shell function definition (`_FORK_BOMB`), a variable the value assigns then runs (`_expand_assigned`)
