@@ -1,6 +1,8 @@
 /* Latency probe for bench/policy.py.
  *   lat exec N PATH      vfork+execve PATH and wait, N times
  *   lat connect N IP PORT  socket + connect (TCP) + close, N times
+ * With KG_LAT_GAP_US=G in the environment, each call starts G microseconds after the previous one ended
+ * (the pause is not counted): a paced load instead of back-to-back calls.
  * Prints the N latencies' p50 and p99 in microseconds and how many failed: "p50 p99 failed". */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -39,9 +41,15 @@ int main(int argc, char **argv) {
         addr.sin_port = htons(atoi(argv[4]));
         inet_pton(AF_INET, argv[3], &addr.sin_addr);
     }
+    const char *gap_env = getenv("KG_LAT_GAP_US");
+    long gap_us = gap_env ? atol(gap_env) : 0;
     char *args[] = {argv[3], NULL};
     char *envp[] = {NULL};
     for (long i = 0; i < n; i++) {
+        if (gap_us > 0) {
+            struct timespec pause = {gap_us / 1000000, (gap_us % 1000000) * 1000};
+            nanosleep(&pause, NULL);
+        }
         double t0 = now_us();
         if (is_exec) {
             pid_t pid = vfork();
@@ -54,6 +62,10 @@ int main(int argc, char **argv) {
         } else {
             int fd = socket(AF_INET, SOCK_STREAM, 0);
             if (fd < 0 || connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) failed++;
+            /* close with a reset: tens of thousands of TIME_WAIT sockets would exhaust the ephemeral ports and
+             * make later connects search for a free one (milliseconds each, whatever the agent does) */
+            struct linger reset = {1, 0};
+            if (fd >= 0) setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
             if (fd >= 0) close(fd);
         }
         lat[i] = now_us() - t0;

@@ -128,9 +128,11 @@ def test_setuid_events_carry_the_uid_before_the_change(setup) -> None:
     assert denied["user.uid"] == 1000
 
 
-def test_proc_duration_from_proc_start_or_exec_time(tmp_path: Path) -> None:
+@pytest.mark.parametrize("duration_types", [None, frozenset({"openat"})])
+def test_proc_duration_from_proc_start_or_exec_time(tmp_path: Path, duration_types: frozenset[str] | None) -> None:
     """proc.duration: since the process's creation (/proc/PID/stat start time); a process gone before its exec is
-    processed counts from that exec; proc.tty is a process field on every event."""
+    processed counts from that exec; proc.tty is a process field on every event. When the loaded rules read it on
+    opens only, an exec reads nothing from /proc and carries no proc.duration, and the opens get the same values."""
     proc = tmp_path / "proc"
     (proc / "700").mkdir(parents=True)
     ticks = os.sysconf("SC_CLK_TCK")
@@ -139,10 +141,16 @@ def test_proc_duration_from_proc_start_or_exec_time(tmp_path: Path) -> None:
     enricher = Enricher(FilePodSource(tmp_path / "none.json"), CgroupResolver(root=tmp_path, refresh_interval=0.0),
                         ProcessTable(proc=proc))
     enricher.read_duration = True
+    enricher.duration_types = duration_types
+    reads: list[int] = []
+    started_ns = enricher.procs.started_ns
+    enricher.procs.started_ns = lambda info: reads.append(info.pid) or started_ns(info)  # type: ignore[method-assign]
     now = time.time_ns()
     for pid in (700, 701):  # 701 has no /proc entry any more
-        enricher.enrich(Event({"evt.type": "execve", "evt.dir": "<", "evt.rawres": 0, "evt.time": now - 10**9,
-                               "proc.pid": pid, "proc.ppid": 1, "proc.name": "nginx", "proc.tty": 34816}))
+        ex = enricher.enrich(Event({"evt.type": "execve", "evt.dir": "<", "evt.rawres": 0, "evt.time": now - 10**9,
+                                    "proc.pid": pid, "proc.ppid": 1, "proc.name": "nginx", "proc.tty": 34816}))
+        assert ("proc.duration" in ex) == (duration_types is None)
+    assert reads == ([700, 701] if duration_types is None else [])
     old, gone = (enricher.enrich(Event({"evt.type": "openat", "evt.time": now, "proc.pid": pid,
                                         "fd.name": "/etc/shadow"})) for pid in (700, 701))
     assert 9.5e9 < old["proc.duration"] < 10.5e9

@@ -41,6 +41,20 @@ def test_engine_reads_field_through_macros(tmp_path) -> None:
     assert not RuleEngine.load([], include_defaults=False).reads_field("proc.env")
 
 
+def test_engine_names_the_event_types_reading_a_field(tmp_path) -> None:
+    """proc.duration is filled only on the types a rule reads it on: Falco's proc_is_new is on opens only."""
+    from kubeguard.rules import RuleEngine
+    path = tmp_path / "r.yaml"
+    rule = "- rule: {name}\n  desc: d\n  condition: {cond}\n  output: o\n  priority: NOTICE\n"
+    path.write_text("- macro: proc_is_new\n  condition: proc.duration <= 5000000000\n"
+                    + rule.format(name="New", cond="evt.type in (open, openat) and proc_is_new")
+                    + rule.format(name="Shell", cond="evt.type = execve and proc.name = sh"))
+    assert RuleEngine.load([path], include_defaults=False).types_reading("proc.duration") == {"open", "openat"}
+    assert RuleEngine.load([path], include_defaults=False).types_reading("proc.env") == frozenset()
+    path.write_text(path.read_text() + rule.format(name="Any", cond="proc.duration > 0 and proc.name = x"))
+    assert RuleEngine.load([path], include_defaults=False).types_reading("proc.duration") is None
+
+
 def test_proc_env_from_the_sensor_wins_over_proc(tmp_path) -> None:
     """The ebpf sensor copies the environment at exec: /proc (a later program, or none) is only the fallback."""
     from kubeguard.agent.enrich import Enricher

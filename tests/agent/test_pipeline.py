@@ -190,3 +190,16 @@ def test_events_log_lines_strip_internal_keys_and_show_other_values_as_text(tmp_
                      {"evt.type": "procexit", "proc.pid": 7, "proc.aname": ["sh", "bash"]}]
     assert with_internal["_env_truncated"] is True
     assert log.written == 2
+
+
+def test_events_log_lines_keep_text_as_utf8_and_integers_beyond_64_bits(tmp_path) -> None:
+    """orjson writes the lines; what it refuses (an integer over 64 bits) is written by the json module: every
+    line parses back to the same values, one per line."""
+    log = EventLog(tmp_path / "e.jsonl")
+    events = [Event({"proc.cmdline": "grep é\n\"x\"", "evt.arg.mask": 2**64 - 1}), Event({"evt.arg.big": 2**70})]
+    for event in events:
+        log.write(event)
+    log.close()
+    raw = (tmp_path / "e.jsonl").read_bytes()
+    assert "é".encode() in raw and raw.count(b"\n") == 2
+    assert [json.loads(line) for line in raw.decode().splitlines()] == [dict(e) for e in events]

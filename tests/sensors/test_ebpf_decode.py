@@ -292,7 +292,8 @@ def _bt_line(tag: str, *fields: object, pid: int = 4242) -> str:
 
 
 def test_memfd_exec_flag_comes_before_its_exit_line() -> None:
-    lines = [_bt_line("A", "", "kg-payload", "", "", "0"), json.dumps({"type": "printf", "data": "XM\x1f4242\n"}),
+    xf_memfd = "XF\x1f4242\x1f8\x1f0\x1f0\x1f0\n"  # fact 8: the program's file is a memfd
+    lines = [_bt_line("A", "", "kg-payload", "", "", "0"), json.dumps({"type": "printf", "data": xf_memfd}),
              _bt_line("X", 0, 4294967295, 1, 0, 0),
              json.dumps({"type": "printf", "data": "W\x1f4242\x1f0\x1ftmp|0\x1f/|1\x1f/|1\x1f1\n"}),
              _bt_line("A", "/bin/true", "true", "", "", "0"), _bt_line("X", 0, 4294967295, 1, 0, 0),
@@ -632,3 +633,22 @@ def test_child_exec_waits_behind_its_parents_exec_still_missing_lines() -> None:
     assert [e for ln in early for e in decoder.feed(ln)] == []
     out = [e for ln in _entry(T0, "/bin/nginx", "nginx", "-c", "id") for e in decoder.feed(ln)]
     assert [(e["evt.type"], e["proc.pid"]) for e in out] == [("execve", 4242), ("execve", 4243), ("procexit", 4243)]
+
+
+def _open(ns: int, path: str, tid: int = 4242) -> str:
+    head = (ns, tid, tid, 1, 0, 0, 1, 4026531836, tid, "kg-comm")
+    return _printf("\x1f".join(map(str, ("O", *head, "tracepoint:syscalls:sys_exit_openat", 3, 0, 0, -100, 0, path))))
+
+
+def test_new_programs_opens_wait_behind_its_exec_still_missing_lines() -> None:
+    """tar execs (its exit line read first), opens a file, and its entry line comes later from another CPU's ring:
+    the open is emitted after the exec, so rules on it see tar's name and arguments; an open of the old image
+    before the exec's entry is not held."""
+    decoder = BpftraceDecoder()
+    before = [e for e in decoder.feed(_open(T0 - MS, "/etc/ld.so.cache"))]
+    assert [e["fd.name"] for e in before] == ["/etc/ld.so.cache"]
+    early = [*_exit(T0 + 1 * MS, T0, "/bin/tar"), _open(T0 + 2 * MS, "/root/.aws/credentials"), _procexit(T0 + 3 * MS)]
+    assert [e for ln in early for e in decoder.feed(ln)] == []
+    out = [e for ln in _entry(T0, "/bin/tar", "tar", "cf", "-") for e in decoder.feed(ln)]
+    assert [e["evt.type"] for e in out] == ["execve", "openat", "procexit"]
+    assert out[0]["proc.args"] == "cf -" and out[1]["fd.name"] == "/root/.aws/credentials"

@@ -260,6 +260,8 @@ def run_agent(config: AgentConfig) -> int:
     enricher = Enricher(source, node=node)
     enricher.read_env = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.env")
     enricher.read_duration = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.duration")
+    if isinstance(ruleset, RuleEngine):  # Falco's files read it on open events only (proc_is_new)
+        enricher.duration_types = ruleset.types_reading("proc.duration")
     metrics = AgentMetrics()
     factory = sensor_factory(config.sensor)
     if config.sensor == "ebpf" and isinstance(ruleset, RuleEngine):  # probes no loaded rule needs are left out

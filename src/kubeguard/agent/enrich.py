@@ -52,6 +52,7 @@ class Enricher:
         self.node = node
         self.read_env = False  # fill proc.env on execs (set when a loaded rule reads it: one /proc read per exec)
         self.read_duration = False  # fill proc.duration (set when a loaded rule reads it: one /proc read per process)
+        self.duration_types: frozenset[str] | None = None  # ... on these event types only (None: every type)
         self._users: dict[int, str] = {0: "root"}
 
     def enrich(self, event: Event) -> Event:
@@ -75,7 +76,10 @@ class Enricher:
             if etype in PATH_ARGS:
                 resolve_relative(event, info.cwd if info is not None else "")
             if self.read_duration:
-                self._duration(event, pid)
+                if self.duration_types is None or etype in self.duration_types:
+                    self._duration(event, pid)
+                elif info is not None and etype in ("execve", "execveat") and event.get("evt.rawres") == 0:
+                    info.exec_ns = as_int(event.get("evt.time"))  # no /proc read: no rule reads it on execs
         uid = as_int(event.get("user.uid"))
         if uid is None and info is not None:
             uid = info.uid
@@ -182,6 +186,8 @@ class Enricher:
         started = self.procs.started_ns(info)
         if started is None and event.get("evt.type") in ("execve", "execveat") and event.get("evt.rawres") == 0:
             info.started_ns = started = when
+        if started is None:
+            started = info.exec_ns
         if started is not None:
             event["proc.duration"] = max(0, when - started)
 

@@ -24,12 +24,13 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+import orjson
+
 from kubeguard.agent.enrich import Enricher
-from kubeguard.agent.event_values import internal_stripped
 from kubeguard.agent.metrics import AgentMetrics
 from kubeguard.agent.outputs import Output
 from kubeguard.agent.portscan import PortScanDetector
@@ -63,7 +64,18 @@ class PolicyHook(Protocol):
     def tick(self) -> list[str]: ...
 
 
+# Events-log lines: orjson (UTF-8 as is, ~5x faster than the json module's encoder on a ~40-field event); the
+# json module for what orjson refuses (an integer beyond 64 bits, a non-string key), as before.
 _LINE_ENCODER = json.JSONEncoder(default=str, check_circular=False)  # json.dumps(default=str) builds one per call
+_LINE_OPTIONS = orjson.OPT_APPEND_NEWLINE
+
+
+def event_line(event: Mapping[str, Any]) -> bytes:
+    """One events-log line (JSON and a newline) for `event`."""
+    try:
+        return orjson.dumps(event, default=str, option=_LINE_OPTIONS)
+    except TypeError:  # orjson.JSONEncodeError is a TypeError
+        return (_LINE_ENCODER.encode(event) + "\n").encode()
 
 
 class EventLog:
@@ -75,13 +87,17 @@ class EventLog:
         except OSError as exc:
             raise PipelineError(f"{path}: cannot open events output: {exc.strerror}") from exc
         self.path = path
-        self.stream: IO[str] = os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 16)
+        self.stream: IO[bytes] = os.fdopen(fd, "wb", buffering=1 << 16)
         self.written = 0
 
     def write(self, event: Event) -> None:
-        internal = [key for key in event if key[:1] == "_"]  # rare: copy the event only when it has some
-        shown = internal_stripped(event) if internal else event
-        self.stream.write(_LINE_ENCODER.encode(shown) + "\n")
+        internal = [key for key in event if key[:1] == "_"]  # a few (the sensor's cgroup id, ...) or none
+        shown: dict[str, Any] = event
+        if internal:
+            shown = dict(event)  # faster than internal_stripped's filtered copy for a few keys of ~40
+            for key in internal:
+                del shown[key]
+        self.stream.write(event_line(shown))
         self.written += 1
 
     def flush(self) -> None:

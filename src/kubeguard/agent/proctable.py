@@ -41,6 +41,7 @@ class ProcInfo:
     exited_at: float | None = None
     started_ns: int | None = None  # wall-clock ns of the process's creation (Falco's clone_ts), read once
     start_read: bool = False
+    exec_ns: int | None = None  # evt.time of its last successful exec (proc.duration's floor once /proc lost it)
 
     @property
     def cmdline(self) -> str:

@@ -91,6 +91,17 @@ class RuleEngine:
         agent skip work no rule needs."""
         return any(name in _tree_fields(r.tree) for r in self.rules)
 
+    def types_reading(self, name: str) -> frozenset[str] | None:
+        """The event types of the enabled rules whose conditions read field `name`; None when one of them
+        matches every type: lets the agent fill a costly field only for the events a rule can read it on."""
+        types: set[str] = set()
+        for rule in self.rules:
+            if name in _tree_fields(rule.tree):
+                if rule.evt_types is None:
+                    return None
+                types |= rule.evt_types
+        return frozenset(types)
+
     # --- construction ---------------------------------------------------------------------------
     @classmethod
     def load(cls, paths: Iterable[Path | str] | None = None, *, include_defaults: bool = True,

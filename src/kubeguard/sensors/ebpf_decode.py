@@ -127,8 +127,7 @@ LAYOUTS = _layouts(
     Layout.of("UM", ("ret", int), ("flags", int), ("target", str)),
     Layout.of("NS", ("probe", str), ("ret", int), ("a", int), ("b", int)),
     Layout.of("MOD", ("probe", str), ("ret", int)),
-    # Falco process/network rules (falcoproc): the exec's program is a memfd (XM, before its X); packet sockets
-    Layout.of("XM", ("tid", int), header=False),
+    # Falco process/network rules (falcoproc): packet sockets
     Layout.of("TC", ("tid", int), ("permitted", int), ("effective", int), header=False),
     Layout.of("SK", ("ret", int), ("domain", int), ("type", int), ("proto", int)),
     # Falco process/privilege rules (falcolive1): exec facts (XF, before its X); bpf program loads; userfaultfd
@@ -147,8 +146,8 @@ LAYOUTS = _layouts(
     Layout.of("RD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
     Layout.of("RD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
 )
-# XF facts (kubeguard.bt's execfacts section)
-FACT_PGRP_LEADER, FACT_UPPER_LAYER, FACT_PID_ONE = 1, 2, 4
+# XF facts (kubeguard.bt's execfacts section; the memfd fact had a line of its own, XM, before 2026-12-05)
+FACT_PGRP_LEADER, FACT_UPPER_LAYER, FACT_PID_ONE, FACT_FROM_MEMFD = 1, 2, 4, 8
 BPF_COMMANDS = {5: "BPF_PROG_LOAD"}
 UFFD_FLAGS = ((0o2000000, "O_CLOEXEC"), (0o4000, "O_NONBLOCK"), (1, "UFFD_USER_MODE_ONLY"))
 
@@ -185,6 +184,9 @@ SOCKET_DOMAINS = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 
 class DecodeError(ValueError):
     """A line that is not what kubeguard.bt prints."""
 
+
+# the exec lines (entry, argv, exit, cwd, facts, environment) and the process exit, which pair or hold themselves
+EXEC_TAGS = frozenset({"A", "V", "X", "W", "XF", "XE", "Q"})
 
 @dataclass
 class PendingExec:
@@ -273,7 +275,7 @@ class BpftraceDecoder:
         self.last_exit: dict[int, PendingExec] = {}  # per thread, the exec of the last X line (its W lines follow)
         self.held = 0  # events dropped with a pending exec evicted at PENDING_LIMIT
         self.held_behind: dict[int, PendingExec] = {}  # thread id -> the parent's exec its own exec waits behind
-        self.memfd_exec_tids: set[int] = set()  # XM seen: the next X of that tid runs a memfd
+        self.memfd_exec_tids: set[int] = set()  # XF with the memfd fact seen: the next X of that tid runs a memfd
         self.unshare_caps: dict[int, tuple[int, int]] = {}  # TC seen: caps for the next NS (unshare) of that tid
         self.exec_facts: dict[int, tuple[int, int, int, int]] = {}  # XF seen: facts and caps for the next X
         self.exec_env: dict[int, bytearray] = {}  # XE seen: the environment for the next X of that tid
@@ -350,7 +352,28 @@ class BpftraceDecoder:
         if layout is None:
             raise DecodeError(f"unknown record tag {tag!r}")
         handler: Callable[[Fields], list[Event]] = getattr(self, f"_tag_{tag}")
-        return handler(Fields(layout, parts))
+        out = handler(Fields(layout, parts))
+        if out and tag not in EXEC_TAGS and (self.execs or self.held_behind):
+            out = [event for event in out if not self._held(event)]
+        return out
+
+    def _held(self, event: Event) -> bool:
+        """Hold a thread's event behind its exec still missing lines (or behind the parent's exec its own waits
+        for): rules see the new program's opens and connects after its exec, with its name, parent and args."""
+        tid = event.get("proc.tid")
+        if not isinstance(tid, int):
+            return False
+        at = int(event["evt.time"]) - self.clock_offset_ns
+        waiting = [p for p in self.execs.get(tid, ()) if p.time() <= at]
+        if waiting:
+            max(waiting, key=PendingExec.time).after.append(event)
+            return True
+        parent = self.held_behind.get(tid)
+        ppid = event.get("proc.ppid")
+        if parent is not None and isinstance(ppid, int) and any(parent is p for p in self.execs.get(ppid, ())):
+            parent.after.append(event)
+            return True
+        return False
 
     def _header(self, f: Fields, evt_type: str) -> Event:
         if len(f.parts) < HEADER_LEN:
@@ -448,7 +471,7 @@ class BpftraceDecoder:
         return out
 
     # exec: A (entry), V (more argv), X (exit), W (cwd). An exec's entry lines (A, V) come in a row from one
-    # CPU's ring, its exit lines (XM, XF, XE, X, W) in a row from the CPU it ran on after sched_exec: the two
+    # CPU's ring, its exit lines (XF, XE, X, W) in a row from the CPU it ran on after sched_exec: the two
     # groups meet here by thread and by the entry's timestamp, which the exit line repeats (kept in the kernel).
     def _tag_A(self, f: Fields) -> list[Event]:
         tid, entry_ns, filename = f["tid"], f["nsecs"], f["filename"]
@@ -496,7 +519,9 @@ class BpftraceDecoder:
                 if tid in self.exec_env_cut:  # longer than the copy: the agent may read the rest from /proc
                     self.exec_env_cut.discard(tid)
                     event["_env_truncated"] = True
-        exit_ns, exit_filename, entry_ns = f["nsecs"], f.get("filename"), f.get("entry_ns")
+        # the X line's filename field is empty since the sensor stopped keeping it per thread (the entry's
+        # timestamp pairs); recordings made before still carry it
+        exit_ns, exit_filename, entry_ns = f["nsecs"], f.get("filename") or None, f.get("entry_ns")
         execs = self._thread(tid)
         candidates = [p for p in execs if p.entry_seen and p.event is None
                       and (entry_ns == p.entry_ns if entry_ns else p.entry_ns <= exit_ns)
@@ -832,12 +857,6 @@ class BpftraceDecoder:
         return [event]
 
     # --- Falco process/network rules (falcoproc) ---------------------------------------------------------
-    def _tag_XM(self, f: Fields) -> list[Event]:
-        if len(self.memfd_exec_tids) >= PENDING_LIMIT:
-            self.memfd_exec_tids.clear()
-        self.memfd_exec_tids.add(f["tid"])
-        return []
-
     def _tag_TC(self, f: Fields) -> list[Event]:
         if len(self.unshare_caps) >= PENDING_LIMIT:
             self.unshare_caps.clear()
@@ -884,6 +903,10 @@ class BpftraceDecoder:
         if len(self.exec_facts) >= PENDING_LIMIT:
             self.exec_facts.clear()
         self.exec_facts[f["tid"]] = (f["facts"], f["permitted"], f["effective"], f["inheritable"])
+        if f["facts"] & FACT_FROM_MEMFD:
+            if len(self.memfd_exec_tids) >= PENDING_LIMIT:
+                self.memfd_exec_tids.clear()
+            self.memfd_exec_tids.add(f["tid"])
         return []
 
     @staticmethod

@@ -17,7 +17,7 @@ import pytest
 from bench import l7_classes
 
 # percent of sampled attack requests detected (any HTTP rule), never below; false positives, never above
-FLOORS = {"cmdi": 74.4, "code": 89.5, "traversal": 97.3}  # cmdi: l7cmd at 93076da; code, traversal: code12 (#12)
+FLOORS = {"cmdi": 86.8, "code": 89.5, "traversal": 97.3}  # cmdi: lat14 at d0e28e6; code, traversal: code12 (#12)
 FP_CEILING = 0.5  # the goal (0.30 % at l7cmd 93076da)
 
 
@@ -51,6 +51,21 @@ def test_false_positive_ceiling() -> None:
     assert len(probes) > 5000
     rate = 100 * sum(flags) / len(probes)
     assert rate <= FP_CEILING, f"{sum(flags)}/{len(probes)} benign requests flagged ({dict(rules)})"
+
+
+def test_prefilter_keeps_every_finding_of_the_corpora() -> None:
+    """The request prefilter is a superset filter: on every attack and benign request of the corpora, the rules
+    that fire are the same with it and without it (a JSON value starting with a glob command once slipped by)."""
+    from kubeguard.net.detect.http import inspect_http_request
+
+    differ = []
+    for probe in [*l7_classes.attack_set(), *l7_classes.benign_set(shared=False)]:
+        req = probe.http()
+        fast = {d.rule for d in inspect_http_request(req)}
+        full = {d.rule for d in inspect_http_request(req, prefilter=False)}
+        if fast != full:
+            differ.append((probe.kind, probe.placement, probe.entry or probe.uri, sorted(full ^ fast)))
+    assert not differ, differ[:5]
 
 
 def test_source_names_every_file() -> None:

@@ -60,6 +60,61 @@ def test_exec_with_args_cwd_and_exit_code(log: EventLog, tmp_path: Path) -> None
     assert shell["evt.arg.ret"] == 7
 
 
+@pytest.mark.parametrize("count", [0, 1, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15, 20])
+def test_exec_argv_of_every_length_the_probes_split_on(log: EventLog, count: int) -> None:
+    """The entry line comes from one of three probes chosen by how many of argv[0..2] are set, and each V line's
+    probe runs only when the line before it said more: every boundary gives the whole argv (or its first 15)."""
+    tag = mark()
+    args = [f"{tag}-{i}" for i in range(count)]
+    subprocess.run(["/bin/echo", *args], check=True, capture_output=True)
+    if count == 0:
+        subprocess.run([PY, "-c", "import os; os.execv('/bin/echo', ['echo', '" + tag + "'])"], check=True,
+                       capture_output=True)
+        args = [tag]
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("proc.name") == "echo"
+                  and (e.get("proc.args") or "").startswith(args[0]))
+    assert ev["proc.args"] == " ".join(args[:14])
+    assert ev["proc.exepath"] == "/bin/echo"
+    assert bool(ev.get("_argv_truncated")) == (len(args) + 1 >= 15)
+
+
+def test_exec_with_only_argv0_and_with_an_empty_argv(log: EventLog) -> None:
+    tag = mark()
+    link = Path(tempfile.mkdtemp(prefix="kgs", dir="/tmp")) / tag
+    link.symlink_to("/bin/true")
+    subprocess.run([str(link)], check=True)  # argv = [link]: only argv[0]
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("evt.arg.filename") == str(link))
+    assert (ev["proc.exe"], ev["proc.args"]) == (str(link), "")
+    py(f"""
+        import ctypes, os
+        if os.fork() == 0:
+            libc = ctypes.CDLL(None)
+            argv = (ctypes.c_char_p * 1)(None)  # argv = []: no string to read at all
+            libc.execve(b"{link}", argv, argv)
+            os._exit(127)
+        os.wait()
+    """)
+    empty = log.wait(lambda e: e["evt.type"] == "execve" and e.get("evt.arg.filename") == str(link)
+                     and e["proc.pid"] != ev["proc.pid"])
+    assert (empty["evt.res"], empty["proc.exepath"], empty["proc.args"]) == ("SUCCESS", str(link), "")
+
+
+@pytest.mark.parametrize("depth", [1, 3, 4, 6, 7, 9, 12])
+def test_exec_cwd_of_every_depth_the_walks_split_on(log: EventLog, depth: int) -> None:
+    """The cwd is walked 3 components per probe, the next probe only when the walk before it was not at the root."""
+    base = Path(tempfile.mkdtemp(prefix="kgs", dir="/tmp"))  # /tmp/kgsXXXX: 2 components
+    cwd = base.joinpath(*(f"d{i}" for i in range(depth - 2))) if depth > 2 else base
+    if depth == 1:
+        cwd = Path("/tmp")
+    cwd.mkdir(parents=True, exist_ok=True)
+    tag = mark()
+    subprocess.run(["/bin/echo", tag], check=True, capture_output=True, cwd=cwd)
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("proc.args") == tag)
+    assert len(cwd.parts) - 1 == depth
+    expected = f"{cwd}/" if depth <= 9 else "..." + "/" + "/".join(cwd.parts[-9:]) + "/"
+    assert ev["proc.cwd"] == expected
+
+
 def test_exec_in_new_pid_namespace_and_with_tty(log: EventLog) -> None:
     tag = mark()
     subprocess.run(["unshare", "-pf", "/bin/echo", tag], check=True, capture_output=True)

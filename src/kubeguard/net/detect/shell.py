@@ -42,7 +42,7 @@ BARE = frozenset({
     "id", "ls", "dir", "pwd", "whoami", "uname", "ifconfig", "ipconfig", "netstat", "systeminfo", "tasklist", "env",
     "ps", "who", "ver", "hostname", "uptime", "sh", "bash", "zsh", "dash", "ksh", "cmd", "powershell", "pwsh",
     "getent", "set", "history", "arp", "route", "lsof", "dmesg", "qwinsta", "quser", "wmic", "df", "w", "groups",
-    "visudo", "aptitude", "shutdown", "reboot", "halt", "poweroff", "lastlog",
+    "visudo", "aptitude", "shutdown", "reboot", "halt", "poweroff", "lastlog", "htop",
 })
 # Names cmd.exe runs whatever their case (``DIR``, ``Net User``); other commands count only in lower case.
 WINDOWS = frozenset({
@@ -70,7 +70,18 @@ WEAK = frozenset({
     "systemctl", "service", "chattr", "ln", "mkdir", "rmdir", "dd", "nmap", "dig", "host", "whois", "tee", "column",
     "fetch", "lynx", "telnet", "ftp", "wall", "su", "sudo", "doas", "pip", "npm", "gcc", "make", "jobs", "bg", "fg",
 })
+# Administration tools that run code or change hosts through their subcommands (``ansible all -m shell``,
+# ``chef-client -t``, ``pip3 install``): commands when a line of their own names one with an argument.
+ADMIN_TOOLS = frozenset({
+    "ansible", "ansible-playbook", "ansible-vault", "ansible-galaxy", "ansible-config", "ansible-console",
+    "ansible-doc", "ansible-inventory", "ansible-pull", "chef", "chef-client", "chef-run", "chef-shell", "chef-solo",
+    "knife", "cscli", "puppet", "salt", "salt-call", "salt-ssh", "pip3", "pipx", "gem", "cpan",
+})
+WEAK = WEAK | ADMIN_TOOLS
 COMMANDS = STRONG | WEAK
+# A command line sent whole and ended with a newline (``visudo\n``, ``nohup who\n``, ``cscli alerts list\n``):
+# these commands count at the very start of a value when a newline ends them.
+LINE_ENDED = STRONG | BARE | ADMIN_TOOLS
 # Commands that are attacks even as a whole value on their own (no separator): nobody names them in a form.
 START_ALONE = frozenset({"whoami", "systeminfo", "ipconfig", "ifconfig", "netstat", "tasklist", "uname"})
 # Interpreters that run code given inline (`perl -e`, `python -c`).
@@ -107,9 +118,19 @@ _ARTEFACT = re.compile(
     # a fork bomb, a shell escape from vi/ex/gdb, a bracket glob spelling a system path, the shell run by name
     r"|\(\)\s*\{\s*[\w.:]+\s*\|\s*[\w.:]+\s*&\s*\}|\b(?:vim?|ex|gdb|less|more|man)\b[^;|&\n]{0,40}\\?!\s*[a-z]"
     r"|/(?:etc|bin|usr|proc|dev|var|root|home|sbin)/[^\s/]*\[[^\]\s/]+\][^\s/]*"
-    r"|^[\s'\"]*\$\{?(?:SHELL|BASH|0)\}?\s+-c\b",
+    r"|^[\s'\"]*\$\{?(?:SHELL|BASH|0)\}?\s+-c\b"
+    # the Shellshock prefix as a value starts (bash reads a function definition from it)
+    r"|^\s*\(\)\s*\{"
+    # a shell and -c in a comma-separated argument list (`-wrapper sh,-c,id`), a client's shell escape right
+    # after a separator (sqlite's `.shell` / `.system`), a command word escaped by a backslash as a value starts
+    r"|\b(?:ba|da|z|k)?sh,-c,|(?:[;\n]|\\n)\.\\?[\"']?(?:shell|system|sh)\s+[\w/]"
+    r"|^\s*\\(?:ls|id|cat|whoami|uname|sh|bash|nc|curl|wget|rm|ps|env)\b",
     re.I,
 )
+# A shell function that runs itself in the background or through a pipe: a fork bomb (`f(){ f & f; };f`).
+_FORK_BOMB = re.compile(r"([\w.:-]+)\s*\(\)\s*\{[^{}]{0,80}?(?<![\w.:-])\1\s*(?:\(\)\s*)?[&|][^{}]{0,80}\}")
+# Variables a value assigns and then runs (`a=nc&&$a -nlvp 555`, `c=cat;a=/etc;$c $a/passwd`).
+_ASSIGNMENT = re.compile(r"(?:^|(?<=[;&|\s]))([A-Za-z_]\w{0,15})=([\w./-]{1,64})(?=[;&|\s]|$)")
 # Evasions undone before tokenising: caret escapes, `$@` / `$*` / `$9`, quotes and backslashes inside words.
 _TERMINAL = re.compile(r"\\(?:033|x1b|e)\[\d*[a-z]|\x1b\[\d*[a-z]", re.I)
 _CARET = re.compile(r"(?<=\w)\^(?=\w)")
@@ -117,6 +138,7 @@ _EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:``|[<>]\(\)|
 _IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
 _INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
 _EMPTY_QUOTES = re.compile(r"''|\"\"")
+_QUOTED_FIRST = re.compile(r"^(\s*)['\"]([\w.-]+)['\"](?=\s)")
 _INWORD_BSLASH = re.compile(r"(?<=[\w/])\\(?=[a-mo-qs-z])|(?<![\w:])\\(?=[a-mo-qs-z]\w)", re.I)
 _BRACE_LIST = re.compile(r"\{,?([\w./?*-]+),([^{}\s]*)\}")
 _ENV_VAR = re.compile(r"%(?:comspec|systemroot|windir|programfiles|temp|userprofile|appdata)%", re.I)
@@ -155,6 +177,18 @@ GATE_PARTS = (
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     _ARTEFACT.pattern,
+    # a command spelled as a glob as the value starts (`/???/??t`: `_command_here` flags it anywhere)
+    r"^[\s'\"({@]*/[\w/.?*\[\]-]*[?*\[]",
+    # a command named by a relative bin/ path as the whole value (`bin/visudo`)
+    r"^\s*(?:[\w.-]+/)*s?bin/[\w.-]+\s*$",
+    # a shell function definition (`_FORK_BOMB`), a variable the value assigns then runs (`_expand_assigned`)
+    r"[\w.:-]\s*\(\)\s*\{",
+    r"(?:^|[;&|\s])[a-z_]\w{0,15}=[\w./-]{1,64}[;&|\s][^$]*\$\{?[a-z_]",
+    # a mail protocol command after a line break (`_mail_command`)
+    r"[\r\n]\s*(?:mail\s+from|rcpt\s+to|helo|ehlo|vrfy|expn|user|pass|apop|auth|data|quit|rset|noop|starttls|stat"
+    r"|capa|stls|help|retr|dele|top|list|uidl|[a-z0-9.]{1,10}\s+(?:select|examine|search|fetch|store|append|list"
+    r"|lsub|login|authenticate|capability|logout|noop|create|delete|rename|copy|uid|close|expunge|subscribe"
+    r"|unsubscribe|status|check|idle|quit))\b",
 )
 GATE = "|".join(f"(?:{p})" for p in GATE_PARTS)
 
@@ -170,6 +204,7 @@ def _deobfuscate(text: str) -> str:
     if "'" in out or '"' in out:
         out = _EMPTY_QUOTES.sub("", out)
         out = _INWORD_QUOTE.sub("", out)
+        out = _QUOTED_FIRST.sub(r"\1\2", out)  # 'cscli' alerts list: the shell drops the quotes
     if "\\" in out:
         out = _INWORD_BSLASH.sub("", out)
     if "{" in out and "," in out:
@@ -252,9 +287,20 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
         subcommand = True  # `strace ifconfig`, `flock -u / whoami`, `time who`
     if name in ("which", "whereis") and words and _command_name(words[0]):
         subcommand = True  # `which nc`
+    if end in ("\n", "\\n", "\\r", "\r") and name in ADMIN_TOOLS and len(words) <= 4 and all(
+            t in ("\n", "\\n", "\r", "\\r") for t in tokens[i + 1 + len(words):]):
+        return " ".join([tokens[i], *words])  # `; ansible-console\n`: an administration tool's whole line
+    if name == "alias" and words and (("=" in words[0] and _command_name(words[0].split("=", 1)[1].strip("'\"")))
+                                      or re.fullmatch(r"[-+][a-z]+", words[0])):
+        return " ".join([tokens[i], *words[:3]])  # alias x=curl, alias -p: defining commands
     if after == "start":
         if not words and name in START_ALONE:
             return tokens[i]
+        if i == 0 and not words and name in LINE_ENDED and re.search(r"(?:^|/)s?bin/", tokens[i]):
+            return tokens[i]  # bin/visudo as the whole value: a command named by its path (not a markdown span)
+        if end in ("\n", "\\n", "\\r", "\r") and name in LINE_ENDED and len(words) <= 4 and all(
+                t in ("\n", "\\n", "\r", "\\r") for t in tokens[i + 1 + len(words):]):
+            return " ".join([tokens[i], *words])  # a whole command line ended by a newline
         if name in ("sleep", "ping", "timeout") and 0 < len(words) <= 2 and _NUMBER.fullmatch(words[-1]):
             return " ".join([tokens[i], *words])
         if name in SUBCOMMANDS and not subcommand:
@@ -284,6 +330,53 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     return None
 
 
+# A mail protocol command on a line an injected line break starts (SMTP, POP3, IMAP: the value reaches a mail
+# server's command stream, as CRS's 932 mail rules see it). Single-word and user/password verbs count in upper
+# case only; an IMAP line needs a tag with a digit, an upper-case command or arguments only IMAP has.
+_MAIL_LINE = re.compile(
+    r"(?i:mail\s+from|rcpt\s+to)\s*:.*|(?:HELO|EHLO|VRFY|EXPN|USER|PASS|APOP|AUTH)\s+\S.*"
+    r"|(?:DATA|QUIT|RSET|NOOP|STARTTLS|STAT|CAPA|STLS|HELP)(?:\s+\S+)?"
+    r"|(?i:retr|dele|top|list|uidl)\s+\d+(?:\s+\d+)?"
+    r"|(?P<tag>[A-Za-z0-9.]{1,10})\s+(?P<cmd>(?i:select|examine|search|fetch|store|append|list|lsub|login"
+    r"|authenticate|capability|logout|noop|create|delete|rename|copy|uid|close|expunge|subscribe|unsubscribe"
+    r"|status|check|idle|quit))\b(?P<rest>.*)"
+)
+_IMAP_ARGS = re.compile(r"FLAGS|INBOX|CHARSET|\{\d+\}|\(\\\w+|\"[^\"]*\"|\b(?:PLAIN|LOGIN|XOAUTH2|CRAM-MD5)\b", re.I)
+_LINE_BREAK = re.compile(r"\r\n?|\n")
+
+
+def _mail_command(text: str) -> str | None:
+    """A mail protocol command line after a line break in `text`, or None."""
+    for line in _LINE_BREAK.split(text)[1:]:
+        line = line.strip()
+        found = _MAIL_LINE.fullmatch(line) if line else None
+        if found is None:
+            continue
+        tag, cmd = found.group("tag"), found.group("cmd")
+        if tag is None or any(c.isdigit() for c in tag) or cmd.isupper() or _IMAP_ARGS.search(found.group("rest")):
+            return line[:80]
+    return None
+
+
+def _expand_assigned(text: str) -> str:
+    """`text` with the variables it assigns itself (``a=nc``) expanded where it uses them (``$a``, ``${a}``)."""
+    values = dict(_ASSIGNMENT.findall(text))
+    if not values:
+        return text
+    return re.sub(r"\$\{?([A-Za-z_]\w{0,15})\}?", lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def _brace_command(text: str, brace: re.Match[str]) -> bool:
+    """Whether a brace list (``{id,}``, ``{cat,/etc/passwd}``) at a command position makes a command line:
+    its first item a command and the rest empty, an option or a path (``{id,name}`` in a query stays clean)."""
+    before = text[: brace.start()].rstrip(" '\"")
+    if before and before[-1] not in ";|&`\n\r($":
+        return False
+    name = _command_name(brace.group(1))
+    rest = [w for w in brace.group(2).split(",") if w]
+    return name is not None and (not rest or name in STRONG or any(_shaped(w) for w in rest))
+
+
 @lru_cache(maxsize=4096)  # user agents, ids and form values repeat
 def command_injection(value: str) -> str | None:
     """The command line a shell would run from `value` (evidence), or None."""
@@ -291,6 +384,18 @@ def command_injection(value: str) -> str | None:
     artefact = _ARTEFACT.search(text)
     if artefact:
         return text[max(0, artefact.start() - 20) : artefact.end() + 20]
+    if "\n" in text or "\r" in text:
+        mail = _mail_command(text)
+        if mail:
+            return mail
+    bomb = _FORK_BOMB.search(text) if "(" in text else None
+    if bomb:
+        return bomb.group(0)
+    if "=" in text and "$" in text:
+        text = _expand_assigned(text)
+    brace = _BRACE_LIST.search(text) if "{" in text else None
+    if brace and _brace_command(text, brace):
+        return brace.group(0)
     clean = _deobfuscate(text)
     spans = [(m.group(0), m.start()) for m in _TOKEN.finditer(clean)]
     tokens = [tok for tok, _ in spans]
