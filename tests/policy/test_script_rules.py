@@ -10,7 +10,8 @@ import pytest
 import yaml
 
 from kubeguard.policy.document import PolicyError, ScriptRule, merge, parse_documents
-from kubeguard.policy.scripts import script_of
+from kubeguard.policy.execguard import GuardedCgroup, program
+from kubeguard.policy.scripts import script_of, script_of_argv
 
 REPO = Path(__file__).resolve().parents[2]
 WITH_SCRIPTS = """\
@@ -96,6 +97,12 @@ def test_crd_schema_accepts_script_rules_and_refuses_bad_ones() -> None:
     ("/usr/bin/touch", "/tmp/new.sh", "/", None),
     ("/bin/sh", "rel.sh", "", None),
     ("/bin/sh", "'unterminated", "/", None),
+    ("/usr/bin/ruby", "-I lib app.rb", "/srv", "/srv/app.rb"),
+    ("/usr/bin/ruby", "-e 'puts 1'", "/", None),
+    ("/usr/bin/node", "--require ./hook.js server.js", "/app", "/app/server.js"),
+    ("/usr/bin/node", "-p 1+1", "/", None),
+    ("/usr/bin/php", "-d x=1 index.php", "/var/www", "/var/www/index.php"),
+    ("/usr/bin/php", "-r 'echo 1;'", "/", None),
 ])
 def test_script_named_by_an_interpreter_command_line(exe: str, args: str, cwd: str, script: str | None) -> None:
     assert script_of(exe, args, cwd) == script
@@ -118,3 +125,18 @@ def test_scripts_are_learned_in_discover_and_deviate_in_monitor(tmp_path: Path) 
     (alert,) = run("/tmp/new.sh")
     assert alert.output_fields["policy.deviation"] == "script /tmp/new.sh (run by /bin/sh)"
     assert alert.output_fields["policy.action"] == "alert"
+
+
+def test_a_shebang_script_exec_d_directly_is_named_from_the_exact_argv() -> None:
+    # the kernel runs `#!/bin/sh` scripts as argv ["/bin/sh", "/tmp/my script.sh", ...]: spaces survive
+    assert script_of_argv("/usr/bin/dash", ["/tmp/my script.sh", "arg"], "/") == "/tmp/my script.sh"
+    assert script_of_argv("/usr/bin/dash", ["-c", "x"], "/") is None
+
+
+def test_the_exec_guard_holds_allowed_interpreters_and_decides_by_spec_scripts() -> None:
+    g = GuardedCgroup(7, frozenset({1, 2}), interpreter_inodes=frozenset({2}),
+                      scripts=(ScriptRule("/app/*.sh"), ScriptRule("/app/bad.sh", action="deny")))
+    text = program([g])
+    assert "@i[7, 2] = 1;" in text and "@i[7, 1]" not in text and "signal(19)" in text
+    assert g.script_allowed("/app/run.sh") and not g.script_allowed("/app/bad.sh")
+    assert not g.script_allowed("/tmp/new.sh")

@@ -200,8 +200,9 @@ class PolicyEngine:
         if policy.mode == "discover":
             self._learn(ref, "scripts", ScriptRule(path=script, interpreters=(interpreter,)))
             return []
-        what = f"script {script} (run by {interpreter})"  # the exec guard does not kill scripts yet
-        return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, False, False))]
+        what = f"script {script} (run by {interpreter})"
+        blocked = ref in self.enforced and policy.mode == "protect"  # the exec guard kills it before it runs
+        return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, False))]
 
     def _written_later(self, event: Event, path: str) -> bool:
         start = self.container_start(event)
