@@ -182,14 +182,17 @@ def test_events_log_lines_strip_internal_keys_and_show_other_values_as_text(tmp_
     log = EventLog(tmp_path / "e.jsonl")
     with_internal = Event({"evt.type": "execve", "_env_truncated": True, "proc.env": "A=1", "fd.name": Path("/x")})
     plain = Event({"evt.type": "procexit", "proc.pid": 7, "proc.aname": ["sh", "bash"]})
+    other = Event({"evt.type": "open", "_cgroup_id": 5, "_fanotify_mask": 32, "Z.upper": 1, "fd.name": "_x"})
     log.write(with_internal)
     log.write(plain)
+    log.write(other)  # a sensor's internal key beside the usual ones, a key sorting before "_"
     log.close()
     lines = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
     assert lines == [{"evt.type": "execve", "proc.env": "A=1", "fd.name": "/x"},
-                     {"evt.type": "procexit", "proc.pid": 7, "proc.aname": ["sh", "bash"]}]
+                     {"evt.type": "procexit", "proc.pid": 7, "proc.aname": ["sh", "bash"]},
+                     {"evt.type": "open", "Z.upper": 1, "fd.name": "_x"}]
     assert with_internal["_env_truncated"] is True
-    assert log.written == 2
+    assert log.written == 3
 
 
 def test_events_log_lines_keep_text_as_utf8_and_integers_beyond_64_bits(tmp_path) -> None:

@@ -77,6 +77,21 @@ def test_proc_fallback_reads_a_live_process() -> None:
         child.wait()
 
 
+def test_a_gone_pid_is_looked_up_in_proc_once_a_second(monkeypatch) -> None:
+    """Events whose parent is gone (and unknown) do not each retry the failing /proc read; an exec or fork of
+    that pid, or the retry interval passing, makes it resolvable again."""
+    table = ProcessTable(proc=Path("/nonexistent"))
+    table.update(exec_event(70, 69, "sh"))
+    for _ in range(50):
+        assert [p.name if p else None for p in table.ancestors(70)] == [None]
+    assert (table.proc_reads, table.misses) == (1, 1)
+    table.update(exec_event(69, 1, "bash"))  # the pid shows up through the sensor: known at once
+    assert [p.name if p else None for p in table.ancestors(70)] == ["bash", None]
+    assert table.get(68) is None and table.proc_reads == 3  # pid 1 (bash's parent), then 68
+    monkeypatch.setattr(proctable, "GONE_RETRY_SECONDS", -1.0)
+    assert table.get(68) is None and table.proc_reads == 4
+
+
 def test_table_is_bounded() -> None:
     table = ProcessTable(proc=Path("/nonexistent"), max_entries=100)
     for pid in range(1000, 1300):

@@ -20,6 +20,7 @@ from kubeguard.cluster.cgroups import CgroupIdentity, identity_from_path, path_f
 
 ANCESTRY_DEPTH = 8  # proc.aname[0..7]
 EXITED_KEEP_SECONDS = 5.0  # how long an exited process stays resolvable as a parent
+GONE_RETRY_SECONDS = 1.0  # a pid /proc did not have is not looked up there again before this (unless it execs)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")  # units of /proc/PID/stat's start time
 
 
@@ -58,6 +59,7 @@ class ProcessTable:
         self._table: OrderedDict[int, ProcInfo] = OrderedDict()
         self.proc_reads = 0
         self.misses = 0
+        self._gone: dict[int, float] = {}  # pid -> monotonic time /proc last lacked it (a gone parent's chain)
 
     def __len__(self) -> int:
         return len(self._table)
@@ -104,9 +106,17 @@ class ProcessTable:
         """The process `pid`, from the table or else /proc; None when unknown and gone."""
         info = self._table.get(pid)
         if info is None:
+            missed = self._gone.get(pid)
+            now = time.monotonic()
+            if missed is not None and now - missed < GONE_RETRY_SECONDS:
+                return None  # every event of a process whose parent is gone would retry the same failing open
             info = self._from_proc(pid)
             if info is not None:
                 self._put(info)
+            else:
+                if len(self._gone) >= self.max_entries:
+                    self._gone.clear()
+                self._gone[pid] = now
         return info
 
     def started_ns(self, info: ProcInfo) -> int | None:
@@ -141,6 +151,7 @@ class ProcessTable:
         return chain
 
     def _put(self, info: ProcInfo) -> None:
+        self._gone.pop(info.pid, None)
         self._table[info.pid] = info
         self._table.move_to_end(info.pid)
 

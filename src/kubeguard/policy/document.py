@@ -12,6 +12,8 @@ CustomResourceDefinition with the same schema)::
       processes:
         - {path: /usr/bin/python3, parents: [/usr/bin/nsenter], users: [root], fromImage: true}
         - {path: /usr/bin/nc, action: deny}
+      scripts:                          # optional: scripts run by sh/bash/dash/python3/perl (path from argv)
+        - {path: /app/entrypoint.sh, interpreters: [/bin/sh]}
       files:
         - {path: /etc/hosts, access: read}
         - {path: "/etc/app/*", access: write}
@@ -59,6 +61,22 @@ class ProcessRule:
     parents: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
     from_image: bool | None = None
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+    def matches(self, path: str) -> bool:
+        return path == self.path or (_is_pattern(self.path) and fnmatch.fnmatchcase(path, self.path))
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptRule:
+    """A script file (or pattern) an interpreter may run; interpreters are what learning saw (informative)."""
+
+    path: str
+    action: str = "allow"
+    interpreters: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -142,6 +160,7 @@ class WorkloadPolicy:
     mode: str | None = None
     zero_drift: bool | None = None
     processes: list[ProcessRule] = field(default_factory=list)
+    scripts: list[ScriptRule] = field(default_factory=list)
     files: list[FileRule] = field(default_factory=list)
     egress: list[NetRule] = field(default_factory=list)
     ingress: list[NetRule] = field(default_factory=list)
@@ -153,6 +172,10 @@ class WorkloadPolicy:
     def process_allowed(self, path: str) -> bool:
         """True when an allow rule matches `path` and no deny rule does."""
         return _decide(self.processes, lambda r: r.matches(path))
+
+    def script_allowed(self, path: str) -> bool:
+        """True when an allow rule matches the script `path` and no deny rule does."""
+        return _decide(self.scripts, lambda r: r.matches(path))
 
     def file_allowed(self, path: str, write: bool) -> bool:
         return _decide(self.files, lambda r: r.matches(path, write))
@@ -167,6 +190,7 @@ class WorkloadPolicy:
     def rule_keys(self) -> set[str]:
         """Every rule as one line (``process allow /usr/bin/python3``); `diff` compares these."""
         keys = {f"process {r.action} {r.path}" for r in self.processes}
+        keys |= {f"script {r.action} {r.path}" for r in self.scripts}
         keys |= {f"file {r.action} {r.access} {r.path}" for r in self.files}
         for name, rules in (("egress", self.egress), ("ingress", self.ingress), ("listen", self.listen)):
             keys |= {f"{name} {r.action} {r.key}" for r in rules}
@@ -186,6 +210,8 @@ class WorkloadPolicy:
         if self.zero_drift is not None:
             spec["zeroDrift"] = self.zero_drift
         spec["processes"] = [_process_doc(r) for r in sorted(self.processes, key=lambda r: r.path)]
+        if self.scripts:  # absent when none: exports without scripts stay as they were
+            spec["scripts"] = [_script_doc(r) for r in sorted(self.scripts, key=lambda r: r.path)]
         spec["files"] = [_drop_default({"path": r.path, "access": r.access, "action": r.action})
                          for r in sorted(self.files, key=lambda r: (r.path, r.access))]
         spec["network"] = {name: [_net_doc(r) for r in sorted(rules, key=lambda r: r.key)]
@@ -196,7 +222,8 @@ class WorkloadPolicy:
                 "spec": spec}
 
     def copy(self) -> WorkloadPolicy:
-        return replace(self, selector=dict(self.selector), processes=list(self.processes), files=list(self.files),
+        return replace(self, selector=dict(self.selector), processes=list(self.processes),
+                       scripts=list(self.scripts), files=list(self.files),
                        egress=list(self.egress), ingress=list(self.ingress), listen=list(self.listen))
 
 
@@ -231,6 +258,13 @@ def _process_doc(rule: ProcessRule) -> dict[str, Any]:
     return _drop_default(doc)
 
 
+def _script_doc(rule: ScriptRule) -> dict[str, Any]:
+    doc: dict[str, Any] = {"path": rule.path, "action": rule.action}
+    if rule.interpreters:
+        doc["interpreters"] = list(rule.interpreters)
+    return _drop_default(doc)
+
+
 def _net_doc(rule: NetRule) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     if rule.peer.to_dict():
@@ -261,6 +295,7 @@ def merge(learned: WorkloadPolicy | None, user: WorkloadPolicy | None) -> Worklo
         out.zero_drift = user.zero_drift
     out.selector = user.selector or learned.selector
     out.processes = _merged(learned.processes, user.processes)
+    out.scripts = _merged(learned.scripts, user.scripts)
     out.files = _merged(learned.files, user.files)
     out.egress = _merged(learned.egress, user.egress)
     out.ingress = _merged(learned.ingress, user.ingress)
@@ -365,8 +400,8 @@ def _parse_policy(doc: _Doc, node: yaml.Node) -> WorkloadPolicy:
     if "namespace" not in meta:
         raise doc.fail(top["metadata"], "metadata.namespace is required (the workload's namespace)")
     namespace = doc.string(meta["namespace"], "metadata.namespace")
-    spec = doc.mapping(top["spec"], "spec", ("workload", "selector", "mode", "zeroDrift", "processes", "files",
-                                             "network"))
+    spec = doc.mapping(top["spec"], "spec", ("workload", "selector", "mode", "zeroDrift", "processes", "scripts",
+                                             "files", "network"))
     if "workload" not in spec:
         raise doc.fail(top["spec"], "spec.workload is required ({kind, name})")
     wl = doc.mapping(spec["workload"], "spec.workload", ("kind", "name"))
@@ -397,6 +432,21 @@ def _parse_policy(doc: _Doc, node: yaml.Node) -> WorkloadPolicy:
             path=path, action=doc.string(fields["action"], "action", ACTIONS) if "action" in fields else "allow",
             parents=doc.strings(fields.get("parents"), "parents"), users=doc.strings(fields.get("users"), "users"),
             from_image=doc.boolean(fields["fromImage"], "fromImage") if "fromImage" in fields else None))
+    for item in doc.sequence(spec.get("scripts"), "spec.scripts"):
+        fields = doc.mapping(item, "script rule", ("path", "action", "interpreters"))
+        if "path" not in fields:
+            raise doc.fail(item, "script rule: path is required")
+        path = doc.string(fields["path"], "script rule path")
+        if not path.startswith("/"):
+            raise doc.fail(fields["path"], f"script rule path: {path!r} is not absolute")
+        interpreter_nodes = doc.sequence(fields.get("interpreters"), "interpreters")
+        interpreters = tuple(doc.string(n, "interpreters") for n in interpreter_nodes)
+        for interpreter, node in zip(interpreters, interpreter_nodes, strict=True):
+            if not interpreter.startswith("/"):
+                raise doc.fail(node, f"script rule interpreter: {interpreter!r} is not absolute")
+        policy.scripts.append(ScriptRule(
+            path=path, action=doc.string(fields["action"], "action", ACTIONS) if "action" in fields else "allow",
+            interpreters=interpreters))
     for item in doc.sequence(spec.get("files"), "spec.files"):
         fields = doc.mapping(item, "file rule", ("path", "access", "action"))
         if "path" not in fields:

@@ -41,6 +41,7 @@ from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
 from kubeguard.policy.policy_engine import PolicyEngine
+from kubeguard.policy.scripts import interpreter_kind
 
 log = logging.getLogger(__name__)
 
@@ -212,8 +213,11 @@ class Enforcer:
             inodes: frozenset[int] = frozenset()
             for container in containers:
                 inodes = self._allowed_inodes(policy, container) if protect else frozenset()
+                interpreters = self._allowed_inodes(policy, container, interpreters_only=True) if protect \
+                    else frozenset()
                 guarded.append(GuardedCgroup(container.cgroup_id, inodes, profile=protect,
-                                             drift_after_ns=container.started_ns if policy.zero_drift else None))
+                                             drift_after_ns=container.started_ns if policy.zero_drift else None,
+                                             interpreter_inodes=interpreters, scripts=tuple(policy.scripts)))
             destinations = 0
             if protect:
                 wanted_guards.add(ref)
@@ -303,8 +307,10 @@ class Enforcer:
         return None
 
     @staticmethod
-    def _allowed_inodes(policy: WorkloadPolicy, container: Container) -> frozenset[int]:
-        """Inodes of the allowed executables as the container sees its filesystem."""
+    def _allowed_inodes(policy: WorkloadPolicy, container: Container,
+                        interpreters_only: bool = False) -> frozenset[int]:
+        """Inodes of the allowed executables (or only the script interpreters among them) as the container sees
+        its filesystem."""
         root = container_root(container.cgroup_dir) or "/"
         allowed: set[int] = set()
         denied: set[int] = set()
@@ -313,6 +319,9 @@ class Enforcer:
             paths = glob.glob(root.rstrip("/") + rule.path) if any(c in rule.path for c in "*?[") \
                 else [root.rstrip("/") + rule.path]
             for path in paths:
+                if interpreters_only and target is allowed and interpreter_kind(path) is None \
+                        and interpreter_kind(os.path.realpath(path)) is None:
+                    continue
                 try:
                     target.add(os.stat(path).st_ino)
                 except OSError:

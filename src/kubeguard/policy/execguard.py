@@ -10,20 +10,33 @@ every one of 10,000 short-lived execs killed, see tests/root/policy). The decisi
   (written or replaced later) is killed, whatever the profile says.
 
 The allowed inodes are those of the profile's paths inside the container (``/proc/PID/root``), so
-symlinks and relative exec paths do not matter. A script is run by its interpreter: the check sees
-the interpreter's inode. The program is generated from the plan and restarted when the plan
+symlinks and relative exec paths do not matter.
+
+Scripts: when the new image is one of the cgroup's allowed interpreters (``interpreter_inodes``), the
+program stops it with SIGSTOP at the same point (no instruction of the interpreter has run) and reports
+it; the agent reads its argv (``/proc/PID/cmdline``, where a ``#!`` script exec'd directly appears as
+``interpreter [arg] script``) and working directory, names the script (`scripts.script_of_argv`) and
+answers SIGCONT when the workload's spec.scripts allows it (or no script file is named: ``-c``, stdin)
+or SIGKILL when not. A SIGCONT from anyone but the agent cannot release it early: until the agent's own
+SIGCONT is seen (signal_generate, under the target's signal lock), any system call the stopped process
+makes kills it, so it cannot open its script. The program is generated from the plan and restarted when the plan
 changes; the new program is running before the old one stops, so there is no unguarded gap.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO
+
+from kubeguard.policy.document import ScriptRule
+from kubeguard.policy.scripts import script_of_argv
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 60.0
@@ -43,6 +56,13 @@ class GuardedCgroup:
     allowed_inodes: frozenset[int] = frozenset()
     profile: bool = True  # kill anything not in allowed_inodes
     drift_after_ns: int | None = None  # kill executables changed after this time (zero drift)
+    interpreter_inodes: frozenset[int] = frozenset()  # held at exec until their script is checked
+    scripts: tuple[ScriptRule, ...] = ()  # the scripts those interpreters may run
+
+    def script_allowed(self, path: str) -> bool:
+        """Whether spec.scripts allows `path` (a deny rule wins)."""
+        matching = [r for r in self.scripts if r.matches(path)]
+        return bool(matching) and all(r.action != "deny" for r in matching)
 
     @property
     def mode(self) -> int:
@@ -51,12 +71,13 @@ class GuardedCgroup:
 
 def program(guarded: list[GuardedCgroup]) -> str:
     """The bpftrace program enforcing `guarded`."""
-    lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0;  // every map defined, whatever the plan"]
+    lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0; @i[0, 0] = 0; @p[0] = 0;  // every map defined"]
     for g in sorted(guarded, key=lambda g: g.cgroup_id):
         lines.append(f"  @g[{g.cgroup_id}] = {g.mode};")
         if g.drift_after_ns is not None:
             lines.append(f"  @s[{g.cgroup_id}] = {g.drift_after_ns};")
         lines.extend(f"  @a[{g.cgroup_id}, {ino}] = 1;" for ino in sorted(g.allowed_inodes))
+        lines.extend(f"  @i[{g.cgroup_id}, {ino}] = 1;" for ino in sorted(g.interpreter_inodes))
     lines.append('  printf("READY\\n");')
     lines.append("}")
     lines.append("""tracepoint:sched:sched_process_exec /@g[cgroup]/ {
@@ -68,8 +89,15 @@ def program(guarded: list[GuardedCgroup]) -> str:
   if ($bad) {
     signal("KILL");
     printf("K %d %llu %llu %d\\n", pid, cgroup, $i->i_ino, $bad);
+  } else if (@i[cgroup, $i->i_ino]) {
+    signal(19);  // SIGSTOP
+    @p[pid] = 1;
+    printf("S %d %llu\\n", pid, cgroup);
   }
-}""")
+}
+tracepoint:signal:signal_generate /args->sig == 18 && @p[args->pid] && pid == $1/ { delete(@p[args->pid]); }
+tracepoint:raw_syscalls:sys_enter /@p[pid]/ { signal("KILL"); delete(@p[pid]); printf("E %d\\n", pid); }
+tracepoint:sched:sched_process_exit /@p[pid]/ { delete(@p[pid]); }""")
     return "\n".join(lines) + "\n"
 
 
@@ -78,6 +106,7 @@ class _Run:
     proc: subprocess.Popen[str]
     reader: threading.Thread
     ready: threading.Event = field(default_factory=threading.Event)
+    guarded: dict[int, GuardedCgroup] = field(default_factory=dict)
 
 
 class ExecGuard:
@@ -88,6 +117,8 @@ class ExecGuard:
         self.current: _Run | None = None
         self.guarded: list[GuardedCgroup] = []
         self.kills = 0
+        self.script_kills = 0
+        self.early_kills = 0  # held interpreters that made a system call before the agent's answer
         self._lock = threading.Lock()
 
     def apply(self, guarded: list[GuardedCgroup]) -> None:
@@ -103,9 +134,9 @@ class ExecGuard:
     def _start(self, guarded: list[GuardedCgroup]) -> _Run:
         if not self.bpftrace:
             raise ExecGuardError("exec guard: bpftrace not found (install Debian's bpftrace)")
-        proc = subprocess.Popen([self.bpftrace, "--unsafe", "-B", "line", "-e", program(guarded)],
+        proc = subprocess.Popen([self.bpftrace, "--unsafe", "-B", "line", "-e", program(guarded), str(os.getpid())],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        run = _Run(proc, threading.Thread(target=lambda: None))
+        run = _Run(proc, threading.Thread(target=lambda: None), guarded={g.cgroup_id: g for g in guarded})
         run.reader = threading.Thread(target=self._read, args=(run,), name="execguard", daemon=True)
         run.reader.start()
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -125,9 +156,46 @@ class ExecGuard:
         for line in stream:
             if line.startswith("READY"):
                 run.ready.set()
-            elif line.startswith("K "):
+            elif line.startswith(("K ", "E ")):
                 with self._lock:
                     self.kills += 1
+                    self.early_kills += line.startswith("E ")
+            elif line.startswith("S "):
+                self._decide_script(run, line)
+
+    def _decide_script(self, run: _Run, line: str) -> None:
+        """Release (SIGCONT) or kill an interpreter the program stopped at exec, by the script it names."""
+        try:
+            _, pid_text, cgroup_text = line.split()
+            pid, cgroup_id = int(pid_text), int(cgroup_text)
+        except ValueError:
+            log.warning("exec guard: unreadable line %r", line.strip())
+            return
+        rules = run.guarded.get(cgroup_id)
+        try:
+            exe = os.readlink(f"/proc/{pid}/exe")
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = [a.decode(errors="surrogateescape") for a in f.read().split(b"\0")[:-1]]
+        except OSError:
+            self._signal(pid, signal.SIGKILL)  # gone already, or unreadable: never released unchecked
+            return
+        script = script_of_argv(exe, argv[1:], cwd)
+        if script is None or (rules is not None and rules.script_allowed(script)):
+            self._signal(pid, signal.SIGCONT)
+            return
+        with self._lock:  # counted first: whoever waits for the process sees the count
+            self.kills += 1
+            self.script_kills += 1
+        self._signal(pid, signal.SIGKILL)
+        log.info("exec guard: killed pid %d running script %s", pid, script)
+
+    @staticmethod
+    def _signal(pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
 
     @staticmethod
     def _stop(run: _Run) -> None:

@@ -33,7 +33,8 @@ from typing import Any
 from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Alert, Event
-from kubeguard.policy.document import FileRule, NetRule, Peer, ProcessRule, WorkloadPolicy
+from kubeguard.policy.document import FileRule, NetRule, Peer, ProcessRule, ScriptRule, WorkloadPolicy
+from kubeguard.policy.scripts import script_of
 from kubeguard.policy.store import PolicyStore
 
 log = logging.getLogger(__name__)
@@ -177,19 +178,31 @@ class PolicyEngine:
         drift = self._written_later(event, path)
         allowed = policy.process_allowed(path) and not (policy.zero_drift and drift)
         if allowed:
-            return []
+            return self._script(ref, policy, event, path)
         if policy.mode == "discover" and not (policy.zero_drift and drift):
             parent = str(event.get("proc.pexepath") or "")
             user = str(event.get("user.name") or "")
             self._learn(ref, "processes", ProcessRule(path=path, parents=(parent,) if parent else (),
                                                       users=(user,) if user else (), from_image=not drift))
-            return []
+            return self._script(ref, policy, event, path)
         pid = event.get("proc.pid")
         if isinstance(pid, int):
             self._deviant_pids[pid] = self.clock()
         blocked = ref in self.enforced and (policy.mode == "protect" or bool(policy.zero_drift and drift))
         what = f"process {path}" + (" (written after the container started)" if drift else "")
         return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, drift))]
+
+    def _script(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event, interpreter: str) -> list[Alert]:
+        """An allowed interpreter running a script file: learned in discover, a deviation when unknown."""
+        script = script_of(interpreter, str(event.get("proc.args") or ""), str(event.get("proc.cwd") or ""))
+        if script is None or policy.script_allowed(script):
+            return []
+        if policy.mode == "discover":
+            self._learn(ref, "scripts", ScriptRule(path=script, interpreters=(interpreter,)))
+            return []
+        what = f"script {script} (run by {interpreter})"
+        blocked = ref in self.enforced and policy.mode == "protect"  # the exec guard kills it before it runs
+        return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, False))]
 
     def _written_later(self, event: Event, path: str) -> bool:
         start = self.container_start(event)

@@ -1,0 +1,88 @@
+"""Which script file an interpreter's command line names: ``sh /app/run.sh``, ``python3 -u job.py``.
+
+Only sh, bash, dash, python3 (and python3.N), perl, ruby, node and php are recognised. The script is the first operand
+after the interpreter's options, resolved against the process's working directory (lexically: the
+file lives in the container's filesystem). No script is named (None) for code given on the command
+line (``sh -c``, ``python3 -c``/``-m``, ``perl -e``/``-E``, ``ruby -e``,
+``node -e``/``-p``, ``php -r``), for a script read from stdin (no operand
+or ``-``) and when the arguments cannot be split; a file sourced by a running shell (``. file``) is
+never an exec and is not seen here.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import re
+import shlex
+
+SHELLS = frozenset({"sh", "bash", "dash"})
+_PYTHON = re.compile(r"python3(\.\d+)?")
+# Options whose value is the next argument (so that value is not the script).
+_SHELL_VALUE_OPTIONS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
+_PYTHON_VALUE_OPTIONS = frozenset({"-W", "-X", "--check-hash-based-pycs"})
+_PYTHON_CODE_OPTIONS = ("-c", "-m")
+_CODE_OPTIONS = {"perl": ("-e", "-E"), "ruby": ("-e",), "node": ("-e", "-p", "--eval", "--print"), "php": ("-r",)}
+_VALUE_OPTIONS = {"ruby": frozenset({"-I", "-r", "-C"}), "node": frozenset({"-r", "--require", "--import"}),
+                  "php": frozenset({"-c", "-d", "-z"})}
+
+
+def interpreter_kind(exepath: str) -> str | None:
+    """``shell``, ``python``, ``perl``, ``ruby``, ``node`` or ``php`` for a recognised interpreter, else None."""
+    name = exepath.rsplit("/", 1)[-1]
+    if name in SHELLS:
+        return "shell"
+    if _PYTHON.fullmatch(name):
+        return "python"
+    if name in ("perl", "ruby", "node", "php"):
+        return name
+    return None
+
+
+def script_of(exepath: str, args: str, cwd: str) -> str | None:
+    """The absolute path of the script `exepath` runs given its arguments `args` (argv[1:] joined by
+    spaces, as the sensors report them) and working directory `cwd`; None when it names none."""
+    try:
+        argv = shlex.split(args)
+    except ValueError:
+        return None
+    return script_of_argv(exepath, argv, cwd)
+
+
+def script_of_argv(exepath: str, argv: list[str], cwd: str) -> str | None:
+    """`script_of` for the exact argument vector `argv` (argv[1:], as /proc/PID/cmdline holds it)."""
+    kind = interpreter_kind(exepath)
+    if kind is None:
+        return None
+    operand = _operand(kind, argv)
+    if operand is None or operand == "-":
+        return None
+    if not operand.startswith("/"):
+        if not cwd.startswith("/"):
+            return None
+        operand = posixpath.join(cwd, operand)
+    return posixpath.normpath(operand)
+
+
+def _operand(kind: str, argv: list[str]) -> str | None:
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--":
+            continue
+        if not arg.startswith(("-", "+")) or arg in ("-", "+"):
+            return arg
+        if kind == "shell":
+            if (arg.startswith("-") and not arg.startswith("--") and "c" in arg[1:]) or arg == "-s":
+                return None  # -c: code on the command line; -s: commands from stdin
+            skip = arg in _SHELL_VALUE_OPTIONS
+        elif kind == "python":
+            if arg.startswith(_PYTHON_CODE_OPTIONS):
+                return None
+            skip = arg in _PYTHON_VALUE_OPTIONS
+        else:
+            if arg.startswith(_CODE_OPTIONS[kind]):
+                return None
+            skip = arg in _VALUE_OPTIONS.get(kind, frozenset())
+    return None

@@ -1,0 +1,142 @@
+"""Script rules in the WorkloadPolicy document: parsed with file:line errors, exported only when present
+(older exports load and dump unchanged), merged with user rules winning, accepted by the CRD schema."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from kubeguard.policy.document import PolicyError, ScriptRule, merge, parse_documents
+from kubeguard.policy.execguard import GuardedCgroup, program
+from kubeguard.policy.scripts import script_of, script_of_argv
+
+REPO = Path(__file__).resolve().parents[2]
+WITH_SCRIPTS = """\
+apiVersion: kubeguard.io/v1alpha1
+kind: WorkloadPolicy
+metadata: {name: deployment-web, namespace: shop}
+spec:
+  workload: {kind: Deployment, name: web}
+  mode: protect
+  processes:
+    - {path: /bin/sh}
+  scripts:
+    - {path: /app/entrypoint.sh, interpreters: [/bin/sh]}
+    - {path: "/app/jobs/*.py"}
+    - {path: /app/jobs/evil.py, action: deny}
+"""
+
+
+def test_script_rules_parse_decide_and_round_trip() -> None:
+    (policy,) = parse_documents(WITH_SCRIPTS, "p.yaml")
+    assert policy.scripts[0] == ScriptRule("/app/entrypoint.sh", interpreters=("/bin/sh",))
+    assert policy.script_allowed("/app/entrypoint.sh") and policy.script_allowed("/app/jobs/report.py")
+    assert not policy.script_allowed("/app/jobs/evil.py") and not policy.script_allowed("/tmp/new.sh")
+    assert "script deny /app/jobs/evil.py" in policy.rule_keys()
+    (again,) = parse_documents(yaml.safe_dump(policy.to_document(), sort_keys=False), "again.yaml")
+    assert again.scripts == sorted(policy.scripts, key=lambda r: r.path)
+
+
+def test_a_policy_without_scripts_exports_as_before() -> None:
+    old = WITH_SCRIPTS.split("  scripts:")[0]
+    (policy,) = parse_documents(old, "old.yaml")
+    assert policy.scripts == [] and "scripts" not in policy.to_document()["spec"]
+    assert not policy.script_allowed("/app/entrypoint.sh")
+
+
+def test_user_script_rules_win_over_learned_ones() -> None:
+    (learned,) = parse_documents(WITH_SCRIPTS, "learned.yaml")
+    (user,) = parse_documents(WITH_SCRIPTS.split("  scripts:")[0] + "  scripts:\n"
+                              "    - {path: /app/entrypoint.sh, action: deny}\n", "user.yaml")
+    merged = merge(learned, user)
+    assert merged is not None and not merged.script_allowed("/app/entrypoint.sh")
+    assert merged.script_allowed("/app/jobs/report.py")
+
+
+@pytest.mark.parametrize(("change", "line", "message"), [
+    ("{path: /app/entrypoint.sh, interpreters: [/bin/sh]}", 10, "unknown field 'script'"),
+    ("{path: app/entrypoint.sh}", 10, "is not absolute"),
+    ("{path: /app/entrypoint.sh, interpreters: [sh]}", 10, "interpreter: 'sh' is not absolute"),
+    ("{path: /app/entrypoint.sh, action: block}", 10, "is not one of allow, deny"),
+])
+def test_bad_script_rules_name_file_and_line(change: str, line: int, message: str) -> None:
+    bad = change.replace("{path:", "{script:") if "unknown" in message else change
+    text = WITH_SCRIPTS.replace("{path: /app/entrypoint.sh, interpreters: [/bin/sh]}", bad)
+    with pytest.raises(PolicyError, match=rf"^bad\.yaml:{line}: .*{message}"):
+        parse_documents(text, "bad.yaml")
+
+
+def test_crd_schema_accepts_script_rules_and_refuses_bad_ones() -> None:
+    crd = yaml.safe_load((REPO / "deploy" / "crds" / "workloadpolicy.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    (policy,) = parse_documents(WITH_SCRIPTS, "p.yaml")
+    jsonschema.validate(policy.to_document(), schema)
+    jsonschema.validate(yaml.safe_load(WITH_SCRIPTS), schema)
+    for broken in (WITH_SCRIPTS.replace("[/bin/sh]", "[sh]"), WITH_SCRIPTS.replace("action: deny", "action: x")):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(yaml.safe_load(broken), schema)
+
+
+@pytest.mark.parametrize(("exe", "args", "cwd", "script"), [
+    ("/bin/sh", "/tmp/new.sh", "/", "/tmp/new.sh"),
+    ("/usr/bin/bash", "-e -o pipefail run.sh a b", "/app", "/app/run.sh"),
+    ("/bin/dash", "../x/./y.sh", "/app/sub", "/app/x/y.sh"),
+    ("/usr/bin/python3.11", "-u -W ignore job.py --flag", "/srv", "/srv/job.py"),
+    ("/usr/bin/perl", "-w /opt/t.pl", "/", "/opt/t.pl"),
+    ("/bin/sh", "-c 'touch /tmp/m'", "/", None),
+    ("/bin/bash", "-ec 'x'", "/", None),
+    ("/bin/sh", "-s", "/", None),
+    ("/bin/sh", "", "/", None),
+    ("/usr/bin/python3", "-c print(1)", "/", None),
+    ("/usr/bin/python3", "-m http.server", "/", None),
+    ("/usr/bin/python3", "-", "/", None),
+    ("/usr/bin/perl", "-e 1", "/", None),
+    ("/usr/bin/touch", "/tmp/new.sh", "/", None),
+    ("/bin/sh", "rel.sh", "", None),
+    ("/bin/sh", "'unterminated", "/", None),
+    ("/usr/bin/ruby", "-I lib app.rb", "/srv", "/srv/app.rb"),
+    ("/usr/bin/ruby", "-e 'puts 1'", "/", None),
+    ("/usr/bin/node", "--require ./hook.js server.js", "/app", "/app/server.js"),
+    ("/usr/bin/node", "-p 1+1", "/", None),
+    ("/usr/bin/php", "-d x=1 index.php", "/var/www", "/var/www/index.php"),
+    ("/usr/bin/php", "-r 'echo 1;'", "/", None),
+])
+def test_script_named_by_an_interpreter_command_line(exe: str, args: str, cwd: str, script: str | None) -> None:
+    assert script_of(exe, args, cwd) == script
+
+
+def test_scripts_are_learned_in_discover_and_deviate_in_monitor(tmp_path: Path) -> None:
+    from test_policy import Clock, engine_for, event
+
+    clock = Clock()
+    engine = engine_for(tmp_path, clock)
+
+    def run(args: str, cwd: str = "/app") -> list:
+        return engine.process(event("u1", **{"evt.type": "execve", "proc.exepath": "/bin/sh", "proc.args": args,
+                                             "proc.cwd": cwd, "proc.pexepath": "/usr/bin/tini"}))
+
+    assert run("entrypoint.sh") == [] and run("-c 'echo hi'") == []
+    clock.now += 61
+    engine.tick()
+    assert run("/app/entrypoint.sh", "/") == [] and run("-c 'echo other'") == []  # learned; -c is not a script
+    (alert,) = run("/tmp/new.sh")
+    assert alert.output_fields["policy.deviation"] == "script /tmp/new.sh (run by /bin/sh)"
+    assert alert.output_fields["policy.action"] == "alert"
+
+
+def test_a_shebang_script_exec_d_directly_is_named_from_the_exact_argv() -> None:
+    # the kernel runs `#!/bin/sh` scripts as argv ["/bin/sh", "/tmp/my script.sh", ...]: spaces survive
+    assert script_of_argv("/usr/bin/dash", ["/tmp/my script.sh", "arg"], "/") == "/tmp/my script.sh"
+    assert script_of_argv("/usr/bin/dash", ["-c", "x"], "/") is None
+
+
+def test_the_exec_guard_holds_allowed_interpreters_and_decides_by_spec_scripts() -> None:
+    g = GuardedCgroup(7, frozenset({1, 2}), interpreter_inodes=frozenset({2}),
+                      scripts=(ScriptRule("/app/*.sh"), ScriptRule("/app/bad.sh", action="deny")))
+    text = program([g])
+    assert "@i[7, 2] = 1;" in text and "@i[7, 1]" not in text and "signal(19)" in text
+    assert g.script_allowed("/app/run.sh") and not g.script_allowed("/app/bad.sh")
+    assert not g.script_allowed("/tmp/new.sh")

@@ -1,0 +1,84 @@
+"""Protect mode kills an unknown script before any of its code runs (#13): the exec guard holds an allowed
+interpreter at exec (SIGSTOP), the agent checks the script its argv names against spec.scripts and kills
+or releases it. `sh new.sh`, `python3 new.py` and a `#!/bin/sh` script exec'd directly, each of which first
+creates a marker, leave no marker; a SIGCONT from inside the pod cannot release a held script early; the
+allowed script keeps running the whole time (every one of its runs completes) and `sh -c` is released."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from podlab import PodLab
+from roothelpers import require
+
+from kubeguard.policy.document import ScriptRule
+from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
+
+pytestmark = pytest.mark.root
+NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
+PYTHON = os.path.realpath("/usr/bin/python3")
+SH = os.path.realpath("/bin/sh")
+
+
+def wait_for(what: str, done, timeout: float = 60) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_unknown_scripts_are_killed_before_they_run(podlab: PodLab) -> None:
+    require(shutil.which("bpftrace") is not None, "bpftrace (the exec guard)")
+    work = Path(tempfile.mkdtemp(prefix="kgs", dir="/tmp"))
+    guard = ExecGuard()
+    loop: subprocess.Popen[str] | None = None
+    try:
+        markers = work / "markers"
+        markers.mkdir()
+        known = work / "known.sh"
+        known.write_text(f"echo run >> {work}/known.log\n")
+        (work / "new.sh").write_text(f"touch {markers}/sh\n")
+        (work / "new.py").write_text(f"open('{markers}/py', 'w').close()\n")
+        direct = work / "direct.sh"
+        direct.write_text(f"#!/bin/sh\ntouch {markers}/direct\n")
+        direct.chmod(0o755)
+        pod = podlab.pod("scripts")
+        allowed = frozenset(os.stat(p).st_ino for p in (NSENTER, SH, PYTHON, "/usr/bin/touch"))
+        guard.apply([GuardedCgroup(pod.cgroup_id, allowed, interpreter_inodes=frozenset(
+            os.stat(p).st_ino for p in (SH, PYTHON)), scripts=(ScriptRule(str(known)),))])
+        # the learned script, run again and again for the whole test (each run is a new interpreter exec)
+        loop = pod.popen([SH, "-c", f"while true; do {SH} {known} || echo FAIL >> {work}/fail; done"],
+                         stdout=subprocess.DEVNULL)
+        log = work / "known.log"
+        wait_for("the known script's first runs", lambda: log.exists() and len(log.read_text().split()) > 5)
+        cases = {"sh": [SH, str(work / "new.sh")], "py": [PYTHON, str(work / "new.py")], "direct": [str(direct)],
+                 "relative": [SH, "-e", "new.sh"]}
+        for name, argv in cases.items():
+            before = guard.script_kills
+            run = pod.run(argv, cwd=work)
+            assert run.returncode == -signal.SIGKILL, (name, run.returncode, run.stderr)
+            assert guard.script_kills == before + 1, (name, guard.kills, guard.early_kills)
+        # a SIGCONT sent from inside the pod while the agent has not decided yet: the held script still never runs
+        raced = pod.run([SH, "-c", f"{SH} {work}/new.sh & p=$!; while kill -CONT $p 2>/dev/null; do :; done; wait $p"],
+                        cwd=work)
+        assert raced.returncode != 0
+        released = pod.run([SH, "-c", "echo released"])  # code on the command line names no script file
+        assert released.returncode == 0 and released.stdout == "released\n"
+        assert list(markers.iterdir()) == []  # no unknown script ran any of its code
+        runs = len(log.read_text().split())
+        wait_for("more runs of the known script", lambda: len(log.read_text().split()) > runs + 5)
+        assert loop.poll() is None, "the known script's loop ended"
+        assert not (work / "fail").exists(), "the known script was blocked"  # 0 false blocks
+    finally:
+        if loop is not None and loop.poll() is None:
+            loop.kill()
+            loop.wait()
+        guard.close()
+        shutil.rmtree(work, ignore_errors=True)
