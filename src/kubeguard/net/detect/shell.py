@@ -181,11 +181,12 @@ GATE_PARTS = (
     r"^[\s'\"({@]*/[\w/.?*\[\]-]*[?*\[]",
     # a command named by a relative bin/ path as the whole value (`bin/visudo`)
     r"^\s*(?:[\w.-]+/)*s?bin/[\w.-]+\s*$",
-    # a shell function definition (`_FORK_BOMB`), a variable the value assigns then runs (`_expand_assigned`)
+    # a shell function definition (`_FORK_BOMB`); a variable the value assigns then runs (`_expand_assigned`)
+    # stands at a command position, which the second part above already marks
     r"[\w.:-]\s*\(\)\s*\{",
-    r"(?:^|[;&|\s])[a-z_]\w{0,15}=[\w./-]{1,64}[;&|\s][^$]*\$\{?[a-z_]",
-    # a mail protocol command after a line break (`_mail_command`)
-    r"[\r\n]\s*(?:mail\s+from|rcpt\s+to|helo|ehlo|vrfy|expn|user|pass|apop|auth|data|quit|rset|noop|starttls|stat"
+    # a mail protocol command after a CR (`_mail_command`; not after a bare newline, which also separates the
+    # values of one joined scan: every value's start would be tried)
+    r"\r\n?[ \t]*(?:mail\s+from|rcpt\s+to|helo|ehlo|vrfy|expn|user|pass|apop|auth|data|quit|rset|noop|starttls|stat"
     r"|capa|stls|help|retr|dele|top|list|uidl|[a-z0-9.]{1,10}\s+(?:select|examine|search|fetch|store|append|list"
     r"|lsub|login|authenticate|capability|logout|noop|create|delete|rename|copy|uid|close|expunge|subscribe"
     r"|unsubscribe|status|check|idle|quit))\b",
@@ -330,7 +331,7 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     return None
 
 
-# A mail protocol command on a line an injected line break starts (SMTP, POP3, IMAP: the value reaches a mail
+# A mail protocol command on a line an injected CR LF starts (SMTP, POP3, IMAP: the value reaches a mail
 # server's command stream, as CRS's 932 mail rules see it). Single-word and user/password verbs count in upper
 # case only; an IMAP line needs a tag with a digit, an upper-case command or arguments only IMAP has.
 _MAIL_LINE = re.compile(
@@ -342,13 +343,13 @@ _MAIL_LINE = re.compile(
     r"|status|check|idle|quit))\b(?P<rest>.*)"
 )
 _IMAP_ARGS = re.compile(r"FLAGS|INBOX|CHARSET|\{\d+\}|\(\\\w+|\"[^\"]*\"|\b(?:PLAIN|LOGIN|XOAUTH2|CRAM-MD5)\b", re.I)
-_LINE_BREAK = re.compile(r"\r\n?|\n")
+_MAIL_BREAK = re.compile(r"\r\n?")
 
 
 def _mail_command(text: str) -> str | None:
-    """A mail protocol command line after a line break in `text`, or None."""
-    for line in _LINE_BREAK.split(text)[1:]:
-        line = line.strip()
+    """A mail protocol command line after a CR or CRLF in `text` (the protocols' line end), or None."""
+    for line in _MAIL_BREAK.split(text)[1:]:
+        line = line.split("\n", 1)[0].strip(" \t")
         found = _MAIL_LINE.fullmatch(line) if line else None
         if found is None:
             continue
@@ -384,7 +385,7 @@ def command_injection(value: str) -> str | None:
     artefact = _ARTEFACT.search(text)
     if artefact:
         return text[max(0, artefact.start() - 20) : artefact.end() + 20]
-    if "\n" in text or "\r" in text:
+    if "\r" in text:
         mail = _mail_command(text)
         if mail:
             return mail
