@@ -25,6 +25,8 @@ from kubeguard.model import Event
 from kubeguard.sensors.base import ENV_LIMIT, LARGE_ENV_LIMIT, environ_text
 
 SETUID_TYPES = frozenset({"setuid", "setreuid", "setresuid"})
+_PROCESS_ATTRS = (("proc.name", "name"), ("proc.exepath", "exepath"), ("proc.exe", "exe"), ("proc.args", "args"),
+                  ("proc.cmdline", "cmdline"), ("proc.ppid", "ppid"), ("proc.tty", "tty"))  # event key, ProcInfo's
 
 
 def read_environ(proc: Path, pid: int, limit: int = ENV_LIMIT) -> str | None:
@@ -161,11 +163,11 @@ class Enricher:
     def _process_fields(self, event: Event, pid: int) -> None:
         me = self.procs.get(pid)
         if me is not None:
-            for key, value in (("proc.name", me.name), ("proc.exepath", me.exepath), ("proc.exe", me.exe),
-                               ("proc.args", me.args),
-                               ("proc.cmdline", me.cmdline), ("proc.ppid", me.ppid), ("proc.tty", me.tty)):
-                if value not in ("", None) and key not in event:
-                    event[key] = value
+            for key, attr in _PROCESS_ATTRS:  # only the missing ones are read (cmdline is built)
+                if key not in event:
+                    value = getattr(me, attr)
+                    if value not in ("", None):
+                        event[key] = value
         chain = self.procs.ancestors(pid, as_int(event.get("proc.ppid")))
         parent = chain[0] if chain else None
         if parent is not None:

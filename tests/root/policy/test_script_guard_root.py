@@ -65,10 +65,22 @@ def test_unknown_scripts_are_killed_before_they_run(podlab: PodLab) -> None:
             run = pod.run(argv, cwd=work)
             assert run.returncode == -signal.SIGKILL, (name, run.returncode, run.stderr)
             assert guard.script_kills == before + 1, (name, guard.kills, guard.early_kills)
-        # a SIGCONT sent from inside the pod while the agent has not decided yet: the held script still never runs
+        # a SIGCONT sent from inside the pod while the agent has not decided yet (its answer delayed by 1 s
+        # here): the held script is killed at its first system call and never runs
+        decide = guard._decide_script
+
+        def slow_decide(run, line):  # type: ignore[no-untyped-def]
+            time.sleep(1)
+            decide(run, line)
+
+        guard._decide_script = slow_decide  # type: ignore[method-assign]
+        early = guard.early_kills
         raced = pod.run([SH, "-c", f"{SH} {work}/new.sh & p=$!; while kill -CONT $p 2>/dev/null; do :; done; wait $p"],
                         cwd=work)
         assert raced.returncode != 0
+        wait_for("the early kill's report", lambda: guard.early_kills > early)  # read after the slow answer
+        assert guard.early_kills == early + 1
+        guard._decide_script = decide  # type: ignore[method-assign]
         released = pod.run([SH, "-c", "echo released"])  # code on the command line names no script file
         assert released.returncode == 0 and released.stdout == "released\n"
         assert list(markers.iterdir()) == []  # no unknown script ran any of its code
