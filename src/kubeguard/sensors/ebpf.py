@@ -26,6 +26,7 @@ from kubeguard.model import Event
 from kubeguard.sensors.base import SENSITIVE_PREFIXES, EmitFn, SensorError, clock_offset_ns
 from kubeguard.sensors.ebpf_decode import BpftraceDecoder
 from kubeguard.sensors.perfwake import shim_env
+from kubeguard.sensors.timeorder import TimeOrder, marker_time
 
 TRACING_DIRS = (Path("/sys/kernel/tracing"), Path("/sys/kernel/debug/tracing"))
 TRACEPOINT = re.compile(r"tracepoint:([a-z0-9_]+):([a-z0-9_]+)")
@@ -149,6 +150,7 @@ class EbpfSensor:
         self._record_file: IO[bytes] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
         self.decoder = BpftraceDecoder(clock_offset_ns())
+        self.order = TimeOrder(self.decoder.clock_offset_ns)
         self.dropped_sections: list[str] = []
         self.stderr_lines: list[str] = []
         self.startup_s = 0.0
@@ -187,7 +189,7 @@ class EbpfSensor:
             self.blind_spots.append("no tracepoints on this kernel for: " + ", ".join(self.dropped_sections))
         env = dict(os.environ, BPFTRACE_PERF_RB_PAGES=str(self.rb_pages), BPFTRACE_STRLEN="64")
         if self.batch_wakeups:
-            shim = shim_env(self.rb_pages)
+            shim = shim_env(self.rb_pages, markers=True)
             env.update(shim)
             self.wakeups = "batched" if shim else "per event"
             if not shim:
@@ -197,6 +199,7 @@ class EbpfSensor:
         if self.record is not None:
             self._record_file = self.record.open("ab")
         self.decoder = BpftraceDecoder(clock_offset_ns())
+        self.order = TimeOrder(self.decoder.clock_offset_ns)
         self.proc = subprocess.Popen([exe, "-f", "json", "-e", program], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
         _enlarge_pipe(self.proc.stdout)
@@ -274,7 +277,7 @@ class EbpfSensor:
         if self.proc is None:
             raise SensorError("ebpf sensor not started")
         own_pid = self.proc.pid
-        decoder = self.decoder
+        decoder, order = self.decoder, self.order
 
         def deliver(events: list[Event]) -> None:
             for event in events:
@@ -286,16 +289,23 @@ class EbpfSensor:
         self._ready_lines.clear()
         while True:
             if lines is None:
-                deliver(decoder.expire(time.monotonic_ns()))
+                order.add(decoder.expire(time.monotonic_ns()))
                 if self.proc.poll() is not None:
+                    deliver(order.flush())
                     raise SensorError(f"bpftrace exited with status {self.proc.returncode}: {self._failure_reason()}")
             else:
                 for line in lines:
-                    deliver(decoder.feed(line.decode("utf-8", "replace")))
+                    drained = marker_time(line)
+                    if drained is not None:
+                        deliver(order.drained(drained))
+                    else:
+                        order.add(decoder.feed(line.decode("utf-8", "replace")))
+            deliver(order.due(time.monotonic_ns()))
             if stop.is_set():
                 break
-            lines = self._read_lines(IDLE_FLUSH_S)
-        deliver(decoder.flush())
+            lines = self._read_lines(order.wait_s(time.monotonic_ns(), IDLE_FLUSH_S))
+        order.add(decoder.flush())
+        deliver(order.flush())
 
     def close(self) -> None:
         proc, self.proc = self.proc, None
@@ -316,7 +326,8 @@ class EbpfSensor:
                 stream.close()
 
     def stats(self) -> dict[str, int]:
-        return {"events": self.decoder.events, "lost": self.decoder.lost, "parse_errors": self.decoder.parse_errors}
+        return {"events": self.decoder.events, "lost": self.decoder.lost, "parse_errors": self.decoder.parse_errors,
+                "late": self.order.late}
 
 
 def _enlarge_pipe(stream: IO[bytes] | None) -> None:

@@ -70,8 +70,10 @@ def _trusted(path: Path) -> bool:
     return info.st_uid == os.geteuid() and not info.st_mode & 0o022
 
 
-def shim_env(rb_pages: int, drain_ms: int = DRAIN_MS) -> dict[str, str]:
-    """Environment for bpftrace with the shim; {} (plain bpftrace) when it cannot be built, logged once."""
+def shim_env(rb_pages: int, drain_ms: int = DRAIN_MS, markers: bool = False) -> dict[str, str]:
+    """Environment for bpftrace with the shim; {} (plain bpftrace) when it cannot be built, logged once.
+
+    With `markers` the shim prints a drain marker line after each drain's records (see timeorder.py)."""
     try:
         path = shim_path()
     except ShimUnavailable as exc:
@@ -80,4 +82,4 @@ def shim_env(rb_pages: int, drain_ms: int = DRAIN_MS) -> dict[str, str]:
     watermark = max(4096, rb_pages * os.sysconf("SC_PAGE_SIZE") // WATERMARK_FRACTION)
     preload = " ".join(p for p in (str(path), os.environ.get("LD_PRELOAD", "")) if p)
     return {"LD_PRELOAD": preload, "KUBEGUARD_PERF_DRAIN_MS": str(drain_ms),
-            "KUBEGUARD_PERF_WATERMARK": str(watermark)}
+            "KUBEGUARD_PERF_WATERMARK": str(watermark), "KUBEGUARD_PERF_MARKERS": "1" if markers else "0"}

@@ -128,6 +128,37 @@ def test_exec_in_new_pid_namespace_and_with_tty(log: EventLog) -> None:
     assert ev["proc.tty"] != 0
 
 
+def test_events_come_in_kernel_time_order_across_cpus(log: EventLog) -> None:
+    """A parent execs on the second CPU and its child on the first, moments later: bpftrace reads one CPU's ring
+    after the other, yet the sensor emits every parent's exec before its child's (the agent looks the parent up
+    when the child's exec comes; Falco's parent-name rules need it), and the whole stream in time order."""
+    require((os.cpu_count() or 1) >= 2, "two CPUs")
+    tag = mark()
+    rounds = 60
+    script = f"for i in $(seq {rounds}); do taskset -c 1 sh -c 'taskset -c 0 /bin/echo {tag} >/dev/null'; done"
+    subprocess.run(["sh", "-c", script], check=True, timeout=120)
+    def child(e: dict) -> bool:
+        return (e["evt.type"] == "execve" and e.get("proc.name") == "echo" and e["evt.res"] == "SUCCESS"
+                and tag in (e.get("proc.args") or ""))
+
+    log.wait(lambda e: child(e) and len(log.all(child)) >= rounds, timeout=60)
+    children = log.all(child)
+    assert len({c["proc.pid"] for c in children}) == rounds
+    with log.lock:
+        stream = list(log.events)
+    position = {id(e): n for n, e in enumerate(stream)}
+    for child in children:
+        parents = [n for n, e in enumerate(stream) if e["evt.type"] == "execve" and e["evt.res"] == "SUCCESS"
+                   and e["proc.pid"] == child["proc.ppid"] and e.get("proc.name") == "sh"
+                   and tag in (e.get("proc.args") or "")]
+        assert parents, f"no exec of the parent {child['proc.ppid']}"
+        assert parents[-1] < position[id(child)], "a child's exec came before its parent's"
+    first = position[id(children[0])]
+    times = [e["evt.time"] for e in stream[first:position[id(children[-1])] + 1]]
+    assert times == sorted(times), "events out of kernel-time order"
+    assert log.sensor.stats()["late"] == 0
+
+
 def test_failed_exec_reports_errno(log: EventLog) -> None:
     missing = Path("/tmp") / f"{mark()}-missing"  # short: the sensor keeps 64 bytes of a path
     py(f"""
