@@ -37,6 +37,7 @@ from kubeguard.cluster.cgroups import find_cgroup2_root
 from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.policy.connectguard import Allow, BpfError, ConnectGuard
+from kubeguard.policy.containerfs import container_root, opened_root
 from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
@@ -193,6 +194,7 @@ class Enforcer:
         file_plan: dict[str, tuple[str, list[FileRule]]] = {}
         wanted_guards: set[WorkloadRef] = set()
         learners: dict[str, WorkloadRef] = {}
+        previous = {g.cgroup_id: g for g in self.exec_guard.guarded}
         self._learn_files()
         for ref, policy in policies.items():
             protect = policy.mode == "protect"
@@ -212,12 +214,9 @@ class Enforcer:
                 continue
             inodes: frozenset[int] = frozenset()
             for container in containers:
-                inodes = self._allowed_inodes(policy, container) if protect else frozenset()
-                interpreters = self._allowed_inodes(policy, container, interpreters_only=True) if protect \
-                    else frozenset()
-                guarded.append(GuardedCgroup(container.cgroup_id, inodes, profile=protect,
-                                             drift_after_ns=container.started_ns if policy.zero_drift else None,
-                                             interpreter_inodes=interpreters, scripts=tuple(policy.scripts)))
+                entry = self._guarded_entry(policy, container, protect, previous.get(container.cgroup_id))
+                inodes = entry.allowed_inodes
+                guarded.append(entry)
             destinations = 0
             if protect:
                 wanted_guards.add(ref)
@@ -306,12 +305,28 @@ class Enforcer:
                     return self._cgroups[container_id]
         return None
 
+    @classmethod
+    def _guarded_entry(cls, policy: WorkloadPolicy, container: Container, protect: bool,
+                       previous: GuardedCgroup | None) -> GuardedCgroup:
+        """The container's exec rules, its paths resolved through one root held open for the whole plan. With no
+        live process to resolve through, the container keeps the executables it had (the lab's pods, whose
+        processes all come and go), or, on first sight, paths resolve on the host."""
+        inodes: frozenset[int] = frozenset()
+        interpreters: frozenset[int] = frozenset()
+        with opened_root(container.cgroup_dir) as root:
+            if protect and root is None and previous is not None and previous.profile:
+                inodes, interpreters = previous.allowed_inodes, previous.interpreter_inodes
+            elif protect:
+                inodes = cls._allowed_inodes(policy, root or "/")
+                interpreters = cls._allowed_inodes(policy, root or "/", interpreters_only=True)
+        return GuardedCgroup(container.cgroup_id, inodes, profile=protect,
+                             drift_after_ns=container.started_ns if policy.zero_drift else None,
+                             interpreter_inodes=interpreters, scripts=tuple(policy.scripts))
+
     @staticmethod
-    def _allowed_inodes(policy: WorkloadPolicy, container: Container,
-                        interpreters_only: bool = False) -> frozenset[int]:
-        """Inodes of the allowed executables (or only the script interpreters among them) as the container sees
-        its filesystem."""
-        root = container_root(container.cgroup_dir) or "/"
+    def _allowed_inodes(policy: WorkloadPolicy, root: str, interpreters_only: bool = False) -> frozenset[int]:
+        """Inodes of the allowed executables (or only the script interpreters among them) below `root`, the
+        container's filesystem."""
         allowed: set[int] = set()
         denied: set[int] = set()
         for rule in policy.processes:
@@ -353,23 +368,6 @@ def _networks(peer: Peer, podmap: PodMap) -> list[str]:
     if peer.dns:
         return [str(ipaddress.ip_network(ip)) for ip in resolve(peer.dns)]
     return ["0.0.0.0/0", "::/0"]
-
-
-def container_root(cgroup_dir: str) -> str:
-    """``/proc/PID/root`` of the container's oldest process (its filesystem as it sees it, from a process that
-    is not about to exit, such as a probe's); "" when the container has no process."""
-    try:
-        pids = Path(cgroup_dir, "cgroup.procs").read_text().split()
-    except OSError:
-        return ""
-    started: list[tuple[int, int]] = []
-    for pid in pids:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-            started.append((int(stat.rsplit(")", 1)[1].split()[19]), int(pid)))  # field 22: start time
-        except (OSError, ValueError, IndexError):
-            continue
-    return f"/proc/{min(started)[1]}/root" if started else ""
 
 
 def resolve(name: str) -> list[str]:

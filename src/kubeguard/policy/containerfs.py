@@ -1,0 +1,64 @@
+"""A container's filesystem as the agent reaches it: ``/proc/PID/root`` of one of its live processes.
+
+The container's processes come and go (a probe, a job's loop): a root picked from a process that
+exits while the agent is still resolving paths through it would make every path fail, and an
+exec plan built from that would allow nothing. So the oldest process whose root can be opened is
+used (a zombie has none), and `opened_root` holds that root open (an ``O_PATH`` descriptor): paths
+resolved through it keep working for the whole block even if the process exits meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+def _pids_oldest_first(cgroup_dir: str) -> list[int]:
+    """The cgroup's processes, oldest first (start time, then pid); [] when it has none or is gone."""
+    try:
+        pids = Path(cgroup_dir, "cgroup.procs").read_text().split()
+    except OSError:
+        return []
+    started: list[tuple[int, int]] = []
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            started.append((int(stat.rsplit(")", 1)[1].split()[19]), int(pid)))  # field 22: start time
+        except (OSError, ValueError, IndexError):
+            continue
+    return [pid for _, pid in sorted(started)]
+
+
+def container_root(cgroup_dir: str) -> str:
+    """``/proc/PID/root`` of the container's oldest process that has one (its filesystem as it sees it, from a
+    process that is not about to exit, such as a probe's); "" when the container has no such process."""
+    for pid in _pids_oldest_first(cgroup_dir):
+        root = f"/proc/{pid}/root"
+        try:
+            os.stat(root)
+        except OSError:  # exited (a zombie has no root) or gone
+            continue
+        return root
+    return ""
+
+
+@contextmanager
+def opened_root(cgroup_dir: str) -> Iterator[str | None]:
+    """The container's root held open for the block: a path (``/proc/self/fd/N``) under which its files resolve
+    as in `container_root`, valid even if the process it came from exits; None when it has no live process."""
+    fd = -1
+    for pid in _pids_oldest_first(cgroup_dir):
+        try:
+            fd = os.open(f"/proc/{pid}/root", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        break
+    if fd < 0:
+        yield None
+        return
+    try:
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)

@@ -1,0 +1,93 @@
+"""A container's root for resolving its allowed executables, while its processes come and go.
+
+A plan built through the root of a process that had exited allowed nothing, and the exec guard then killed
+every exec of the container until the next plan (a protect false block: all 300 script runs of one
+bench.policy warm-up). The cgroups here are plain directories with a cgroup.procs file: no root needed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from kubeguard.cluster.owners import WorkloadRef
+from kubeguard.policy.containerfs import _pids_oldest_first, container_root, opened_root
+from kubeguard.policy.document import ProcessRule, WorkloadPolicy
+from kubeguard.policy.enforce import Container, Enforcer
+from kubeguard.policy.execguard import GuardedCgroup
+
+SH = os.path.realpath("/bin/sh")
+
+
+def _state(pid: int) -> str:
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+@pytest.fixture
+def zombie() -> Iterator[subprocess.Popen[bytes]]:
+    """A child that has exited and is not reaped yet: /proc/PID/stat is there, /proc/PID/root is not."""
+    proc = subprocess.Popen(["true"])
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, left unreaped
+    assert _state(proc.pid) == "Z"
+    yield proc
+    proc.wait()
+
+
+@pytest.fixture
+def sleeper() -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(["sleep", "600"])
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _cgroup(tmp_path: Path, *procs: subprocess.Popen[bytes]) -> str:
+    (tmp_path / "cgroup.procs").write_text("".join(f"{p.pid}\n" for p in procs))
+    return str(tmp_path)
+
+
+def _policy() -> WorkloadPolicy:
+    return WorkloadPolicy(WorkloadRef("shop", "Deployment", "web"), mode="protect",
+                          processes=[ProcessRule(path=SH)])
+
+
+def test_an_exited_oldest_process_is_passed_over(tmp_path: Path, zombie: subprocess.Popen[bytes],
+                                                 sleeper: subprocess.Popen[bytes]) -> None:
+    cgroup = _cgroup(tmp_path, zombie, sleeper)
+    assert _pids_oldest_first(cgroup)[0] == zombie.pid  # the case: the oldest process is the one that exited
+    assert container_root(cgroup) == f"/proc/{sleeper.pid}/root"
+    with opened_root(cgroup) as root:
+        assert root is not None
+        assert os.stat(root + SH).st_ino == os.stat(SH).st_ino
+    container = Container("c1", cgroup, 4242, 0)
+    entry = Enforcer._guarded_entry(_policy(), container, True, None)
+    assert entry.allowed_inodes == {os.stat(SH).st_ino}
+    assert entry.interpreter_inodes == {os.stat(SH).st_ino}
+
+
+def test_the_opened_root_outlives_its_process(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    cgroup = _cgroup(tmp_path, sleeper)
+    with opened_root(cgroup) as root:
+        assert root is not None
+        sleeper.kill()
+        sleeper.wait()
+        assert container_root(cgroup) == ""  # the process is gone ...
+        assert os.stat(root + SH).st_ino == os.stat(SH).st_ino  # ... its root still resolves
+    with opened_root(cgroup) as root:
+        assert root is None
+
+
+def test_a_container_with_no_live_process_keeps_its_executables(tmp_path: Path,
+                                                                zombie: subprocess.Popen[bytes]) -> None:
+    cgroup = _cgroup(tmp_path, zombie)
+    container = Container("c1", cgroup, 4242, 0)
+    previous = GuardedCgroup(4242, frozenset({11, 12}), interpreter_inodes=frozenset({12}))
+    entry = Enforcer._guarded_entry(_policy(), container, True, previous)
+    assert (entry.allowed_inodes, entry.interpreter_inodes) == ({11, 12}, {12})
+    first = Enforcer._guarded_entry(_policy(), container, True, None)  # first sight: resolved on the host
+    assert first.allowed_inodes == {os.stat(SH).st_ino}
+    monitor = Enforcer._guarded_entry(_policy(), container, False, previous)  # zero drift only: no profile
+    assert (monitor.allowed_inodes, monitor.profile) == (frozenset(), False)
