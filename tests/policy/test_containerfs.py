@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kubeguard.cluster.owners import WorkloadRef
-from kubeguard.policy.containerfs import _pids_oldest_first, container_root, opened_root
+from kubeguard.policy.containerfs import _pids_oldest_first, container_root, opened_root, resolve_in_root
 from kubeguard.policy.document import ProcessRule, WorkloadPolicy
 from kubeguard.policy.enforce import Container, Enforcer
 from kubeguard.policy.execguard import GuardedCgroup
@@ -91,3 +91,40 @@ def test_a_container_with_no_live_process_keeps_its_executables(tmp_path: Path,
     assert first.allowed_inodes == {os.stat(SH).st_ino}
     monitor = Enforcer._guarded_entry(_policy(), container, False, previous)  # zero drift only: no profile
     assert (monitor.allowed_inodes, monitor.profile) == (frozenset(), False)
+
+
+@pytest.fixture
+def image(tmp_path: Path) -> Path:
+    """A container filesystem with Debian's links: /bin -> usr/bin, awk -> /etc/alternatives/awk -> /usr/bin/mawk,
+    sh -> /bin/busybox (absolute targets: they must resolve inside this root, not on the host)."""
+    root = tmp_path / "rootfs"
+    (root / "usr/bin").mkdir(parents=True)
+    (root / "etc/alternatives").mkdir(parents=True)
+    for name in ("mawk", "busybox", "app"):
+        (root / "usr/bin" / name).write_bytes(b"\x7fELF")
+    (root / "bin").symlink_to("usr/bin")
+    (root / "etc/alternatives/awk").symlink_to("/usr/bin/mawk")
+    (root / "usr/bin/awk").symlink_to("/etc/alternatives/awk")
+    (root / "usr/bin/sh").symlink_to("/bin/busybox")
+    (root / "usr/bin/loop").symlink_to("/usr/bin/loop")
+    (root / "usr/bin/up").symlink_to("../../../../../usr/bin/app")
+    return root
+
+
+def test_symlinks_resolve_inside_the_container(image: Path) -> None:
+    root = str(image)
+    assert resolve_in_root(root, "/usr/bin/awk") == "/usr/bin/mawk"
+    assert resolve_in_root(root, "/bin/awk") == "/usr/bin/mawk"
+    assert resolve_in_root(root, "/bin/sh") == "/usr/bin/busybox"
+    assert resolve_in_root(root, "/usr/bin/up") == "/usr/bin/app"  # `..` stops at the container's root
+    assert resolve_in_root(root, "/usr/bin/loop") is None
+    assert resolve_in_root(root, "/usr/bin/missing") is None
+
+
+def test_allowed_executables_behind_absolute_links_are_the_containers(image: Path) -> None:
+    policy = WorkloadPolicy(WorkloadRef("shop", "Deployment", "web"), mode="protect",
+                            processes=[ProcessRule(path="/usr/bin/awk"), ProcessRule(path="/bin/sh"),
+                                       ProcessRule(path="/bin/ap*")])
+    ino = {name: (image / "usr/bin" / name).stat().st_ino for name in ("mawk", "busybox", "app")}
+    assert Enforcer._allowed_inodes(policy, str(image)) == {ino["mawk"], ino["busybox"], ino["app"]}
+    assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True) == {ino["busybox"]}  # sh, by name

@@ -5,14 +5,21 @@ exits while the agent is still resolving paths through it would make every path 
 exec plan built from that would allow nothing. So the oldest process whose root can be opened is
 used (a zombie has none), and `opened_root` holds that root open (an ``O_PATH`` descriptor): paths
 resolved through it keep working for the whole block even if the process exits meanwhile.
+
+A path looked up through ``/proc/PID/root`` follows an absolute symlink from the agent's own root, not the
+container's (``/usr/bin/awk -> /etc/alternatives/awk`` would name the host's file): `resolve_in_root`
+follows symlinks the way the container's own lookups do.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+MAX_LINKS = 40  # the kernel's limit on symlinks followed in one lookup
 
 
 def _pids_oldest_first(cgroup_dir: str) -> list[int]:
@@ -62,3 +69,32 @@ def opened_root(cgroup_dir: str) -> Iterator[str | None]:
         yield f"/proc/self/fd/{fd}"
     finally:
         os.close(fd)
+
+
+def resolve_in_root(root: str, path: str) -> str | None:
+    """`path` as the container sees it, with every symlink followed inside `root` (an absolute target starts
+    again from `root`, ``..`` never leaves it); the resolved path, or None when a component is missing or
+    the links loop."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            resolved = resolved[:-1]
+            continue
+        full = os.path.join(root, *resolved, part)
+        try:
+            if not stat.S_ISLNK(os.lstat(full).st_mode):
+                resolved.append(part)
+                continue
+            target = os.readlink(full)
+        except OSError:
+            return None
+        links += 1
+        if links > MAX_LINKS:
+            return None
+        if target.startswith("/"):
+            resolved = []
+        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
+    return "/" + "/".join(resolved)

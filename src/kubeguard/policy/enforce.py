@@ -37,7 +37,7 @@ from kubeguard.cluster.cgroups import find_cgroup2_root
 from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.policy.connectguard import Allow, BpfError, ConnectGuard
-from kubeguard.policy.containerfs import container_root, opened_root
+from kubeguard.policy.containerfs import container_root, opened_root, resolve_in_root
 from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
@@ -326,19 +326,23 @@ class Enforcer:
     @staticmethod
     def _allowed_inodes(policy: WorkloadPolicy, root: str, interpreters_only: bool = False) -> frozenset[int]:
         """Inodes of the allowed executables (or only the script interpreters among them) below `root`, the
-        container's filesystem."""
+        container's filesystem, symlinks followed as the container follows them."""
         allowed: set[int] = set()
         denied: set[int] = set()
+        prefix = root.rstrip("/")
         for rule in policy.processes:
             target = denied if rule.action == "deny" else allowed
-            paths = glob.glob(root.rstrip("/") + rule.path) if any(c in rule.path for c in "*?[") \
-                else [root.rstrip("/") + rule.path]
+            paths = [p[len(prefix):] for p in glob.glob(prefix + rule.path)] if any(c in rule.path for c in "*?[") \
+                else [rule.path]
             for path in paths:
+                real = resolve_in_root(root, path)
+                if real is None:
+                    continue
                 if interpreters_only and target is allowed and interpreter_kind(path) is None \
-                        and interpreter_kind(os.path.realpath(path)) is None:
+                        and interpreter_kind(real) is None:
                     continue
                 try:
-                    target.add(os.stat(path).st_ino)
+                    target.add(os.stat(prefix + real).st_ino)
                 except OSError:
                     continue
         return frozenset(allowed - denied)
