@@ -189,7 +189,7 @@ _IF_SWITCH = re.compile(r"(?:^|(?<=[\s;&|(]))(if)/i(?=\s)", re.I)
 _CMD_IF = re.compile(r"(?:/i\s+)?(?:not\s+)?(?:\(\s*[^()\s]*\s*\)|\S+)\s*==\s*(?:\(\s*[^()\s]*\s*\)|\S+)\s+[a-z]",
                      re.I)
 # A brace list with a word glued to it or escapes inside (`{l,-lh}s`, `c{a,oun}t`, `{,$'whoami',}`, `{n$u\c,-e}`).
-_BRACE_AFFIX = re.compile(r"([\w$\\]*)\{([\w$\\'\"./-]*,[\w$\\'\",./-]*)\}([\w$\\]*)")
+_BRACE_AFFIX = re.compile(r"(?:^|(?<=[\s;|&`(\n\r'\"$]))([\w$\\]*)\{([\w$\\'\"./-]*,[\w$\\'\",./-]*)\}([\w$\\]*)")
 _BRACE_QUOTED = re.compile(r"\$?'([^']*)'|\"([^\"]*)\"")
 _BRACE_NOISE = re.compile(r"\$\{?[A-Za-z_]\w{0,2}\}?|\\")
 _ENV_VAR = re.compile(r"%(?:comspec|systemroot|windir|programfiles|temp|userprofile|appdata)%", re.I)
@@ -271,7 +271,7 @@ def _deobfuscate(text: str) -> str:
         out = _QUOTED_FIRST.sub(r"\1\2", out)  # 'cscli' alerts list: the shell drops the quotes
     if "\\" in out:
         out = _INWORD_BSLASH.sub("", out)
-    if "/" in out:
+    if "/i" in out or "/I" in out:
         out = _IF_SWITCH.sub(r"\1 /i", out)
     if "{" in out and "," in out:
         out = _BRACE_LIST.sub(lambda m: f" {m.group(1)} {m.group(2).replace(',', ' ')} ", out)
