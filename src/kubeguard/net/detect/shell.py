@@ -13,11 +13,15 @@ after a separator, inside a substitution. A known command there is scored by wha
   when it is one of the commands nobody types in prose (``whoami``, ``systeminfo``), or when a
   Windows command has its subcommand (``net user``, ``reg query``, ``netsh firewall``);
 * at the very start of the value (no separator), only command-line-shaped arguments count
-  (``cat /etc/passwd``, ``ping -c 3 10.0.0.1``), so "cat food" and "find a store" stay clean.
+  (``cat /etc/passwd``, ``ping -c 3 10.0.0.1``), so "cat food" and "find a store" stay clean;
+* a wider vocabulary of unix programs (`VOCABULARY`, from OWASP CRS's word lists less English words)
+  counts only after a separator or a quote break, never as a value starts (READMEs name them there).
 
 Shell artefacts that are attacks on their own also count: ``/dev/tcp/``, ``>& /dev/``, ``0>&1``,
-``${IFS}``, the Shellshock function prefix ``() { :; };`` and a glob spelled path at a command
-position (``/???/c?t``). The HTTP detector runs this only on values `patterns.GATE_CMD` marks.
+``${IFS}``, the Shellshock function prefix ``() { :; };``, a glob spelled path at a command
+position (``/???/c?t``), a brace list that spells a command once expanded (``{l,-lh}s``), tilde and
+parameter expansions that carve out paths (``~+``, ``${HOME:0:1}``) and cmd.exe ``if`` comparisons.
+The HTTP detector runs this only on values `patterns.GATE_CMD` marks.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ STRONG = frozenset({
     "rundll32", "mshta", "cscript", "wscript", "arp", "route", "traceroute", "tracert", "pwd", "sysctl", "lsof",
     "iptables", "dmesg", "lsb_release", "locate", "finger", "invoke-webrequest", "invoke-expression",
     "invoke-command", "invoke-restmethod", "invoke-wmimethod", "iwr", "iex", "irm", "iwmi", "start-process",
-    "new-object", "findstr", "icacls", "whereis",
+    "new-object", "findstr", "icacls", "whereis", "sysinfo",
 })
 # Commands flagged when they stand alone after a separator (``;id``, ``| dir``): they mean something bare.
 BARE = frozenset({
@@ -79,6 +83,39 @@ ADMIN_TOOLS = frozenset({
 })
 WEAK = WEAK | ADMIN_TOOLS
 COMMANDS = STRONG | WEAK
+# Unix programs outside the lists above, none an English word: the names OWASP CRS's unix-shell word lists
+# (rules 932230-932260, regex-assembly/include/unix-shell-*.ra) do not mark as English, plus `uconv`, `rmt`
+# and `top`. They count only after a separator, a substitution or a quote break (never as a value starts,
+# where READMEs name them): alone (``;irb``, ``;top``) or with command-line arguments (``;rmt --version``).
+VOCABULARY = frozenset({
+    "7z", "7za", "7zr", "ab", "ip", "addgroup", "adduser", "agetty", "apt", "aria2c", "arj", "arjdisp", "ascii-xfr",
+    "ascii85", "ash", "aspell", "auditctl", "ausearch", "aws", "base32", "basenc", "bpftrace", "bsdcat", "bsdiff",
+    "bsdtar", "bunzip2", "busctl", "byebug", "bzdiff", "bzegrep", "bzfgrep", "bzgrep", "bzip2recover", "bzless",
+    "bzmore", "c89", "c99", "certbot", "check_by_ssh", "check_cups", "check_log", "check_memory", "check_raid",
+    "check_ssl_cert", "check_statusfile", "chflags", "chgpasswd", "chpass", "cmp", "cobcrun", "coproc", "cowsay",
+    "cowthink", "csplit", "csvtool", "cupsfilter", "dhclient", "dmidecode", "dmsetup", "dnf", "dosbox", "e2fsck",
+    "easy_install", "env-update", "eqn", "exiftool", "facter", "fdmount", "fdumount", "fping6", "ftpstats", "ftpwho",
+    "gdb", "genisoimage", "getcap", "ghc", "git", "grc", "groupmod", "gtester", "hexdump", "hostid", "hping3",
+    "htdigest", "htpasswd", "ip6tables", "ippeveprinter", "ippfind", "ipptool", "irb", "ispell", "jjs", "journalctl",
+    "jq", "jrunscript", "killall", "ksshell", "lastlogin", "ldconfig", "ldd", "lessecho", "lessfile", "lesspipe",
+    "lftpget", "loginctl", "logname", "logsave", "losetup", "lualatex", "luatex", "lwp-download", "lwp-dump",
+    "lwp-mirror", "lwp-request", "lz4cat", "lzdiff", "lzegrep", "lzfgrep", "lzgrep", "lzless", "lzmadec", "lzmainfo",
+    "lzmore", "mktemp", "mlocate", "mosquitto", "msgattrib", "msgcat", "msgconv", "msgfilter", "msgmerge", "msguniq",
+    "mtr", "mysqladmin", "mysqldump", "mysqlhotcopy", "mysqlshow", "neofetch", "netkit-ftp", "netplan", "nm",
+    "nsenter", "openvpn", "openvt", "pdb", "pdflatex", "pdftex", "perlsh", "php-cgi", "pidstat", "pkexec", "pkg",
+    "pkg_info", "pkginfo", "printenv", "pry", "psftp", "ptardiff", "ptargrep", "py3versions", "pyversions", "rcp",
+    "readelf", "realpath", "restic", "rlogin", "rlwrap", "rmt", "rmuser", "rpm", "rpmquery", "rpmverify", "rsync-ssl",
+    "run-mailcap", "run-parts", "setarch", "setcap", "setenv", "smbclient", "soelim", "sqlite3", "ssh-add",
+    "ssh-agent", "ssh-copy-id", "ssh-keygen", "ssh-keyscan", "sshpass", "start-stop-daemon", "sudoedit",
+    "sudoreplay", "svn", "svnadmin", "svnlook", "svnserve", "svnsync", "systemd-resolve", "tbl", "tcpdump", "tcping",
+    "tcptraceroute", "tic", "timedatectl", "top", "traceroute6", "tshark", "uconv", "unexpand", "unlzma", "unpigz",
+    "update-alternatives", "userdel", "uudecode", "uuencode", "valgrind", "vimdiff", "w3m", "wireshark", "xelatex",
+    "xmodmap", "xxd", "xzdiff", "xzegrep", "xzfgrep", "xzgrep", "xzless", "xzmore", "yum", "zathura", "zegrep",
+    "zfgrep", "zipcloak", "zipcmp", "zipdetails", "zipgrep", "zipinfo", "zipmerge", "zipnote", "zipsplit", "ziptool",
+    "zmodload", "zsoelim", "zstdgrep", "zstdless", "zstdmt", "zypper",
+}) - COMMANDS
+# Commands flagged alone after `;`, a newline or a substitution, but not as an item of a `|` or `&` list.
+ALONE_UNLISTED = VOCABULARY | frozenset({"top"})
 # A command line sent whole and ended with a newline (``visudo\n``, ``nohup who\n``, ``cscli alerts list\n``):
 # these commands count at the very start of a value when a newline ends them.
 LINE_ENDED = STRONG | BARE | ADMIN_TOOLS
@@ -123,8 +160,11 @@ _ARTEFACT = re.compile(
     r"|^\s*\(\)\s*\{"
     # a shell and -c in a comma-separated argument list (`-wrapper sh,-c,id`), a client's shell escape right
     # after a separator (sqlite's `.shell` / `.system`), a command word escaped by a backslash as a value starts
-    r"|\b(?:ba|da|z|k)?sh,-c,|(?:[;\n]|\\n)\.\\?[\"']?(?:shell|system|sh)\s+[\w/]"
-    r"|^\s*\\(?:ls|id|cat|whoami|uname|sh|bash|nc|curl|wget|rm|ps|env)\b",
+    r"|\b(?:ba|da|z|k)?sh,-c,|(?:[;\n]|\\n)\.\s*\\?[\"']?(?:shell|system|sh)\s+[\w/]"
+    r"|^\s*\\(?:ls|id|cat|whoami|uname|sh|bash|nc|curl|wget|rm|ps|env)\b"
+    # a directory-stack tilde expansion as the whole value (`~+`, `~-1`: the shell's working directories);
+    # parameter expansions that carve a path out of a variable (`${PATH#{}/}`, `${HOME:0:1}`, `${x//a?b/}`)
+    r"|^\s*~[+-]\d{0,2}\s*$|\$\{[A-Za-z_]\w*(?:#\{\}|:\d+:\d+\}|//[^{}/\s]*/\})",
     re.I,
 )
 # A shell function that runs itself in the background or through a pipe: a fork bomb (`f(){ f & f; };f`).
@@ -138,9 +178,20 @@ _EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:``|[<>]\(\)|
 _IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
 _INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
 _EMPTY_QUOTES = re.compile(r"''|\"\"")
+_QUOTED_TAIL = re.compile(r"(?<=\w)(['\"])(\w+)\1(?=[\s/]|$)")
+# A word the value starts with, spelled with quotes inside it (`'i'p a`, `c'a't x`): only the shell joins it.
+_SPLIT_FIRST = re.compile(r"^\s*(\w*(?:'\w+'|\"\w+\")\w+|\w+(?:'\w+'|\"\w+\")\w*)(?=\s|$)")
 _QUOTED_FIRST = re.compile(r"^(\s*)['\"]([\w.-]+)['\"](?=\s)")
 _INWORD_BSLASH = re.compile(r"(?<=[\w/])\\(?=[a-mo-qs-z])|(?<![\w:])\\(?=[a-mo-qs-z]\w)", re.I)
 _BRACE_LIST = re.compile(r"\{,?([\w./?*-]+),([^{}\s]*)\}")
+_IF_SWITCH = re.compile(r"(?:^|(?<=[\s;&|(]))(if)/i(?=\s)", re.I)
+# A cmd.exe comparison after `if` and the command it runs: `if (AA) == (AA) echo same`, `if (%1)==(x) CD C:\`.
+_CMD_IF = re.compile(r"(?:/i\s+)?(?:not\s+)?(?:\(\s*[^()\s]*\s*\)|\S+)\s*==\s*(?:\(\s*[^()\s]*\s*\)|\S+)\s+[a-z]",
+                     re.I)
+# A brace list with a word glued to it or escapes inside (`{l,-lh}s`, `c{a,oun}t`, `{,$'whoami',}`, `{n$u\c,-e}`).
+_BRACE_AFFIX = re.compile(r"(?:^|(?<=[\s;|&`(\n\r'\"$]))([\w$\\]*)\{([\w$\\'\"./-]*,[\w$\\'\",./-]*)\}([\w$\\]*)")
+_BRACE_QUOTED = re.compile(r"\$?'([^']*)'|\"([^\"]*)\"")
+_BRACE_NOISE = re.compile(r"\$\{?[A-Za-z_]\w{0,2}\}?|\\")
 _ENV_VAR = re.compile(r"%(?:comspec|systemroot|windir|programfiles|temp|userprofile|appdata)%", re.I)
 
 # Argument shapes of a command line.
@@ -157,6 +208,7 @@ _TARGET = re.compile(
     r"|[a-z]:\\\S*|/(?:etc|proc|dev|tmp|var|root|home|bin|usr)\b\S*",
     re.I,
 )
+_USER_AT_HOST = re.compile(r"[\w.-]+@[\w-]+(?:\.[\w-]+)*(?::\S*)?")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?[smhd]?")
 _FILE_ARG = re.compile(r"[\w.-]+\.(?:php\d?|phtml|jsp|jspx|aspx?|cgi|exe|bat|ps1|dll)$",
                        re.I)
@@ -164,6 +216,7 @@ _STOP = frozenset({";", "|", "||", "&", "&&", "\n", "\\n", "\\r", ")", "`", "'",
 
 
 _WORDS = "|".join(re.escape(c) for c in sorted(COMMANDS, key=len, reverse=True))
+_VOCAB = "|".join(re.escape(c) for c in sorted(VOCABULARY, key=len, reverse=True))
 _SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])"
 # A necessary condition for `command_injection` to look further (hyperscan-compatible, caseless): a command word
 # or an evasion at a command position, a command line at the start of the value, a shell artefact.
@@ -176,6 +229,15 @@ GATE_PARTS = (
     r"^\s*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
+    # a brace list with a word glued to it or escapes inside, at a command position (`_brace_evasion`)
+    rf"(?:^|{_SEP})[\s'\"]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./-]*\}}",
+    # a command of the wider vocabulary after a separator or a quote break (`VOCABULARY`)
+    rf"{_SEP}[\s'\"({{@]*(?:{_VOCAB})\b",
+    rf"^\s*['\"][\s'\"]*(?:{_VOCAB})\b",
+    # cmd.exe's case-blind `if/i` switch glued to the keyword
+    r"^[\s'\"]*if/i\s",
+    # a word spelled with quotes inside it as the value starts (`_SPLIT_FIRST`)
+    r"^\s*\w*(?:'\w+'|\"\w+\")\w*(?:\s|$)",
     _ARTEFACT.pattern,
     # a command spelled as a glob as the value starts (`/???/??t`: `_command_here` flags it anywhere)
     r"^[\s'\"({@]*/[\w/.?*\[\]-]*[?*\[]",
@@ -204,10 +266,13 @@ def _deobfuscate(text: str) -> str:
         out = _EMPTY_PARAM.sub("", out)
     if "'" in out or '"' in out:
         out = _EMPTY_QUOTES.sub("", out)
+        out = _QUOTED_TAIL.sub(r"\2", out)  # ca't': the quotes close at the word's end
         out = _INWORD_QUOTE.sub("", out)
         out = _QUOTED_FIRST.sub(r"\1\2", out)  # 'cscli' alerts list: the shell drops the quotes
     if "\\" in out:
         out = _INWORD_BSLASH.sub("", out)
+    if "/i" in out or "/I" in out:
+        out = _IF_SWITCH.sub(r"\1 /i", out)
     if "{" in out and "," in out:
         out = _BRACE_LIST.sub(lambda m: f" {m.group(1)} {m.group(2).replace(',', ' ')} ", out)
     return out
@@ -232,13 +297,13 @@ def _command_name(word: str) -> str | None:
         name = base
     for suffix in (".exe", ".com"):
         name = name.removesuffix(suffix)
-    return name if name in COMMANDS else None
+    return name if name in COMMANDS or name in VOCABULARY else None
 
 
 def _shaped(arg: str) -> bool:
-    """An argument only a command line has: an option, a path, an address, a variable."""
+    """An argument only a command line has: an option, a path, an address, a user at a host, a variable."""
     return bool(_OPTION.fullmatch(arg) or _PATHISH.fullmatch(arg) or _ADDRESS.fullmatch(arg) or _FILE_ARG.search(arg)
-                or "*" in arg or arg.startswith("$"))
+                or "*" in arg or arg.startswith("$") or _USER_AT_HOST.fullmatch(arg))
 
 
 def _args(tokens: list[str], start: int) -> tuple[list[str], str]:
@@ -276,24 +341,31 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
         return None
     if tokens[i].startswith("/") and any(c in tokens[i] for c in "?*[") and "*" not in tokens[i]:
         return tokens[i]  # /???/c?t: a command spelled as a glob
+    if name in VOCABULARY and after == "start":  # READMEs name them; `/usr/bin/tcpdump` alone is a file's path
+        return None
+    if name == "if" and _CMD_IF.match(" ".join(tokens[i + 1 : i + 16])):
+        return " ".join(tokens[i : i + 10])  # cmd.exe: `if (a) == (b) cmd` (the parentheses end `_args`)
     words, end = _args(tokens, i + 1)
     if name in PREFIXES and words and _command_name(words[0]):
-        return _command_here(tokens, i + 1, after) or (tokens[i] if after != "start" else None)
+        found = _command_here(tokens, i + 1, after)
+        if found or after != "start":
+            return found or tokens[i]
+        # `time who` as the value starts: judged below, as a runner with its command
     redirect_or_pipe = end in ("|", "||", "&&") or end.startswith((">", "<")) or (end[:1].isdigit() and ">" in end)
     shaped = any(_shaped(w) for w in words[:6])
     subcommand = name in SUBCOMMANDS and bool(words) and (
         words[0].lower() in SUBCOMMANDS[name] or (name in ("for", "if") and words[0][:1] in "%/[(")
         or (name == "if" and any("==" in w or w.upper() in ("EQU", "NEQ", "LSS", "LEQ", "GTR", "GEQ") for w in words)))
-    if name in RUNNERS and any(_command_name(w) in STRONG | BARE for w in words[:6] if not w.startswith("-")):
-        subcommand = True  # `strace ifconfig`, `flock -u / whoami`, `time who`
+    if name in RUNNERS and any(_command_name(w) in STRONG | BARE for w in words[:6] if not w.startswith("-")) and (
+            after != "start" or len(words) == 1 or any(_shaped(w) for w in words[1:6])):
+        subcommand = True  # `strace ifconfig`, `flock -u / whoami`, `time who` (not "time who knows")
     if name in ("which", "whereis") and words and _command_name(words[0]):
         subcommand = True  # `which nc`
     if end in ("\n", "\\n", "\\r", "\r") and name in ADMIN_TOOLS and len(words) <= 4 and all(
             t in ("\n", "\\n", "\r", "\\r") for t in tokens[i + 1 + len(words):]):
         return " ".join([tokens[i], *words])  # `; ansible-console\n`: an administration tool's whole line
-    if name == "alias" and words and (("=" in words[0] and _command_name(words[0].split("=", 1)[1].strip("'\"")))
-                                      or re.fullmatch(r"[-+][a-z]+", words[0])):
-        return " ".join([tokens[i], *words[:3]])  # alias x=curl, alias -p: defining commands
+    if name == "alias" and words and _alias_definition(words):
+        return " ".join([tokens[i], *words[:3]])  # alias x=curl, alias -p, alias 'x'=curl: defining commands
     if after == "start":
         if not words and name in START_ALONE:
             return tokens[i]
@@ -313,13 +385,16 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
             return " ".join([tokens[i], *words[:4]])  # /usr/bin/python3 ...: a program named by its path
         if not (subcommand or (redirect_or_pipe and words) or reaches or (shaped and name in STRONG)):
             return None
-        if len(words) > 8 and not any(_OPTION.fullmatch(w) or _PATHISH.fullmatch(w) for w in words[:3]):
-            return None  # prose that starts with a command word
+        if len(words) > 8 and not any(_OPTION.fullmatch(w) or _PATHISH.fullmatch(w) for w in words[:3]) and not (
+                subcommand and sum(bool(_OPTION.fullmatch(w)) for w in words) >= 2):
+            return None  # prose that starts with a command word (not `reg add "HKLM\\..." /v x /f`)
         return " ".join([tokens[i], *words[:4]])
     if name in SUBCOMMANDS and words and not subcommand and not shaped:
         return None  # "& net profit", "; if you", "| for details"
     if (not words and (name in BARE or end not in ("|", "||"))) and (name in BARE or name in STRONG):
         return tokens[i]
+    if not words and name in ALONE_UNLISTED and after not in ("|", "&") and end not in ("|", "||"):
+        return tokens[i]  # `;irb`, `;top`, not "hp|gen|top|women" (a list) or "Tom & top"
     if not words and end.startswith("<"):
         return tokens[i] + " " + end  # `cat<<<x`, `cat</etc/passwd`
     if words and (shaped or subcommand or redirect_or_pipe or name in STRONG):
@@ -359,6 +434,17 @@ def _mail_command(text: str) -> str | None:
     return None
 
 
+def _alias_definition(words: list[str]) -> bool:
+    """Whether the words after `alias` define one (``x=curl``, ``'x'=curl``, ``x='ls -al'``) or list them
+    (``-p``): the name assigned a command, or the definition the whole argument (``alias a=b``)."""
+    if re.fullmatch(r"[-+][a-z]+\+?", words[0]):
+        return True
+    joined = "".join(words[:2])
+    if "=" not in joined or not re.match(r"[\w.-]+=", joined):
+        return False
+    return len(words) == 1 or _command_name(joined.split("=", 1)[1].strip("'\"")) is not None
+
+
 def _expand_assigned(text: str) -> str:
     """`text` with the variables it assigns itself (``a=nc``) expanded where it uses them (``$a``, ``${a}``)."""
     values = dict(_ASSIGNMENT.findall(text))
@@ -376,6 +462,30 @@ def _brace_command(text: str, brace: re.Match[str]) -> bool:
     name = _command_name(brace.group(1))
     rest = [w for w in brace.group(2).split(",") if w]
     return name is not None and (not rest or name in STRONG or any(_shaped(w) for w in rest))
+
+
+def _brace_item(item: str) -> str:
+    """A brace-list item as the shell reads it: quotes (``$'x'``, ``'x'``) and backslashes dropped, short unset
+    variables (``$u``) empty."""
+    item = _BRACE_QUOTED.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), item)
+    return _BRACE_NOISE.sub("", item)
+
+
+def _brace_evasion(text: str) -> str | None:
+    """A brace expansion at a command position that spells a command only once expanded: a word glued to the
+    list (``{l,-lh}s`` -> ``ls -lhs``, ``c{a,oun}t`` -> ``cat``), an empty first item (``{,ifconfig}``) or an
+    item the shell unquotes (``{n$u\\c$u,-nlvp,777}`` -> ``nc -nlvp 777``); ``{id,name}`` stays clean."""
+    for brace in _BRACE_AFFIX.finditer(text):
+        before = text[: brace.start()].rstrip(" '\"")
+        if before and before[-1] not in ";|&`\n\r($":
+            continue
+        raw = brace.group(2).split(",")
+        items = [_brace_item(x) for x in raw]
+        prefix, suffix = _brace_item(brace.group(1)), _brace_item(brace.group(3))
+        words = [w for w in (prefix + x + suffix for x in items) if w]
+        if words and _command_name(words[0]) and (prefix or suffix or not raw[0] or items != raw):
+            return brace.group(0)
+    return None
 
 
 @lru_cache(maxsize=4096)  # user agents, ids and form values repeat
@@ -397,6 +507,12 @@ def command_injection(value: str) -> str | None:
     brace = _BRACE_LIST.search(text) if "{" in text else None
     if brace and _brace_command(text, brace):
         return brace.group(0)
+    affix = _brace_evasion(text) if "{" in text and "," in text else None
+    if affix:
+        return affix
+    split = _SPLIT_FIRST.match(text) if "'" in text or '"' in text else None
+    if split and _command_name(split.group(1).replace("'", "").replace('"', "")):
+        return split.group(0).strip()
     clean = _deobfuscate(text)
     spans = [(m.group(0), m.start()) for m in _TOKEN.finditer(clean)]
     tokens = [tok for tok, _ in spans]
