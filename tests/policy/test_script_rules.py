@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kubeguard.policy.document import PolicyError, ScriptRule, merge, parse_documents
-from kubeguard.policy.execguard import GuardedCgroup, program
+from kubeguard.policy.execguard import GuardedCgroup, map_keys_max, plan_entries, program
 from kubeguard.policy.scripts import script_of, script_of_argv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -136,7 +136,11 @@ def test_a_shebang_script_exec_d_directly_is_named_from_the_exact_argv() -> None
 def test_the_exec_guard_holds_allowed_interpreters_and_decides_by_spec_scripts() -> None:
     g = GuardedCgroup(7, frozenset({1, 2}), interpreter_inodes=frozenset({2}),
                       scripts=(ScriptRule("/app/*.sh"), ScriptRule("/app/bad.sh", action="deny")))
-    text = program([g])
-    assert "@i[7, 2] = 1;" in text and "@i[7, 1]" not in text and "signal(19)" in text
+    entries = plan_entries([g, GuardedCgroup(9, frozenset({3}), profile=False, drift_after_ns=123)])
+    assert entries == {"g": {(7,): 1, (9,): 2}, "s": {(9,): 123}, "a": {(7, 1): 1, (7, 2): 1, (9, 3): 1},
+                       "i": {(7, 2): 1}}
+    assert "signal(19)" in program()
+    assert map_keys_max([g]) == 4096
+    assert map_keys_max([GuardedCgroup(7, frozenset(range(5000)))]) == 8192  # 5,000 entries + the placeholder
     assert g.script_allowed("/app/run.sh") and not g.script_allowed("/app/bad.sh")
     assert not g.script_allowed("/tmp/new.sh")

@@ -26,9 +26,17 @@ import os
 import struct
 from dataclasses import dataclass
 
-SYS_BPF = 321  # x86_64
-BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, BPF_PROG_LOAD = 0, 2, 3, 5
-BPF_PROG_ATTACH, BPF_PROG_DETACH = 8, 9
+from kubeguard.policy.bpfsys import (
+    BPF_MAP_CREATE,
+    BPF_PROG_ATTACH,
+    BPF_PROG_DETACH,
+    BPF_PROG_LOAD,
+    BpfError,
+    map_delete,
+    map_update,
+)
+from kubeguard.policy.bpfsys import bpf as _bpf
+
 BPF_MAP_TYPE_LPM_TRIE = 11
 BPF_F_NO_PREALLOC = 1
 BPF_PROG_TYPE_CGROUP_SOCK_ADDR = 18
@@ -43,23 +51,6 @@ IPPROTO = {"TCP": 6, "UDP": 17}
 KEY_SIZE = {False: 12, True: 24}
 MAX_ENTRIES = 4096
 V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
-
-
-class BpfError(Exception):
-    """A bpf() call failed; the message names the call and the errno."""
-
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-
-def _bpf(cmd: int, attr: bytes, what: str) -> int:
-    buf = ctypes.create_string_buffer(attr, 128)
-    ret = _libc.syscall(ctypes.c_long(SYS_BPF), ctypes.c_long(cmd), buf, ctypes.c_uint(128))
-    if ret < 0:
-        err = ctypes.get_errno()
-        raise BpfError(f"bpf({what}) failed: {os.strerror(err)}")
-    return int(ret)
 
 
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
@@ -149,13 +140,10 @@ class ConnectGuard:
             raise BpfError(f"{exc}{': ' + text[-1] if text else ''}") from None
 
     def _update(self, ipv6: bool, key: bytes, delete: bool) -> None:
-        buf = ctypes.create_string_buffer(key, KEY_SIZE[ipv6])
         if delete:
-            _bpf(BPF_MAP_DELETE_ELEM, struct.pack("<IIQ", self.map_fds[ipv6], 0, ctypes.addressof(buf)), "map delete")
-            return
-        value = ctypes.create_string_buffer(b"\x01", 1)
-        _bpf(BPF_MAP_UPDATE_ELEM, struct.pack("<IIQQQ", self.map_fds[ipv6], 0, ctypes.addressof(buf),
-                                              ctypes.addressof(value), 0), "map update")
+            map_delete(self.map_fds[ipv6], key)
+        else:
+            map_update(self.map_fds[ipv6], key, b"\x01")
 
     def set_entries(self, wanted: set[Allow]) -> None:
         """Make the maps hold exactly `wanted` (new entries first, so nothing allowed is ever missing)."""

@@ -36,7 +36,8 @@ from pathlib import Path
 from kubeguard.cluster.cgroups import find_cgroup2_root
 from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
-from kubeguard.policy.connectguard import Allow, BpfError, ConnectGuard
+from kubeguard.policy.bpfsys import BpfError
+from kubeguard.policy.connectguard import Allow, ConnectGuard
 from kubeguard.policy.containerfs import container_root, opened_root, resolve_in_root
 from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup

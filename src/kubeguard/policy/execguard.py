@@ -19,8 +19,11 @@ it; the agent reads its argv (``/proc/PID/cmdline``, where a ``#!`` script exec'
 answers SIGCONT when the workload's spec.scripts allows it (or no script file is named: ``-c``, stdin)
 or SIGKILL when not. A SIGCONT from anyone but the agent cannot release it early: until the agent's own
 SIGCONT is seen (signal_generate, under the target's signal lock), any system call the stopped process
-makes kills it, so it cannot open its script. The program is generated from the plan and restarted when the plan
-changes; the new program is running before the old one stops, so there is no unguarded gap.
+makes kills it, so it cannot open its script.
+
+The program text is fixed; a plan lives in its maps. Each plan gets a new bpftrace whose maps the agent writes
+through bpf() (`plan_entries`; maps sized to the plan with BPFTRACE_MAP_KEYS_MAX, so no entry is dropped by
+bpftrace's default 4096 keys) before the old program stops, so there is no unguarded gap.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import logging
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO
 
+from kubeguard.policy.bpfsys import BpfError, map_update, process_maps
 from kubeguard.policy.document import ScriptRule
 from kubeguard.policy.scripts import script_of_argv
 
@@ -69,17 +74,36 @@ class GuardedCgroup:
         return (MODE_PROFILE if self.profile else 0) | (MODE_DRIFT if self.drift_after_ns is not None else 0)
 
 
-def program(guarded: list[GuardedCgroup]) -> str:
-    """The bpftrace program enforcing `guarded`."""
-    lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0; @i[0, 0] = 0; @p[0] = 0;  // every map defined"]
-    for g in sorted(guarded, key=lambda g: g.cgroup_id):
-        lines.append(f"  @g[{g.cgroup_id}] = {g.mode};")
+MAPS = ("g", "s", "a", "i")  # written last to first: a cgroup's mode (@g) turns its other entries on
+MIN_MAP_KEYS = 4096  # bpftrace's default map size; bigger plans get bigger maps (BPFTRACE_MAP_KEYS_MAX)
+
+
+def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[tuple[int, ...], int]]:
+    """The program's map contents for `guarded`: @g mode per cgroup, @s zero-drift start, @a allowed and @i held
+    (interpreter) inodes per (cgroup, inode)."""
+    maps: dict[str, dict[tuple[int, ...], int]] = {name: {} for name in MAPS}
+    for g in guarded:
+        maps["g"][(g.cgroup_id,)] = g.mode
         if g.drift_after_ns is not None:
-            lines.append(f"  @s[{g.cgroup_id}] = {g.drift_after_ns};")
-        lines.extend(f"  @a[{g.cgroup_id}, {ino}] = 1;" for ino in sorted(g.allowed_inodes))
-        lines.extend(f"  @i[{g.cgroup_id}, {ino}] = 1;" for ino in sorted(g.interpreter_inodes))
-    lines.append('  printf("READY\\n");')
-    lines.append("}")
+            maps["s"][(g.cgroup_id,)] = g.drift_after_ns
+        maps["a"].update(((g.cgroup_id, ino), 1) for ino in g.allowed_inodes)
+        maps["i"].update(((g.cgroup_id, ino), 1) for ino in g.interpreter_inodes)
+    return maps
+
+
+def map_keys_max(guarded: list[GuardedCgroup]) -> int:
+    """Keys per map the plan needs (a power of two, at least bpftrace's default)."""
+    need = max(len(entries) for entries in plan_entries(guarded).values()) + 1  # + the placeholder key
+    size = MIN_MAP_KEYS
+    while size < need:
+        size *= 2
+    return size
+
+
+def program() -> str:
+    """The bpftrace program of the guard; its maps are filled from outside (`ExecGuard._fill`) once it runs."""
+    lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0; @i[0, 0] = 0; @p[0] = 0;  // every map defined",
+             '  printf("READY\\n");', "}"]
     lines.append("""tracepoint:sched:sched_process_exec /@g[cgroup]/ {
   $i = (struct inode *)curtask->mm->exe_file->f_inode;
   $m = @g[cgroup];
@@ -134,8 +158,9 @@ class ExecGuard:
     def _start(self, guarded: list[GuardedCgroup]) -> _Run:
         if not self.bpftrace:
             raise ExecGuardError("exec guard: bpftrace not found (install Debian's bpftrace)")
-        proc = subprocess.Popen([self.bpftrace, "--unsafe", "-B", "line", "-e", program(guarded), str(os.getpid())],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        env = {**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(map_keys_max(guarded))}
+        proc = subprocess.Popen([self.bpftrace, "--unsafe", "-B", "line", "-e", program(), str(os.getpid())],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         run = _Run(proc, threading.Thread(target=lambda: None), guarded={g.cgroup_id: g for g in guarded})
         run.reader = threading.Thread(target=self._read, args=(run,), name="execguard", daemon=True)
         run.reader.start()
@@ -147,7 +172,28 @@ class ExecGuard:
                 err = [line for line in (proc.stderr.read() if proc.stderr else "").splitlines() if "ERROR" in line]
                 self._stop(run)
                 raise ExecGuardError(f"exec guard did not start: {err[-1].strip() if err else 'timeout'}")
+        try:
+            self._fill(proc.pid, guarded)
+        except BpfError as exc:
+            self._stop(run)
+            raise ExecGuardError(f"exec guard: could not write its plan: {exc}") from None
         return run
+
+    @staticmethod
+    def _fill(pid: int, guarded: list[GuardedCgroup]) -> None:
+        """Write the plan into the maps of the running program `pid` (its cgroups' modes last, turning them on)."""
+        fds = process_maps(pid, {f"AT_{name}" for name in MAPS})
+        try:
+            missing = [name for name in MAPS if f"AT_{name}" not in fds]
+            if missing:
+                raise BpfError(f"maps {', '.join('@' + m for m in missing)} not found in bpftrace pid {pid}")
+            entries = plan_entries(guarded)
+            for name in reversed(MAPS):
+                for key, value in entries[name].items():
+                    map_update(fds[f"AT_{name}"], struct.pack(f"<{len(key)}Q", *key), struct.pack("<q", value))
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
     def _read(self, run: _Run) -> None:
         stream: IO[str] | None = run.proc.stdout

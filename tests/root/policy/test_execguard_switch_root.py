@@ -72,3 +72,19 @@ def test_new_pods_during_a_blocked_exec_loop(podlab: PodLab) -> None:
             loop.wait()
         guard.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_plan_larger_than_bpftrace_default_maps(podlab: PodLab) -> None:
+    """bpftrace's maps hold 4096 keys unless told otherwise; an allowed executable past that (many protected
+    containers, or a globbed profile) was silently left out of the map and killed: a false block."""
+    require(shutil.which("bpftrace") is not None, "bpftrace (the exec guard)")
+    guard = ExecGuard()
+    try:
+        pod = podlab.pod("bigplan")
+        true = os.path.realpath(shutil.which("true") or "/usr/bin/true")
+        filler = frozenset(range(1, 9001))  # low inode numbers: the program adds them before the real ones
+        guard.apply([GuardedCgroup(pod.cgroup_id, filler | {os.stat(NSENTER).st_ino, os.stat(true).st_ino})])
+        assert pod.run([true]).returncode == 0
+        assert guard.kills == 0
+    finally:
+        guard.close()
