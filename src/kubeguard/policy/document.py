@@ -39,6 +39,8 @@ from typing import Any
 import yaml
 
 from kubeguard.cluster.owners import CONTROLLER_KINDS, WorkloadRef
+from kubeguard.policy.scripts import ScriptRule as ScriptRule  # defined there: the exec guard's answerer needs it
+from kubeguard.policy.scripts import is_pattern as _is_pattern
 
 API_VERSION = "kubeguard.io/v1alpha1"
 KIND = "WorkloadPolicy"
@@ -61,22 +63,6 @@ class ProcessRule:
     parents: tuple[str, ...] = ()
     users: tuple[str, ...] = ()
     from_image: bool | None = None
-
-    @property
-    def key(self) -> str:
-        return self.path
-
-    def matches(self, path: str) -> bool:
-        return path == self.path or (_is_pattern(self.path) and fnmatch.fnmatchcase(path, self.path))
-
-
-@dataclass(frozen=True, slots=True)
-class ScriptRule:
-    """A script file (or pattern) an interpreter may run; interpreters are what learning saw (informative)."""
-
-    path: str
-    action: str = "allow"
-    interpreters: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
@@ -235,10 +221,6 @@ def _decide(rules: list[Any], match: Any) -> bool:
                 return False
             allowed = True
     return allowed
-
-
-def _is_pattern(path: str) -> bool:
-    return any(c in path for c in "*?[")
 
 
 def _drop_default(doc: dict[str, Any]) -> dict[str, Any]:

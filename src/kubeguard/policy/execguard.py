@@ -14,16 +14,24 @@ symlinks and relative exec paths do not matter.
 
 Scripts: when the new image is one of the cgroup's allowed interpreters (``interpreter_inodes``), the
 program stops it with SIGSTOP at the same point (no instruction of the interpreter has run) and reports
-it; the agent reads its argv (``/proc/PID/cmdline``, where a ``#!`` script exec'd directly appears as
+it to the script answerer (`script_answer`, a small process of its own: the program's stdout is its
+stdin), which reads its argv (``/proc/PID/cmdline``, where a ``#!`` script exec'd directly appears as
 ``interpreter [arg] script``) and working directory, names the script (`scripts.script_of_argv`) and
 answers SIGCONT when the workload's spec.scripts allows it (or no script file is named: ``-c``, stdin)
-or SIGKILL when not. A SIGCONT from anyone but the agent cannot release it early: until the agent's own
-SIGCONT is seen (signal_generate, under the target's signal lock), any system call the stopped process
-makes kills it, so it cannot open its script.
+or SIGKILL when not. A SIGCONT from anyone but the answerer (the agent included) cannot release it
+early: until the answerer's SIGCONT is seen (signal_generate, under the target's signal lock), any
+system call the stopped process makes kills it, so it cannot open its script. The answerer passes the
+program's kill lines on to the agent, with one line per script it killed (the counters here).
 
-The program text is fixed; a plan lives in its maps. Each plan gets a new bpftrace whose maps the agent writes
-through bpf() (`plan_entries`; maps sized to the plan with BPFTRACE_MAP_KEYS_MAX, so no entry is dropped by
-bpftrace's default 4096 keys) before the old program stops, so there is no unguarded gap.
+The program text is fixed; a plan lives in its maps. Each plan gets a new bpftrace whose maps the agent
+writes through bpf() (`plan_entries`; maps sized to the plan with BPFTRACE_MAP_KEYS_MAX, so no entry is
+dropped by bpftrace's default 4096 keys) before the old program stops, so there is no unguarded gap.
+One answerer serves every program while any runs (the same releasing pid ``$1``, so an interpreter
+held by both programs during a change is released by one answer); each program's lines carry its
+number, and the answerer decides by that program's rules. The program exits when the answerer does;
+the answerer exits at the end of its input (`close`) or when the agent's thread that started it ends
+(PR_SET_PDEATHSIG), so neither outlives the agent. Held interpreters stay stopped when the answerer is
+gone (fails closed).
 """
 
 from __future__ import annotations
@@ -31,17 +39,17 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import struct
 import subprocess
+import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import IO
 
 from kubeguard.policy.bpfsys import BpfError, map_update, process_maps
-from kubeguard.policy.document import ScriptRule
-from kubeguard.policy.scripts import script_of_argv
+from kubeguard.policy.script_answer import rules_json
+from kubeguard.policy.scripts import ScriptRule, script_allowed
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 60.0
@@ -66,8 +74,7 @@ class GuardedCgroup:
 
     def script_allowed(self, path: str) -> bool:
         """Whether spec.scripts allows `path` (a deny rule wins)."""
-        matching = [r for r in self.scripts if r.matches(path)]
-        return bool(matching) and all(r.action != "deny" for r in matching)
+        return script_allowed(self.scripts, path)
 
     @property
     def mode(self) -> int:
@@ -100,10 +107,12 @@ def map_keys_max(guarded: list[GuardedCgroup]) -> int:
     return size
 
 
-def program() -> str:
-    """The bpftrace program of the guard; its maps are filled from outside (`ExecGuard._fill`) once it runs."""
+def program(gen: int = 0) -> str:
+    """The guard's bpftrace program, number `gen` (its READY and S lines carry it); its maps are filled from
+    outside (`ExecGuard._fill`) once it runs. ``$1`` is the script answerer's pid: only its SIGCONT releases a
+    held interpreter, and the program exits with it."""
     lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0; @i[0, 0] = 0; @p[0] = 0;  // every map defined",
-             '  printf("READY\\n");', "}"]
+             f'  printf("READY {gen}\\n");', "}"]
     lines.append("""tracepoint:sched:sched_process_exec /@g[cgroup]/ {
   $i = (struct inode *)curtask->mm->exe_file->f_inode;
   $m = @g[cgroup];
@@ -116,34 +125,51 @@ def program() -> str:
   } else if (@i[cgroup, $i->i_ino]) {
     signal(19);  // SIGSTOP
     @p[pid] = 1;
-    printf("S %d %llu\\n", pid, cgroup);
+    printf("S %d %llu GEN\\n", pid, cgroup);
   }
 }
 tracepoint:signal:signal_generate /args->sig == 18 && @p[args->pid] && pid == $1/ { delete(@p[args->pid]); }
 tracepoint:raw_syscalls:sys_enter /@p[pid]/ { signal("KILL"); delete(@p[pid]); printf("E %d\\n", pid); }
-tracepoint:sched:sched_process_exit /@p[pid]/ { delete(@p[pid]); }""")
+tracepoint:sched:sched_process_exit /@p[pid]/ { delete(@p[pid]); }
+tracepoint:sched:sched_process_exit /pid == $1/ { exit(); }""".replace("GEN", str(gen)))
     return "\n".join(lines) + "\n"
 
 
 @dataclass
 class _Run:
+    """One guard program (bpftrace) and its number, whose lines carry it."""
+
     proc: subprocess.Popen[str]
-    reader: threading.Thread
+    gen: int
+    rules_file: str
     ready: threading.Event = field(default_factory=threading.Event)
     guarded: dict[int, GuardedCgroup] = field(default_factory=dict)
 
 
 class ExecGuard:
-    """Keeps one bpftrace guard running for the current set of guarded cgroups."""
+    """Keeps one bpftrace guard running for the current set of guarded cgroups, and its script answerer.
+
+    The answerer (`kubeguard.policy.script_answer`) is started with the first program and lives while
+    programs run, so every program has the same releasing pid (``$1``) and a held interpreter seen by
+    both programs while the plan changes is released by one answer. It is started even when no cgroup
+    has interpreter rules (it passes the programs' lines on). The answerer lives as long as the thread
+    that started it (PR_SET_PDEATHSIG): in the agent, the `Enforcer` thread.
+    """
 
     def __init__(self, bpftrace: str | None = None) -> None:
         self.bpftrace = bpftrace or shutil.which("bpftrace") or ""
         self.current: _Run | None = None
         self.guarded: list[GuardedCgroup] = []
+        self.answerer: subprocess.Popen[bytes] | None = None
         self.kills = 0
         self.script_kills = 0
-        self.early_kills = 0  # held interpreters that made a system call before the agent's answer
+        self.early_kills = 0  # held interpreters that made a system call before the answer
         self._lock = threading.Lock()
+        self._pipe = -1  # our write end of the answerer's stdin (the programs write there too)
+        self._reader: threading.Thread | None = None
+        self._runs: dict[int, _Run] = {}  # program number -> run, for the READY lines
+        self._gen = 0
+        self._dir = ""
 
     def apply(self, guarded: list[GuardedCgroup]) -> None:
         """Enforce exactly `guarded` (no-op when unchanged); raises ExecGuardError."""
@@ -154,24 +180,35 @@ class ExecGuard:
         self.guarded = list(guarded)
         if old is not None:
             self._stop(old)
+        if self.current is None:
+            self._stop_answerer()
 
     def _start(self, guarded: list[GuardedCgroup]) -> _Run:
         if not self.bpftrace:
             raise ExecGuardError("exec guard: bpftrace not found (install Debian's bpftrace)")
+        answerer = self._answerer()
+        self._gen += 1
+        rules_file = os.path.join(self._dir, f"rules-{self._gen}.json")
+        with open(rules_file, "w", encoding="utf-8") as f:
+            f.write(rules_json({g.cgroup_id: g.scripts for g in guarded}))
+        if not self._send(f"P {self._gen} {rules_file}"):  # the rules are known before the program's first line
+            raise ExecGuardError("exec guard did not start: the script answerer exited")
         env = {**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(map_keys_max(guarded))}
-        proc = subprocess.Popen([self.bpftrace, "--unsafe", "-B", "line", "-e", program(), str(os.getpid())],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        run = _Run(proc, threading.Thread(target=lambda: None), guarded={g.cgroup_id: g for g in guarded})
-        run.reader = threading.Thread(target=self._read, args=(run,), name="execguard", daemon=True)
-        run.reader.start()
+        proc = subprocess.Popen([self.bpftrace, "--unsafe", "-B", "line", "-e", program(self._gen),
+                                 str(answerer.pid)], stdout=self._pipe, stderr=subprocess.PIPE, text=True, env=env)
+        run = _Run(proc, self._gen, rules_file, guarded={g.cgroup_id: g for g in guarded})
+        self._runs[run.gen] = run
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not run.ready.wait(0.1):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                if proc.poll() is None:
-                    proc.kill()
-                err = [line for line in (proc.stderr.read() if proc.stderr else "").splitlines() if "ERROR" in line]
+            if run.proc.poll() is not None or answerer.poll() is not None or time.monotonic() > deadline:
+                if run.proc.poll() is None:
+                    run.proc.kill()
+                err = [line for line in (run.proc.stderr.read() if run.proc.stderr else "").splitlines()
+                       if "ERROR" in line]
                 self._stop(run)
-                raise ExecGuardError(f"exec guard did not start: {err[-1].strip() if err else 'timeout'}")
+                what = err[-1].strip() if err else "script answerer exited" if answerer.poll() is not None \
+                    else "timeout"
+                raise ExecGuardError(f"exec guard did not start: {what}")
         try:
             self._fill(proc.pid, guarded)
         except BpfError as exc:
@@ -195,56 +232,56 @@ class ExecGuard:
             for fd in fds.values():
                 os.close(fd)
 
-    def _read(self, run: _Run) -> None:
-        stream: IO[str] | None = run.proc.stdout
-        if stream is None:
+    def _answerer(self) -> subprocess.Popen[bytes]:
+        """The running answerer, started when there is none; raises ExecGuardError."""
+        if self.answerer is not None and self.answerer.poll() is None:
+            return self.answerer
+        self._stop_answerer()
+        self._dir = tempfile.mkdtemp(prefix="kubeguard-execguard-")
+        read, self._pipe = os.pipe()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        try:
+            self.answerer = subprocess.Popen([sys.executable, "-m", "kubeguard.policy.script_answer",
+                                              str(os.getpid())], stdin=read, stdout=subprocess.PIPE, env=env)
+        except OSError as exc:
+            raise ExecGuardError(f"exec guard: the script answerer did not start: {exc}") from exc
+        finally:
+            os.close(read)
+        self._reader = threading.Thread(target=self._read, args=(self.answerer,), name="execguard", daemon=True)
+        self._reader.start()
+        return self.answerer
+
+    def _send(self, line: str) -> bool:
+        """Write one line to the answerer (whole: shorter than PIPE_BUF); False when it is gone."""
+        try:
+            os.write(self._pipe, (line + "\n").encode())
+        except OSError:
+            return False
+        return True
+
+    def _read(self, answerer: subprocess.Popen[bytes]) -> None:
+        if answerer.stdout is None:
             return
-        for line in stream:
-            if line.startswith("READY"):
-                run.ready.set()
+        for raw in answerer.stdout:
+            line = raw.decode(errors="replace")
+            if line.startswith("READY "):
+                run = self._runs.get(int(line.split()[1])) if line.split()[1].isdigit() else None
+                if run is not None:
+                    run.ready.set()
             elif line.startswith(("K ", "E ")):
                 with self._lock:
                     self.kills += 1
                     self.early_kills += line.startswith("E ")
-            elif line.startswith("S "):
-                self._decide_script(run, line)
+            elif line.startswith("X "):
+                _, pid, script = line.rstrip("\n").split(" ", 2)
+                with self._lock:
+                    self.kills += 1
+                    self.script_kills += 1
+                log.info("exec guard: killed pid %s running script %s", pid, script)
+            elif line.startswith("W "):
+                log.warning("exec guard: %s", line[2:].strip())
 
-    def _decide_script(self, run: _Run, line: str) -> None:
-        """Release (SIGCONT) or kill an interpreter the program stopped at exec, by the script it names."""
-        try:
-            _, pid_text, cgroup_text = line.split()
-            pid, cgroup_id = int(pid_text), int(cgroup_text)
-        except ValueError:
-            log.warning("exec guard: unreadable line %r", line.strip())
-            return
-        rules = run.guarded.get(cgroup_id)
-        try:
-            exe = os.readlink(f"/proc/{pid}/exe")
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = [a.decode(errors="surrogateescape") for a in f.read().split(b"\0")[:-1]]
-        except OSError:
-            self._signal(pid, signal.SIGKILL)  # gone already, or unreadable: never released unchecked
-            return
-        script = script_of_argv(exe, argv[1:], cwd)
-        if script is None or (rules is not None and rules.script_allowed(script)):
-            self._signal(pid, signal.SIGCONT)
-            return
-        with self._lock:  # counted first: whoever waits for the process sees the count
-            self.kills += 1
-            self.script_kills += 1
-        self._signal(pid, signal.SIGKILL)
-        log.info("exec guard: killed pid %d running script %s", pid, script)
-
-    @staticmethod
-    def _signal(pid: int, sig: int) -> None:
-        try:
-            os.kill(pid, sig)
-        except OSError:
-            pass
-
-    @staticmethod
-    def _stop(run: _Run) -> None:
+    def _stop(self, run: _Run) -> None:
         if run.proc.poll() is None:
             run.proc.terminate()
             try:
@@ -252,17 +289,44 @@ class ExecGuard:
             except subprocess.TimeoutExpired:
                 run.proc.kill()
                 run.proc.wait()
-        run.reader.join(timeout=5)
-        for stream in (run.proc.stdout, run.proc.stderr):
-            if stream is not None:
-                stream.close()
+        self._send(f"D {run.gen}")  # after every line of the program: its rules go
+        self._runs.pop(run.gen, None)
+        if run.proc.stderr is not None:
+            run.proc.stderr.close()
+        try:
+            os.unlink(run.rules_file)
+        except OSError:
+            pass
+
+    def _stop_answerer(self) -> None:
+        """End the answerer (end of its stdin once no program holds it open) and its reader."""
+        answerer, self.answerer = self.answerer, None
+        if self._pipe >= 0:
+            os.close(self._pipe)
+            self._pipe = -1
+        if answerer is not None:
+            try:
+                answerer.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                answerer.kill()
+                answerer.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+            self._reader = None
+        if answerer is not None and answerer.stdout is not None:
+            answerer.stdout.close()
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = ""
 
     @property
     def running(self) -> bool:
-        return self.current is not None and self.current.proc.poll() is None
+        return (self.current is not None and self.current.proc.poll() is None
+                and self.answerer is not None and self.answerer.poll() is None)
 
     def close(self) -> None:
         if self.current is not None:
             self._stop(self.current)
             self.current = None
+        self._stop_answerer()
         self.guarded = []

@@ -7,13 +7,19 @@ line (``sh -c``, ``python3 -c``/``-m``, ``perl -e``/``-E``, ``ruby -e``,
 ``node -e``/``-p``, ``php -r``), for a script read from stdin (no operand
 or ``-``) and when the arguments cannot be split; a file sourced by a running shell (``. file``) is
 never an exec and is not seen here.
+
+`ScriptRule` (a policy's ``spec.scripts`` entry) and `script_allowed` (the decision on one script) live
+here, not in `document`, so that the exec guard's answerer process imports nothing heavy (no YAML).
 """
 
 from __future__ import annotations
 
+import fnmatch
 import posixpath
 import re
 import shlex
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 SHELLS = frozenset({"sh", "bash", "dash"})
 _PYTHON = re.compile(r"python3(\.\d+)?")
@@ -24,6 +30,33 @@ _PYTHON_CODE_OPTIONS = ("-c", "-m")
 _CODE_OPTIONS = {"perl": ("-e", "-E"), "ruby": ("-e",), "node": ("-e", "-p", "--eval", "--print"), "php": ("-r",)}
 _VALUE_OPTIONS = {"ruby": frozenset({"-I", "-r", "-C"}), "node": frozenset({"-r", "--require", "--import"}),
                   "php": frozenset({"-c", "-d", "-z"})}
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptRule:
+    """A script file (or pattern) an interpreter may run; interpreters are what learning saw (informative)."""
+
+    path: str
+    action: str = "allow"
+    interpreters: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        return self.path
+
+    def matches(self, path: str) -> bool:
+        return path == self.path or (is_pattern(self.path) and fnmatch.fnmatchcase(path, self.path))
+
+
+def is_pattern(path: str) -> bool:
+    """Whether a rule's path is a shell pattern (``*``, ``?``, ``[``)."""
+    return any(c in path for c in "*?[")
+
+
+def script_allowed(rules: Iterable[ScriptRule], path: str) -> bool:
+    """Whether `rules` allow the script `path`: an allow rule matches it and no deny rule does."""
+    matching = [r for r in rules if r.matches(path)]
+    return bool(matching) and all(r.action != "deny" for r in matching)
 
 
 def interpreter_kind(exepath: str) -> str | None:

@@ -1,8 +1,9 @@
 """Protect mode kills an unknown script before any of its code runs (#13): the exec guard holds an allowed
 interpreter at exec (SIGSTOP), the agent checks the script its argv names against spec.scripts and kills
 or releases it. `sh new.sh`, `python3 new.py` and a `#!/bin/sh` script exec'd directly, each of which first
-creates a marker, leave no marker; a SIGCONT from inside the pod cannot release a held script early; the
-allowed script keeps running the whole time (every one of its runs completes) and `sh -c` is released."""
+creates a marker, leave no marker; a SIGCONT from inside the pod, or from the agent itself (only the script
+answerer's is honoured), cannot release a held script early; the allowed script keeps running the whole time
+(every one of its runs completes) and `sh -c` is released."""
 
 from __future__ import annotations
 
@@ -34,6 +35,16 @@ def wait_for(what: str, done, timeout: float = 60) -> None:  # type: ignore[no-u
         time.sleep(0.05)
 
 
+def state_of(pid: int, argv: list[str]) -> str:
+    """The state letter of `pid` once it runs exactly `argv` (its exec happened), else ""."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return ""
+    return state if cmdline == [a.encode() for a in argv] else ""
+
+
 def test_unknown_scripts_are_killed_before_they_run(podlab: PodLab) -> None:
     require(shutil.which("bpftrace") is not None, "bpftrace (the exec guard)")
     work = Path(tempfile.mkdtemp(prefix="kgs", dir="/tmp"))
@@ -46,13 +57,15 @@ def test_unknown_scripts_are_killed_before_they_run(podlab: PodLab) -> None:
         known.write_text(f"echo run >> {work}/known.log\n")
         (work / "new.sh").write_text(f"touch {markers}/sh\n")
         (work / "new.py").write_text(f"open('{markers}/py', 'w').close()\n")
+        agent_sh = work / "agent.sh"  # allowed, released by the answerer only
+        agent_sh.write_text(f"touch {markers}/agent\n")
         direct = work / "direct.sh"
         direct.write_text(f"#!/bin/sh\ntouch {markers}/direct\n")
         direct.chmod(0o755)
         pod = podlab.pod("scripts")
         allowed = frozenset(os.stat(p).st_ino for p in (NSENTER, SH, PYTHON, "/usr/bin/touch"))
         guard.apply([GuardedCgroup(pod.cgroup_id, allowed, interpreter_inodes=frozenset(
-            os.stat(p).st_ino for p in (SH, PYTHON)), scripts=(ScriptRule(str(known)),))])
+            os.stat(p).st_ino for p in (SH, PYTHON)), scripts=(ScriptRule(str(known)), ScriptRule(str(agent_sh))))])
         # the learned script, run again and again for the whole test (each run is a new interpreter exec)
         loop = pod.popen([SH, "-c", f"while true; do {SH} {known} || echo FAIL >> {work}/fail; done"],
                          stdout=subprocess.DEVNULL)
@@ -64,23 +77,39 @@ def test_unknown_scripts_are_killed_before_they_run(podlab: PodLab) -> None:
             before = guard.script_kills
             run = pod.run(argv, cwd=work)
             assert run.returncode == -signal.SIGKILL, (name, run.returncode, run.stderr)
+            wait_for(f"the report of {name}", lambda b=before: guard.script_kills > b)  # read from the answerer
             assert guard.script_kills == before + 1, (name, guard.kills, guard.early_kills)
-        # a SIGCONT sent from inside the pod while the agent has not decided yet (its answer delayed by 1 s
-        # here): the held script is killed at its first system call and never runs
-        decide = guard._decide_script
-
-        def slow_decide(run, line):  # type: ignore[no-untyped-def]
-            time.sleep(1)
-            decide(run, line)
-
-        guard._decide_script = slow_decide  # type: ignore[method-assign]
+        # a SIGCONT sent from inside the pod while the answerer has not decided yet (it is stopped here, after it
+        # released the racing shell, which then waits for a line): the held script is killed at its first system
+        # call and never runs
+        assert guard.answerer is not None
         early = guard.early_kills
-        raced = pod.run([SH, "-c", f"{SH} {work}/new.sh & p=$!; while kill -CONT $p 2>/dev/null; do :; done; wait $p"],
-                        cwd=work)
+        race = f"read go; {SH} {work}/new.sh & p=$!; while kill -CONT $p 2>/dev/null; do :; done; wait $p"
+        racer = pod.popen([SH, "-c", race], cwd=work, stdin=subprocess.PIPE, text=True)
+        wait_for("the racing shell released, reading", lambda: state_of(racer.pid, [SH, "-c", race]) == "S")
+        os.kill(guard.answerer.pid, signal.SIGSTOP)
+        try:
+            racer.communicate("go\n", timeout=30)
+        finally:
+            os.kill(guard.answerer.pid, signal.SIGCONT)
+        raced = racer
         assert raced.returncode != 0
-        wait_for("the early kill's report", lambda: guard.early_kills > early)  # read after the slow answer
+        wait_for("the early kill's report", lambda: guard.early_kills > early)
         assert guard.early_kills == early + 1
-        guard._decide_script = decide  # type: ignore[method-assign]
+        # an allowed script held while the answerer is stopped, and a SIGCONT from the agent's own pid (this
+        # process, which owns the guard): only the answerer's SIGCONT releases, so it is killed at its first
+        # system call (the agent's threads no longer answer)
+        os.kill(guard.answerer.pid, signal.SIGSTOP)
+        try:
+            held = pod.popen([SH, str(agent_sh)])
+            wait_for("the allowed script held at exec", lambda: state_of(held.pid, [SH, str(agent_sh)]) == "T")
+            early = guard.early_kills
+            os.kill(held.pid, signal.SIGCONT)
+            assert held.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            os.kill(guard.answerer.pid, signal.SIGCONT)
+        wait_for("the agent's SIGCONT early kill's report", lambda: guard.early_kills > early)
+        assert guard.early_kills == early + 1
         released = pod.run([SH, "-c", "echo released"])  # code on the command line names no script file
         assert released.returncode == 0 and released.stdout == "released\n"
         assert list(markers.iterdir()) == []  # no unknown script ran any of its code
