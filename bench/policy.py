@@ -6,7 +6,7 @@ A client pod (workload shop/Deployment/bench-client) runs bench/policy_lat/lat.c
 - exec: vfork + execve of a static no-op binary + wait, `--count` times;
 - connect: socket + TCP connect + close to a server pod, `--count` times;
 - script: vfork + execve of an allowed `#!/bin/sh` script (one `exit 0`) + wait, `--count` times: in protect the
-  exec guard holds the interpreter at exec until the agent has read its argv and released it;
+  exec guard holds the interpreter at exec until the agent's script answerer has read its argv and released it;
 p50 and p99 of each, in microseconds, back-to-back and paced (each call GAP_US after the previous one ended); the
 client closes each connection with a reset (no TIME_WAIT: ~50,000 of them would exhaust its ephemeral ports).
 The client's loop is pinned to the last CPU in every condition (taskset; the agent is not).
@@ -238,8 +238,8 @@ def main() -> int:
         f"connect {100 * (ratios['connect_p50'] - 1):+.1f} % (goal <= 10 %); paced (one call per {GAP_US} us): "
         f"exec {100 * (ratios['paced_exec_p50'] - 1):+.1f} %, "
         f"connect {100 * (ratios['paced_connect_p50'] - 1):+.1f} %. "
-        f"An allowed `#!/bin/sh` script (held at exec until the agent releases it; in the guards-only column sh is "
-        f"simply allowed, not held): {100 * (ratios['script_p50'] - 1):+.1f} % back-to-back, "
+        f"An allowed `#!/bin/sh` script (held at exec until the agent's script answerer releases it; in the "
+        f"guards-only column sh is simply allowed, not held): {100 * (ratios['script_p50'] - 1):+.1f} % back-to-back, "
         f"{100 * (ratios['paced_script_p50'] - 1):+.1f} % paced, "
         f"{protect['script_p50'] - base['script_p50']:+.0f} us at p50. "
         "Per round (back-to-back exec/connect p50, %): "

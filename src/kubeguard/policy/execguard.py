@@ -23,9 +23,12 @@ early: until the answerer's SIGCONT is seen (signal_generate, under the target's
 system call the stopped process makes kills it, so it cannot open its script. The answerer passes the
 program's kill lines on to the agent, with one line per script it killed (the counters here).
 
-The program text is fixed; a plan lives in its maps. Each plan gets a new bpftrace whose maps the agent
-writes through bpf() (`plan_entries`; maps sized to the plan with BPFTRACE_MAP_KEYS_MAX, so no entry is
-dropped by bpftrace's default 4096 keys) before the old program stops, so there is no unguarded gap.
+The program text is fixed; a plan lives in its maps, which the agent writes through bpf()
+(`plan_entries`; maps sized to the plan with BPFTRACE_MAP_KEYS_MAX, so no entry is dropped by
+bpftrace's default 4096 keys). A new plan is written into the running program's maps in place:
+entries added before the cgroup's mode turns them on, a removed cgroup's mode cleared before its
+entries, so each exec sees a cgroup's old rules or its new ones, never none. A plan that no longer
+fits the maps starts a new program, filled before the old one stops, so there is no unguarded gap.
 One answerer serves every program while any runs (the same releasing pid ``$1``, so an interpreter
 held by both programs during a change is released by one answer); each program's lines carry its
 number, and the answerer decides by that program's rules. The program exits when the answerer does;
@@ -47,7 +50,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from kubeguard.policy.bpfsys import BpfError, map_update, process_maps
+from kubeguard.policy.bpfsys import BpfError, map_delete, map_update, process_maps
 from kubeguard.policy.script_answer import rules_json
 from kubeguard.policy.scripts import ScriptRule, script_allowed
 
@@ -142,8 +145,9 @@ class _Run:
     proc: subprocess.Popen[str]
     gen: int
     rules_file: str
+    keys_max: int  # its maps' size: a plan that fits is written in place
     ready: threading.Event = field(default_factory=threading.Event)
-    guarded: dict[int, GuardedCgroup] = field(default_factory=dict)
+    updates: int = 0  # plans written in place since it started
 
 
 class ExecGuard:
@@ -175,6 +179,14 @@ class ExecGuard:
         """Enforce exactly `guarded` (no-op when unchanged); raises ExecGuardError."""
         if sorted(guarded, key=lambda g: g.cgroup_id) == sorted(self.guarded, key=lambda g: g.cgroup_id):
             return
+        run = self.current
+        if run is not None and guarded and run.proc.poll() is None and map_keys_max(guarded) <= run.keys_max:
+            try:
+                self._update(run, guarded)
+                self.guarded = list(guarded)
+                return
+            except BpfError as exc:  # a new program with the whole plan, as when the maps are too small
+                log.warning("exec guard: plan not written in place (%s); starting a new program", exc)
         old = self.current
         self.current = self._start(guarded) if guarded else None
         self.guarded = list(guarded)
@@ -189,14 +201,13 @@ class ExecGuard:
         answerer = self._answerer()
         self._gen += 1
         rules_file = os.path.join(self._dir, f"rules-{self._gen}.json")
-        with open(rules_file, "w", encoding="utf-8") as f:
-            f.write(rules_json({g.cgroup_id: g.scripts for g in guarded}))
-        if not self._send(f"P {self._gen} {rules_file}"):  # the rules are known before the program's first line
+        if not self._send_rules(self._gen, rules_file, guarded):  # known before the program's first line
             raise ExecGuardError("exec guard did not start: the script answerer exited")
-        env = {**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(map_keys_max(guarded))}
+        keys_max = map_keys_max(guarded)
+        env = {**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(keys_max)}
         proc = subprocess.Popen([self.bpftrace, "--unsafe", "-B", "line", "-e", program(self._gen),
                                  str(answerer.pid)], stdout=self._pipe, stderr=subprocess.PIPE, text=True, env=env)
-        run = _Run(proc, self._gen, rules_file, guarded={g.cgroup_id: g for g in guarded})
+        run = _Run(proc, self._gen, rules_file, keys_max)
         self._runs[run.gen] = run
         deadline = time.monotonic() + READY_TIMEOUT_S
         while not run.ready.wait(0.1):
@@ -231,6 +242,38 @@ class ExecGuard:
         finally:
             for fd in fds.values():
                 os.close(fd)
+
+    def _update(self, run: _Run, guarded: list[GuardedCgroup]) -> None:
+        """Change the running program's plan to `guarded` in place: the answerer's rules first, then the entries
+        added or changed (a cgroup's mode last, turning it on), then those removed (its mode first); an exec
+        sees the old plan or the new one for each cgroup, never none. Raises BpfError."""
+        if not self._send_rules(run.gen, run.rules_file, guarded):
+            raise BpfError("the script answerer exited")
+        old, new = plan_entries(self.guarded), plan_entries(guarded)
+        fds = process_maps(run.proc.pid, {f"AT_{name}" for name in MAPS})
+        try:
+            missing = [name for name in MAPS if f"AT_{name}" not in fds]
+            if missing:
+                raise BpfError(f"maps {', '.join('@' + m for m in missing)} not found in bpftrace pid {run.proc.pid}")
+            for name in reversed(MAPS):
+                for key, value in new[name].items():
+                    if old[name].get(key) != value:
+                        map_update(fds[f"AT_{name}"], struct.pack(f"<{len(key)}Q", *key), struct.pack("<q", value))
+            for name in MAPS:
+                for key in old[name].keys() - new[name].keys():
+                    map_delete(fds[f"AT_{name}"], struct.pack(f"<{len(key)}Q", *key))
+        finally:
+            for fd in fds.values():
+                os.close(fd)
+        run.updates += 1
+
+    def _send_rules(self, gen: int, rules_file: str, guarded: list[GuardedCgroup]) -> bool:
+        """Write the script rules of program `gen` (replacing the file whole) and announce them to the answerer
+        (``P`` line); False when it is gone."""
+        with tempfile.NamedTemporaryFile("w", dir=self._dir, suffix=".tmp", delete=False, encoding="utf-8") as f:
+            f.write(rules_json({g.cgroup_id: g.scripts for g in guarded}))
+        os.replace(f.name, rules_file)
+        return self._send(f"P {gen} {rules_file}")
 
     def _answerer(self) -> subprocess.Popen[bytes]:
         """The running answerer, started when there is none; raises ExecGuardError."""

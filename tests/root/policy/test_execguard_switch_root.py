@@ -1,6 +1,7 @@
-"""No unguarded window when the exec guard's plan changes: new pods appear (each a new guard program,
-started and attached before the old one stops) while a protected pod runs a loop of execs of a binary
-outside its profile; not one of those execs completes, and each new pod is guarded too."""
+"""No unguarded window when the exec guard's plan changes: new pods appear while a protected pod runs a loop
+of execs of a binary outside its profile, their plans written into the running program's maps in place or,
+when a plan outgrows the maps, into a new program started and filled before the old one stops; not one of
+those execs completes, and each new pod is guarded too. Plan changes in place turn rules on and off."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 
 pytestmark = pytest.mark.root
 SWITCHES = 4
+FILLER_CGROUP = 1 << 62  # no such cgroup: entries that only fill the maps
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 
 
@@ -50,13 +52,20 @@ def test_new_pods_during_a_blocked_exec_loop(podlab: PodLab) -> None:
         loop = protected.popen([str(spawner), "100000000", str(marker), str(markers)], stdout=subprocess.PIPE,
                                text=True)
         wait_kills(guard, 10)  # the loop runs and is being killed
-        for _ in range(SWITCHES):
+        for switch in range(SWITCHES):
             newcomer = podlab.pod()
             plan = [*plan, guarded(newcomer, NSENTER)]
+            # every other switch, a filler cgroup too big for the maps: a new program, else the same one
+            padding = [GuardedCgroup(FILLER_CGROUP, frozenset(range(1, 5000 * switch)))] if switch % 2 else []
             before = guard.kills
             old = guard.current
-            guard.apply(plan)  # a new program for the new plan; the old one stops after it is attached
-            assert guard.current is not old and guard.running
+            assert old is not None
+            updates = old.updates
+            guard.apply(plan + padding)
+            if padding:  # a new program for the new plan; the old one stops after it is filled
+                assert guard.current is not old and guard.running
+            else:
+                assert guard.current is old and old.updates == updates + 1 and guard.running
             wait_kills(guard, before)
             assert list(markers.iterdir()) == [], "an exec completed during the switch"
             run = newcomer.run([str(marker), str(markers)])
@@ -86,5 +95,28 @@ def test_a_plan_larger_than_bpftrace_default_maps(podlab: PodLab) -> None:
         guard.apply([GuardedCgroup(pod.cgroup_id, filler | {os.stat(NSENTER).st_ino, os.stat(true).st_ino})])
         assert pod.run([true]).returncode == 0
         assert guard.kills == 0
+    finally:
+        guard.close()
+
+
+def test_plan_changes_in_place(podlab: PodLab) -> None:
+    """One program through plan changes: an executable allowed, then no longer, a cgroup guarded, then not."""
+    require(shutil.which("bpftrace") is not None, "bpftrace (the exec guard)")
+    guard = ExecGuard()
+    try:
+        first, second = podlab.pod("inplace1"), podlab.pod("inplace2")
+        true = os.path.realpath(shutil.which("true") or "/usr/bin/true")
+        guard.apply([guarded(first, NSENTER, true)])
+        run = guard.current
+        assert run is not None and first.run([true]).returncode == 0 and second.run([true]).returncode == 0
+        guard.apply([guarded(first, NSENTER)])  # true no longer allowed in the first pod
+        assert first.run([true]).returncode == -signal.SIGKILL
+        guard.apply([guarded(second, NSENTER)])  # the first pod unguarded, the second guarded
+        assert first.run([true]).returncode == 0
+        assert second.run([true]).returncode == -signal.SIGKILL
+        guard.apply([guarded(second, NSENTER, true), guarded(first, NSENTER)])
+        assert second.run([true]).returncode == 0
+        assert first.run([true]).returncode == -signal.SIGKILL
+        assert guard.current is run and run.updates == 3 and guard.kills == 3
     finally:
         guard.close()

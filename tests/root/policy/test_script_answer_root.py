@@ -53,7 +53,10 @@ def test_close_ends_both_processes() -> None:
         guard.apply([GuardedCgroup(1, profile=False)])
         assert guard.running and guard.answerer is not None and guard.current is not None
         answerer, program = guard.answerer, guard.current.proc
-        guard.apply([GuardedCgroup(2, profile=False)])  # a new program, the same answerer
+        guard.apply([GuardedCgroup(2, profile=False)])  # written in place: the same program
+        assert guard.current.proc is program and guard.current.updates == 1
+        # a plan too big for its maps: a new program, the same answerer
+        guard.apply([GuardedCgroup(3, frozenset(range(1, 5000)), profile=False)])
         assert guard.answerer is answerer and guard.current.proc is not program and program.poll() is not None
         program = guard.current.proc
     finally:
