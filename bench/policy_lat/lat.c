@@ -28,7 +28,7 @@ static int cmp(const void *a, const void *b) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s exec N PATH | connect N IP PORT\n", argv[0]);
+        fprintf(stderr, "usage: %s exec N PATH [ARG...] | connect N IP PORT\n", argv[0]);
         return 2;
     }
     long n = atol(argv[2]), failed = 0;
@@ -43,7 +43,7 @@ int main(int argc, char **argv) {
     }
     const char *gap_env = getenv("KG_LAT_GAP_US");
     long gap_us = gap_env ? atol(gap_env) : 0;
-    char *args[] = {argv[3], NULL};
+    char **args = &argv[3]; /* exec: PATH and its arguments, NULL-terminated as argv is */
     char *envp[] = {NULL};
     for (long i = 0; i < n; i++) {
         if (gap_us > 0) {

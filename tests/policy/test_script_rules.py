@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from kubeguard.policy.document import PolicyError, ScriptRule, merge, parse_documents
-from kubeguard.policy.execguard import GuardedCgroup, map_keys_max, plan_entries, program
+from kubeguard.policy.execguard import GuardedCgroup, direct_scripts, map_keys_max, pack_key, plan_entries, program
 from kubeguard.policy.scripts import script_of, script_of_argv
 
 REPO = Path(__file__).resolve().parents[2]
@@ -138,9 +138,22 @@ def test_the_exec_guard_holds_allowed_interpreters_and_decides_by_spec_scripts()
                       scripts=(ScriptRule("/app/*.sh"), ScriptRule("/app/bad.sh", action="deny")))
     entries = plan_entries([g, GuardedCgroup(9, frozenset({3}), profile=False, drift_after_ns=123)])
     assert entries == {"g": {(7,): 1, (9,): 2}, "s": {(9,): 123}, "a": {(7, 1): 1, (7, 2): 1, (9, 3): 1},
-                       "i": {(7, 2): 1}}
+                       "i": {(7, 2): 1}, "c": {}}  # a pattern: the answerer decides
     assert "signal(19)" in program()
     assert map_keys_max([g]) == 4096
     assert map_keys_max([GuardedCgroup(7, frozenset(range(5000)))]) == 8192  # 5,000 entries + the placeholder
     assert g.script_allowed("/app/run.sh") and not g.script_allowed("/app/bad.sh")
     assert not g.script_allowed("/tmp/new.sh")
+
+
+def test_exact_allowed_scripts_go_into_the_program_and_the_rest_to_the_answerer() -> None:
+    long = "/app/" + "x" * 60 + ".sh"  # longer than bpftrace's strings
+    g = GuardedCgroup(7, frozenset({2}), interpreter_inodes=frozenset({2}), scripts=(
+        ScriptRule("/app/run.sh"), ScriptRule("/app/bad.sh"), ScriptRule("/app/b*.sh", action="deny"),
+        ScriptRule("/app/deny.sh", action="deny"), ScriptRule("rel.sh"), ScriptRule("/app/../etc/x.sh"),
+        ScriptRule("/app/[ab].sh"), ScriptRule(long)))
+    assert direct_scripts(g) == {"/app/run.sh"}
+    assert plan_entries([g])["c"] == {(7, "/app/run.sh"): 1}
+    assert plan_entries([GuardedCgroup(8, frozenset({2}), scripts=(ScriptRule("/app/run.sh"),))])["c"] == {}
+    assert pack_key((7, "/app/run.sh")) == (7).to_bytes(8, "little") + b"/app/run.sh".ljust(64, b"\0")
+    assert pack_key((7, 2)) == (7).to_bytes(8, "little") + (2).to_bytes(8, "little")

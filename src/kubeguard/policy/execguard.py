@@ -22,6 +22,9 @@ or SIGKILL when not. A SIGCONT from anyone but the answerer (the agent included)
 early: until the answerer's SIGCONT is seen (signal_generate, under the target's signal lock), any
 system call the stopped process makes kills it, so it cannot open its script. The answerer passes the
 program's kill lines on to the agent, with one line per script it killed (the counters here).
+No hold at all when argv[1] names exactly a script the cgroup allows by its exact path (`direct_scripts`,
+map @c; ``#!/bin/sh`` scripts exec'd by their path and ``sh /app/run.sh``): the answerer would name
+that same script (the first operand), so the program lets it run at once.
 
 The program text is fixed; a plan lives in its maps, which the agent writes through bpf()
 (`plan_entries`; maps sized to the plan with BPFTRACE_MAP_KEYS_MAX, so no entry is dropped by
@@ -41,6 +44,7 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import shutil
 import struct
 import subprocess
@@ -52,7 +56,7 @@ from dataclasses import dataclass, field
 
 from kubeguard.policy.bpfsys import BpfError, map_delete, map_update, process_maps
 from kubeguard.policy.script_answer import rules_json
-from kubeguard.policy.scripts import ScriptRule, script_allowed
+from kubeguard.policy.scripts import ScriptRule, is_pattern, script_allowed
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 60.0
@@ -84,21 +88,42 @@ class GuardedCgroup:
         return (MODE_PROFILE if self.profile else 0) | (MODE_DRIFT if self.drift_after_ns is not None else 0)
 
 
-MAPS = ("g", "s", "a", "i")  # written last to first: a cgroup's mode (@g) turns its other entries on
+MAPS = ("g", "s", "a", "i", "c")  # written last to first: a cgroup's mode (@g) turns its other entries on
 MIN_MAP_KEYS = 4096  # bpftrace's default map size; bigger plans get bigger maps (BPFTRACE_MAP_KEYS_MAX)
+STRLEN = 64  # bpftrace's string size (BPFTRACE_STRLEN): a string in a map key takes that many bytes
+Key = tuple[int | str, ...]
 
 
-def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[tuple[int, ...], int]]:
+def direct_scripts(g: GuardedCgroup) -> set[str]:
+    """The scripts of `g` its program lets run without a hold when argv[1] names one exactly (``#!/bin/sh`` and
+    ``sh /app/run.sh`` alike: the answerer would name that script too, the first operand): absolute, normalised,
+    not a pattern, shorter than bpftrace's strings (argv[1] is read cut to STRLEN - 1 bytes, so it cannot equal a
+    shorter entry unless it is one) and allowed by all of `g`'s rules (a deny pattern wins). The answerer
+    decides every other exec of an interpreter (an option first, a relative path, a pattern)."""
+    return {r.path for r in g.scripts
+            if r.action == "allow" and r.path.startswith("/") and posixpath.normpath(r.path) == r.path
+            and not is_pattern(r.path) and len(r.path.encode()) < STRLEN - 1 and script_allowed(g.scripts, r.path)}
+
+
+def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[Key, int]]:
     """The program's map contents for `guarded`: @g mode per cgroup, @s zero-drift start, @a allowed and @i held
-    (interpreter) inodes per (cgroup, inode)."""
-    maps: dict[str, dict[tuple[int, ...], int]] = {name: {} for name in MAPS}
+    (interpreter) inodes per (cgroup, inode), @c scripts released without a hold per (cgroup, path)."""
+    maps: dict[str, dict[Key, int]] = {name: {} for name in MAPS}
     for g in guarded:
         maps["g"][(g.cgroup_id,)] = g.mode
         if g.drift_after_ns is not None:
             maps["s"][(g.cgroup_id,)] = g.drift_after_ns
         maps["a"].update(((g.cgroup_id, ino), 1) for ino in g.allowed_inodes)
         maps["i"].update(((g.cgroup_id, ino), 1) for ino in g.interpreter_inodes)
+        if g.interpreter_inodes:
+            maps["c"].update(((g.cgroup_id, path), 1) for path in direct_scripts(g))
     return maps
+
+
+def pack_key(key: Key) -> bytes:
+    """A map key as bpftrace lays it out: integers as 8 bytes, strings NUL-padded to STRLEN bytes."""
+    return b"".join(struct.pack("<Q", part) if isinstance(part, int) else part.encode().ljust(STRLEN, b"\0")
+                    for part in key)
 
 
 def map_keys_max(guarded: list[GuardedCgroup]) -> int:
@@ -112,9 +137,10 @@ def map_keys_max(guarded: list[GuardedCgroup]) -> int:
 
 def program(gen: int = 0) -> str:
     """The guard's bpftrace program, number `gen` (its READY and S lines carry it); its maps are filled from
-    outside (`ExecGuard._fill`) once it runs. ``$1`` is the script answerer's pid: only its SIGCONT releases a
+    outside (`ExecGuard._write`) once it runs. ``$1`` is the script answerer's pid: only its SIGCONT releases a
     held interpreter, and the program exits with it."""
     lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0; @i[0, 0] = 0; @p[0] = 0;  // every map defined",
+             '  @c[(uint64)0, ""] = 0;',
              f'  printf("READY {gen}\\n");', "}"]
     lines.append("""tracepoint:sched:sched_process_exec /@g[cgroup]/ {
   $i = (struct inode *)curtask->mm->exe_file->f_inode;
@@ -126,9 +152,14 @@ def program(gen: int = 0) -> str:
     signal("KILL");
     printf("K %d %llu %llu %d\\n", pid, cgroup, $i->i_ino, $bad);
   } else if (@i[cgroup, $i->i_ino]) {
-    signal(19);  // SIGSTOP
-    @p[pid] = 1;
-    printf("S %d %llu GEN\\n", pid, cgroup);
+    $s = (uint64)curtask->mm->arg_start;  // argv[1], the script when it names one of @c: no hold
+    $n = (uint64)0;
+    while ($n < 256) { if (*(uint8 *)uptr($s + $n) == 0) { break; } $n++; }
+    if (@c[cgroup, str(uptr($s + $n + 1))] == 0) {
+      signal(19);  // SIGSTOP
+      @p[pid] = 1;
+      printf("S %d %llu GEN\\n", pid, cgroup);
+    }
   }
 }
 tracepoint:signal:signal_generate /args->sig == 18 && @p[args->pid] && pid == $1/ { delete(@p[args->pid]); }
@@ -221,51 +252,39 @@ class ExecGuard:
                     else "timeout"
                 raise ExecGuardError(f"exec guard did not start: {what}")
         try:
-            self._fill(proc.pid, guarded)
+            self._write(proc.pid, {}, plan_entries(guarded))
         except BpfError as exc:
             self._stop(run)
             raise ExecGuardError(f"exec guard: could not write its plan: {exc}") from None
         return run
 
+    def _update(self, run: _Run, guarded: list[GuardedCgroup]) -> None:
+        """Change the running program's plan to `guarded` in place (the answerer's rules first); raises BpfError."""
+        if not self._send_rules(run.gen, run.rules_file, guarded):
+            raise BpfError("the script answerer exited")
+        self._write(run.proc.pid, plan_entries(self.guarded), plan_entries(guarded))
+        run.updates += 1
+
     @staticmethod
-    def _fill(pid: int, guarded: list[GuardedCgroup]) -> None:
-        """Write the plan into the maps of the running program `pid` (its cgroups' modes last, turning them on)."""
+    def _write(pid: int, old: dict[str, dict[Key, int]], new: dict[str, dict[Key, int]]) -> None:
+        """Turn the maps of the running program `pid` from `old` into `new`: the entries added or changed first (a
+        cgroup's mode last, turning it on), then those removed (its mode first), so each exec sees a cgroup's
+        old rules or its new ones, never none."""
         fds = process_maps(pid, {f"AT_{name}" for name in MAPS})
         try:
             missing = [name for name in MAPS if f"AT_{name}" not in fds]
             if missing:
                 raise BpfError(f"maps {', '.join('@' + m for m in missing)} not found in bpftrace pid {pid}")
-            entries = plan_entries(guarded)
-            for name in reversed(MAPS):
-                for key, value in entries[name].items():
-                    map_update(fds[f"AT_{name}"], struct.pack(f"<{len(key)}Q", *key), struct.pack("<q", value))
-        finally:
-            for fd in fds.values():
-                os.close(fd)
-
-    def _update(self, run: _Run, guarded: list[GuardedCgroup]) -> None:
-        """Change the running program's plan to `guarded` in place: the answerer's rules first, then the entries
-        added or changed (a cgroup's mode last, turning it on), then those removed (its mode first); an exec
-        sees the old plan or the new one for each cgroup, never none. Raises BpfError."""
-        if not self._send_rules(run.gen, run.rules_file, guarded):
-            raise BpfError("the script answerer exited")
-        old, new = plan_entries(self.guarded), plan_entries(guarded)
-        fds = process_maps(run.proc.pid, {f"AT_{name}" for name in MAPS})
-        try:
-            missing = [name for name in MAPS if f"AT_{name}" not in fds]
-            if missing:
-                raise BpfError(f"maps {', '.join('@' + m for m in missing)} not found in bpftrace pid {run.proc.pid}")
             for name in reversed(MAPS):
                 for key, value in new[name].items():
-                    if old[name].get(key) != value:
-                        map_update(fds[f"AT_{name}"], struct.pack(f"<{len(key)}Q", *key), struct.pack("<q", value))
+                    if old.get(name, {}).get(key) != value:
+                        map_update(fds[f"AT_{name}"], pack_key(key), struct.pack("<q", value))
             for name in MAPS:
-                for key in old[name].keys() - new[name].keys():
-                    map_delete(fds[f"AT_{name}"], struct.pack(f"<{len(key)}Q", *key))
+                for key in old.get(name, {}).keys() - new[name].keys():
+                    map_delete(fds[f"AT_{name}"], pack_key(key))
         finally:
             for fd in fds.values():
                 os.close(fd)
-        run.updates += 1
 
     def _send_rules(self, gen: int, rules_file: str, guarded: list[GuardedCgroup]) -> bool:
         """Write the script rules of program `gen` (replacing the file whole) and announce them to the answerer

@@ -3,7 +3,9 @@ interpreter at exec (SIGSTOP), the agent checks the script its argv names agains
 or releases it. `sh new.sh`, `python3 new.py` and a `#!/bin/sh` script exec'd directly, each of which first
 creates a marker, leave no marker; a SIGCONT from inside the pod, or from the agent itself (only the script
 answerer's is honoured), cannot release a held script early; the allowed script keeps running the whole time
-(every one of its runs completes) and `sh -c` is released."""
+(every one of its runs completes) and `sh -c` is released. A script allowed by its exact path and
+named so by argv[1] runs with no hold at all: it completes while the answerer is stopped; any other
+form is held until the answerer decides."""
 
 from __future__ import annotations
 
@@ -67,8 +69,9 @@ def test_unknown_scripts_are_killed_before_they_run(podlab: PodLab) -> None:
         guard.apply([GuardedCgroup(pod.cgroup_id, allowed, interpreter_inodes=frozenset(
             os.stat(p).st_ino for p in (SH, PYTHON)), scripts=(ScriptRule(str(known)), ScriptRule(str(agent_sh))))])
         # the learned script, run again and again for the whole test (each run is a new interpreter exec)
-        loop = pod.popen([SH, "-c", f"while true; do {SH} {known} || echo FAIL >> {work}/fail; done"],
-                         stdout=subprocess.DEVNULL)
+        # (by its exact path it runs without a hold; `-e` first, the answerer releases it)
+        loop = pod.popen([SH, "-c", f"while true; do {SH} {known} || echo FAIL >> {work}/fail; "
+                                    f"{SH} -e {known} || echo FAIL >> {work}/fail; done"], stdout=subprocess.DEVNULL)
         log = work / "known.log"
         wait_for("the known script's first runs", lambda: log.exists() and len(log.read_text().split()) > 5)
         cases = {"sh": [SH, str(work / "new.sh")], "py": [PYTHON, str(work / "new.py")], "direct": [str(direct)],
@@ -101,8 +104,8 @@ def test_unknown_scripts_are_killed_before_they_run(podlab: PodLab) -> None:
         # system call (the agent's threads no longer answer)
         os.kill(guard.answerer.pid, signal.SIGSTOP)
         try:
-            held = pod.popen([SH, str(agent_sh)])
-            wait_for("the allowed script held at exec", lambda: state_of(held.pid, [SH, str(agent_sh)]) == "T")
+            held = pod.popen([SH, "-e", str(agent_sh)])  # an option first: held, the answerer decides
+            wait_for("the allowed script held at exec", lambda: state_of(held.pid, [SH, "-e", str(agent_sh)]) == "T")
             early = guard.early_kills
             os.kill(held.pid, signal.SIGCONT)
             assert held.wait(timeout=30) == -signal.SIGKILL
@@ -121,5 +124,40 @@ def test_unknown_scripts_are_killed_before_they_run(podlab: PodLab) -> None:
         if loop is not None and loop.poll() is None:
             loop.kill()
             loop.wait()
+        guard.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> None:
+    require(shutil.which("bpftrace") is not None, "bpftrace (the exec guard)")
+    work = Path(tempfile.mkdtemp(prefix="kgs", dir="/tmp"))
+    guard = ExecGuard()
+    try:
+        known = work / "known.sh"
+        known.write_text(f"#!/bin/sh\necho run >> {work}/known.log\n")
+        known.chmod(0o755)
+        (work / "new.sh").write_text(f"touch {work}/new.ran\n")
+        pod = podlab.pod("direct")
+        guard.apply([GuardedCgroup(pod.cgroup_id, frozenset(os.stat(p).st_ino for p in (NSENTER, SH)),
+                                   interpreter_inodes=frozenset({os.stat(SH).st_ino}),
+                                   scripts=(ScriptRule(str(known)),))])
+        assert guard.answerer is not None
+        os.kill(guard.answerer.pid, signal.SIGSTOP)  # nothing held is answered until it continues
+        try:
+            assert pod.run([str(known)]).returncode == 0  # #! exec'd by its path: argv is [sh, known]
+            assert pod.run([SH, str(known)]).returncode == 0
+            held = {name: pod.popen(argv, cwd=work) for name, argv in (
+                ("option first", [SH, "-e", str(known)]), ("relative", [SH, "known.sh"]),
+                ("unknown", [SH, str(work / "new.sh")]))}
+            for name, proc in held.items():
+                wait_for(f"{name} held at exec", lambda p=proc: Path(f"/proc/{p.pid}/stat").read_text().rsplit(
+                    ")", 1)[1].split()[0] == "T" and Path(f"/proc/{p.pid}/exe").resolve() == Path(SH))
+        finally:
+            os.kill(guard.answerer.pid, signal.SIGCONT)
+        assert held["option first"].wait(timeout=30) == 0 and held["relative"].wait(timeout=30) == 0
+        assert held["unknown"].wait(timeout=30) == -signal.SIGKILL and not (work / "new.ran").exists()
+        assert len((work / "known.log").read_text().split()) == 4
+        assert guard.script_kills == 1 and guard.early_kills == 0
+    finally:
         guard.close()
         shutil.rmtree(work, ignore_errors=True)
