@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from kubeguard.cluster.owners import WorkloadRef
-from kubeguard.policy.containerfs import _pids_oldest_first, container_root, opened_root, resolve_in_root
+from kubeguard.policy.containerfs import (
+    _pids_oldest_first,
+    container_mount_ns,
+    container_root,
+    opened_root,
+    resolve_in_root,
+)
 from kubeguard.policy.document import ProcessRule, WorkloadPolicy
 from kubeguard.policy.enforce import Container, Enforcer
 from kubeguard.policy.execguard import GuardedCgroup
@@ -128,3 +134,15 @@ def test_allowed_executables_behind_absolute_links_are_the_containers(image: Pat
     ino = {name: (image / "usr/bin" / name).stat().st_ino for name in ("mawk", "busybox", "app")}
     assert Enforcer._allowed_inodes(policy, str(image)) == {ino["mawk"], ino["busybox"], ino["app"]}
     assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True) == {ino["busybox"]}  # sh, by name
+
+
+def test_the_mount_namespace_comes_from_a_live_process(tmp_path: Path, zombie: subprocess.Popen[bytes],
+                                                       sleeper: subprocess.Popen[bytes]) -> None:
+    ours = os.stat("/proc/self/ns/mnt").st_ino
+    assert container_mount_ns(_cgroup(tmp_path, zombie, sleeper)) == ours  # the zombie has no namespaces
+    container = Container("c1", str(tmp_path), 4242, 0)
+    assert Enforcer._guarded_entry(_policy(), container, True, None).mount_ns == ours
+    assert container_mount_ns(_cgroup(tmp_path, zombie)) == 0
+    previous = GuardedCgroup(4242, frozenset({1}), mount_ns=77)
+    assert Enforcer._guarded_entry(_policy(), container, True, previous).mount_ns == 77  # kept, as the inodes are
+    assert container_mount_ns(str(tmp_path / "gone")) == 0

@@ -19,6 +19,8 @@ Each pod gets:
 - a cgroup at ``kubepods/besteffort/pod<uid>/<64-hex container id>`` in the cgroup v2 hierarchy
   (detected: /sys/fs/cgroup/unified on hybrid hosts, /sys/fs/cgroup on unified ones) and in the v1
   ``pids`` and ``freezer`` controllers when mounted;
+- with ``mount_ns=True``, a mount namespace of its own (bind-mounted below /run/kubeguard-mntns), which its
+  commands enter with the network namespace: the host's mount namespace is then the runtime's, not the pod's;
 - a Pod object (status.podIP, containerStatuses[].containerID ``containerd://<id>``, labels,
   serviceAccountName, nodeName) for kubeguard.cluster.podmap.PodMap.
 
@@ -50,6 +52,7 @@ from kubeguard.cluster.snapshot import K8sObject, Snapshot
 from kubeguard.errors import KubeguardError
 
 LOCK_FILE = Path("/run/kubeguard-podlab.lock")
+MOUNT_NS_DIR = Path("/run/kubeguard-mntns")  # the pods' mount namespaces (those made with mount_ns=True)
 POD_CGROUP_PARENT = ("kubepods", "besteffort")
 V1_CONTROLLERS = ("pids", "freezer")
 NODE_NAME = "kubeguard-test-node"
@@ -138,6 +141,7 @@ class Pod:
     owner: tuple[str, str] | None = None  # (kind, name) of the controller, e.g. ("ReplicaSet", "web-5d9c7")
     privileged: bool = False  # the container's securityContext.privileged (what the pods map says)
     host_mounts: tuple[tuple[str, str], ...] = ()  # hostPath volumes the spec says: (host path, mount path)
+    mount_ns: str = ""  # a mount namespace of its own (the bind-mounted ns file), as a runtime's container has
     _procs: list[subprocess.Popen[Any]] = field(default_factory=list, repr=False)
     _closed: bool = field(default=False, repr=False)
 
@@ -168,7 +172,9 @@ class Pod:
         (in the pod's cgroup it would be Falco's "Change thread namespace" for every pod)."""
         procs = [self.cgroup_v2 / "cgroup.procs", *(p / "cgroup.procs" for p in self.cgroup_v1.values())]
         moves = " && ".join(f"echo $$ > {p}" for p in procs)
-        return [NSENTER, f"--net=/run/netns/{self.netns}", "--", "sh", "-c", f'{moves} && exec "$@"', "kg-pod", *cmd]
+        mount = [f"--mount={self.mount_ns}"] if self.mount_ns else []
+        return [NSENTER, f"--net=/run/netns/{self.netns}", *mount, "--", "sh", "-c", f'{moves} && exec "$@"', "kg-pod",
+                *cmd]
 
     def popen(self, cmd: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start `cmd` inside the pod (subprocess.Popen keyword arguments pass through)."""
@@ -245,6 +251,10 @@ class Pod:
                 _remove_cgroup(path)
         _sh("ip", "link", "del", self.host_veth, check=False)
         _sh("ip", "netns", "del", self.netns, check=False)
+        if self.mount_ns:
+            _sh("umount", self.mount_ns, check=False)
+            with contextlib.suppress(OSError):
+                os.unlink(self.mount_ns)
 
     def _kill_all(self) -> None:
         if not self.cgroup_v2.is_absolute():
@@ -295,10 +305,13 @@ class PodLab:
         owner: tuple[str, str] | None = None,
         privileged: bool = False,
         host_mounts: tuple[tuple[str, str], ...] = (),
+        mount_ns: bool = False,
     ) -> Pod:
         """Create a pod; `name` defaults to a unique one; `owner` = (kind, name) of its controller;
         `host_mounts`: (host path, mount path) hostPath volumes its spec declares (the pods map only: the lab
-        mounts nothing)."""
+        mounts nothing); `mount_ns`: its commands run in a mount namespace of their own (a copy of the host's
+        mounts, receiving later ones), as a container runtime's do, so the host's mount namespace is not the
+        pod's."""
         suffix = secrets.token_hex(4)
         uid = str(uuid.uuid4())
         pod = Pod(
@@ -322,6 +335,8 @@ class PodLab:
         try:
             self._make_cgroups(pod, rel)
             self._make_network(pod, suffix)
+            if mount_ns:
+                self._make_mount_ns(pod, suffix)
         except BaseException:
             pod.close()
             raise
@@ -353,6 +368,21 @@ class PodLab:
         _sh("ip", "-n", pod.netns, "route", "add", "default", "via", pod.host_ip)
         _sh("ip", "link", "set", pod.host_veth, "up")
         _sh("sysctl", "-q", "-w", f"net.ipv4.conf.{pod.host_veth}.forwarding=1")
+
+    def _make_mount_ns(self, pod: Pod, suffix: str) -> None:
+        """A persistent mount namespace for `pod`: bind-mounted on a file below MOUNT_NS_DIR, which is made a
+        private mount first (a namespace file cannot be bound on a shared one), as `ip netns` does for /run/netns."""
+        LOCK_FILE.touch(exist_ok=True)
+        with LOCK_FILE.open("r") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            MOUNT_NS_DIR.mkdir(parents=True, exist_ok=True)
+            if _sh("mountpoint", "-q", str(MOUNT_NS_DIR), check=False).returncode != 0:
+                _sh("mount", "--bind", str(MOUNT_NS_DIR), str(MOUNT_NS_DIR))
+                _sh("mount", "--make-private", str(MOUNT_NS_DIR))
+        path = MOUNT_NS_DIR / f"kgp-{suffix}"
+        path.touch()
+        pod.mount_ns = str(path)
+        _sh("unshare", f"--mount={path}", "--propagation", "slave", "true")
 
     def snapshot(self) -> Snapshot:
         """A Snapshot holding every live pod (the `--pods FILE` format)."""

@@ -51,6 +51,16 @@ def container_root(cgroup_dir: str) -> str:
     return ""
 
 
+def container_mount_ns(cgroup_dir: str) -> int:
+    """The mount namespace (its inode number) of the container's oldest live process; 0 when it has none."""
+    for pid in _pids_oldest_first(cgroup_dir):
+        try:
+            return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        except OSError:
+            continue
+    return 0
+
+
 @contextmanager
 def opened_root(cgroup_dir: str) -> Iterator[str | None]:
     """The container's root held open for the block: a path (``/proc/self/fd/N``) under which its files resolve

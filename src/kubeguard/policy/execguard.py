@@ -78,6 +78,7 @@ class GuardedCgroup:
     drift_after_ns: int | None = None  # kill executables changed after this time (zero drift)
     interpreter_inodes: frozenset[int] = frozenset()  # held at exec until their script is checked
     scripts: tuple[ScriptRule, ...] = ()  # the scripts those interpreters may run
+    mount_ns: int = 0  # the container's mount namespace (inode number); 0: unknown
 
     def script_allowed(self, path: str) -> bool:
         """Whether spec.scripts allows `path` (a deny rule wins)."""
@@ -88,8 +89,9 @@ class GuardedCgroup:
         return (MODE_PROFILE if self.profile else 0) | (MODE_DRIFT if self.drift_after_ns is not None else 0)
 
 
-MAPS = ("g", "s", "a", "i", "c")  # written last to first: a cgroup's mode (@g) turns its other entries on
+MAPS = ("g", "s", "a", "i", "c", "m")  # written last to first: a cgroup's mode (@g) turns its other entries on
 MIN_MAP_KEYS = 4096  # bpftrace's default map size; bigger plans get bigger maps (BPFTRACE_MAP_KEYS_MAX)
+INIT_USER_NS = 0xEFFFFFFD  # the initial user namespace's inode number (PROC_USER_INIT_INO, fixed)
 STRLEN = 64  # bpftrace's string size (BPFTRACE_STRLEN): a string in a map key takes that many bytes
 Key = tuple[int | str, ...]
 
@@ -107,7 +109,8 @@ def direct_scripts(g: GuardedCgroup) -> set[str]:
 
 def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[Key, int]]:
     """The program's map contents for `guarded`: @g mode per cgroup, @s zero-drift start, @a allowed and @i held
-    (interpreter) inodes per (cgroup, inode), @c scripts released without a hold per (cgroup, path)."""
+    (interpreter) inodes per (cgroup, inode), @c scripts released without a hold per (cgroup, path), @m the
+    container's mount namespace."""
     maps: dict[str, dict[Key, int]] = {name: {} for name in MAPS}
     for g in guarded:
         maps["g"][(g.cgroup_id,)] = g.mode
@@ -117,6 +120,8 @@ def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[Key, int]]:
         maps["i"].update(((g.cgroup_id, ino), 1) for ino in g.interpreter_inodes)
         if g.interpreter_inodes:
             maps["c"].update(((g.cgroup_id, path), 1) for path in direct_scripts(g))
+        if g.mount_ns:
+            maps["m"][(g.cgroup_id,)] = g.mount_ns
     return maps
 
 
@@ -140,9 +145,13 @@ def program(gen: int = 0) -> str:
     outside (`ExecGuard._write`) once it runs. ``$1`` is the script answerer's pid: only its SIGCONT releases a
     held interpreter, and the program exits with it."""
     lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0; @i[0, 0] = 0; @p[0] = 0;  // every map defined",
-             '  @c[(uint64)0, ""] = 0;',
+             '  @c[(uint64)0, ""] = 0; @m[0] = 0;',
              f'  printf("READY {gen}\\n");', "}"]
     lines.append("""tracepoint:sched:sched_process_exec /@g[cgroup]/ {
+  $ns = curtask->nsproxy->mnt_ns;
+  if (@m[cgroup] && $ns->ns.inum != @m[cgroup] && $ns->user_ns->ns.inum == INIT_USER_NS) {
+    return;  // the runtime's own exec into the cgroup (runc init, from the host's mount namespace): not the container's
+  }
   $i = (struct inode *)curtask->mm->exe_file->f_inode;
   $m = @g[cgroup];
   $bad = 0;
@@ -165,7 +174,8 @@ def program(gen: int = 0) -> str:
 tracepoint:signal:signal_generate /args->sig == 18 && @p[args->pid] && pid == $1/ { delete(@p[args->pid]); }
 tracepoint:raw_syscalls:sys_enter /@p[pid]/ { signal("KILL"); delete(@p[pid]); printf("E %d\\n", pid); }
 tracepoint:sched:sched_process_exit /@p[pid]/ { delete(@p[pid]); }
-tracepoint:sched:sched_process_exit /pid == $1/ { exit(); }""".replace("GEN", str(gen)))
+tracepoint:sched:sched_process_exit /pid == $1/ { exit(); }""".replace("GEN", str(gen)).replace(
+        "INIT_USER_NS", str(INIT_USER_NS)))
     return "\n".join(lines) + "\n"
 
 
