@@ -92,6 +92,7 @@ class GuardedCgroup:
 MAPS = ("g", "s", "a", "i", "c", "m")  # written last to first: a cgroup's mode (@g) turns its other entries on
 MIN_MAP_KEYS = 4096  # bpftrace's default map size; bigger plans get bigger maps (BPFTRACE_MAP_KEYS_MAX)
 INIT_USER_NS = 0xEFFFFFFD  # the initial user namespace's inode number (PROC_USER_INIT_INO, fixed)
+ARGV0_MAX = 256  # argv[0] longer than this: argv[1] is not looked for (held)
 STRLEN = 64  # bpftrace's string size (BPFTRACE_STRLEN): a string in a map key takes that many bytes
 Key = tuple[int | str, ...]
 
@@ -163,8 +164,14 @@ def program(gen: int = 0) -> str:
   } else if (@i[cgroup, $i->i_ino]) {
     $s = (uint64)curtask->mm->arg_start;  // argv[1], the script when it names one of @c: no hold
     $n = (uint64)0;
-    while ($n < 256) { if (*(uint8 *)uptr($s + $n) == 0) { break; } $n++; }
-    if (@c[cgroup, str(uptr($s + $n + 1))] == 0) {
+    while ($n < ARGV0_MAX) { if (*(uint8 *)uptr($s + $n) == 0) { break; } $n++; }
+    $hold = 1;
+    // only when argv[0] ended within ARGV0_MAX bytes (else argv[1] is not found: a longer argv[0] could spell a
+    // path in its tail) and an argv[1] follows it (not the first environment string)
+    if ($n < ARGV0_MAX && $s + $n + 1 < (uint64)curtask->mm->arg_end && @c[cgroup, str(uptr($s + $n + 1))]) {
+      $hold = 0;
+    }
+    if ($hold) {
       signal(19);  // SIGSTOP
       @p[pid] = 1;
       printf("S %d %llu GEN\\n", pid, cgroup);
@@ -175,7 +182,7 @@ tracepoint:signal:signal_generate /args->sig == 18 && @p[args->pid] && pid == $1
 tracepoint:raw_syscalls:sys_enter /@p[pid]/ { signal("KILL"); delete(@p[pid]); printf("E %d\\n", pid); }
 tracepoint:sched:sched_process_exit /@p[pid]/ { delete(@p[pid]); }
 tracepoint:sched:sched_process_exit /pid == $1/ { exit(); }""".replace("GEN", str(gen)).replace(
-        "INIT_USER_NS", str(INIT_USER_NS)))
+        "INIT_USER_NS", str(INIT_USER_NS)).replace("ARGV0_MAX", str(ARGV0_MAX)))
     return "\n".join(lines) + "\n"
 
 

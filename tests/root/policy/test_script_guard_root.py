@@ -138,7 +138,7 @@ def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> Non
         known.chmod(0o755)
         (work / "new.sh").write_text(f"touch {work}/new.ran\n")
         pod = podlab.pod("direct")
-        guard.apply([GuardedCgroup(pod.cgroup_id, frozenset(os.stat(p).st_ino for p in (NSENTER, SH)),
+        guard.apply([GuardedCgroup(pod.cgroup_id, frozenset(os.stat(p).st_ino for p in (NSENTER, SH, PYTHON)),
                                    interpreter_inodes=frozenset({os.stat(SH).st_ino}),
                                    scripts=(ScriptRule(str(known)),))])
         assert guard.answerer is not None
@@ -148,16 +148,21 @@ def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> Non
             assert pod.run([SH, str(known)]).returncode == 0
             held = {name: pod.popen(argv, cwd=work) for name, argv in (
                 ("option first", [SH, "-e", str(known)]), ("relative", [SH, "known.sh"]),
-                ("unknown", [SH, str(work / "new.sh")]))}
+                ("unknown", [SH, str(work / "new.sh")]),
+                # argv[0] longer than the program looks for its end, its tail spelling the allowed path where
+                # argv[1] would start: not taken for argv[1], held
+                ("long argv[0]", [PYTHON, "-c", f"import os; os.execv({SH!r}, ['A' * 257 + {str(known)!r}, "
+                                                f"{str(work / 'new.sh')!r}])"]))}
             for name, proc in held.items():
                 wait_for(f"{name} held at exec", lambda p=proc: Path(f"/proc/{p.pid}/stat").read_text().rsplit(
                     ")", 1)[1].split()[0] == "T" and Path(f"/proc/{p.pid}/exe").resolve() == Path(SH))
         finally:
             os.kill(guard.answerer.pid, signal.SIGCONT)
         assert held["option first"].wait(timeout=30) == 0 and held["relative"].wait(timeout=30) == 0
-        assert held["unknown"].wait(timeout=30) == -signal.SIGKILL and not (work / "new.ran").exists()
+        assert held["unknown"].wait(timeout=30) == -signal.SIGKILL
+        assert held["long argv[0]"].wait(timeout=30) == -signal.SIGKILL and not (work / "new.ran").exists()
         assert len((work / "known.log").read_text().split()) == 4
-        assert guard.script_kills == 1 and guard.early_kills == 0
+        assert guard.script_kills == 2 and guard.early_kills == 0
     finally:
         guard.close()
         shutil.rmtree(work, ignore_errors=True)
