@@ -46,11 +46,11 @@ def test_runtime_exec_from_the_host_mount_namespace_is_not_judged(podlab: PodLab
         # in the pod's mount namespace: judged by the profile
         assert pod.run([TRUE]).returncode == -signal.SIGKILL
         # the runtime's exec: born in the cgroup from the host's mount namespace (as runc init is)
-        runtime = subprocess.run([SH, "-c", f'echo $$ > {procs} && exec "$@"', "kg-runtime", TRUE])
+        runtime = subprocess.run([SH, "-c", f'echo $$ > {procs} && exec "$@"', "kg-runtime", TRUE], timeout=60)
         assert runtime.returncode == 0
         # ... which then joins the pod's mount namespace and execs the command: judged again
         joined = subprocess.run([SH, "-c", f'echo $$ > {procs} && exec "$@"', "kg-runtime", NSENTER,
-                                 f"--mount={pod.mount_ns}", "--", TRUE])
+                                 f"--mount={pod.mount_ns}", "--", TRUE], timeout=60)
         assert joined.returncode == -signal.SIGKILL
         # a mount namespace of the container's own making, in a user namespace of its own: still the container's
         assert pod.run([UNSHARE, "--user", "--map-root-user", "--mount", TRUE]).returncode == -signal.SIGKILL
@@ -70,7 +70,7 @@ def test_without_its_mount_namespace_every_exec_in_the_cgroup_is_judged(podlab: 
         allowed = frozenset(os.stat(p).st_ino for p in (NSENTER, SH))
         for mount_ns in (0, os.stat("/proc/self/ns/mnt").st_ino):
             guard.apply([GuardedCgroup(pod.cgroup_id, allowed, mount_ns=mount_ns)])
-            runtime = subprocess.run([SH, "-c", f'echo $$ > {procs} && exec "$@"', "kg-runtime", TRUE])
+            runtime = subprocess.run([SH, "-c", f'echo $$ > {procs} && exec "$@"', "kg-runtime", TRUE], timeout=60)
             assert runtime.returncode == -signal.SIGKILL, mount_ns
     finally:
         guard.close()
