@@ -63,7 +63,8 @@ class PodMap:
         meta = as_dict(pod.get("metadata"))
         spec = as_dict(pod.get("spec"))
         status = as_dict(pod.get("status"))
-        containers = dicts(spec.get("containers")) + dicts(spec.get("initContainers"))
+        containers = (dicts(spec.get("containers")) + dicts(spec.get("initContainers"))
+                      + dicts(spec.get("ephemeralContainers")))  # kubectl debug's containers are the pod's too
         images = {c.get("name"): c.get("image", "") for c in dicts(spec.get("containers"))}
         privileged = {c.get("name") for c in containers if as_dict(c.get("securityContext")).get("privileged") is True}
         mounts = {c.get("name"): host_path_mounts(spec, c) for c in containers}
@@ -85,7 +86,8 @@ class PodMap:
             for ip in ips:
                 if ip and isinstance(ip, str):
                     self.by_ip[ip] = pod_workload
-        statuses = dicts(status.get("containerStatuses")) + dicts(status.get("initContainerStatuses"))
+        statuses = (dicts(status.get("containerStatuses")) + dicts(status.get("initContainerStatuses"))
+                    + dicts(status.get("ephemeralContainerStatuses")))
         for cs in statuses:
             cid = strip_runtime_prefix(_text(cs.get("containerID")))
             if cid:
