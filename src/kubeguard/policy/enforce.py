@@ -248,6 +248,9 @@ class Enforcer:
         except ExecGuardError as exc:
             self.engine.enforced = set()
             raise BpfError(str(exc)) from exc
+        if self.exec_guard.restarts:
+            self._say("exec guard restarts", f"policy: exec guard started again after it exited "
+                                             f"({self.exec_guard.restarts} time(s))")
         self.engine.enforced = enforced
         self._learners = learners
         self._watch(set(learners.values()))

@@ -216,6 +216,7 @@ class ExecGuard:
         self.kills = 0
         self.script_kills = 0
         self.early_kills = 0  # held interpreters that made a system call before the answer
+        self.restarts = 0  # programs started again after they or the answerer exited
         self._lock = threading.Lock()
         self._pipe = -1  # our write end of the answerer's stdin (the programs write there too)
         self._reader: threading.Thread | None = None
@@ -224,11 +225,17 @@ class ExecGuard:
         self._dir = ""
 
     def apply(self, guarded: list[GuardedCgroup]) -> None:
-        """Enforce exactly `guarded` (no-op when unchanged); raises ExecGuardError."""
-        if sorted(guarded, key=lambda g: g.cgroup_id) == sorted(self.guarded, key=lambda g: g.cgroup_id):
+        """Enforce exactly `guarded`; raises ExecGuardError. A no-op when unchanged and running: a program or
+        answerer that exited (killed, out of memory) is started again for the same plan."""
+        unchanged = sorted(guarded, key=lambda g: g.cgroup_id) == sorted(self.guarded, key=lambda g: g.cgroup_id)
+        if unchanged and (not guarded or self.running):
             return
+        if unchanged:
+            self.restarts += 1
+            log.warning("exec guard: %s; starting it again", self._exited())
         run = self.current
-        if run is not None and guarded and run.proc.poll() is None and map_keys_max(guarded) <= run.keys_max:
+        if (not unchanged and run is not None and guarded and run.proc.poll() is None
+                and map_keys_max(guarded) <= run.keys_max):
             try:
                 self._update(run, guarded)
                 self.guarded = list(guarded)
@@ -397,6 +404,17 @@ class ExecGuard:
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = ""
+
+    def _exited(self) -> str:
+        """What of a guard that should run has exited, for the log."""
+        parts = []
+        if self.current is None or self.current.proc.poll() is not None:
+            rc = None if self.current is None else self.current.proc.returncode
+            parts.append(f"the guard program exited ({rc})")
+        if self.answerer is None or self.answerer.poll() is not None:
+            rc = None if self.answerer is None else self.answerer.returncode
+            parts.append(f"the script answerer exited ({rc})")
+        return " and ".join(parts) or "the guard is not running"
 
     @property
     def running(self) -> bool:

@@ -14,9 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from podlab import PodLab
 from roothelpers import require
 
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
+
+NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[3]
@@ -83,3 +86,30 @@ def test_killed_agent_leaves_no_answerer_nor_program() -> None:
         if agent.poll() is None:
             agent.kill()
             agent.wait()
+
+
+def test_a_guard_that_exited_is_started_again_for_the_same_plan(podlab: PodLab) -> None:
+    """The enforcer applies the same plan every look: a killed program (or answerer) comes back then, instead of
+    leaving the containers unguarded (program) or every interpreter stopped for good (answerer)."""
+    require(shutil.which("bpftrace") is not None, "bpftrace (the exec guard)")
+    guard = ExecGuard()
+    try:
+        pod = podlab.pod("restart")
+        true = os.path.realpath(shutil.which("true") or "/usr/bin/true")
+        plan = [GuardedCgroup(pod.cgroup_id, frozenset({os.stat(NSENTER).st_ino}))]
+        guard.apply(plan)
+        for victim in ("program", "answerer"):
+            assert guard.current is not None and guard.answerer is not None
+            proc = guard.current.proc if victim == "program" else guard.answerer
+            proc.kill()
+            proc.wait()
+            deadline = time.monotonic() + 60
+            while guard.running:  # the program exits with its answerer
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            guard.apply(plan)  # the enforcer's next look, same plan
+            assert guard.running, victim
+            assert pod.run([true]).returncode == -signal.SIGKILL, victim
+        assert guard.restarts == 2 and guard.kills == 2
+    finally:
+        guard.close()
