@@ -1,13 +1,15 @@
 """Helpers for root tests, importable by name from test modules (every conftest.py shares one module name).
 
 `need_root`, `require`, `need_shared_data`, `IN_CI` are tests/conftest.py's, re-exported; `need_podlab`
-checks what a test pod needs.
+checks what a test pod needs; `wait_reported` waits for a counter a reader thread raises.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -37,3 +39,13 @@ def need_podlab() -> None:
         require(shutil.which(tool) is not None, f"the {tool} command")
     require(any(line.split()[2:3] == ["cgroup2"] for line in Path("/proc/self/mounts").read_text().splitlines()),
             "a cgroup v2 hierarchy")
+
+
+def wait_reported(count: Callable[[], int], want: int, what: str, timeout: float = 60) -> int:
+    """Wait until `count()` reaches `want` (a counter a reader thread raises after the event itself, such as the
+    exec guard's kills), then return it (the caller asserts it is not more)."""
+    deadline = time.monotonic() + timeout
+    while count() < want:
+        assert time.monotonic() < deadline, f"{count()} {what} reported, waiting for {want}"
+        time.sleep(0.05)
+    return count()

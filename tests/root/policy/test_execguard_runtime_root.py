@@ -16,7 +16,7 @@ import time
 
 import pytest
 from podlab import PodLab
-from roothelpers import require
+from roothelpers import require, wait_reported
 
 from kubeguard.policy.containerfs import container_mount_ns
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
@@ -54,7 +54,7 @@ def test_runtime_exec_from_the_host_mount_namespace_is_not_judged(podlab: PodLab
         assert joined.returncode == -signal.SIGKILL
         # a mount namespace of the container's own making, in a user namespace of its own: still the container's
         assert pod.run([UNSHARE, "--user", "--map-root-user", "--mount", TRUE]).returncode == -signal.SIGKILL
-        assert guard.kills == 3
+        assert wait_reported(lambda: guard.kills, 3, "kills") == 3  # reported through the answerer, after the kills
     finally:
         guard.close()
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from podlab import Pod, PodLab
-from roothelpers import require
+from roothelpers import require, wait_reported
 from test_short_lived_root import build
 
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
@@ -117,6 +117,7 @@ def test_plan_changes_in_place(podlab: PodLab) -> None:
         guard.apply([guarded(second, NSENTER, true), guarded(first, NSENTER)])
         assert second.run([true]).returncode == 0
         assert first.run([true]).returncode == -signal.SIGKILL
-        assert guard.current is run and run.updates == 3 and guard.kills == 3
+        assert guard.current is run and run.updates == 3
+        assert wait_reported(lambda: guard.kills, 3, "kills") == 3
     finally:
         guard.close()

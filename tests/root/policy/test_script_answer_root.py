@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from podlab import PodLab
-from roothelpers import require
+from roothelpers import require, wait_reported
 
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 
@@ -98,7 +98,7 @@ def test_a_guard_that_exited_is_started_again_for_the_same_plan(podlab: PodLab) 
         true = os.path.realpath(shutil.which("true") or "/usr/bin/true")
         plan = [GuardedCgroup(pod.cgroup_id, frozenset({os.stat(NSENTER).st_ino}))]
         guard.apply(plan)
-        for victim in ("program", "answerer"):
+        for number, victim in enumerate(("program", "answerer"), 1):
             assert guard.current is not None and guard.answerer is not None
             proc = guard.current.proc if victim == "program" else guard.answerer
             proc.kill()
@@ -110,6 +110,7 @@ def test_a_guard_that_exited_is_started_again_for_the_same_plan(podlab: PodLab) 
             guard.apply(plan)  # the enforcer's next look, same plan
             assert guard.running, victim
             assert pod.run([true]).returncode == -signal.SIGKILL, victim
-        assert guard.restarts == 2 and guard.kills == 2
+            assert wait_reported(lambda: guard.kills, number, "kills") == number  # read before the next victim
+        assert guard.restarts == 2
     finally:
         guard.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from podlab import PodLab
-from roothelpers import require
+from roothelpers import require, wait_reported
 
 from kubeguard.policy.document import ScriptRule
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
@@ -162,7 +162,7 @@ def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> Non
         assert held["unknown"].wait(timeout=30) == -signal.SIGKILL
         assert held["long argv[0]"].wait(timeout=30) == -signal.SIGKILL and not (work / "new.ran").exists()
         assert len((work / "known.log").read_text().split()) == 4
-        assert guard.script_kills == 2 and guard.early_kills == 0
+        assert wait_reported(lambda: guard.script_kills, 2, "script kills") == 2 and guard.early_kills == 0
     finally:
         guard.close()
         shutil.rmtree(work, ignore_errors=True)
