@@ -60,6 +60,7 @@ from kubeguard.policy.scripts import ScriptRule, is_pattern, script_allowed
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 60.0
+STOP_GRACE_S = 5.0  # a program not gone this long after SIGTERM is killed (its successor already runs)
 MODE_PROFILE = 1
 MODE_DRIFT = 2
 
@@ -181,7 +182,9 @@ def program(gen: int = 0) -> str:
 tracepoint:signal:signal_generate /args->sig == 18 && @p[args->pid] && pid == $1/ { delete(@p[args->pid]); }
 tracepoint:raw_syscalls:sys_enter /@p[pid]/ { signal("KILL"); delete(@p[pid]); printf("E %d\\n", pid); }
 tracepoint:sched:sched_process_exit /@p[pid]/ { delete(@p[pid]); }
-tracepoint:sched:sched_process_exit /pid == $1/ { exit(); }""".replace("GEN", str(gen)).replace(
+tracepoint:sched:sched_process_exit /pid == $1/ { exit(); }
+END { clear(@g); clear(@s); clear(@a); clear(@i); clear(@c); clear(@m); clear(@p); }  // bpftrace prints none at exit
+""".replace("GEN", str(gen)).replace(
         "INIT_USER_NS", str(INIT_USER_NS)).replace("ARGV0_MAX", str(ARGV0_MAX)))
     return "\n".join(lines) + "\n"
 
@@ -371,7 +374,7 @@ class ExecGuard:
         if run.proc.poll() is None:
             run.proc.terminate()
             try:
-                run.proc.wait(timeout=30)
+                run.proc.wait(timeout=STOP_GRACE_S)
             except subprocess.TimeoutExpired:
                 run.proc.kill()
                 run.proc.wait()
