@@ -176,20 +176,33 @@ def readme_code_lines(text: str) -> list[str]:
     return out
 
 
-def crs_payloads(text: str) -> list[str]:
-    """Attack values of a CRS regression-test file's positive tests: query/form values, cookies, odd headers."""
+# a positive test CRS itself describes as a false positive (the rule matches benign text, "expected failure")
+CRS_FP_DESC = re.compile(r"false.positive", re.I)
+# an '&' that starts an HTML entity (&quot; &#8222; &#x7B;) is part of the value, not a parameter separator
+PARAM_SEP = re.compile(r"&(?!(?:#[0-9]+|#x[0-9a-fA-F]+|[a-zA-Z]+);)")
+
+
+def crs_payloads(text: str) -> tuple[list[str], list[str], int]:
+    """A CRS regression-test file's values (query/form values, cookies, odd headers): those of its positive
+    tests, those of the tests (positive or negative) CRS describes as false positives (benign text), and how
+    many values of positive tests that description dropped."""
     doc = yaml.safe_load(text)
     if not isinstance(doc, dict) or doc.get("rule_id") in CRS_SKIP_RULES:
-        return []
+        return [], [], 0
     out: list[str] = []
+    benign: list[str] = []
+    labelled = 0
     plain_headers = {"host", "accept", "user-agent", "content-type", "content-length", "connection",
                      "proxy-connection", "accept-encoding", "accept-language", "cache-control", "keep-alive"}
     for test in doc.get("tests", []):
         for stage in test.get("stages", []):
             stage = stage.get("stage", stage)
             inp, log = stage.get("input", {}), (stage.get("output", {}) or {}).get("log", {}) or {}
-            if not (log.get("expect_ids") or (stage.get("output") or {}).get("expect_ids")):
-                continue
+            positive = bool(log.get("expect_ids") or (stage.get("output") or {}).get("expect_ids"))
+            said_benign = bool(CRS_FP_DESC.search(str(test.get("desc", ""))))
+            if not positive and not said_benign:
+                continue  # a negative test of one rule may well carry another rule's attack
+            sink = benign if said_benign else out
             wire: list[str] = []
             query = urlsplit(str(inp.get("uri", ""))).query
             data = inp.get("data", "")
@@ -216,16 +229,18 @@ def crs_payloads(text: str) -> list[str]:
                 if "=" not in part:
                     wire.append(part)
                     continue
-                wire += [v for _, v in (p.split("=", 1) if "=" in p else ("", p) for p in part.split("&"))]
+                wire += [v for _, v in (p.split("=", 1) if "=" in p else ("", p) for p in PARAM_SEP.split(part))]
             for name, value in headers.items():
                 if name.lower() == "cookie":
                     wire += [c.split("=", 1)[1] for c in str(value).split(";") if "=" in c]
                 elif name.lower() not in plain_headers:
                     wire.append(str(value))
             # wire form: '+' is a space; %XX stays, so the value reaches a server as the test sent it
-            out += [w.replace("+", " ").replace("\n", "%0A").replace("\r", "%0D") for w in wire
-                    if len(w) >= 3 and not re.fullmatch(r"[A-Za-z0-9_.\- ]*", unquote(w.replace("+", " ")))]
-    return out
+            values = [w.replace("+", " ").replace("\n", "%0A").replace("\r", "%0D") for w in wire
+                      if len(w) >= 3 and not re.fullmatch(r"[A-Za-z0-9_.\- ]*", unquote(w.replace("+", " ")))]
+            sink += values
+            labelled += len(values) if positive and said_benign else 0
+    return out, benign, labelled
 
 
 def quote_raw(value: str) -> str:
@@ -280,10 +295,20 @@ def build_attacks(repos: dict[str, Path]) -> dict[str, object]:
         add(f"{repo}:{path}", klass, readme_code_lines(git_show(repos, repo, path)))
     listing = subprocess.run(["git", "-C", str(repos[CRS]), "ls-tree", "-r", "--name-only", "HEAD",
                               "tests/regression/tests/"], check=True, capture_output=True, text=True).stdout
+    # values of the tests CRS describes as false positives are benign by CRS's own account: a positive test's
+    # companion parameter that also appears there is not an attack
+    crs_files = {klass: [crs_payloads(git_show(repos, CRS, path)) for path in sorted(listing.split())
+                         if path.endswith(".yaml") and any(f"/{p}" in path for p in prefixes)]
+                 for klass, prefixes in CRS_TESTS.items()}
+    crs_benign = {v for files in crs_files.values() for _, benign, _ in files for v in benign}
     for klass, prefixes in CRS_TESTS.items():
-        for path in sorted(listing.split()):
-            if path.endswith(".yaml") and any(f"/{p}" in path for p in prefixes):
-                add(f"{CRS}:tests/regression/tests/{prefixes[0]}*", klass, crs_payloads(git_show(repos, CRS, path)))
+        origin = f"{CRS}:tests/regression/tests/{prefixes[0]}*"
+        for positive, _, labelled in crs_files[klass]:
+            st = stats.setdefault(origin, {"read": 0, "kept": 0, "dropped": 0, "duplicate": 0})
+            benign_here = labelled + sum(v in crs_benign for v in positive)
+            st["read"] += benign_here
+            st["dropped"] += benign_here
+            add(origin, klass, [v for v in positive if v not in crs_benign])
     out = DATA / "attacks"
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
@@ -416,6 +441,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repo", action="append", default=[], metavar="NAME=GITDIR")
     ap.add_argument("--benign-only", action="store_true")
+    ap.add_argument("--attacks-only", action="store_true")
     args = ap.parse_args()
     if not args.benign_only:
         repos = {}
@@ -426,7 +452,8 @@ def main() -> None:
         if missing:
             sys.exit(f"l7_corpus: --repo NAME=GITDIR missing for {', '.join(missing)}")
         print(json.dumps(build_attacks(repos), indent=1))
-    print(json.dumps(build_benign(), indent=1))
+    if not args.attacks_only:
+        print(json.dumps(build_benign(), indent=1))
 
 
 if __name__ == "__main__":
