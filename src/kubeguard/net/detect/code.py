@@ -7,7 +7,8 @@ redirection into a ``.php`` file, ...) and then reads the code that follows with
 * ``php``: an open tag followed by code, a call of a function that runs commands or code
   (``system(``, ``eval(``, ``passthru(``, ``base64_decode(`` ...) whose first argument is code-shaped
   (a string literal, a variable, a call, backticks) rather than prose, ``phpinfo()``, complex
-  variable syntax ``${@print(...)}`` / ``{${...}}``, superglobals ``$_GET[...]``;
+  variable syntax ``${@print(...)}`` / ``{${...}}``, superglobals ``$_GET[...]``, a whole value that sets a
+  php.ini directive (``auto_prepend_file=...``, ``opcache.jit=...``), a session file's path (``/sess_...``);
 * ``ssi``: ``<!--#exec cmd=...-->`` and the other server-side include directives, ESI tags;
 * ``template``: the inside of ``{{ }}``, ``{% %}``, ``${ }``, ``#{ }``, ``*{ }``, ``<%= %>``,
   ``{$ }`` scored by its tokens: arithmetic on literals (``{{7*7}}``, the probe every scanner sends),
@@ -45,6 +46,24 @@ PHP_ONLY = (
 )
 # Prefixes of PHP extension functions (`pg_query`, `odbc_exec`, `stream_socket_client`, ...).
 PHP_EXT = "odbc|pg|zend|mysqli|ftp|stream|socket|ldap|openssl|array|ob|apache|sodium|mb|iconv|xmlrpc|dba|sqlite"
+# php.ini directives an attacker sets to run code or widen what PHP may do (through a `.user.ini`, a
+# `PHP_VALUE` FastCGI parameter or ini_set): a whole value that assigns one is a configuration injection.
+# Dotted directives of the extensions that change execution count by their prefix.
+PHP_INI = (
+    "auto_prepend_file|auto_append_file|allow_url_include|allow_url_fopen|disable_functions|disable_classes"
+    "|open_basedir|include_path|extension|extension_dir|zend_extension|engine|short_open_tag|safe_mode"
+    "|register_globals|error_log|log_errors|display_errors|html_errors|sendmail_path|sendmail_from|smtp|smtp_port"
+    "|doc_root|user_dir|upload_tmp_dir|file_uploads|upload_max_filesize|post_max_size|memory_limit"
+    "|max_execution_time|max_input_time|max_input_vars|precision|serialize_precision|unserialize_callback_func"
+    "|unserialize_max_depth|user_ini\\.filename|user_ini\\.cache_ttl|cgi\\.force_redirect|cgi\\.fix_pathinfo"
+    "|expose_php|enable_dl|variables_order|request_order|default_charset|output_handler|output_buffering"
+    "|implicit_flush|realpath_cache_size|pcre\\.(?:backtrack_limit|recursion_limit|jit)|assert\\.\\w+"
+    "|(?:opcache|mbstring|session|phar|xdebug|apc|apcu|zend|mysqli|pdo_mysql|sqlite3|curl|openssl|mail"
+    "|date|iconv|intl|ffi|zlib|soap|filter|highlight|browscap)\\.\\w+"
+)
+# A PHP session file named by its path (`/var/lib/php/sessions/sess_...`): including one runs what a form
+# stored in the session (LFI to code execution).
+_SESSION_FILE = re.compile(r"[/\\]sess_[A-Za-z0-9,-]{20,}\b")
 # Calls that are attacks even when empty: `phpinfo()`.
 _EMPTY_OK = frozenset({"phpinfo", "phpversion", "php_uname", "getcwd", "get_current_user", "die"})
 # Calls that need more than one code-shaped argument to count (they are also ordinary words).
@@ -53,7 +72,9 @@ _WEAK_CALLS = frozenset({"print", "md5", "chr", "hexdec", "sleep", "usleep", "di
                          "array_filter", "var_dump", "print_r"})
 
 ENTRIES = {
-    "php_tag": r"<\?(?:php\b|=|\s)|\[/?php\]",
+    "php_tag": r"<\?(?:php\b|=|\s)|\[[/\\]?php\]",
+    "php_ini": rf"^\s*(?:{PHP_INI})\s*=",
+    "php_session": r"[/\\]sess_[A-Za-z0-9,-]{20}",
     "php_call": rf"\b(?:{PHP_EXEC})\s*(?:\(|/\*|#|//)",
     "php_only": rf"\b(?:{PHP_ONLY})\s*(?:\(|/\*|#|//)",
     "php_object": r"\b[OC]:\d+:\"[\w\\]+\":\d+:\{",
@@ -99,6 +120,9 @@ _PHP_CALL = re.compile(
     re.I | re.S
 )
 _CALL_NAME = re.compile(r"[a-z_]\w*\s*\(", re.I)
+# a whole value that is one directive assignment (`engine=true`, `opcache.jit=50`), not prose that names one
+_PHP_INI = re.compile(
+    rf"\s*(?:{PHP_INI})\s*=\s*(?:\"[^\"\n]{{0,200}}\"|'[^'\n]{{0,200}}'|[\w./\\:-]{{1,200}})\s*$", re.I)
 _TEMPLATE = re.compile(
     r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*]\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
     r"|@\((.{0,200}?)\)|@\{\[(.{0,200}?)\]\}",
@@ -185,10 +209,16 @@ def _php(text: str) -> str | None:
         return text[tag.start() : tag.start() + 80]
     if tag and re.search(r"[;()$'\"`]", text[tag.end() : tag.end() + 200]):
         return text[tag.start() : tag.start() + 80]
-    if tag and tag.group(0).lower() in ("[php]", "[/php]"):
+    if tag and tag.group(0).lower() in ("[php]", "[/php]", "[\\php]"):
         return text[tag.start() : tag.start() + 80]
     if tag and re.match(r"\s*(?:echo|print|system|eval|include|require|exec|passthru|\$)", text[tag.end() :], re.I):
         return text[tag.start() : tag.start() + 80]
+    ini = _PHP_INI.match(text)
+    if ini:
+        return ini.group(0)[:80]
+    session = _SESSION_FILE.search(text)
+    if session:
+        return text[max(0, session.start() - 40) : session.end()]
     for name in ("php_only", "php_object", "php_wrapper", "php_dynamic"):
         for found in _ENTRY[name].finditer(text):
             called = found.group(0).split("(")[0].strip().lower()

@@ -2,12 +2,15 @@
 
 `request_values(req)` yields `Value`s: the path, each query parameter (key and value), cookies,
 the headers attackers use, and the body's values by its declared type (form, JSON, XML,
-multipart with declared base64 parts, or raw text). Work is bounded: at most `MAX_VALUES` values,
-`MAX_DEPTH` levels of JSON, `MAX_BODY` bytes of body, `MAX_PARTS` multipart parts.
+multipart with declared base64 parts, or raw text), and the text a whole-value base64 spells.
+Work is bounded: at most `MAX_VALUES` values, `MAX_DEPTH` levels of JSON, `MAX_BODY` bytes of body,
+`MAX_PARTS` multipart parts.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
 from collections.abc import Iterator
@@ -27,6 +30,9 @@ _XML_TEXT = re.compile(
     r">([^<>]{1,4096})<|=\s*\"([^\"]{1,4096})\"|=\s*'([^']{1,4096})'|<!\[CDATA\[(.{0,4096}?)\]\]>", re.S
 )
 _DATA_URI = re.compile(r"data:[\w/+.-]*(?:;[\w=.-]+)*;base64,([A-Za-z0-9+/=]{8,})")
+# A whole value that is base64 (16 characters or more, padded to a multiple of 4): an application that decodes
+# it (a serialized object, a Node.js payload) runs what it spells, so that text is inspected too.
+_B64_VALUE = re.compile(r"(?:[A-Za-z0-9+/]{4}){3,}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)")
 
 
 @dataclass(slots=True)
@@ -136,6 +142,20 @@ def body_values(req: HttpRequest) -> Iterator[Value]:
     yield from _typed_values(text, ctype.split(";", 1)[0].strip(), "body")
 
 
+def _b64_text(value: str) -> str | None:
+    """The ASCII text a whole-value base64 spells, or None: hex digits, plain words (`computeResources`) and
+    binary tokens are not base64 text."""
+    if not re.search(r"[0-9+/=]", value) or re.fullmatch(r"[0-9a-fA-F]+", value):
+        return None
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not raw or any((b < 0x20 and b not in (9, 10, 13)) or b > 0x7E for b in raw):
+        return None
+    return raw.decode("ascii")
+
+
 def request_values(req: HttpRequest) -> list[Value]:
     """Every value of `req` worth inspecting, decoded, capped at `MAX_VALUES`."""
     out: list[Value] = []
@@ -166,6 +186,10 @@ def request_values(req: HttpRequest) -> list[Value]:
             break
     extra: list[Value] = []
     for val in out:
+        if len(val.text) >= 16 and _B64_VALUE.fullmatch(val.text):
+            decoded = _b64_text(val.text)
+            if decoded is not None:
+                extra.append(Value(val.where + " (base64)", normalize(decoded), sql=False))
         if ";base64," not in val.text:
             continue
         for match in _DATA_URI.finditer(val.text[:MAX_BODY]):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 MAX_PASSES = 16  # nesting levels resolved; deeper nesting is itself reported
-_INNER = re.compile(r"\$\{([^${}]*)\}")
+_INNER = re.compile(r"\$\{((?:[^${}]|\$(?!\{))*)\}")  # a '$' not opening a lookup may be text: `${::-x$}`
 _JNDI = re.compile(r"(?i)\$\{\s*jndi\s*:\s*([a-z]{2,10})\s*:\s*/{0,2}([^}\s]{0,120})")
 _JNDI_PROTOCOLS = frozenset({"ldap", "ldaps", "rmi", "dns", "iiop", "corba", "nds", "nis", "http", "https", "jms"})
 

@@ -162,6 +162,10 @@ _ARTEFACT = re.compile(
     # after a separator (sqlite's `.shell` / `.system`), a command word escaped by a backslash as a value starts
     r"|\b(?:ba|da|z|k)?sh,-c,|(?:[;\n]|\\n)\.\s*\\?[\"']?(?:shell|system|sh)\s+[\w/]"
     r"|^\s*\\(?:ls|id|cat|whoami|uname|sh|bash|nc|curl|wget|rm|ps|env)\b"
+    # `at` scheduling a command after a separator: a time, then the job in quotes or from a redirection
+    r"|(?:[;|&\n]|\\n)\s*at\s+(?:\d{1,2}(?::\d{2})?\s*(?:am|pm)?|now|midnight|noon|teatime)(?:\s*\+\s*\d+\s*\w+)?"
+    r"\s*(?:[\"']\s*(?:/|(?:echo|sh|bash|curl|wget|nc|ncat|rm|cat|python3?|perl|php|ruby|chmod|touch|cp|mv)\b)"
+    r"|<\s*[/\w])"
     # a directory-stack tilde expansion as the whole value (`~+`, `~-1`: the shell's working directories);
     # parameter expansions that carve a path out of a variable (`${PATH#{}/}`, `${HOME:0:1}`, `${x//a?b/}`)
     r"|^\s*~[+-]\d{0,2}\s*$|\$\{[A-Za-z_]\w*(?:#\{\}|:\d+:\d+\}|//[^{}/\s]*/\})",
@@ -170,11 +174,15 @@ _ARTEFACT = re.compile(
 # A shell function that runs itself in the background or through a pipe: a fork bomb (`f(){ f & f; };f`).
 _FORK_BOMB = re.compile(r"([\w.:-]+)\s*\(\)\s*\{[^{}]{0,80}?(?<![\w.:-])\1\s*(?:\(\)\s*)?[&|][^{}]{0,80}\}")
 # Variables a value assigns and then runs (`a=nc&&$a -nlvp 555`, `c=cat;a=/etc;$c $a/passwd`).
-_ASSIGNMENT = re.compile(r"(?:^|(?<=[;&|\s]))([A-Za-z_]\w{0,15})=([\w./-]{1,64})(?=[;&|\s]|$)")
+# A value may be quoted (`v='u'`), an escaped space (`c4=\ `) or a glob (`g=adduse[r]`).
+_ASSIGNMENT = re.compile(r"(?:^|(?<=[;&|\s]))([A-Za-z_]\w{0,15})="
+                         r"('[^'\s]{1,64}'|\"[^\"\s]{1,64}\"|\\ |[\w./?*\[\]-]{1,64})(?=[;&|\s]|$)")
 # Evasions undone before tokenising: caret escapes, `$@` / `$*` / `$9`, quotes and backslashes inside words.
 _TERMINAL = re.compile(r"\\(?:033|x1b|e)\[\d*[a-z]|\x1b\[\d*[a-z]", re.I)
 _CARET = re.compile(r"(?<=\w)\^(?=\w)")
-_EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:``|[<>]\(\)|\$\{?[A-Za-z_]\w{0,2}\}?(?=[\w\s/]))")
+# (inside a word, the shell's special parameters too: `c$$at /et$?c/pas$_swd` is cat /etc/passwd with noise)
+_EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:\$[$?!_-](?=[\w/])|``|[<>]\(\)"
+                          r"|\$\{?[A-Za-z_]\w{0,2}\}?(?=[\w\s/]))")
 _IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
 _INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
 _EMPTY_QUOTES = re.compile(r"''|\"\"")
@@ -224,6 +232,8 @@ GATE_PARTS = (
     rf"{_SEP}[\s'\"({{@]*(?:{_WORDS})(?:\.exe)?\b",
     rf"{_SEP}[\s'\"({{@]*[\w/.~-]*(?:[/'\"\\^]|\$[\w@*{{(])",
     r"\w(?:``|[<>]\(\))\w",
+    # a special parameter as noise inside a word (`c$$at`, `/et$_c`: `_EMPTY_PARAM`)
+    r"\w\$[$?!_@*-][\w/]",
     rf"^[\s'\"]*(?:{_WORDS})(?:\.exe)?(?:\s+\S|[<>|;&`])",
     r"^[\s'\"]*(?:[a-z]:)?[/\\][\w./\\-]*(?:bin|system32)[/\\]",
     r"^\s*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
@@ -447,7 +457,7 @@ def _alias_definition(words: list[str]) -> bool:
 
 def _expand_assigned(text: str) -> str:
     """`text` with the variables it assigns itself (``a=nc``) expanded where it uses them (``$a``, ``${a}``)."""
-    values = dict(_ASSIGNMENT.findall(text))
+    values = {name: " " if value == "\\ " else value.strip("'\"") for name, value in _ASSIGNMENT.findall(text)}
     if not values:
         return text
     return re.sub(r"\$\{?([A-Za-z_]\w{0,15})\}?", lambda m: values.get(m.group(1), m.group(0)), text)
@@ -491,7 +501,16 @@ def _brace_evasion(text: str) -> str | None:
 @lru_cache(maxsize=4096)  # user agents, ids and form values repeat
 def command_injection(value: str) -> str | None:
     """The command line a shell would run from `value` (evidence), or None."""
-    text = value[:8192]
+    found = _command_line(value[:8192])
+    if found is None and "+" in value and not any(c.isspace() for c in value[:8192]):
+        # `;cat+/etc/passwd` with its '+' sent as %2B: an application that decodes the value once more (or
+        # hands it to a CGI script, which reads '+' as a space) runs it with spaces
+        found = _command_line(value[:8192].replace("+", " "))
+    return found
+
+
+def _command_line(text: str) -> str | None:
+    """`command_injection` on one reading of the value."""
     artefact = _ARTEFACT.search(text)
     if artefact:
         return text[max(0, artefact.start() - 20) : artefact.end() + 20]
