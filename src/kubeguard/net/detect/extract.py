@@ -30,8 +30,9 @@ _XML_TEXT = re.compile(
     r">([^<>]{1,4096})<|=\s*\"([^\"]{1,4096})\"|=\s*'([^']{1,4096})'|<!\[CDATA\[(.{0,4096}?)\]\]>", re.S
 )
 _DATA_URI = re.compile(r"data:[\w/+.-]*(?:;[\w=.-]+)*;base64,([A-Za-z0-9+/=]{8,})")
-# A whole value that is base64 (16 characters or more, padded to a multiple of 4): an application that decodes
-# it (a serialized object, a Node.js payload) runs what it spells, so that text is inspected too.
+# A whole parameter, cookie or body value that is base64 (16 characters or more, padded to a multiple of 4): an
+# application that decodes it (a serialized object, a Node.js payload) runs what it spells, so that text is
+# inspected too (header values are not: `application/json` is base64-shaped).
 _B64_VALUE = re.compile(r"(?:[A-Za-z0-9+/]{4}){3,}(?:[A-Za-z0-9+/]{4}|[A-Za-z0-9+/]{3}=|[A-Za-z0-9+/]{2}==)")
 
 
@@ -186,7 +187,8 @@ def request_values(req: HttpRequest) -> list[Value]:
             break
     extra: list[Value] = []
     for val in out:
-        if len(val.text) >= 16 and _B64_VALUE.fullmatch(val.text):
+        if (len(val.text) >= 16 and not len(val.text) % 4 and not val.where.startswith("header")
+                and _B64_VALUE.fullmatch(val.text)):
             decoded = _b64_text(val.text)
             if decoded is not None:
                 extra.append(Value(val.where + " (base64)", normalize(decoded), sql=False))
