@@ -16,8 +16,8 @@ The client's loop is pinned to the last CPU in every condition (taskset; the age
 fanotify) with the client's policy in protect (its executables and the server allowed: every exec passes the bpftrace
 exec guard, every connect the cgroup connect4 program); the figures are the medians over the rounds and the ratio is
 protect / no agent. Once each, for where the time goes: the guards alone; the agent detecting only (no policies); the
-full agent in protect with bpftrace's per-printf perf wake-ups (KUBEGUARD_PERF_SHIM=0). The protect and detection-only
-rounds run the sensor with the perfwake shim (KUBEGUARD_PERF_SHIM=1, the default).
+full agent in protect with the sensor's exec sections in bpftrace (KUBEGUARD_EXEC_PROBE=0). The protect and
+detection-only rounds run the sensor as the agent does by default: the perfwake shim and the compiled exec probe.
 """
 
 from __future__ import annotations
@@ -124,18 +124,18 @@ TASKSET = shutil.which("taskset", path="/usr/bin:/bin") or "/usr/bin/taskset"
 
 
 def run_agent(work: Path, pods: Path, policies: Path | None, client: Pod, lat: Path, noop: Path, server: Pod,
-              count: int, shim: bool = True) -> dict[str, float]:
+              count: int, exec_probe: bool = True) -> dict[str, float]:
     """One agent lifetime: start, wait until the client's policy is enforced, warm up, measure, stop."""
-    previous = os.environ.get("KUBEGUARD_PERF_SHIM")
-    os.environ["KUBEGUARD_PERF_SHIM"] = "1" if shim else "0"
+    previous = os.environ.get("KUBEGUARD_EXEC_PROBE")
+    os.environ["KUBEGUARD_EXEC_PROBE"] = "1" if exec_probe else "0"
     try:
         extra = ["--policy-dir", str(policies)] if policies is not None else []
         agent = AgentProcess.start(work, pods, extra=extra)
     finally:
         if previous is None:
-            os.environ.pop("KUBEGUARD_PERF_SHIM", None)
+            os.environ.pop("KUBEGUARD_EXEC_PROBE", None)
         else:
-            os.environ["KUBEGUARD_PERF_SHIM"] = previous
+            os.environ["KUBEGUARD_EXEC_PROBE"] = previous
     try:
         deadline = time.monotonic() + 120
         while policies is not None and "shop/Deployment/bench-client protect enforced" not in agent.stderr():
@@ -204,8 +204,8 @@ def main() -> int:
         none_rounds.append(measure(client, lat, noop, server, args.count))
         guards = guards_only(client, lat, noop, server, args.count, nsenter)
         detect = run_agent(work / "agent-detect", pods, None, client, lat, noop, server, args.count)
-        per_event = run_agent(work / "agent-per-event", pods, policies, client, lat, noop, server, args.count,
-                              shim=False)
+        bt_exec = run_agent(work / "agent-bt-exec", pods, policies, client, lat, noop, server, args.count,
+                            exec_probe=False)
         loads.append(os.getloadavg()[0])
     finally:
         lab.close()
@@ -214,7 +214,7 @@ def main() -> int:
     ratios = {key: protect[key] / base[key] for key in KEYS}
     rows = [f"| {key.replace('_', ' ')} | {base[key]:.1f} | {protect[key]:.1f} | **{ratios[key]:.2f}** | "
             f"{guards[key]:.1f} ({guards[key] / base[key]:.2f}) | {detect[key]:.1f} ({detect[key] / base[key]:.2f}) | "
-            f"{per_event[key]:.1f} ({per_event[key] / base[key]:.2f}) |" for key in KEYS]
+            f"{bt_exec[key]:.1f} ({bt_exec[key] / base[key]:.2f}) |" for key in KEYS]
     per_round = ", ".join(f"{added(n, p, 'exec_p50'):+.0f}/{added(n, p, 'connect_p50'):+.0f}"
                           for n, p in zip(none_rounds, protect_rounds, strict=False))
     markdown = "\n".join([
@@ -224,8 +224,9 @@ def main() -> int:
         "agent / full agent with the pod's workload in protect (sensors, default rules, exec guard, connect4 guard), "
         f"plus a last no-agent round: medians of the {len(none_rounds)} and {len(protect_rounds)} rounds. Once each, "
         "in brackets against the no-agent median: the guards alone (bpftrace exec guard + cgroup connect4 program, "
-        "no sensors); the agent detecting only (no policies); the full agent in protect with one perf wake-up per "
-        "bpftrace printf (`KUBEGUARD_PERF_SHIM=0`, the sensor as it was before the perfwake shim). "
+        "no sensors); the agent detecting only (no policies); the full agent in protect with the sensor's exec "
+        "sections in bpftrace instead of the compiled exec probe (`KUBEGUARD_EXEC_PROBE=0`, the sensor as it was "
+        "before the probe). "
         "Back-to-back rows: each call right after the previous one (~10k execs/s, the agent decoding and matching "
         f"them on the other core of two); paced rows: each call {GAP_US} us after the previous one ended (a pod's "
         "rate; the pause is not counted, and cold caches after it make the no-agent call itself slower). The "
@@ -233,7 +234,7 @@ def main() -> int:
         "identical runs on an idle machine); the agent is not pinned.",
         "",
         "| measure | no agent | protect | protect / no agent | guards only | agent, detection only | "
-        "protect, per-printf wake-ups |",
+        "protect, exec sections in bpftrace |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",

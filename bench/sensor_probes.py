@@ -5,9 +5,10 @@ Run as root: `PYTHONPATH=src:. python -m bench.sensor_probes [--count 3000] [--r
 The latency loop of bench/policy.py (bench/policy_lat/lat.c: vfork + execve of a static no-op + wait;
 socket + TCP connect + close to a loopback listener) runs on the host in interleaved rounds of: no sensor;
 the ebpf sensor (kubeguard.bt but its optional execenv section, as the agent runs it when no loaded rule reads
-proc.env; events decoded and thrown away) with one perf wake-up per bpftrace printf (`batch_wakeups=False`,
-bpftrace as packaged); the same with the perfwake shim; and both again with the execenv section (the environment
-copied at every exec: one line per 256 bytes of it; the loop's programs get this process's environment).
+proc.env; events decoded and thrown away) with its exec sections in bpftrace and one perf wake-up per printf
+(`batch_wakeups=False`, bpftrace as packaged); the same with the perfwake shim; the same with the compiled exec
+probe instead of bpftrace's exec sections (the agent's default, docs/sensors.md); and the last two again with the
+execenv section (the environment copied at every exec; the loop's programs get this process's environment).
 While the sensor runs, BPF run-time statistics are on (BPF_ENABLE_STATS, for this process's lifetime
 only) and the run time of every program of the sensor's bpftrace is read from its fdinfo before and
 after each loop: the kernel time per exec or connect (the probes of the server's accept included, and
@@ -33,8 +34,8 @@ from kubeguard.sensors.ebpf import EbpfSensor
 
 SYS_BPF = 321  # x86_64
 BPF_ENABLE_STATS = 32
-VARIANTS = ("no sensor", "per-printf wake-ups", "perfwake shim", "per-printf wake-ups + execenv",
-            "perfwake shim + execenv")
+VARIANTS = ("no sensor", "per-printf wake-ups", "perfwake shim", "perfwake shim + exec probe",
+            "perfwake shim + execenv", "perfwake shim + exec probe + execenv")
 
 
 def enable_bpf_stats() -> int:
@@ -59,6 +60,13 @@ def probe_ns(pid: int) -> int:
             if line.startswith("run_time_ns:"):
                 total += int(line.split()[1])
     return total
+
+
+def sensor_probe_ns(sensor: EbpfSensor | None) -> int:
+    """Total run time (ns) of the sensor's BPF programs: bpftrace's and the exec probe's."""
+    if sensor is None:
+        return 0
+    return sum(probe_ns(proc.pid) for proc in (sensor.proc, sensor.probe) if proc is not None)
 
 
 def environment_bytes() -> int:
@@ -95,8 +103,11 @@ def measure(variant: str, lat: Path, noop: Path, port: int, count: int) -> dict[
     sensor = None
     if variant != "no sensor":
         sensor = EbpfSensor(batch_wakeups=variant.startswith("perfwake shim"),
-                            skip_sections=() if variant.endswith("+ execenv") else ("execenv",))
+                            skip_sections=() if variant.endswith("+ execenv") else ("execenv",),
+                            exec_probe="exec probe" in variant)
         sensor.start()
+        if "exec probe" in variant and sensor.probe is None:
+            raise SystemExit(f"bench.sensor_probes: the exec probe did not run: {sensor.exec_probe_state}")
         stop = threading.Event()
         thread = threading.Thread(target=sensor.run, args=(lambda event: None, stop), daemon=True)
         thread.start()
@@ -104,9 +115,9 @@ def measure(variant: str, lat: Path, noop: Path, port: int, count: int) -> dict[
         loop(lat, "exec", 300, targets["exec"])  # warm
         out: dict[str, float] = {}
         for kind in ("exec", "connect"):
-            before = probe_ns(sensor.proc.pid) if sensor and sensor.proc else 0
+            before = sensor_probe_ns(sensor)
             out[f"{kind}_p50"] = loop(lat, kind, count, targets[kind])
-            after = probe_ns(sensor.proc.pid) if sensor and sensor.proc else 0
+            after = sensor_probe_ns(sensor)
             out[f"{kind}_probe_us"] = (after - before) / count / 1000
         if sensor is not None:
             out["lost"] = sensor.stats()["lost"]
@@ -162,7 +173,9 @@ def main() -> int:
         "",
         "bpftrace 0.17 asks the kernel for a reader wake-up on every printf; the irq_work behind it costs ~10 us "
         "inside the probe on this VM, on the traced program's time. The perfwake shim (docs/sensors.md) wakes "
-        "the reader at a watermark and drains every 20 ms instead. Run at `nice -n 19` on the shared 2-core "
+        "the reader at a watermark and drains every 20 ms instead. The exec probe rows run the exec, facts, "
+        "environment and process-exit sections as one compiled BPF program per event writing a ring-buffer record "
+        "(execprobe.bpf.c) instead of bpftrace's line per printf. Run at `nice -n 19` on the shared 2-core "
         f"machine, 1-min load average {min(loads):.1f} to {max(loads):.1f}: the probe times are the "
         "load-robust figures, the latencies move with other work. The execenv rows copy each exec's environment "
         f"in the kernel ({environment_bytes()} bytes here: {environment_bytes() // 256 + 1} XE lines per exec), "

@@ -38,7 +38,7 @@ def shim_path(cache_dirs: tuple[Path, ...] = CACHE_DIRS, compiler: str | None = 
     text = source()
     name = f"perfwake-{hashlib.sha256(text.encode()).hexdigest()[:16]}.so"
     for directory in cache_dirs:
-        if (directory / name).is_file() and _trusted(directory) and _trusted(directory / name):
+        if (directory / name).is_file() and trusted(directory) and trusted(directory / name):
             return directory / name
     cc = compiler or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
@@ -47,7 +47,7 @@ def shim_path(cache_dirs: tuple[Path, ...] = CACHE_DIRS, compiler: str | None = 
     for directory in cache_dirs:
         try:
             directory.mkdir(mode=0o755, parents=True, exist_ok=True)
-            if not _trusted(directory):
+            if not trusted(directory):
                 errors.append(f"{directory}: writable by other users or not ours")
                 continue
             with tempfile.TemporaryDirectory(dir=directory) as work:
@@ -64,7 +64,7 @@ def shim_path(cache_dirs: tuple[Path, ...] = CACHE_DIRS, compiler: str | None = 
     raise ShimUnavailable("no writable cache directory for the perf wake-up shim (" + "; ".join(errors) + ")")
 
 
-def _trusted(path: Path) -> bool:
+def trusted(path: Path) -> bool:
     """Ours and writable by nobody else (the library is preloaded into a root process)."""
     info = path.stat()
     return info.st_uid == os.geteuid() and not info.st_mode & 0o022

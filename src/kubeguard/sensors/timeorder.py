@@ -22,6 +22,19 @@ STUCK_NS = 2_000_000_000  # with markers: at idle, events this old are released 
 _TIME = itemgetter("evt.time")
 
 
+EXEC_MARKER_PREFIX = b'{"type": "kg_drain_exec", "data": '  # the compiled exec probe's drains (execprobe.c)
+
+
+def exec_marker_time(line: bytes) -> int | None:
+    """The drain time of an exec probe marker line, None for any other line."""
+    if not line.startswith(EXEC_MARKER_PREFIX):
+        return None
+    try:
+        return int(line[len(EXEC_MARKER_PREFIX):].rstrip().rstrip(b"}"))
+    except ValueError:
+        return None
+
+
 def marker_time(line: bytes) -> int | None:
     """The drain time (CLOCK_MONOTONIC ns) of a shim marker line, None for any other line."""
     if not line.startswith(MARKER_PREFIX):

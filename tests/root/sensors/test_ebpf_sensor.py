@@ -24,13 +24,27 @@ from kubeguard.sensors.ebpf import EbpfSensor, tracing_dir
 PY = sys.executable
 
 
-@pytest.fixture(scope="module")
-def log(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EventLog]:
+@pytest.fixture(scope="module", params=["exec probe", "bpftrace exec sections"])
+def log(request: pytest.FixtureRequest) -> Iterator[EventLog]:
+    """The sensor with the compiled exec probe (the default where it builds) and with kubeguard.bt's own exec
+    sections (its fallback): every test holds for both."""
     need_root("bpftrace")
     require(shutil.which("bpftrace") is not None, "bpftrace")
     require(tracing_dir() is not None, "tracefs")
     record = Path(os.environ["KG_RECORD_BPFTRACE"]) if os.environ.get("KG_RECORD_BPFTRACE") else None
-    yield from run_sensor(EbpfSensor(record=record))
+    yield from run_sensor(EbpfSensor(record=record, exec_probe=request.param == "exec probe"))
+
+
+def test_the_exec_probe_runs_where_asked(log: EventLog) -> None:
+    """Under CI the compiled exec probe must build and run (clang, bpftool and libbpf-dev come with
+    scripts/setup-host.sh); with it off, bpftrace runs the exec sections itself."""
+    sensor = log.sensor
+    assert isinstance(sensor, EbpfSensor)
+    if sensor.exec_probe:
+        require(sensor.exec_probe_state == "compiled", f"the exec probe: {sensor.exec_probe_state}")
+        assert sensor.probe is not None and sensor.probe.poll() is None
+    else:
+        assert sensor.probe is None and sensor.exec_probe_state == "off"
 
 
 def py(code: str, **kwargs) -> subprocess.CompletedProcess[str]:

@@ -1,0 +1,464 @@
+/* Loader and reader of execprobe.bpf.o (kubeguard's compiled exec probe; see execprobe.bpf.c).
+ *
+ *   execprobe OBJECT [RING_BYTES]
+ *
+ * Loads and attaches the object's programs, prints {"type": "kg_exec_ready"} once they are attached, then
+ * every DRAIN_MS drains the ring buffer and prints each record as the lines kubeguard.bt's exec, execfacts,
+ * execenv and procexit sections print ({"type": "printf", "data": "A\x1f..."} in bpftrace's -f json form):
+ * A (entry) and V (more argv), XE (environment), XF (facts), X (exit), W (cwd), Q (process exit); then a drain
+ * marker {"type": "kg_drain_exec", "data": T}: every record stamped before T (CLOCK_MONOTONIC) is out.
+ * Records the kernel dropped (full ring) are printed as {"type": "lost_events", "data": {"events": N}}.
+ * Output goes to stdout in writes of whole lines of at most PIPE_BUF bytes, so it can share a pipe with
+ * bpftrace's. Ends on SIGTERM/SIGINT or when stdout is gone. Build: cc -O2 execprobe.c -lbpf */
+#define _GNU_SOURCE
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DRAIN_MS 20
+#define STR_LEN 64
+#define FILENAME_LEN 256
+#define ARGS_LEN 1024
+#define ARGV_MAX 15
+#define CWD_MAX 10
+#define ENV_LEN 4096
+#define ENV_CHUNK 64
+
+enum { REC_EXEC = 1, REC_ENV = 2, REC_FAIL = 3, REC_EXIT = 4 };
+
+struct header {
+    uint32_t type;
+    uint32_t tgid, tid, ppid, uid, gid, pidns, vpid;
+    uint64_t ktime, cgroup;
+    char comm[16];
+};
+
+struct exec_rec {
+    struct header h;
+    uint32_t loginuid, sid, tty_major, tty_minor, facts, args_len, cwd_n, pad;
+    uint64_t cap_permitted, cap_effective, cap_inheritable;
+    char filename[FILENAME_LEN];
+    char args[ARGS_LEN];
+    char cwd[CWD_MAX][STR_LEN];
+    uint8_t cwd_root[CWD_MAX];
+    uint8_t cwd_pad[6];
+};
+
+struct env_rec {
+    struct header h;
+    uint64_t length;
+    uint32_t copied, pad;
+    char env[ENV_LEN];
+};
+
+struct fail_rec {
+    struct header h;
+    int64_t ret;
+    uint32_t loginuid, sid, tty_major, tty_minor, argc, pad;
+    char filename[STR_LEN];
+    char argv[ARGV_MAX][STR_LEN];
+    char cwd[CWD_MAX][STR_LEN];
+    uint8_t cwd_root[CWD_MAX];
+    uint8_t cwd_pad[6];
+};
+
+struct exit_rec {
+    struct header h;
+    uint32_t status, pad;
+};
+
+static volatile sig_atomic_t stopping;
+static int out_broken;
+
+/* ---- output: whole lines, flushed in writes of at most PIPE_BUF bytes ---- */
+static char out[PIPE_BUF];
+static size_t out_len;
+static char line[PIPE_BUF];
+static size_t line_len;
+
+static void flush_out(void)
+{
+    size_t done = 0;
+    while (done < out_len && !out_broken) {
+        ssize_t n = write(1, out + done, out_len - done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            out_broken = 1;
+            break;
+        }
+        done += (size_t)n;
+    }
+    out_len = 0;
+}
+
+static void put(const char *s, size_t n)
+{
+    if (line_len + n > sizeof(line) - 8)
+        n = sizeof(line) - 8 > line_len ? sizeof(line) - 8 - line_len : 0;
+    memcpy(line + line_len, s, n);
+    line_len += n;
+}
+
+static void puts_(const char *s) { put(s, strlen(s)); }
+
+static void putf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void putf(const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        put(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+}
+
+/* a string field, JSON-escaped, cut at its NUL or `max` bytes (bpftrace's %s of a 64-byte str()) */
+static void put_str(const char *s, size_t max)
+{
+    char esc[8];
+    for (size_t i = 0; i < max && s[i]; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            put(esc, 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            put(esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c));
+        } else {
+            put((const char *)&c, 1);
+        }
+    }
+}
+
+/* bytes as bpftrace's %r renders them (\xNN for all but printable ASCII), JSON-escaped */
+static void put_raw(const unsigned char *b, size_t n)
+{
+    char esc[8];
+    for (size_t i = 0; i < n; i++) {
+        if (b[i] >= 0x20 && b[i] < 0x7f && b[i] != '\\' && b[i] != '"')
+            put((const char *)&b[i], 1);
+        else
+            put(esc, (size_t)snprintf(esc, sizeof(esc), "\\\\x%02x", b[i]));
+    }
+}
+
+static void begin(const char *tag)
+{
+    line_len = 0;
+    puts_("{\"type\": \"printf\", \"data\": \"");
+    puts_(tag);
+}
+
+static void sep(void) { puts_("\\u001f"); }
+
+static void end_line(void)
+{
+    puts_("\\n\"}\n");
+    if (out_len + line_len > sizeof(out))
+        flush_out();
+    memcpy(out + out_len, line, line_len);
+    out_len += line_len;
+    line_len = 0;
+}
+
+static void header_fields(const struct header *h, uint64_t ns)
+{
+    putf("\\u001f%llu\\u001f%u\\u001f%u\\u001f%u\\u001f%u\\u001f%u\\u001f%llu\\u001f%u\\u001f%u",
+         (unsigned long long)ns, h->tgid, h->tid, h->ppid, h->uid, h->gid, (unsigned long long)h->cgroup,
+         h->pidns, h->vpid);
+    sep();
+    put_str(h->comm, sizeof(h->comm));
+}
+
+/* A and V lines: the file name and argv (`args`: `argc` strings of at most STR_LEN bytes each) */
+static void entry_lines(const struct header *h, uint64_t entry_ns, const char *filename, size_t filename_max,
+                        char args[][STR_LEN], int argc)
+{
+    begin("A");
+    header_fields(h, entry_ns);
+    sep();
+    put_str(filename, filename_max < STR_LEN - 1 ? filename_max : STR_LEN - 1);
+    for (int i = 0; i < 3; i++) {
+        sep();
+        if (i < argc)
+            put_str(args[i], STR_LEN - 1);
+    }
+    putf("\\u001f%d", argc > 3);
+    end_line();
+    for (int first = 3; first < argc && first < ARGV_MAX; first += 4) {
+        begin("V");
+        putf("\\u001f%u\\u001f%d", h->tid, first);
+        for (int i = first; i < first + 4; i++) {
+            sep();
+            if (i < argc)
+                put_str(args[i], STR_LEN - 1);
+        }
+        putf("\\u001f%d", argc > first + 4);
+        end_line();
+    }
+}
+
+static void exit_line(const struct header *h, uint64_t ns, long long ret, uint32_t loginuid, uint32_t sid,
+                      uint32_t major, uint32_t minor, uint64_t entry_ns)
+{
+    begin("X");
+    header_fields(h, ns);
+    putf("\\u001f%lld\\u001f%u\\u001f%u\\u001f%u\\u001f%u\\u001f\\u001f%llu", ret, loginuid, sid, major, minor,
+         (unsigned long long)entry_ns);
+    end_line();
+}
+
+/* W lines: three components each from the leaf upward (name|is_root), then whether the walk reached the root
+ * after them; the next line only when it did not */
+static void cwd_lines(uint32_t tid, const char cwd[CWD_MAX][STR_LEN], const uint8_t *root)
+{
+    for (int first = 0; first + 3 < CWD_MAX; first += 3) {
+        begin("W");
+        putf("\\u001f%u\\u001f%d", tid, first);
+        for (int k = first; k < first + 3; k++) {
+            sep();
+            put_str(cwd[k], STR_LEN - 1);
+            putf("|%d", root[k]);
+        }
+        putf("\\u001f%d", root[first + 3]);
+        end_line();
+        if (root[first + 3])
+            break;
+    }
+}
+
+static uint32_t env_tid;
+static struct env_rec env_pending;
+static int env_have;
+
+static void env_lines(const struct env_rec *e)
+{
+    uint64_t length = e->length;
+    uint64_t size = length < ENV_LEN ? length : ENV_LEN;
+    for (uint64_t offset = 0; offset == 0 || offset < size; offset += 4 * ENV_CHUNK) {
+        begin("XE");
+        putf("\\u001f%u\\u001f%llu\\u001f%llu", e->h.tid, (unsigned long long)offset, (unsigned long long)length);
+        for (int j = 0; j < 4; j++) {
+            /* as kubeguard.bt reads it: the 64 bytes from the chunk's offset, or the 64 ending at the
+             * environment's end when that would run past it (bytes outside what was copied are zero) */
+            long long nominal = (long long)offset + ENV_CHUNK * j;
+            long long start = nominal + ENV_CHUNK > (long long)length ? (long long)length - ENV_CHUNK : nominal;
+            unsigned char chunk[ENV_CHUNK];
+            for (int k = 0; k < ENV_CHUNK; k++) {
+                long long pos = start + k;
+                chunk[k] = pos >= 0 && pos < (long long)e->copied ? (unsigned char)e->env[pos] : 0;
+            }
+            sep();
+            put_raw(chunk, ENV_CHUNK);
+        }
+        end_line();
+    }
+}
+
+static int on_exec(const struct exec_rec *r)
+{
+    char args[ARGV_MAX][STR_LEN];
+    int argc = 0;
+    size_t i = 0;
+    while (i < r->args_len && argc < ARGV_MAX) {
+        size_t n = strnlen(r->args + i, r->args_len - i);
+        if (n == 0)
+            break; /* an empty argument ends argv, as kubeguard.bt's str() of it does */
+        size_t keep = n < STR_LEN - 1 ? n : STR_LEN - 1;
+        memcpy(args[argc], r->args + i, keep);
+        args[argc][keep] = 0;
+        argc++;
+        i += n + 1;
+    }
+    uint64_t entry_ns = r->h.ktime - 1; /* the A line pairs with its X line by this stamp */
+    entry_lines(&r->h, entry_ns, r->filename, FILENAME_LEN, args, argc);
+    if (env_have && env_tid == r->h.tid)
+        env_lines(&env_pending);
+    env_have = 0;
+    if (r->facts) {
+        begin("XF");
+        putf("\\u001f%u\\u001f%u\\u001f%llu\\u001f%llu\\u001f%llu", r->h.tid, r->facts,
+             (unsigned long long)r->cap_permitted, (unsigned long long)r->cap_effective,
+             (unsigned long long)r->cap_inheritable);
+        end_line();
+    }
+    exit_line(&r->h, r->h.ktime, 0, r->loginuid, r->sid, r->tty_major, r->tty_minor, entry_ns);
+    cwd_lines(r->h.tid, r->cwd, r->cwd_root);
+    return 0;
+}
+
+static int on_fail(const struct fail_rec *r)
+{
+    char args[ARGV_MAX][STR_LEN];
+    int argc = r->argc < ARGV_MAX ? (int)r->argc : ARGV_MAX;
+    for (int i = 0; i < argc; i++) {
+        memcpy(args[i], r->argv[i], STR_LEN);
+        args[i][STR_LEN - 1] = 0;
+        if (!args[i][0]) {
+            argc = i;
+            break;
+        }
+    }
+    uint64_t entry_ns = r->h.ktime - 1;
+    entry_lines(&r->h, entry_ns, r->filename, STR_LEN, args, argc);
+    exit_line(&r->h, r->h.ktime, (long long)r->ret, r->loginuid, r->sid, r->tty_major, r->tty_minor, entry_ns);
+    cwd_lines(r->h.tid, r->cwd, r->cwd_root);
+    return 0;
+}
+
+static int on_record(void *ctx, void *data, size_t size)
+{
+    (void)ctx;
+    const struct header *h = data;
+    if (size < sizeof(*h))
+        return 0;
+    switch (h->type) {
+    case REC_EXEC:
+        if (size >= sizeof(struct exec_rec))
+            on_exec(data);
+        break;
+    case REC_ENV:
+        if (size >= sizeof(struct env_rec)) {
+            memcpy(&env_pending, data, sizeof(env_pending));
+            env_tid = h->tid;
+            env_have = 1;
+        }
+        break;
+    case REC_FAIL:
+        if (size >= sizeof(struct fail_rec))
+            on_fail(data);
+        break;
+    case REC_EXIT:
+        if (size >= sizeof(struct exit_rec)) {
+            const struct exit_rec *r = data;
+            begin("Q");
+            header_fields(h, h->ktime);
+            putf("\\u001f%u", r->status);
+            end_line();
+        }
+        break;
+    }
+    return 0;
+}
+
+static uint64_t monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static int quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+    if (level == LIBBPF_WARN)
+        return vfprintf(stderr, fmt, ap);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: execprobe OBJECT [RING_BYTES]\n");
+        return 2;
+    }
+    libbpf_set_print(quiet);
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+
+    struct bpf_object *obj = bpf_object__open_file(argv[1], NULL);
+    if (!obj) {
+        fprintf(stderr, "execprobe: cannot open %s: %s\n", argv[1], strerror(errno));
+        return 1;
+    }
+    if (argc > 2) {
+        struct bpf_map *ring = bpf_object__find_map_by_name(obj, "events");
+        if (ring && bpf_map__set_max_entries(ring, (uint32_t)strtoul(argv[2], NULL, 10)) != 0) {
+            fprintf(stderr, "execprobe: ring size %s refused\n", argv[2]);
+            return 1;
+        }
+    }
+    int err = bpf_object__load(obj);
+    if (err) {
+        fprintf(stderr, "execprobe: loading %s failed: %s\n", argv[1], strerror(-err));
+        return 1;
+    }
+    struct bpf_program *prog;
+    bpf_object__for_each_program(prog, obj) {
+        if (!bpf_program__attach(prog)) {
+            fprintf(stderr, "execprobe: attaching %s failed: %s\n", bpf_program__name(prog), strerror(errno));
+            return 1;
+        }
+    }
+    struct ring_buffer *rb = ring_buffer__new(bpf_object__find_map_fd_by_name(obj, "events"), on_record, NULL,
+                                              NULL);
+    if (!rb) {
+        fprintf(stderr, "execprobe: ring buffer: %s\n", strerror(errno));
+        return 1;
+    }
+    int lost_fd = bpf_object__find_map_fd_by_name(obj, "lost");
+    int ncpu = libbpf_num_possible_cpus();
+    uint64_t *percpu = calloc((size_t)(ncpu > 0 ? ncpu : 1), sizeof(uint64_t));
+    uint64_t reported = 0;
+
+    static const char ready[] = "{\"type\": \"kg_exec_ready\"}\n";
+    out_len = 0;
+    memcpy(out, ready, sizeof(ready) - 1);
+    out_len = sizeof(ready) - 1;
+    flush_out();
+
+    while (!stopping && !out_broken) {
+        struct timespec pause = {0, DRAIN_MS * 1000000L};
+        nanosleep(&pause, NULL);
+        uint64_t drained = monotonic_ns();
+        ring_buffer__consume(rb);
+        uint32_t zero = 0;
+        if (lost_fd >= 0 && percpu && bpf_map_lookup_elem(lost_fd, &zero, percpu) == 0) {
+            uint64_t total = 0;
+            for (int c = 0; c < ncpu; c++)
+                total += percpu[c];
+            if (total > reported) {
+                line_len = 0;
+                putf("{\"type\": \"lost_events\", \"data\": {\"events\": %llu}}\n",
+                     (unsigned long long)(total - reported));
+                if (out_len + line_len > sizeof(out))
+                    flush_out();
+                memcpy(out + out_len, line, line_len);
+                out_len += line_len;
+                line_len = 0;
+                reported = total;
+            }
+        }
+        line_len = 0;
+        putf("{\"type\": \"kg_drain_exec\", \"data\": %llu}\n", (unsigned long long)drained);
+        if (out_len + line_len > sizeof(out))
+            flush_out();
+        memcpy(out + out_len, line, line_len);
+        out_len += line_len;
+        line_len = 0;
+        flush_out();
+    }
+    ring_buffer__consume(rb);
+    flush_out();
+    ring_buffer__free(rb);
+    bpf_object__close(obj);
+    return 0;
+}
