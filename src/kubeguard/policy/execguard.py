@@ -54,6 +54,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from kubeguard.policy import holdtrap
 from kubeguard.policy.bpfsys import BpfError, map_delete, map_update, process_maps
 from kubeguard.policy.script_answer import rules_json
 from kubeguard.policy.scripts import ScriptRule, is_pattern, script_allowed
@@ -179,8 +180,11 @@ def program(gen: int = 0) -> str:
     }
   }
 }
-tracepoint:signal:signal_generate /args->sig == 18 && @p[args->pid] && pid == $1/ { delete(@p[args->pid]); }
-tracepoint:raw_syscalls:sys_enter /@p[pid]/ { signal("KILL"); delete(@p[pid]); printf("E %d\\n", pid); }
+tracepoint:signal:signal_generate /@p[args->pid]/ {
+  if (args->sig == 18 && pid == $1) { delete(@p[args->pid]); }  // the answerer's SIGCONT: released
+  // the hold trap's SIGKILL (holdtrap.py: a held process made a system call, someone else resumed it)
+  if (args->sig == 9 && pid == args->pid) { delete(@p[args->pid]); printf("E %d\\n", args->pid); }
+}
 tracepoint:sched:sched_process_exit /@p[pid]/ { delete(@p[pid]); }
 tracepoint:sched:sched_process_exit /pid == $1/ { exit(); }
 END { clear(@g); clear(@s); clear(@a); clear(@i); clear(@c); clear(@m); clear(@p); }  // bpftrace prints none at exit
@@ -199,6 +203,7 @@ class _Run:
     keys_max: int  # its maps' size: a plan that fits is written in place
     ready: threading.Event = field(default_factory=threading.Event)
     updates: int = 0  # plans written in place since it started
+    trap_fd: int = -1  # its hold trap (holdtrap.py), attached to its @p
 
 
 class ExecGuard:
@@ -279,11 +284,28 @@ class ExecGuard:
                     else "timeout"
                 raise ExecGuardError(f"exec guard did not start: {what}")
         try:
+            run.trap_fd = self._trap(proc.pid)  # before the plan: no process is held without it
+        except BpfError as exc:
+            self._stop(run)
+            raise ExecGuardError(f"exec guard: no hold trap: {exc}") from None
+        try:
             self._write(proc.pid, {}, plan_entries(guarded))
         except BpfError as exc:
             self._stop(run)
             raise ExecGuardError(f"exec guard: could not write its plan: {exc}") from None
         return run
+
+    @staticmethod
+    def _trap(pid: int) -> int:
+        """Attach the hold trap to the held-process map of program `pid`; the trap's fd. Raises BpfError."""
+        fds = process_maps(pid, {"AT_p"})
+        try:
+            if "AT_p" not in fds:
+                raise BpfError(f"map @p not found in bpftrace pid {pid}")
+            return holdtrap.attach(fds["AT_p"])
+        finally:
+            for fd in fds.values():
+                os.close(fd)
 
     def _update(self, run: _Run, guarded: list[GuardedCgroup]) -> None:
         """Change the running program's plan to `guarded` in place (the answerer's rules first); raises BpfError."""
@@ -378,6 +400,9 @@ class ExecGuard:
             except subprocess.TimeoutExpired:
                 run.proc.kill()
                 run.proc.wait()
+        if run.trap_fd >= 0:
+            os.close(run.trap_fd)
+            run.trap_fd = -1
         self._send(f"D {run.gen}")  # after every line of the program: its rules go
         self._runs.pop(run.gen, None)
         if run.proc.stderr is not None:

@@ -101,39 +101,44 @@ static __always_inline void count_lost(void)
         *v += 1;
 }
 
+/* Re-types an address as a read-only BTF pointer (inlined by the verifier into a register move), so fields
+ * behind it are read with direct loads instead of one bpf_probe_read_kernel call each. */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym;
+
 static __always_inline void fill_header(struct header *h, struct task_struct *t, u32 type)
 {
-    const struct cred *cred = BPF_CORE_READ(t, cred);
-    struct pid *tp = BPF_CORE_READ(t, thread_pid);
-    unsigned int level = BPF_CORE_READ(tp, level);
-    struct upid up = {};
+    const struct cred *cred = t->cred;
+    struct pid *tp = t->thread_pid;
+    unsigned int level = tp->level;
+    struct upid *up = bpf_rdonly_cast((void *)tp + bpf_core_field_offset(struct pid, numbers) +
+                                      (level & 31) * bpf_core_type_size(struct upid),
+                                      bpf_core_type_id_kernel(struct upid));
 
     h->type = type;
     h->ktime = bpf_ktime_get_ns();
-    h->tgid = BPF_CORE_READ(t, tgid);
-    h->tid = BPF_CORE_READ(t, pid);
-    h->ppid = BPF_CORE_READ(t, real_parent, tgid);
-    h->uid = BPF_CORE_READ(cred, uid.val);
-    h->gid = BPF_CORE_READ(cred, gid.val);
+    h->tgid = t->tgid;
+    h->tid = t->pid;
+    h->ppid = t->real_parent->tgid;
+    h->uid = cred->uid.val;
+    h->gid = cred->gid.val;
     h->cgroup = bpf_get_current_cgroup_id();
-    bpf_probe_read_kernel(&up, sizeof(up), &tp->numbers[level & 31]);
-    h->vpid = up.nr;
-    h->pidns = BPF_CORE_READ(up.ns, ns.inum);
+    h->vpid = up->nr;
+    h->pidns = up->ns->ns.inum;
     bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
 /* loginuid, session id (the nr of the session's struct pid, as kubeguard.bt reads it) and tty */
 static __always_inline void fill_session(struct task_struct *t, u32 *loginuid, u32 *sid, u32 *major, u32 *minor)
 {
-    struct signal_struct *sig = BPF_CORE_READ(t, signal);
-    struct pid *sidp = BPF_CORE_READ(sig, pids[PIDTYPE_SID]);
-    struct tty_struct *tty = BPF_CORE_READ(sig, tty);
+    struct signal_struct *sig = t->signal;
+    struct pid *sidp = sig->pids[PIDTYPE_SID];
+    struct tty_struct *tty = sig->tty;
 
-    *loginuid = BPF_CORE_READ(t, loginuid.val);
-    *sid = sidp ? BPF_CORE_READ(sidp, numbers[0].nr) : 0;
+    *loginuid = t->loginuid.val;
+    *sid = sidp ? sidp->numbers[0].nr : 0;
     if (tty) {
-        *major = BPF_CORE_READ(tty, driver, major);
-        *minor = BPF_CORE_READ(tty, driver, minor_start) + BPF_CORE_READ(tty, index);
+        *major = tty->driver->major;
+        *minor = tty->driver->minor_start + tty->index;
     } else {
         *major = 0;
         *minor = 0;
@@ -141,24 +146,34 @@ static __always_inline void fill_session(struct task_struct *t, u32 *loginuid, u
 }
 
 /* The cwd, leaf first, as kubeguard.bt's W lines walk it: before each component, a dentry that is its mount's
- * root moves to the mount point in the parent mount (struct mount embeds the vfsmount). */
+ * root moves to the mount point in the parent mount (struct mount embeds the vfsmount). Past the root every
+ * component is the root again: its flag is set and its name left empty. */
 static __always_inline void walk_cwd(struct task_struct *t, char cwd[CWD_MAX][STR_LEN], u8 *root)
 {
-    struct dentry *d = BPF_CORE_READ(t, fs, pwd.dentry);
-    void *vm = BPF_CORE_READ(t, fs, pwd.mnt);
+    u32 vm_id = bpf_core_type_id_kernel(struct vfsmount), m_id = bpf_core_type_id_kernel(struct mount);
     u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+    struct dentry *d = t->fs->pwd.dentry;
+    struct vfsmount *vm = bpf_rdonly_cast(t->fs->pwd.mnt, vm_id);
+    int at_root = 0;
 #pragma unroll
     for (int i = 0; i < CWD_MAX; i++) {
-        struct mount *m = vm - mnt_off;
-        struct mount *parent_mnt = BPF_CORE_READ(m, mnt_parent);
-        if (d == BPF_CORE_READ((struct vfsmount *)vm, mnt_root) && parent_mnt != m) {
-            d = BPF_CORE_READ(m, mnt_mountpoint);
-            vm = (void *)parent_mnt + mnt_off;
+        if (at_root) {
+            root[i] = 1;
+            if (i < CWD_MAX - 1)
+                cwd[i][0] = 0;
+            continue;
         }
-        struct dentry *up = BPF_CORE_READ(d, d_parent);
-        root[i] = d == up;
+        struct mount *m = bpf_rdonly_cast((void *)vm - mnt_off, m_id);
+        struct mount *parent_mnt = m->mnt_parent;
+        if (d == vm->mnt_root && parent_mnt != m) {
+            d = m->mnt_mountpoint;
+            vm = bpf_rdonly_cast((void *)parent_mnt + mnt_off, vm_id);
+        }
+        struct dentry *up = d->d_parent;
+        at_root = d == up;
+        root[i] = at_root;
         if (i < CWD_MAX - 1)
-            bpf_probe_read_kernel_str(cwd[i], STR_LEN, BPF_CORE_READ(d, d_name.name));
+            bpf_probe_read_kernel_str(cwd[i], STR_LEN, d->d_name.name);
         d = up;
     }
 }
@@ -166,7 +181,7 @@ static __always_inline void walk_cwd(struct task_struct *t, char cwd[CWD_MAX][ST
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-    struct mm_struct *mm = BPF_CORE_READ(p, mm);
+    struct mm_struct *mm = p->mm;
 
 #ifdef WANT_ENV /* Falco's proc.env is read by a loaded rule */
     {
@@ -174,7 +189,7 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
         if (!e) {
             count_lost();
         } else {
-            unsigned long start = BPF_CORE_READ(mm, env_start), end = BPF_CORE_READ(mm, env_end);
+            unsigned long start = mm->env_start, end = mm->env_end;
             u64 length = end > start ? end - start : 0;
             u32 copy = length > ENV_LEN ? ENV_LEN : (u32)length;
             fill_header(&e->h, p, REC_ENV);
@@ -195,36 +210,35 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
     fill_header(&r->h, p, REC_EXEC);
     fill_session(p, &r->loginuid, &r->sid, &r->tty_major, &r->tty_minor);
 
-    const struct cred *cred = BPF_CORE_READ(p, cred);
-    r->cap_permitted = BPF_CORE_READ(cred, cap_permitted.val);
-    r->cap_effective = BPF_CORE_READ(cred, cap_effective.val);
-    r->cap_inheritable = BPF_CORE_READ(cred, cap_inheritable.val);
+    const struct cred *cred = p->cred;
+    r->cap_permitted = cred->cap_permitted.val;
+    r->cap_effective = cred->cap_effective.val;
+    r->cap_inheritable = cred->cap_inheritable.val;
 
     /* the facts of kubeguard.bt's XF line */
     u32 facts = 0;
-    struct pid *tp = BPF_CORE_READ(p, thread_pid);
-    if (BPF_CORE_READ(p, signal, pids[PIDTYPE_PGID]) == tp)
+    if (p->signal->pids[PIDTYPE_PGID] == p->thread_pid)
         facts |= FACT_PGRP_LEADER;
     if (r->h.vpid == 1)
         facts |= FACT_PID_ONE;
-    struct file *exe = BPF_CORE_READ(bprm, file);
-    struct inode *ino = BPF_CORE_READ(exe, f_inode);
-    if (BPF_CORE_READ(ino, i_sb, s_magic) == OVERLAYFS_MAGIC) {
-        u64 upper = 0; /* struct ovl_inode: the vfs inode, then the upper dentry */
-        bpf_probe_read_kernel(&upper, sizeof(upper), (void *)ino + bpf_core_type_size(struct inode));
-        if (upper)
+    struct file *exe = bprm->file;
+    struct inode *ino = exe->f_inode;
+    if (ino->i_sb->s_magic == OVERLAYFS_MAGIC) {
+        struct ovl_inode *oi = bpf_rdonly_cast((void *)ino - bpf_core_field_offset(struct ovl_inode, vfs_inode),
+                                               bpf_core_type_id_kernel(struct ovl_inode));
+        if (oi->__upperdentry)
             facts |= FACT_UPPER_LAYER;
     }
     char prefix[8] = {};
-    bpf_probe_read_kernel(prefix, 6, BPF_CORE_READ(exe, f_path.dentry, d_name.name));
+    bpf_probe_read_kernel(prefix, 6, exe->f_path.dentry->d_name.name);
     if (prefix[0] == 'm' && prefix[1] == 'e' && prefix[2] == 'm' && prefix[3] == 'f' && prefix[4] == 'd' &&
         prefix[5] == ':')
         facts |= FACT_FROM_MEMFD;
     r->facts = facts;
 
-    bpf_probe_read_kernel_str(r->filename, sizeof(r->filename), BPF_CORE_READ(bprm, filename));
+    bpf_probe_read_kernel_str(r->filename, sizeof(r->filename), bprm->filename);
 
-    unsigned long as = BPF_CORE_READ(mm, arg_start), ae = BPF_CORE_READ(mm, arg_end);
+    unsigned long as = mm->arg_start, ae = mm->arg_end;
     u64 alen = ae > as ? ae - as : 0;
     if (alen > ARGS_LEN)
         alen = ARGS_LEN;
@@ -291,7 +305,7 @@ int on_execveat_exit(struct trace_event_raw_sys_exit *ctx)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *p)
 {
-    if (BPF_CORE_READ(p, pid) != BPF_CORE_READ(p, tgid))
+    if (p->pid != p->tgid)
         return 0;
     struct exit_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
     if (!r) {
@@ -299,7 +313,7 @@ int BPF_PROG(on_exit, struct task_struct *p)
         return 0;
     }
     fill_header(&r->h, p, REC_EXIT);
-    r->status = BPF_CORE_READ(p, exit_code);
+    r->status = p->exit_code;
     bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
     return 0;
 }
