@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kubeguard.sensors.timeorder import SLACK_NS, STUCK_NS, WINDOW_NS, TimeOrder, marker_time
+from kubeguard.sensors.timeorder import SLACK_NS, STUCK_NS, WINDOW_NS, TimeOrder, exec_marker_time, marker_time
 
 OFFSET = 1_000_000_000_000  # wall clock minus CLOCK_MONOTONIC
 MS = 1_000_000
@@ -21,6 +21,10 @@ def test_marker_lines_are_recognised_and_others_not() -> None:
     assert marker_time(b'{"type": "kg_drain", "data": 42}\n') == 42
     assert marker_time(b'{"type": "printf", "data": "A|1|2"}') is None
     assert marker_time(b'{"type": "kg_drain", "data": x}') is None
+    # the exec probe's markers are its own: neither reads the other's
+    assert exec_marker_time(b'{"type": "kg_drain_exec", "data": 77}\n') == 77
+    assert marker_time(b'{"type": "kg_drain_exec", "data": 77}') is None
+    assert exec_marker_time(b'{"type": "kg_drain", "data": 77}') is None
 
 
 def test_one_drain_of_two_rings_is_released_in_time_order_up_to_its_marker() -> None:

@@ -25,24 +25,23 @@ _TIME = itemgetter("evt.time")
 EXEC_MARKER_PREFIX = b'{"type": "kg_drain_exec", "data": '  # the compiled exec probe's drains (execprobe.c)
 
 
-def exec_marker_time(line: bytes) -> int | None:
-    """The drain time of an exec probe marker line, None for any other line."""
-    if not line.startswith(EXEC_MARKER_PREFIX):
+def _marker(line: bytes, prefix: bytes) -> int | None:
+    if not line.startswith(prefix):
         return None
     try:
-        return int(line[len(EXEC_MARKER_PREFIX):].rstrip().rstrip(b"}"))
+        return int(line[len(prefix):].rstrip().rstrip(b"}"))
     except ValueError:
         return None
 
 
 def marker_time(line: bytes) -> int | None:
     """The drain time (CLOCK_MONOTONIC ns) of a shim marker line, None for any other line."""
-    if not line.startswith(MARKER_PREFIX):
-        return None
-    try:
-        return int(line[len(MARKER_PREFIX):].rstrip().rstrip(b"}"))
-    except ValueError:
-        return None
+    return _marker(line, MARKER_PREFIX)
+
+
+def exec_marker_time(line: bytes) -> int | None:
+    """The drain time of an exec probe marker line, None for any other line."""
+    return _marker(line, EXEC_MARKER_PREFIX)
 
 
 class TimeOrder:
