@@ -34,6 +34,12 @@ def start(tmp_path: Path, podlab: PodLab, sensor: str) -> AgentProcess:
     except RuntimeError as exc:
         require(False, f"a running agent with the {sensor} sensor ({exc})")
         raise
+    # the agent announces its sensors one line after the other: the process sensor's line (which `start` waits
+    # for) may be read before the fanotify sensor's is written
+    deadline = time.monotonic() + 30
+    while "sensor fanotify running" not in agent.stderr() and agent.proc.poll() is None \
+            and time.monotonic() < deadline and "file writes are seen by" not in agent.stderr():
+        time.sleep(0.05)
     require("sensor fanotify running" in agent.stderr(), f"the fanotify sensor in the agent ({agent.stderr()})")
     return agent
 
