@@ -40,7 +40,9 @@ def start(tmp_path: Path, podlab: PodLab, sensor: str) -> AgentProcess:
     while "sensor fanotify running" not in agent.stderr() and agent.proc.poll() is None \
             and time.monotonic() < deadline and "file writes are seen by" not in agent.stderr():
         time.sleep(0.05)
-    require("sensor fanotify running" in agent.stderr(), f"the fanotify sensor in the agent ({agent.stderr()})")
+    if "sensor fanotify running" not in agent.stderr():
+        agent.stop()  # a failing start must not leave the agent running
+        require(False, f"the fanotify sensor in the agent ({agent.stderr()})")
     return agent
 
 
