@@ -151,19 +151,13 @@ def program(gen: int = 0) -> str:
              '  @c[(uint64)0, ""] = 0; @m[0] = 0;',
              f'  printf("READY {gen}\\n");', "}"]
     lines.append("""tracepoint:sched:sched_process_exec /@g[cgroup]/ {
-  $ns = curtask->nsproxy->mnt_ns;
-  if (@m[cgroup] && $ns->ns.inum != @m[cgroup] && $ns->user_ns->ns.inum == INIT_USER_NS) {
-    return;  // the runtime's own exec into the cgroup (runc init, from the host's mount namespace): not the container's
-  }
   $i = (struct inode *)curtask->mm->exe_file->f_inode;
   $m = @g[cgroup];
   $bad = 0;
   if (($m & 1) && @a[cgroup, $i->i_ino] == 0) { $bad = 1; }
   if (($m & 2) && (uint64)$i->i_ctime_sec * 1000000000 + $i->i_ctime_nsec > @s[cgroup]) { $bad = $bad | 2; }
-  if ($bad) {
-    signal("KILL");
-    printf("K %d %llu %llu %d\\n", pid, cgroup, $i->i_ino, $bad);
-  } else if (@i[cgroup, $i->i_ino]) {
+  $hold = 0;
+  if ($bad == 0 && @i[cgroup, $i->i_ino]) {
     $s = (uint64)curtask->mm->arg_start;  // argv[1], the script when it names one of @c: no hold
     $n = (uint64)0;
     while ($n < ARGV0_MAX) { if (*(uint8 *)uptr($s + $n) == 0) { break; } $n++; }
@@ -173,7 +167,17 @@ def program(gen: int = 0) -> str:
     if ($n < ARGV0_MAX && $s + $n + 1 < (uint64)curtask->mm->arg_end && @c[cgroup, str(uptr($s + $n + 1))]) {
       $hold = 0;
     }
-    if ($hold) {
+  }
+  if ($bad || $hold) {  // only then: is this the runtime's own exec into the cgroup (runc init, from the host's
+    // mount namespace)? It is not the container's and is neither killed nor held (an allowed exec skips this check)
+    $ns = curtask->nsproxy->mnt_ns;
+    if (@m[cgroup] && $ns->ns.inum != @m[cgroup] && $ns->user_ns->ns.inum == INIT_USER_NS) {
+      return;
+    }
+    if ($bad) {
+      signal("KILL");
+      printf("K %d %llu %llu %d\\n", pid, cgroup, $i->i_ino, $bad);
+    } else {
       signal(19);  // SIGSTOP
       @p[pid] = 1;
       printf("S %d %llu GEN\\n", pid, cgroup);
@@ -185,8 +189,10 @@ tracepoint:signal:signal_generate /@p[args->pid]/ {
   // the hold trap's SIGKILL (holdtrap.py: a held process made a system call, someone else resumed it)
   if (args->sig == 9 && pid == args->pid) { delete(@p[args->pid]); printf("E %d\\n", args->pid); }
 }
-tracepoint:sched:sched_process_exit /@p[pid]/ { delete(@p[pid]); }
-tracepoint:sched:sched_process_exit /pid == $1/ { exit(); }
+tracepoint:sched:sched_process_exit {  // one program for both checks (each probe is a program run at every exit)
+  if (pid == $1) { exit(); }
+  if (@p[pid]) { delete(@p[pid]); }
+}
 END { clear(@g); clear(@s); clear(@a); clear(@i); clear(@c); clear(@m); clear(@p); }  // bpftrace prints none at exit
 """.replace("GEN", str(gen)).replace(
         "INIT_USER_NS", str(INIT_USER_NS)).replace("ARGV0_MAX", str(ARGV0_MAX)))
