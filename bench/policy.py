@@ -23,6 +23,7 @@ detection-only rounds run the sensor as the agent does by default: the perfwake 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -36,6 +37,7 @@ from tests.root.agentlab import AgentProcess
 from tests.root.podlab import Pod, PodLab
 
 from bench.record import record
+from bench.sensor_probes import enable_bpf_stats
 from kubeguard.policy.connectguard import Allow, ConnectGuard
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 
@@ -67,6 +69,7 @@ spec:
 
 
 SH = os.path.realpath("/bin/sh")
+SLEEP = shutil.which("sleep", path="/usr/bin:/bin") or "/usr/bin/sleep"
 
 
 def build(work: Path) -> tuple[Path, Path]:
@@ -123,14 +126,46 @@ PIN_CPU = (os.cpu_count() or 1) - 1
 TASKSET = shutil.which("taskset", path="/usr/bin:/bin") or "/usr/bin/taskset"
 
 
+def program_times() -> dict[int, tuple[str, str, int, int]]:
+    """Every loaded BPF program: id -> (name, type, run time ns, runs), from `bpftool prog show` (the run
+    figures are counted while BPF_ENABLE_STATS is on)."""
+    shown = json.loads(subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
+                                      check=True).stdout)
+    return {p["id"]: (p.get("name", "?"), p.get("type", "?"), p.get("run_time_ns", 0), p.get("run_cnt", 0))
+            for p in shown}
+
+
+def exec_program_costs(client: Pod, lat: Path, noop: Path, count: int) -> list[tuple[str, str, float, float]]:
+    """Per fork + exec + exit of the no-op, back-to-back: each BPF program's run time (ns) and runs, with the
+    kernel's run-time statistics on (they add ~20-40 ns to each run) -- every program on the node, rows over
+    5 ns."""
+    stats_fd = enable_bpf_stats()
+    try:
+        before = program_times()
+        done = client.run(["taskset", "-c", str(PIN_CPU), str(lat), "exec", str(count), str(noop)], timeout=600)
+        after = program_times()
+    finally:
+        os.close(stats_fd)
+    if done.returncode != 0 or done.stdout.split()[-1:] != ["0"]:
+        raise SystemExit(f"bench.policy: the accounting run failed: {done.stdout} {done.stderr}")
+    rows = []
+    for prog_id, (name, kind, ns, runs) in after.items():
+        was = before.get(prog_id, (name, kind, 0, 0))
+        if (ns - was[2]) / count >= 5:
+            rows.append((name, kind, (ns - was[2]) / count, (runs - was[3]) / count))
+    return sorted(rows, key=lambda row: -row[2])
+
+
 def run_agent(work: Path, pods: Path, policies: Path | None, client: Pod, lat: Path, noop: Path, server: Pod,
-              count: int, exec_probe: bool = True) -> dict[str, float]:
-    """One agent lifetime: start, wait until the client's policy is enforced, warm up, measure, stop."""
+              count: int, exec_probe: bool = True,
+              costs: list[tuple[str, str, float, float]] | None = None) -> dict[str, float]:
+    """One agent lifetime: start, wait until the client's policy is enforced, warm up, measure, stop. The agent
+    runs as the DaemonSet runs it (no events log). With `costs`, also one accounting run of the BPF programs."""
     previous = os.environ.get("KUBEGUARD_EXEC_PROBE")
     os.environ["KUBEGUARD_EXEC_PROBE"] = "1" if exec_probe else "0"
     try:
         extra = ["--policy-dir", str(policies)] if policies is not None else []
-        agent = AgentProcess.start(work, pods, extra=extra)
+        agent = AgentProcess.start(work, pods, extra=extra, events_out=False)
     finally:
         if previous is None:
             os.environ.pop("KUBEGUARD_EXEC_PROBE", None)
@@ -144,6 +179,8 @@ def run_agent(work: Path, pods: Path, policies: Path | None, client: Pod, lat: P
             time.sleep(0.2)
         try:
             measure(client, lat, noop, server, 300)
+            if costs is not None:
+                costs += exec_program_costs(client, lat, noop, count)
             return measure(client, lat, noop, server, count)
         except SystemExit:
             print("bench.policy: the agent's log ends:\n" + "\n".join(agent.stderr().splitlines()[-30:]),
@@ -182,6 +219,9 @@ def main() -> int:
                          labels={"app": "bench-client", "pod-template-hash": "5f6d7"})
         server = lab.pod("bench-server", namespace="shop")
         server.popen([os.path.realpath(sys.executable), "-c", ACCEPTOR, server.ip, "9000"])
+        # the client container's main process, as a real container has one: the agent finds the container's root
+        # through it (without one, the file guard would start -- and stop -- whenever a measured call happens to run)
+        client.popen([SLEEP, "infinity"])
         deadline = time.monotonic() + 30
         while client.run([str(lat), "connect", "1", server.ip, "9000"]).stdout.split()[-1:] != ["0"]:
             if time.monotonic() > deadline:
@@ -195,11 +235,12 @@ def main() -> int:
                                                              server=server.ip, sh=SH, script=work / "script.sh"))
         measure(client, lat, noop, server, 300)  # warm caches
         none_rounds, protect_rounds = [], []
+        costs: list[tuple[str, str, float, float]] = []
         for number in range(args.rounds):
             loads.append(os.getloadavg()[0])
             none_rounds.append(measure(client, lat, noop, server, args.count))
             protect_rounds.append(run_agent(work / f"agent-{number}", pods, policies, client, lat, noop, server,
-                                            args.count))
+                                            args.count, costs=costs if number == args.rounds - 1 else None))
             print(f"round {number + 1}: no agent {none_rounds[-1]}, protect {protect_rounds[-1]}", file=sys.stderr)
         none_rounds.append(measure(client, lat, noop, server, args.count))
         guards = guards_only(client, lat, noop, server, args.count, nsenter)
@@ -217,6 +258,7 @@ def main() -> int:
             f"{bt_exec[key]:.1f} ({bt_exec[key] / base[key]:.2f}) |" for key in KEYS]
     per_round = ", ".join(f"{added(n, p, 'exec_p50'):+.0f}/{added(n, p, 'connect_p50'):+.0f}"
                           for n, p in zip(none_rounds, protect_rounds, strict=False))
+    cost_rows = [f"| {name} | {kind} | {ns:.0f} | {runs:.2f} |" for name, kind, ns, runs in costs]
     markdown = "\n".join([
         "## Protect mode: exec and connect latency (bench/policy.py)",
         "",
@@ -252,6 +294,16 @@ def main() -> int:
         "Per round (back-to-back exec/connect p50, %): "
         f"{per_round}. 1-min load average during the rounds: {min(loads):.1f} to {max(loads):.1f} on 2 cores "
         "(other engineers' work): the p99 columns and single rounds are noise-bound, the p50 medians are the figures.",
+        "",
+        f"Where the kernel's part goes: in the last protect round, {args.count} back-to-back execs with the kernel's "
+        "BPF run-time statistics on (BPF_ENABLE_STATS, which adds ~20-40 ns to every run; not during the timed calls): "
+        "each BPF program on the node, run time per fork + exec + exit of the no-op, and runs per exec (a program "
+        "on every system call also runs for the agent's own calls, on the other CPU). Total "
+        f"{sum(row[2] for row in costs):.0f} ns.",
+        "",
+        "| program | type | ns per exec | runs per exec |",
+        "|---|---|---|---|",
+        *cost_rows,
     ])
     record("policy", markdown)
     print(markdown)

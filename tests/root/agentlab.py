@@ -40,18 +40,19 @@ class AgentProcess:
     @classmethod
     def start(cls, work: Path, pods: Path, sensor: str = "ebpf", extra: list[str] | None = None,
               timeout: float = 90.0, env_extra: dict[str, str] | None = None,
-              prefix: list[str] | None = None) -> AgentProcess:
+              prefix: list[str] | None = None, events_out: bool = True) -> AgentProcess:
         """Start the agent and wait for its "sensor ... running" line; raises RuntimeError with its stderr.
 
         `env_extra`: variables set for the agent (as its pod's environment would); `prefix`: a command the agent
-        runs under (e.g. a private mount namespace)."""
+        runs under (e.g. a private mount namespace); `events_out=False`: no events log (as the DaemonSet runs)."""
         work.mkdir(parents=True, exist_ok=True)
         paths = {name: work / name for name in ("alerts.jsonl", "events.jsonl", "agent.err")}
         env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
         env.pop("KUBERNETES_SERVICE_HOST", None)
         env.update(env_extra or {})
         cmd = [*(prefix or []), sys.executable, "-m", "kubeguard", "agent", "--sensor", sensor, "--pods", str(pods),
-               "--alerts-out", str(paths["alerts.jsonl"]), "--events-out", str(paths["events.jsonl"]),
+               "--alerts-out", str(paths["alerts.jsonl"]),
+               *(["--events-out", str(paths["events.jsonl"])] if events_out else []),
                "--store", str(work / "alerts.db"), "--node", "kubeguard-test-node", *(extra or [])]
         with paths["agent.err"].open("wb") as err:
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
