@@ -36,8 +36,8 @@ from pathlib import Path
 from tests.root.agentlab import AgentProcess
 from tests.root.podlab import Pod, PodLab
 
+from bench.bpfstats import enable_bpf_stats
 from bench.record import record
-from bench.sensor_probes import enable_bpf_stats
 from kubeguard.policy.connectguard import Allow, ConnectGuard
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 

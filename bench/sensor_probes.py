@@ -18,7 +18,6 @@ of anything else the machine did meanwhile: other work adds to both variants ali
 from __future__ import annotations
 
 import argparse
-import ctypes
 import os
 import socket
 import statistics
@@ -28,24 +27,13 @@ import tempfile
 import threading
 from pathlib import Path
 
+from bench.bpfstats import enable_bpf_stats
 from bench.policy import build
 from bench.record import record
 from kubeguard.sensors.ebpf import EbpfSensor
 
-SYS_BPF = 321  # x86_64
-BPF_ENABLE_STATS = 32
 VARIANTS = ("no sensor", "per-printf wake-ups", "perfwake shim", "perfwake shim + exec probe",
             "perfwake shim + execenv", "perfwake shim + exec probe + execenv")
-
-
-def enable_bpf_stats() -> int:
-    """An fd keeping BPF run-time statistics on until it is closed (or this process exits)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    attr = ctypes.create_string_buffer(8)  # enable_stats.type = BPF_STATS_RUN_TIME (0)
-    fd = libc.syscall(SYS_BPF, BPF_ENABLE_STATS, attr, ctypes.sizeof(attr))
-    if fd < 0:
-        raise SystemExit(f"bench.sensor_probes: BPF_ENABLE_STATS failed: {os.strerror(ctypes.get_errno())}")
-    return fd
 
 
 def probe_ns(pid: int) -> int:
