@@ -37,6 +37,11 @@ def shell(tmp_path: Path) -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
         (tmp_path / name).write_text("read x\n")
         proc = subprocess.Popen([SH, name], cwd=tmp_path, stdin=subprocess.PIPE)
         started.append(proc)
+        # Popen returns once the exec closed its close-on-exec pipe, which the kernel does before it sets up the
+        # new argv: until then /proc/PID/cmdline is empty (read so once in a full run). A held interpreter is
+        # stopped after its exec has completed, so the answerer never sees that state.
+        wait_for("the shell's argv", lambda: Path(f"/proc/{proc.pid}/cmdline").read_bytes().split(b"\0")[1:2]
+                 == [name.encode()])
         return proc
 
     yield start
