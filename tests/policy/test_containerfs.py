@@ -20,6 +20,7 @@ from kubeguard.policy.containerfs import (
     container_root,
     opened_root,
     resolve_in_root,
+    runtime_mount_ns,
 )
 from kubeguard.policy.document import ProcessRule, WorkloadPolicy
 from kubeguard.policy.enforce import Container, Enforcer
@@ -146,3 +147,14 @@ def test_the_mount_namespace_comes_from_a_live_process(tmp_path: Path, zombie: s
     previous = GuardedCgroup(4242, frozenset({1}), mount_ns=77)
     assert Enforcer._guarded_entry(_policy(), container, True, previous).mount_ns == 77  # kept, as the inodes are
     assert container_mount_ns(str(tmp_path / "gone")) == 0
+
+
+def test_the_runtime_mount_namespace_is_the_parents_when_it_differs(tmp_path: Path, zombie: subprocess.Popen[bytes],
+                                                                    sleeper: subprocess.Popen[bytes]) -> None:
+    # the sleeper's parent is this process, in the same mount namespace: unknown (0), so the guard keeps letting
+    # other namespaces' execs through; the root test (test_execguard_runtime_root.py) has a real pod's own one
+    assert runtime_mount_ns(_cgroup(tmp_path, zombie, sleeper)) == 0
+    assert runtime_mount_ns(str(tmp_path / "gone")) == 0
+    container = Container("c1", str(tmp_path), 4242, 0)
+    previous = GuardedCgroup(4242, frozenset({1}), runtime_mount_ns=78)
+    assert Enforcer._guarded_entry(_policy(), container, True, previous).runtime_mount_ns == 78  # kept

@@ -138,7 +138,7 @@ def test_the_exec_guard_holds_allowed_interpreters_and_decides_by_spec_scripts()
                       scripts=(ScriptRule("/app/*.sh"), ScriptRule("/app/bad.sh", action="deny")))
     entries = plan_entries([g, GuardedCgroup(9, frozenset({3}), profile=False, drift_after_ns=123)])
     assert entries == {"g": {(7,): 1, (9,): 2}, "s": {(9,): 123}, "a": {(7, 1): 1, (7, 2): 1, (9, 3): 1},
-                       "i": {(7, 2): 1}, "c": {}, "m": {}}  # a pattern: the answerer decides
+                       "i": {(7, 2): 1}, "c": {}, "m": {}, "r": {}}  # a pattern: the answerer decides
     assert "signal(19)" in program()
     assert map_keys_max([g]) == 4096
     assert map_keys_max([GuardedCgroup(7, frozenset(range(5000)))]) == 8192  # 5,000 entries + the placeholder
@@ -158,3 +158,5 @@ def test_exact_allowed_scripts_go_into_the_program_and_the_rest_to_the_answerer(
     assert pack_key((7, "/app/run.sh")) == (7).to_bytes(8, "little") + b"/app/run.sh".ljust(64, b"\0")
     assert pack_key((7, 2)) == (7).to_bytes(8, "little") + (2).to_bytes(8, "little")
     assert plan_entries([GuardedCgroup(8, mount_ns=4026532174)])["m"] == {(8,): 4026532174}
+    assert plan_entries([GuardedCgroup(8, runtime_mount_ns=4026531841)])["r"] == {(8,): 4026531841}
+    assert plan_entries([GuardedCgroup(8, mount_ns=4026532174)])["r"] == {}  # unknown: not written

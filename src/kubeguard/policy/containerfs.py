@@ -61,6 +61,21 @@ def container_mount_ns(cgroup_dir: str) -> int:
     return 0
 
 
+def runtime_mount_ns(cgroup_dir: str) -> int:
+    """The mount namespace of the process that started the container: the parent of its oldest live process (the
+    runtime's shim, which also starts `runc exec` for kubectl exec and exec probes); 0 when it cannot be read or is
+    the container's own (the exec guard then lets any exec from the initial user namespace's other mount
+    namespaces through, as before it knew the runtime's)."""
+    for pid in _pids_oldest_first(cgroup_dir):
+        try:
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])  # field 4: ppid
+            own, parent = os.stat(f"/proc/{pid}/ns/mnt").st_ino, os.stat(f"/proc/{ppid}/ns/mnt").st_ino
+        except (OSError, ValueError, IndexError):
+            continue
+        return parent if parent != own else 0
+    return 0
+
+
 @contextmanager
 def opened_root(cgroup_dir: str) -> Iterator[str | None]:
     """The container's root held open for the block: a path (``/proc/self/fd/N``) under which its files resolve

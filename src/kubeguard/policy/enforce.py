@@ -38,7 +38,13 @@ from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.policy.bpfsys import BpfError
 from kubeguard.policy.connectguard import Allow, ConnectGuard
-from kubeguard.policy.containerfs import container_mount_ns, container_root, opened_root, resolve_in_root
+from kubeguard.policy.containerfs import (
+    container_mount_ns,
+    container_root,
+    opened_root,
+    resolve_in_root,
+    runtime_mount_ns,
+)
 from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
@@ -324,9 +330,12 @@ class Enforcer:
                 inodes = cls._allowed_inodes(policy, root or "/")
                 interpreters = cls._allowed_inodes(policy, root or "/", interpreters_only=True)
         mount_ns = container_mount_ns(container.cgroup_dir) or (previous.mount_ns if previous is not None else 0)
+        runtime_ns = runtime_mount_ns(container.cgroup_dir) or (
+            previous.runtime_mount_ns if previous is not None else 0)
         return GuardedCgroup(container.cgroup_id, inodes, profile=protect,
                              drift_after_ns=container.started_ns if policy.zero_drift else None,
-                             interpreter_inodes=interpreters, scripts=tuple(policy.scripts), mount_ns=mount_ns)
+                             interpreter_inodes=interpreters, scripts=tuple(policy.scripts), mount_ns=mount_ns,
+                             runtime_mount_ns=runtime_ns)
 
     @staticmethod
     def _allowed_inodes(policy: WorkloadPolicy, root: str, interpreters_only: bool = False) -> frozenset[int]:

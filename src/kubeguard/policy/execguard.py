@@ -81,6 +81,7 @@ class GuardedCgroup:
     interpreter_inodes: frozenset[int] = frozenset()  # held at exec until their script is checked
     scripts: tuple[ScriptRule, ...] = ()  # the scripts those interpreters may run
     mount_ns: int = 0  # the container's mount namespace (inode number); 0: unknown
+    runtime_mount_ns: int = 0  # the mount namespace of the runtime that started it (its shim's); 0: unknown
 
     def script_allowed(self, path: str) -> bool:
         """Whether spec.scripts allows `path` (a deny rule wins)."""
@@ -91,7 +92,7 @@ class GuardedCgroup:
         return (MODE_PROFILE if self.profile else 0) | (MODE_DRIFT if self.drift_after_ns is not None else 0)
 
 
-MAPS = ("g", "s", "a", "i", "c", "m")  # written last to first: a cgroup's mode (@g) turns its other entries on
+MAPS = ("g", "s", "a", "i", "c", "m", "r")  # written last to first: a cgroup's mode (@g) turns its other entries on
 MIN_MAP_KEYS = 4096  # bpftrace's default map size; bigger plans get bigger maps (BPFTRACE_MAP_KEYS_MAX)
 INIT_USER_NS = 0xEFFFFFFD  # the initial user namespace's inode number (PROC_USER_INIT_INO, fixed)
 ARGV0_MAX = 256  # argv[0] longer than this: argv[1] is not looked for (held)
@@ -113,7 +114,7 @@ def direct_scripts(g: GuardedCgroup) -> set[str]:
 def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[Key, int]]:
     """The program's map contents for `guarded`: @g mode per cgroup, @s zero-drift start, @a allowed and @i held
     (interpreter) inodes per (cgroup, inode), @c scripts released without a hold per (cgroup, path), @m the
-    container's mount namespace."""
+    container's mount namespace, @r its runtime's."""
     maps: dict[str, dict[Key, int]] = {name: {} for name in MAPS}
     for g in guarded:
         maps["g"][(g.cgroup_id,)] = g.mode
@@ -125,6 +126,8 @@ def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[Key, int]]:
             maps["c"].update(((g.cgroup_id, path), 1) for path in direct_scripts(g))
         if g.mount_ns:
             maps["m"][(g.cgroup_id,)] = g.mount_ns
+        if g.runtime_mount_ns:
+            maps["r"][(g.cgroup_id,)] = g.runtime_mount_ns
     return maps
 
 
@@ -148,7 +151,7 @@ def program(gen: int = 0) -> str:
     outside (`ExecGuard._write`) once it runs. ``$1`` is the script answerer's pid: only its SIGCONT releases a
     held interpreter, and the program exits with it."""
     lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0; @i[0, 0] = 0; @p[0] = 0;  // every map defined",
-             '  @c[(uint64)0, ""] = 0; @m[0] = 0;',
+             '  @c[(uint64)0, ""] = 0; @m[0] = 0; @r[0] = 0;',
              f'  printf("READY {gen}\\n");', "}"]
     lines.append("""tracepoint:sched:sched_process_exec /@g[cgroup]/ {
   $i = (struct inode *)curtask->mm->exe_file->f_inode;
@@ -168,10 +171,12 @@ def program(gen: int = 0) -> str:
       $hold = 0;
     }
   }
-  if ($bad || $hold) {  // only then: is this the runtime's own exec into the cgroup (runc init, from the host's
-    // mount namespace)? It is not the container's and is neither killed nor held (an allowed exec skips this check)
+  if ($bad || $hold) {  // only then: is this the runtime's own exec into the cgroup (runc init, from the runtime's
+    // mount namespace)? It is not the container's and is neither killed nor held (an allowed exec skips this check).
+    // A mount namespace the container made (unshare -m, also when privileged) is not the runtime's: judged.
     $ns = curtask->nsproxy->mnt_ns;
-    if (@m[cgroup] && $ns->ns.inum != @m[cgroup] && $ns->user_ns->ns.inum == INIT_USER_NS) {
+    if (@m[cgroup] && $ns->ns.inum != @m[cgroup] && $ns->user_ns->ns.inum == INIT_USER_NS
+        && (@r[cgroup] == 0 || $ns->ns.inum == @r[cgroup])) {
       return;
     }
     if ($bad) {
@@ -193,7 +198,8 @@ tracepoint:sched:sched_process_exit {  // one program for both checks (each prob
   if (pid == $1) { exit(); }
   if (@p[pid]) { delete(@p[pid]); }
 }
-END { clear(@g); clear(@s); clear(@a); clear(@i); clear(@c); clear(@m); clear(@p); }  // bpftrace prints none at exit
+// bpftrace prints none of the maps at exit
+END { clear(@g); clear(@s); clear(@a); clear(@i); clear(@c); clear(@m); clear(@r); clear(@p); }
 """.replace("GEN", str(gen)).replace(
         "INIT_USER_NS", str(INIT_USER_NS)).replace("ARGV0_MAX", str(ARGV0_MAX)))
     return "\n".join(lines) + "\n"

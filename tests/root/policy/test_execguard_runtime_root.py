@@ -3,8 +3,9 @@
 and they exec the host's runc binary there before joining the container's namespaces: judged by the profile,
 every probe of a protected container would be killed (NeuVector #2696). The exec guard leaves alone an exec in
 a mount namespace other than the container's that belongs to the initial user namespace (the host's, where the
-runtime runs); what then runs in the container's mount namespace is judged as before, and so is anything that
-made a mount namespace of its own inside a user namespace."""
+runtime runs) and is the runtime's: the mount namespace of the process that started the container (its shim).
+What then runs in the container's mount namespace is judged as before, and so is anything in a mount namespace
+the container made itself: inside a user namespace, or (privileged) in the initial one."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pytest
 from podlab import PodLab
 from roothelpers import require, wait_reported
 
-from kubeguard.policy.containerfs import container_mount_ns
+from kubeguard.policy.containerfs import container_mount_ns, runtime_mount_ns
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 
 pytestmark = pytest.mark.root
@@ -42,7 +43,10 @@ def test_runtime_exec_from_the_host_mount_namespace_is_not_judged(podlab: PodLab
             assert sleeper.poll() is None and time.monotonic() < deadline, "the pod's first process did not start"
             time.sleep(0.01)
         allowed = frozenset(os.stat(p).st_ino for p in (NSENTER, UNSHARE, SH))
-        guard.apply([GuardedCgroup(pod.cgroup_id, allowed, mount_ns=container_mount_ns(str(pod.cgroup_v2)))])
+        runtime_ns = runtime_mount_ns(str(pod.cgroup_v2))  # the pod's starter (this test) is its runtime
+        assert runtime_ns == os.stat("/proc/self/ns/mnt").st_ino
+        guard.apply([GuardedCgroup(pod.cgroup_id, allowed, mount_ns=container_mount_ns(str(pod.cgroup_v2)),
+                                   runtime_mount_ns=runtime_ns)])
         # in the pod's mount namespace: judged by the profile
         assert pod.run([TRUE]).returncode == -signal.SIGKILL
         # the runtime's exec: born in the cgroup from the host's mount namespace (as runc init is)
@@ -54,7 +58,10 @@ def test_runtime_exec_from_the_host_mount_namespace_is_not_judged(podlab: PodLab
         assert joined.returncode == -signal.SIGKILL
         # a mount namespace of the container's own making, in a user namespace of its own: still the container's
         assert pod.run([UNSHARE, "--user", "--map-root-user", "--mount", TRUE]).returncode == -signal.SIGKILL
-        assert wait_reported(lambda: guard.kills, 3, "kills") == 3  # reported through the answerer, after the kills
+        # ... and one made with CAP_SYS_ADMIN in the initial user namespace (a privileged container's unshare -m):
+        # not the runtime's either
+        assert pod.run([UNSHARE, "--mount", TRUE]).returncode == -signal.SIGKILL
+        assert wait_reported(lambda: guard.kills, 4, "kills") == 4  # reported through the answerer, after the kills
     finally:
         guard.close()
 
