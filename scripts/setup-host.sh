@@ -6,7 +6,7 @@ if [ "$(id -u)" != 0 ]; then
     echo "setup-host: not root; skipping system packages and mounts (runtime tests will skip)" >&2
     exit 0
 fi
-PKGS=(bpftrace clang bpftool libbpf-dev gcc libc6-dev curl nftables iptables iproute2 conntrack redis-server redis-tools tcpdump socat ncat procps psmisc libcap2-bin util-linux openssh-client openssl chromium chromium-driver postgresql tshark)
+PKGS=(bpftrace clang bpftool libbpf-dev gcc libc6-dev busybox-static curl nftables iptables iproute2 conntrack redis-server redis-tools tcpdump socat ncat procps psmisc libcap2-bin util-linux openssh-client openssl chromium chromium-driver postgresql tshark)
 missing=()
 for p in "${PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

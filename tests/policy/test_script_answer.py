@@ -86,6 +86,10 @@ def test_release_decision() -> None:
     assert release(SH, [SH, "/tmp/new.sh"], "/", rules) == (False, "/tmp/new.sh")
     assert release(SH, [SH, "-c", "echo hi"], "/", rules) == (True, None)  # no script file named
     assert release(SH, [SH, "/app/run.sh"], "/", None) == (False, "/app/run.sh")  # no rules known: killed
+    # Alpine: /proc/PID/exe is busybox, argv[0] says which program runs
+    assert release("/bin/busybox", ["sh", "/tmp/new.sh"], "/", rules) == (False, "/tmp/new.sh")
+    assert release("/bin/busybox", ["/bin/sh", "run.sh"], "/app", rules) == (True, "/app/run.sh")
+    assert release("/bin/busybox", ["ls", "/tmp/new.sh"], "/", rules) == (True, None)
     assert escape("/a\\b\nc") == "/a\\\\b\\nc"
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from kubeguard.policy.document import PolicyError, ScriptRule, merge, parse_documents
 from kubeguard.policy.execguard import GuardedCgroup, direct_scripts, map_keys_max, pack_key, plan_entries, program
-from kubeguard.policy.scripts import script_of, script_of_argv
+from kubeguard.policy.scripts import runs_scripts, script_of, script_of_argv
 
 REPO = Path(__file__).resolve().parents[2]
 WITH_SCRIPTS = """\
@@ -106,6 +106,20 @@ def test_crd_schema_accepts_script_rules_and_refuses_bad_ones() -> None:
 ])
 def test_script_named_by_an_interpreter_command_line(exe: str, args: str, cwd: str, script: str | None) -> None:
     assert script_of(exe, args, cwd) == script
+
+
+def test_a_multi_call_binary_is_the_program_its_argv_names() -> None:
+    # Alpine's /bin/sh is busybox: /proc/PID/exe names busybox, argv[0] the applet (or argv[1] when it is
+    # called by its own name); before, no script was ever named for it, so protect let unknown scripts run
+    assert script_of_argv("/bin/busybox", ["/tmp/new.sh"], "/", "sh") == "/tmp/new.sh"
+    assert script_of_argv("/bin/busybox", ["-e", "run.sh"], "/app", "/bin/ash") == "/app/run.sh"
+    assert script_of("/bin/busybox", "sh run.sh", "/app", "busybox") == "/app/run.sh"
+    assert script_of("/usr/bin/toybox", "sh -c 'x'", "/", "toybox") is None
+    assert script_of_argv("/bin/busybox", ["-l", "/tmp/new.sh"], "/", "ls") is None  # not an interpreter
+    assert script_of_argv("/bin/busybox", [], "/", "busybox") is None
+    assert script_of_argv("/bin/busybox", ["/tmp/new.sh"], "/", "") is None  # no argv: nothing to go by
+    assert script_of("/bin/ash", "x.sh", "/app") == "/app/x.sh"
+    assert runs_scripts("/bin/busybox") and runs_scripts("/usr/bin/python3.12") and not runs_scripts("/bin/ls")
 
 
 def test_scripts_are_learned_in_discover_and_deviate_in_monitor(tmp_path: Path) -> None:

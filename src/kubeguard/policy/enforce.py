@@ -49,7 +49,7 @@ from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
 from kubeguard.policy.policy_engine import PolicyEngine
-from kubeguard.policy.scripts import interpreter_kind
+from kubeguard.policy.scripts import runs_scripts
 
 log = logging.getLogger(__name__)
 
@@ -352,8 +352,7 @@ class Enforcer:
                 real = resolve_in_root(root, path)
                 if real is None:
                     continue
-                if interpreters_only and target is allowed and interpreter_kind(path) is None \
-                        and interpreter_kind(real) is None:
+                if interpreters_only and target is allowed and not runs_scripts(path) and not runs_scripts(real):
                     continue
                 try:
                     target.add(os.stat(prefix + real).st_ino)

@@ -194,7 +194,8 @@ class PolicyEngine:
 
     def _script(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event, interpreter: str) -> list[Alert]:
         """An allowed interpreter running a script file: learned in discover, a deviation when unknown."""
-        script = script_of(interpreter, str(event.get("proc.args") or ""), str(event.get("proc.cwd") or ""))
+        script = script_of(interpreter, str(event.get("proc.args") or ""), str(event.get("proc.cwd") or ""),
+                           str(event.get("proc.exe") or ""))
         if script is None or policy.script_allowed(script):
             return []
         if policy.mode == "discover":

@@ -60,7 +60,7 @@ def parse_rules(text: str) -> Rules:
 
 def release(exe: str, argv: list[str], cwd: str, rules: tuple[ScriptRule, ...] | None) -> tuple[bool, str | None]:
     """Whether a held interpreter (`exe`, its whole `argv`, `cwd`) may run, and the script it names."""
-    script = script_of_argv(exe, argv[1:], cwd)
+    script = script_of_argv(exe, argv[1:], cwd, argv[0] if argv else "")
     return script is None or (rules is not None and script_allowed(rules, script)), script
 
 

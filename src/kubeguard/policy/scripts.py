@@ -1,11 +1,12 @@
 """Which script file an interpreter's command line names: ``sh /app/run.sh``, ``python3 -u job.py``.
 
-Only sh, bash, dash, python3 (and python3.N), perl, ruby, node and php are recognised. The script is the first operand
-after the interpreter's options, resolved against the process's working directory (lexically: the
-file lives in the container's filesystem). No script is named (None) for code given on the command
-line (``sh -c``, ``python3 -c``/``-m``, ``perl -e``/``-E``, ``ruby -e``,
-``node -e``/``-p``, ``php -r``), for a script read from stdin (no operand
-or ``-``) and when the arguments cannot be split; a file sourced by a running shell (``. file``) is
+Only sh, ash, bash, dash, python3 (and python3.N), perl, ruby, node and php are recognised; a multi-call
+binary (busybox, toybox: Alpine's /bin/sh) is the program argv[0] names, or argv[1] when it is called by its
+own name. The script is the first operand after the interpreter's options, resolved against the process's
+working directory (lexically: the file lives in the container's filesystem). No script is named (None) for
+code given on the command line (``sh -c``, ``python3 -c``/``-m``, ``perl -e``/``-E``, ``ruby -e``,
+``node -e``/``-p``, ``php -r``), for a script read from stdin (no operand or ``-``) and when the arguments
+cannot be split; a file sourced by a running shell (``. file``) is
 never an exec and is not seen here.
 
 `ScriptRule` (a policy's ``spec.scripts`` entry) and `script_allowed` (the decision on one script) live
@@ -21,7 +22,8 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-SHELLS = frozenset({"sh", "bash", "dash"})
+SHELLS = frozenset({"sh", "ash", "bash", "dash"})
+MULTICALL = frozenset({"busybox", "toybox"})  # one binary, many programs: which one runs is argv[0]'s name
 _PYTHON = re.compile(r"python3(\.\d+)?")
 # Options whose value is the next argument (so that value is not the script).
 _SHELL_VALUE_OPTIONS = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
@@ -71,18 +73,39 @@ def interpreter_kind(exepath: str) -> str | None:
     return None
 
 
-def script_of(exepath: str, args: str, cwd: str) -> str | None:
+def applet(exepath: str, argv0: str, args: list[str]) -> tuple[str, list[str]]:
+    """The program a multi-call binary runs and that program's arguments: argv[0]'s name (``sh`` for busybox
+    exec'd as /bin/sh), or argv[1] when it is called by its own name (``busybox sh x.sh``); any other
+    `exepath` as it is, with `args` (argv[1:])."""
+    if posixpath.basename(exepath) not in MULTICALL:
+        return exepath, args
+    name = posixpath.basename(argv0)
+    if not name:  # argv[0] unknown: which program runs is unknown too
+        return exepath, args
+    if name in MULTICALL:
+        return (args[0], args[1:]) if args else (exepath, args)
+    return name, args
+
+
+def runs_scripts(exepath: str) -> bool:
+    """Whether an exec of `exepath` may run a script file: a recognised interpreter or a multi-call binary."""
+    return interpreter_kind(exepath) is not None or posixpath.basename(exepath) in MULTICALL
+
+
+def script_of(exepath: str, args: str, cwd: str, argv0: str = "") -> str | None:
     """The absolute path of the script `exepath` runs given its arguments `args` (argv[1:] joined by
-    spaces, as the sensors report them) and working directory `cwd`; None when it names none."""
+    spaces, as the sensors report them), working directory `cwd` and `argv0` (which program a multi-call
+    binary runs); None when it names none."""
     try:
         argv = shlex.split(args)
     except ValueError:
         return None
-    return script_of_argv(exepath, argv, cwd)
+    return script_of_argv(exepath, argv, cwd, argv0)
 
 
-def script_of_argv(exepath: str, argv: list[str], cwd: str) -> str | None:
+def script_of_argv(exepath: str, argv: list[str], cwd: str, argv0: str = "") -> str | None:
     """`script_of` for the exact argument vector `argv` (argv[1:], as /proc/PID/cmdline holds it)."""
+    exepath, argv = applet(exepath, argv0, argv)
     kind = interpreter_kind(exepath)
     if kind is None:
         return None
