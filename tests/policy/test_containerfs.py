@@ -135,6 +135,9 @@ def test_allowed_executables_behind_absolute_links_are_the_containers(image: Pat
     ino = {name: (image / "usr/bin" / name).stat().st_ino for name in ("mawk", "busybox", "app")}
     assert Enforcer._allowed_inodes(policy, str(image)) == {ino["mawk"], ino["busybox"], ino["app"]}
     assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True) == {ino["busybox"]}  # sh, by name
+    # busybox (sh) takes -c for code; so do the real dash, bash and python, not perl (syntax check of a script)
+    assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True, inline_code_only=True) == {
+        ino["busybox"]}
 
 
 def test_the_mount_namespace_comes_from_a_live_process(tmp_path: Path, zombie: subprocess.Popen[bytes],

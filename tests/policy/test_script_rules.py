@@ -11,7 +11,7 @@ import yaml
 
 from kubeguard.policy.document import PolicyError, ScriptRule, merge, parse_documents
 from kubeguard.policy.execguard import GuardedCgroup, direct_scripts, map_keys_max, pack_key, plan_entries, program
-from kubeguard.policy.scripts import runs_scripts, script_of, script_of_argv
+from kubeguard.policy.scripts import c_is_code, runs_scripts, script_of, script_of_argv
 
 REPO = Path(__file__).resolve().parents[2]
 WITH_SCRIPTS = """\
@@ -120,6 +120,8 @@ def test_a_multi_call_binary_is_the_program_its_argv_names() -> None:
     assert script_of_argv("/bin/busybox", ["/tmp/new.sh"], "/", "") is None  # no argv: nothing to go by
     assert script_of("/bin/ash", "x.sh", "/app") == "/app/x.sh"
     assert runs_scripts("/bin/busybox") and runs_scripts("/usr/bin/python3.12") and not runs_scripts("/bin/ls")
+    assert c_is_code("/usr/bin/dash") and c_is_code("/usr/bin/python3.11") and c_is_code("/bin/busybox")
+    assert not c_is_code("/usr/bin/perl") and not c_is_code("/usr/bin/php") and not c_is_code("/usr/bin/node")
 
 
 def test_scripts_are_learned_in_discover_and_deviate_in_monitor(tmp_path: Path) -> None:
@@ -172,5 +174,9 @@ def test_exact_allowed_scripts_go_into_the_program_and_the_rest_to_the_answerer(
     assert pack_key((7, "/app/run.sh")) == (7).to_bytes(8, "little") + b"/app/run.sh".ljust(64, b"\0")
     assert pack_key((7, 2)) == (7).to_bytes(8, "little") + (2).to_bytes(8, "little")
     assert plan_entries([GuardedCgroup(8, mount_ns=4026532174)])["m"] == {(8,): 4026532174}
+    inline = GuardedCgroup(9, frozenset({2, 3}), interpreter_inodes=frozenset({2, 3}),
+                           inline_code_inodes=frozenset({2}))
+    assert plan_entries([inline])["i"] == {(9, 2): 2, (9, 3): 1}  # 2: -c as argv[1] needs no hold
+    assert '$a1 == "-c"' in program()
     assert plan_entries([GuardedCgroup(8, runtime_mount_ns=4026531841)])["r"] == {(8,): 4026531841}
     assert plan_entries([GuardedCgroup(8, mount_ns=4026532174)])["r"] == {}  # unknown: not written

@@ -49,7 +49,7 @@ from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
 from kubeguard.policy.policy_engine import PolicyEngine
-from kubeguard.policy.scripts import runs_scripts
+from kubeguard.policy.scripts import c_is_code, runs_scripts
 
 log = logging.getLogger(__name__)
 
@@ -323,24 +323,29 @@ class Enforcer:
         processes all come and go), or, on first sight, paths resolve on the host."""
         inodes: frozenset[int] = frozenset()
         interpreters: frozenset[int] = frozenset()
+        inline: frozenset[int] = frozenset()
         with opened_root(container.cgroup_dir) as root:
             if protect and root is None and previous is not None and previous.profile:
                 inodes, interpreters = previous.allowed_inodes, previous.interpreter_inodes
+                inline = previous.inline_code_inodes
             elif protect:
                 inodes = cls._allowed_inodes(policy, root or "/")
                 interpreters = cls._allowed_inodes(policy, root or "/", interpreters_only=True)
+                inline = cls._allowed_inodes(policy, root or "/", interpreters_only=True, inline_code_only=True)
         mount_ns = container_mount_ns(container.cgroup_dir) or (previous.mount_ns if previous is not None else 0)
         runtime_ns = runtime_mount_ns(container.cgroup_dir) or (
             previous.runtime_mount_ns if previous is not None else 0)
         return GuardedCgroup(container.cgroup_id, inodes, profile=protect,
                              drift_after_ns=container.started_ns if policy.zero_drift else None,
-                             interpreter_inodes=interpreters, scripts=tuple(policy.scripts), mount_ns=mount_ns,
-                             runtime_mount_ns=runtime_ns)
+                             interpreter_inodes=interpreters, inline_code_inodes=inline,
+                             scripts=tuple(policy.scripts), mount_ns=mount_ns, runtime_mount_ns=runtime_ns)
 
     @staticmethod
-    def _allowed_inodes(policy: WorkloadPolicy, root: str, interpreters_only: bool = False) -> frozenset[int]:
-        """Inodes of the allowed executables (or only the script interpreters among them) below `root`, the
-        container's filesystem, symlinks followed as the container follows them."""
+    def _allowed_inodes(policy: WorkloadPolicy, root: str, interpreters_only: bool = False,
+                        inline_code_only: bool = False) -> frozenset[int]:
+        """Inodes of the allowed executables (or only the script interpreters among them, or only those whose
+        real file takes ``-c`` for code on the command line) below `root`, the container's filesystem, symlinks
+        followed as the container follows them."""
         allowed: set[int] = set()
         denied: set[int] = set()
         prefix = root.rstrip("/")
@@ -353,6 +358,8 @@ class Enforcer:
                 if real is None:
                     continue
                 if interpreters_only and target is allowed and not runs_scripts(path) and not runs_scripts(real):
+                    continue
+                if inline_code_only and target is allowed and not c_is_code(real):  # the answerer reads the real exe
                     continue
                 try:
                     target.add(os.stat(prefix + real).st_ino)

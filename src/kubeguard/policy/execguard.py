@@ -24,7 +24,9 @@ system call the stopped process makes kills it, so it cannot open its script. Th
 program's kill lines on to the agent, with one line per script it killed (the counters here).
 No hold at all when argv[1] names exactly a script the cgroup allows by its exact path (`direct_scripts`,
 map @c; ``#!/bin/sh`` scripts exec'd by their path and ``sh /app/run.sh``): the answerer would name
-that same script (the first operand), so the program lets it run at once.
+that same script (the first operand), so the program lets it run at once. Nor when argv[1] is exactly ``-c``
+to a shell or python (``inline_code_inodes``, @i value 2: system(), popen() and ``sh -c`` exec probes): code
+on the command line, no script file, which the answerer would release too.
 
 The program text is fixed; a plan lives in its maps, which the agent writes through bpf()
 (`plan_entries`; maps sized to the plan with BPFTRACE_MAP_KEYS_MAX, so no entry is dropped by
@@ -79,6 +81,7 @@ class GuardedCgroup:
     profile: bool = True  # kill anything not in allowed_inodes
     drift_after_ns: int | None = None  # kill executables changed after this time (zero drift)
     interpreter_inodes: frozenset[int] = frozenset()  # held at exec until their script is checked
+    inline_code_inodes: frozenset[int] = frozenset()  # ... of which `-c` gives code, no script (sh, python)
     scripts: tuple[ScriptRule, ...] = ()  # the scripts those interpreters may run
     mount_ns: int = 0  # the container's mount namespace (inode number); 0: unknown
     runtime_mount_ns: int = 0  # the mount namespace of the runtime that started it (its shim's); 0: unknown
@@ -121,7 +124,7 @@ def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[Key, int]]:
         if g.drift_after_ns is not None:
             maps["s"][(g.cgroup_id,)] = g.drift_after_ns
         maps["a"].update(((g.cgroup_id, ino), 1) for ino in g.allowed_inodes)
-        maps["i"].update(((g.cgroup_id, ino), 1) for ino in g.interpreter_inodes)
+        maps["i"].update(((g.cgroup_id, ino), 2 if ino in g.inline_code_inodes else 1) for ino in g.interpreter_inodes)
         if g.interpreter_inodes:
             maps["c"].update(((g.cgroup_id, path), 1) for path in direct_scripts(g))
         if g.mount_ns:
@@ -160,15 +163,20 @@ def program(gen: int = 0) -> str:
   if (($m & 1) && @a[cgroup, $i->i_ino] == 0) { $bad = 1; }
   if (($m & 2) && (uint64)$i->i_ctime_sec * 1000000000 + $i->i_ctime_nsec > @s[cgroup]) { $bad = $bad | 2; }
   $hold = 0;
-  if ($bad == 0 && @i[cgroup, $i->i_ino]) {
-    $s = (uint64)curtask->mm->arg_start;  // argv[1], the script when it names one of @c: no hold
+  $k = (uint64)0;
+  if ($bad == 0) { $k = @i[cgroup, $i->i_ino]; }
+  if ($k) {
+    $s = (uint64)curtask->mm->arg_start;  // argv[1]: a script named in @c, or -c, needs no hold
     $n = (uint64)0;
     while ($n < ARGV0_MAX) { if (*(uint8 *)uptr($s + $n) == 0) { break; } $n++; }
     $hold = 1;
     // only when argv[0] ended within ARGV0_MAX bytes (else argv[1] is not found: a longer argv[0] could spell a
     // path in its tail) and an argv[1] follows it (not the first environment string)
-    if ($n < ARGV0_MAX && $s + $n + 1 < (uint64)curtask->mm->arg_end && @c[cgroup, str(uptr($s + $n + 1))]) {
-      $hold = 0;
+    if ($n < ARGV0_MAX && $s + $n + 1 < (uint64)curtask->mm->arg_end) {
+      $a1 = str(uptr($s + $n + 1));
+      // a script allowed by its exact path; or -c to a shell or python (@i value 2): code on the command line,
+      // no script file (the answerer would release both)
+      if (@c[cgroup, $a1] || ($k == 2 && $a1 == "-c")) { $hold = 0; }
     }
   }
   if ($bad || $hold) {  // only then: is this the runtime's own exec into the cgroup (runc init, from the runtime's

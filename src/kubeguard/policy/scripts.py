@@ -87,6 +87,13 @@ def applet(exepath: str, argv0: str, args: list[str]) -> tuple[str, list[str]]:
     return name, args
 
 
+def c_is_code(exepath: str) -> bool:
+    """Whether ``exepath -c ...`` runs code given on the command line and no script file: a shell or python
+    (perl, ruby and node take -c for a syntax check of a script, php for an ini file), or a multi-call binary
+    (busybox: its shells take -c as code, its other programs run no script)."""
+    return interpreter_kind(exepath) in ("shell", "python") or posixpath.basename(exepath) in MULTICALL
+
+
 def runs_scripts(exepath: str) -> bool:
     """Whether an exec of `exepath` may run a script file: a recognised interpreter or a multi-call binary."""
     return interpreter_kind(exepath) is not None or posixpath.basename(exepath) in MULTICALL

@@ -4,8 +4,9 @@ or releases it. `sh new.sh`, `python3 new.py` and a `#!/bin/sh` script exec'd di
 creates a marker, leave no marker; a SIGCONT from inside the pod, or from the agent itself (only the script
 answerer's is honoured), cannot release a held script early; the allowed script keeps running the whole time
 (every one of its runs completes) and `sh -c` is released. A script allowed by its exact path and
-named so by argv[1] runs with no hold at all: it completes while the answerer is stopped; any other
-form is held until the answerer decides."""
+named so by argv[1] runs with no hold at all: it completes while the answerer is stopped, as does `sh -c`
+(argv[1] exactly -c to a shell: code on the command line); any other form is held until the answerer
+decides."""
 
 from __future__ import annotations
 
@@ -140,14 +141,18 @@ def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> Non
         pod = podlab.pod("direct")
         guard.apply([GuardedCgroup(pod.cgroup_id, frozenset(os.stat(p).st_ino for p in (NSENTER, SH, PYTHON)),
                                    interpreter_inodes=frozenset({os.stat(SH).st_ino}),
+                                   inline_code_inodes=frozenset({os.stat(SH).st_ino}),
                                    scripts=(ScriptRule(str(known)),))])
         assert guard.answerer is not None
         os.kill(guard.answerer.pid, signal.SIGSTOP)  # nothing held is answered until it continues
         try:
             assert pod.run([str(known)]).returncode == 0  # #! exec'd by its path: argv is [sh, known]
             assert pod.run([SH, str(known)]).returncode == 0
+            inline = pod.run([SH, "-c", "echo inline"])  # -c to a shell: code on the command line, no hold
+            assert inline.returncode == 0 and inline.stdout == "inline\n"
             held = {name: pod.popen(argv, cwd=work) for name, argv in (
                 ("option first", [SH, "-e", str(known)]), ("relative", [SH, "known.sh"]),
+                ("-c with another option", [SH, "-ec", "true"]),  # only argv[1] exactly -c goes unheld
                 ("unknown", [SH, str(work / "new.sh")]),
                 # argv[0] longer than the program looks for its end, its tail spelling the allowed path where
                 # argv[1] would start: not taken for argv[1], held
@@ -159,6 +164,7 @@ def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> Non
         finally:
             os.kill(guard.answerer.pid, signal.SIGCONT)
         assert held["option first"].wait(timeout=30) == 0 and held["relative"].wait(timeout=30) == 0
+        assert held["-c with another option"].wait(timeout=30) == 0
         assert held["unknown"].wait(timeout=30) == -signal.SIGKILL
         assert held["long argv[0]"].wait(timeout=30) == -signal.SIGKILL and not (work / "new.ran").exists()
         assert len((work / "known.log").read_text().split()) == 4
