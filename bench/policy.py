@@ -9,6 +9,8 @@ A client pod (workload shop/Deployment/bench-client) runs bench/policy_lat/lat.c
   protect the exec guard lets it run at once (argv[1] names a script allowed by its exact path);
 - held script: the same script as `sh -e SCRIPT`: the exec guard holds the interpreter at exec until the
   agent's script answerer has read its argv and released it;
+- inline: `sh -c 'exit 0'` (what every system() and popen() runs): code on the command line, which the exec guard
+  lets run at once (argv[1] is exactly -c to a shell);
 p50 and p99 of each, in microseconds, back-to-back and paced (each call GAP_US after the previous one ended); the
 client closes each connection with a reset (no TIME_WAIT: ~50,000 of them would exhaust its ephemeral ports).
 The client's loop is pinned to the last CPU in every condition (taskset; the agent is not).
@@ -88,7 +90,8 @@ def measure(client: Pod, lat: Path, noop: Path, server: Pod, count: int) -> dict
     out: dict[str, float] = {}
     script = noop.parent / "script.sh"
     for kind, call, args in (("exec", "exec", [str(noop)]), ("connect", "connect", [server.ip, "9000"]),
-                             ("script", "exec", [str(script)]), ("held_script", "exec", [SH, "-e", str(script)])):
+                             ("script", "exec", [str(script)]), ("held_script", "exec", [SH, "-e", str(script)]),
+                             ("inline", "exec", [SH, "-c", "exit 0"])):
         for prefix, gap in ((kind, 0), (f"paced_{kind}", GAP_US)):
             done = client.run(["taskset", "-c", str(PIN_CPU), str(lat), call, str(count), *args], timeout=600,
                               env=dict(os.environ, KG_LAT_GAP_US=str(gap)))
@@ -117,7 +120,8 @@ def guards_only(client: Pod, lat: Path, noop: Path, server: Pod, count: int, nse
 KEYS = ("exec_p50", "exec_p99", "connect_p50", "connect_p99",
         "paced_exec_p50", "paced_exec_p99", "paced_connect_p50", "paced_connect_p99",
         "script_p50", "script_p99", "paced_script_p50", "paced_script_p99",
-        "held_script_p50", "held_script_p99", "paced_held_script_p50", "paced_held_script_p99")
+        "held_script_p50", "held_script_p99", "paced_held_script_p50", "paced_held_script_p99",
+        "inline_p50", "inline_p99", "paced_inline_p50", "paced_inline_p99")
 GAP_US = 1000  # paced: one call per millisecond at most (a pod's calls, not a storm)
 # The client's loop runs on one CPU in every condition: unpinned, exec-time balancing moves the loop between
 # CPUs and its p50 moved by +-15 % between identical back-to-back runs on an idle 2-core machine (77-105 us;
@@ -291,6 +295,9 @@ def main() -> int:
         f"allowed, not held): {100 * (ratios['held_script_p50'] - 1):+.1f} % back-to-back, "
         f"{100 * (ratios['paced_held_script_p50'] - 1):+.1f} % paced, "
         f"{protect['held_script_p50'] - base['held_script_p50']:+.0f} us at p50. "
+        f"`sh -c 'exit 0'` (system(), popen(); argv[1] -c to a shell: no hold): "
+        f"{100 * (ratios['inline_p50'] - 1):+.1f} % back-to-back, {100 * (ratios['paced_inline_p50'] - 1):+.1f} % "
+        "paced. "
         "Per round (back-to-back exec/connect p50, %): "
         f"{per_round}. 1-min load average during the rounds: {min(loads):.1f} to {max(loads):.1f} on 2 cores "
         "(other engineers' work): the p99 columns and single rounds are noise-bound, the p50 medians are the figures.",
