@@ -134,6 +134,13 @@ def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[Key, int]]:
     return maps
 
 
+def holds(guarded: list[GuardedCgroup]) -> bool:
+    """Whether the plan can hold a process (an allowed interpreter): only then is the hold trap needed. It runs at
+    every system call of the node (~0.1 us each), so a guard of, say, distroless images goes without it; once
+    attached it stays for the program's life (a process held under an earlier plan may still be stopped)."""
+    return any(g.interpreter_inodes for g in guarded)
+
+
 def pack_key(key: Key) -> bytes:
     """A map key as bpftrace lays it out: integers as 8 bytes, strings NUL-padded to STRLEN bytes."""
     return b"".join(struct.pack("<Q", part) if isinstance(part, int) else part.encode().ljust(STRLEN, b"\0")
@@ -303,8 +310,8 @@ class ExecGuard:
                 what = err[-1].strip() if err else "script answerer exited" if answerer.poll() is not None \
                     else "timeout"
                 raise ExecGuardError(f"exec guard did not start: {what}")
-        try:
-            run.trap_fd = self._trap(proc.pid)  # before the plan: no process is held without it
+        try:  # before the plan: no process is held without it; none at all while no interpreter can be held
+            run.trap_fd = self._trap(proc.pid) if holds(guarded) else -1
         except BpfError as exc:
             self._stop(run)
             raise ExecGuardError(f"exec guard: no hold trap: {exc}") from None
@@ -331,6 +338,8 @@ class ExecGuard:
         """Change the running program's plan to `guarded` in place (the answerer's rules first); raises BpfError."""
         if not self._send_rules(run.gen, run.rules_file, guarded):
             raise BpfError("the script answerer exited")
+        if run.trap_fd < 0 and holds(guarded):  # the first interpreter that can be held: the trap before it
+            run.trap_fd = self._trap(run.proc.pid)
         self._write(run.proc.pid, plan_entries(self.guarded), plan_entries(guarded))
         run.updates += 1
 

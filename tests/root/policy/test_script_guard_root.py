@@ -172,3 +172,38 @@ def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> Non
     finally:
         guard.close()
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_hold_trap_is_attached_once_an_interpreter_can_be_held(podlab: PodLab) -> None:
+    """The trap runs at every system call of the node: a plan that can hold nothing (no allowed interpreter) goes
+    without it; the first plan that can hold a process attaches it before its entries are written, and a held
+    interpreter resumed by anyone but the answerer then dies at its first system call."""
+    require(shutil.which("bpftrace") is not None, "bpftrace (the exec guard)")
+    work = Path(tempfile.mkdtemp(prefix="kgs", dir="/tmp"))
+    guard = ExecGuard()
+    try:
+        script = work / "known.sh"
+        script.write_text(f"echo run >> {work}/known.log\n")
+        pod = podlab.pod("trap")
+        allowed = frozenset(os.stat(p).st_ino for p in (NSENTER, SH))
+        guard.apply([GuardedCgroup(pod.cgroup_id, allowed)])
+        assert guard.current is not None and guard.current.trap_fd == -1  # nothing can be held
+        assert pod.run([SH, "-e", str(script)]).returncode == 0  # sh is merely allowed here
+        guard.apply([GuardedCgroup(pod.cgroup_id, allowed, interpreter_inodes=frozenset({os.stat(SH).st_ino}),
+                                   scripts=(ScriptRule(str(script)),))])
+        assert guard.current.updates == 1 and guard.current.trap_fd >= 0  # written in place, trap first
+        assert guard.answerer is not None
+        os.kill(guard.answerer.pid, signal.SIGSTOP)
+        try:
+            held = pod.popen([SH, "-e", str(script)])
+            wait_for("the script held at exec", lambda: state_of(held.pid, [SH, "-e", str(script)]) == "T")
+            early = guard.early_kills
+            os.kill(held.pid, signal.SIGCONT)  # not the answerer's
+            assert held.wait(timeout=30) == -signal.SIGKILL
+        finally:
+            os.kill(guard.answerer.pid, signal.SIGCONT)
+        wait_for("the early kill's report", lambda: guard.early_kills > early)
+        assert (work / "known.log").read_text() == "run\n"  # only the run before the hold
+    finally:
+        guard.close()
+        shutil.rmtree(work, ignore_errors=True)
