@@ -267,3 +267,22 @@ def test_unconnected_udp_sends_are_learned_and_checked(tmp_path: Path) -> None:
     assert engine.process(send("fd00::53", 53, 40)) == []
     (alert,) = engine.process(send("fd00::54", 53, 40))
     assert alert.output_fields["policy.deviation"] == "egress UDP fd00::54:53"
+
+
+def test_an_exec_is_reported_blocked_only_in_a_container_the_exec_guard_has(tmp_path: Path) -> None:
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "web.yaml").write_text(GOOD)  # hand-written, protect
+    engine = engine_for(tmp_path, Clock())
+    guarded, new_replica = 7001, 7002
+    engine.enforced = {WEB}
+    engine.guarded_cgroups = frozenset({guarded})
+    actions = []
+    for cgroup in (guarded, new_replica, None):
+        fields = {} if cgroup is None else {"_cgroup_id": cgroup}
+        (alert,) = engine.process(Event({**exec_event("u1", "/usr/bin/nc"), **fields}))
+        actions.append(alert.output_fields["policy.action"])
+    assert actions == ["blocked", "alert", "alert"]
+    engine.enforced = set()  # the workload's guards are not in place at all
+    (alert,) = engine.process(Event({**exec_event("u1", "/usr/bin/nc"), "_cgroup_id": guarded}))
+    assert alert.output_fields["policy.action"] == "alert"

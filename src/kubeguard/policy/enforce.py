@@ -13,7 +13,8 @@ Every `interval` seconds (and at once when a policy changed) the `Enforcer` thre
    CIDRs as they are, DNS names through the resolver; UDP ingress peers too, for the replies) and
    makes the workload's `ConnectGuard` maps hold exactly those, attached to every container cgroup
    of the workload (connect4/6, UDP sendmsg4/6);
-5. tells the engine which workloads are enforced (their deviations are then reported ``blocked``).
+5. tells the engine which workloads are enforced and which container cgroups are in the exec guard's plan
+   (their deviations are then reported ``blocked``; an exec in a container not in the plan yet is an alert).
 
 Nothing is enforced for a workload in discover or monitor (except zero drift, which blocks in
 monitor too). `close()` detaches everything: enforcement lasts while the agent runs.
@@ -177,6 +178,7 @@ class Enforcer:
             guard.close()
         self.connect_guards.clear()
         self.engine.enforced = set()
+        self.engine.guarded_cgroups = frozenset()
 
     @property
     def kills(self) -> int:
@@ -253,10 +255,12 @@ class Enforcer:
             self.file_guard.apply(file_plan, frozenset(learners))
         except ExecGuardError as exc:
             self.engine.enforced = set()
+            self.engine.guarded_cgroups = frozenset()
             raise BpfError(str(exc)) from exc
         if self.exec_guard.restarts:
             self._say("exec guard restarts", f"policy: exec guard started again after it exited "
                                              f"({self.exec_guard.restarts} time(s))")
+        self.engine.guarded_cgroups = frozenset(entry.cgroup_id for entry in guarded)
         self.engine.enforced = enforced
         self._learners = learners
         self._watch(set(learners.values()))

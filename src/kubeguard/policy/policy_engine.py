@@ -84,6 +84,9 @@ class PolicyEngine:
         self.clock = clock
         self.container_start = container_start or (lambda event: None)
         self.enforced: set[WorkloadRef] = set()  # workloads whose kernel guards are in place (enforcer sets it)
+        # the cgroup ids of the containers in the exec guard's plan (enforcer sets it): a new replica's container
+        # runs unguarded until the enforcer has it, and its execs are then alerts, not blocks
+        self.guarded_cgroups: frozenset[int] = frozenset()
         self.deviations = 0
         self.learned_rules = 0
         self._dirty: set[WorkloadRef] = set()
@@ -188,7 +191,7 @@ class PolicyEngine:
         pid = event.get("proc.pid")
         if isinstance(pid, int):
             self._deviant_pids[pid] = self.clock()
-        blocked = ref in self.enforced and (policy.mode == "protect" or bool(policy.zero_drift and drift))
+        blocked = (policy.mode == "protect" or bool(policy.zero_drift and drift)) and self._exec_guarded(ref, event)
         what = f"process {path}" + (" (written after the container started)" if drift else "")
         return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, drift))]
 
@@ -202,8 +205,12 @@ class PolicyEngine:
             self._learn(ref, "scripts", ScriptRule(path=script, interpreters=(interpreter,)))
             return []
         what = f"script {script} (run by {interpreter})"
-        blocked = ref in self.enforced and policy.mode == "protect"  # the exec guard kills it before it runs
+        blocked = policy.mode == "protect" and self._exec_guarded(ref, event)  # killed before it runs
         return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, False))]
+
+    def _exec_guarded(self, ref: WorkloadRef, event: Event) -> bool:
+        """Whether the exec guard judges this exec: its workload is enforced and its container is in the plan."""
+        return ref in self.enforced and event.get("_cgroup_id") in self.guarded_cgroups
 
     def _written_later(self, event: Event, path: str) -> bool:
         start = self.container_start(event)
