@@ -100,3 +100,17 @@ def test_every_listed_number_reaches_the_lookup() -> None:
     code = holdtrap.program(held_map_fd=3, key_size=4)
     for number in holdtrap.CODE_SYSCALLS:
         assert run(code, number, {PID}, 4, 3) == (0, [holdtrap.SIGKILL]), number
+
+
+@pytest.mark.parametrize("syscall", [0, 257])
+def test_without_a_list_of_numbers_every_call_is_looked_up(syscall: int) -> None:
+    code = holdtrap.program(held_map_fd=42, key_size=8, numbers=None)  # a machine whose numbers are not listed
+    assert run(code, syscall, {PID}, 8, 42) == (0, [holdtrap.SIGKILL])
+    assert run(code, syscall, {PID + 1}, 8, 42) == (0, [])
+
+
+def test_the_numbers_are_checked_only_where_they_are_known(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(holdtrap.platform, "machine", lambda: "x86_64")
+    assert holdtrap.code_syscalls() == holdtrap.CODE_SYSCALLS
+    monkeypatch.setattr(holdtrap.platform, "machine", lambda: "aarch64")
+    assert holdtrap.code_syscalls() is None

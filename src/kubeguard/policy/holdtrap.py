@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import platform
 import struct
 
 from kubeguard.policy.bpfsys import BPF_OBJ_GET_INFO_BY_FD, BPF_PROG_LOAD, BpfError, bpf
@@ -40,22 +41,27 @@ CODE_SYSCALLS = (
 )
 
 
+def code_syscalls() -> tuple[int, ...] | None:
+    """The numbers the trap checks on this machine; None (a lookup at every call) where they are not listed here."""
+    return CODE_SYSCALLS if platform.machine() == "x86_64" else None
+
+
 def _insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
     return struct.pack("<BBhi", code, (src << 4) | dst, off, imm)
 
 
-def program(held_map_fd: int, key_size: int) -> bytes:
-    """The trap's instructions: return at once unless the system call is one of `CODE_SYSCALLS`; then key = the
-    calling process's pid (bpftrace's `pid`, the thread group id) as the map's `key_size` bytes; lookup; SIGKILL to
-    the caller when found; return 0."""
+def program(held_map_fd: int, key_size: int, numbers: tuple[int, ...] | None = CODE_SYSCALLS) -> bytes:
+    """The trap's instructions: return at once unless the system call is one of `numbers` (None: every call);
+    then key = the calling process's pid (bpftrace's `pid`, the thread group id) as the map's `key_size` bytes;
+    lookup; SIGKILL to the caller when found; return 0."""
     r0, r1, r2, r3, r10 = 0, 1, 2, 3, 10
     store = _insn(0x7B, r10, r0, off=-8) if key_size == 8 else _insn(0x63, r10, r0, off=-4)  # *(u64|u32 *)(fp-n)
     check = [
         _insn(0x79, r3, r1, off=8),                      # r3 = ctx->args[1]: the system call's number
         _insn(0x57, r3, imm=~X32_SYSCALL_BIT),           # r3 &= ~X32_SYSCALL_BIT
     ]
-    count = len(CODE_SYSCALLS)
-    for index, number in enumerate(CODE_SYSCALLS):       # if r3 == number goto lookup
+    count = len(numbers or ())
+    for index, number in enumerate(numbers or ()):       # if r3 == number goto lookup
         check.append(_insn(0x15, r3, off=count - index, imm=number))
     lookup = [
         _insn(0x85, imm=BPF_FUNC_GET_CURRENT_PID_TGID),  # lookup: r0 = tgid << 32 | tid
@@ -70,6 +76,8 @@ def program(held_map_fd: int, key_size: int) -> bytes:
         _insn(0x85, imm=BPF_FUNC_SEND_SIGNAL),           # bpf_send_signal(SIGKILL): the caller's process
     ]
     out = [_insn(0xB7, r0, imm=0), _insn(0x95)]          # out: return 0
+    if numbers is None:
+        return b"".join([*lookup, *out])
     return b"".join([*check, _insn(0x05, off=len(lookup)), *lookup, *out])  # no number matched: goto out
 
 
@@ -85,7 +93,7 @@ def _key_size(map_fd: int) -> int:
 def attach(held_map_fd: int) -> int:
     """Load the trap for the map `held_map_fd` and attach it to sys_enter; its fd (closing it detaches the trap).
     Raises BpfError."""
-    insns = ctypes.create_string_buffer(program(held_map_fd, _key_size(held_map_fd)))
+    insns = ctypes.create_string_buffer(program(held_map_fd, _key_size(held_map_fd), code_syscalls()))
     license_ = ctypes.create_string_buffer(b"GPL")
     log = ctypes.create_string_buffer(65536)
     attr = struct.pack("<IIQQIIQII16s", BPF_PROG_TYPE_RAW_TRACEPOINT, len(insns.raw) // 8, ctypes.addressof(insns),
