@@ -32,7 +32,10 @@ def form_csrf(html: str) -> str:
 
 @dataclass
 class Codes:
-    """TOTP codes for one secret, each time step used once (the console refuses replays)."""
+    """TOTP codes for one secret, each time step used once (the console refuses replays). Only the current step
+    and the next one are handed out: the console accepts a step within one of its own, so each stays valid for
+    at least one whole interval after it is made (the previous step, valid only until the current interval ends,
+    was refused when a slow browser submitted it after the boundary)."""
 
     secret: str
     used: set[int] = field(default_factory=set)
@@ -41,7 +44,7 @@ class Codes:
         totp = pyotp.TOTP(self.secret)
         while True:
             now = int(time.time()) // totp.interval
-            for step in (now - 1, now, now + 1):
+            for step in (now, now + 1):
                 if step not in self.used and all(step > u for u in self.used):
                     self.used.add(step)
                     return totp.generate_otp(step)
