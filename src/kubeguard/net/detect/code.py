@@ -26,6 +26,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from kubeguard.net.detect.php_names import PHP_FUNCTIONS
+
 # PHP functions that run commands or code, or read and write files an attacker wants.
 PHP_EXEC = (
     "system|exec|shell_exec|passthru|popen|proc_open|pcntl_exec|eval|assert|create_function|call_user_func"
@@ -79,13 +81,23 @@ ENTRIES = {
     "php_only": rf"\b(?:{PHP_ONLY})\s*(?:\(|/\*|#|//)",
     "php_object": r"\b[OC]:\d+:\"[\w\\]+\":\d+:\{",
     "php_wrapper": r"\b(?:php|phar|zlib|compress\.(?:zlib|bzip2)|ssh2\.(?:exec|shell|tunnel|sftp|scp)|expect|ogg"
-                   r"|rar|zip|glob)://",
+                   r"|rar|zip|glob|data)://|\bdata:\s*(?:text/(?:plain|html|x-php)|application/(?:x-httpd-php|x-php|php)"
+                   r"|\*/\*)\s*[;,]",
     "php_dynamic": r"\$\w*\s*[\[{][^\n]*[\]}]\s*\(",
     "node": r"_\$\$ND_FUNC\$\$_|\bnew\s+Function\s*\(|\bprocess\s*(?:\.|\[\s*['\"]?)\s*mainModule"
             r"|\brequire\s*\.\s*main\b|\brequire\s*\[|\bchild_process\b|\bmodule\s*\.\s*exports\s*="
             r"|\beval\s*\(\s*String\s*\.\s*fromCharCode\b|\$[0-9a-f]{1,4}:\w*:?(?:constructor|prototype|__proto__)\b"
             r"|\bprocess\s*(?:\.\s*(?:env|binding|dlopen|kill)\b|\[\s*['\"]?\s*(?:env|binding|mainModule)|\[\s*\w+\.)"
             r"|\bconsole\s*(?:\.\s*\w+|\[\s*['\"]\w+['\"]\s*\])\s*(?:\.\s*(?:call|apply)\s*)?\("
+            # CRS 934100's Node.js indicators: the constructor chain, Node's function serialisation, file and process
+            # calls on `process`, `require`'s own members
+            r"|\bthis\s*\.\s*constructor\b|\bconstructor\s*:\s*constructor\b|\bModule\s*:\s*prototype\b|__js_function\b"
+            r"|\bString\s*\.\s*fromCharCode\s*\(|\bfunction\s*\(\s*\)\s*\{"
+            r"|\bprocess\s*\.\s*(?:exec|execFile|spawn|fork|\w*(?:read|write|append)\w*|unlink|open|rm|chmod|chown)\w*"
+            r"\s*\(|\brequire\s*\.\s*(?:resolve\s*\(|main\b|cache\b|extensions\b)"
+            # Ruby: Kernel's and Process's command runners, Open3, %x{}
+            r"|\b(?:Process\s*\.\s*spawn|Kernel\s*\.\s*(?:exec|system|spawn|eval|open)|IO\s*\.\s*popen"
+            r"|Open3\s*\.\s*(?:popen\w*|capture\w*|pipeline\w*))\s*\(|%x\{[^}]{1,200}\}"
             r"|\bwhile\s*\(+\s*[!+-]*\s*(?:true|false|1|0|NaN|this|null|undefined|\"\"|''|``|\{\}|\[\]|new\s+Date"
             r"|\+?Infinity|\+1)"
             r"\s*\)+",
@@ -100,7 +112,9 @@ ENTRIES = {
     # a call of a function of a PHP extension: `odbc_connect(`, `pg_query (`, `zend_version(`
     "php_ext_call": rf"\b(?:{PHP_EXT})_\w+\s*\(",
     "php_xml_tag": r"<\?xml\s*:",
-    "php_superglobal": r"\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)\b",
+    "php_superglobal": r"\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)\b"
+                       r"|\$(?:GLOBALS|HTTP_(?:COOKIE|ENV|GET|POST|SERVER|REQUEST)_VARS|HTTP_POST_FILES|HTTP_RAW_POST_DATA"
+                       r"|http_response_header|php_errormsg)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
     "perl": r"@\{\s*\[",
     "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{\[|@\(|[<\[]#assign\b|#set\s*\(\s*\$",
@@ -108,11 +122,19 @@ ENTRIES = {
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
                 r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
 }
+# a call of one of PHP's own functions (`php_names`: `htmlspecialchars(`, `gzdecode /*x*/ (`): the gate marks a
+# snake_case name or one of the other names called (a list of two thousand names takes hyperscan seconds to compile)
+ENTRIES["php_named"] = (r"\b[a-z]\w*_\w+\s*(?:\(|/\*|#|//)|\b(?:"
+                        + "|".join(sorted(n for n in PHP_FUNCTIONS if "_" not in n)) + r")\s*(?:\(|/\*|#|//)")
 ENTRY_PATTERN = "|".join(f"(?:{p})" for p in ENTRIES.values())
 _ENTRY = {name: re.compile(p, re.I) for name, p in ENTRIES.items()}
 # The precise forms behind two of the entries (the entries stay small for hyperscan).
 _ENTRY["php_only"] = re.compile(
     rf"\b(?:{PHP_ONLY})\s*(?:/\*.{{0,80}}?\*/\s*|#[^\n]{{0,80}}\n\s*|//[^\n]{{0,80}}\n\s*){{0,4}}\(", re.I | re.S)
+# a name then a call, comments allowed between; the php_named entries' names are looked up in PHP_FUNCTIONS
+_NAMED_CALL = re.compile(r"\b([a-z_]\w*)\s*(?:/\*.{0,80}?\*/\s*|#[^\n]{0,80}\n\s*|//[^\n]{0,80}\n\s*){0,4}\(",
+                         re.I | re.S)
+_ENTRY["php_named"] = _NAMED_CALL
 _ENTRY["php_dynamic"] = re.compile(r"\$\w*(?:\s*\[(?:[^\[\]]|\[[^\[\]]{0,20}\]){0,40}\]|\s*\{[^}]{0,40}\})+\s*\(")
 
 _PHP_CALL = re.compile(
@@ -226,6 +248,16 @@ def _php(text: str) -> str | None:
                     and not called.startswith(("php", "posix_", "get_", "curl_init")):
                 continue  # "fwrite() failed", "exec() syscalls": a function named in prose
             return text[found.start() : found.end() + 40]
+    for call in _NAMED_CALL.finditer(text):
+        if call.group(1).lower() not in PHP_FUNCTIONS:
+            continue
+        after = text[call.end() :]
+        if re.match(r"\s*\)\s*(?:[^\s;.)]|\s+\w)", after):
+            continue  # "htmlspecialchars() escapes ...": a function named in prose
+        gap = text[call.end(1) : call.end() - 1]
+        if gap and not gap.strip() and not re.match(r"\s*(?:$|[\"'$)`])", after):
+            continue  # "array_diff (see the manual)": a space, then prose (`gzdecode ('.')`, `gzdecode /**/(` count)
+        return text[call.start() : call.end() + 40]
     for call in _PHP_CALL.finditer(text):
         name, first = call.group(1).lower(), call.group(2)
         rest = text[call.end() : call.end() + 40]
@@ -250,9 +282,11 @@ def _php(text: str) -> str | None:
     complex_var = _ENTRY["php_complex"].search(text)
     if complex_var and _CALL_NAME.search(text, complex_var.end(), complex_var.end() + 200):
         return text[complex_var.start() : complex_var.start() + 80]
-    glob = _ENTRY["php_superglobal"].search(text)
-    if glob and re.match(r"\s*\[", text[glob.end() :]):
-        return text[glob.start() : glob.start() + 60]
+    for glob in _ENTRY["php_superglobal"].finditer(text):
+        # `$_GET[...]`, `$_COOKIE;`, a whole value; or a variable only PHP has (`$GLOBALS`, `$HTTP_RAW_POST_DATA`),
+        # not "the $_SERVER array" in prose
+        if not glob.group(0).startswith("$_") or re.match(r"\s*(?:[\[;),.]|->|$)", text[glob.end() :]):
+            return text[glob.start() : glob.start() + 60]
     return _php_shapes(text)
 
 

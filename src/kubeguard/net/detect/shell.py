@@ -114,6 +114,132 @@ VOCABULARY = frozenset({
     "zfgrep", "zipcloak", "zipcmp", "zipdetails", "zipgrep", "zipinfo", "zipmerge", "zipnote", "zipsplit", "ziptool",
     "zmodload", "zsoelim", "zstdgrep", "zstdless", "zstdmt", "zypper",
 }) - COMMANDS
+# More of CRS's unix-shell words (regex-assembly/include/unix-shell-4andup.ra, -upto3.ra, -noarguments.ra at coreruleset
+# 2cbd1d01) that are not English words: package managers, compilers, archivers, pagers, network clients.
+VOCABULARY |= frozenset({
+    "7zx", "arj-register", "atobm", "basename", "blkid", "breaksw", "byobu", "bzcmp", "bzexe", "bzip2", "c89-gcc",
+    "c99-gcc", "capsh", "cargo-audit", "cargo-miri", "cargo-watch", "chdir", "chgrp", "choom", "chsh", "clang",
+    "clang++", "clippy-driver", "cobc", "comm", "cpio", "cron", "dpkg", "dvips", "efax", "egrep", "emacs", "endsw",
+    "esac", "fdfind", "fdisk", "fgrep", "filetest", "foreach", "fping", "gawk", "gcore", "getfacl", "ghci",
+    "ginsh", "gpg", "grcat", "gzcat", "gzexe", "iconv", "iftop", "iostat", "java", "jexec", "lastcomm", "lftp",
+    "ls-F", "lscpu", "lshw", "lsmod", "lspci", "lsusb", "lz4", "lz4c", "lzcat", "lzcmp", "lzma", "mailq", "mailx",
+    "mawk", "mknod", "mutt", "mysql", "mysqldumpslow", "nasm", "nawk", "nc.openbsd", "nc.traditional", "nping",
+    "nroff", "nstat", "onintr", "opkg", "pacman", "pax", "pdb2mb", "pdb3", "perl5", "pftp", "pgrep", "php5",
+    "php7", "pico", "piconv", "pigz", "ping6", "popd", "psed", "psql", "ptar", "pushd", "pxz", "raku", "rar",
+    "rbash", "redcarpet", "rmt-dump", "rmt-tar", "rnano", "rpmdb", "rsync", "runc", "rust-analyzer", "rust-gdb",
+    "rust-lldb", "rustc", "rustdoc", "rustfmt", "rustup", "rview", "rvim", "sched", "sdiff", "sendmail", "setfacl",
+    "sftp", "shuf", "slsh", "sudo-rs", "svnauthz", "svnbench", "svndumpfilter", "svnfsfs", "svnmucc", "svnrdump",
+    "svnversion", "tailf", "tclsh", "tmux", "troff", "ulimit", "unlink", "unlz4", "unrar", "up2date", "vigr",
+    "vipw", "virsh", "visudo-rs", "vmstat", "whiptail", "xetex", "xmore", "xpad", "xterm", "xz", "xzcmp", "xzdec",
+    "zcmp", "zdiff", "zgrep", "zless", "zmore", "zrun", "zstd",
+}) - COMMANDS
+# Windows programs (CRS's windows-commands.ra, less English words), PowerShell's cmdlets (CRS's
+# windows-powershell-commands.data) and aliases of three letters or more (regex-assembly/932125.ra; two letters
+# occur in random tokens): counted like VOCABULARY, in any case, as cmd.exe and PowerShell read them.
+WINDOWS_TOOLS = frozenset({
+    "asnp", "clc", "clhy", "cli", "clp", "clv", "cnsn", "cpi", "cpp", "cvpa", "dbp", "dnsn", "ebp", "epal",
+    "epcsv", "epsn", "etsn", "exsn", "gal", "gbp", "gci", "gcm", "gcs", "gdr", "gerr", "ghy", "gjb", "gmo", "gps",
+    "gpv", "gsn", "gsnp", "gsv", "gwmi", "icm", "ihy", "ipal", "ipcsv", "ipmo", "ipsn", "ise", "nal", "ndr", "nmo",
+    "npssc", "nsn", "ogv", "rbp", "rcjb", "rcsn", "rdr", "ren", "rjb", "rmo", "rni", "rnp", "rsn", "rsnp", "rujb",
+    "rvpa", "rwmi", "sajb", "sal", "saps", "sasv", "sbp", "shcm", "sls", "spjb", "spps", "spsv", "sujb", "swmi",
+    "trcm", "wjb", "atmadm", "attrib", "auditpol", "autochk", "autoconv", "autofmt", "bcdedit", "bdehdcfg",
+    "bootcfg", "cacls", "certreq", "chcp", "chglogon", "chgport", "chgusr", "chkdsk", "chkntfs", "cipher",
+    "cleanmgr", "cls", "cmdkey", "cmstp", "dcdiag", "dcgpofix", "defrag", "dfsdiag", "dfsrmig", "diantz",
+    "diskcomp", "diskcopy", "diskpart", "diskperf", "diskraid", "diskshadow", "dispdiag", "dnscmd", "doskey",
+    "driverquery", "endlocal", "eventcreate", "evntcmd", "flattemp", "forfiles", "fsutil", "ftype", "fveupdate",
+    "getmac", "gpfixup", "gpresult", "gpupdate", "graftabl", "helpctr", "ipxroute", "irftp", "klist", "ksetup",
+    "ktmutil", "ktpass", "lodctr", "logman", "logoff", "lpq", "lpr", "makecab", "mapadmin", "mklink", "mmc",
+    "mountvol", "mqbkup", "mqsvc", "mqtgsvc", "msdt", "msiexec", "msinfo32", "mstsc", "nbtstat", "netcfg",
+    "netdom", "nfsadmin", "nfsshare", "nfsstat", "nlbmgr", "nltest", "ntbackup", "ntcmdprompt", "ntfrsutl",
+    "openfiles", "pagefileconfig", "pathping", "pbadmin", "pentnt", "perfmon", "pktmon", "pnpunattend", "pnputil",
+    "prncnfg", "prndrvr", "prnjobs", "prnmngr", "prnport", "prnqctl", "pubprn", "pushprinterconnections",
+    "pwlauncher", "qappsrv", "qprocess", "rdpsign", "refsutil", "regini", "relog", "repadmin", "rexec", "risetup",
+    "robocopy", "rpcinfo", "rpcping", "rsh", "rwinsta", "scwcmd", "secedit", "serverceipoptin", "servermanagercmd",
+    "serverweroptin", "setx", "sfc", "showmount", "subst", "sxstrace", "sysocmgr", "takeown", "tapicfg",
+    "tcmsetup", "tlntadmn", "tpmtool", "tpmvscmgr", "tracerpt", "tscon", "tsdiscon", "tsecimp", "tskill", "tsprof",
+    "typeperf", "tzutil", "unlodctr", "vssadmin", "waitfor", "wbadmin", "wdsutil", "wecutil", "wevtutil", "winnt",
+    "winnt32", "winrs", "xcopy", "add-computer", "add-content", "add-history", "add-jobtrigger",
+    "add-localgroupmember", "add-member", "add-pssnapin", "add-type", "checkpoint-computer", "clear-content",
+    "clear-eventlog", "clear-history", "clear-host", "clear-item", "clear-itemproperty", "clear-recyclebin",
+    "clear-variable", "compare-object", "complete-transaction", "compress-archive", "connect-pssession",
+    "connect-wsman", "convert-path", "convert-string", "convertfrom-csv", "convertfrom-json",
+    "convertfrom-markdown", "convertfrom-sddlstring", "convertfrom-securestring", "convertfrom-string",
+    "convertfrom-stringdata", "convertto-csv", "convertto-html", "convertto-json", "convertto-securestring",
+    "convertto-xml", "copy-item", "copy-itemproperty", "debug-job", "debug-process", "debug-runspace",
+    "disable-computerrestore", "disable-experimentalfeature", "disable-jobtrigger", "disable-localuser",
+    "disable-psbreakpoint", "disable-psremoting", "disable-pssessionconfiguration", "disable-pstrace",
+    "disable-pswsmancombinedtrace", "disable-runspacedebug", "disable-scheduledjob", "disable-wsmancredssp",
+    "disable-wsmantrace", "disconnect-pssession", "disconnect-wsman", "enable-computerrestore",
+    "enable-experimentalfeature", "enable-jobtrigger", "enable-localuser", "enable-psbreakpoint",
+    "enable-psremoting", "enable-pssessionconfiguration", "enable-pstrace", "enable-pswsmancombinedtrace",
+    "enable-runspacedebug", "enable-scheduledjob", "enable-wsmancredssp", "enable-wsmantrace",
+    "enter-pshostprocess", "enter-pssession", "exit-pshostprocess", "exit-pssession", "expand-archive",
+    "export-alias", "export-binarymilog", "export-clixml", "export-console", "export-counter", "export-csv",
+    "export-formatdata", "export-modulemember", "export-odataendpointproxy", "export-pssession", "find-command",
+    "find-dscresource", "find-module", "find-package", "find-packageprovider", "find-rolecapability",
+    "find-script", "foreach-object", "format-custom", "format-hex", "format-list", "format-table", "format-wide",
+    "get-acl", "get-alias", "get-authenticodesignature", "get-childitem", "get-cimassociatedinstance",
+    "get-cimclass", "get-ciminstance", "get-cimsession", "get-clipboard", "get-cmsmessage", "get-command",
+    "get-computerinfo", "get-computerrestorepoint", "get-content", "get-controlpanelitem", "get-counter",
+    "get-credential", "get-culture", "get-date", "get-error", "get-event", "get-eventlog", "get-eventsubscriber",
+    "get-executionpolicy", "get-experimentalfeature", "get-filehash", "get-formatdata", "get-help", "get-history",
+    "get-host", "get-hotfix", "get-installedmodule", "get-installedscript", "get-isesnippet", "get-item",
+    "get-itemproperty", "get-itempropertyvalue", "get-job", "get-jobtrigger", "get-localgroup",
+    "get-localgroupmember", "get-localuser", "get-location", "get-logproperties", "get-markdownoption",
+    "get-member", "get-module", "get-operationvalidation", "get-package", "get-packageprovider",
+    "get-packagesource", "get-pfxcertificate", "get-process", "get-psbreakpoint", "get-pscallstack", "get-psdrive",
+    "get-pshostprocessinfo", "get-psprovider", "get-psreadlinekeyhandler", "get-psreadlineoption",
+    "get-psrepository", "get-pssession", "get-pssessioncapability", "get-pssessionconfiguration", "get-pssnapin",
+    "get-pssubsystem", "get-random", "get-runspace", "get-runspacedebug", "get-scheduledjob",
+    "get-scheduledjoboption", "get-service", "get-timezone", "get-tracesource", "get-transaction", "get-typedata",
+    "get-uiculture", "get-unique", "get-uptime", "get-variable", "get-verb", "get-winevent", "get-wmiobject",
+    "get-wsmancredssp", "get-wsmaninstance", "group-object", "import-alias", "import-binarymilog", "import-clixml",
+    "import-counter", "import-csv", "import-isesnippet", "import-localizeddata", "import-module",
+    "import-packageprovider", "import-powershelldatafile", "import-pssession", "install-module", "install-package",
+    "install-packageprovider", "install-script", "invoke-asworkflow", "invoke-cimmethod", "invoke-history",
+    "invoke-item", "invoke-operationvalidation", "invoke-wsmanaction", "join-path", "join-string",
+    "limit-eventlog", "measure-command", "measure-object", "move-item", "move-itemproperty", "new-alias",
+    "new-ciminstance", "new-cimsession", "new-cimsessionoption", "new-event", "new-eventlog", "new-filecatalog",
+    "new-guid", "new-isesnippet", "new-item", "new-itemproperty", "new-jobtrigger", "new-localgroup",
+    "new-localuser", "new-module", "new-modulemanifest", "new-psdrive", "new-psrolecapabilityfile",
+    "new-pssession", "new-pssessionconfigurationfile", "new-pssessionoption", "new-pstransportoption",
+    "new-psworkflowexecutionoption", "new-psworkflowsession", "new-scheduledjoboption", "new-scriptfileinfo",
+    "new-service", "new-temporaryfile", "new-timespan", "new-variable", "new-webserviceproxy", "new-winevent",
+    "new-wsmaninstance", "new-wsmansessionoption", "out-default", "out-file", "out-gridview", "out-host",
+    "out-null", "out-printer", "out-string", "pop-location", "protect-cmsmessage", "publish-module",
+    "publish-script", "push-location", "read-host", "receive-job", "receive-pssession",
+    "register-argumentcompleter", "register-cimindicationevent", "register-engineevent", "register-objectevent",
+    "register-packagesource", "register-psrepository", "register-pssessionconfiguration", "register-scheduledjob",
+    "register-wmievent", "remove-alias", "remove-ciminstance", "remove-cimsession", "remove-computer",
+    "remove-event", "remove-eventlog", "remove-item", "remove-itemproperty", "remove-job", "remove-jobtrigger",
+    "remove-localgroup", "remove-localgroupmember", "remove-localuser", "remove-module", "remove-psbreakpoint",
+    "remove-psdrive", "remove-psreadlinekeyhandler", "remove-pssession", "remove-pssnapin", "remove-service",
+    "remove-typedata", "remove-variable", "remove-wmiobject", "remove-wsmaninstance", "rename-computer",
+    "rename-item", "rename-itemproperty", "rename-localgroup", "rename-localuser", "reset-computermachinepassword",
+    "resolve-path", "restart-computer", "restart-service", "restore-computer", "resume-job", "resume-service",
+    "save-help", "save-module", "save-package", "save-script", "select-object", "select-string", "select-xml",
+    "send-mailmessage", "set-acl", "set-alias", "set-authenticodesignature", "set-ciminstance", "set-clipboard",
+    "set-content", "set-date", "set-executionpolicy", "set-item", "set-itemproperty", "set-jobtrigger",
+    "set-localgroup", "set-localuser", "set-location", "set-logproperties", "set-markdownoption",
+    "set-packagesource", "set-psbreakpoint", "set-psdebug", "set-psreadlinekeyhandler", "set-psreadlineoption",
+    "set-psrepository", "set-pssessionconfiguration", "set-scheduledjob", "set-scheduledjoboption", "set-service",
+    "set-strictmode", "set-timezone", "set-tracesource", "set-variable", "set-wmiinstance", "set-wsmaninstance",
+    "set-wsmanquickconfig", "show-command", "show-controlpanelitem", "show-eventlog", "show-markdown",
+    "sort-object", "split-path", "start-job", "start-service", "start-sleep", "start-threadjob", "start-trace",
+    "start-transaction", "start-transcript", "stop-computer", "stop-job", "stop-process", "stop-service",
+    "stop-trace", "stop-transcript", "suspend-job", "suspend-service", "switch-process", "tee-object",
+    "test-computersecurechannel", "test-connection", "test-filecatalog", "test-json", "test-modulemanifest",
+    "test-path", "test-pssessionconfigurationfile", "test-scriptfileinfo", "test-wsman", "trace-command",
+    "unblock-file", "undo-transaction", "uninstall-module", "uninstall-package", "uninstall-script",
+    "unprotect-cmsmessage", "unregister-event", "unregister-packagesource", "unregister-psrepository",
+    "unregister-pssessionconfiguration", "unregister-scheduledjob", "update-formatdata", "update-help",
+    "update-list", "update-module", "update-modulemanifest", "update-script", "update-scriptfileinfo",
+    "update-typedata", "use-transaction", "wait-debugger", "wait-event", "wait-job", "wait-process",
+    "where-object", "write-debug", "write-error", "write-eventlog", "write-host", "write-information",
+    "write-output", "write-progress", "write-verbose", "write-warning",
+}) - COMMANDS
+VOCABULARY |= WINDOWS_TOOLS
+WINDOWS = WINDOWS | WINDOWS_TOOLS
 # Commands flagged alone after `;`, a newline or a substitution, but not as an item of a `|` or `&` list.
 ALONE_UNLISTED = VOCABULARY | frozenset({"top"})
 # A command line sent whole and ended with a newline (``visudo\n``, ``nohup who\n``, ``cscli alerts list\n``):
@@ -168,7 +294,10 @@ _ARTEFACT = re.compile(
     r"|<\s*[/\w])"
     # a directory-stack tilde expansion as the whole value (`~+`, `~-1`: the shell's working directories);
     # parameter expansions that carve a path out of a variable (`${PATH#{}/}`, `${HOME:0:1}`, `${x//a?b/}`)
-    r"|^\s*~[+-]\d{0,2}\s*$|\$\{[A-Za-z_]\w*(?:#\{\}|:\d+:\d+\}|//[^{}/\s]*/\})",
+    r"|^\s*~[+-]\d{0,2}\s*$|\$\{[A-Za-z_]\w*(?:#\{\}|:\d+:\d+\}|//[^{}/\s]*/\})"
+    # the user's shell run by its variable at a command position (`;$SHELL`, `` `${BASH}` ``); a history
+    # expansion that runs an earlier command again (`!-1`, `;!!`: CRS 932330)
+    r"|(?:[;|&\n`]|\$\(|\\n)\s*\$(?:\{(?:SHELL|BASH|0)\}|(?:SHELL|BASH|0)\b)|(?:^|[\s;|&`(])!-\d+\b|(?:[;|&\n`]|\\n)\s*!!",
     re.I,
 )
 # A shell function that runs itself in the background or through a pipe: a fork bomb (`f(){ f & f; };f`).
@@ -224,7 +353,13 @@ _STOP = frozenset({";", "|", "||", "&", "&&", "\n", "\\n", "\\r", ")", "`", "'",
 
 
 _WORDS = "|".join(re.escape(c) for c in sorted(COMMANDS, key=len, reverse=True))
-_VOCAB = "|".join(re.escape(c) for c in sorted(VOCABULARY, key=len, reverse=True))
+# The vocabulary in parts of 150 words (hyperscan compiles one alternation of a thousand words in seconds, parts
+# in a fraction); PowerShell's cmdlets by their verbs (`Get-`, `Invoke-`): `_command_name` checks the whole name.
+_CMDLET = re.compile(r"[a-z]+-[a-z]\w*")
+_VOCAB_WORDS = sorted((w for w in VOCABULARY if not (w in WINDOWS_TOOLS and _CMDLET.fullmatch(w))), key=len,
+                      reverse=True)
+_VOCAB_PARTS = ["|".join(re.escape(c) for c in _VOCAB_WORDS[i : i + 150]) for i in range(0, len(_VOCAB_WORDS), 150)]
+_VERBS = "|".join(sorted({w.split("-")[0] for w in WINDOWS_TOOLS if _CMDLET.fullmatch(w)}))
 _SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])"
 # A necessary condition for `command_injection` to look further (hyperscan-compatible, caseless): a command word
 # or an evasion at a command position, a command line at the start of the value, a shell artefact.
@@ -242,8 +377,10 @@ GATE_PARTS = (
     # a brace list with a word glued to it or escapes inside, at a command position (`_brace_evasion`)
     rf"(?:^|{_SEP})[\s'\"]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./-]*\}}",
     # a command of the wider vocabulary after a separator or a quote break (`VOCABULARY`)
-    rf"{_SEP}[\s'\"({{@]*(?:{_VOCAB})\b",
-    rf"^\s*['\"][\s'\"]*(?:{_VOCAB})\b",
+    *(rf"{_SEP}[\s'\"({{@]*(?:{part})\b" for part in _VOCAB_PARTS),
+    *(rf"^\s*['\"][\s'\"]*(?:{part})\b" for part in _VOCAB_PARTS),
+    rf"{_SEP}[\s'\"({{@]*(?:{_VERBS})-[a-z]",
+    rf"^\s*['\"][\s'\"]*(?:{_VERBS})-[a-z]",
     # cmd.exe's case-blind `if/i` switch glued to the keyword
     r"^[\s'\"]*if/i\s",
     # a word spelled with quotes inside it as the value starts (`_SPLIT_FIRST`)
