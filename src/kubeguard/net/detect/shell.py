@@ -242,6 +242,21 @@ VOCABULARY |= WINDOWS_TOOLS
 WINDOWS = WINDOWS | WINDOWS_TOOLS
 # Commands flagged alone after `;`, a newline or a substitution, but not as an item of a `|` or `&` list.
 ALONE_UNLISTED = VOCABULARY | frozenset({"top"})
+# CRS's unix and Windows command words that are English words too (`patch`, `install`, `format`, `where`): in the
+# vocabulary, but never alone (";done", "| view" are prose), never in backticks (markdown) and only with command-line
+# arguments after a separator (``; patch -p1 < x.diff``, ``& format c: /q``).
+WORDLIKE = frozenset({
+    "active", "append", "assign", "assoc", "bridge", "bundler", "cancel", "cargo", "cc", "change", "choice",
+    "clean", "clip", "color", "comp", "compact", "compress", "convert", "crash", "create", "delete", "detail",
+    "dialog", "done", "ed", "edit", "erase", "expand", "expect", "extend", "extract", "fmt", "fold", "format",
+    "goto", "hash", "help", "highlight", "inactive", "install", "join", "label", "latex", "ld",
+    "links", "list", "local", "look", "lp", "man", "mode", "octave", "offline", "online", "parted", "paste",
+    "patch", "path", "pause", "perms", "pr", "print", "prompt", "query", "rake", "recover", "rem", "remove",
+    "rename", "repair", "repeat", "replace", "rescan", "reset", "retain", "revert", "screen", "select", "shadow",
+    "shift", "shred", "shrink", "snap", "split", "task", "tex", "title", "tree", "uncompress", "verify", "view",
+    "vol", "where", "yarn", "yes",
+}) - COMMANDS
+VOCABULARY |= WORDLIKE
 # A command line sent whole and ended with a newline (``visudo\n``, ``nohup who\n``, ``cscli alerts list\n``):
 # these commands count at the very start of a value when a newline ends them.
 LINE_ENDED = STRONG | BARE | ADMIN_TOOLS
@@ -490,6 +505,8 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
         return tokens[i]  # /???/c?t: a command spelled as a glob
     if name in VOCABULARY and after == "start":  # READMEs name them; `/usr/bin/tcpdump` alone is a file's path
         return None
+    if name in WORDLIKE and after == "`":
+        return None  # "`man --recode`": prose quotes commands in backticks (markdown)
     if name == "if" and _CMD_IF.match(" ".join(tokens[i + 1 : i + 16])):
         return " ".join(tokens[i : i + 10])  # cmd.exe: `if (a) == (b) cmd` (the parentheses end `_args`)
     words, end = _args(tokens, i + 1)
