@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require
+from kubeguard import bpfbuild
 from kubeguard.sensors import execprobe
 from kubeguard.sensors.ebpf import split_sections
 
@@ -28,16 +29,16 @@ def test_built_once_then_taken_from_the_cache(tmp_path: Path, monkeypatch: pytes
     assert with_env.loader == probe.loader and with_env.bpf_object != probe.bpf_object  # one loader, two objects
     stamps = {p: p.stat().st_mtime_ns for p in cache.iterdir()}
     # a second start finds both without compiling (no tool is looked up)
-    monkeypatch.setattr(execprobe, "_tool", lambda name: (_ for _ in ()).throw(AssertionError(name)))
+    monkeypatch.setattr(bpfbuild, "tool", lambda name: (_ for _ in ()).throw(AssertionError(name)))
     assert execprobe.build(want_env=False, cache_dirs=(cache,)) == probe
     assert {p: p.stat().st_mtime_ns for p in cache.iterdir()} == stamps
     assert probe.command(1 << 20) == [str(probe.loader), str(probe.bpf_object), str(1 << 20)]
 
 
 def test_a_missing_tool_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(execprobe.shutil, "which", lambda name: None)
-    monkeypatch.setattr(execprobe, "SBIN_DIRS", ())
-    monkeypatch.setattr(execprobe, "BTF", Path(__file__))  # some file: the BTF check passes
+    monkeypatch.setattr(bpfbuild.shutil, "which", lambda name: None)
+    monkeypatch.setattr(bpfbuild, "SBIN_DIRS", ())
+    monkeypatch.setattr(bpfbuild, "BTF", Path(__file__))  # some file: the BTF check passes
     with pytest.raises(execprobe.ExecProbeUnavailable, match="clang not found"):
         execprobe.build(want_env=False, cache_dirs=(tmp_path,))
 

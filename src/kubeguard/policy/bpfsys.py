@@ -1,6 +1,6 @@
 """The bpf() system call from Python (ctypes): the commands the guards use, and the maps of a running program.
 
-`process_maps` finds the maps another process holds (a bpftrace program) by their names, through the map ids
+`process_maps` finds the maps another process holds (an exec guard program) by their names, through the map ids
 in its /proc fdinfo; `map_update` / `map_delete` then change them from outside, as `bpftool map update` does.
 """
 

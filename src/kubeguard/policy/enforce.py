@@ -257,6 +257,9 @@ class Enforcer:
             self.engine.enforced = set()
             self.engine.guarded_cgroups = frozenset()
             raise BpfError(str(exc)) from exc
+        if self.exec_guard.backend:  # once, and again if the compiled guard fell back to bpftrace
+            self._say("exec guard backend", f"policy: exec guard: {self.exec_guard.backend} program "
+                                            f"({self.exec_guard.backend_reason})")
         if self.exec_guard.restarts:
             self._say("exec guard restarts", f"policy: exec guard started again after it exited "
                                              f"({self.exec_guard.restarts} time(s))")

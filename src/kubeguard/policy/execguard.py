@@ -1,4 +1,11 @@
-"""Blocking executables in the kernel: bpftrace `signal("KILL")` at sched_process_exec.
+"""Blocking executables in the kernel: SIGKILL at sched_process_exec, from a compiled BPF program or bpftrace.
+
+Two backends run the same program (same maps, same decisions, same output lines): the compiled guard
+(execguard.bpf.c, tp_btf programs the kernel calls directly, and its libbpf loader execguard.c, built on first
+use by kubeguard.bpfbuild) and, where it cannot be built (no clang, bpftool or libbpf, as in the DaemonSet
+image) or ``KUBEGUARD_EXEC_GUARD_COMPILED=0``, the bpftrace program `program()`, whose perf tracepoints cost
+more per run. Below, "the program" is either; keep the two in sync. The compiled guard skips its @p lookup
+at signals and exits while nothing is held (a count of @p's entries), which bpftrace cannot express.
 
 At sched_process_exec the new image is mapped but has not run an instruction; a SIGKILL sent there
 is delivered on the way back to user space, so the program never runs its own code (measured:
@@ -29,8 +36,8 @@ to a shell or python (``inline_code_inodes``, @i value 2: system(), popen() and 
 on the command line, no script file, which the answerer would release too.
 
 The program text is fixed; a plan lives in its maps, which the agent writes through bpf()
-(`plan_entries`; maps sized to the plan with BPFTRACE_MAP_KEYS_MAX, so no entry is dropped by
-bpftrace's default 4096 keys). A new plan is written into the running program's maps in place:
+(`plan_entries`; maps sized to the plan, BPFTRACE_MAP_KEYS_MAX or the loader's argument, so no entry is
+dropped by bpftrace's default 4096 keys). A new plan is written into the running program's maps in place:
 entries added before the cgroup's mode turns them on, a removed cgroup's mode cleared before its
 entries, so each exec sees a cgroup's old rules or its new ones, never none. A plan that no longer
 fits the maps starts a new program, filled before the old one stops, so there is no unguarded gap.
@@ -55,21 +62,46 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from kubeguard.bpfbuild import BuildUnavailable, Built
+from kubeguard.bpfbuild import build as build_bpf
 from kubeguard.policy import holdtrap
 from kubeguard.policy.bpfsys import BpfError, map_delete, map_update, process_maps
 from kubeguard.policy.script_answer import rules_json
 from kubeguard.policy.scripts import ScriptRule, is_pattern, script_allowed
+from kubeguard.sensors.perfwake import CACHE_DIRS
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0  # a program not gone this long after SIGTERM is killed (its successor already runs)
 MODE_PROFILE = 1
 MODE_DRIFT = 2
+COMPILED_SWITCH = "KUBEGUARD_EXEC_GUARD_COMPILED"  # "0": the bpftrace program even where the compiled one builds
+COMPILED = "compiled"
+BPFTRACE = "bpftrace"
 
 
 class ExecGuardError(Exception):
-    """bpftrace is missing or the guard program did not start; one line."""
+    """No guard program can run (bpftrace missing, no compiled guard) or it did not start; one line."""
+
+
+def compiled_guard(cache_dirs: tuple[Path, ...] = CACHE_DIRS) -> Built:
+    """The compiled guard's loader and object for this kernel (built now if not cached); raises BuildUnavailable."""
+    return build_bpf("kubeguard.policy", "execguard", cache_dirs=cache_dirs)
+
+
+def choose_backend(compiled: bool | None = None, cache_dirs: tuple[Path, ...] = CACHE_DIRS) -> tuple[Built | None, str]:
+    """The compiled guard when wanted (`compiled`; None: unless KUBEGUARD_EXEC_GUARD_COMPILED=0) and buildable,
+    else None (bpftrace); and why, for the log."""
+    if compiled is None:
+        compiled = os.environ.get(COMPILED_SWITCH, "1") != "0"
+    if not compiled:
+        return None, f"{COMPILED_SWITCH}=0" if os.environ.get(COMPILED_SWITCH) == "0" else "compiled guard not wanted"
+    try:
+        return compiled_guard(cache_dirs), "tp_btf programs, execguard.bpf.c"
+    except BuildUnavailable as exc:
+        return None, f"compiled guard unavailable: {exc}"
 
 
 @dataclass(frozen=True)
@@ -157,9 +189,9 @@ def map_keys_max(guarded: list[GuardedCgroup]) -> int:
 
 
 def program(gen: int = 0) -> str:
-    """The guard's bpftrace program, number `gen` (its READY and S lines carry it); its maps are filled from
-    outside (`ExecGuard._write`) once it runs. ``$1`` is the script answerer's pid: only its SIGCONT releases a
-    held interpreter, and the program exits with it."""
+    """The guard's bpftrace program (the fallback of execguard.bpf.c: keep them in sync), number `gen` (its READY
+    and S lines carry it); its maps are filled from outside (`ExecGuard._write`) once it runs. ``$1`` is the script
+    answerer's pid: only its SIGCONT releases a held interpreter, and the program exits with it."""
     lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0; @i[0, 0] = 0; @p[0] = 0;  // every map defined",
              '  @c[(uint64)0, ""] = 0; @m[0] = 0; @r[0] = 0;',
              f'  printf("READY {gen}\\n");', "}"]
@@ -168,7 +200,10 @@ def program(gen: int = 0) -> str:
   $m = @g[cgroup];
   $bad = 0;
   if (($m & 1) && @a[cgroup, $i->i_ino] == 0) { $bad = 1; }
-  if (($m & 2) && (uint64)$i->i_ctime_sec * 1000000000 + $i->i_ctime_nsec > @s[cgroup]) { $bad = $bad | 2; }
+  // i_ctime_nsec's top bit is a flag (I_CTIME_QUERIED, multigrain timestamps since Linux 6.13), not time
+  if (($m & 2) && (uint64)$i->i_ctime_sec * 1000000000 + ($i->i_ctime_nsec & 0x7fffffff) > @s[cgroup]) {
+    $bad = $bad | 2;
+  }
   $hold = 0;
   $k = (uint64)0;
   if ($bad == 0) { $k = @i[cgroup, $i->i_ino]; }
@@ -222,7 +257,7 @@ END { clear(@g); clear(@s); clear(@a); clear(@i); clear(@c); clear(@m); clear(@r
 
 @dataclass
 class _Run:
-    """One guard program (bpftrace) and its number, whose lines carry it."""
+    """One guard program (the compiled loader or bpftrace) and its number, whose lines carry it."""
 
     proc: subprocess.Popen[str]
     gen: int
@@ -234,7 +269,11 @@ class _Run:
 
 
 class ExecGuard:
-    """Keeps one bpftrace guard running for the current set of guarded cgroups, and its script answerer.
+    """Keeps one guard program running for the current set of guarded cgroups, and its script answerer.
+
+    The program is the compiled guard when it builds here and `compiled` (None: unless
+    KUBEGUARD_EXEC_GUARD_COMPILED=0) allows it, else bpftrace's; chosen at the first start, logged once
+    (`backend`, `backend_reason`). A compiled guard that does not start falls back to bpftrace for good.
 
     The answerer (`kubeguard.policy.script_answer`) is started with the first program and lives while
     programs run, so every program has the same releasing pid (``$1``) and a held interpreter seen by
@@ -243,8 +282,12 @@ class ExecGuard:
     that started it (PR_SET_PDEATHSIG): in the agent, the `Enforcer` thread.
     """
 
-    def __init__(self, bpftrace: str | None = None) -> None:
+    def __init__(self, bpftrace: str | None = None, compiled: bool | None = None) -> None:
         self.bpftrace = bpftrace or shutil.which("bpftrace") or ""
+        self.compiled = compiled
+        self.backend = ""  # COMPILED or BPFTRACE once a program was started
+        self.backend_reason = ""
+        self._built: Built | None = None
         self.current: _Run | None = None
         self.guarded: list[GuardedCgroup] = []
         self.answerer: subprocess.Popen[bytes] | None = None
@@ -285,8 +328,39 @@ class ExecGuard:
         if self.current is None:
             self._stop_answerer()
 
+    def _choose(self) -> None:
+        """Pick the backend at the first start and log it once."""
+        if self.backend:
+            return
+        self._built, self.backend_reason = choose_backend(self.compiled)
+        self.backend = COMPILED if self._built is not None else BPFTRACE
+        if self._built is not None:
+            log.info("exec guard: compiled program (%s)", self.backend_reason)
+        else:
+            log.warning("exec guard: bpftrace program (perf tracepoints, slower per exec): %s", self.backend_reason)
+
     def _start(self, guarded: list[GuardedCgroup]) -> _Run:
-        if not self.bpftrace:
+        self._choose()
+        try:
+            return self._start_program(guarded)
+        except ExecGuardError as exc:
+            answerer_gone = self.answerer is None or self.answerer.poll() is not None  # not the program's fault
+            if self.backend != COMPILED or not self.bpftrace or answerer_gone:
+                raise
+            self._built, self.backend, self.backend_reason = None, BPFTRACE, f"compiled guard did not start: {exc}"
+            log.warning("exec guard: falling back to the bpftrace program: %s", exc)
+            return self._start_program(guarded)
+
+    def _command(self, answerer_pid: int, keys_max: int) -> tuple[list[str], dict[str, str] | None]:
+        """The program's command line and environment (None: ours)."""
+        if self._built is not None:
+            return [str(self._built.loader), str(self._built.bpf_object), str(answerer_pid), str(self._gen),
+                    str(keys_max)], None
+        return ([self.bpftrace, "--unsafe", "-B", "line", "-e", program(self._gen), str(answerer_pid)],
+                {**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(keys_max)})
+
+    def _start_program(self, guarded: list[GuardedCgroup]) -> _Run:
+        if self._built is None and not self.bpftrace:
             raise ExecGuardError("exec guard: bpftrace not found (install Debian's bpftrace)")
         answerer = self._answerer()
         self._gen += 1
@@ -294,9 +368,8 @@ class ExecGuard:
         if not self._send_rules(self._gen, rules_file, guarded):  # known before the program's first line
             raise ExecGuardError("exec guard did not start: the script answerer exited")
         keys_max = map_keys_max(guarded)
-        env = {**os.environ, "BPFTRACE_MAP_KEYS_MAX": str(keys_max)}
-        proc = subprocess.Popen([self.bpftrace, "--unsafe", "-B", "line", "-e", program(self._gen),
-                                 str(answerer.pid)], stdout=self._pipe, stderr=subprocess.PIPE, text=True, env=env)
+        cmd, env = self._command(answerer.pid, keys_max)
+        proc = subprocess.Popen(cmd, stdout=self._pipe, stderr=subprocess.PIPE, text=True, env=env)
         run = _Run(proc, self._gen, rules_file, keys_max)
         self._runs[run.gen] = run
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -328,7 +401,7 @@ class ExecGuard:
         fds = process_maps(pid, {"AT_p"})
         try:
             if "AT_p" not in fds:
-                raise BpfError(f"map @p not found in bpftrace pid {pid}")
+                raise BpfError(f"map @p not found in guard program pid {pid}")
             return holdtrap.attach(fds["AT_p"])
         finally:
             for fd in fds.values():
@@ -352,7 +425,7 @@ class ExecGuard:
         try:
             missing = [name for name in MAPS if f"AT_{name}" not in fds]
             if missing:
-                raise BpfError(f"maps {', '.join('@' + m for m in missing)} not found in bpftrace pid {pid}")
+                raise BpfError(f"maps {', '.join('@' + m for m in missing)} not found in guard program pid {pid}")
             for name in reversed(MAPS):
                 for key, value in new[name].items():
                     if old.get(name, {}).get(key) != value:

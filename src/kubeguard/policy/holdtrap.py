@@ -2,7 +2,7 @@
 guard holds.
 
 The exec guard (execguard.py) stops an allowed interpreter at exec (SIGSTOP) until the script answerer has read
-its script; only the answerer's SIGCONT releases it (its bpftrace program then removes the pid from its map
+its script; only the answerer's SIGCONT releases it (its guard program then removes the pid from its map
 ``@p``). A SIGCONT from anyone else resumes it with the pid still in ``@p``; before it can read a script it must
 open one (or exec, or set up io_uring, whose requests open files without a system call of their own): that call
 ends it. Code it gets without opening anything is on its command line or stdin, which the answerer releases
@@ -11,7 +11,7 @@ through the perf tracepoint path at every system call of every process (~2 us on
 no-op here, bench.policy). This module loads the check as a raw tracepoint program (BPF_PROG_TYPE_RAW_TRACEPOINT
 on sys_enter: called directly, no perf buffer), written in BPF instructions: compare the system call's number
 with `CODE_SYSCALLS` (a few instructions; every other call returns there), then look the calling process up in
-the guard's ``@p``, and if it is there, bpf_send_signal(SIGKILL) to itself. The guard's bpftrace program reports
+the guard's ``@p``, and if it is there, bpf_send_signal(SIGKILL) to itself. The guard program reports
 that SIGKILL (``E`` line) from its signal_generate probe.
 """
 

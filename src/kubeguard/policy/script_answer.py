@@ -1,6 +1,6 @@
 """Answering the interpreters the exec guard holds, from a small process of its own.
 
-The exec guard's bpftrace programs stop (SIGSTOP) an allowed interpreter at exec until its script is
+The exec guard's programs (compiled or bpftrace) stop (SIGSTOP) an allowed interpreter at exec until its script is
 checked (`execguard`). Answered from a thread of the agent, that check waited for the GIL behind the
 agent's sensor and pipeline threads (2 to 16 ms in 7 % of holds, #13); this process has one thread and
 nothing else to do. It runs as ``python -m kubeguard.policy.script_answer AGENT_PID``, started by

@@ -15,10 +15,13 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 CACHE_DIRS = (Path("/var/cache/kubeguard"),
               Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubeguard")
 DRAIN_MS = 20  # longest a record waits in the kernel ring at low rates
@@ -43,6 +46,23 @@ def shim_path(cache_dirs: tuple[Path, ...] = CACHE_DIRS, compiler: str | None = 
     cc = compiler or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise ShimUnavailable("no C compiler (cc/gcc) to build the perf wake-up shim")
+    def make(directory: Path, work: Path) -> Path:
+        src, out = work / "perfwake.c", work / name
+        src.write_text(text)
+        done = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(out), str(src), "-ldl"],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise ShimUnavailable(f"compiling perfwake.c failed: {done.stderr.strip()[:300]}")
+        os.replace(out, directory / name)  # atomic: concurrent starts never load a half-written file
+        return directory / name
+
+    return build_in_cache(cache_dirs, "the perf wake-up shim", make, ShimUnavailable)
+
+
+def build_in_cache(cache_dirs: tuple[Path, ...], what: str, make: Callable[[Path, Path], T],
+                   error: type[Exception]) -> T:
+    """`make(directory, work)` in the first of `cache_dirs` that is ours and writable by nobody else (created if
+    missing), with `work` a temporary directory inside it; raises `error` when none is usable."""
     errors = []
     for directory in cache_dirs:
         try:
@@ -51,17 +71,10 @@ def shim_path(cache_dirs: tuple[Path, ...] = CACHE_DIRS, compiler: str | None = 
                 errors.append(f"{directory}: writable by other users or not ours")
                 continue
             with tempfile.TemporaryDirectory(dir=directory) as work:
-                src, out = Path(work) / "perfwake.c", Path(work) / name
-                src.write_text(text)
-                done = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(out), str(src), "-ldl"],
-                                      capture_output=True, text=True, timeout=120)
-                if done.returncode != 0:
-                    raise ShimUnavailable(f"compiling perfwake.c failed: {done.stderr.strip()[:300]}")
-                os.replace(out, directory / name)  # atomic: concurrent starts never load a half-written file
-            return directory / name
+                return make(directory, Path(work))
         except OSError as exc:
             errors.append(f"{directory}: {exc.strerror or exc}")
-    raise ShimUnavailable("no writable cache directory for the perf wake-up shim (" + "; ".join(errors) + ")")
+    raise error(f"no writable cache directory for {what} (" + "; ".join(errors) + ")")
 
 
 def trusted(path: Path) -> bool:

@@ -22,7 +22,7 @@ from kubeguard.policy.enforce import Enforcer
 from kubeguard.policy.policy_engine import PolicyEngine
 from kubeguard.policy.store import PolicyStore
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
 RUNS = 600
 TRUE = os.path.realpath(shutil.which("true") or "/usr/bin/true")
 POLICY = f"""apiVersion: kubeguard.io/v1alpha1

@@ -22,7 +22,7 @@ from roothelpers import require, wait_reported
 from kubeguard.policy.containerfs import container_mount_ns, runtime_mount_ns
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 UNSHARE = shutil.which("unshare") or "/usr/bin/unshare"
 TRUE = os.path.realpath(shutil.which("true") or "/usr/bin/true")

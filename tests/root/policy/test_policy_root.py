@@ -21,7 +21,7 @@ from roothelpers import require
 
 from kubeguard.policy.policy_engine import RULE_EGRESS, RULE_FILE, RULE_PROCESS
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
 PYTHON = os.path.realpath(sys.executable)
 SERVER = """
 import http.server, socketserver, sys
@@ -151,7 +151,7 @@ def start_agent(work: Path, pods: Path, policy_dir: Path) -> AgentProcess:
         raise
 
 
-def test_discover_monitor_protect_with_a_real_service(podlab: PodLab, tmp_path: Path) -> None:
+def test_discover_monitor_protect_with_a_real_service(podlab: PodLab, tmp_path: Path, exec_guard_backend: str) -> None:
     require(shutil.which("curl") is not None and shutil.which("nc") is not None, "curl and nc")
     web = podlab.pod("web-5d9c7f-abcde", namespace="shop", labels={"app": "web", "pod-template-hash": "5d9c7f"},
                      owner=("ReplicaSet", "web-5d9c7f"))
@@ -208,6 +208,7 @@ def test_discover_monitor_protect_with_a_real_service(podlab: PodLab, tmp_path: 
             assert done.returncode == 0, done.stderr
         wait_line(agent, "shop/Deployment/web protect enforced on 1 container(s)")
         wait_line(agent, "shop/Deployment/client protect enforced on 1 container(s)")
+        wait_line(agent, f"exec guard: {exec_guard_backend} program")
         traffic.wait_rounds(2)
         run = web.run([str(drop / "dropper"), str(drop / "marker-protect")])
         assert run.returncode == -9 and not (drop / "marker-protect").exists()

@@ -21,7 +21,7 @@ from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
 REPO = Path(__file__).resolve().parents[3]
 # an agent that owns an exec guard (a cgroup id no container has: nothing is held, the processes run)
 AGENT = """import sys

@@ -20,7 +20,7 @@ from roothelpers import require
 from kubeguard.policy.document import ScriptRule
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 BUSYBOX = shutil.which("busybox") or "/usr/bin/busybox"
 

@@ -25,7 +25,7 @@ from roothelpers import require, wait_reported
 from kubeguard.policy.document import ScriptRule
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
 NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
 PYTHON = os.path.realpath("/usr/bin/python3")
 SH = os.path.realpath("/bin/sh")

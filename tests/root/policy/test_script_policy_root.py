@@ -16,12 +16,13 @@ from agentlab import describe
 from podlab import PodLab
 from test_policy_root import deviations, kubeguard, start_agent, wait_deviation, wait_line
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
 SH = os.path.realpath("/bin/sh")
 PYTHON = os.path.realpath("/usr/bin/python3")
 
 
-def test_unknown_scripts_alert_in_monitor_and_are_killed_in_protect(podlab: PodLab, tmp_path: Path) -> None:
+def test_unknown_scripts_alert_in_monitor_and_are_killed_in_protect(podlab: PodLab, tmp_path: Path,
+                                                                    exec_guard_backend: str) -> None:
     pod = podlab.pod("jobs-6b8c9-qwert", namespace="batch", labels={"app": "jobs", "pod-template-hash": "6b8c9"},
                      owner=("ReplicaSet", "jobs-6b8c9"))
     pods = podlab.write_pods(tmp_path / "pods.json")
@@ -53,6 +54,7 @@ def test_unknown_scripts_alert_in_monitor_and_are_killed_in_protect(podlab: PodL
         done = kubeguard("policy", "mode", "batch/Deployment/jobs", "protect", "--policy-dir", str(policy_dir))
         assert done.returncode == 0, done.stderr
         wait_line(agent, "batch/Deployment/jobs protect enforced on 1 container(s)")
+        wait_line(agent, f"exec guard: {exec_guard_backend} program")
         runs = len((work / "known.log").read_text().split())
         cases = {f"{work}/new.sh": [SH, "new.sh"], f"{work}/new.py": [PYTHON, str(work / "new.py")],
                  str(direct): [str(direct)]}

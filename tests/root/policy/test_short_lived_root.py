@@ -18,7 +18,7 @@ from test_policy_root import kubeguard, wait_line
 
 from kubeguard.policy.policy_engine import RULE_PROCESS
 
-pytestmark = pytest.mark.root
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
 CSRC = Path(__file__).resolve().parent / "csrc"
 COUNT = 10_000
 
@@ -50,7 +50,7 @@ def wait_count(agent: AgentProcess, container_id: str, path: str, count: int, ti
     return found
 
 
-def test_ten_thousand_short_lived_execs(podlab: PodLab, tmp_path: Path) -> None:
+def test_ten_thousand_short_lived_execs(podlab: PodLab, tmp_path: Path, exec_guard_backend: str) -> None:
     require(shutil.which("bpftrace") is not None, "bpftrace (the ebpf sensor and the exec guard)")
     work = Path(tempfile.mkdtemp(prefix="kgs", dir="/tmp"))  # short paths: the sensor keeps 64 bytes
     try:
@@ -80,6 +80,7 @@ def test_ten_thousand_short_lived_execs(podlab: PodLab, tmp_path: Path) -> None:
             done = kubeguard("policy", "mode", "batch/Job/burst", "protect", "--policy-dir", str(policy_dir))
             assert done.returncode == 0, done.stderr
             wait_line(agent, "batch/Job/burst protect enforced on 1 container(s)")
+            wait_line(agent, f"exec guard: {exec_guard_backend} program")
             out = pod.run([str(spawner), str(COUNT), str(marker), str(protect_dir)], timeout=600)
             assert out.stdout.split() == ["0", str(COUNT), "0"], out.stdout + out.stderr
             assert list(protect_dir.iterdir()) == []  # not one of them ran its own code
