@@ -8,7 +8,11 @@ redirection into a ``.php`` file, ...) and then reads the code that follows with
   (``system(``, ``eval(``, ``passthru(``, ``base64_decode(`` ...) whose first argument is code-shaped
   (a string literal, a variable, a call, backticks) rather than prose, ``phpinfo()``, complex
   variable syntax ``${@print(...)}`` / ``{${...}}``, superglobals ``$_GET[...]``, a whole value that sets a
-  php.ini directive (``auto_prepend_file=...``, ``opcache.jit=...``), a session file's path (``/sess_...``);
+  php.ini directive (``auto_prepend_file=...``, ``opcache.jit=...``), a session file's path (``/sess_...``),
+  a call of one of PHP's own functions (`php_names`), PHP-only variables (``$GLOBALS``), PHP's stream
+  wrappers (``php://``, ``data://``), reflection and file classes made (``new ReflectionFunction(``);
+* ``node``: Node.js (``require('child_process')``, ``process.mainModule``, ``this.constructor``) and Ruby's
+  command runners (``IO.popen(``, ``Process.spawn(``);
 * ``ssi``: ``<!--#exec cmd=...-->`` and the other server-side include directives, ESI tags;
 * ``template``: the inside of ``{{ }}``, ``{% %}``, ``${ }``, ``#{ }``, ``*{ }``, ``<%= %>``,
   ``{$ }`` scored by its tokens: arithmetic on literals (``{{7*7}}``, the probe every scanner sends),
