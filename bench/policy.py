@@ -15,11 +15,12 @@ p50 and p99 of each, in microseconds, back-to-back and paced (each call GAP_US a
 client closes each connection with a reset (no TIME_WAIT: ~50,000 of them would exhaust its ephemeral ports).
 The client's loop is pinned to the last CPU in every condition (taskset; the agent is not).
 `--rounds` interleaved rounds of: no agent, then the full agent (`kubeguard agent`, default rules, ebpf sensor,
-fanotify) with the client's policy in protect (its executables and the server allowed: every exec passes the bpftrace
+fanotify) with the client's policy in protect (its executables and the server allowed: every exec passes the compiled
 exec guard, every connect the cgroup connect4 program); the figures are the medians over the rounds and the ratio is
 protect / no agent. Once each, for where the time goes: the guards alone; the agent detecting only (no policies); the
-full agent in protect with the sensor's exec sections in bpftrace (KUBEGUARD_EXEC_PROBE=0). The protect and
-detection-only rounds run the sensor as the agent does by default: the perfwake shim and the compiled exec probe.
+full agent in protect with the exec guard's bpftrace program instead of the compiled one
+(KUBEGUARD_EXEC_GUARD_COMPILED=0, as on a node without clang). The protect and detection-only rounds run the agent
+as it runs by default where it can build: the perfwake shim, the compiled exec probe, the compiled exec guard.
 """
 
 from __future__ import annotations
@@ -161,20 +162,20 @@ def exec_program_costs(client: Pod, lat: Path, noop: Path, count: int) -> list[t
 
 
 def run_agent(work: Path, pods: Path, policies: Path | None, client: Pod, lat: Path, noop: Path, server: Pod,
-              count: int, exec_probe: bool = True,
+              count: int, compiled_guard: bool = True,
               costs: list[tuple[str, str, float, float]] | None = None) -> dict[str, float]:
     """One agent lifetime: start, wait until the client's policy is enforced, warm up, measure, stop. The agent
     runs as the DaemonSet runs it (no events log). With `costs`, also one accounting run of the BPF programs."""
-    previous = os.environ.get("KUBEGUARD_EXEC_PROBE")
-    os.environ["KUBEGUARD_EXEC_PROBE"] = "1" if exec_probe else "0"
+    previous = os.environ.get("KUBEGUARD_EXEC_GUARD_COMPILED")
+    os.environ["KUBEGUARD_EXEC_GUARD_COMPILED"] = "1" if compiled_guard else "0"
     try:
         extra = ["--policy-dir", str(policies)] if policies is not None else []
         agent = AgentProcess.start(work, pods, extra=extra, events_out=False)
     finally:
         if previous is None:
-            os.environ.pop("KUBEGUARD_EXEC_PROBE", None)
+            os.environ.pop("KUBEGUARD_EXEC_GUARD_COMPILED", None)
         else:
-            os.environ["KUBEGUARD_EXEC_PROBE"] = previous
+            os.environ["KUBEGUARD_EXEC_GUARD_COMPILED"] = previous
     try:
         deadline = time.monotonic() + 120
         while policies is not None and "shop/Deployment/bench-client protect enforced" not in agent.stderr():
@@ -249,8 +250,8 @@ def main() -> int:
         none_rounds.append(measure(client, lat, noop, server, args.count))
         guards = guards_only(client, lat, noop, server, args.count, nsenter)
         detect = run_agent(work / "agent-detect", pods, None, client, lat, noop, server, args.count)
-        bt_exec = run_agent(work / "agent-bt-exec", pods, policies, client, lat, noop, server, args.count,
-                            exec_probe=False)
+        bt_exec = run_agent(work / "agent-bt-guard", pods, policies, client, lat, noop, server, args.count,
+                            compiled_guard=False)
         loads.append(os.getloadavg()[0])
     finally:
         lab.close()
@@ -269,10 +270,10 @@ def main() -> int:
         f"A pod's own latency, {args.count} calls each, in microseconds. {args.rounds} interleaved rounds of no "
         "agent / full agent with the pod's workload in protect (sensors, default rules, exec guard, connect4 guard), "
         f"plus a last no-agent round: medians of the {len(none_rounds)} and {len(protect_rounds)} rounds. Once each, "
-        "in brackets against the no-agent median: the guards alone (bpftrace exec guard + cgroup connect4 program, "
-        "no sensors); the agent detecting only (no policies); the full agent in protect with the sensor's exec "
-        "sections in bpftrace instead of the compiled exec probe (`KUBEGUARD_EXEC_PROBE=0`, the sensor as it was "
-        "before the probe). "
+        "in brackets against the no-agent median: the guards alone (compiled exec guard + cgroup connect4 program, "
+        "no sensors); the agent detecting only (no policies); the full agent in protect with the exec guard's "
+        "bpftrace program instead of the compiled one (`KUBEGUARD_EXEC_GUARD_COMPILED=0`, as on a node without "
+        "clang, bpftool and libbpf). "
         "Back-to-back rows: each call right after the previous one (~10k execs/s, the agent decoding and matching "
         f"them on the other core of two); paced rows: each call {GAP_US} us after the previous one ended (a pod's "
         "rate; the pause is not counted, and cold caches after it make the no-agent call itself slower). The "
@@ -280,7 +281,7 @@ def main() -> int:
         "identical runs on an idle machine); the agent is not pinned.",
         "",
         "| measure | no agent | protect | protect / no agent | guards only | agent, detection only | "
-        "protect, exec sections in bpftrace |",
+        "protect, bpftrace exec guard |",
         "|---|---|---|---|---|---|---|",
         *rows,
         "",

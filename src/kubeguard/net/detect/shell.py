@@ -14,8 +14,10 @@ after a separator, inside a substitution. A known command there is scored by wha
   Windows command has its subcommand (``net user``, ``reg query``, ``netsh firewall``);
 * at the very start of the value (no separator), only command-line-shaped arguments count
   (``cat /etc/passwd``, ``ping -c 3 10.0.0.1``), so "cat food" and "find a store" stay clean;
-* a wider vocabulary of unix programs (`VOCABULARY`, from OWASP CRS's word lists less English words)
-  counts only after a separator or a quote break, never as a value starts (READMEs name them there).
+* a wider vocabulary of unix programs, Windows programs and PowerShell cmdlets (`VOCABULARY`,
+  `WINDOWS_TOOLS`, from OWASP CRS's word lists less English words) counts only after a separator or a
+  quote break, never as a value starts (READMEs name them there); the lists' English words (`WORDLIKE`:
+  ``patch``, ``format``) only with command-line arguments there.
 
 Shell artefacts that are attacks on their own also count: ``/dev/tcp/``, ``>& /dev/``, ``0>&1``,
 ``${IFS}``, the Shellshock function prefix ``() { :; };``, a glob spelled path at a command
