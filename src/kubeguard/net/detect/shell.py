@@ -269,7 +269,11 @@ INTERPRETERS = frozenset({"perl", "python", "python2", "python3", "ruby", "php",
                           "ksh", "lua", "powershell", "pwsh"})
 # Words that run the next word as a command.
 PREFIXES = frozenset({"sudo", "doas", "nohup", "exec", "time", "env", "xargs", "busybox", "setsid", "command",
-                      "builtin", "call", "start", "cmd", "su"})
+                      "builtin", "call", "start", "cmd", "su", "eval"})
+# What CRS's evasion prefix allows before a command after a separator: an assignment (`;A=1 ifconfig`), a variable
+# nothing set, which expands to nothing (`;$a ifconfig`), `!` (`;! ifconfig`).
+_SPACER = re.compile(r"!|[A-Za-z_]\w{0,30}=\S*|\$[A-Za-z_]\w{0,30}|\$\{[A-Za-z_]\w{0,30}\}")
+_PREFIX_OPTION = re.compile(r"-{1,2}[a-z][\w-]*", re.I)
 # Programs that run the command they are given (`strace ifconfig`, `nohup who`).
 RUNNERS = PREFIXES | frozenset({"strace", "ltrace", "flock", "cpulimit", "nice", "ionice", "stdbuf", "timeout",
                                 "watch", "chroot", "unshare", "runuser", "taskset", "script"})
@@ -381,8 +385,10 @@ _SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])"
 # A necessary condition for `command_injection` to look further (hyperscan-compatible, caseless): a command word
 # or an evasion at a command position, a command line at the start of the value, a shell artefact.
 GATE_PARTS = (
-    rf"{_SEP}[\s'\"({{@]*(?:{_WORDS})(?:\.exe)?\b",
+    rf"{_SEP}[\s'\"({{@!]*(?:{_WORDS})(?:\.exe)?\b",
     rf"{_SEP}[\s'\"({{@]*[\w/.~-]*(?:[/'\"\\^]|\$[\w@*{{(])",
+    # an assignment or an unset variable before a command after a separator (`_SPACER`: `;A=1 id`, `;$a id`)
+    rf"{_SEP}\s*(?:[A-Za-z_]\w{{0,30}}=\S*|\$\{{?[A-Za-z_]\w{{0,30}}\}}?)\s+[\w/'\"]",
     r"\w(?:``|[<>]\(\))\w",
     # a special parameter as noise inside a word (`c$$at`, `/et$_c`: `_EMPTY_PARAM`)
     r"\w\$[$?!_@*-][\w/]",
@@ -394,7 +400,7 @@ GATE_PARTS = (
     # a brace list with a word glued to it or escapes inside, at a command position (`_brace_evasion`)
     rf"(?:^|{_SEP})[\s'\"]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./-]*\}}",
     # a command of the wider vocabulary after a separator or a quote break (`VOCABULARY`)
-    *(rf"{_SEP}[\s'\"({{@]*(?:{part})\b" for part in _VOCAB_PARTS),
+    *(rf"{_SEP}[\s'\"({{@!]*(?:{part})\b" for part in _VOCAB_PARTS),
     *(rf"^\s*['\"][\s'\"]*(?:{part})\b" for part in _VOCAB_PARTS),
     rf"{_SEP}[\s'\"({{@]*(?:{_VERBS})-[a-z]",
     rf"^\s*['\"][\s'\"]*(?:{_VERBS})-[a-z]",
@@ -498,6 +504,9 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     """Evidence when the tokens from `i` are a command line; `after` is what put us at a command position."""
     while i < len(tokens) and tokens[i] in ("'", '"', "(", "{", "@"):
         i += 1
+    spaced = False  # `;A=1 ifconfig`: judged more strictly below ("dimension=not set;" is a key-value list)
+    while after != "start" and i + 1 < len(tokens) and _SPACER.fullmatch(tokens[i]) and _command_name(tokens[i + 1]):
+        i, spaced = i + 1, True
     if i >= len(tokens):
         return None
     name = _command_name(tokens[i])
@@ -512,13 +521,18 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     if name == "if" and _CMD_IF.match(" ".join(tokens[i + 1 : i + 16])):
         return " ".join(tokens[i : i + 10])  # cmd.exe: `if (a) == (b) cmd` (the parentheses end `_args`)
     words, end = _args(tokens, i + 1)
-    if name in PREFIXES and words and _command_name(words[0]):
-        found = _command_here(tokens, i + 1, after)
+    options = 0  # `command -v nc`, `env -i nc`: the prefix's own options before the command
+    while options < min(len(words) - 1, 3) and _PREFIX_OPTION.fullmatch(words[options]):
+        options += 1
+    if name in PREFIXES and words and _command_name(words[options]):
+        found = _command_here(tokens, i + 1 + options, after)
         if found or after != "start":
             return found or tokens[i]
         # `time who` as the value starts: judged below, as a runner with its command
     redirect_or_pipe = end in ("|", "||", "&&") or end.startswith((">", "<")) or (end[:1].isdigit() and ">" in end)
     shaped = any(_shaped(w) for w in words[:6])
+    if spaced and name not in STRONG and not shaped:
+        return None
     subcommand = name in SUBCOMMANDS and bool(words) and (
         words[0].lower() in SUBCOMMANDS[name] or (name in ("for", "if") and words[0][:1] in "%/[(")
         or (name == "if" and any("==" in w or w.upper() in ("EQU", "NEQ", "LSS", "LEQ", "GTR", "GEQ") for w in words)))
