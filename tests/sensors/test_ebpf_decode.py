@@ -652,3 +652,25 @@ def test_new_programs_opens_wait_behind_its_exec_still_missing_lines() -> None:
     out = [e for ln in _entry(T0, "/bin/tar", "tar", "cf", "-") for e in decoder.feed(ln)]
     assert [e["evt.type"] for e in out] == ["execve", "openat", "procexit"]
     assert out[0]["proc.args"] == "cf -" and out[1]["fd.name"] == "/root/.aws/credentials"
+
+
+@pytest.mark.parametrize("data", [
+    "X\x1f1\x1f2\n",                         # separators only: read without the JSON parser
+    "READY\n",
+    'A\x1f/bin/sh\x1f-c\x1fecho "hi"\n',     # an escaped quote
+    "A\x1fC:\\\\u001f\x1fx\n",              # a literal backslash before 'u001f' text
+    "A\x1f\\\x1f\\u001f\n",                  # backslashes next to separators
+    "XE\x1fPATH=/bin\\x00HOME=/\n",          # the environment's escaped NULs
+    "A\x1fcaf\u00e9 \u2603\x1f\x01\n",       # non-ASCII, another control character
+    "no newline at the end",
+])
+def test_plain_printf_reads_what_the_json_parser_reads(data: str) -> None:
+    from kubeguard.sensors.ebpf_decode import _plain_printf
+
+    for line in (json.dumps({"type": "printf", "data": data}),
+                 json.dumps({"type": "printf", "data": data}, ensure_ascii=False)):
+        fast = _plain_printf(line)
+        if fast is not None:
+            assert fast == json.loads(line)["data"].rstrip("\n")
+    plain = data.endswith("\n") and all(c == "\x1f" or (" " <= c < "\x7f" and c not in '"\\') for c in data[:-1])
+    assert (_plain_printf(json.dumps({"type": "printf", "data": data})) is not None) == plain

@@ -178,9 +178,11 @@ class PolicyEngine:
                     r.action == "allow" and r.path.rsplit("/", 1)[-1][:15] == comm for r in policy.processes):
                 return []
             path = f"{comm or '?'} (path not readable)"
+        known = policy.process_allowed(path)
+        if known and not policy.zero_drift:  # where the file came from changes nothing: no stat
+            return self._script(ref, policy, event, path)
         drift = self._written_later(event, path)
-        allowed = policy.process_allowed(path) and not (policy.zero_drift and drift)
-        if allowed:
+        if known and not drift:
             return self._script(ref, policy, event, path)
         if policy.mode == "discover" and not (policy.zero_drift and drift):
             parent = str(event.get("proc.pexepath") or "")

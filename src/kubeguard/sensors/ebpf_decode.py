@@ -152,6 +152,20 @@ BPF_COMMANDS = {5: "BPF_PROG_LOAD"}
 UFFD_FLAGS = ((0o2000000, "O_CLOEXEC"), (0o4000, "O_NONBLOCK"), (1, "UFFD_USER_MODE_ONLY"))
 
 
+_PRINTF_HEAD, _PRINTF_TAIL, _JSON_SEP = '{"type": "printf", "data": "', '\\n"}', "\\u001f"
+
+
+def _plain_printf(line: str) -> str | None:
+    """The data of a printf line whose only JSON escapes are the field separators and the final newline (what
+    bpftrace and the exec probe print for nearly every record), without its newline; None for any other line."""
+    if not (line.startswith(_PRINTF_HEAD) and line.endswith(_PRINTF_TAIL)):
+        return None
+    data = line[len(_PRINTF_HEAD):-len(_PRINTF_TAIL)].replace(_JSON_SEP, SEP)
+    if "\\" in data or '"' in data:  # another escape (or a stray quote): the JSON parser decides
+        return None
+    return data
+
+
 class Fields:
     """One record's fields by name, converted to their layout's type on access.
 
@@ -297,6 +311,9 @@ class BpftraceDecoder:
         line = line.strip()
         if not line:
             return []
+        data = _plain_printf(line)
+        if data is not None:  # the common line, read without the JSON parser
+            return self._printf(data)
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
@@ -307,22 +324,25 @@ class BpftraceDecoder:
             return []
         kind = record.get("type") if isinstance(record, dict) else None
         if kind == "printf":
-            data = str(record.get("data", ""))
-            if data == "READY\n":
-                self.ready = True
-                return []
-            try:
-                out = self.decode(data.rstrip("\n"))
-            except (DecodeError, ValueError, IndexError):
-                self.parse_errors += 1
-                return []
-            self.events += len(out)
-            return out
+            return self._printf(str(record.get("data", "")).rstrip("\n"))
         if kind == "lost_events":
             self.lost += int((record.get("data") or {}).get("events", 0))
         elif kind == "error":
             self.errors.append(str(record.get("data")))
         return []
+
+    def _printf(self, data: str) -> list[Event]:
+        """One printed record (its trailing newline removed)."""
+        if data == "READY":
+            self.ready = True
+            return []
+        try:
+            out = self.decode(data)
+        except (DecodeError, ValueError, IndexError):
+            self.parse_errors += 1
+            return []
+        self.events += len(out)
+        return out
 
     def flush(self) -> list[Event]:
         """Emit every exec still waiting for lines, and what waits behind it (at idle or shutdown)."""
@@ -378,19 +398,20 @@ class BpftraceDecoder:
     def _header(self, f: Fields, evt_type: str) -> Event:
         if len(f.parts) < HEADER_LEN:
             raise DecodeError("short header")
+        _, nsecs, pid, tid, ppid, uid, gid, cgroup, pidns, vpid, comm = f.parts[:HEADER_LEN]  # HEADER's order
         return Event({
             "evt.type": evt_type,
             "evt.dir": "<",
-            "evt.time": f["nsecs"] + self.clock_offset_ns,
-            "proc.pid": f["pid"],
-            "proc.tid": f["tid"],
-            "proc.ppid": f["ppid"],
-            "proc.vpid": f["vpid"],
-            "proc.name": f["comm"],
-            "user.uid": f["uid"],
-            "group.gid": f["gid"],
-            "_cgroup_id": f["cgroup"],
-            "_pidns": f["pidns"],
+            "evt.time": int(nsecs) + self.clock_offset_ns,
+            "proc.pid": int(pid),
+            "proc.tid": int(tid),
+            "proc.ppid": int(ppid),
+            "proc.vpid": int(vpid),
+            "proc.name": comm,
+            "user.uid": int(uid),
+            "group.gid": int(gid),
+            "_cgroup_id": int(cgroup),
+            "_pidns": int(pidns),
             "_sensor": self.sensor,
         })
 
