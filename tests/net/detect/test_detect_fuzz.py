@@ -91,3 +91,38 @@ def test_pathological_inputs_are_bounded() -> None:
         inspect_http_request(req)
     # the decode loop stops after MAX_ROUNDS layers: deeper encoding stays partly encoded
     assert normalize(bomb).count("%") >= 10 - MAX_ROUNDS
+
+
+def _reference_string_end(s: str, j: int, quote: str) -> int:
+    """The tokenizer's string scan one character at a time (as it was written first)."""
+    while j < len(s):
+        if s[j] == "\\":
+            j += 2
+            continue
+        if s[j] == quote:
+            if j + 1 < len(s) and s[j + 1] == quote:
+                j += 2
+                continue
+            return j
+        j += 1
+    return j
+
+
+@FUZZ
+@given(st.text(alphabet=st.sampled_from(list("'\"\\ab ")), max_size=60), st.sampled_from(["'", '"']))
+def test_string_scan_matches_the_character_loop(text: str, quote: str) -> None:
+    from kubeguard.net.detect.sqltok import _string_end
+
+    end, reference = _string_end(text, 0, quote), _reference_string_end(text, 0, quote)
+    assert end == reference or (end >= len(text) and reference >= len(text))
+
+
+@pytest.mark.parametrize(("text", "tokens"), [
+    ("'a\\'b' x", [("s", "a\\'b"), ("b", "x")]),    # a backslash escapes the quote
+    ("'it''s' y", [("s", "it''s"), ("b", "y")]),    # a doubled quote is one quote
+    ("x = 'a\\\\' or 1", [("b", "x"), ("=", "="), ("s", "a\\\\"), ("&", "or"), ("n", "1")]),
+    ("'\\'", [("S", "\\'")]),                       # the only quote escaped: the string stays open
+    ("a <=> b <> c", [("b", "a"), ("=", "<=>"), ("b", "b"), ("=", "<>"), ("b", "c")]),
+])
+def test_tokenize_strings_and_operators(text: str, tokens: list[tuple[str, str]]) -> None:
+    assert tokenize(text) == tokens

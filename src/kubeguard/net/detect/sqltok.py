@@ -80,7 +80,25 @@ _WS = " \t\r\n\v\f\xa0"
 _NUM = re.compile(r"0x[0-9a-fA-F]+|0b[01]+|\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?")
 _WORD = re.compile(r"[A-Za-z_$\x80-\uffff][A-Za-z0-9_$.\x80-\uffff]*")
 _VAR = re.compile(r"@@?[A-Za-z0-9_.$]*")
-_OPS2 = ("<=>", "<>", "!=", "<=", ">=", "||", "&&", "::", ":=", "->", "<<", ">>", "!<", "!>")
+_OPS2 = frozenset(("<>", "!=", "<=", ">=", "||", "&&", "::", ":=", "->", "<<", ">>", "!<", "!>"))  # and <=>
+
+
+def _string_end(s: str, j: int, quote: str) -> int:
+    """Where the string opened before `j` by `quote` ends (its closing quote), or >= len(s) when it does not:
+    a backslash escapes the next character, a doubled quote is one quote."""
+    n = len(s)
+    while j < n:
+        close = s.find(quote, j)
+        if close < 0:
+            return n
+        backslash = s.find("\\", j, close)
+        if backslash >= 0:
+            j = backslash + 2
+        elif close + 1 < n and s[close + 1] == quote:  # doubled quote escape
+            j = close + 2
+        else:
+            return close
+    return j
 
 
 def tokenize(text: str, context: str = "") -> list[tuple[str, str]]:
@@ -94,17 +112,7 @@ def tokenize(text: str, context: str = "") -> list[tuple[str, str]]:
             i += 1
             continue
         if ch in "'\"":
-            j = i + 1
-            while j < n:
-                if s[j] == "\\":
-                    j += 2
-                    continue
-                if s[j] == ch:
-                    if j + 1 < n and s[j + 1] == ch:  # doubled quote escape
-                        j += 2
-                        continue
-                    break
-                j += 1
+            j = _string_end(s, i + 1, ch)
             if j >= n:
                 out.append((OPEN_STRING, s[i + 1 :]))
                 break
@@ -187,7 +195,7 @@ def tokenize(text: str, context: str = "") -> list[tuple[str, str]]:
         elif ch == ";":
             out.append((SEMICOLON, ch))
         else:
-            op2 = next((op for op in _OPS2 if s.startswith(op, i)), None)
+            op2 = "<=>" if s.startswith("<=>", i) else s[i : i + 2] if s[i : i + 2] in _OPS2 else None
             if op2:
                 out.append((LOGIC if op2 in ("||", "&&") else COMPARE if op2 not in ("::", ":=", "->", "<<", ">>")
                             else OPERATOR, op2))
