@@ -11,7 +11,7 @@ import yaml
 
 from kubeguard.policy.document import PolicyError, ScriptRule, merge, parse_documents
 from kubeguard.policy.execguard import GuardedCgroup, direct_scripts, map_keys_max, pack_key, plan_entries, program
-from kubeguard.policy.scripts import c_is_code, runs_scripts, script_of, script_of_argv
+from kubeguard.policy.scripts import c_is_code, env_code, runs_scripts, script_of, script_of_argv
 
 REPO = Path(__file__).resolve().parents[2]
 WITH_SCRIPTS = """\
@@ -141,6 +141,47 @@ def test_scripts_are_learned_in_discover_and_deviate_in_monitor(tmp_path: Path) 
     (alert,) = run("/tmp/new.sh")
     assert alert.output_fields["policy.deviation"] == "script /tmp/new.sh (run by /bin/sh)"
     assert alert.output_fields["policy.action"] == "alert"
+
+
+@pytest.mark.parametrize(("exe", "env", "cwd", "loaded"), [
+    ("/bin/bash", "PATH=/bin BASH_ENV=/tmp/x.sh HOME=/", "/", [("BASH_ENV", "/tmp/x.sh")]),
+    ("/bin/bash", "BASH_ENV=hook.sh", "/app/", [("BASH_ENV", "/app/hook.sh")]),
+    ("/bin/dash", "BASH_ENV=/tmp/x.sh", "/", []),  # only bash reads it
+    ("/usr/bin/node", "NODE_OPTIONS=--require ./a.js --max-old-space-size=64 --import=/t/b.mjs -r dotenv/config",
+     "/app", [("NODE_OPTIONS", "/app/a.js"), ("NODE_OPTIONS", "/t/b.mjs")]),  # a module name is no file
+    ("/usr/bin/python3", "NODE_OPTIONS=--require /tmp/a.js", "/", []),
+    ("/usr/bin/ruby", "RUBYOPT=-r/tmp/x.rb -w", "/", [("RUBYOPT", "/tmp/x.rb")]),
+    ("/usr/bin/curl", "LD_PRELOAD=/tmp/a.so:libc_extra.so /x/b.so A=1", "/",
+     [("LD_PRELOAD", "/tmp/a.so"), ("LD_PRELOAD", "/x/b.so")]),
+    ("/usr/bin/curl", "LANG=C PATH=/bin", "/", []),
+    ("/bin/bash", "XBASH_ENV=/tmp/x.sh", "/", []),
+])
+def test_code_loaded_through_the_environment(exe: str, env: str, cwd: str, loaded: list) -> None:
+    assert env_code(exe, env, cwd) == loaded
+
+
+def test_environment_loaded_code_is_learned_in_discover_and_deviates_in_monitor(tmp_path: Path) -> None:
+    from test_policy import Clock, engine_for, event
+
+    clock = Clock()
+    engine = engine_for(tmp_path, clock)
+
+    def run(exe: str, env: str) -> list:
+        return engine.process(event("u1", **{"evt.type": "execve", "proc.exepath": exe, "proc.args": "-c true",
+                                             "proc.cwd": "/app/", "proc.env": env}))
+
+    assert run("/bin/bash", "PATH=/bin BASH_ENV=/app/env.sh") == []
+    assert run("/usr/bin/node", "NODE_OPTIONS=--require /app/trace.js") == []
+    clock.now += 61
+    engine.tick()
+    assert run("/bin/bash", "PATH=/bin BASH_ENV=/app/env.sh") == []  # learned
+    assert run("/bin/bash", "PATH=/bin") == []
+    (alert,) = run("/bin/bash", "PATH=/bin BASH_ENV=/tmp/evil.sh LD_PRELOAD=/tmp/hook.so")
+    assert alert.output_fields["policy.deviation"] == \
+        "code /tmp/evil.sh (BASH_ENV), /tmp/hook.so (LD_PRELOAD) loaded by /bin/bash"
+    assert alert.output_fields["policy.action"] == "alert"
+    (alert,) = run("/usr/bin/node", "NODE_OPTIONS=--require /tmp/x.js")
+    assert "/tmp/x.js (NODE_OPTIONS)" in alert.output_fields["policy.deviation"]
 
 
 def test_a_shebang_script_exec_d_directly_is_named_from_the_exact_argv() -> None:

@@ -258,7 +258,8 @@ def run_agent(config: AgentConfig) -> int:
     if config.resolve_names:
         HOST_NAMES.start()
     enricher = Enricher(source, node=node)
-    enricher.read_env = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.env")
+    # (policies read it too: the code an allowed program loads through its environment)
+    enricher.read_env = (isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.env")) or bool(config.policy_dir)
     enricher.read_duration = isinstance(ruleset, RuleEngine) and ruleset.reads_field("proc.duration")
     if isinstance(ruleset, RuleEngine):  # Falco's files read it on open events only (proc_is_new)
         enricher.duration_types = ruleset.types_reading("proc.duration")
@@ -271,7 +272,8 @@ def run_agent(config: AgentConfig) -> int:
                      if not any(ruleset.reads_evt_type(call) for call in calls)
                      and not (name == "sendto" and config.policy_dir))  # policies learn unconnected UDP peers
         skip += tuple(name for name, fields in OPTIONAL_FIELD_SECTIONS.items()
-                      if not any(ruleset.reads_field(field) for field in fields))
+                      if not any(ruleset.reads_field(field) for field in fields)
+                      and not (name == "execenv" and config.policy_dir))
         factory = functools.partial(factory, skip_sections=skip)
     runners: list[SensorRunner] = []
     pipeline = Pipeline(

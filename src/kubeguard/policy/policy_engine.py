@@ -34,7 +34,7 @@ from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Alert, Event
 from kubeguard.policy.document import FileRule, NetRule, Peer, ProcessRule, ScriptRule, WorkloadPolicy
-from kubeguard.policy.scripts import script_of
+from kubeguard.policy.scripts import env_code, script_of
 from kubeguard.policy.store import PolicyStore
 
 log = logging.getLogger(__name__)
@@ -198,17 +198,37 @@ class PolicyEngine:
         return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, drift))]
 
     def _script(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event, interpreter: str) -> list[Alert]:
-        """An allowed interpreter running a script file: learned in discover, a deviation when unknown."""
+        """An allowed interpreter running a script file: learned in discover, a deviation when unknown (and the
+        code its environment makes it load, `_env_loaded`)."""
+        alerts = self._env_loaded(ref, policy, event, interpreter)
         script = script_of(interpreter, str(event.get("proc.args") or ""), str(event.get("proc.cwd") or ""),
                            str(event.get("proc.exe") or ""))
         if script is None or policy.script_allowed(script):
-            return []
+            return alerts
         if policy.mode == "discover":
             self._learn(ref, "scripts", ScriptRule(path=script, interpreters=(interpreter,)))
-            return []
+            return alerts
         what = f"script {script} (run by {interpreter})"
         blocked = policy.mode == "protect" and self._exec_guarded(ref, event)  # killed before it runs
-        return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, False))]
+        return [*alerts, self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, False))]
+
+    def _env_loaded(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event, exe: str) -> list[Alert]:
+        """Code an allowed program loads because of its environment (BASH_ENV, NODE_OPTIONS, RUBYOPT, LD_PRELOAD:
+        `env_code`): learned in discover as script rules; outside the profile, one deviation per exec. Not
+        blocked: the exec guard judges argv, not the environment."""
+        env = event.get("proc.env")
+        if not env:
+            return []
+        loaded = env_code(exe, str(env), str(event.get("proc.cwd") or ""))
+        unknown = [(var, path) for var, path in loaded if not policy.script_allowed(path)]
+        if not unknown:
+            return []
+        if policy.mode == "discover":
+            for path in dict.fromkeys(path for _, path in unknown):
+                self._learn(ref, "scripts", ScriptRule(path=path, interpreters=(exe,)))
+            return []
+        what = "code " + ", ".join(f"{path} ({var})" for var, path in unknown) + f" loaded by {exe}"
+        return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, False, False))]
 
     def _exec_guarded(self, ref: WorkloadRef, event: Event) -> bool:
         """Whether the exec guard judges this exec: its workload is enforced and its container is in the plan."""

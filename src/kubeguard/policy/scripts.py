@@ -126,6 +126,62 @@ def script_of_argv(exepath: str, argv: list[str], cwd: str, argv0: str = "") -> 
     return posixpath.normpath(operand)
 
 
+# A variable that makes a program load code named in its environment (Falco's proc.env: the entries joined by
+# spaces, so a value runs up to the next " NAME=").
+_ENV_CODE = re.compile(r"(?:^| )(BASH_ENV|NODE_OPTIONS|RUBYOPT|LD_PRELOAD)=(.*?)(?= [A-Za-z_][A-Za-z0-9_]*=|$)",
+                       re.S)
+_NODE_LOADS = ("-r", "--require", "--import", "--loader", "--experimental-loader")
+
+
+def env_code(exepath: str, env: str, cwd: str) -> list[tuple[str, str]]:
+    """The code files an exec of `exepath` loads because of its environment `env` (proc.env), as (variable,
+    absolute path): BASH_ENV's file for bash (read before any script or ``-c`` code), the modules NODE_OPTIONS
+    ``--require``s, ``--import``s or ``--loader``s for node and RUBYOPT ``-r``s for ruby when named by a path,
+    and LD_PRELOAD's shared objects named by a path for any program. Relative paths are resolved against `cwd`
+    (dropped when it is unknown); module names (``dotenv/config``) and bare library names are not files here."""
+    found: list[tuple[str, str]] = []
+    if "=" not in env:
+        return found
+    name = exepath.rsplit("/", 1)[-1]
+    kind = interpreter_kind(exepath)
+    for match in _ENV_CODE.finditer(env):
+        var, value = match.group(1), match.group(2).strip()
+        if var == "BASH_ENV":
+            paths = [value] if name == "bash" and value else []
+        elif var == "LD_PRELOAD":
+            paths = [item for item in re.split(r"[: ]+", value) if "/" in item]
+        else:
+            try:
+                words = shlex.split(value)
+            except ValueError:
+                words = value.split()
+            loads = _NODE_LOADS if var == "NODE_OPTIONS" and kind == "node" else \
+                ("-r",) if var == "RUBYOPT" and kind == "ruby" else ()
+            paths = _option_values(words, loads)
+            paths = [p for p in paths if p.startswith(("/", "./", "../"))]
+        for path in paths:
+            if not path.startswith("/"):
+                if not cwd.startswith("/"):
+                    continue
+                path = posixpath.join(cwd, path)
+            found.append((var, posixpath.normpath(path)))
+    return found
+
+
+def _option_values(words: list[str], options: tuple[str, ...]) -> list[str]:
+    """The values of `options` in `words`: ``-r x``, ``--require=x`` and, for one-letter options, ``-rx``."""
+    values: list[str] = []
+    for i, word in enumerate(words):
+        for option in options:
+            if word == option and i + 1 < len(words):
+                values.append(words[i + 1])
+            elif word.startswith(option + "="):
+                values.append(word[len(option) + 1:])
+            elif len(option) == 2 and word.startswith(option) and len(word) > 2 and word[2] != "=":
+                values.append(word[2:])
+    return values
+
+
 def _operand(kind: str, argv: list[str]) -> str | None:
     skip = False
     for arg in argv:
