@@ -96,6 +96,22 @@ def test_pods_file_is_reloaded_when_a_new_pod_appears(setup, tmp_path: Path) -> 
     assert event["k8s.pod.name"] == "api"
 
 
+def test_a_container_s_fields_follow_the_pods_when_they_are_read_again(setup) -> None:
+    enricher, container_ino, _, pods_file = setup
+
+    def labels() -> object:
+        return enricher.enrich(Event({"evt.type": "execve", "proc.pid": 950, "proc.ppid": 1, "proc.name": "x",
+                                      "_cgroup_id": container_ino}))["k8s.pod.labels"]
+
+    assert labels() == {"app": "web"} and labels() == {"app": "web"}  # the second from the container's entry
+    relabelled = pod("web", CID, UID, "10.1.0.5")
+    relabelled["metadata"]["labels"] = {"app": "web", "track": "canary"}  # type: ignore[index]
+    pods_file.write_text(json.dumps({"kind": "List", "items": [relabelled]}))
+    os.utime(pods_file, (time.time() + 5, time.time() + 5))
+    assert enricher.pods.refresh(force=True)
+    assert labels() == {"app": "web", "track": "canary"}
+
+
 def test_broken_pods_file_is_one_clear_error(tmp_path: Path) -> None:
     broken = tmp_path / "pods.json"
     broken.write_text("{not json")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import pwd
 from pathlib import Path
+from typing import Any
 
 from kubeguard.agent.event_values import as_int
 from kubeguard.agent.fdtable import FdTable
@@ -56,6 +57,8 @@ class Enricher:
         self.read_duration = False  # fill proc.duration (set when a loaded rule reads it: one /proc read per process)
         self.duration_types: frozenset[str] | None = None  # ... on these event types only (None: every type)
         self._users: dict[int, str] = {0: "root"}
+        self._workload_cache: dict[tuple[str, str], dict[str, Any]] = {}  # (container id, pod uid) -> fields
+        self._cached_map: object = None  # ... of this pod map
 
     def enrich(self, event: Event) -> Event:
         """Update the tables from `event`, then fill its derived fields; returns the same event."""
@@ -140,25 +143,40 @@ class Enricher:
             if self.node:
                 event.setdefault("k8s.node.name", self.node)
             return
+        key = (identity.container_id, identity.pod_uid)
+        fields = self._workload_cache.get(key) if self._cached_map is self.pods.podmap else None
+        if fields is None:
+            fields = self._container_fields(identity)
+            if fields is None:
+                if identity.pod_uid:
+                    event["k8s.pod.uid"] = identity.pod_uid
+                return
+            if self._cached_map is not self.pods.podmap:  # the pods were read again: every entry may be stale
+                self._workload_cache.clear()
+                self._cached_map = self.pods.podmap
+            self._workload_cache[key] = fields
+        event.update(fields)
+
+    def _container_fields(self, identity: CgroupIdentity) -> dict[str, Any] | None:
+        """The workload fields of a container (None while its pod is unknown): the same for each of its events
+        until the pods are read again (`_workload_fields` keeps them per pod map)."""
         workload = self.pods.workload(identity.container_id, identity.pod_uid)
         if workload is None:
-            if identity.pod_uid:
-                event["k8s.pod.uid"] = identity.pod_uid
-            return
-        for key, value in workload.falco_fields().items():
-            event[key] = value
-        event["container.id"] = identity.container_id
+            return None
+        fields = workload.falco_fields()
+        fields["container.id"] = identity.container_id
         privileged = self.pods.privileged(identity.container_id)
         if privileged is not None:
-            event["container.privileged"] = privileged
+            fields["container.privileged"] = privileged
         mounts = self.pods.mounts(identity.container_id)
         if mounts is not None:
-            event["container.mounts"] = mounts
+            fields["container.mounts"] = mounts
         if workload.image:
             repository, tag = split_image(workload.image)
-            event["container.image.repository"] = repository
+            fields["container.image.repository"] = repository
             if tag:
-                event["container.image.tag"] = tag
+                fields["container.image.tag"] = tag
+        return fields
 
     def _process_fields(self, event: Event, pid: int) -> None:
         me = self.procs.get(pid)
