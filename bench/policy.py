@@ -131,6 +131,7 @@ GAP_US = 1000  # paced: one call per millisecond at most (a pod's calls, not a s
 # CPUs and its p50 moved by +-15 % between identical back-to-back runs on an idle 2-core machine (77-105 us;
 # pinned: 70-74 us). The agent is not pinned.
 PIN_CPU = (os.cpu_count() or 1) - 1
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 TASKSET = shutil.which("taskset", path="/usr/bin:/bin") or "/usr/bin/taskset"
 
 
@@ -143,15 +144,55 @@ def program_times() -> dict[int, tuple[str, str, int, int]]:
             for p in shown}
 
 
-def exec_program_costs(client: Pod, lat: Path, noop: Path, count: int) -> list[tuple[str, str, float, float]]:
+def tree_cpu_s(root: int) -> float:
+    """CPU seconds (user + system) so far of process `root` and its live descendants."""
+    parents: dict[int, int] = {}
+    seconds: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry)] = int(fields[1])
+        seconds[int(entry)] = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    total = 0.0
+    for pid, spent in seconds.items():
+        ancestor = pid
+        while ancestor not in (root, 0, 1) and ancestor in parents:
+            ancestor = parents[ancestor]
+        if ancestor == root:
+            total += spent
+    return total
+
+
+def settled_cpu_s(root: int, timeout: float = 60.0) -> float:
+    """`tree_cpu_s` once the tree has caught up (under 10 ms of CPU in half a second)."""
+    deadline = time.monotonic() + timeout
+    spent = tree_cpu_s(root)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = tree_cpu_s(root)
+        if now - spent < 0.01:
+            return now
+        spent = now
+    return spent
+
+
+def exec_program_costs(client: Pod, lat: Path, noop: Path, count: int,
+                       agent_pid: int) -> tuple[list[tuple[str, str, float, float]], float]:
     """Per fork + exec + exit of the no-op, back-to-back: each BPF program's run time (ns) and runs, with the
     kernel's run-time statistics on (they add ~20-40 ns to each run) -- every program on the node, rows over
-    5 ns."""
+    5 ns; and the CPU time (us) the agent's processes spent on it (decoding, rules, policies)."""
     stats_fd = enable_bpf_stats()
     try:
+        cpu_before = settled_cpu_s(agent_pid)
         before = program_times()
         done = client.run(["taskset", "-c", str(PIN_CPU), str(lat), "exec", str(count), str(noop)], timeout=600)
         after = program_times()
+        agent_us = (settled_cpu_s(agent_pid) - cpu_before) / count * 1e6
     finally:
         os.close(stats_fd)
     if done.returncode != 0 or done.stdout.split()[-1:] != ["0"]:
@@ -161,14 +202,17 @@ def exec_program_costs(client: Pod, lat: Path, noop: Path, count: int) -> list[t
         was = before.get(prog_id, (name, kind, 0, 0))
         if (ns - was[2]) / count >= 5:
             rows.append((name, kind, (ns - was[2]) / count, (runs - was[3]) / count))
-    return sorted(rows, key=lambda row: -row[2])
+    return sorted(rows, key=lambda row: -row[2]), agent_us
 
 
 def run_agent(work: Path, pods: Path, policies: Path | None, client: Pod, lat: Path, noop: Path, server: Pod,
               count: int, compiled_guard: bool = True,
-              costs: list[tuple[str, str, float, float]] | None = None) -> dict[str, float]:
+              costs: list[tuple[str, str, float, float]] | None = None,
+              agent_cpu: list[float] | None = None) -> dict[str, float]:
     """One agent lifetime: start, wait until the client's policy is enforced, warm up, measure, stop. The agent
-    runs as the DaemonSet runs it (no events log). With `costs`, also one accounting run of the BPF programs."""
+    runs as the DaemonSet runs it (no events log). With `costs`, also one accounting run of the BPF programs
+    (and the agent's CPU per exec into `agent_cpu`)."""
+    agent_cpu = agent_cpu if agent_cpu is not None else []
     previous = os.environ.get("KUBEGUARD_EXEC_GUARD_COMPILED")
     os.environ["KUBEGUARD_EXEC_GUARD_COMPILED"] = "1" if compiled_guard else "0"
     try:
@@ -188,7 +232,9 @@ def run_agent(work: Path, pods: Path, policies: Path | None, client: Pod, lat: P
         try:
             measure(client, lat, noop, server, 300)
             if costs is not None:
-                costs += exec_program_costs(client, lat, noop, count)
+                rows, agent_us = exec_program_costs(client, lat, noop, count, agent.proc.pid)
+                costs += rows
+                agent_cpu.append(agent_us)
             return measure(client, lat, noop, server, count)
         except SystemExit:
             print("bench.policy: the agent's log ends:\n" + "\n".join(agent.stderr().splitlines()[-30:]),
@@ -246,11 +292,13 @@ def main() -> int:
         measure(client, lat, noop, server, 300)  # warm caches
         none_rounds, protect_rounds = [], []
         costs: list[tuple[str, str, float, float]] = []
+        agent_cpu: list[float] = []
         for number in range(args.rounds):
             loads.append(os.getloadavg()[0])
             none_rounds.append(measure(client, lat, noop, server, args.count))
             protect_rounds.append(run_agent(work / f"agent-{number}", pods, policies, client, lat, noop, server,
-                                            args.count, costs=costs if number == args.rounds - 1 else None))
+                                            args.count, costs=costs if number == args.rounds - 1 else None,
+                                            agent_cpu=agent_cpu))
             print(f"round {number + 1}: no agent {none_rounds[-1]}, protect {protect_rounds[-1]}", file=sys.stderr)
         none_rounds.append(measure(client, lat, noop, server, args.count))
         guards = guards_only(client, lat, noop, server, args.count, nsenter)
@@ -312,7 +360,11 @@ def main() -> int:
         "BPF run-time statistics on (BPF_ENABLE_STATS, which adds ~20-40 ns to every run; not during the timed calls): "
         "each BPF program on the node, run time per fork + exec + exit of the no-op, and runs per exec (a program "
         "on every system call also runs for the agent's own calls, on the other CPU). Total "
-        f"{sum(row[2] for row in costs):.0f} ns.",
+        f"{sum(row[2] for row in costs):.0f} ns. The agent's own processes (its Python threads decoding the "
+        "sensor's lines and running the rules and policies, the exec probe's loader, bpftrace, the script "
+        "answerer, the file guard) spent "
+        f"{agent_cpu[0] if agent_cpu else float('nan'):.0f} us of CPU per exec in that run (on the other CPU while "
+        "they keep up; at ~10k execs/s that is most of a core).",
         "",
         "| program | type | ns per exec | runs per exec |",
         "|---|---|---|---|",
