@@ -314,6 +314,9 @@ def main() -> int:
     rows = [f"| {key.replace('_', ' ')} | {base[key]:.1f} | {protect[key]:.1f} | **{ratios[key]:.2f}** | "
             f"{guards[key]:.1f} ({guards[key] / base[key]:.2f}) | {detect[key]:.1f} ({detect[key] / base[key]:.2f}) | "
             f"{bt_exec[key]:.1f} ({bt_exec[key] / base[key]:.2f}) |" for key in KEYS]
+    def paired(key: str) -> float:
+        return statistics.median(added(n, p, key) for n, p in zip(none_rounds, protect_rounds, strict=False))
+
     per_round = ", ".join(f"{added(n, p, 'exec_p50'):+.0f}/{added(n, p, 'connect_p50'):+.0f}"
                           for n, p in zip(none_rounds, protect_rounds, strict=False))
     cost_rows = [f"| {name} | {kind} | {ns:.0f} | {runs:.2f} |" for name, kind, ns, runs in costs]
@@ -353,7 +356,9 @@ def main() -> int:
         f"{100 * (ratios['inline_p50'] - 1):+.1f} % back-to-back, {100 * (ratios['paced_inline_p50'] - 1):+.1f} % "
         "paced. "
         "Per round (back-to-back exec/connect p50, %): "
-        f"{per_round}. 1-min load average during the rounds: {min(loads):.1f} to {max(loads):.1f} on 2 cores "
+        f"{per_round}; their medians: exec {paired('exec_p50'):+.1f} %, connect {paired('connect_p50'):+.1f} % "
+        "(each protect round against the no-agent round just before it). "
+        f"1-min load average during the rounds: {min(loads):.1f} to {max(loads):.1f} on 2 cores "
         "(other engineers' work): the p99 columns and single rounds are noise-bound, the p50 medians are the figures.",
         "",
         f"Where the kernel's part goes: in the last protect round, {args.count} back-to-back execs with the kernel's "
