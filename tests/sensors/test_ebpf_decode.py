@@ -223,16 +223,20 @@ def test_flag_rendering() -> None:
 
 
 def test_field_table_matches_every_printf_of_the_program() -> None:
-    """LAYOUTS names as many fields per tag as kubeguard.bt prints, and every printed tag has a layout."""
+    """LAYOUTS names as many fields per tag as kubeguard.bt prints, and every tag printed by it or by the compiled
+    exec probe has a layout."""
     from kubeguard.sensors.ebpf_decode import LAYOUTS
 
-    program = (Path(__file__).parents[2] / "src" / "kubeguard" / "sensors" / "kubeguard.bt").read_text()
+    sources = Path(__file__).parents[2] / "src" / "kubeguard" / "sensors"
+    program = (sources / "kubeguard.bt").read_text()
     printed: dict[str, set[int]] = {}
     for fmt in re.findall(r'printf\("([A-Z0-9]+(?:\\x1f[^"]*)?)\\n"', program):
         tag, *fields = fmt.split("\\x1f")
         printed.setdefault(tag, set()).add(len(fields))
     printed.pop("READY", None)
-    assert set(printed) == set(LAYOUTS)
+    probe_tags = set(re.findall(r'begin\("([A-Z0-9]+)"\)', (sources / "execprobe.c").read_text()))
+    assert probe_tags - set(printed) == {"E"}  # the probe's whole-exec line; its other lines are the program's
+    assert set(printed) | probe_tags == set(LAYOUTS)
     for tag, counts in printed.items():
         assert counts == {len(LAYOUTS[tag].fields)}, (tag, counts, list(LAYOUTS[tag].fields))
 
@@ -674,3 +678,87 @@ def test_plain_printf_reads_what_the_json_parser_reads(data: str) -> None:
             assert fast == json.loads(line)["data"].rstrip("\n")
     plain = data.endswith("\n") and all(c == "\x1f" or (" " <= c < "\x7f" and c not in '"\\') for c in data[:-1])
     assert (_plain_printf(json.dumps({"type": "printf", "data": data})) is not None) == plain
+
+
+def _printf(data: str) -> str:
+    return json.dumps({"type": "printf", "data": data + "\n"})
+
+
+def _whole_exec(filename: str, cwd: str, argv: list[str], env: str = "", state: str = "", facts: int = 0,
+                caps: tuple[int, int, int] = (0, 0, 0)) -> str:
+    """The compiled probe's E line: one successful exec."""
+    return _bt_line("E", 0, 4294967295, 7, 136, 2, facts, *caps, filename, cwd, len(argv), *argv, env, state)
+
+
+def _split_exec(filename: str, cwd_names: list[str], argv: list[str], env: bytes | None = None,
+                facts_line: str | None = None) -> list[str]:
+    """The same exec as kubeguard.bt's lines: A and V (argv), XE (environment), XF (facts), X (exit), W (cwd;
+    `cwd_names` from the root down)."""
+    args = [*argv, "", "", ""]
+    lines = [_bt_line("A", filename, *args[:3], int(len(argv) > 3))]
+    for first in range(3, len(argv), 4):
+        lines.append(_printf("\x1f".join(map(str, ("V", 4242, first, *(argv + [""] * 4)[first:first + 4],
+                                                   int(len(argv) > first + 4))))))
+    if env is not None:
+        starts = [at if at + 64 <= len(env) else len(env) - 64 for at in range(0, 256, 64)]  # as execenv reads
+        chunks = [bytes(env[at] if 0 <= at < len(env) else 0 for at in range(start, start + 64)) for start in starts]
+        rendered = ["".join(chr(b) if 32 <= b < 127 and b != 92 else f"\\x{b:02x}" for b in c) for c in chunks]
+        lines.append(_printf("\x1f".join(("XE", "4242", "0", str(len(env)), *rendered))))
+    if facts_line is not None:
+        lines.append(_printf(facts_line))
+    lines.append(_bt_line("X", 0, 4294967295, 7, 136, 2))
+    walk = [f"{name}|0" for name in reversed(cwd_names)] + ["/|1", "/|1", "/|1"]
+    lines.append(_printf("\x1f".join(("W", "4242", "0", *walk[:3], "1"))))
+    return lines
+
+
+@pytest.mark.parametrize(("argv", "env"), [
+    (["kg-tool"], None),
+    (["kg-tool", "-x", 'say "hi"', "back\\slash"], b"A=1\0\0B=two words\0"),
+    ([f"a{i}" for i in range(15)], b"ONLY=1"),  # argv at its cap: marked truncated
+])
+def test_whole_exec_line_reads_as_the_split_lines_do(argv: list[str], env: bytes | None) -> None:
+    split = decode_lines(_split_exec("./kg-tool", ["app", "srv"], argv, env))
+    whole = decode_lines([_whole_exec("./kg-tool", "/app/srv/", argv,
+                                      "" if env is None else "A=1 B=two words" if env.startswith(b"A") else "ONLY=1",
+                                      "" if env is None else "0")])
+    assert len(split) == len(whole) == 1
+    assert whole[0] == split[0]
+    assert whole[0]["proc.exepath"] == "/app/srv/kg-tool"  # the relative name joined to the cwd
+    assert ("proc.env" in whole[0]) == (env is not None)
+    assert whole[0].get("_argv_truncated", False) == (len(argv) == 15)
+
+
+def test_whole_exec_line_facts_and_memfd() -> None:
+    caps = (1 << 21, 1 << 21, 0)
+    (split,) = decode_lines(_split_exec("/proc/self/fd/3", ["tmp"], ["kg"],
+                                        facts_line=f"XF\x1f4242\x1f{1 | 4 | 8}\x1f{caps[0]}\x1f{caps[1]}\x1f0"))
+    (whole,) = decode_lines([_whole_exec("/proc/self/fd/3", "/tmp/", ["kg"], facts=1 | 4 | 8, caps=caps)])
+    assert whole == split
+    assert (whole["proc.is_exe_from_memfd"], whole["evt.arg.flags"], whole["thread.cap_effective"]) == (
+        True, "EXE_FROM_MEMFD", "CAP_SYS_ADMIN")
+
+
+def test_whole_exec_line_environment_states() -> None:
+    # the last field's newline is the environment's, not the line's end
+    (newline,) = decode_lines([_whole_exec("/bin/true", "/", ["true"], "B=\n", "0")])
+    assert newline["proc.env"] == "B=\n" and "_env_truncated" not in newline
+    (separator,) = decode_lines([_whole_exec("/bin/true", "/", ["true"], "S=a\x1fb\x1f", "0")])  # kept
+    assert separator["proc.env"] == "S=a\x1fb\x1f" and separator["proc.args"] == ""
+    (cut,) = decode_lines([_whole_exec("/bin/true", "/", ["true"], "A=1", "1")])
+    assert cut["proc.env"] == "A=1" and cut["_env_truncated"] is True
+    # too long for the line: the environment came on XE lines before it
+    xe = _split_exec("/bin/true", [], ["true"], b"FROM_XE=1\0")[1]
+    (from_lines,) = decode_lines([xe, _whole_exec("/bin/true", "/", ["true"], "", "x")])
+    assert from_lines["proc.env"] == "FROM_XE=1"
+    (none,) = decode_lines([_whole_exec("/bin/true", "/", ["true"])])
+    assert "proc.env" not in none
+
+
+@pytest.mark.parametrize("line", [
+    _bt_line("E", 0, 4294967295, 7, 136, 2, 0, 0, 0, 0, "/bin/true", "/", 16, *["a"] * 16, "", ""),  # argc too big
+    _bt_line("E", 0, 4294967295, 7, 136, 2, 0, 0, 0, 0, "/bin/true", "/", 2, "true"),  # fields missing
+])
+def test_malformed_whole_exec_line_is_counted_not_raised(line: str) -> None:
+    decoder = BpftraceDecoder()
+    assert decoder.feed(line) == [] and decoder.parse_errors == 1

@@ -6,7 +6,8 @@ them by name (`Fields`). Most tags carry the common header (`HEADER`) and become
 Exec and mount are split by the program into several lines (BPF's 512-byte stack): entry lines
 (A, V, MA) are joined with their exit line (X, MO) by thread id and the entry's kernel timestamp, which the exit
 line repeats (the two may come from two CPUs' rings, read far apart, in either order); an exec is completed by
-its cwd lines (W) and emitted once all its lines are in, or STALE_NS after its exit, or by `flush`.
+its cwd lines (W) and emitted once all its lines are in, or STALE_NS after its exit, or by `flush`. The compiled
+exec probe prints a successful exec as one line (E), decoded at once.
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ LAYOUTS = _layouts(
     Layout.of("W", ("tid", int), ("first", int), ("cwd0", str), ("cwd1", str), ("cwd2", str), ("at_root", str),
               header=False),
     Layout.of("Q", ("status", int)),
+    # a whole successful exec in one line (the compiled exec probe's form of A, V, XE, XF, X and W): argc argv
+    # fields follow (the probe writes the separator in a string as U+FFFD), then the environment as proc.env (all
+    # fields up to the last: it keeps its separators) and its state ("" none read, "0" whole, "1" cut at
+    # ENV_LIMIT, "x" on XE lines before this one)
+    Layout.of("E", ("ret", int), ("loginuid", int), ("sid", int), ("tty_major", int), ("tty_minor", int),
+              ("facts", int), ("permitted", int), ("effective", int), ("inheritable", int), ("filename", str),
+              ("cwd", str), ("argc", int)),
     # network
     Layout.of("C4", ("fd", int), ("ret", int), ("proto", int), *_INET),
     Layout.of("C6", ("fd", int), ("ret", int), ("proto", int), *_INET),
@@ -200,7 +208,7 @@ class DecodeError(ValueError):
 
 
 # the exec lines (entry, argv, exit, cwd, facts, environment) and the process exit, which pair or hold themselves
-EXEC_TAGS = frozenset({"A", "V", "X", "W", "XF", "XE", "Q"})
+EXEC_TAGS = frozenset({"A", "V", "X", "W", "XF", "XE", "Q", "E"})
 
 @dataclass
 class PendingExec:
@@ -519,27 +527,58 @@ class BpftraceDecoder:
         pending.argv_more = len(pending.argv) == first + 4 < MAX_ARGV and f.get("more") == "1"
         return self._emit(tid)
 
-    def _tag_X(self, f: Fields) -> list[Event]:
-        tid = f["tid"]
+    def _exec_event(self, f: Fields, from_memfd: bool) -> Event:
+        """The execve event of an exit (X) or whole-exec (E) line, before its facts, environment and names."""
         event = self._header(f, "execve")
         self._result(event, f["ret"])
         loginuid = f["loginuid"]
         event["user.loginuid"] = -1 if loginuid == 0xFFFFFFFF else loginuid
         event["proc.sid"] = f["sid"]
         event["proc.tty"] = tty_nr(f["tty_major"], f["tty_minor"])
-        from_memfd = tid in self.memfd_exec_tids
         event["proc.is_exe_from_memfd"] = from_memfd
         if from_memfd:
-            self.memfd_exec_tids.discard(tid)
             event["evt.arg.flags"] = "EXE_FROM_MEMFD"  # libscap's execve exit flag, as Falco renders it
+        return event
+
+    def _pop_env(self, event: Event, tid: int) -> None:
+        """proc.env from the thread's XE lines, when they came."""
+        env = self.exec_env.pop(tid, None)
+        if env is not None:
+            event["proc.env"] = environ_text(bytes(env))
+            if tid in self.exec_env_cut:  # longer than the copy: the agent may read the rest from /proc
+                self.exec_env_cut.discard(tid)
+                event["_env_truncated"] = True
+
+    def _tag_E(self, f: Fields) -> list[Event]:
+        """A whole successful exec (the compiled probe's line): complete at once, nothing to pair."""
+        tid, facts, argc = f["tid"], f["facts"], f["argc"]
+        if not 0 <= argc <= MAX_ARGV:
+            raise DecodeError(f"E line with argc {argc}")
+        start = f.layout.fields["argc"][0] + 1
+        parts = f.parts
+        if len(parts) < start + argc + 2:
+            raise DecodeError(f"E line with {len(parts)} fields for argc {argc}")
+        event = self._exec_event(f, bool(facts & FACT_FROM_MEMFD))
+        self._exec_facts(event, (facts, f["permitted"], f["effective"], f["inheritable"]) if facts else None)
+        env, state = SEP.join(parts[start + argc:-1]), parts[-1]  # the environment may hold the separator
+        if state == "x":
+            self._pop_env(event, tid)
+        elif state:
+            event["proc.env"] = env
+            if state == "1":
+                event["_env_truncated"] = True
+        self.latest_ns = max(self.latest_ns, f["nsecs"])
+        return [self._exec_names(event, f["filename"], parts[start:start + argc], f["cwd"])]
+
+    def _tag_X(self, f: Fields) -> list[Event]:
+        tid = f["tid"]
+        from_memfd = tid in self.memfd_exec_tids
+        if from_memfd:
+            self.memfd_exec_tids.discard(tid)
+        event = self._exec_event(f, from_memfd)
         if f["ret"] == 0:
             self._exec_facts(event, self.exec_facts.pop(tid, None))
-            env = self.exec_env.pop(tid, None)
-            if env is not None:
-                event["proc.env"] = environ_text(bytes(env))
-                if tid in self.exec_env_cut:  # longer than the copy: the agent may read the rest from /proc
-                    self.exec_env_cut.discard(tid)
-                    event["_env_truncated"] = True
+            self._pop_env(event, tid)
         # the X line's filename field is empty since the sensor stopped keeping it per thread (the entry's
         # timestamp pairs); recordings made before still carry it
         exit_ns, exit_filename, entry_ns = f["nsecs"], f.get("filename") or None, f.get("entry_ns")
@@ -601,12 +640,15 @@ class BpftraceDecoder:
     def _finish_exec(self, pending: PendingExec) -> Event:
         event = pending.event
         assert event is not None
-        argv = pending.argv
-        cwd = self._cwd(pending) if pending.cwd else ""
         if pending.exit_filename is not None and pending.exit_filename != pending.filename:
             # the entry line paired here was another attempt's (an execvp's failed PATH entries, read out of order)
             pending.filename = pending.exit_filename
-        exepath = pending.filename
+        return self._exec_names(event, pending.filename, pending.argv, self._cwd(pending) if pending.cwd else "")
+
+    @staticmethod
+    def _exec_names(event: Event, filename: str, argv: list[str], cwd: str) -> Event:
+        """The exec's file, argv and cwd fields."""
+        exepath = filename
         if exepath and not exepath.startswith("/") and cwd.startswith("/"):
             exepath = posixpath.normpath(posixpath.join(cwd, exepath))
         args = " ".join(argv[1:])
@@ -614,7 +656,7 @@ class BpftraceDecoder:
         event["proc.exe"] = argv[0] if argv else exepath
         event["proc.args"] = args
         event["proc.cmdline"] = f"{event['proc.name']} {args}".rstrip()
-        event["evt.arg.filename"] = pending.filename
+        event["evt.arg.filename"] = filename
         if cwd:
             event["proc.cwd"] = cwd
         if len(argv) >= MAX_ARGV:

@@ -1,12 +1,15 @@
 /* Loader and reader of execprobe.bpf.o (kubeguard's compiled exec probe; see execprobe.bpf.c).
  *
- *   execprobe OBJECT [RING_BYTES]
+ *   execprobe [-s] OBJECT [RING_BYTES]
  *
  * Loads and attaches the object's programs, prints {"type": "kg_exec_ready"} once they are attached, then
- * every DRAIN_MS drains the ring buffer and prints each record as the lines kubeguard.bt's exec, execfacts,
- * execenv and procexit sections print ({"type": "printf", "data": "A\x1f..."} in bpftrace's -f json form):
- * A (entry) and V (more argv), XE (environment), XF (facts), X (exit), W (cwd), Q (process exit); then a drain
- * marker {"type": "kg_drain_exec", "data": T}: every record stamped before T (CLOCK_MONOTONIC) is out.
+ * every DRAIN_MS drains the ring buffer and prints each record in bpftrace's -f json form
+ * ({"type": "printf", "data": "E\x1f..."}): a successful exec as one E line (what kubeguard.bt's exec,
+ * execfacts and execenv sections print as A, V, XE, XF, X and W lines; the environment as XE lines before it
+ * when the line would pass PIPE_BUF), a failed exec as those sections' A, V, X and W lines, a process exit as
+ * procexit's Q line; then a drain marker {"type": "kg_drain_exec", "data": T}: every record stamped before T
+ * (CLOCK_MONOTONIC) is out. With -s (`execprobe -s OBJECT ...`) successful execs are printed as the sections'
+ * lines too (what the decoder reads from bpftrace; tests compare the two forms).
  * Records the kernel dropped (full ring) are printed as {"type": "lost_events", "data": {"events": N}}.
  * Output goes to stdout in writes of whole lines of at most PIPE_BUF bytes, so it can share a pipe with
  * bpftrace's. Ends on SIGTERM/SIGINT or when stdout is gone. Build: cc -O2 execprobe.c -lbpf */
@@ -123,13 +126,16 @@ static void putf(const char *fmt, ...)
         put(buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
 }
 
-/* a string field, JSON-escaped, cut at its NUL or `max` bytes (bpftrace's %s of a 64-byte str()) */
+/* a string field, JSON-escaped, cut at its NUL or `max` bytes (bpftrace's %s of a 64-byte str()); the field
+ * separator (0x1f) in the string as U+FFFD, so that it cannot split the field */
 static void put_str(const char *s, size_t max)
 {
     char esc[8];
     for (size_t i = 0; i < max && s[i]; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
+        if (c == 0x1f) {
+            puts_("\\ufffd");
+        } else if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
             put(esc, 2);
@@ -266,6 +272,113 @@ static void env_lines(const struct env_rec *e)
     }
 }
 
+static int split_lines; /* -s: successful execs as A, V, XE, XF, X and W lines */
+
+/* Falco's proc.env of the pending environment record (entries joined by single spaces, empty ones left out; the
+ * first ENV_LEN bytes, as the XE lines carry them), JSON-escaped into env_text; -1 when longer than `room` */
+static char env_text[PIPE_BUF];
+static size_t env_text_len;
+
+static int env_field(const struct env_rec *e, size_t room)
+{
+    uint64_t size = e->length < ENV_LEN ? e->length : ENV_LEN;
+    if (size > e->copied)
+        size = e->copied; /* bytes past the copy read as NULs on the XE lines: separators */
+    size_t n = 0;
+    int space = 0;
+    char esc[8];
+    for (uint64_t i = 0; i < size; i++) {
+        unsigned char c = (unsigned char)e->env[i];
+        size_t k;
+        if (c == 0) {
+            space = n > 0;
+            continue;
+        }
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            k = 2;
+        } else if (c < 0x20 || c == 0x7f) {
+            k = (size_t)snprintf(esc, sizeof(esc), "\\u%04x", c); /* 0x1f too: the decoder joins the rest */
+        } else {
+            esc[0] = (char)c;
+            k = 1;
+        }
+        if (n + space + k > room)
+            return -1;
+        if (space)
+            env_text[n++] = ' ';
+        space = 0;
+        memcpy(env_text + n, esc, k);
+        n += k;
+    }
+    env_text_len = n;
+    return 0;
+}
+
+/* the cwd the W lines' components make, as the decoder joins them: from the root down, "..." first when the walk
+ * did not reach the root, a trailing slash */
+static void put_cwd(const char cwd[CWD_MAX][STR_LEN], const uint8_t *root)
+{
+    int stop = 0;
+    while (stop < CWD_MAX && !root[stop])
+        stop++;
+    if (stop == CWD_MAX)
+        puts_("...");
+    for (int k = (stop < CWD_MAX - 1 ? stop : CWD_MAX - 1) - 1; k >= 0; k--) {
+        if (!cwd[k][0] || (cwd[k][0] == '/' && !cwd[k][1]))
+            continue;
+        puts_("/");
+        put_str(cwd[k], STR_LEN - 1);
+    }
+    puts_("/");
+}
+
+static char saved_line[PIPE_BUF];
+
+/* E: header, ret, loginuid, sid, tty major and minor, facts, the three capability sets, file name, cwd, argc,
+ * argv, the environment (as proc.env) and its state ("" none read, "0" whole, "1" cut at ENV_LEN, "x" on XE lines
+ * before this line; last, so that the line's end cannot be taken for the environment's); 0, or -1 when the line
+ * would not fit (the caller prints the split lines) */
+static int exec_line(const struct exec_rec *r, char args[][STR_LEN], int argc)
+{
+    begin("E");
+    header_fields(&r->h, r->h.ktime);
+    putf("\\u001f0\\u001f%u\\u001f%u\\u001f%u\\u001f%u\\u001f%u\\u001f%llu\\u001f%llu\\u001f%llu", r->loginuid,
+         r->sid, r->tty_major, r->tty_minor, r->facts, (unsigned long long)r->cap_permitted,
+         (unsigned long long)r->cap_effective, (unsigned long long)r->cap_inheritable);
+    sep();
+    put_str(r->filename, STR_LEN - 1);
+    sep();
+    put_cwd(r->cwd, r->cwd_root);
+    putf("\\u001f%d", argc);
+    for (int i = 0; i < argc; i++) {
+        sep();
+        put_str(args[i], STR_LEN - 1);
+    }
+    const size_t tail = 32; /* two separators, the state, the line's end */
+    if (line_len + tail > sizeof(line) - 8)
+        return -1; /* put() may have cut it */
+    int have_env = env_have && env_tid == r->h.tid;
+    env_have = 0;
+    if (!have_env) {
+        puts_("\\u001f\\u001f");
+    } else if (env_field(&env_pending, sizeof(line) - 8 - tail - line_len) == 0) {
+        sep();
+        put(env_text, env_text_len);
+        puts_(env_pending.length > ENV_LEN ? "\\u001f1" : "\\u001f0");
+    } else {
+        size_t len = line_len;
+        memcpy(saved_line, line, len);
+        env_lines(&env_pending);
+        memcpy(line, saved_line, len);
+        line_len = len;
+        puts_("\\u001f\\u001fx");
+    }
+    end_line();
+    return 0;
+}
+
 static int on_exec(const struct exec_rec *r)
 {
     char args[ARGV_MAX][STR_LEN];
@@ -281,6 +394,10 @@ static int on_exec(const struct exec_rec *r)
         argc++;
         i += n + 1;
     }
+    int env_was = env_have;
+    if (!split_lines && exec_line(r, args, argc) == 0)
+        return 0;
+    env_have = env_was;
     uint64_t entry_ns = r->h.ktime - 1; /* the A line pairs with its X line by this stamp */
     entry_lines(&r->h, entry_ns, r->filename, FILENAME_LEN, args, argc);
     if (env_have && env_tid == r->h.tid)
@@ -374,8 +491,13 @@ static int quiet(enum libbpf_print_level level, const char *fmt, va_list ap)
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "-s") == 0) {
+        split_lines = 1;
+        argv++;
+        argc--;
+    }
     if (argc < 2) {
-        fprintf(stderr, "usage: execprobe OBJECT [RING_BYTES]\n");
+        fprintf(stderr, "usage: execprobe [-s] OBJECT [RING_BYTES]\n");
         return 2;
     }
     libbpf_set_print(quiet);

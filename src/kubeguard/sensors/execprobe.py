@@ -3,7 +3,8 @@
 bpftrace 0.17 runs one BPF program and one perf output per printed line: an exec costs ~9 us of probe time
 in kubeguard.bt's exec sections (entry, argv, exit, cwd walk, facts, process exit). The compiled probe reads
 the same facts in one program at sched_process_exec and writes one ring-buffer record (~1.5 us); its loader
-prints the lines those sections print, into the same pipe as bpftrace, so the decoder is shared. Built
+prints it into the same pipe as bpftrace as one E line (`execprobe -s` prints the sections' own lines instead;
+a failed exec, an environment too long for the line and a process exit come as those lines anyway). Built
 with clang (the BPF object, CO-RE against the running kernel's BTF through bpftool's vmlinux.h) and the
 system C compiler with libbpf (the loader) into a cache directory named after the sources' hash; without
 them the sensor keeps the exec sections in bpftrace and says so (the build: kubeguard.bpfbuild).

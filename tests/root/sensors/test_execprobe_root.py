@@ -1,0 +1,121 @@
+"""The compiled exec probe's two forms read alike: its whole-exec E lines and, with -s, the A, V, XE, XF, X and W
+lines kubeguard.bt prints (run side by side on the same execs: argv at and past its cap, long and odd arguments,
+deep and relative paths, environments with escapes, one too long for the E line and one past its copy, a memfd
+exec, a failed exec)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+from conftest import need_root, require
+from kubeguard.sensors import execprobe
+from kubeguard.sensors.ebpf_decode import BpftraceDecoder
+from kubeguard.sensors.timeorder import exec_marker_time
+
+MEMFD_EXEC = ("import os, sys; fd = os.memfd_create('kg-memfd'); os.write(fd, open('/bin/true', 'rb').read()); "
+              "os.execve(fd, ['kg-memfd', 'one'], {'M': '1'})")
+
+
+class ProbeOutput:
+    """One running probe and the lines it printed."""
+
+    def __init__(self, command: list[str]) -> None:
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: list[bytes] = []
+        self.drained_to = 0
+        self.ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            if raw.startswith(b'{"type": "kg_exec_ready"'):
+                self.ready.set()
+            marker = exec_marker_time(raw)
+            if marker is not None:
+                self.drained_to = marker
+            else:
+                self.lines.append(raw)
+
+    def execs(self, start_ns: int, end_ns: int, tag_count: Counter[str]) -> dict[tuple[int, int], dict]:
+        """The decoded execs stamped between the two times (CLOCK_MONOTONIC) by (thread, n-th exec of the
+        thread), without their timestamps (each probe's program reads its own)."""
+        decoder = BpftraceDecoder()
+        events = [e for line in self.lines for e in decoder.feed(line.decode("utf-8", "replace"))]
+        events += decoder.flush()
+        assert decoder.parse_errors == 0
+        for line in self.lines:
+            if line.startswith(b'{"type": "printf", "data": "'):
+                tag_count[line[28:31].split(b"\\")[0].decode()] += 1
+        seen: Counter[int] = Counter()
+        out = {}
+        for event in events:
+            if event["evt.type"] == "execve" and start_ns < event["evt.time"] < end_ns:
+                seen[event["proc.tid"]] += 1
+                out[event["proc.tid"], seen[event["proc.tid"]]] = {k: v for k, v in event.items() if k != "evt.time"}
+        return out
+
+
+def test_whole_exec_lines_read_as_the_split_lines(tmp_path: Path) -> None:
+    need_root("the exec probe")
+    try:
+        probe = execprobe.build(want_env=True)
+    except execprobe.ExecProbeUnavailable as exc:
+        require(False, f"the compiled exec probe ({exc})")
+        return
+    command = probe.command()
+    whole, split = ProbeOutput(command), ProbeOutput([command[0], "-s", *command[1:]])
+    try:
+        for out in (whole, split):
+            assert out.ready.wait(120), out.proc.stderr.read().decode() if out.proc.poll() is not None else "no ready"
+        start = time.monotonic_ns()
+        deep = tmp_path
+        for depth in range(12):
+            deep = deep / f"d{depth}-{'x' * depth * 7}"
+        deep.mkdir(parents=True)
+        runs: list[tuple[list[str], dict[str, str], Path]] = [
+            (["/bin/true"], {}, Path("/")),
+            (["/bin/true", *[f"arg{i}" for i in range(20)]], {"A": "1"}, tmp_path),
+            (["/bin/echo", "x" * 100, "sep\x1finside", 'q"uote', "back\\slash", "ünï"],
+             {"Q": 'quote"back\\slash', "C": "ctl\x01\x7f\x1fz", "U": "héllo", "N": "\n"}, deep),
+            (["/bin/true"], {f"V{i}": "y" * 100 for i in range(35)}, deep),  # too long for the E line
+            (["/bin/true"], {f"V{i}": "z" * 100 for i in range(60)}, Path("/tmp")),  # past the 4 KiB copy
+            (["./true", "relative"], {"E": ""}, Path("/bin")),
+            (["/bin/sh", "-c", "exec /bin/true 1 2 3; exit 1"], {"B": "\n"}, Path("/usr")),
+            ([sys.executable, "-c", MEMFD_EXEC], {}, tmp_path),
+        ]
+        for argv, env, cwd in runs:
+            subprocess.run(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, check=True)
+        missing = subprocess.run(["/bin/sh", "-c", f"exec {tmp_path}/not-there x"], stderr=subprocess.DEVNULL)
+        assert missing.returncode == 127
+        for _ in range(50):
+            subprocess.run(["/bin/true", "loop"], env={"L": "1"}, check=True)
+        done = time.monotonic_ns()
+        deadline = time.monotonic() + 60
+        while min(whole.drained_to, split.drained_to) <= done:
+            assert time.monotonic() < deadline, "the probes did not drain"
+            time.sleep(0.05)
+    finally:
+        for out in (whole, split):
+            out.proc.terminate()
+            out.proc.wait(timeout=30)
+    tags: dict[str, Counter[str]] = {"whole": Counter(), "split": Counter()}
+    whole_execs, split_execs = (out.execs(start, done, tags[name]) for name, out in (("whole", whole),
+                                                                                  ("split", split)))
+    assert whole_execs == split_execs
+    mine = [e for e in whole_execs.values() if e["proc.pid"] != os.getpid()]
+    assert len(mine) >= 60
+    assert {"proc.is_exe_from_memfd": True} in [{"proc.is_exe_from_memfd": e["proc.is_exe_from_memfd"]} for e in mine]
+    assert any(e["proc.args"] == "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx sep\ufffdinside "
+               "q\"uote back\\slash ünï" for e in mine)  # each cut at 63 bytes, the separator kept out of the fields
+    # the E form: one line per successful exec (XE lines only for the environments too long for it, A/X/W only
+    # for the failed exec); the split form: A, X and W lines for each
+    assert tags["whole"]["E"] >= 60 and tags["whole"]["A"] == tags["whole"]["X"] >= 1
+    assert tags["split"]["A"] == tags["split"]["X"] >= tags["whole"]["E"] + 1 and tags["split"]["E"] == 0
+    assert 0 < tags["whole"]["XE"] < tags["split"]["XE"]
