@@ -61,6 +61,7 @@ PROBE_RING_BYTES = 64 << 20  # the exec probe's ring (all CPUs): ~24k execs, ove
 # with both writers marking their drains: a writer with no marker for this long is idle (bpftrace's shim marks
 # only drains that returned records), so what it stamped before then is out
 IDLE_MARK_NS = 100_000_000
+CHECK_EXIT_NS = 100_000_000  # while lines come, whether bpftrace or the probe exited is checked this often
 
 
 def tracing_dir() -> Path | None:
@@ -356,7 +357,7 @@ class EbpfSensor:
         lines: list[bytes] | None = [*self._pending_lines, *self._ready_lines]
         self._pending_lines = []
         self._ready_lines.clear()
-        expired_at = 0
+        expired_at = checked_at = 0
         while True:
             now = time.monotonic_ns()
             if lines is None or (self.probe is not None and now - expired_at > IDLE_MARK_NS):
@@ -372,13 +373,16 @@ class EbpfSensor:
                                              drained if drained is not None else probe_drained or 0))
                     else:
                         order.add(decoder.feed(line.decode("utf-8", "replace")))
-            if (lines is None or self.probe is not None) and self.proc.poll() is not None:
-                # (with the probe writing to the pipe too, bpftrace's end is no end of file)
-                deliver(order.flush())
-                raise SensorError(f"bpftrace exited with status {self.proc.returncode}: {self._failure_reason()}")
-            if self.probe is not None and self.probe.poll() is not None:
-                deliver(order.flush())
-                raise SensorError(f"the exec probe exited with status {self.probe.returncode}: {self._probe_failure()}")
+            if lines is None or now - checked_at > CHECK_EXIT_NS:  # (a waitpid per read was ~10 % of this thread)
+                checked_at = now
+                if (lines is None or self.probe is not None) and self.proc.poll() is not None:
+                    # (with the probe writing to the pipe too, bpftrace's end is no end of file)
+                    deliver(order.flush())
+                    raise SensorError(f"bpftrace exited with status {self.proc.returncode}: {self._failure_reason()}")
+                if self.probe is not None and self.probe.poll() is not None:
+                    deliver(order.flush())
+                    raise SensorError(
+                        f"the exec probe exited with status {self.probe.returncode}: {self._probe_failure()}")
             deliver(order.due(time.monotonic_ns()))
             if stop.is_set():
                 break

@@ -669,6 +669,8 @@ class BpftraceDecoder:
         event.update({"evt.arg.status": status, "evt.arg.ret": status >> 8 & 0xFF, "evt.arg.sig": status & 0x7F,
                       "evt.arg.core": int(bool(status & 0x80))})
         tid = f["tid"]
+        if tid not in self.execs and not self.held_behind:  # nothing pending (every exec of the compiled probe)
+            return [event]
         waiting = [p for p in self.execs.get(tid, ()) if p.event is not None or p.entry_ns <= f["nsecs"]]
         if waiting:  # an exec of this thread still misses lines (another CPU's ring): its exit comes after it
             max(waiting, key=PendingExec.time).after.append(event)
