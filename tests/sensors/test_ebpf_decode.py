@@ -685,9 +685,9 @@ def _printf(data: str) -> str:
 
 
 def _whole_exec(filename: str, cwd: str, argv: list[str], env: str = "", state: str = "", facts: int = 0,
-                caps: tuple[int, int, int] = (0, 0, 0)) -> str:
+                caps: tuple[int, int, int] = (0, 0, 0), cut: int = 0) -> str:
     """The compiled probe's E line: one successful exec."""
-    return _bt_line("E", 0, 4294967295, 7, 136, 2, facts, *caps, filename, cwd, len(argv), *argv, env, state)
+    return _bt_line("E", 0, 4294967295, 7, 136, 2, facts, *caps, filename, cwd, cut, len(argv), *argv, env, state)
 
 
 def _split_exec(filename: str, cwd_names: list[str], argv: list[str], env: bytes | None = None,
@@ -721,7 +721,7 @@ def test_whole_exec_line_reads_as_the_split_lines_do(argv: list[str], env: bytes
     split = decode_lines(_split_exec("./kg-tool", ["app", "srv"], argv, env))
     whole = decode_lines([_whole_exec("./kg-tool", "/app/srv/", argv,
                                       "" if env is None else "A=1 B=two words" if env.startswith(b"A") else "ONLY=1",
-                                      "" if env is None else "0")])
+                                      "" if env is None else "0", cut=int(len(argv) == 15))])
     assert len(split) == len(whole) == 1
     assert whole[0] == split[0]
     assert whole[0]["proc.exepath"] == "/app/srv/kg-tool"  # the relative name joined to the cwd
@@ -755,9 +755,18 @@ def test_whole_exec_line_environment_states() -> None:
     assert "proc.env" not in none
 
 
+def test_whole_exec_line_carries_every_argument_whole() -> None:
+    """Unlike the split lines (15 arguments of 63 bytes, the first empty one ending argv), every argument."""
+    argv = ["curl", "-d", "", *[f"--header=X-{i}: {'v' * 80}" for i in range(20)]]
+    (event,) = decode_lines([_whole_exec("/usr/bin/curl", "/", argv)])
+    assert event["proc.args"] == " ".join(argv[1:]) and "_argv_truncated" not in event
+    (cut,) = decode_lines([_whole_exec("/usr/bin/curl", "/", argv, cut=1)])
+    assert cut["_argv_truncated"] is True
+
+
 @pytest.mark.parametrize("line", [
-    _bt_line("E", 0, 4294967295, 7, 136, 2, 0, 0, 0, 0, "/bin/true", "/", 16, *["a"] * 16, "", ""),  # argc too big
-    _bt_line("E", 0, 4294967295, 7, 136, 2, 0, 0, 0, 0, "/bin/true", "/", 2, "true"),  # fields missing
+    _bt_line("E", 0, 4294967295, 7, 136, 2, 0, 0, 0, 0, "/bin/true", "/", 0, 513, *["a"] * 513, "", ""),  # argc
+    _bt_line("E", 0, 4294967295, 7, 136, 2, 0, 0, 0, 0, "/bin/true", "/", 0, 2, "true"),  # fields missing
 ])
 def test_malformed_whole_exec_line_is_counted_not_raised(line: str) -> None:
     decoder = BpftraceDecoder()

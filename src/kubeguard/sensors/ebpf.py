@@ -186,7 +186,7 @@ class EbpfSensor:
             "relative paths are reported as written with their dirfd (the agent joins them to the directory of a "
             "live process, or the exec-time cwd of a gone non-shell); reads are traced below watched prefixes, of "
             "disk devices, /proc/*/environ and with '..' only",
-            "paths and arguments longer than 64 bytes are cut; at most 15 argv entries; an empty argv entry ends argv",
+            "paths longer than 64 bytes are cut",
             "cwd deeper than 9 components is reported with a leading '...'",
             "reads of already-open files (no per-read events); writes are seen by fanotify",
             "datagrams without connect: sendto/sendmsg/sendmmsg/recvfrom/recvmsg/recvmmsg only when the socket's "
@@ -262,8 +262,10 @@ class EbpfSensor:
 
     def _probe_command(self) -> list[str] | None:
         """The exec probe's command line, or None (not wanted, or not buildable here: said in blind_spots)."""
+        split_argv = "exec arguments longer than 64 bytes are cut; at most 15 argv entries; an empty one ends argv"
         if not self.exec_probe or self.source is not None:
             self.exec_probe_state = "off"
+            self.blind_spots.append(split_argv)
             return None
         try:
             probe = build_exec_probe(want_env="execenv" not in self.skip_sections)
@@ -271,8 +273,10 @@ class EbpfSensor:
             self.exec_probe_state = str(exc)
             log.warning("ebpf sensor: exec sections in bpftrace (~9 us per exec instead of ~1.5): %s", exc)
             self.blind_spots.append(f"compiled exec probe unavailable ({exc}): execs cost ~9 us of probe time")
+            self.blind_spots.append(split_argv)
             return None
         self.exec_probe_state = "compiled"
+        self.blind_spots.append("exec arguments past the first 1 KiB of the argument area are cut")
         return probe.command(PROBE_RING_BYTES)
 
     def _read_probe_stderr(self) -> None:

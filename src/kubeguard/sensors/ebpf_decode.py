@@ -38,7 +38,8 @@ from kubeguard.sensors.flags import (
 )
 
 SEP = "\x1f"
-MAX_ARGV = 15
+MAX_ARGV = 15  # arguments on A and V lines (63 bytes each)
+E_MAX_ARGV = 512  # arguments on an E line (every one in the probe's 1024-byte copy, whole)
 MAX_CWD = 9
 # An exec still missing lines 5 s (of kernel time) after its exit line is emitted as it is. bpftrace drains one
 # CPU's ring after another: on a loaded node a thread's entry line can come in after exit lines stamped over a
@@ -101,12 +102,13 @@ LAYOUTS = _layouts(
               header=False),
     Layout.of("Q", ("status", int)),
     # a whole successful exec in one line (the compiled exec probe's form of A, V, XE, XF, X and W): argc argv
-    # fields follow (the probe writes the separator in a string as U+FFFD), then the environment as proc.env (all
-    # fields up to the last: it keeps its separators) and its state ("" none read, "0" whole, "1" cut at
+    # fields follow, each whole, empty ones too, up to E_MAX_ARGV (the probe writes the separator in a string as
+    # U+FFFD; argv_cut: 1 when its copy of the arguments was full or held more), then the environment as proc.env
+    # (all fields up to the last: it keeps its separators) and its state ("" none read, "0" whole, "1" cut at
     # ENV_LIMIT, "x" on XE lines before this one)
     Layout.of("E", ("ret", int), ("loginuid", int), ("sid", int), ("tty_major", int), ("tty_minor", int),
               ("facts", int), ("permitted", int), ("effective", int), ("inheritable", int), ("filename", str),
-              ("cwd", str), ("argc", int)),
+              ("cwd", str), ("argv_cut", int), ("argc", int)),
     # network
     Layout.of("C4", ("fd", int), ("ret", int), ("proto", int), *_INET),
     Layout.of("C6", ("fd", int), ("ret", int), ("proto", int), *_INET),
@@ -552,7 +554,7 @@ class BpftraceDecoder:
     def _tag_E(self, f: Fields) -> list[Event]:
         """A whole successful exec (the compiled probe's line): complete at once, nothing to pair."""
         tid, facts, argc = f["tid"], f["facts"], f["argc"]
-        if not 0 <= argc <= MAX_ARGV:
+        if not 0 <= argc <= E_MAX_ARGV:
             raise DecodeError(f"E line with argc {argc}")
         start = f.layout.fields["argc"][0] + 1
         parts = f.parts
@@ -568,7 +570,7 @@ class BpftraceDecoder:
             if state == "1":
                 event["_env_truncated"] = True
         self.latest_ns = max(self.latest_ns, f["nsecs"])
-        return [self._exec_names(event, f["filename"], parts[start:start + argc], f["cwd"])]
+        return [self._exec_names(event, f["filename"], parts[start:start + argc], f["cwd"], f["argv_cut"] == 1)]
 
     def _tag_X(self, f: Fields) -> list[Event]:
         tid = f["tid"]
@@ -643,10 +645,11 @@ class BpftraceDecoder:
         if pending.exit_filename is not None and pending.exit_filename != pending.filename:
             # the entry line paired here was another attempt's (an execvp's failed PATH entries, read out of order)
             pending.filename = pending.exit_filename
-        return self._exec_names(event, pending.filename, pending.argv, self._cwd(pending) if pending.cwd else "")
+        return self._exec_names(event, pending.filename, pending.argv, self._cwd(pending) if pending.cwd else "",
+                                len(pending.argv) >= MAX_ARGV)
 
     @staticmethod
-    def _exec_names(event: Event, filename: str, argv: list[str], cwd: str) -> Event:
+    def _exec_names(event: Event, filename: str, argv: list[str], cwd: str, argv_cut: bool) -> Event:
         """The exec's file, argv and cwd fields."""
         exepath = filename
         if exepath and not exepath.startswith("/") and cwd.startswith("/"):
@@ -659,7 +662,7 @@ class BpftraceDecoder:
         event["evt.arg.filename"] = filename
         if cwd:
             event["proc.cwd"] = cwd
-        if len(argv) >= MAX_ARGV:
+        if argv_cut:
             event["_argv_truncated"] = True
         return event
 

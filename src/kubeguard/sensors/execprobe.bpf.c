@@ -23,7 +23,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define STR_LEN 64       /* as BPFTRACE_STRLEN=64 in kubeguard.bt: 63 bytes and a NUL */
 #define FILENAME_LEN 256
-#define ARGS_LEN 1024    /* argv bytes copied (the decoder keeps 15 arguments of 63 bytes) */
+#define ARGS_LEN 1024    /* argv bytes copied (whole on E lines; the split lines keep 15 arguments of 63 bytes) */
 #define ARGV_MAX 15
 #define CWD_MAX 10       /* 9 components (kubeguard.bt's three W lines) and whether the next is the root */
 #define ENV_LEN 4096     /* Falco's MAX_PROC_ARG_ENV */

@@ -35,6 +35,7 @@
 #define CWD_MAX 10
 #define ENV_LEN 4096
 #define ENV_CHUNK 64
+#define E_ARGV_MAX 512 /* arguments on an E line at most (ARGS_LEN bytes hold at most 512) */
 
 enum { REC_EXEC = 1, REC_ENV = 2, REC_FAIL = 3, REC_EXIT = 4 };
 
@@ -336,11 +337,13 @@ static void put_cwd(const char cwd[CWD_MAX][STR_LEN], const uint8_t *root)
 
 static char saved_line[PIPE_BUF];
 
-/* E: header, ret, loginuid, sid, tty major and minor, facts, the three capability sets, file name, cwd, argc,
- * argv, the environment (as proc.env) and its state ("" none read, "0" whole, "1" cut at ENV_LEN, "x" on XE lines
- * before this line; last, so that the line's end cannot be taken for the environment's); 0, or -1 when the line
- * would not fit (the caller prints the split lines) */
-static int exec_line(const struct exec_rec *r, char args[][STR_LEN], int argc)
+/* E: header, ret, loginuid, sid, tty major and minor, facts, the three capability sets, file name, cwd, whether
+ * argv was cut, argc, argv, the environment (as proc.env) and its state ("" none read, "0" whole, "1" cut at
+ * ENV_LEN, "x" on XE lines before this line; last, so that the line's end cannot be taken for the environment's);
+ * 0, or -1 when the line would not fit (the caller prints the split lines). Unlike the split lines (15 arguments
+ * of 63 bytes, the first empty one ending argv, a 63-byte file name), it carries every argument in the record's
+ * ARGS_LEN bytes whole, empty ones too, up to E_ARGV_MAX of them, and the file name up to FILENAME_LEN - 1 bytes */
+static int exec_line(const struct exec_rec *r)
 {
     begin("E");
     header_fields(&r->h, r->h.ktime);
@@ -348,13 +351,25 @@ static int exec_line(const struct exec_rec *r, char args[][STR_LEN], int argc)
          r->sid, r->tty_major, r->tty_minor, r->facts, (unsigned long long)r->cap_permitted,
          (unsigned long long)r->cap_effective, (unsigned long long)r->cap_inheritable);
     sep();
-    put_str(r->filename, STR_LEN - 1);
+    put_str(r->filename, FILENAME_LEN - 1);
     sep();
     put_cwd(r->cwd, r->cwd_root);
-    putf("\\u001f%d", argc);
-    for (int i = 0; i < argc; i++) {
+    size_t len = r->args_len < ARGS_LEN ? r->args_len : ARGS_LEN;
+    int argc = 0;
+    size_t i = 0;
+    while (i < len && argc < E_ARGV_MAX) { /* each argument ends at its NUL (the last one maybe at the copy's end) */
+        i += strnlen(r->args + i, len - i) + 1;
+        argc++;
+    }
+    /* cut: arguments past E_ARGV_MAX, or the copy full and its last byte no NUL (the area went on) */
+    int cut = i < len || (len == ARGS_LEN && r->args[ARGS_LEN - 1] != 0);
+    putf("\\u001f%d\\u001f%d", cut, argc);
+    i = 0;
+    for (int k = 0; k < argc; k++) {
+        size_t n = strnlen(r->args + i, len - i);
         sep();
-        put_str(args[i], STR_LEN - 1);
+        put_str(r->args + i, n);
+        i += n + 1;
     }
     const size_t tail = 32; /* two separators, the state, the line's end */
     if (line_len + tail > sizeof(line) - 8)
@@ -381,6 +396,8 @@ static int exec_line(const struct exec_rec *r, char args[][STR_LEN], int argc)
 
 static int on_exec(const struct exec_rec *r)
 {
+    if (!split_lines && exec_line(r) == 0)
+        return 0;
     char args[ARGV_MAX][STR_LEN];
     int argc = 0;
     size_t i = 0;
@@ -394,10 +411,6 @@ static int on_exec(const struct exec_rec *r)
         argc++;
         i += n + 1;
     }
-    int env_was = env_have;
-    if (!split_lines && exec_line(r, args, argc) == 0)
-        return 0;
-    env_have = env_was;
     uint64_t entry_ns = r->h.ktime - 1; /* the A line pairs with its X line by this stamp */
     entry_lines(&r->h, entry_ns, r->filename, FILENAME_LEN, args, argc);
     if (env_have && env_tid == r->h.tid)

@@ -74,10 +74,17 @@ def test_exec_with_args_cwd_and_exit_code(log: EventLog, tmp_path: Path) -> None
     assert shell["evt.arg.ret"] == 7
 
 
+def whole_argv(log: EventLog) -> bool:
+    """Whether the sensor reports every argument whole (the compiled probe's E lines) or kubeguard.bt's split
+    lines' 15 arguments of 63 bytes."""
+    return isinstance(log.sensor, EbpfSensor) and log.sensor.probe is not None
+
+
 @pytest.mark.parametrize("count", [0, 1, 2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15, 20])
 def test_exec_argv_of_every_length_the_probes_split_on(log: EventLog, count: int) -> None:
     """The entry line comes from one of three probes chosen by how many of argv[0..2] are set, and each V line's
-    probe runs only when the line before it said more: every boundary gives the whole argv (or its first 15)."""
+    probe runs only when the line before it said more: every boundary gives the whole argv (or its first 15; the
+    compiled probe all of them)."""
     tag = mark()
     args = [f"{tag}-{i}" for i in range(count)]
     subprocess.run(["/bin/echo", *args], check=True, capture_output=True)
@@ -87,9 +94,36 @@ def test_exec_argv_of_every_length_the_probes_split_on(log: EventLog, count: int
         args = [tag]
     ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("proc.name") == "echo"
                   and (e.get("proc.args") or "").startswith(args[0]))
-    assert ev["proc.args"] == " ".join(args[:14])
+    if whole_argv(log):
+        assert ev["proc.args"] == " ".join(args)
+        assert not ev.get("_argv_truncated")
+    else:
+        assert ev["proc.args"] == " ".join(args[:14])
+        assert bool(ev.get("_argv_truncated")) == (len(args) + 1 >= 15)
     assert ev["proc.exepath"] == "/bin/echo"
-    assert bool(ev.get("_argv_truncated")) == (len(args) + 1 >= 15)
+
+
+def test_exec_with_long_and_empty_arguments(log: EventLog) -> None:
+    """The compiled probe reports arguments whole (up to its 1 KiB copy), empty ones too; bpftrace's sections cut
+    each at 63 bytes and end argv at the first empty one."""
+    tag = mark()
+    long_arg = f"{tag}-" + "x" * 300
+    subprocess.run(["/bin/echo", tag, "", long_arg, "after"], check=True, capture_output=True)
+    ev = log.wait(lambda e: e["evt.type"] == "execve" and e.get("proc.name") == "echo"
+                  and (e.get("proc.args") or "").startswith(tag))
+    if whole_argv(log):
+        assert ev["proc.args"] == f"{tag}  {long_arg} after" and not ev.get("_argv_truncated")
+    else:
+        assert ev["proc.args"] == tag
+    huge = [f"{tag}{i:04d}" + "y" * 100 for i in range(12)]  # 1.3 KB: past the probe's copy
+    subprocess.run(["/bin/echo", *huge], check=True, capture_output=True)
+    cut = log.wait(lambda e: e["evt.type"] == "execve" and (e.get("proc.args") or "").startswith(f"{tag}0000"))
+    if whole_argv(log):
+        assert cut["_argv_truncated"] is True
+        assert cut["proc.args"].startswith(" ".join(huge[:8]))
+        assert len(cut["proc.args"]) == 1024 - len("/bin/echo") - 1  # the copy after argv[0], NULs as spaces
+    else:
+        assert cut["proc.args"] == " ".join(h[:63] for h in huge[:12])
 
 
 def test_exec_with_only_argv0_and_with_an_empty_argv(log: EventLog) -> None:
