@@ -7,8 +7,11 @@ A client pod (workload shop/Deployment/bench-client) runs bench/policy_lat/lat.c
 - connect: socket + TCP connect + close to a server pod, `--count` times;
 - script: vfork + execve of an allowed `#!/bin/sh` script (one `exit 0`) by its path + wait, `--count` times: in
   protect the exec guard lets it run at once (argv[1] names a script allowed by its exact path);
-- held script: the same script as `sh -e SCRIPT`: the exec guard holds the interpreter at exec until the
-  agent's script answerer has read its argv and released it;
+- options script: the same script as `sh -e SCRIPT`: a shell whose argv[1] is only options that take no argument
+  and argv[2] the allowed script, which the exec guard lets run at once too (since 2026-12-06);
+- held script: the same script as `sh -o errexit SCRIPT` (an option with a value): the exec guard holds the
+  interpreter at exec until the agent's script answerer has read its argv and released it (this row was
+  `sh -e SCRIPT` before 2026-12-06, when that form was held);
 - inline: `sh -c 'exit 0'` (what every system() and popen() runs): code on the command line, which the exec guard
   lets run at once (argv[1] is exactly -c to a shell);
 p50 and p99 of each, in microseconds, back-to-back and paced (each call GAP_US after the previous one ended); the
@@ -94,7 +97,8 @@ def measure(client: Pod, lat: Path, noop: Path, server: Pod, count: int) -> dict
     out: dict[str, float] = {}
     script = noop.parent / "script.sh"
     for kind, call, args in (("exec", "exec", [str(noop)]), ("connect", "connect", [server.ip, "9000"]),
-                             ("script", "exec", [str(script)]), ("held_script", "exec", [SH, "-e", str(script)]),
+                             ("script", "exec", [str(script)]), ("options_script", "exec", [SH, "-e", str(script)]),
+                             ("held_script", "exec", [SH, "-o", "errexit", str(script)]),
                              ("inline", "exec", [SH, "-c", "exit 0"])):
         for prefix, gap in ((kind, 0), (f"paced_{kind}", GAP_US)):
             done = client.run(["taskset", "-c", str(PIN_CPU), str(lat), call, str(count), *args], timeout=600,
@@ -124,6 +128,7 @@ def guards_only(client: Pod, lat: Path, noop: Path, server: Pod, count: int, nse
 KEYS = ("exec_p50", "exec_p99", "connect_p50", "connect_p99",
         "paced_exec_p50", "paced_exec_p99", "paced_connect_p50", "paced_connect_p99",
         "script_p50", "script_p99", "paced_script_p50", "paced_script_p99",
+        "options_script_p50", "options_script_p99", "paced_options_script_p50", "paced_options_script_p99",
         "held_script_p50", "held_script_p99", "paced_held_script_p50", "paced_held_script_p99",
         "inline_p50", "inline_p99", "paced_inline_p50", "paced_inline_p99")
 GAP_US = 1000  # paced: one call per millisecond at most (a pod's calls, not a storm)
@@ -347,7 +352,9 @@ def main() -> int:
         f"connect {100 * (ratios['paced_connect_p50'] - 1):+.1f} %. "
         f"An allowed `#!/bin/sh` script exec'd by its path (argv[1] names it: no hold): "
         f"{100 * (ratios['script_p50'] - 1):+.1f} % back-to-back, {100 * (ratios['paced_script_p50'] - 1):+.1f} % "
-        f"paced, {protect['script_p50'] - base['script_p50']:+.0f} us at p50; the same script as `sh -e SCRIPT` "
+        f"paced, {protect['script_p50'] - base['script_p50']:+.0f} us at p50; as `sh -e SCRIPT` (options without a "
+        f"value: no hold): {100 * (ratios['options_script_p50'] - 1):+.1f} % back-to-back, "
+        f"{protect['options_script_p50'] - base['options_script_p50']:+.0f} us at p50; as `sh -o errexit SCRIPT` "
         "(held at exec until the agent's script answerer releases it; in the guards-only column sh is simply "
         f"allowed, not held): {100 * (ratios['held_script_p50'] - 1):+.1f} % back-to-back, "
         f"{100 * (ratios['paced_held_script_p50'] - 1):+.1f} % paced, "

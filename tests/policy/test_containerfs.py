@@ -138,6 +138,13 @@ def test_allowed_executables_behind_absolute_links_are_the_containers(image: Pat
     # busybox (sh) takes -c for code; so do the real dash, bash and python, not perl (syntax check of a script)
     assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True, inline_code_only=True) == {
         ino["busybox"]}
+    # busybox is no shell by its real file (which program it runs is argv[0]'s): `sh -e SCRIPT` stays held
+    assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True, shells_only=True) == frozenset()
+    (image / "usr/bin/dash").write_bytes(b"\x7fELF")
+    (image / "usr/bin/sh").unlink()
+    (image / "usr/bin/sh").symlink_to("dash")
+    assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True, shells_only=True) == {
+        (image / "usr/bin/dash").stat().st_ino}
 
 
 def test_the_mount_namespace_comes_from_a_live_process(tmp_path: Path, zombie: subprocess.Popen[bytes],

@@ -218,6 +218,9 @@ def test_exact_allowed_scripts_go_into_the_program_and_the_rest_to_the_answerer(
     inline = GuardedCgroup(9, frozenset({2, 3}), interpreter_inodes=frozenset({2, 3}),
                            inline_code_inodes=frozenset({2}))
     assert plan_entries([inline])["i"] == {(9, 2): 2, (9, 3): 1}  # 2: -c as argv[1] needs no hold
-    assert '$a1 == "-c"' in program()
+    shell = GuardedCgroup(9, frozenset({2, 3}), interpreter_inodes=frozenset({2, 3}),
+                          inline_code_inodes=frozenset({2}), shell_inodes=frozenset({2}))
+    assert plan_entries([shell])["i"] == {(9, 2): 3, (9, 3): 1}  # 3: a shell, `-e SCRIPT` too
+    assert '$a1 == "-c"' in program() and "$k == 3" in program()
     assert plan_entries([GuardedCgroup(8, runtime_mount_ns=4026531841)])["r"] == {(8,): 4026531841}
     assert plan_entries([GuardedCgroup(8, mount_ns=4026532174)])["r"] == {}  # unknown: not written

@@ -50,7 +50,7 @@ from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
 from kubeguard.policy.policy_engine import PolicyEngine
-from kubeguard.policy.scripts import c_is_code, runs_scripts
+from kubeguard.policy.scripts import c_is_code, interpreter_kind, runs_scripts
 
 log = logging.getLogger(__name__)
 
@@ -331,28 +331,30 @@ class Enforcer:
         inodes: frozenset[int] = frozenset()
         interpreters: frozenset[int] = frozenset()
         inline: frozenset[int] = frozenset()
+        shells: frozenset[int] = frozenset()
         with opened_root(container.cgroup_dir) as root:
             if protect and root is None and previous is not None and previous.profile:
                 inodes, interpreters = previous.allowed_inodes, previous.interpreter_inodes
-                inline = previous.inline_code_inodes
+                inline, shells = previous.inline_code_inodes, previous.shell_inodes
             elif protect:
                 inodes = cls._allowed_inodes(policy, root or "/")
                 interpreters = cls._allowed_inodes(policy, root or "/", interpreters_only=True)
                 inline = cls._allowed_inodes(policy, root or "/", interpreters_only=True, inline_code_only=True)
+                shells = cls._allowed_inodes(policy, root or "/", interpreters_only=True, shells_only=True)
         mount_ns = container_mount_ns(container.cgroup_dir) or (previous.mount_ns if previous is not None else 0)
         runtime_ns = runtime_mount_ns(container.cgroup_dir) or (
             previous.runtime_mount_ns if previous is not None else 0)
         return GuardedCgroup(container.cgroup_id, inodes, profile=protect,
                              drift_after_ns=container.started_ns if policy.zero_drift else None,
-                             interpreter_inodes=interpreters, inline_code_inodes=inline,
+                             interpreter_inodes=interpreters, inline_code_inodes=inline, shell_inodes=shells,
                              scripts=tuple(policy.scripts), mount_ns=mount_ns, runtime_mount_ns=runtime_ns)
 
     @staticmethod
     def _allowed_inodes(policy: WorkloadPolicy, root: str, interpreters_only: bool = False,
-                        inline_code_only: bool = False) -> frozenset[int]:
+                        inline_code_only: bool = False, shells_only: bool = False) -> frozenset[int]:
         """Inodes of the allowed executables (or only the script interpreters among them, or only those whose
-        real file takes ``-c`` for code on the command line) below `root`, the container's filesystem, symlinks
-        followed as the container follows them."""
+        real file takes ``-c`` for code on the command line, or only those whose real file is a shell) below
+        `root`, the container's filesystem, symlinks followed as the container follows them."""
         allowed: set[int] = set()
         denied: set[int] = set()
         prefix = root.rstrip("/")
@@ -367,6 +369,8 @@ class Enforcer:
                 if interpreters_only and target is allowed and not runs_scripts(path) and not runs_scripts(real):
                     continue
                 if inline_code_only and target is allowed and not c_is_code(real):  # the answerer reads the real exe
+                    continue
+                if shells_only and target is allowed and interpreter_kind(real) != "shell":
                     continue
                 try:
                     target.add(os.stat(prefix + real).st_ino)

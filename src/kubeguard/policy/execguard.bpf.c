@@ -65,7 +65,7 @@ struct key_path {
 HASH(AT_g, struct key1);     /* cgroup -> mode */
 HASH(AT_s, struct key1);     /* cgroup -> zero-drift start (ns) */
 HASH(AT_a, struct key2);     /* (cgroup, inode) -> 1: allowed */
-HASH(AT_i, struct key2);     /* (cgroup, inode) -> 1 interpreter, 2 one that takes -c */
+HASH(AT_i, struct key2);     /* (cgroup, inode) -> 1 interpreter, 2 one that takes -c, 3 a shell (takes -c) */
 HASH(AT_c, struct key_path); /* (cgroup, script path) -> 1: released without a hold */
 HASH(AT_m, struct key1);     /* cgroup -> the container's mount namespace */
 HASH(AT_r, struct key1);     /* cgroup -> its runtime's mount namespace */
@@ -107,7 +107,17 @@ static __always_inline void release(struct key1 *k)
         __sync_fetch_and_add(&held, -1);
 }
 
-/* argv[1] names a script released without a hold (@c), or is -c to a shell or python (@i value 2) */
+/* whether `c` is one of POSIX sh's options that take no argument and change nothing about what is read: a, b, C,
+ * e, f, h, m, n, u, v, x (not c: code; s: stdin; i, o and the others) */
+static __always_inline int plain_shell_option(char c)
+{
+    return c == 'a' || c == 'b' || c == 'C' || c == 'e' || c == 'f' || c == 'h' || c == 'm' || c == 'n' ||
+           c == 'u' || c == 'v' || c == 'x';
+}
+
+/* argv[1] names a script released without a hold (@c), or is -c to a shell or python (@i value 2 or 3); or, for a
+ * shell (@i value 3), argv[1] is only such options (`-e`, `-eux`) and argv[2] names a script in @c: the answerer
+ * would name that same script (scripts.script_of_argv: those options are skipped, the first operand is it) */
 static __always_inline int unheld(struct mm_struct *mm, u64 cgroup, s64 kind)
 {
     char argv0[ARGV0_MAX + 1];
@@ -122,10 +132,26 @@ static __always_inline int unheld(struct mm_struct *mm, u64 cgroup, s64 kind)
      * path in its tail) and an argv[1] follows it (not the first environment string) */
     if (n >= ARGV0_MAX || s + n + 1 >= (u64)mm->arg_end)
         return 0;
-    bpf_probe_read_user_str(kp.path, sizeof(kp.path), (void *)(s + n + 1));
+    long got1 = bpf_probe_read_user_str(kp.path, sizeof(kp.path), (void *)(s + n + 1));
     if (lookup(&AT_c, &kp))
         return 1;
-    return kind == 2 && kp.path[0] == '-' && kp.path[1] == 'c' && kp.path[2] == 0;
+    if (kind >= 2 && kp.path[0] == '-' && kp.path[1] == 'c' && kp.path[2] == 0)
+        return 1;
+    /* a shell's argv[1] of plain options, read whole (got1 counts its NUL), then argv[2] */
+    if (kind != 3 || got1 < 3 || got1 >= (long)sizeof(kp.path) || kp.path[0] != '-')
+        return 0;
+    for (int j = 1; j < STRLEN; j++) {
+        if (j >= got1 - 1)
+            break;
+        if (!plain_shell_option(kp.path[j]))
+            return 0;
+    }
+    u64 a2 = s + n + 1 + (u64)got1;
+    if (a2 >= (u64)mm->arg_end)
+        return 0;
+    __builtin_memset(kp.path, 0, sizeof(kp.path)); /* the key is the whole array: no byte of argv[1] may stay */
+    bpf_probe_read_user_str(kp.path, sizeof(kp.path), (void *)a2);
+    return lookup(&AT_c, &kp) != 0;
 }
 
 SEC("tp_btf/sched_process_exec")

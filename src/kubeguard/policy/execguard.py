@@ -33,7 +33,10 @@ No hold at all when argv[1] names exactly a script the cgroup allows by its exac
 map @c; ``#!/bin/sh`` scripts exec'd by their path and ``sh /app/run.sh``): the answerer would name
 that same script (the first operand), so the program lets it run at once. Nor when argv[1] is exactly ``-c``
 to a shell or python (``inline_code_inodes``, @i value 2: system(), popen() and ``sh -c`` exec probes): code
-on the command line, no script file, which the answerer would release too.
+on the command line, no script file, which the answerer would release too. Nor, for a shell (sh, ash, bash, dash by
+its real file; ``shell_inodes``, @i value 3), when argv[1] is only POSIX options that take no argument and read
+nothing (``-e``, ``-eux``: a b C e f h m n u v x) and argv[2] names exactly such a script: the answerer skips
+those options and would name argv[2] too.
 
 The program text is fixed; a plan lives in its maps, which the agent writes through bpf()
 (`plan_entries`; maps sized to the plan, BPFTRACE_MAP_KEYS_MAX or the loader's argument, so no entry is
@@ -114,6 +117,7 @@ class GuardedCgroup:
     drift_after_ns: int | None = None  # kill executables changed after this time (zero drift)
     interpreter_inodes: frozenset[int] = frozenset()  # held at exec until their script is checked
     inline_code_inodes: frozenset[int] = frozenset()  # ... of which `-c` gives code, no script (sh, python)
+    shell_inodes: frozenset[int] = frozenset()  # ... of which shells (sh, ash, bash, dash): `-e SCRIPT` unheld
     scripts: tuple[ScriptRule, ...] = ()  # the scripts those interpreters may run
     mount_ns: int = 0  # the container's mount namespace (inode number); 0: unknown
     runtime_mount_ns: int = 0  # the mount namespace of the runtime that started it (its shim's); 0: unknown
@@ -156,7 +160,8 @@ def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[Key, int]]:
         if g.drift_after_ns is not None:
             maps["s"][(g.cgroup_id,)] = g.drift_after_ns
         maps["a"].update(((g.cgroup_id, ino), 1) for ino in g.allowed_inodes)
-        maps["i"].update(((g.cgroup_id, ino), 2 if ino in g.inline_code_inodes else 1) for ino in g.interpreter_inodes)
+        maps["i"].update(((g.cgroup_id, ino), 3 if ino in g.shell_inodes and ino in g.inline_code_inodes
+                          else 2 if ino in g.inline_code_inodes else 1) for ino in g.interpreter_inodes)
         if g.interpreter_inodes:
             maps["c"].update(((g.cgroup_id, path), 1) for path in direct_scripts(g))
         if g.mount_ns:
@@ -216,9 +221,27 @@ def program(gen: int = 0) -> str:
     // path in its tail) and an argv[1] follows it (not the first environment string)
     if ($n < ARGV0_MAX && $s + $n + 1 < (uint64)curtask->mm->arg_end) {
       $a1 = str(uptr($s + $n + 1));
-      // a script allowed by its exact path; or -c to a shell or python (@i value 2): code on the command line,
-      // no script file (the answerer would release both)
-      if (@c[cgroup, $a1] || ($k == 2 && $a1 == "-c")) { $hold = 0; }
+      // a script allowed by its exact path; or -c to a shell or python (@i value 2 or 3): code on the command
+      // line, no script file (the answerer would release both)
+      if (@c[cgroup, $a1] || ($k >= 2 && $a1 == "-c")) { $hold = 0; }
+      // a shell (@i value 3) whose argv[1] is only POSIX options that take no argument (-e, -eux: a b C e f h m
+      // n u v x) and whose argv[2] is such a script: the answerer would name that one too
+      if ($hold && $k == 3 && *(uint8 *)uptr($s + $n + 1) == 45) {
+        $b = $s + $n + 1;
+        $j = (uint64)1;
+        $plain = 1;
+        while ($j < 64) {
+          $ch = *(uint8 *)uptr($b + $j);
+          if ($ch == 0) { break; }
+          if (!($ch == 97 || $ch == 98 || $ch == 67 || $ch == 101 || $ch == 102 || $ch == 104 || $ch == 109
+                || $ch == 110 || $ch == 117 || $ch == 118 || $ch == 120)) { $plain = 0; break; }
+          $j++;
+        }
+        if ($plain && $j >= 2 && $j < 64 && $b + $j + 1 < (uint64)curtask->mm->arg_end
+            && @c[cgroup, str(uptr($b + $j + 1))]) {
+          $hold = 0;
+        }
+      }
     }
   }
   if ($bad || $hold) {  // only then: is this the runtime's own exec into the cgroup (runc init, from the runtime's

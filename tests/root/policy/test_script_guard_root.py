@@ -5,8 +5,8 @@ creates a marker, leave no marker; a SIGCONT from inside the pod, or from the ag
 answerer's is honoured), cannot release a held script early; the allowed script keeps running the whole time
 (every one of its runs completes) and `sh -c` is released. A script allowed by its exact path and
 named so by argv[1] runs with no hold at all: it completes while the answerer is stopped, as does `sh -c`
-(argv[1] exactly -c to a shell: code on the command line); any other form is held until the answerer
-decides."""
+(argv[1] exactly -c to a shell: code on the command line) and, for a shell, `sh -e SCRIPT` (argv[1] only POSIX
+options that take no argument, argv[2] the script); any other form is held until the answerer decides."""
 
 from __future__ import annotations
 
@@ -142,6 +142,7 @@ def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> Non
         guard.apply([GuardedCgroup(pod.cgroup_id, frozenset(os.stat(p).st_ino for p in (NSENTER, SH, PYTHON)),
                                    interpreter_inodes=frozenset({os.stat(SH).st_ino}),
                                    inline_code_inodes=frozenset({os.stat(SH).st_ino}),
+                                   shell_inodes=frozenset({os.stat(SH).st_ino}),
                                    scripts=(ScriptRule(str(known)),))])
         assert guard.answerer is not None
         os.kill(guard.answerer.pid, signal.SIGSTOP)  # nothing held is answered until it continues
@@ -150,8 +151,14 @@ def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> Non
             assert pod.run([SH, str(known)]).returncode == 0
             inline = pod.run([SH, "-c", "echo inline"])  # -c to a shell: code on the command line, no hold
             assert inline.returncode == 0 and inline.stdout == "inline\n"
-            held = {name: pod.popen(argv, cwd=work) for name, argv in (
-                ("option first", [SH, "-e", str(known)]), ("relative", [SH, "known.sh"]),
+            # a shell's plain options (no argument, nothing read: -e, -eux) then the allowed script: no hold
+            assert pod.run([SH, "-e", str(known)]).returncode == 0
+            assert pod.run([SH, "-eux", str(known)]).returncode == 0
+            held = {name: pod.popen(argv, cwd=work, stdin=subprocess.DEVNULL) for name, argv in (
+                ("option with a value", [SH, "-o", "errexit", str(known)]), ("relative", [SH, "known.sh"]),
+                ("option reading stdin", [SH, "-es", str(known)]),  # s: commands from stdin, the answerer decides
+                ("two option words", [SH, "-e", "-x", str(known)]),  # only argv[1] is looked at
+                ("plain option, unknown script", [SH, "-e", str(work / "new.sh")]),
                 ("-c with another option", [SH, "-ec", "true"]),  # only argv[1] exactly -c goes unheld
                 ("unknown", [SH, str(work / "new.sh")]),
                 # argv[0] longer than the program looks for its end, its tail spelling the allowed path where
@@ -163,12 +170,14 @@ def test_exactly_named_allowed_script_runs_without_a_hold(podlab: PodLab) -> Non
                     ")", 1)[1].split()[0] == "T" and Path(f"/proc/{p.pid}/exe").resolve() == Path(SH))
         finally:
             os.kill(guard.answerer.pid, signal.SIGCONT)
-        assert held["option first"].wait(timeout=30) == 0 and held["relative"].wait(timeout=30) == 0
-        assert held["-c with another option"].wait(timeout=30) == 0
+        for name in ("option with a value", "relative", "option reading stdin", "two option words",
+                     "-c with another option"):
+            assert held[name].wait(timeout=30) == 0, name
         assert held["unknown"].wait(timeout=30) == -signal.SIGKILL
+        assert held["plain option, unknown script"].wait(timeout=30) == -signal.SIGKILL
         assert held["long argv[0]"].wait(timeout=30) == -signal.SIGKILL and not (work / "new.ran").exists()
-        assert len((work / "known.log").read_text().split()) == 4
-        assert wait_reported(lambda: guard.script_kills, 2, "script kills") == 2 and guard.early_kills == 0
+        assert len((work / "known.log").read_text().split()) == 7  # stdin (-es) runs no script
+        assert wait_reported(lambda: guard.script_kills, 3, "script kills") == 3 and guard.early_kills == 0
     finally:
         guard.close()
         shutil.rmtree(work, ignore_errors=True)
