@@ -133,18 +133,21 @@ def test_allowed_executables_behind_absolute_links_are_the_containers(image: Pat
                             processes=[ProcessRule(path="/usr/bin/awk"), ProcessRule(path="/bin/sh"),
                                        ProcessRule(path="/bin/ap*")])
     ino = {name: (image / "usr/bin" / name).stat().st_ino for name in ("mawk", "busybox", "app")}
-    assert Enforcer._allowed_inodes(policy, str(image)) == {ino["mawk"], ino["busybox"], ino["app"]}
-    assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True) == {ino["busybox"]}  # sh, by name
+    found = Enforcer._profile_inodes(policy, str(image))
+    assert found.allowed == {ino["mawk"], ino["busybox"], ino["app"]}
+    assert found.interpreters == {ino["busybox"]}  # sh, by name
     # busybox (sh) takes -c for code; so do the real dash, bash and python, not perl (syntax check of a script)
-    assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True, inline_code_only=True) == {
-        ino["busybox"]}
+    assert found.inline_code == {ino["busybox"]}
     # busybox is no shell by its real file (which program it runs is argv[0]'s): `sh -e SCRIPT` stays held
-    assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True, shells_only=True) == frozenset()
+    assert found.shells == frozenset()
     (image / "usr/bin/dash").write_bytes(b"\x7fELF")
     (image / "usr/bin/sh").unlink()
     (image / "usr/bin/sh").symlink_to("dash")
-    assert Enforcer._allowed_inodes(policy, str(image), interpreters_only=True, shells_only=True) == {
-        (image / "usr/bin/dash").stat().st_ino}
+    assert Enforcer._profile_inodes(policy, str(image)).shells == {(image / "usr/bin/dash").stat().st_ino}
+    denied = WorkloadPolicy(policy.workload, mode="protect",
+                            processes=[*policy.processes, ProcessRule(path="/usr/bin/dash", action="deny")])
+    found = Enforcer._profile_inodes(denied, str(image))  # a deny rule wins in every set
+    assert (image / "usr/bin/dash").stat().st_ino not in found.allowed | found.interpreters | found.shells
 
 
 def test_the_mount_namespace_comes_from_a_live_process(tmp_path: Path, zombie: subprocess.Popen[bytes],

@@ -283,6 +283,12 @@ def test_an_exec_is_reported_blocked_only_in_a_container_the_exec_guard_has(tmp_
         (alert,) = engine.process(Event({**exec_event("u1", "/usr/bin/nc"), **fields}))
         actions.append(alert.output_fields["policy.action"])
     assert actions == ["blocked", "alert", "alert"]
+    engine.guarded_pods = frozenset({"u1"})  # the new replica's pod is in the plan: its unplanned container is held
+    (alert,) = engine.process(Event({**exec_event("u1", "/usr/bin/nc"), "_cgroup_id": new_replica}))
+    assert alert.output_fields["policy.action"] == "blocked"
+    (alert,) = engine.process(Event({**exec_event("u2", "/usr/bin/nc"), "_cgroup_id": new_replica + 1}))
+    assert alert.output_fields["policy.action"] == "alert"  # another pod's
+    engine.guarded_pods = frozenset()
     engine.enforced = set()  # the workload's guards are not in place at all
     (alert,) = engine.process(Event({**exec_event("u1", "/usr/bin/nc"), "_cgroup_id": guarded}))
     assert alert.output_fields["policy.action"] == "alert"

@@ -76,6 +76,17 @@ def runtime_mount_ns(cgroup_dir: str) -> int:
     return 0
 
 
+def host_mount_ns() -> int:
+    """The mount namespace container runtimes run in, for a pod none of whose containers is known yet: the node's
+    init's (the DaemonSet shares the host's pid namespace), or ours when init's cannot be read; 0 if neither."""
+    for path in ("/proc/1/ns/mnt", "/proc/self/ns/mnt"):
+        try:
+            return os.stat(path).st_ino
+        except OSError:
+            continue
+    return 0
+
+
 @contextmanager
 def opened_root(cgroup_dir: str) -> Iterator[str | None]:
     """The container's root held open for the block: a path (``/proc/self/fd/N``) under which its files resolve

@@ -14,7 +14,14 @@ Every `interval` seconds (and at once when a policy changed) the `Enforcer` thre
    makes the workload's `ConnectGuard` maps hold exactly those, attached to every container cgroup
    of the workload (connect4/6, UDP sendmsg4/6);
 5. tells the engine which workloads are enforced and which container cgroups are in the exec guard's plan
-   (their deviations are then reported ``blocked``; an exec in a container not in the plan yet is an alert).
+   (their deviations are then reported ``blocked``).
+
+A container the pods map does not list yet (a new replica's or a restarted container's: the kubelet reports its
+container ID only after it started) is guarded from its first exec all the same: the cgroup of each pod of a
+protected workload is in the exec guard's plan too, and an exec in a container of it that the plan lacks is
+held (SIGSTOP at exec) and handed here (`ExecGuard.on_new_container`). The enforcer plans that container at once
+(its executables resolved through the held process's root), then kills the held process if its executable is
+outside the profile (or drifted), has the answerer judge an allowed interpreter's script, or releases it.
 
 Nothing is enforced for a workload in discover or monitor (except zero drift, which blocks in
 monitor too). `close()` detaches everything: enforcement lasts while the agent runs.
@@ -26,13 +33,17 @@ import glob
 import ipaddress
 import logging
 import os
+import queue
+import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from kubeguard.cluster.cgroups import find_cgroup2_root
 from kubeguard.cluster.owners import WorkloadRef
@@ -42,6 +53,7 @@ from kubeguard.policy.connectguard import Allow, ConnectGuard
 from kubeguard.policy.containerfs import (
     container_mount_ns,
     container_root,
+    host_mount_ns,
     opened_root,
     resolve_in_root,
     runtime_mount_ns,
@@ -53,6 +65,17 @@ from kubeguard.policy.policy_engine import PolicyEngine
 from kubeguard.policy.scripts import c_is_code, interpreter_kind, runs_scripts
 
 log = logging.getLogger(__name__)
+POD_SEARCH_S = 1.0  # the cgroup tree is walked for pods whose cgroup is not known at most this often
+_POD_DIR = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
+
+
+class ProfileInodes(NamedTuple):
+    """A profile's executables in one container, by inode."""
+
+    allowed: frozenset[int]
+    interpreters: frozenset[int]  # of those, script interpreters (held at exec until their script is checked)
+    inline_code: frozenset[int]  # ... whose real file takes -c for code (sh, python)
+    shells: frozenset[int]  # ... whose real file is a shell (sh, ash, bash, dash)
 
 
 @dataclass(frozen=True)
@@ -160,14 +183,23 @@ class Enforcer:
         self.learned_files = 0
         self._watching: set[WorkloadRef] = set()  # discovering workloads the file guard watches
         self._stop = threading.Event()
+        self._wake = threading.Event()  # a held exec to judge, or stop
         self._thread = threading.Thread(target=self._loop, name="enforcer", daemon=True)
         self.errors = 0
+        self._podmap = PodMap()
+        self._pod_dirs: dict[str, str] = {}  # pod uid -> its cgroup dir
+        self._pod_walk = float("-inf")  # when the cgroup tree was last walked for pod cgroups
+        self._early: dict[int, tuple[WorkloadRef, Container]] = {}  # planned before the pods map lists them
+        self._held: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # (pid, cgroup id) held at exec
+        self.new_container_kills = 0  # held execs in unlisted containers killed here
+        self.exec_guard.on_new_container = self._on_new_container
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=60)
         self.close()
 
@@ -179,30 +211,108 @@ class Enforcer:
         self.connect_guards.clear()
         self.engine.enforced = set()
         self.engine.guarded_cgroups = frozenset()
+        self.engine.guarded_pods = frozenset()
 
     @property
     def kills(self) -> int:
         return self.exec_guard.kills
 
     def _loop(self) -> None:
+        next_sync = 0.0
         while not self._stop.is_set():
             try:
-                self.sync()
+                self._judge_held()
+                if time.monotonic() >= next_sync:
+                    self.sync()
+                    next_sync = time.monotonic() + self.interval
             except Exception as exc:  # the agent goes on detecting; say what failed, once per change
                 self.errors += 1
                 self._say("enforcement", f"enforcement failed: {exc}")
-            self._stop.wait(self.interval)
+            self._wake.wait(max(0.0, next_sync - time.monotonic()))
+            self._wake.clear()
+
+    def _on_new_container(self, pid: int, cgroup_id: int) -> None:
+        """From the exec guard's reader thread: an exec held in a container the plan lacks."""
+        self._held.put((pid, cgroup_id))
+        self._wake.set()
+
+    def _judge_held(self) -> None:
+        """Plan the containers of the execs held since the last call and decide each held process."""
+        while True:
+            try:
+                pid, cgroup_id = self._held.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                self._judge(pid, cgroup_id)
+            except Exception:
+                self.exec_guard.kill_held(pid)  # never released unjudged
+                self.new_container_kills += 1
+                raise
+
+    def _judge(self, pid: int, cgroup_id: int) -> None:
+        found = self._held_container(pid, cgroup_id)
+        if found is None:  # gone, or its pod is no longer protected (the plan catches up at the next sync)
+            if os.path.exists(f"/proc/{pid}"):
+                self.exec_guard.release_held(pid)
+            return
+        ref, policy, container = found
+        protect = policy.mode == "protect"
+        entry = self._guarded_entry(policy, container, protect, None)
+        self._early[cgroup_id] = (ref, container)
+        self.exec_guard.apply([*(g for g in self.exec_guard.guarded if g.cgroup_id != cgroup_id), entry])
+        self.engine.guarded_cgroups = self.engine.guarded_cgroups | {cgroup_id}
+        try:
+            st = os.stat(f"/proc/{pid}/exe")
+        except OSError:
+            self.exec_guard.kill_held(pid)
+            return
+        bad = (entry.profile and st.st_ino not in entry.allowed_inodes) or (
+            entry.drift_after_ns is not None and st.st_ctime_ns > entry.drift_after_ns)
+        if bad:
+            self.exec_guard.kill_held(pid)
+            self.new_container_kills += 1
+            log.info("exec guard: killed pid %d at exec in new container %s of %s", pid, container.container_id, ref)
+        elif st.st_ino in entry.interpreter_inodes:
+            if not self.exec_guard.judge_held(pid, cgroup_id):  # the answerer decides its script
+                self.exec_guard.kill_held(pid)
+        else:
+            self.exec_guard.release_held(pid)
+
+    def _held_container(self, pid: int, cgroup_id: int) -> tuple[WorkloadRef, WorkloadPolicy, Container] | None:
+        """The workload, policy and container of a held exec, when its pod belongs to a workload in protect or
+        with zero drift; None otherwise."""
+        if self.root is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+                path = next((line[3:].strip() for line in f if line.startswith("0::")), "")
+            cgroup_dir = os.path.join(str(self.root), path.lstrip("/"))
+            st = os.stat(cgroup_dir)
+        except OSError:
+            return None
+        if st.st_ino != cgroup_id:
+            return None
+        pod_dir = os.path.dirname(cgroup_dir)
+        uid = next((u for u, d in self._pod_dirs.items() if d == pod_dir), None)
+        ref = self._podmap.owners.get(uid) if uid is not None else None
+        policy = self.engine.effective().get(ref) if ref is not None else None
+        if ref is None or policy is None or not (policy.mode == "protect" or policy.zero_drift):
+            return None
+        return ref, policy, Container(os.path.basename(cgroup_dir), cgroup_dir, st.st_ino, st.st_ctime_ns)
 
     def sync(self) -> None:
         """Bring the guards in line with the policies and pods now."""
-        podmap = self.refresh_pods()
+        podmap = self._podmap = self.refresh_pods()
         policies = self.engine.effective()
+        self._pod_dirs = {uid: d for uid, d in self._pod_dirs.items() if uid in podmap.owners}
         guarded: list[GuardedCgroup] = []
         enforced: set[WorkloadRef] = set()
         announce: list[tuple[WorkloadRef, str]] = []
         file_plan: dict[str, tuple[str, list[FileRule]]] = {}
         wanted_guards: set[WorkloadRef] = set()
         learners: dict[str, WorkloadRef] = {}
+        pod_uids: set[str] = set()
         previous = {g.cgroup_id: g for g in self.exec_guard.guarded}
         self._learn_files()
         for ref, policy in policies.items():
@@ -218,8 +328,15 @@ class Enforcer:
                 self._say(ref, "")
                 continue
             containers = self._containers(podmap, ref)
+            listed = {c.cgroup_id for c in containers}
+            containers += [c for cid, (owner, c) in self._early.items()
+                           if owner == ref and cid not in listed and c.container_id not in podmap.by_container_id]
+            pods = self._pod_entries(podmap, ref, containers)
+            guarded += pods.values()
+            pod_uids.update(pods)
             if not containers:
-                self._say(ref, f"policy: {ref} is in {policy.mode}; no containers on this node yet")
+                self._say(ref, f"policy: {ref} is in {policy.mode}; no containers on this node yet"
+                               f"{f' (new containers of {len(pods)} pod(s) held at exec)' if pods else ''}")
                 continue
             inodes: frozenset[int] = frozenset()
             for container in containers:
@@ -256,6 +373,7 @@ class Enforcer:
         except ExecGuardError as exc:
             self.engine.enforced = set()
             self.engine.guarded_cgroups = frozenset()
+            self.engine.guarded_pods = frozenset()
             raise BpfError(str(exc)) from exc
         if self.exec_guard.backend:  # once, and again if the compiled guard fell back to bpftrace
             self._say("exec guard backend", f"policy: exec guard: {self.exec_guard.backend} program "
@@ -263,8 +381,11 @@ class Enforcer:
         if self.exec_guard.restarts:
             self._say("exec guard restarts", f"policy: exec guard started again after it exited "
                                              f"({self.exec_guard.restarts} time(s))")
-        self.engine.guarded_cgroups = frozenset(entry.cgroup_id for entry in guarded)
+        self.engine.guarded_cgroups = frozenset(entry.cgroup_id for entry in guarded if not entry.pod)
+        self.engine.guarded_pods = frozenset(pod_uids)
         self.engine.enforced = enforced
+        self._early = {cid: early for cid, early in self._early.items()
+                       if cid in self.engine.guarded_cgroups and early[1].container_id not in podmap.by_container_id}
         self._learners = learners
         self._watch(set(learners.values()))
         for ref, message in announce:
@@ -309,6 +430,47 @@ class Enforcer:
             found.append(Container(cid, cgroup_dir, st.st_ino, st.st_ctime_ns))
         return found
 
+    def _pod_entries(self, podmap: PodMap, ref: WorkloadRef, containers: list[Container]) -> dict[str, GuardedCgroup]:
+        """The cgroups of `ref`'s pods on this node by pod uid, whose containers the plan lacks are held at exec
+        (`pod=True`), with the mount namespace their runtime execs from (a known container's, else the node's)."""
+        runtime = {os.path.dirname(c.cgroup_dir): runtime_mount_ns(c.cgroup_dir) for c in containers}
+        entries: dict[str, GuardedCgroup] = {}
+        for uid, owner in podmap.owners.items():
+            if owner != ref:
+                continue
+            pod_dir = self._pod_dir(uid, containers)
+            if pod_dir is None:
+                continue
+            try:
+                pod_id = os.stat(pod_dir).st_ino
+            except OSError:
+                self._pod_dirs.pop(uid, None)
+                continue
+            entries[uid] = GuardedCgroup(pod_id, profile=False, pod=True,
+                                         runtime_mount_ns=runtime.get(pod_dir) or host_mount_ns())
+        return entries
+
+    def _pod_dir(self, uid: str, containers: list[Container]) -> str | None:
+        """The cgroup dir of pod `uid`: the parent of one of its containers', or found by its name (kubelet:
+        ``pod<uid>``, ``kubepods-...-pod<uid with _>.slice``) in a walk of the tree at most every POD_SEARCH_S."""
+        for c in containers:
+            parent = os.path.dirname(c.cgroup_dir)
+            if _pod_uid(os.path.basename(parent)) == uid:
+                self._pod_dirs[uid] = parent
+                return parent
+        known = self._pod_dirs.get(uid)
+        if known is not None and os.path.isdir(known):
+            return known
+        if self.root is None or time.monotonic() - self._pod_walk < POD_SEARCH_S:
+            return None
+        self._pod_walk = time.monotonic()
+        for dirpath, dirs, _files in os.walk(self.root):
+            for name in dirs:
+                found = _pod_uid(name)
+                if found:
+                    self._pod_dirs[found] = os.path.join(dirpath, name)
+        return self._pod_dirs.get(uid)
+
     def _cgroup_dir(self, container_id: str) -> str | None:
         known = self._cgroups.get(container_id)
         if known is not None and os.path.isdir(known):
@@ -337,10 +499,7 @@ class Enforcer:
                 inodes, interpreters = previous.allowed_inodes, previous.interpreter_inodes
                 inline, shells = previous.inline_code_inodes, previous.shell_inodes
             elif protect:
-                inodes = cls._allowed_inodes(policy, root or "/")
-                interpreters = cls._allowed_inodes(policy, root or "/", interpreters_only=True)
-                inline = cls._allowed_inodes(policy, root or "/", interpreters_only=True, inline_code_only=True)
-                shells = cls._allowed_inodes(policy, root or "/", interpreters_only=True, shells_only=True)
+                inodes, interpreters, inline, shells = cls._profile_inodes(policy, root or "/")
         mount_ns = container_mount_ns(container.cgroup_dir) or (previous.mount_ns if previous is not None else 0)
         runtime_ns = runtime_mount_ns(container.cgroup_dir) or (
             previous.runtime_mount_ns if previous is not None else 0)
@@ -350,33 +509,40 @@ class Enforcer:
                              scripts=tuple(policy.scripts), mount_ns=mount_ns, runtime_mount_ns=runtime_ns)
 
     @staticmethod
-    def _allowed_inodes(policy: WorkloadPolicy, root: str, interpreters_only: bool = False,
-                        inline_code_only: bool = False, shells_only: bool = False) -> frozenset[int]:
-        """Inodes of the allowed executables (or only the script interpreters among them, or only those whose
-        real file takes ``-c`` for code on the command line, or only those whose real file is a shell) below
-        `root`, the container's filesystem, symlinks followed as the container follows them."""
+    def _profile_inodes(policy: WorkloadPolicy, root: str) -> ProfileInodes:
+        """The inodes of the allowed executables below `root`, the container's filesystem (symlinks followed as the
+        container follows them), and of those the script interpreters among them, those whose real file takes
+        ``-c`` for code on the command line, and those whose real file is a shell; each path resolved once."""
         allowed: set[int] = set()
+        interpreters: set[int] = set()
+        inline: set[int] = set()
+        shells: set[int] = set()
         denied: set[int] = set()
         prefix = root.rstrip("/")
         for rule in policy.processes:
-            target = denied if rule.action == "deny" else allowed
             paths = [p[len(prefix):] for p in glob.glob(prefix + rule.path)] if any(c in rule.path for c in "*?[") \
                 else [rule.path]
             for path in paths:
                 real = resolve_in_root(root, path)
                 if real is None:
                     continue
-                if interpreters_only and target is allowed and not runs_scripts(path) and not runs_scripts(real):
-                    continue
-                if inline_code_only and target is allowed and not c_is_code(real):  # the answerer reads the real exe
-                    continue
-                if shells_only and target is allowed and interpreter_kind(real) != "shell":
-                    continue
                 try:
-                    target.add(os.stat(prefix + real).st_ino)
+                    ino = os.stat(prefix + real).st_ino
                 except OSError:
                     continue
-        return frozenset(allowed - denied)
+                if rule.action == "deny":
+                    denied.add(ino)
+                    continue
+                allowed.add(ino)
+                if not runs_scripts(path) and not runs_scripts(real):
+                    continue
+                interpreters.add(ino)
+                if c_is_code(real):  # the answerer reads the real exe
+                    inline.add(ino)
+                if interpreter_kind(real) == "shell":
+                    shells.add(ino)
+        return ProfileInodes(frozenset(allowed - denied), frozenset(interpreters - denied), frozenset(inline - denied),
+                             frozenset(shells - denied))
 
     @staticmethod
     def _allows(policy: WorkloadPolicy, podmap: PodMap) -> set[Allow]:
@@ -390,6 +556,13 @@ class Enforcer:
             if rule.action == "allow" and rule.protocol == "UDP":
                 out.update(Allow(net, 0, "UDP") for net in _networks(rule.peer, podmap))
         return out
+
+
+def _pod_uid(name: str) -> str:
+    """The pod uid in a kubelet cgroup directory's name (``pod<uid>``, ``kubepods-besteffort-pod<uid, _ for
+    ->.slice``); "" when none."""
+    match = _POD_DIR.search(name)
+    return match.group(1).replace("_", "-") if match else ""
 
 
 def _networks(peer: Peer, podmap: PodMap) -> list[str]:

@@ -7,6 +7,8 @@
  * Records (ring buffer, default wake-up: a held interpreter waits for its S line):
  *   K  an exec killed (pid, cgroup, inode, why: 1 not in the profile, 2 drifted);
  *   S  an interpreter held (SIGSTOP) until the script answerer's answer;
+ *   N  an exec held (SIGSTOP) in a container the plan does not know yet, below a pod cgroup in @g with MODE_POD:
+ *      the agent builds that container's plan, then kills it or has the answerer judge it;
  *   E  a held process killed by the hold trap (its SIGKILL to itself);
  *   Q  the script answerer exited: the loader ends (bpftrace's exit()).
  * Build: clang -O2 -g -target bpf -D__TARGET_ARCH_x86 -I<dir of vmlinux.h> -c execguard.bpf.c */
@@ -23,6 +25,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define CTIME_NSEC_MASK 0x7fffffffu
 #define MODE_PROFILE 1
 #define MODE_DRIFT 2
+#define MODE_POD 4 /* a pod cgroup: its containers not in @g are held at exec until the agent plans them */
 #define SIG_KILL 9
 #define SIG_CONT 18
 #define SIG_STOP 19
@@ -31,6 +34,7 @@ char LICENSE[] SEC("license") = "GPL";
 #define REC_HOLD 2
 #define REC_TRAP 3
 #define REC_QUIT 4
+#define REC_NEW 5
 
 /* Both in one cache line (.data), read by the exit program at every exit of the node:
  * the answerer's pid (bpftrace's $1), set by the loader before load; and at least the number of entries in @p
@@ -62,13 +66,13 @@ struct key_path {
         __type(value, s64);                                                                                         \
     } name SEC(".maps")
 
-HASH(AT_g, struct key1);     /* cgroup -> mode */
+HASH(AT_g, struct key1);     /* cgroup -> mode (a container), or MODE_POD (a pod) */
 HASH(AT_s, struct key1);     /* cgroup -> zero-drift start (ns) */
 HASH(AT_a, struct key2);     /* (cgroup, inode) -> 1: allowed */
 HASH(AT_i, struct key2);     /* (cgroup, inode) -> 1 interpreter, 2 one that takes -c, 3 a shell (takes -c) */
 HASH(AT_c, struct key_path); /* (cgroup, script path) -> 1: released without a hold */
 HASH(AT_m, struct key1);     /* cgroup -> the container's mount namespace */
-HASH(AT_r, struct key1);     /* cgroup -> its runtime's mount namespace */
+HASH(AT_r, struct key1);     /* cgroup (container or pod) -> its runtime's mount namespace */
 HASH(AT_p, struct key1);     /* pid (tgid) -> 1: held */
 
 struct rec {
@@ -154,12 +158,46 @@ static __always_inline int unheld(struct mm_struct *mm, u64 cgroup, s64 kind)
     return lookup(&AT_c, &kp) != 0;
 }
 
+/* stop the calling process (SIGSTOP) and report it: REC_HOLD (an interpreter, for the answerer) or REC_NEW */
+static __always_inline void stop_and_report(u64 cgroup, u32 type)
+{
+    u32 pid = bpf_get_current_pid_tgid() >> 32;
+    struct key1 kp = {.cgroup = pid};
+    s64 one = 1;
+    bpf_send_signal(SIG_STOP);
+    __sync_fetch_and_add(&held, 1);
+    if (bpf_map_update_elem(&AT_p, &kp, &one, BPF_NOEXIST) != 0)
+        __sync_fetch_and_add(&held, -1); /* already there (or the map is full, as bpftrace's would be) */
+    emit(type, pid, cgroup, 0, 0);
+}
+
+/* an exec in a cgroup with no mode: held when its parent is a pod cgroup of a protected workload (MODE_POD), i.e.
+ * a container the agent has not planned yet (a new replica's, a restarted one's), unless it is the runtime's own
+ * exec (runc init, from the runtime's mount namespace the agent gave for the pod) */
+static __always_inline int new_container(struct task_struct *t, u64 cgroup)
+{
+    int level = t->cgroups->dfl_cgrp->level;
+    if (level < 1)
+        return 0;
+    struct key1 pod = {.cgroup = bpf_get_current_ancestor_cgroup_id(level - 1)};
+    if (lookup(&AT_g, &pod) != MODE_POD)
+        return 0;
+    struct mnt_namespace *ns = t->nsproxy->mnt_ns;
+    if (ns->ns.inum == lookup(&AT_r, &pod) && ns->user_ns->ns.inum == INIT_USER_NS)
+        return 0;
+    stop_and_report(cgroup, REC_NEW);
+    return 0;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(guard_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
     struct key1 k1 = {.cgroup = bpf_get_current_cgroup_id()};
     s64 mode = lookup(&AT_g, &k1);
+    struct task_struct *t = bpf_get_current_task_btf();
     if (!mode)
+        return new_container(t, k1.cgroup);
+    if (mode == MODE_POD)
         return 0;
     struct inode *i = bprm->file->f_inode; /* the new mm's exe_file (bpftrace: curtask->mm->exe_file) */
     struct key2 k2 = {.cgroup = k1.cgroup, .ino = i->i_ino};
@@ -172,7 +210,6 @@ int BPF_PROG(guard_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
         bad |= 2;
     int hold = 0;
     s64 kind = bad == 0 ? lookup(&AT_i, &k2) : 0;
-    struct task_struct *t = bpf_get_current_task_btf();
     if (kind)
         hold = !unheld(t->mm, k1.cgroup, kind);
     if (!bad && !hold)
@@ -188,13 +225,7 @@ int BPF_PROG(guard_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
         bpf_send_signal(SIG_KILL);
         emit(REC_KILL, pid, k1.cgroup, k2.ino, bad);
     } else {
-        struct key1 kp = {.cgroup = pid};
-        s64 one = 1;
-        bpf_send_signal(SIG_STOP);
-        __sync_fetch_and_add(&held, 1);
-        if (bpf_map_update_elem(&AT_p, &kp, &one, BPF_NOEXIST) != 0)
-            __sync_fetch_and_add(&held, -1); /* already there (or the map is full, as bpftrace's would be) */
-        emit(REC_HOLD, pid, k1.cgroup, 0, 0);
+        stop_and_report(k1.cgroup, REC_HOLD);
     }
     return 0;
 }

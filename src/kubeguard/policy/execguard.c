@@ -24,7 +24,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-enum { REC_KILL = 1, REC_HOLD = 2, REC_TRAP = 3, REC_QUIT = 4 };
+enum { REC_KILL = 1, REC_HOLD = 2, REC_TRAP = 3, REC_QUIT = 4, REC_NEW = 5 };
 
 struct rec {
     uint32_t type, pid;
@@ -80,6 +80,9 @@ static int on_record(void *ctx, void *data, size_t size)
         break;
     case REC_HOLD:
         emit("S %u %llu %s\n", r->pid, (unsigned long long)r->cgroup, gen);
+        break;
+    case REC_NEW:
+        emit("N %u %llu %s\n", r->pid, (unsigned long long)r->cgroup, gen);
         break;
     case REC_TRAP:
         emit("E %u\n", r->pid);

@@ -38,6 +38,11 @@ its real file; ``shell_inodes``, @i value 3), when argv[1] is only POSIX options
 nothing (``-e``, ``-eux``: a b C e f h m n u v x) and argv[2] names exactly such a script: the answerer skips
 those options and would name argv[2] too.
 
+New containers: a pod's cgroup in the plan (``pod=True``, @g value 4) makes the program stop (SIGSTOP) any exec in
+a container below it that the plan lacks, except the runtime's own (from the mount namespace in @r for the pod),
+and print an ``N`` line, which the answerer passes on; `on_new_container` gets it (the agent's enforcer plans the
+container, then `kill_held`, `judge_held` for an interpreter, or `release_held`); with no handler it is killed.
+
 The program text is fixed; a plan lives in its maps, which the agent writes through bpf()
 (`plan_entries`; maps sized to the plan, BPFTRACE_MAP_KEYS_MAX or the loader's argument, so no entry is
 dropped by bpftrace's default 4096 keys). A new plan is written into the running program's maps in place:
@@ -58,12 +63,14 @@ import logging
 import os
 import posixpath
 import shutil
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -80,6 +87,7 @@ READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 5.0  # a program not gone this long after SIGTERM is killed (its successor already runs)
 MODE_PROFILE = 1
 MODE_DRIFT = 2
+MODE_POD = 4  # a pod cgroup: an exec in a container below it that the plan lacks is held for the agent
 COMPILED_SWITCH = "KUBEGUARD_EXEC_GUARD_COMPILED"  # "0": the bpftrace program even where the compiled one builds
 COMPILED = "compiled"
 BPFTRACE = "bpftrace"
@@ -121,6 +129,7 @@ class GuardedCgroup:
     scripts: tuple[ScriptRule, ...] = ()  # the scripts those interpreters may run
     mount_ns: int = 0  # the container's mount namespace (inode number); 0: unknown
     runtime_mount_ns: int = 0  # the mount namespace of the runtime that started it (its shim's); 0: unknown
+    pod: bool = False  # a pod's cgroup, not a container's: execs in its containers not in the plan are held (N lines)
 
     def script_allowed(self, path: str) -> bool:
         """Whether spec.scripts allows `path` (a deny rule wins)."""
@@ -128,6 +137,8 @@ class GuardedCgroup:
 
     @property
     def mode(self) -> int:
+        if self.pod:
+            return MODE_POD
         return (MODE_PROFILE if self.profile else 0) | (MODE_DRIFT if self.drift_after_ns is not None else 0)
 
 
@@ -172,10 +183,11 @@ def plan_entries(guarded: list[GuardedCgroup]) -> dict[str, dict[Key, int]]:
 
 
 def holds(guarded: list[GuardedCgroup]) -> bool:
-    """Whether the plan can hold a process (an allowed interpreter): only then is the hold trap needed. It runs at
-    every system call of the node (~0.1 us each), so a guard of, say, distroless images goes without it; once
-    attached it stays for the program's life (a process held under an earlier plan may still be stopped)."""
-    return any(g.interpreter_inodes for g in guarded)
+    """Whether the plan can hold a process (an allowed interpreter, an exec in a pod's new container): only then
+    is the hold trap needed. It runs at every system call of the node (~0.1 us each), so a guard of, say,
+    distroless images goes without it; once attached it stays for the program's life (a process held under an
+    earlier plan may still be stopped)."""
+    return any(g.interpreter_inodes or g.pod for g in guarded)
 
 
 def pack_key(key: Key) -> bytes:
@@ -200,9 +212,21 @@ def program(gen: int = 0) -> str:
     lines = ["BEGIN {", "  @g[0] = 0; @s[0] = 0; @a[0, 0] = 0; @i[0, 0] = 0; @p[0] = 0;  // every map defined",
              '  @c[(uint64)0, ""] = 0; @m[0] = 0; @r[0] = 0;',
              f'  printf("READY {gen}\\n");', "}"]
-    lines.append("""tracepoint:sched:sched_process_exec /@g[cgroup]/ {
-  $i = (struct inode *)curtask->mm->exe_file->f_inode;
+    lines.append("""tracepoint:sched:sched_process_exec {
   $m = @g[cgroup];
+  if ($m == 0) {  // a container the plan does not know yet, below a pod cgroup in protect (@g value 4): held for
+    // the agent, unless it is the runtime's own exec (from the runtime's mount namespace the agent gave for the pod)
+    $pc = (uint64)curtask->cgroups->dfl_cgrp->kn->__parent->id;
+    if (@g[$pc] != 4) { return; }
+    $pns = curtask->nsproxy->mnt_ns;
+    if ($pns->ns.inum == @r[$pc] && $pns->user_ns->ns.inum == INIT_USER_NS) { return; }
+    signal(19);  // SIGSTOP
+    @p[pid] = 1;
+    printf("N %d %llu GEN\\n", pid, cgroup);
+    return;
+  }
+  if ($m == 4) { return; }  // a pod cgroup itself
+  $i = (struct inode *)curtask->mm->exe_file->f_inode;
   $bad = 0;
   if (($m & 1) && @a[cgroup, $i->i_ino] == 0) { $bad = 1; }
   // i_ctime_nsec's top bit is a flag (I_CTIME_QUERIED, multigrain timestamps since Linux 6.13), not time
@@ -318,6 +342,9 @@ class ExecGuard:
         self.script_kills = 0
         self.early_kills = 0  # held interpreters that made a system call before the answer
         self.restarts = 0  # programs started again after they or the answerer exited
+        self.new_holds = 0  # execs held in a container the plan lacked (N lines)
+        # judges those: (pid, cgroup id), called from the reader thread; None: they are killed (fail closed)
+        self.on_new_container: Callable[[int, int], None] | None = None
         self._lock = threading.Lock()
         self._pipe = -1  # our write end of the answerer's stdin (the programs write there too)
         self._reader: threading.Thread | None = None
@@ -508,6 +535,8 @@ class ExecGuard:
                 with self._lock:
                     self.kills += 1
                     self.early_kills += line.startswith("E ")
+            elif line.startswith("N "):
+                self._new_container(line)
             elif line.startswith("X "):
                 _, pid, script = line.rstrip("\n").split(" ", 2)
                 with self._lock:
@@ -516,6 +545,39 @@ class ExecGuard:
                 log.info("exec guard: killed pid %s running script %s", pid, script)
             elif line.startswith("W "):
                 log.warning("exec guard: %s", line[2:].strip())
+
+    def _new_container(self, line: str) -> None:
+        """An exec held in a pod's container the plan lacks: to `on_new_container`, or killed when none judges."""
+        words = line.split()
+        if len(words) != 4 or not words[1].isdigit() or not words[2].isdigit():
+            log.warning("exec guard: unreadable line %r", line[:200])
+            return
+        pid, cgroup = int(words[1]), int(words[2])
+        with self._lock:
+            self.new_holds += 1
+        if self.on_new_container is not None:
+            self.on_new_container(pid, cgroup)
+            return
+        self.kill_held(pid)
+
+    def kill_held(self, pid: int) -> None:
+        """SIGKILL a process held at exec (it never runs its own code); counted as a kill."""
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            return
+        with self._lock:
+            self.kills += 1
+
+    def release_held(self, pid: int) -> bool:
+        """Have the answerer release a held `pid` (only its SIGCONT does); False when it is gone (pid stays held)."""
+        return self._send(f"R {pid}")
+
+    def judge_held(self, pid: int, cgroup: int) -> bool:
+        """Have the answerer judge a held `pid` by the current plan's rules for `cgroup` (an allowed interpreter:
+        its script; anything else: released); False when no program or answerer runs."""
+        run = self.current
+        return run is not None and self._send(f"S {pid} {cgroup} {run.gen}")
 
     def _stop(self, run: _Run) -> None:
         if run.proc.poll() is None:

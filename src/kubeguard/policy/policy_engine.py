@@ -84,9 +84,11 @@ class PolicyEngine:
         self.clock = clock
         self.container_start = container_start or (lambda event: None)
         self.enforced: set[WorkloadRef] = set()  # workloads whose kernel guards are in place (enforcer sets it)
-        # the cgroup ids of the containers in the exec guard's plan (enforcer sets it): a new replica's container
-        # runs unguarded until the enforcer has it, and its execs are then alerts, not blocks
+        # the cgroup ids of the containers in the exec guard's plan, and the uids of the pods whose cgroup is in it
+        # (their containers not planned yet are held at exec until they are); enforcer sets both. An exec anywhere
+        # else runs unguarded: its deviations are alerts, not blocks
         self.guarded_cgroups: frozenset[int] = frozenset()
+        self.guarded_pods: frozenset[str] = frozenset()
         self.deviations = 0
         self.learned_rules = 0
         self._dirty: set[WorkloadRef] = set()
@@ -231,8 +233,10 @@ class PolicyEngine:
         return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, False, False))]
 
     def _exec_guarded(self, ref: WorkloadRef, event: Event) -> bool:
-        """Whether the exec guard judges this exec: its workload is enforced and its container is in the plan."""
-        return ref in self.enforced and event.get("_cgroup_id") in self.guarded_cgroups
+        """Whether the exec guard judges this exec: its workload is enforced and its container (or its pod) is in the
+        plan."""
+        return ref in self.enforced and (event.get("_cgroup_id") in self.guarded_cgroups
+                                         or event.get("k8s.pod.uid") in self.guarded_pods)
 
     def _written_later(self, event: Event, path: str) -> bool:
         start = self.container_start(event)

@@ -12,11 +12,14 @@ shorter than PIPE_BUF are written whole, so nothing interleaves). Lines in:
   ``{"<cgroup id>": [[path, action], ...]}`` (`rules_json`); written before that program starts, so
   they are known before any of its lines;
 - ``D <gen>`` (agent): program <gen> has stopped; its rules are dropped;
+- ``R <pid>`` (agent): release pid, held in a new container the agent has judged (SIGCONT);
 - ``S <pid> <cgroup id> <gen>`` (a program): pid is held at exec. Its /proc/PID/{exe,cwd,cmdline} name
   the script (`script_of_argv`); SIGCONT when none is named or the rules of that cgroup in program
   <gen> allow it (`script_allowed`), else SIGKILL. A /proc read error, or a script with no rules
   known for its cgroup: SIGKILL (never released unchecked);
-- ``READY <gen>``, ``K ...``, ``E ...`` (a program): passed on as they are.
+- ``READY <gen>``, ``K ...``, ``E ...``, ``N ...`` (a program): passed on as they are (``N <pid> <cgroup id> <gen>``:
+  pid is held at exec in a pod's container the plan lacks; the agent plans that container, then kills pid or
+  writes an ``S`` line for it here).
 
 Lines out (stdout, to the agent): those passed on, ``X <pid> <script>`` for each script killed
 (written before the SIGKILL; a backslash or newline in the path is escaped) and ``W <text>`` for a
@@ -98,13 +101,15 @@ class Answerer:
             if words[0] == "S" and len(words) == 4:
                 pid, cgroup, gen = int(words[1]), int(words[2]), int(words[3])
                 self.answer(pid, self.rules.get(gen, {}).get(cgroup))
-            elif words[0] in ("READY", "K", "E"):
+            elif words[0] in ("READY", "K", "E", "N"):
                 self.say(line)
             elif not line or line.startswith(("@", "Attaching ")):
                 pass  # bpftrace's own lines: attaching, its maps when it exits
             elif words[0] == "P" and len(words) == 3:
                 with open(words[2], encoding="utf-8") as f:
                     self.rules[int(words[1])] = parse_rules(f.read())
+            elif words[0] == "R" and len(words) == 2:
+                self.kill(int(words[1]), SIGCONT)
             elif words[0] == "D" and len(words) == 2:
                 self.rules.pop(int(words[1]), None)
             else:

@@ -1,0 +1,201 @@
+"""A container the exec guard's plan does not know yet, in a pod whose cgroup is in the plan (a new replica's or a
+restarted container's, before the kubelet reports its container ID): its execs are held at exec (SIGSTOP, before
+the new image's first instruction) and reported (``N`` lines) until the container is planned; then killed, or
+judged by the answerer. The runtime's own exec into the cgroup (from the runtime's mount namespace) is not held."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import queue
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from podlab import Pod, PodLab
+from roothelpers import require
+from test_short_lived_root import build
+
+from kubeguard.cluster.podmap import PodMap
+from kubeguard.lab.pods import NSENTER
+from kubeguard.policy.containerfs import host_mount_ns
+from kubeguard.policy.enforce import Enforcer
+from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
+from kubeguard.policy.policy_engine import PolicyEngine
+from kubeguard.policy.store import PolicyStore
+
+pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
+TRUE = os.path.realpath(shutil.which("true") or "/usr/bin/true")
+HELD_TIMEOUT = 60.0  # a held exec is reported within this (generous: two busy cores)
+
+
+def new_container(pod: Pod) -> Pod:
+    """A second container cgroup in `pod`'s pod cgroup (same network and mount namespaces), unknown to any plan."""
+    cid = secrets.token_hex(32)
+    path = pod.cgroup_v2.parent / cid
+    path.mkdir()
+    return dataclasses.replace(pod, container_id=cid, cgroup_v2=path, cgroup_v1={}, _procs=[], _closed=False)
+
+
+def remove_container(container: Pod) -> None:
+    """Kill what runs in `container`'s cgroup and remove it (its pod's namespaces and cgroup stay for the pod)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(OSError):
+            (container.cgroup_v2 / "cgroup.kill").write_text("1")
+        try:
+            container.cgroup_v2.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def test_execs_in_an_unplanned_container_of_a_guarded_pod_are_held(podlab: PodLab) -> None:
+    require(shutil.which("gcc") is not None, "gcc (the marker binary)")
+    work = Path(tempfile.mkdtemp(prefix="kgn", dir="/tmp"))
+    guard = ExecGuard()
+    held: queue.Queue[tuple[int, int]] = queue.Queue()
+    guard.on_new_container = lambda pid, cgroup: held.put((pid, cgroup))
+    extra: Pod | None = None
+    try:
+        _spawner, marker = build(work)
+        markers = work / "markers"
+        markers.mkdir()
+        pod = podlab.pod("newcomer", mount_ns=True)
+        pod_cgroup = os.stat(pod.cgroup_v2.parent).st_ino
+        plan = [GuardedCgroup(pod_cgroup, pod=True, runtime_mount_ns=host_mount_ns())]
+        guard.apply(plan)
+        extra = new_container(pod)
+
+        # a binary outside any plan, in the unplanned container: held; the agent's answer here is a kill
+        run = extra.popen([str(marker), str(markers)])
+        pid, cgroup = held.get(timeout=HELD_TIMEOUT)
+        assert (pid, cgroup) == (run.pid, extra.cgroup_id)  # the wrapper's shell exec'd itself into the marker
+        guard.kill_held(pid)
+        assert run.wait(timeout=30) == -signal.SIGKILL
+        assert list(markers.iterdir()) == [], "the held binary ran its own code"
+
+        # an allowed binary: held too, then released by the answerer once its container is planned
+        run = extra.popen([TRUE])
+        pid, cgroup = held.get(timeout=HELD_TIMEOUT)
+        plan = [*plan, GuardedCgroup(cgroup, frozenset({os.stat(TRUE).st_ino}))]
+        guard.apply(plan)
+        assert guard.judge_held(pid, cgroup)
+        assert run.wait(timeout=30) == 0
+
+        # planned now: the kernel decides at once, nothing more is held
+        kills = guard.kills
+        assert extra.run([str(marker), str(markers)]).returncode == -signal.SIGKILL
+        assert extra.run([TRUE]).returncode == 0
+        deadline = time.monotonic() + HELD_TIMEOUT
+        while guard.kills < kills + 1:  # its K line
+            assert time.monotonic() < deadline, "the kernel's kill was not reported"
+            time.sleep(0.05)
+        assert list(markers.iterdir()) == []
+        assert held.empty() and guard.new_holds == 2
+
+        # the runtime's own exec into the pod's other container (from the host's mount namespace, as runc init
+        # is): not held; the same binary from the container's mount namespace is
+        procs = pod.cgroup_v2 / "cgroup.procs"
+        runtime = subprocess.run([NSENTER, f"--net=/run/netns/{pod.netns}", "--", "sh", "-c",
+                                  f'echo $$ > {procs} && exec "$@"', "kg-runtime", TRUE], timeout=60)
+        assert runtime.returncode == 0 and held.empty()
+        run = pod.popen([TRUE])
+        pid, cgroup = held.get(timeout=HELD_TIMEOUT)
+        assert cgroup == pod.cgroup_id
+        guard.kill_held(pid)
+        assert run.wait(timeout=30) == -signal.SIGKILL
+
+        # the pod out of the plan: nothing is held any more
+        guard.apply(plan[1:])
+        assert pod.run([TRUE]).returncode == 0 and held.empty()
+    finally:
+        guard.close()
+        if extra is not None:
+            remove_container(extra)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+POLICY = f"""apiVersion: kubeguard.io/v1alpha1
+kind: WorkloadPolicy
+metadata: {{name: deployment-web, namespace: shop}}
+spec:
+  workload: {{kind: Deployment, name: web}}
+  mode: protect
+  processes: [{{path: "{os.path.dirname(TRUE)}/*"}}]
+"""
+
+
+def test_the_enforcer_guards_a_new_container_from_its_first_exec(podlab: PodLab, tmp_path: Path) -> None:
+    """A container of a protected pod that the pods map does not list (a restarted or new one; or the container of a
+    new replica whose status has no container ID yet): its first exec of a dropped binary is killed, allowed execs
+    run, and the container stays planned over the next syncs."""
+    require(shutil.which("gcc") is not None, "gcc (the marker binary)")
+    work = Path(tempfile.mkdtemp(prefix="kgn", dir="/tmp"))
+    pod = podlab.pod("web-5f6d7-q2w3e", namespace="shop", owner=("ReplicaSet", "web-5f6d7"),
+                     labels={"app": "web", "pod-template-hash": "5f6d7"}, mount_ns=True)
+    replica = podlab.pod("web-5f6d7-z9x8c", namespace="shop", owner=("ReplicaSet", "web-5f6d7"),
+                         labels={"app": "web", "pod-template-hash": "5f6d7"}, mount_ns=True)
+    creating = replica.pod_object()  # listed, its container not started as far as the kubelet has reported
+    creating["status"]["containerStatuses"][0].pop("containerID")
+    creating["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "ContainerCreating"}}
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(POLICY)
+    store = PolicyStore(policies)
+    store.open()
+    podmap = PodMap.from_pods([pod.pod_object(), creating])
+    messages: list[str] = []
+    engine = PolicyEngine(store, lambda: podmap)
+    enforcer = Enforcer(engine, lambda: podmap, messages.append, interval=0.5)
+    enforcer.start()
+    extras: list[Pod] = []
+    try:
+        _spawner, marker = build(work)
+        markers = work / "markers"
+        markers.mkdir()
+        deadline = time.monotonic() + 120
+        while not any("shop/Deployment/web protect enforced" in m for m in messages):
+            assert time.monotonic() < deadline, f"protect was not enforced: {messages}"
+            time.sleep(0.05)
+        first = new_container(pod)
+        extras.append(first)
+        assert first.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
+        assert list(markers.iterdir()) == [], "the dropped binary ran in the new container"
+        assert enforcer.new_container_kills == 1 and first.cgroup_id in engine.guarded_cgroups
+        second = new_container(pod)
+        extras.append(second)
+        assert second.run([TRUE], timeout=60).returncode == 0  # held, judged allowed, released
+        failed = [r.returncode for r in (c.run([TRUE], timeout=60) for c in (first, second) for _ in range(50))
+                  if r.returncode != 0]
+        assert failed == [], f"{len(failed)} allowed runs failed: {messages}"
+        holds = enforcer.exec_guard.new_holds
+        assert holds == 2  # one per new container: planned after it, decided in the kernel
+        syncs = time.monotonic() + 2.0  # several syncs: the unlisted containers stay in the plan
+        while time.monotonic() < syncs:
+            time.sleep(0.1)
+        for container in (first, second):
+            assert container.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
+            assert container.run([TRUE], timeout=60).returncode == 0
+        assert list(markers.iterdir()) == [] and enforcer.exec_guard.new_holds == holds
+        # the new replica's container (its pod cgroup found by the pod uid in its name)
+        assert replica.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
+        assert replica.run([TRUE], timeout=60).returncode == 0
+        assert list(markers.iterdir()) == [] and enforcer.new_container_kills == 2
+        assert enforcer.exec_guard.new_holds == holds + 1 and replica.cgroup_id in engine.guarded_cgroups
+        assert enforcer.errors == 0, messages
+    finally:
+        enforcer.stop()
+        for extra in extras:
+            remove_container(extra)
+        shutil.rmtree(work, ignore_errors=True)
