@@ -409,7 +409,11 @@ def attach_policies(config: AgentConfig, pipeline: Pipeline, source: PodSource) 
         source.refresh()
         return source.podmap
 
-    enforcer = Enforcer(engine, pods, pipeline.on_message) if config.enforce else None
+    def pods_now() -> PodMap:  # a new pod cgroup: the kubelet lists its pod already
+        source.refresh(force=True)
+        return source.podmap
+
+    enforcer = Enforcer(engine, pods, pipeline.on_message, reread_pods=pods_now) if config.enforce else None
     return AgentPolicies(engine, enforcer)
 
 

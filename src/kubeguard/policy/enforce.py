@@ -22,6 +22,8 @@ protected workload is in the exec guard's plan too, and an exec in a container o
 held (SIGSTOP at exec) and handed here (`ExecGuard.on_new_container`). The enforcer plans that container at once
 (its executables resolved through the held process's root), then kills the held process if its executable is
 outside the profile (or drifted), has the answerer judge an allowed interpreter's script, or releases it.
+A pod's cgroup is planned as the kubelet makes it, before its containers start: the enforcer watches the kubepods
+cgroup tree (`podwatch`) and, on a new pod directory, re-reads the pods map and re-plans at once.
 
 Nothing is enforced for a workload in discover or monitor (except zero drift, which blocks in
 monitor too). `close()` detaches everything: enforcement lasts while the agent runs.
@@ -34,7 +36,7 @@ import ipaddress
 import logging
 import os
 import queue
-import re
+import select
 import socket
 import subprocess
 import sys
@@ -61,12 +63,12 @@ from kubeguard.policy.containerfs import (
 from kubeguard.policy.document import FileRule, Peer, WorkloadPolicy
 from kubeguard.policy.execguard import ExecGuard, ExecGuardError, GuardedCgroup
 from kubeguard.policy.fileguard import plan_to_json
+from kubeguard.policy.podwatch import PodCgroupWatch, WatchError, pod_uid
 from kubeguard.policy.policy_engine import PolicyEngine
 from kubeguard.policy.scripts import c_is_code, interpreter_kind, runs_scripts
 
 log = logging.getLogger(__name__)
 POD_SEARCH_S = 1.0  # the cgroup tree is walked for pods whose cgroup is not known at most this often
-_POD_DIR = re.compile(r"pod([0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12})")
 
 
 class ProfileInodes(NamedTuple):
@@ -168,9 +170,12 @@ class Enforcer:
     """Applies protect mode and zero drift to the kernel; runs in its own thread."""
 
     def __init__(self, engine: PolicyEngine, refresh_pods: Callable[[], PodMap], on_message: Callable[[str], None],
-                 interval: float = 0.5, cgroup_root: Path | None = None) -> None:
+                 interval: float = 0.5, cgroup_root: Path | None = None,
+                 reread_pods: Callable[[], PodMap] | None = None) -> None:
+        """`refresh_pods`: the pods map, re-read when due; `reread_pods`: re-read now (a new pod cgroup appeared)."""
         self.engine = engine
         self.refresh_pods = refresh_pods
+        self.reread_pods = reread_pods or refresh_pods
         self.on_message = on_message
         self.interval = interval
         self.root = cgroup_root or find_cgroup2_root()
@@ -183,7 +188,7 @@ class Enforcer:
         self.learned_files = 0
         self._watching: set[WorkloadRef] = set()  # discovering workloads the file guard watches
         self._stop = threading.Event()
-        self._wake = threading.Event()  # a held exec to judge, or stop
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)  # a held exec to judge, or stop
         self._thread = threading.Thread(target=self._loop, name="enforcer", daemon=True)
         self.errors = 0
         self._podmap = PodMap()
@@ -192,6 +197,7 @@ class Enforcer:
         self._early: dict[int, tuple[WorkloadRef, Container]] = {}  # planned before the pods map lists them
         self._held: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # (pid, cgroup id) held at exec
         self.new_container_kills = 0  # held execs in unlisted containers killed here
+        self.pods_seen_early = 0  # pod cgroups of protected workloads planned as the kubelet made them (inotify)
         self.exec_guard.on_new_container = self._on_new_container
 
     def start(self) -> None:
@@ -199,8 +205,13 @@ class Enforcer:
 
     def stop(self) -> None:
         self._stop.set()
-        self._wake.set()
+        self._poke()
         self._thread.join(timeout=60)
+        if not self._thread.is_alive():
+            for fd in (self._wake_r, self._wake_w):
+                if fd >= 0:
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1
         self.close()
 
     def close(self) -> None:
@@ -218,23 +229,68 @@ class Enforcer:
         return self.exec_guard.kills
 
     def _loop(self) -> None:
+        watch = self._open_watch()
+        waits: list[int | PodCgroupWatch] = [self._wake_r, *([watch] if watch is not None else [])]
         next_sync = 0.0
-        while not self._stop.is_set():
-            try:
-                self._judge_held()
-                if time.monotonic() >= next_sync:
-                    self.sync()
-                    next_sync = time.monotonic() + self.interval
-            except Exception as exc:  # the agent goes on detecting; say what failed, once per change
-                self.errors += 1
-                self._say("enforcement", f"enforcement failed: {exc}")
-            self._wake.wait(max(0.0, next_sync - time.monotonic()))
-            self._wake.clear()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self._judge_held()
+                    if watch is not None and self._new_pods(watch.read()):
+                        next_sync = 0.0
+                    if time.monotonic() >= next_sync:
+                        self.sync()
+                        next_sync = time.monotonic() + self.interval
+                except Exception as exc:  # the agent goes on detecting; say what failed, once per change
+                    self.errors += 1
+                    self._say("enforcement", f"enforcement failed: {exc}")
+                ready, _, _ = select.select(waits, [], [], max(0.0, next_sync - time.monotonic()))
+                if self._wake_r in ready:
+                    while True:
+                        try:
+                            if not os.read(self._wake_r, 4096):
+                                break
+                        except BlockingIOError:
+                            break
+        finally:
+            if watch is not None:
+                watch.close()
+
+    def _open_watch(self) -> PodCgroupWatch | None:
+        """inotify on the kubepods cgroup tree; None (the periodic look only) where it cannot be had."""
+        if self.root is None:
+            return None
+        try:
+            return PodCgroupWatch(str(self.root))
+        except (WatchError, OSError) as exc:
+            self._say("pod watch", f"policy: new pod cgroups are found every {self.interval:g}s only: {exc}")
+            return None
+
+    def _new_pods(self, made: list[tuple[str, str]]) -> bool:
+        """Whether a pod cgroup just made, (uid, directory), belongs to a workload whose pods the exec guard holds
+        (re-reading the pods map for it first: the kubelet lists a pod before it makes its cgroup)."""
+        if not made:
+            return False
+        self._pod_dirs.update(made)
+        uids = [uid for uid, _ in made]
+        podmap = self.reread_pods()
+        policies = self.engine.effective()
+        refs = {uid: podmap.owners[uid] for uid in uids if uid in podmap.owners}
+        held = {ref for ref in refs.values()
+                if (policy := policies.get(ref)) is not None and (policy.mode == "protect" or policy.zero_drift)}
+        self.pods_seen_early += sum(1 for ref in refs.values() if ref in held)
+        return bool(held)
+
+    def _poke(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass  # full: the loop is awake already
 
     def _on_new_container(self, pid: int, cgroup_id: int) -> None:
         """From the exec guard's reader thread: an exec held in a container the plan lacks."""
         self._held.put((pid, cgroup_id))
-        self._wake.set()
+        self._poke()
 
     def _judge_held(self) -> None:
         """Plan the containers of the execs held since the last call and decide each held process."""
@@ -455,7 +511,7 @@ class Enforcer:
         ``pod<uid>``, ``kubepods-...-pod<uid with _>.slice``) in a walk of the tree at most every POD_SEARCH_S."""
         for c in containers:
             parent = os.path.dirname(c.cgroup_dir)
-            if _pod_uid(os.path.basename(parent)) == uid:
+            if pod_uid(os.path.basename(parent)) == uid:
                 self._pod_dirs[uid] = parent
                 return parent
         known = self._pod_dirs.get(uid)
@@ -466,7 +522,7 @@ class Enforcer:
         self._pod_walk = time.monotonic()
         for dirpath, dirs, _files in os.walk(self.root):
             for name in dirs:
-                found = _pod_uid(name)
+                found = pod_uid(name)
                 if found:
                     self._pod_dirs[found] = os.path.join(dirpath, name)
         return self._pod_dirs.get(uid)
@@ -556,13 +612,6 @@ class Enforcer:
             if rule.action == "allow" and rule.protocol == "UDP":
                 out.update(Allow(net, 0, "UDP") for net in _networks(rule.peer, podmap))
         return out
-
-
-def _pod_uid(name: str) -> str:
-    """The pod uid in a kubelet cgroup directory's name (``pod<uid>``, ``kubepods-besteffort-pod<uid, _ for
-    ->.slice``); "" when none."""
-    match = _POD_DIR.search(name)
-    return match.group(1).replace("_", "-") if match else ""
 
 
 def _networks(peer: Peer, podmap: PodMap) -> list[str]:

@@ -199,3 +199,58 @@ def test_the_enforcer_guards_a_new_container_from_its_first_exec(podlab: PodLab,
         for extra in extras:
             remove_container(extra)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_new_pod_cgroup_is_planned_as_the_kubelet_makes_it(podlab: PodLab, tmp_path: Path) -> None:
+    """The kubelet lists a pod, then makes its cgroup, then starts its containers. The enforcer sees the pod cgroup
+    appear (inotify) and plans it at once: here its periodic look is an hour away, so nothing else could, and the
+    pod's first container is guarded from its first exec."""
+    require(shutil.which("gcc") is not None, "gcc (the marker binary)")
+    work = Path(tempfile.mkdtemp(prefix="kgn", dir="/tmp"))
+    pod = podlab.pod("web-5f6d7-q2w3e", namespace="shop", owner=("ReplicaSet", "web-5f6d7"),
+                     labels={"app": "web", "pod-template-hash": "5f6d7"}, mount_ns=True)
+    replica = podlab.pod("web-5f6d7-z9x8c", namespace="shop", owner=("ReplicaSet", "web-5f6d7"),
+                         labels={"app": "web", "pod-template-hash": "5f6d7"}, mount_ns=True)
+    container_dir, pod_dir = replica.cgroup_v2, replica.cgroup_v2.parent
+    container_dir.rmdir()  # not made yet
+    pod_dir.rmdir()
+    creating = replica.pod_object()
+    creating["status"]["containerStatuses"][0].pop("containerID")
+    creating["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "ContainerCreating"}}
+    maps = {"now": PodMap.from_pods([pod.pod_object()])}
+
+    def reread() -> PodMap:  # the kubelet's list by the time the pod's cgroup exists
+        maps["now"] = PodMap.from_pods([pod.pod_object(), creating])
+        return maps["now"]
+
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(POLICY)
+    store = PolicyStore(policies)
+    store.open()
+    messages: list[str] = []
+    engine = PolicyEngine(store, lambda: maps["now"])
+    enforcer = Enforcer(engine, lambda: maps["now"], messages.append, interval=3600, reread_pods=reread)
+    enforcer.start()
+    try:
+        _spawner, marker = build(work)
+        markers = work / "markers"
+        markers.mkdir()
+        deadline = time.monotonic() + 120
+        while not any("shop/Deployment/web protect enforced" in m for m in messages):
+            assert time.monotonic() < deadline, f"protect was not enforced: {messages}"
+            time.sleep(0.05)
+        assert replica.uid not in engine.guarded_pods
+        pod_dir.mkdir()  # the kubelet makes the pod's cgroup
+        deadline = time.monotonic() + 60
+        while replica.uid not in engine.guarded_pods:
+            assert time.monotonic() < deadline, f"the new pod cgroup was not planned: {messages}"
+            time.sleep(0.05)
+        container_dir.mkdir()  # and starts its container
+        assert replica.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
+        assert replica.run([TRUE], timeout=60).returncode == 0
+        assert list(markers.iterdir()) == [] and enforcer.pods_seen_early == 1
+        assert enforcer.errors == 0, messages
+    finally:
+        enforcer.stop()
+        shutil.rmtree(work, ignore_errors=True)
