@@ -18,8 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
+from agentlab import describe
 from podlab import Pod, PodLab
 from roothelpers import require
+from test_policy_root import deviations, start_agent, wait_line
 from test_short_lived_root import build
 
 from kubeguard.cluster.podmap import PodMap
@@ -253,4 +255,44 @@ def test_a_new_pod_cgroup_is_planned_as_the_kubelet_makes_it(podlab: PodLab, tmp
         assert enforcer.errors == 0, messages
     finally:
         enforcer.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_agent_blocks_and_reports_a_new_containers_first_exec(podlab: PodLab, tmp_path: Path) -> None:
+    """End to end: the agent in protect (a hand-written policy), a container of the pod that its pods map does not
+    list: the dropped binary is killed at its first exec, and the deviation is reported blocked, with the pod."""
+    require(shutil.which("gcc") is not None, "gcc (the marker binary)")
+    work = Path(tempfile.mkdtemp(prefix="kgn", dir="/tmp"))
+    pod = podlab.pod("web-5f6d7-q2w3e", namespace="shop", owner=("ReplicaSet", "web-5f6d7"),
+                     labels={"app": "web", "pod-template-hash": "5f6d7"}, mount_ns=True)
+    pod.popen(["sleep", "100000"])  # the container's main process
+    pods = podlab.write_pods(tmp_path / "pods.json")
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(POLICY)
+    agent = start_agent(tmp_path / "agent", pods, policies)
+    extra: Pod | None = None
+    try:
+        _spawner, marker = build(work)
+        markers = work / "markers"
+        markers.mkdir()
+        wait_line(agent, "shop/Deployment/web protect enforced on 1 container(s)")
+        extra = new_container(pod)
+        assert extra.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
+        assert extra.run([TRUE], timeout=60).returncode == 0
+        assert list(markers.iterdir()) == []
+        deadline = time.monotonic() + 60
+        while not (found := [a for a in deviations(agent, extra.container_id)
+                             if a["output_fields"].get("proc.exepath") == str(marker)]):
+            assert time.monotonic() < deadline, describe(agent.alerts())
+            time.sleep(0.2)
+        (alert,) = found
+        fields = alert["output_fields"]
+        assert fields["policy.action"] == "blocked" and fields["policy.workload"] == "shop/Deployment/web"
+        assert fields["k8s.pod.name"] == pod.name and fields["policy.mode"] == "protect"
+        assert not [a for a in deviations(agent, extra.container_id) if a is not alert], describe(agent.alerts())
+    finally:
+        agent.stop()
+        if extra is not None:
+            remove_container(extra)
         shutil.rmtree(work, ignore_errors=True)
