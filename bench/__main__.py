@@ -13,8 +13,8 @@ import sys
 import time
 
 BENCHMARKS = ("rules", "dpi_throughput", "l7_accuracy", "paths", "scan", "sensors", "agent", "policy",
-              "execguard_plan", "console_ingest", "live_demo", "flood")
-ROOT_ONLY = frozenset({"sensors", "agent", "policy", "execguard_plan", "live_demo"})
+              "execguard_plan", "new_container", "console_ingest", "live_demo", "flood")
+ROOT_ONLY = frozenset({"sensors", "agent", "policy", "execguard_plan", "new_container", "live_demo"})
 
 
 def main(argv: list[str]) -> int:

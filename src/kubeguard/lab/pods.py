@@ -33,6 +33,7 @@ SIGKILL of every listed pid), then removes the cgroups, the veth and the namespa
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import ipaddress
 import os
@@ -270,6 +271,33 @@ class Pod:
                 for pid in pids:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
+            time.sleep(0.05)
+
+
+def extra_container(pod: Pod) -> Pod:
+    """Another container of `pod` (a restarted or sidecar container, as the kubelet's runtime makes it): a new
+    container cgroup (v2 only) in the pod's cgroup, sharing the pod's network and mount namespaces; the pods map
+    does not list it. Remove it with `remove_extra_container` (closing it would take the pod's namespaces)."""
+    cid = secrets.token_hex(32)
+    path = pod.cgroup_v2.parent / cid
+    path.mkdir()
+    return dataclasses.replace(pod, container_id=cid, cgroup_v2=path, cgroup_v1={}, _procs=[], _closed=False)
+
+
+def remove_extra_container(container: Pod, timeout: float = 30.0) -> None:
+    """Kill what runs in an `extra_container` and remove its cgroup; the pod keeps its own."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError):
+            (container.cgroup_v2 / "cgroup.kill").write_text("1")
+        try:
+            container.cgroup_v2.rmdir()
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
             time.sleep(0.05)
 
 

@@ -5,7 +5,8 @@
  * execguard.c loads it and prints the lines the bpftrace program prints.
  *
  * Records (ring buffer, default wake-up: a held interpreter waits for its S line):
- *   K  an exec killed (pid, cgroup, inode, why: 1 not in the profile, 2 drifted);
+ *   K  an exec killed (pid, cgroup, inode, why: 1 not in the profile, 2 drifted), or a process killed as it maps a
+ *      drifted file executable (why 4: zero drift for shared objects, LD_PRELOAD and dlopen alike);
  *   S  an interpreter held (SIGSTOP) until the script answerer's answer;
  *   N  an exec held (SIGSTOP) in a container the plan does not know yet, below a pod cgroup in @g with MODE_POD:
  *      the agent builds that container's plan, then kills it or has the answerer judge it;
@@ -29,6 +30,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define SIG_KILL 9
 #define SIG_CONT 18
 #define SIG_STOP 19
+#define PROT_EXEC 4
+#define BAD_MAPPED 4
 
 #define REC_KILL 1
 #define REC_HOLD 2
@@ -227,6 +230,36 @@ int BPF_PROG(guard_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
     } else {
         stop_and_report(k1.cgroup, REC_HOLD);
     }
+    return 0;
+}
+
+/* zero drift for code mapped from files (mmap PROT_EXEC of a file: the loader's shared objects, LD_PRELOAD's,
+ * dlopen's): a file changed after its container started is killed at the call's entry, so the signal is delivered
+ * as the call returns and none of the file's code runs. Anonymous mappings (JIT) are not files. */
+SEC("tracepoint/syscalls/sys_enter_mmap")
+int guard_mmap(struct trace_event_raw_sys_enter *ctx)
+{
+    long fd = (long)ctx->args[4];
+    if (!(ctx->args[2] & PROT_EXEC) || fd < 0)
+        return 0;
+    struct key1 k1 = {.cgroup = bpf_get_current_cgroup_id()};
+    s64 mode = lookup(&AT_g, &k1);
+    if (mode == MODE_POD || !(mode & MODE_DRIFT))
+        return 0;
+    struct task_struct *t = bpf_get_current_task_btf();
+    struct fdtable *fdt = BPF_CORE_READ(t, files, fdt);
+    if (!fdt || (u64)fd >= (u64)BPF_CORE_READ(fdt, max_fds))
+        return 0;
+    struct file **fds = BPF_CORE_READ(fdt, fd);
+    struct file *f = NULL;
+    if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) != 0 || !f)
+        return 0;
+    struct inode *i = BPF_CORE_READ(f, f_inode);
+    u64 ctime = (u64)BPF_CORE_READ(i, i_ctime_sec) * 1000000000 + (BPF_CORE_READ(i, i_ctime_nsec) & CTIME_NSEC_MASK);
+    if (ctime <= (u64)lookup(&AT_s, &k1))
+        return 0;
+    bpf_send_signal(SIG_KILL);
+    emit(REC_KILL, bpf_get_current_pid_tgid() >> 32, k1.cgroup, BPF_CORE_READ(i, i_ino), BAD_MAPPED);
     return 0;
 }
 

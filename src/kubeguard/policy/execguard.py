@@ -14,7 +14,8 @@ every one of 10,000 short-lived execs killed, see tests/root/policy). The decisi
 - per guarded cgroup (a protected container), the inode numbers of the executables its profile
   allows (`mode` bit 1); any other executable is killed;
 - zero drift (`mode` bit 2): an executable whose inode changed after the container started
-  (written or replaced later) is killed, whatever the profile says.
+  (written or replaced later) is killed, whatever the profile says; so is a process mapping such a file
+  executable (mmap PROT_EXEC: LD_PRELOAD, dlopen), at the call's entry (``K`` line, why 4).
 
 The allowed inodes are those of the profile's paths inside the container (``/proc/PID/root``), so
 symlinks and relative exec paths do not matter.
@@ -286,6 +287,19 @@ def program(gen: int = 0) -> str:
     }
   }
 }
+// zero drift for code mapped from files (the loader's shared objects, LD_PRELOAD's, dlopen's): a file changed after
+// the container started is killed at mmap's entry; the signal is delivered as the call returns, before its code runs
+tracepoint:syscalls:sys_enter_mmap /(args->prot & 4) && (@g[cgroup] & 2)/ {
+  $fdt = curtask->files->fdt;
+  if ((uint64)args->fd >= (uint64)$fdt->max_fds) { return; }  // also an anonymous mapping's fd -1
+  $f = (struct file *)*(uint64 *)kptr((uint64)$fdt->fd + 8 * (uint64)args->fd);
+  if ($f == 0) { return; }
+  $fi = $f->f_inode;
+  if ((uint64)$fi->i_ctime_sec * 1000000000 + ($fi->i_ctime_nsec & 0x7fffffff) > @s[cgroup]) {
+    signal("KILL");
+    printf("K %d %llu %llu 4\\n", pid, cgroup, $fi->i_ino);
+  }
+}
 tracepoint:signal:signal_generate /@p[args->pid]/ {
   if (args->sig == 18 && pid == $1) { delete(@p[args->pid]); }  // the answerer's SIGCONT: released
   // the hold trap's SIGKILL (holdtrap.py: a held process made a system call, someone else resumed it)
@@ -535,6 +549,10 @@ class ExecGuard:
                 with self._lock:
                     self.kills += 1
                     self.early_kills += line.startswith("E ")
+                words = line.split()
+                if len(words) == 5 and words[4] == "4":
+                    log.info("exec guard: killed pid %s mapping inode %s, changed after its container started "
+                             "(zero drift)", words[1], words[3])
             elif line.startswith("N "):
                 self._new_container(line)
             elif line.startswith("X "):

@@ -5,11 +5,8 @@ judged by the answerer. The runtime's own exec into the cgroup (from the runtime
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import os
 import queue
-import secrets
 import shutil
 import signal
 import subprocess
@@ -25,7 +22,7 @@ from test_policy_root import deviations, start_agent, wait_line
 from test_short_lived_root import build
 
 from kubeguard.cluster.podmap import PodMap
-from kubeguard.lab.pods import NSENTER
+from kubeguard.lab.pods import NSENTER, extra_container, remove_extra_container
 from kubeguard.policy.containerfs import host_mount_ns
 from kubeguard.policy.enforce import Enforcer
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
@@ -35,31 +32,6 @@ from kubeguard.policy.store import PolicyStore
 pytestmark = [pytest.mark.root, pytest.mark.usefixtures("exec_guard_backend")]  # both backends (conftest.py)
 TRUE = os.path.realpath(shutil.which("true") or "/usr/bin/true")
 HELD_TIMEOUT = 60.0  # a held exec is reported within this (generous: two busy cores)
-
-
-def new_container(pod: Pod) -> Pod:
-    """A second container cgroup in `pod`'s pod cgroup (same network and mount namespaces), unknown to any plan."""
-    cid = secrets.token_hex(32)
-    path = pod.cgroup_v2.parent / cid
-    path.mkdir()
-    return dataclasses.replace(pod, container_id=cid, cgroup_v2=path, cgroup_v1={}, _procs=[], _closed=False)
-
-
-def remove_container(container: Pod) -> None:
-    """Kill what runs in `container`'s cgroup and remove it (its pod's namespaces and cgroup stay for the pod)."""
-    deadline = time.monotonic() + 30
-    while True:
-        with contextlib.suppress(OSError):
-            (container.cgroup_v2 / "cgroup.kill").write_text("1")
-        try:
-            container.cgroup_v2.rmdir()
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def test_execs_in_an_unplanned_container_of_a_guarded_pod_are_held(podlab: PodLab) -> None:
@@ -77,7 +49,7 @@ def test_execs_in_an_unplanned_container_of_a_guarded_pod_are_held(podlab: PodLa
         pod_cgroup = os.stat(pod.cgroup_v2.parent).st_ino
         plan = [GuardedCgroup(pod_cgroup, pod=True, runtime_mount_ns=host_mount_ns())]
         guard.apply(plan)
-        extra = new_container(pod)
+        extra = extra_container(pod)
 
         # a binary outside any plan, in the unplanned container: held; the agent's answer here is a kill
         run = extra.popen([str(marker), str(markers)])
@@ -124,7 +96,7 @@ def test_execs_in_an_unplanned_container_of_a_guarded_pod_are_held(podlab: PodLa
     finally:
         guard.close()
         if extra is not None:
-            remove_container(extra)
+            remove_extra_container(extra)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -136,6 +108,28 @@ spec:
   mode: protect
   processes: [{{path: "{os.path.dirname(TRUE)}/*"}}]
 """
+
+
+def policy_store(tmp_path: Path) -> PolicyStore:
+    """A policy directory holding POLICY, opened."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(POLICY)
+    store = PolicyStore(policies)
+    store.open()
+    return store
+
+
+def enforced(work: Path, messages: list[str]) -> tuple[Path, Path]:
+    """The marker binary and the directory of its markers, once the enforcer says protect is enforced."""
+    _spawner, marker = build(work)
+    markers = work / "markers"
+    markers.mkdir()
+    deadline = time.monotonic() + 120
+    while not any("shop/Deployment/web protect enforced" in m for m in messages):
+        assert time.monotonic() < deadline, f"protect was not enforced: {messages}"
+        time.sleep(0.05)
+    return marker, markers
 
 
 def test_the_enforcer_guards_a_new_container_from_its_first_exec(podlab: PodLab, tmp_path: Path) -> None:
@@ -151,11 +145,7 @@ def test_the_enforcer_guards_a_new_container_from_its_first_exec(podlab: PodLab,
     creating = replica.pod_object()  # listed, its container not started as far as the kubelet has reported
     creating["status"]["containerStatuses"][0].pop("containerID")
     creating["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "ContainerCreating"}}
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "web.yaml").write_text(POLICY)
-    store = PolicyStore(policies)
-    store.open()
+    store = policy_store(tmp_path)
     podmap = PodMap.from_pods([pod.pod_object(), creating])
     messages: list[str] = []
     engine = PolicyEngine(store, lambda: podmap)
@@ -163,19 +153,13 @@ def test_the_enforcer_guards_a_new_container_from_its_first_exec(podlab: PodLab,
     enforcer.start()
     extras: list[Pod] = []
     try:
-        _spawner, marker = build(work)
-        markers = work / "markers"
-        markers.mkdir()
-        deadline = time.monotonic() + 120
-        while not any("shop/Deployment/web protect enforced" in m for m in messages):
-            assert time.monotonic() < deadline, f"protect was not enforced: {messages}"
-            time.sleep(0.05)
-        first = new_container(pod)
+        marker, markers = enforced(work, messages)
+        first = extra_container(pod)
         extras.append(first)
         assert first.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
         assert list(markers.iterdir()) == [], "the dropped binary ran in the new container"
         assert enforcer.new_container_kills == 1 and first.cgroup_id in engine.guarded_cgroups
-        second = new_container(pod)
+        second = extra_container(pod)
         extras.append(second)
         assert second.run([TRUE], timeout=60).returncode == 0  # held, judged allowed, released
         failed = [r.returncode for r in (c.run([TRUE], timeout=60) for c in (first, second) for _ in range(50))
@@ -199,7 +183,7 @@ def test_the_enforcer_guards_a_new_container_from_its_first_exec(podlab: PodLab,
     finally:
         enforcer.stop()
         for extra in extras:
-            remove_container(extra)
+            remove_extra_container(extra)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -225,23 +209,13 @@ def test_a_new_pod_cgroup_is_planned_as_the_kubelet_makes_it(podlab: PodLab, tmp
         maps["now"] = PodMap.from_pods([pod.pod_object(), creating])
         return maps["now"]
 
-    policies = tmp_path / "policies"
-    policies.mkdir()
-    (policies / "web.yaml").write_text(POLICY)
-    store = PolicyStore(policies)
-    store.open()
+    store = policy_store(tmp_path)
     messages: list[str] = []
     engine = PolicyEngine(store, lambda: maps["now"])
     enforcer = Enforcer(engine, lambda: maps["now"], messages.append, interval=3600, reread_pods=reread)
     enforcer.start()
     try:
-        _spawner, marker = build(work)
-        markers = work / "markers"
-        markers.mkdir()
-        deadline = time.monotonic() + 120
-        while not any("shop/Deployment/web protect enforced" in m for m in messages):
-            assert time.monotonic() < deadline, f"protect was not enforced: {messages}"
-            time.sleep(0.05)
+        marker, markers = enforced(work, messages)
         assert replica.uid not in engine.guarded_pods
         pod_dir.mkdir()  # the kubelet makes the pod's cgroup
         deadline = time.monotonic() + 60
@@ -277,7 +251,7 @@ def test_the_agent_blocks_and_reports_a_new_containers_first_exec(podlab: PodLab
         markers = work / "markers"
         markers.mkdir()
         wait_line(agent, "shop/Deployment/web protect enforced on 1 container(s)")
-        extra = new_container(pod)
+        extra = extra_container(pod)
         assert extra.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
         assert extra.run([TRUE], timeout=60).returncode == 0
         assert list(markers.iterdir()) == []
@@ -294,5 +268,5 @@ def test_the_agent_blocks_and_reports_a_new_containers_first_exec(podlab: PodLab
     finally:
         agent.stop()
         if extra is not None:
-            remove_container(extra)
+            remove_extra_container(extra)
         shutil.rmtree(work, ignore_errors=True)
