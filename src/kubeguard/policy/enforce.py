@@ -68,6 +68,7 @@ from kubeguard.policy.policy_engine import PolicyEngine
 from kubeguard.policy.scripts import c_is_code, interpreter_kind, runs_scripts
 
 log = logging.getLogger(__name__)
+RESOLVE_S = 10.0  # a container's allowed executables are resolved again after this (or when its policy changes)
 POD_SEARCH_S = 1.0  # the cgroup tree is walked for pods whose cgroup is not known at most this often
 
 
@@ -195,6 +196,7 @@ class Enforcer:
         self._pod_dirs: dict[str, str] = {}  # pod uid -> its cgroup dir
         self._pod_walk = float("-inf")  # when the cgroup tree was last walked for pod cgroups
         self._early: dict[int, tuple[WorkloadRef, Container]] = {}  # planned before the pods map lists them
+        self._resolved: dict[int, tuple[object, float, GuardedCgroup]] = {}  # cgroup id -> (rules, when, entry)
         self._held: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # (pid, cgroup id) held at exec
         self.new_container_kills = 0  # held execs in unlisted containers killed here
         self.pods_seen_early = 0  # pod cgroups of protected workloads planned as the kubelet made them (inotify)
@@ -314,7 +316,7 @@ class Enforcer:
             return
         ref, policy, container = found
         protect = policy.mode == "protect"
-        entry = self._guarded_entry(policy, container, protect, None)
+        entry = self._entry(policy, container, protect, None)
         self._early[cgroup_id] = (ref, container)
         self.exec_guard.apply([*(g for g in self.exec_guard.guarded if g.cgroup_id != cgroup_id), entry])
         self.engine.guarded_cgroups = self.engine.guarded_cgroups | {cgroup_id}
@@ -386,7 +388,8 @@ class Enforcer:
             containers = self._containers(podmap, ref)
             listed = {c.cgroup_id for c in containers}
             containers += [c for cid, (owner, c) in self._early.items()
-                           if owner == ref and cid not in listed and c.container_id not in podmap.by_container_id]
+                           if owner == ref and cid not in listed and c.container_id not in podmap.by_container_id
+                           and os.path.isdir(c.cgroup_dir)]  # a container gone before it was listed leaves the plan
             pods = self._pod_entries(podmap, ref, containers)
             guarded += pods.values()
             pod_uids.update(pods)
@@ -396,7 +399,7 @@ class Enforcer:
                 continue
             inodes: frozenset[int] = frozenset()
             for container in containers:
-                entry = self._guarded_entry(policy, container, protect, previous.get(container.cgroup_id))
+                entry = self._entry(policy, container, protect, previous.get(container.cgroup_id))
                 inodes = entry.allowed_inodes
                 guarded.append(entry)
             destinations = 0
@@ -439,6 +442,7 @@ class Enforcer:
                                              f"({self.exec_guard.restarts} time(s))")
         self.engine.guarded_cgroups = frozenset(entry.cgroup_id for entry in guarded if not entry.pod)
         self.engine.guarded_pods = frozenset(pod_uids)
+        self._resolved = {cid: r for cid, r in self._resolved.items() if cid in self.engine.guarded_cgroups}
         self.engine.enforced = enforced
         self._early = {cid: early for cid, early in self._early.items()
                        if cid in self.engine.guarded_cgroups and early[1].container_id not in podmap.by_container_id}
@@ -539,6 +543,22 @@ class Enforcer:
                     self._cgroups[container_id] = os.path.join(dirpath, name)
                     return self._cgroups[container_id]
         return None
+
+    def _entry(self, policy: WorkloadPolicy, container: Container, protect: bool,
+               previous: GuardedCgroup | None) -> GuardedCgroup:
+        """`_guarded_entry`, resolved again only every RESOLVE_S or when the container's rules changed: a profile
+        of hundreds of paths takes tens of milliseconds to resolve, and the enforcer looks every `interval`. A file
+        replaced meanwhile (a new inode) stays refused until then. Entries resolved without a live process in the
+        container (no mount namespace known) are not kept."""
+        rules = (protect, policy.zero_drift, tuple(policy.processes), tuple(policy.scripts), container.started_ns)
+        kept = self._resolved.get(container.cgroup_id)
+        now = time.monotonic()
+        if kept is not None and kept[0] == rules and now - kept[1] < RESOLVE_S:
+            return kept[2]
+        entry = self._guarded_entry(policy, container, protect, previous)
+        if entry.mount_ns:
+            self._resolved[container.cgroup_id] = (rules, now, entry)
+        return entry
 
     @classmethod
     def _guarded_entry(cls, policy: WorkloadPolicy, container: Container, protect: bool,

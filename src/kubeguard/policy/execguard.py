@@ -477,7 +477,11 @@ class ExecGuard:
             raise BpfError("the script answerer exited")
         if run.trap_fd < 0 and holds(guarded):  # the first interpreter that can be held: the trap before it
             run.trap_fd = self._trap(run.proc.pid)
-        self._write(run.proc.pid, plan_entries(self.guarded), plan_entries(guarded))
+        # every key starts with its cgroup: the cgroups whose rules did not change keep their entries as they are
+        old = {g.cgroup_id: g for g in self.guarded}
+        new = {g.cgroup_id: g for g in guarded}
+        self._write(run.proc.pid, plan_entries([g for cid, g in old.items() if new.get(cid) != g]),
+                    plan_entries([g for cid, g in new.items() if old.get(cid) != g]))
         run.updates += 1
 
     @staticmethod

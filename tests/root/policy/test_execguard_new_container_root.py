@@ -179,6 +179,13 @@ def test_the_enforcer_guards_a_new_container_from_its_first_exec(podlab: PodLab,
         assert replica.run([TRUE], timeout=60).returncode == 0
         assert list(markers.iterdir()) == [] and enforcer.new_container_kills == 2
         assert enforcer.exec_guard.new_holds == holds + 1 and replica.cgroup_id in engine.guarded_cgroups
+        gone = first.cgroup_id
+        remove_extra_container(first)  # gone before the pods map listed it: it leaves the plan
+        deadline = time.monotonic() + 60
+        while gone in engine.guarded_cgroups:
+            assert time.monotonic() < deadline, "a removed container stayed in the plan"
+            time.sleep(0.05)
+        assert second.cgroup_id in engine.guarded_cgroups
         assert enforcer.errors == 0, messages
     finally:
         enforcer.stop()
