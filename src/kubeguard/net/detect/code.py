@@ -11,6 +11,8 @@ redirection into a ``.php`` file, ...) and then reads the code that follows with
   php.ini directive (``auto_prepend_file=...``, ``opcache.jit=...``), a session file's path (``/sess_...``),
   a call of one of PHP's own functions (`php_names`), PHP-only variables (``$GLOBALS``), PHP's stream
   wrappers (``php://``, ``data://``), reflection and file classes made (``new ReflectionFunction(``);
+* ``runtime``: a process started from Python or Java code (``subprocess.call(``, ``java.lang.ProcessBuilder``,
+  ``Class.forName('...')``, ``Runtime.getRuntime(``) outside a template's delimiters;
 * ``node``: Node.js (``require('child_process')``, ``process.mainModule``, ``this.constructor``) and Ruby's
   command runners (``IO.popen(``, ``Process.spawn(``);
 * ``ssi``: ``<!--#exec cmd=...-->`` and the other server-side include directives, ESI tags;
@@ -131,6 +133,11 @@ ENTRIES = {
     "perl": r"@\{\s*\[",
     "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{\[|@\(|[<\[]#assign\b|#set\s*\(\s*\$",
     "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
+    # a process started from Python or Java code an eval / expression language runs (`subprocess.call(['id'])`,
+    # `java.lang.ProcessBuilder`, `Class.forName('java.lang.Runtime')`, `Runtime.getRuntime()`)
+    "runtime": r"\bsubprocess\s*\.\s*(?:call|run|Popen|check_output|check_call|getoutput|getstatusoutput)\s*\("
+               r"|\bjava\s*\.\s*lang\s*\.\s*(?:Runtime|ProcessBuilder)\b|\bClass\s*\.\s*forName\s*\(\s*['\"]"
+               r"|\bRuntime\s*\.\s*getRuntime\s*\(",
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
                 r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
 }
@@ -364,6 +371,9 @@ def code_injection(value: str) -> tuple[str, str] | None:
     python = _ENTRY["python"].search(text)
     if python:
         return "template", text[max(0, python.start() - 30) : python.end() + 30]
+    runtime = _ENTRY["runtime"].search(text)
+    if runtime:
+        return "runtime", text[max(0, runtime.start() - 30) : runtime.end() + 40]
     node = _ENTRY["node"].search(text)
     if node:
         return "node", text[node.start() : node.end() + 40]

@@ -240,6 +240,26 @@ WINDOWS_TOOLS = frozenset({
     "where-object", "write-debug", "write-error", "write-eventlog", "write-host", "write-information",
     "write-output", "write-progress", "write-verbose", "write-warning",
 }) - COMMANDS
+# Windows binaries that run code on an attacker's behalf (the LOLBAS project's list as CRS rule 932370 has it,
+# regex-assembly/932370.ra at coreruleset 2cbd1d01), less English words (`control`, `excel`, `update`) and names of
+# two letters: counted like the rest of the Windows vocabulary.
+WINDOWS_TOOLS |= frozenset({
+    "acccheckconsole", "adplus", "advpack", "agentexecutor", "appinstaller", "appvlp", "aspnet_compiler", "atbroker",
+    "bginfo", "cdb", "certoc", "cl_invocation", "cl_loadassembly", "cl_mutexverifiers", "cmdl32", "comsvcs",
+    "configsecuritypolicy", "conhost", "coregen", "createdump", "csc", "csi", "customshellhost", "datasvcutil",
+    "defaultpack", "desktopimgdownldr", "devicecredentialdeployment", "devtoolslauncher", "dfshim", "dfsvc", "dnx",
+    "dotnet", "dump64", "dxcap", "esentutl", "eventvwr", "extexport", "extrac32", "fltmc", "fsi", "fsianycpu",
+    "gfxdownloadwrapper", "gpscript", "ie4uinit", "ieadvpack", "ieexec", "ieframe", "ilasm", "imewdbld",
+    "infdefaultinstall", "installutil", "jsc", "launch-vsdevshell", "ldifde", "manage-bde", "mavinject", "mftrace",
+    "mpcmdrun", "msbuild", "msconfig", "msdeploy", "mshtml", "msohtmed", "mspub", "msxsl", "ntdsutil", "odbcconf",
+    "offlinescannershell", "onedrivestandaloneupdater", "openconsole", "pcalua", "pcwrun", "pcwutl", "powerpnt",
+    "presentationhost", "printbrm", "procdump", "protocolhandler", "rasautou", "rcsi", "rdrleakdiag", "regasm",
+    "register-cimprovider", "regsvcs", "runexehelper", "runonce", "runscripthelper", "scriptrunner", "setres",
+    "settingsynchost", "setupapi", "shdocvw", "shell32", "sqldumper", "sqlps", "sqltoolsps", "stordiag",
+    "syncappvpublishingserver", "syssetup", "ttdinject", "tttracer", "unregmp2", "utilityfunctions", "vbc",
+    "verclsid", "visualuiaverifynative", "vsiisexelauncher", "vsjitdebugger", "winget", "winrm", "winword",
+    "wlrmdr", "workfolders", "wsl", "wsreset", "wuauclt", "xwizard", "zipfldr",
+}) - COMMANDS
 VOCABULARY |= WINDOWS_TOOLS
 WINDOWS = WINDOWS | WINDOWS_TOOLS
 # Commands flagged alone after `;`, a newline or a substitution, but not as an item of a `|` or `&` list.
@@ -285,6 +305,9 @@ SUBCOMMANDS = {
     "sc": frozenset({"query", "qc", "create", "config", "start", "stop", "delete", "queryex"}),
     "for": frozenset({"/f", "/l", "/d", "/r", "%i", "%%i", "%a", "%%a"}),
     "if": frozenset({"exist", "not", "defined", "errorlevel", "/i"}),
+    # iproute2's objects (`ip addr`, `ip r`): `ip` counts only after a separator (it is in `VOCABULARY`)
+    "ip": frozenset({"a", "addr", "address", "r", "route", "l", "link", "n", "neigh", "neighbour", "rule", "netns",
+                     "-br", "-4", "-6", "-s", "-d", "-j"}),
     "netsh": frozenset({"firewall", "advfirewall", "interface", "int", "wlan", "http", "winhttp", "portproxy", "ras",
                         "lan", "dhcp", "routing", "trace", "add", "set", "show", "dump", "exec", "ipsec", "wfp"}),
 }
@@ -366,6 +389,8 @@ _TARGET = re.compile(
     r"|[a-z]:\\\S*|/(?:etc|proc|dev|tmp|var|root|home|bin|usr)\b\S*",
     re.I,
 )
+# ps's BSD-style options (no dash): letters of its option set with an `x` among them, not an English word
+_PS_BSD = re.compile(r"(?!(?:flux|flax|lax|wax)$)(?=[a-z]*x)[auxfwjlecvTH]{2,6}")
 _USER_AT_HOST = re.compile(r"[\w.-]+@[\w-]+(?:\.[\w-]+)*(?::\S*)?")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?[smhd]?")
 _FILE_ARG = re.compile(r"[\w.-]+\.(?:php\d?|phtml|jsp|jspx|aspx?|cgi|exe|bat|ps1|dll)$",
@@ -383,9 +408,10 @@ _VOCAB_PARTS = ["|".join(re.escape(c) for c in _VOCAB_WORDS[i : i + 150]) for i 
 _VERBS = "|".join(sorted({w.split("-")[0] for w in WINDOWS_TOOLS if _CMDLET.fullmatch(w)}))
 _SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])"
 # A necessary condition for `command_injection` to look further (hyperscan-compatible, caseless): a command word
-# or an evasion at a command position, a command line at the start of the value, a shell artefact.
+# or an evasion at a command position, a command line at the start of the value, a shell artefact. A '+' may
+# stand for the space after a separator (`;+cat+/etc/passwd`: `command_injection` reads it as one).
 GATE_PARTS = (
-    rf"{_SEP}[\s'\"({{@!]*(?:{_WORDS})(?:\.exe)?\b",
+    rf"{_SEP}[\s'\"({{@!+]*(?:{_WORDS})(?:\.exe)?\b",
     rf"{_SEP}[\s'\"({{@]*[\w/.~-]*(?:[/'\"\\^]|\$[\w@*{{(])",
     # an assignment or an unset variable before a command after a separator (`_SPACER`: `;A=1 id`, `;$a id`)
     rf"{_SEP}\s*(?:[A-Za-z_]\w{{0,30}}=\S*|\$\{{?[A-Za-z_]\w{{0,30}}\}}?)\s+[\w/'\"]",
@@ -400,7 +426,7 @@ GATE_PARTS = (
     # a brace list with a word glued to it or escapes inside, at a command position (`_brace_evasion`)
     rf"(?:^|{_SEP})[\s'\"]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./-]*\}}",
     # a command of the wider vocabulary after a separator or a quote break (`VOCABULARY`)
-    *(rf"{_SEP}[\s'\"({{@!]*(?:{part})\b" for part in _VOCAB_PARTS),
+    *(rf"{_SEP}[\s'\"({{@!+]*(?:{part})\b" for part in _VOCAB_PARTS),
     *(rf"^\s*['\"][\s'\"]*(?:{part})\b" for part in _VOCAB_PARTS),
     rf"{_SEP}[\s'\"({{@]*(?:{_VERBS})-[a-z]",
     rf"^\s*['\"][\s'\"]*(?:{_VERBS})-[a-z]",
@@ -539,6 +565,8 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     if name in RUNNERS and any(_command_name(w) in STRONG | BARE for w in words[:6] if not w.startswith("-")) and (
             after != "start" or len(words) == 1 or any(_shaped(w) for w in words[1:6])):
         subcommand = True  # `strace ifconfig`, `flock -u / whoami`, `time who` (not "time who knows")
+    if name == "ps" and words and _PS_BSD.fullmatch(words[0]):
+        subcommand = True  # `ps aux`, `ps axjf`: BSD-style options take no dash
     if name in ("which", "whereis") and words and _command_name(words[0]):
         subcommand = True  # `which nc`
     if end in ("\n", "\\n", "\\r", "\r") and name in ADMIN_TOOLS and len(words) <= 4 and all(
