@@ -161,7 +161,11 @@ CODE_PAYLOADS = {
             # CRS 933210's split and indexed calls, reflection and file classes, include without parentheses, a
             # value that ends by opening PHP
             '(sys)"tem"(ls);', '{0}("ls")', "new ReflectionFunction('system')", "new SplFileObject('/etc/passwd')",
-            "require_once 'x.php';", "<?", "x=1 <?="],
+            "require_once 'x.php';", "<?", "x=1 <?=",
+            # names PHP shares with libc or other languages, called bare with a PHP variable or a single-quoted
+            # path (CRS 933160's list); a PHP statement printing a command's output
+            "mkdir($d)", "rtrim($x)", "opendir('/etc')", "file('../../config.php')", "print `ls`;",
+            "strip_tags($_GET['a'])"],
     "node": ["console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");", "module.exports=x",
              "eval(String.fromCharCode(97))", "process.env", "process[\"env\"]", '{"0": "$7:Module:prototype"}',
              # CRS 934100's indicators; Ruby's command runners
@@ -201,6 +205,7 @@ CODE_NEAR_MISSES = [
     "the $_SERVER array", "data:image/png;base64,iVBORw0KGgo=", "f(x) 'a' (b)", "the new COM (port)",
     "see {1} (below)", "a <? b", "an IO popen call", "a process readme", "the subprocess module's call()",
     "java.lang is a package", "Class.forName(name) loads a class", "the Runtime class",
+    "os.mkdir('/tmp/x')", "mkdir(\"/tmp/x\", 0755)", "max(a, b)", "count(items)", "use `ls`; then",
 ]
 
 

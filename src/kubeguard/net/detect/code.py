@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from kubeguard.net.detect.php_names import PHP_FUNCTIONS
+from kubeguard.net.detect.php_names import PHP_FUNCTIONS, PHP_SHARED_NAMES
 
 # PHP functions that run commands or code, or read and write files an attacker wants.
 PHP_EXEC = (
@@ -145,6 +145,12 @@ ENTRIES = {
 # snake_case name or one of the other names called (a list of two thousand names takes hyperscan seconds to compile)
 ENTRIES["php_named"] = (r"\b[a-z]\w*_\w+\s*(?:\(|/\*|#|//)|\b(?:"
                         + "|".join(sorted(n for n in PHP_FUNCTIONS if "_" not in n)) + r")\s*(?:\(|/\*|#|//)")
+# a name PHP shares with libc or other languages called bare with a PHP variable or a single-quoted path or PHP
+# file as its first argument (`mkdir($d)`, `opendir('/etc')`); a PHP statement that prints a command's output
+# (the entry for hyperscan; `_ENTRY` holds the precise form: no method call, `os.mkdir('/x')`, `$o->mkdir($d)`)
+_SHARED_CALL = (r"(?:" + "|".join(sorted(PHP_SHARED_NAMES)) + r")\s*\(\s*(?:\$[A-Za-z_]|'(?:/|\.\.?/"
+                r"|[^'\n]{0,200}\.php\d?'))|\b(?:echo|print)\s+`[^`\n]{1,200}`\s*;")
+ENTRIES["php_shared"] = r"\b" + _SHARED_CALL
 ENTRY_PATTERN = "|".join(f"(?:{p})" for p in ENTRIES.values())
 _ENTRY = {name: re.compile(p, re.I) for name, p in ENTRIES.items()}
 # The precise forms behind two of the entries (the entries stay small for hyperscan).
@@ -154,6 +160,7 @@ _ENTRY["php_only"] = re.compile(
 _NAMED_CALL = re.compile(r"\b([a-z_]\w*)\s*(?:/\*.{0,80}?\*/\s*|#[^\n]{0,80}\n\s*|//[^\n]{0,80}\n\s*){0,4}\(",
                          re.I | re.S)
 _ENTRY["php_named"] = _NAMED_CALL
+_ENTRY["php_shared"] = re.compile(r"(?<![\w.>:$\\])" + _SHARED_CALL, re.I)
 _ENTRY["php_dynamic"] = re.compile(r"\$\w*(?:\s*\[(?:[^\[\]]|\[[^\[\]]{0,20}\]){0,40}\]|\s*\{[^}]{0,40}\})+\s*\(")
 
 _PHP_CALL = re.compile(
@@ -282,6 +289,9 @@ def _php(text: str) -> str | None:
         if gap and not gap.strip() and not re.match(r"\s*(?:$|[\"'$)`])", after):
             continue  # "array_diff (see the manual)": a space, then prose (`gzdecode ('.')`, `gzdecode /**/(` count)
         return text[call.start() : call.end() + 40]
+    shared = _ENTRY["php_shared"].search(text)
+    if shared:
+        return text[shared.start() : shared.end() + 40]
     for call in _PHP_CALL.finditer(text):
         name, first = call.group(1).lower(), call.group(2)
         rest = text[call.end() : call.end() + 40]

@@ -452,3 +452,27 @@ PHP_FUNCTIONS = frozenset({
     "zip_entry_open", "zip_entry_read", "zip_open", "zip_read", "zlib_decode", "zlib_encode",
     "zlib_get_coding_type",
 })
+
+# The names of those lists that PHP shares with libc or other languages (left out above): a bare call of one is
+# PHP only by its argument, a PHP variable (``mkdir($d)``, ``rtrim($x)``) or a single-quoted path or PHP file
+# (``opendir('/etc')``), which C (double quotes) and method calls (``os.mkdir('/x')``) do not write.
+PHP_SHARED_NAMES = frozenset({
+    "abs", "acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "basename", "bind_textdomain_codeset",
+    "bindtextdomain", "ceil", "chdir", "checkdate", "chmod", "chown", "chroot", "closedir", "closelog", "compact",
+    "constant", "copy", "cos", "cosh", "count", "crc32", "crypt", "current", "date", "dcgettext", "dcngettext",
+    "decoct", "define", "defined", "dgettext", "dir", "dirname", "dngettext", "end", "exp", "explode", "expm1",
+    "extract", "fclose", "fdatasync", "fdiv", "feof", "fflush", "fgetc", "fgets", "file", "fileatime", "filectime",
+    "fileinode", "filemtime", "fileperms", "filesize", "filetype", "flock", "floor", "flush", "fmod", "fnmatch",
+    "fprintf", "fread", "fscanf", "fseek", "fstat", "fsync", "ftell", "ftok", "ftruncate", "getdate", "getenv",
+    "gethostbyaddr", "gethostname", "getopt", "getprotobyname", "getprotobynumber", "getrusage", "getservbyname",
+    "getservbyport", "gettext", "gettimeofday", "glob", "hash", "header", "hypot", "iconv", "idate", "implode",
+    "inet_ntop", "inet_pton", "intval", "is_a", "key", "lchown", "levenshtein", "link", "localeconv", "localtime",
+    "log", "log10", "log1p", "lstat", "ltrim", "max", "min", "mkdir", "mktime", "next", "ngettext", "nl_langinfo",
+    "opendir", "openlog", "ord", "pack", "pclose", "pi", "pow", "prev", "printf", "rand", "range", "readdir",
+    "readline", "readlink", "realpath", "rename", "reset", "rewind", "rewinddir", "rmdir", "round", "rtrim",
+    "scandir", "serialize", "setlocale", "sha1", "shuffle", "sin", "sinh", "sort", "soundex", "sprintf", "sqrt",
+    "sscanf", "stat", "strcasecmp", "strcmp", "strcoll", "strcspn", "strftime", "strip_tags", "strlen",
+    "strncasecmp", "strncmp", "strpbrk", "strptime", "strrchr", "strspn", "strstr", "strtok", "substr", "syslog",
+    "tan", "tanh", "tempnam", "textdomain", "time", "tmpfile", "touch", "trim", "umask", "unlink", "unpack",
+    "urlencode", "vfprintf", "virtual", "vprintf", "vsprintf",
+})
