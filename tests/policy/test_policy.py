@@ -173,6 +173,27 @@ def test_hand_edits_win_and_unknown_workloads_wait(tmp_path: Path) -> None:
     assert engine.store.effective(WEB).mode == "protect"
 
 
+
+def test_remembered_exec_decisions_follow_learning_and_edits(tmp_path: Path) -> None:
+    """The engine remembers each workload's process decisions per path (#13): a path learned in discover, or
+    allowed or denied by a hand edit, is judged by the new policy at its next exec."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    engine = engine_for(tmp_path, Clock())
+    assert engine.process(exec_event("u1", "/usr/bin/top")) == []  # learned
+    assert engine.process(exec_event("u2", "/usr/bin/top")) == []  # known now: not learned twice
+    assert [r.path for r in engine.store.learned[WEB].processes] == ["/usr/bin/top"]
+    (directory / "web.yaml").write_text(GOOD)  # hand edit: protect, /usr/bin/nc denied
+    os.utime(directory / "web.yaml", (2, 2))
+    assert engine.tick() == []
+    (alert,) = engine.process(exec_event("u1", "/usr/bin/nc"))
+    assert alert.output_fields["policy.deviation"] == "process /usr/bin/nc"
+    assert engine.process(exec_event("u1", "/usr/bin/top")) == []  # learned rules stay
+    (directory / "web.yaml").write_text(GOOD.replace("- {path: /usr/bin/nc, action: deny}", "- {path: /usr/bin/nc}"))
+    os.utime(directory / "web.yaml", (3, 3))
+    assert engine.tick() == []
+    assert engine.process(exec_event("u1", "/usr/bin/nc", pid=300)) == []  # allowed since the edit
+
 def kubeguard(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     return subprocess.run([sys.executable, "-m", "kubeguard", *args], capture_output=True, text=True, env=env)

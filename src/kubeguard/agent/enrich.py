@@ -19,7 +19,7 @@ from typing import Any
 from kubeguard.agent.event_values import as_int
 from kubeguard.agent.fdtable import FdTable
 from kubeguard.agent.podsource import PodSource
-from kubeguard.agent.proctable import ProcessTable
+from kubeguard.agent.proctable import ProcessTable, ProcInfo
 from kubeguard.agent.relpaths import PATH_ARGS, resolve_relative
 from kubeguard.cluster.cgroups import HOST, CgroupIdentity, CgroupResolver, identity_from_path, identity_of_pid
 from kubeguard.model import Event
@@ -72,7 +72,7 @@ class Enricher:
         identity = self._identity(event, pid)
         self._workload_fields(event, identity)
         if pid:
-            self._process_fields(event, pid)
+            self._process_fields(event, pid, info if info is not None else self.procs.get(pid))
             if (self.read_env and etype in ("execve", "execveat") and event.get("evt.rawres") == 0
                     and ("proc.env" not in event or event.get("_env_truncated"))):  # else copied at exec (ebpf)
                 env = read_environ(self.procs.proc, pid, LARGE_ENV_LIMIT if "proc.env" in event else ENV_LIMIT)
@@ -178,8 +178,8 @@ class Enricher:
                 fields["container.image.tag"] = tag
         return fields
 
-    def _process_fields(self, event: Event, pid: int) -> None:
-        me = self.procs.get(pid)
+    def _process_fields(self, event: Event, pid: int, me: ProcInfo | None) -> None:
+        """The process's own missing fields and its ancestry; `me`: the table's entry of `pid`."""
         if me is not None:
             for key, attr in _PROCESS_ATTRS:  # only the missing ones are read (cmdline is built)
                 if key not in event:

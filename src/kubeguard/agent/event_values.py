@@ -7,6 +7,8 @@ from typing import Any
 
 def as_int(value: Any) -> int | None:
     """`value` as an int; None when missing, ``<NA>`` or not a number."""
+    if type(value) is int:  # what the sensors give (a bool is an int too, but goes through int() below)
+        return value
     if value is None or value == "<NA>":
         return None
     try:

@@ -34,7 +34,7 @@ from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Alert, Event
 from kubeguard.policy.document import FileRule, NetRule, Peer, ProcessRule, ScriptRule, WorkloadPolicy
-from kubeguard.policy.scripts import env_code, script_of
+from kubeguard.policy.scripts import env_code, runs_scripts, script_of
 from kubeguard.policy.store import PolicyStore
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,8 @@ TAGS = {
 DRIFT_TAG = "T1105"  # an executable written after the container started (ingress tool transfer)
 POD_SPECIFIC_LABELS = frozenset({"pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
                                  "apps.kubernetes.io/pod-index", "batch.kubernetes.io/job-completion-index"})
+EXEC_DECISIONS = 1024  # remembered process_allowed answers per workload
+_MISSING = object()
 EVENT_FIELDS = ("evt.type", "evt.res", "proc.exepath", "proc.cmdline", "proc.pid", "proc.pexepath", "user.name",
                 "fd.name", "fd.sip", "fd.sport", "fd.cip", "fd.l4proto")
 
@@ -94,6 +96,9 @@ class PolicyEngine:
         self._dirty: set[WorkloadRef] = set()
         self._deviant_pids: dict[int, float] = {}
         self._effective: dict[WorkloadRef, WorkloadPolicy | None] = {}
+        # per workload, process_allowed(path) of its effective policy: a workload runs few programs, each many times
+        # (a decision is a scan of its rules; forgotten whenever `_effective` changes)
+        self._exec_allowed: dict[WorkloadRef, dict[str, bool]] = {}
         self._lock = threading.RLock()
         self.version = 0  # bumped whenever any effective policy may have changed
 
@@ -130,6 +135,10 @@ class PolicyEngine:
 
     def _policy(self, ref: WorkloadRef, event: Event) -> WorkloadPolicy:
         """The effective policy (a new workload starts learning in discover)."""
+        policy = self._effective.get(ref, _MISSING)
+        if policy is not _MISSING:
+            assert isinstance(policy, WorkloadPolicy)
+            return policy
         if ref not in self._effective:
             if ref not in self.store.learned:
                 labels = event.get("k8s.pod.labels")
@@ -140,9 +149,10 @@ class PolicyEngine:
                 self._dirty.add(ref)
                 log.info("policy: new workload %s, discovering", ref)
             self._effective[ref] = self.store.effective(ref)
-        policy = self._effective[ref]
-        assert policy is not None
-        return policy
+            self._exec_allowed.pop(ref, None)
+        found = self._effective[ref]
+        assert found is not None
+        return found
 
     def _learn(self, ref: WorkloadRef, attr: str, rule: Any) -> None:
         learned = self.store.learned[ref]
@@ -150,6 +160,7 @@ class PolicyEngine:
         self.store.last_change[ref] = self.clock()
         self._dirty.add(ref)
         self._effective.pop(ref, None)
+        self._exec_allowed.pop(ref, None)
         self.learned_rules += 1
         self.version += 1
 
@@ -180,7 +191,14 @@ class PolicyEngine:
                     r.action == "allow" and r.path.rsplit("/", 1)[-1][:15] == comm for r in policy.processes):
                 return []
             path = f"{comm or '?'} (path not readable)"
-        known = policy.process_allowed(path)
+        decisions = self._exec_allowed.get(ref)
+        if decisions is None:
+            decisions = self._exec_allowed[ref] = {}
+        known = decisions.get(path)
+        if known is None:
+            if len(decisions) >= EXEC_DECISIONS:  # many distinct paths (or patterns): start again
+                decisions.clear()
+            known = decisions[path] = policy.process_allowed(path)
         if known and not policy.zero_drift:  # where the file came from changes nothing: no stat
             return self._script(ref, policy, event, path)
         drift = self._written_later(event, path)
@@ -203,6 +221,8 @@ class PolicyEngine:
         """An allowed interpreter running a script file: learned in discover, a deviation when unknown (and the
         code its environment makes it load, `_env_loaded`)."""
         alerts = self._env_loaded(ref, policy, event, interpreter)
+        if not runs_scripts(interpreter):  # most execs (what script_of tells first), without reading the arguments
+            return alerts
         script = script_of(interpreter, str(event.get("proc.args") or ""), str(event.get("proc.cwd") or ""),
                            str(event.get("proc.exe") or ""))
         if script is None or policy.script_allowed(script):
@@ -339,6 +359,7 @@ class PolicyEngine:
             changed = self._dirty
             self._dirty = set()
             self._effective.clear()
+            self._exec_allowed.clear()
             self.version += 1
             if changed:
                 try:

@@ -16,6 +16,7 @@ here, not in `document`, so that the exec guard's answerer process imports nothi
 from __future__ import annotations
 
 import fnmatch
+import functools
 import posixpath
 import re
 import shlex
@@ -94,6 +95,7 @@ def c_is_code(exepath: str) -> bool:
     return interpreter_kind(exepath) in ("shell", "python") or posixpath.basename(exepath) in MULTICALL
 
 
+@functools.lru_cache(maxsize=4096)  # asked at every exec the policies check; a node runs few distinct programs
 def runs_scripts(exepath: str) -> bool:
     """Whether an exec of `exepath` may run a script file: a recognised interpreter or a multi-call binary."""
     return interpreter_kind(exepath) is not None or posixpath.basename(exepath) in MULTICALL

@@ -156,6 +156,11 @@ LAYOUTS = _layouts(
     Layout.of("RD4", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
     Layout.of("RD6", ("probe", str), ("fd", int), ("ret", int), ("proto", int), *_INET),
 )
+# The E line's fields by position (read without `Fields`: the E line is half of every exec's decoding)
+(_E_NSECS, _E_TID, _E_RET, _E_LOGINUID, _E_SID, _E_TTY_MAJOR, _E_TTY_MINOR, _E_FACTS, _E_PERMITTED, _E_EFFECTIVE,
+ _E_INHERITABLE, _E_FILENAME, _E_CWD, _E_ARGV_CUT, _E_ARGC) = (LAYOUTS["E"].fields[name][0] for name in (
+    "nsecs", "tid", "ret", "loginuid", "sid", "tty_major", "tty_minor", "facts", "permitted", "effective",
+    "inheritable", "filename", "cwd", "argv_cut", "argc"))
 # XF facts (kubeguard.bt's execfacts section; the memfd fact had a line of its own, XM, before 2026-12-05)
 FACT_PGRP_LEADER, FACT_UPPER_LAYER, FACT_PID_ONE, FACT_FROM_MEMFD = 1, 2, 4, 8
 BPF_COMMANDS = {5: "BPF_PROG_LOAD"}
@@ -530,17 +535,23 @@ class BpftraceDecoder:
         return self._emit(tid)
 
     def _exec_event(self, f: Fields, from_memfd: bool) -> Event:
-        """The execve event of an exit (X) or whole-exec (E) line, before its facts, environment and names."""
+        """The execve event of an exit (X) line, before its facts, environment and names."""
         event = self._header(f, "execve")
-        self._result(event, f["ret"])
-        loginuid = f["loginuid"]
+        self._exec_result(event, f["ret"], f["loginuid"], f["sid"], f["tty_major"], f["tty_minor"], from_memfd)
+        return event
+
+    @staticmethod
+    def _exec_result(event: Event, ret: int, loginuid: int, sid: int, tty_major: int, tty_minor: int,
+                     from_memfd: bool) -> None:
+        """The fields an exit (X) or whole-exec (E) line gives after the header."""
+        event["evt.rawres"] = ret
+        event["evt.res"] = errno_result(ret)
         event["user.loginuid"] = -1 if loginuid == 0xFFFFFFFF else loginuid
-        event["proc.sid"] = f["sid"]
-        event["proc.tty"] = tty_nr(f["tty_major"], f["tty_minor"])
+        event["proc.sid"] = sid
+        event["proc.tty"] = tty_nr(tty_major, tty_minor)
         event["proc.is_exe_from_memfd"] = from_memfd
         if from_memfd:
             event["evt.arg.flags"] = "EXE_FROM_MEMFD"  # libscap's execve exit flag, as Falco renders it
-        return event
 
     def _pop_env(self, event: Event, tid: int) -> None:
         """proc.env from the thread's XE lines, when they came."""
@@ -552,16 +563,20 @@ class BpftraceDecoder:
                 event["_env_truncated"] = True
 
     def _tag_E(self, f: Fields) -> list[Event]:
-        """A whole successful exec (the compiled probe's line): complete at once, nothing to pair."""
-        tid, facts, argc = f["tid"], f["facts"], f["argc"]
+        """A whole successful exec (the compiled probe's line): complete at once, nothing to pair. Its fields are
+        read by position, in the order (and with the checks) `Fields` would read them."""
+        parts = f.parts
+        tid, facts, argc = int(parts[_E_TID]), int(parts[_E_FACTS]), int(parts[_E_ARGC])
         if not 0 <= argc <= E_MAX_ARGV:
             raise DecodeError(f"E line with argc {argc}")
-        start = f.layout.fields["argc"][0] + 1
-        parts = f.parts
+        start = _E_ARGC + 1
         if len(parts) < start + argc + 2:
             raise DecodeError(f"E line with {len(parts)} fields for argc {argc}")
-        event = self._exec_event(f, bool(facts & FACT_FROM_MEMFD))
-        self._exec_facts(event, (facts, f["permitted"], f["effective"], f["inheritable"]) if facts else None)
+        event = self._header(f, "execve")
+        self._exec_result(event, int(parts[_E_RET]), int(parts[_E_LOGINUID]), int(parts[_E_SID]),
+                          int(parts[_E_TTY_MAJOR]), int(parts[_E_TTY_MINOR]), bool(facts & FACT_FROM_MEMFD))
+        self._exec_facts(event, (facts, int(parts[_E_PERMITTED]), int(parts[_E_EFFECTIVE]),
+                                 int(parts[_E_INHERITABLE])) if facts else None)
         env, state = SEP.join(parts[start + argc:-1]), parts[-1]  # the environment may hold the separator
         if state == "x":
             self._pop_env(event, tid)
@@ -569,8 +584,9 @@ class BpftraceDecoder:
             event["proc.env"] = env
             if state == "1":
                 event["_env_truncated"] = True
-        self.latest_ns = max(self.latest_ns, f["nsecs"])
-        return [self._exec_names(event, f["filename"], parts[start:start + argc], f["cwd"], f["argv_cut"] == 1)]
+        self.latest_ns = max(self.latest_ns, int(parts[_E_NSECS]))
+        return [self._exec_names(event, parts[_E_FILENAME], parts[start:start + argc], parts[_E_CWD],
+                                 int(parts[_E_ARGV_CUT]) == 1)]
 
     def _tag_X(self, f: Fields) -> list[Event]:
         tid = f["tid"]
