@@ -173,7 +173,6 @@ def test_hand_edits_win_and_unknown_workloads_wait(tmp_path: Path) -> None:
     assert engine.store.effective(WEB).mode == "protect"
 
 
-
 def test_remembered_exec_decisions_follow_learning_and_edits(tmp_path: Path) -> None:
     """The engine remembers each workload's process decisions per path (#13): a path learned in discover, or
     allowed or denied by a hand edit, is judged by the new policy at its next exec."""
@@ -193,6 +192,7 @@ def test_remembered_exec_decisions_follow_learning_and_edits(tmp_path: Path) -> 
     os.utime(directory / "web.yaml", (3, 3))
     assert engine.tick() == []
     assert engine.process(exec_event("u1", "/usr/bin/nc", pid=300)) == []  # allowed since the edit
+
 
 def kubeguard(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
