@@ -6,7 +6,8 @@
  *
  * Records (ring buffer, default wake-up: a held interpreter waits for its S line):
  *   K  an exec killed (pid, cgroup, inode, why: 1 not in the profile, 2 drifted), or a process killed as it maps a
- *      drifted file executable (why 4: zero drift for shared objects, LD_PRELOAD and dlopen alike);
+ *      drifted file executable or makes its mapping executable (why 4: zero drift for shared objects, LD_PRELOAD,
+ *      dlopen and a manual loader's mprotect alike);
  *   S  an interpreter held (SIGSTOP) until the script answerer's answer;
  *   N  an exec held (SIGSTOP) in a container the plan does not know yet, below a pod cgroup in @g with MODE_POD:
  *      the agent builds that container's plan, then kills it or has the answerer judge it;
@@ -260,6 +261,56 @@ int guard_mmap(struct trace_event_raw_sys_enter *ctx)
         return 0;
     bpf_send_signal(SIG_KILL);
     emit(REC_KILL, bpf_get_current_pid_tgid() >> 32, k1.cgroup, BPF_CORE_READ(i, i_ino), BAD_MAPPED);
+    return 0;
+}
+
+/* zero drift for code made executable later: mprotect(PROT_EXEC) of a range holding a mapping of a file changed
+ * after the container started (a manual loader maps a shared object readable, then makes it executable): killed
+ * at the call's entry, as at mmap. The range's mappings are found with bpf_find_vma, up to MPROTECT_VMAS of them. */
+#define MPROTECT_VMAS 8
+
+struct vma_check {
+    u64 start_ns; /* the container's zero-drift start */
+    u64 next;     /* the end of the mapping just looked at: where the next one starts */
+    u64 ino;      /* the drifted file's inode, when one was found */
+};
+
+static long check_vma(struct task_struct *task, struct vm_area_struct *vma, void *data)
+{
+    struct vma_check *c = data;
+    c->next = BPF_CORE_READ(vma, vm_end);
+    struct file *f = BPF_CORE_READ(vma, vm_file);
+    if (!f)
+        return 0; /* anonymous memory (a JIT's): not a file */
+    struct inode *i = BPF_CORE_READ(f, f_inode);
+    u64 ctime = (u64)BPF_CORE_READ(i, i_ctime_sec) * 1000000000 + (BPF_CORE_READ(i, i_ctime_nsec) & CTIME_NSEC_MASK);
+    if (ctime > c->start_ns)
+        c->ino = BPF_CORE_READ(i, i_ino);
+    return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_mprotect")
+int guard_mprotect(struct trace_event_raw_sys_enter *ctx)
+{
+    if (!(ctx->args[2] & PROT_EXEC))
+        return 0;
+    struct key1 k1 = {.cgroup = bpf_get_current_cgroup_id()};
+    s64 mode = lookup(&AT_g, &k1);
+    if (mode == MODE_POD || !(mode & MODE_DRIFT))
+        return 0;
+    struct vma_check c = {.start_ns = (u64)lookup(&AT_s, &k1)};
+    struct task_struct *t = bpf_get_current_task_btf();
+    u64 addr = ctx->args[0], end = addr + ctx->args[1];
+    for (int n = 0; n < MPROTECT_VMAS && addr < end && !c.ino; n++) {
+        c.next = 0;
+        if (bpf_find_vma(t, addr, check_vma, &c, 0) != 0 || c.next <= addr)
+            break;
+        addr = c.next;
+    }
+    if (!c.ino)
+        return 0;
+    bpf_send_signal(SIG_KILL);
+    emit(REC_KILL, bpf_get_current_pid_tgid() >> 32, k1.cgroup, c.ino, BAD_MAPPED);
     return 0;
 }
 

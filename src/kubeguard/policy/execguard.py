@@ -15,7 +15,8 @@ every one of 10,000 short-lived execs killed, see tests/root/policy). The decisi
   allows (`mode` bit 1); any other executable is killed;
 - zero drift (`mode` bit 2): an executable whose inode changed after the container started
   (written or replaced later) is killed, whatever the profile says; so is a process mapping such a file
-  executable (mmap PROT_EXEC: LD_PRELOAD, dlopen), at the call's entry (``K`` line, why 4).
+  executable (mmap PROT_EXEC: LD_PRELOAD, dlopen), at the call's entry (``K`` line, why 4), and, in the
+  compiled form only, one making such a mapping executable later (mprotect PROT_EXEC: a manual loader).
 
 The allowed inodes are those of the profile's paths inside the container (``/proc/PID/root``), so
 symlinks and relative exec paths do not matter.
@@ -555,8 +556,8 @@ class ExecGuard:
                     self.early_kills += line.startswith("E ")
                 words = line.split()
                 if len(words) == 5 and words[4] == "4":
-                    log.info("exec guard: killed pid %s mapping inode %s, changed after its container started "
-                             "(zero drift)", words[1], words[3])
+                    log.info("exec guard: killed pid %s mapping inode %s executable (mmap or mprotect), changed "
+                             "after its container started (zero drift)", words[1], words[3])
             elif line.startswith("N "):
                 self._new_container(line)
             elif line.startswith("X "):

@@ -27,6 +27,8 @@ pytestmark = pytest.mark.root
 # bpftrace 0.17's layout: integers as 8 bytes, strings as 64; values 8 bytes (bpftool map show of program())
 NO_CGROUP = 1 << 62  # no such cgroup (1 is the root cgroup)
 KEY_SIZES = {"g": 8, "s": 8, "a": 16, "i": 16, "c": 72, "m": 8, "r": 8, "p": 8}
+# the compiled guard's programs, by the names bpftool shows
+GUARD_PROGRAMS = ("guard_exec", "guard_signal", "guard_exit", "guard_mmap", "guard_mprotect")
 
 
 def maps_of(pid: int) -> dict[str, dict[str, object]]:
@@ -96,7 +98,7 @@ def built() -> Built:
 def programs_attached() -> set[str]:
     shown = json.loads(subprocess.run(["bpftool", "prog", "show", "-j"], capture_output=True, text=True,
                                       check=True).stdout)
-    return {p["name"] for p in shown if p.get("name") in ("guard_exec", "guard_signal", "guard_exit")}
+    return {p["name"] for p in shown if p.get("name") in GUARD_PROGRAMS}
 
 
 def start_loader(guard: Built, answerer: int, stdout: int) -> subprocess.Popen[bytes]:
@@ -119,7 +121,7 @@ def test_the_compiled_loader_ends_and_detaches(end: str) -> None:
     os.close(write_end)
     try:
         ready(read_end)
-        assert programs_attached() - before == {"guard_exec", "guard_signal", "guard_exit"}
+        assert programs_attached() - before == set(GUARD_PROGRAMS)
         if end == "SIGTERM":
             loader.send_signal(signal.SIGTERM)
         elif end == "stdout gone":
