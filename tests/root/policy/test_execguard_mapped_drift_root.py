@@ -39,6 +39,14 @@ def old_library() -> str:
     return found
 
 
+def wait_for_kills(guard: ExecGuard, count: int) -> None:
+    """Until the guard has reported `count` kills (its K lines)."""
+    deadline = time.monotonic() + 60
+    while guard.kills < count:
+        assert time.monotonic() < deadline, "the kills were not reported"
+        time.sleep(0.05)
+
+
 def test_a_drifted_shared_object_is_killed_as_it_is_mapped(podlab: PodLab) -> None:
     require(shutil.which("gcc") is not None, "gcc (the test's shared object)")
     work = Path(tempfile.mkdtemp(prefix="kgd", dir="/tmp"))
@@ -69,10 +77,7 @@ def test_a_drifted_shared_object_is_killed_as_it_is_mapped(podlab: PodLab) -> No
         assert list(markers.iterdir()) == [], "the drifted object's code ran"
         assert preload(guarded.run, old_library()).returncode == 0  # from before the start: loads
         assert guarded.run([PYTHON, "-c", "import json, ssl; print('ok')"], timeout=60).stdout.strip() == "ok"
-        deadline = time.monotonic() + 60
-        while guard.kills < kills + 2:  # the K lines of both
-            assert time.monotonic() < deadline, "the kills were not reported"
-            time.sleep(0.05)
+        wait_for_kills(guard, kills + 2)  # the K lines of both
     finally:
         guard.close()
         shutil.rmtree(work, ignore_errors=True)
@@ -119,10 +124,7 @@ def test_a_drifted_file_made_executable_later_is_killed(podlab: PodLab) -> None:
         assert marked() == 0, "mprotect returned in a guarded container"
         assert load(guarded, old_library()).returncode == 0 and marked() == 1  # a file from before the start
         assert load(guarded, "-").returncode == 0 and marked() == 1  # anonymous memory, as a JIT makes it
-        deadline = time.monotonic() + 60
-        while guard.kills < kills + 2:  # the K lines of both
-            assert time.monotonic() < deadline, "the kills were not reported"
-            time.sleep(0.05)
+        wait_for_kills(guard, kills + 2)  # the K lines of both
     finally:
         guard.close()
         shutil.rmtree(work, ignore_errors=True)
