@@ -1,4 +1,5 @@
-/* Loader and reader of execprobe.bpf.o (kubeguard's compiled exec probe; see execprobe.bpf.c).
+/* Loader and reader of execprobe.bpf.o (kubeguard's compiled exec probe, which also reports connect and accept;
+ * see execprobe.bpf.c).
  *
  *   execprobe [-s] OBJECT [RING_BYTES]
  *
@@ -7,7 +8,8 @@
  * ({"type": "printf", "data": "E\x1f..."}): a successful exec as one E line (what kubeguard.bt's exec,
  * execfacts and execenv sections print as A, V, XE, XF, X and W lines; the environment as XE lines before it
  * when the line would pass PIPE_BUF), a failed exec as those sections' A, V, X and W lines, a process exit as
- * procexit's Q line; then a drain marker {"type": "kg_drain_exec", "data": T}: every record stamped before T
+ * procexit's Q line, a connect as the connect section's C4, C6 or CU line, an accept as the accept section's AC4
+ * or AC6 line, a packet socket as the socket section's SK line; then a drain marker {"type": "kg_drain_exec", "data": T}: every record stamped before T
  * (CLOCK_MONOTONIC) is out. With -s (`execprobe -s OBJECT ...`) successful execs are printed as the sections'
  * lines too (what the decoder reads from bpftrace; tests compare the two forms).
  * Records the kernel dropped (full ring) are printed as {"type": "lost_events", "data": {"events": N}}.
@@ -20,6 +22,7 @@
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <arpa/inet.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +40,10 @@
 #define ENV_CHUNK 64
 #define E_ARGV_MAX 512 /* arguments on an E line at most (ARGS_LEN bytes hold at most 512) */
 
-enum { REC_EXEC = 1, REC_ENV = 2, REC_FAIL = 3, REC_EXIT = 4 };
+#define UNIX_PATH_LEN 108
+
+enum { REC_EXEC = 1, REC_ENV = 2, REC_FAIL = 3, REC_EXIT = 4, REC_CONNECT = 5, REC_ACCEPT = 6,
+       REC_SOCKET = 7 };
 
 struct header {
     uint32_t type;
@@ -78,6 +84,20 @@ struct fail_rec {
 struct exit_rec {
     struct header h;
     uint32_t status, pad;
+};
+
+struct conn_rec {
+    struct header h;
+    int32_t fd, ret;
+    uint32_t family, proto, rport, lport;
+    uint32_t accept4, pad;
+    uint8_t raddr[16], laddr[16];
+    char path[UNIX_PATH_LEN];
+};
+
+struct socket_rec {
+    struct header h;
+    int32_t ret, domain, type, protocol;
 };
 
 static volatile sig_atomic_t stopping;
@@ -447,6 +467,42 @@ static int on_fail(const struct fail_rec *r)
     return 0;
 }
 
+/* an address as bpftrace's ntop() prints it */
+static void put_addr(uint32_t family, const uint8_t *addr)
+{
+    char text[INET6_ADDRSTRLEN] = "";
+    inet_ntop(family == 2 ? AF_INET : AF_INET6, addr, text, sizeof(text));
+    sep();
+    puts_(text);
+}
+
+/* C4, C6 and CU lines (kubeguard.bt's connect section); AC4 and AC6 lines (its accept section) */
+static void on_conn(const struct conn_rec *r)
+{
+    int accept = r->h.type == REC_ACCEPT;
+    if (r->family == 1) {
+        begin("CU");
+        header_fields(&r->h, r->h.ktime);
+        putf("\\u001f%d\\u001f%d", r->fd, r->ret);
+        sep();
+        put_str(r->path, sizeof(r->path));
+        end_line();
+        return;
+    }
+    begin(accept ? (r->family == 2 ? "AC4" : "AC6") : (r->family == 2 ? "C4" : "C6"));
+    header_fields(&r->h, r->h.ktime);
+    if (accept)
+        putf("\\u001ftracepoint:syscalls:sys_exit_accept%s\\u001f%d\\u001f%u", r->accept4 ? "4" : "", r->ret,
+             r->proto);
+    else
+        putf("\\u001f%d\\u001f%d\\u001f%u", r->fd, r->ret, r->proto);
+    put_addr(r->family, r->raddr);
+    putf("\\u001f%u", r->rport);
+    put_addr(r->family, r->laddr);
+    putf("\\u001f%u", r->lport);
+    end_line();
+}
+
 static int on_record(void *ctx, void *data, size_t size)
 {
     (void)ctx;
@@ -477,6 +533,20 @@ static int on_record(void *ctx, void *data, size_t size)
             putf("\\u001f%u", r->status);
             end_line();
         }
+        break;
+    case REC_SOCKET:
+        if (size >= sizeof(struct socket_rec)) {
+            const struct socket_rec *r = data;
+            begin("SK");
+            header_fields(h, h->ktime);
+            putf("\\u001f%d\\u001f%d\\u001f%d\\u001f%d", r->ret, r->domain, r->type, r->protocol);
+            end_line();
+        }
+        break;
+    case REC_CONNECT:
+    case REC_ACCEPT:
+        if (size >= sizeof(struct conn_rec))
+            on_conn(data);
         break;
     }
     return 0;

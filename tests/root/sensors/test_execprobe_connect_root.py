@@ -1,0 +1,139 @@
+"""The compiled probe's connect, accept and packet-socket records read as kubeguard.bt's connect, accept and
+socket sections: both run side by side on the same calls (IPv4 and IPv6, TCP and UDP, accept and accept4, refused,
+in progress, Unix paths and abstract names, a call without an address, packet sockets made and refused) and decode
+to the same events, field for field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from importlib import resources
+from pathlib import Path
+
+from conftest import need_root, require
+from kubeguard.sensors import execprobe
+from kubeguard.sensors.ebpf import available_tracepoints, build_program, split_sections
+from kubeguard.sensors.ebpf_decode import BpftraceDecoder
+from kubeguard.sensors.timeorder import exec_marker_time
+
+CALLS = r"""
+import ctypes, os, socket, sys
+libc = ctypes.CDLL(None, use_errno=True)
+print(os.getpid(), flush=True)
+sys.stdin.readline()
+for family, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    server = socket.socket(family)
+    server.bind((host, 0))
+    server.listen()
+    port = server.getsockname()[1]
+    client = socket.create_connection((host, port))
+    server.accept()[0].close()                      # accept4 (Python's accept)
+    client2 = socket.create_connection((host, port))
+    fd = libc.accept(server.fileno(), None, None)   # accept
+    os.close(fd)
+    closed = socket.socket(family)
+    closed.bind((host, 0))                          # bound, not listening: refused
+    refused = socket.socket(family)
+    refused.connect_ex((host, closed.getsockname()[1]))
+    quiet = socket.socket(family)
+    quiet.setblocking(False)
+    quiet.connect_ex((host, port))                  # in progress or done at once
+    udp = socket.socket(family, socket.SOCK_DGRAM)
+    udp.connect((host, 5353))
+unix = socket.socket(socket.AF_UNIX)
+unix.connect_ex("/nonexistent/kubeguard-probe.sock")
+abstract = socket.socket(socket.AF_UNIX)
+abstract.connect_ex("\0kubeguard-probe-abstract")
+libc.connect(unix.fileno(), None, 0)                 # no address: not reported
+socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.htons(3)).close()
+print(libc.socket(socket.AF_PACKET, 99, 0) < 0, file=sys.stderr)   # refused: reported with its error
+print("done", flush=True)
+"""
+
+
+class Lines:
+    """One running program writing bpftrace's -f json lines, and what it printed."""
+
+    def __init__(self, command: list[str], ready: bytes) -> None:
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.lines: list[bytes] = []
+        self.drained_to = 0
+        self.ready = threading.Event()
+        self._ready_text = ready
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            if self._ready_text in raw:
+                self.ready.set()
+            marker = exec_marker_time(raw)
+            if marker is not None:
+                self.drained_to = marker
+            else:
+                self.lines.append(raw)
+
+    def events(self, pid: int) -> list[dict]:
+        """The process's connect and accept events, in order, without their timestamps."""
+        decoder = BpftraceDecoder()
+        events = [e for line in list(self.lines) for e in decoder.feed(line.decode("utf-8", "replace"))]
+        events += decoder.flush()
+        assert decoder.parse_errors == 0
+        return [{k: v for k, v in e.items() if k != "evt.time"} for e in events
+                if e["proc.pid"] == pid and e["evt.type"] in ("connect", "accept", "accept4", "socket")]
+
+
+def test_connect_and_accept_records_read_as_the_sections(tmp_path: Path) -> None:
+    need_root("the exec probe")
+    require(Path("/sys/kernel/btf/vmlinux").exists(), "kernel BTF")
+    try:
+        probe = execprobe.build(want_env=False)
+    except execprobe.ExecProbeUnavailable as exc:
+        require(False, f"the compiled exec probe ({exc})")
+        return
+    assert {"connect", "accept", "socket"} <= set(execprobe.SECTIONS)
+    text = resources.files("kubeguard.sensors").joinpath("kubeguard.bt").read_text()
+    others = tuple(name for name, _ in split_sections(text) if name not in ("", "connect", "accept", "socket"))
+    program, dropped = build_program(available_tracepoints(), skip=others)
+    assert not dropped
+    compiled = Lines(probe.command(), b'"kg_exec_ready"')
+    traced = Lines(["bpftrace", "-f", "json", "-e", program], b'"READY\\n"')
+    caller = subprocess.Popen([sys.executable, "-c", CALLS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        for out in (compiled, traced):
+            assert out.ready.wait(120), out.proc.stderr.read().decode() if out.proc.poll() is not None else "no ready"
+        assert caller.stdout is not None and caller.stdin is not None
+        pid = int(caller.stdout.readline())
+        caller.stdin.write("go\n")
+        caller.stdin.flush()
+        assert caller.stdout.readline().strip() == "done"
+        done = time.monotonic_ns()
+        deadline = time.monotonic() + 60
+        while compiled.drained_to <= done or len(traced.events(pid)) < len(compiled.events(pid)):
+            assert time.monotonic() < deadline, "the probes did not report every call"
+            time.sleep(0.05)
+    finally:
+        caller.kill()
+        caller.wait()
+        for out in (compiled, traced):
+            out.proc.terminate()
+            out.proc.wait(timeout=30)
+    got, want = compiled.events(pid), traced.events(pid)
+    assert got == want
+    kinds = [(e["evt.type"], e.get("fd.type"), e.get("fd.l4proto"), e["evt.res"]) for e in got]
+    for family in ("ipv4", "ipv6"):
+        assert kinds.count(("connect", family, "tcp", "SUCCESS")) >= 2  # and the non-blocking one, or:
+        assert kinds.count(("connect", family, "tcp", "SUCCESS")) + kinds.count(
+            ("connect", family, "tcp", "EINPROGRESS")) == 3
+        assert ("accept4", family, "tcp", "SUCCESS") in kinds and ("accept", family, "tcp", "SUCCESS") in kinds
+        assert ("connect", family, "tcp", "ECONNREFUSED") in kinds
+        assert ("connect", family, "udp", "SUCCESS") in kinds
+    unix = [e for e in got if e.get("fd.type") == "unix"]
+    assert [(e["fd.name"], e["evt.res"]) for e in unix] == [
+        ("/nonexistent/kubeguard-probe.sock", "ENOENT"), ("", "ECONNREFUSED")]
+    packet = [(e["evt.res"], e["evt.arg.domain"]) for e in got if e["evt.type"] == "socket"]
+    assert [res for res, _ in packet] == ["SUCCESS", "EINVAL"] and {d for _, d in packet} == {"AF_PACKET"}
+    assert len(got) == 2 * 7 + 2 + 2  # the call without an address and the other sockets are not reported
+
