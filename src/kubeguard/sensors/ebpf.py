@@ -6,8 +6,9 @@ the open() path filter is generated from the watched prefixes so it runs in the 
 `start` returns once the program printed its own READY line (bpftrace's `attached_probes`
 line comes before the probes are attached).
 
-The exec, exec-facts, environment and process-exit sections run as the compiled exec probe instead
-(execprobe.py: ~1.5 us per exec instead of ~9 us) when it can be built here; its loader writes into the same
+The exec, exec-facts, environment, process-exit, connect and accept sections run as the compiled exec probe
+instead (execprobe.py: ~1.5 us per exec instead of ~9 us; one program per connect instead of two) when it can be
+built here; its loader writes into the same
 pipe as bpftrace, a successful exec as one E line (the decoder reads it without pairing lines, ~3x less of its
 time than the split lines), everything else as the sections' own lines. KUBEGUARD_EXEC_PROBE=0 keeps them in
 bpftrace.
@@ -242,7 +243,8 @@ class EbpfSensor:
         deadline = began + self.ready_timeout
         probe_ready = self.probe is None
         while not (self.decoder.ready and probe_ready):
-            line = self._next_line(max(0.0, deadline - time.monotonic()))
+            # short waits: the probe shares the pipe with bpftrace, so its exit is no EOF here
+            line = self._next_line(min(0.5, max(0.0, deadline - time.monotonic())))
             if line is None:
                 if self.proc.poll() is not None or (self.probe is not None and self.probe.poll() is not None) \
                         or time.monotonic() >= deadline:
@@ -254,10 +256,22 @@ class EbpfSensor:
                 self.decoder.feed(line.decode("utf-8", "replace"))
             else:
                 self._pending_lines.append(line)  # decoded by `run` (the exec probe's may come before READY)
-        if not (self.decoder.ready and probe_ready):
-            why = self._failure_reason() if not self.decoder.ready else self._probe_failure()
+        if not probe_ready and self.proc.poll() is None:
+            # a probe this kernel refused (a prebuilt one, say): start again with its sections in bpftrace
+            why = self._probe_failure()
             self.close()
-            raise SensorError(f"{'bpftrace' if not self.decoder.ready else 'the exec probe'} did not start: {why}")
+            log.warning("ebpf sensor: the exec probe did not start (%s); its sections run in bpftrace", why)
+            self.exec_probe = False
+            self.blind_spots = [b for b in self.blind_spots if not b.startswith("exec arguments past")]
+            self.blind_spots.append(f"compiled exec probe did not start ({why}): execs cost ~9 us of probe time")
+            self.start()
+            self.exec_probe_state = f"did not start: {why}"
+            self.blind_spots = list(dict.fromkeys(self.blind_spots))  # the second start said some again
+            return
+        if not self.decoder.ready:
+            why = self._failure_reason()
+            self.close()
+            raise SensorError(f"bpftrace did not start: {why}")
         self.startup_s = time.monotonic() - began
 
     def _probe_command(self) -> list[str] | None:

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 CACHE_DIRS = (Path("/var/cache/kubeguard"),
               Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "kubeguard")
+# built into the container image (Dockerfile: python -m kubeguard.bpfprebuild), which has no compiler; read-only
+PREBUILT_DIRS = (Path("/usr/local/lib/kubeguard/bpf"),)
 DRAIN_MS = 20  # longest a record waits in the kernel ring at low rates
 WATERMARK_FRACTION = 8  # wake the reader when 1/8 of a CPU's ring is filled (storms)
 
@@ -36,27 +38,35 @@ def source() -> str:
     return resources.files("kubeguard.sensors").joinpath("perfwake.c").read_text()
 
 
+def shim_name() -> str:
+    """The file name of the shim built from this source version."""
+    return f"perfwake-{hashlib.sha256(source().encode()).hexdigest()[:16]}.so"
+
+
 def shim_path(cache_dirs: tuple[Path, ...] = CACHE_DIRS, compiler: str | None = None) -> Path:
-    """The built shim (built now if this source version is not in a cache directory yet)."""
-    text = source()
-    name = f"perfwake-{hashlib.sha256(text.encode()).hexdigest()[:16]}.so"
-    for directory in cache_dirs:
+    """The built shim: from a cache directory or prebuilt (`PREBUILT_DIRS`), else built now."""
+    name = shim_name()
+    for directory in (*cache_dirs, *PREBUILT_DIRS):
         if (directory / name).is_file() and trusted(directory) and trusted(directory / name):
             return directory / name
     cc = compiler or shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise ShimUnavailable("no C compiler (cc/gcc) to build the perf wake-up shim")
-    def make(directory: Path, work: Path) -> Path:
-        src, out = work / "perfwake.c", work / name
-        src.write_text(text)
-        done = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(out), str(src), "-ldl"],
-                              capture_output=True, text=True, timeout=120)
-        if done.returncode != 0:
-            raise ShimUnavailable(f"compiling perfwake.c failed: {done.stderr.strip()[:300]}")
-        os.replace(out, directory / name)  # atomic: concurrent starts never load a half-written file
-        return directory / name
+    return build_in_cache(cache_dirs, "the perf wake-up shim", lambda directory, work: compile_shim(
+        directory, work, cc), ShimUnavailable)
 
-    return build_in_cache(cache_dirs, "the perf wake-up shim", make, ShimUnavailable)
+
+def compile_shim(directory: Path, work: Path, cc: str) -> Path:
+    """Compile the shim in `work` and move it into `directory`; raises ShimUnavailable."""
+    name = shim_name()
+    src, out = work / "perfwake.c", work / name
+    src.write_text(source())
+    done = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(out), str(src), "-ldl"],
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise ShimUnavailable(f"compiling perfwake.c failed: {done.stderr.strip()[:300]}")
+    os.replace(out, directory / name)  # atomic: concurrent starts never load a half-written file
+    return directory / name
 
 
 def build_in_cache(cache_dirs: tuple[Path, ...], what: str, make: Callable[[Path, Path], T],

@@ -6,6 +6,8 @@ exec, a failed exec)."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -13,8 +15,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+from sensorlog import run_sensor
+
 from conftest import need_root, require
 from kubeguard.sensors import execprobe
+from kubeguard.sensors.ebpf import EbpfSensor, tracing_dir
 from kubeguard.sensors.ebpf_decode import BpftraceDecoder
 from kubeguard.sensors.timeorder import exec_marker_time
 
@@ -133,3 +139,41 @@ def test_whole_exec_lines_read_as_the_split_lines(tmp_path: Path) -> None:
     assert tags["whole"]["E"] >= 60 and tags["whole"]["A"] == tags["whole"]["X"] >= 1
     assert tags["split"]["A"] == tags["split"]["X"] >= tags["whole"]["E"] + 1 and tags["split"]["E"] == 0
     assert 0 < tags["whole"]["XE"] < tags["split"]["XE"]
+
+
+def test_a_probe_the_kernel_refuses_leaves_its_sections_to_bpftrace(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prebuilt probe a node's kernel will not load (here: an object that is not one) must not cost the node its
+    sensor: the sensor says why, lists it among its blind spots and runs the probe's sections in bpftrace."""
+    need_root("the exec probe")
+    require(shutil.which("bpftrace") is not None, "bpftrace")
+    require(tracing_dir() is not None, "tracefs")
+    try:
+        probe = execprobe.build(want_env=False)
+    except execprobe.ExecProbeUnavailable as exc:
+        require(False, f"the compiled exec probe ({exc})")
+        return
+    refused = tmp_path / "refused.bpf.o"
+    refused.write_bytes(b"\x7fELF, but not an object")
+    monkeypatch.setattr(EbpfSensor, "_probe_command",
+                        lambda self: [str(probe.loader), str(refused)] if self.exec_probe else None)
+    running = run_sensor(EbpfSensor())
+    log = next(running)
+    try:
+        sensor = log.sensor
+        assert isinstance(sensor, EbpfSensor)
+        assert sensor.probe is None and sensor.exec_probe_state.startswith("did not start: execprobe:")
+        assert [b for b in sensor.blind_spots if "exec probe" in b] == [
+            f"compiled exec probe did not start ({sensor.exec_probe_state[15:]}): execs cost ~9 us of probe time"]
+        assert len(sensor.blind_spots) == len(set(sensor.blind_spots))
+        marker = f"kg-fallback-{os.getpid()}"
+        done = subprocess.run(["/bin/echo", marker], capture_output=True, check=True)
+        assert done.stdout.strip() == marker.encode()
+        log.wait(lambda e: e["evt.type"] == "execve" and marker in e.get("proc.args", ""))
+        with socket.create_server(("127.0.0.1", 0)) as server, \
+                socket.create_connection(server.getsockname()) as client:
+            port = client.getsockname()[1]
+            log.wait(lambda e: e["evt.type"] == "connect" and e["proc.pid"] == os.getpid()
+                     and e.get("fd.lport") == port)
+    finally:
+        running.close()
