@@ -32,6 +32,7 @@ programs cost (until 2026-12-06 they did live below /tmp, and every measured exe
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import shutil
@@ -324,6 +325,11 @@ def main() -> int:
 
     per_round = ", ".join(f"{added(n, p, 'exec_p50'):+.0f}/{added(n, p, 'connect_p50'):+.0f}"
                           for n, p in zip(none_rounds, protect_rounds, strict=False))
+    # the same condition twice, one protect round apart: how far a single round's ratio moves with no change at all
+    def floor(key: str) -> float:
+        return statistics.median(abs(added(a, b, key)) for a, b in itertools.pairwise(none_rounds))
+
+    in_kernel_ns = sum(row[2] for row in costs)
     cost_rows = [f"| {name} | {kind} | {ns:.0f} | {runs:.2f} |" for name, kind, ns, runs in costs]
     markdown = "\n".join([
         "## Protect mode: exec and connect latency (bench/policy.py)",
@@ -365,6 +371,9 @@ def main() -> int:
         "Per round (back-to-back exec/connect p50, %): "
         f"{per_round}; their medians: exec {paired('exec_p50'):+.1f} %, connect {paired('connect_p50'):+.1f} % "
         "(each protect round against the no-agent round just before it). "
+        "The noise floor of one such pair: consecutive no-agent rounds (the same condition, one protect round "
+        f"apart) differ by a median {floor('exec_p50'):.1f} % on exec p50 and {floor('connect_p50'):.1f} % on "
+        "connect p50. "
         f"1-min load average during the rounds: {min(loads):.1f} to {max(loads):.1f} on 2 cores "
         "(other engineers' work): the p99 columns and single rounds are noise-bound, the p50 medians are the figures.",
         "",
@@ -372,7 +381,9 @@ def main() -> int:
         "BPF run-time statistics on (BPF_ENABLE_STATS, which adds ~20-40 ns to every run; not during the timed calls): "
         "each BPF program on the node, run time per fork + exec + exit of the no-op, and runs per exec (a program "
         "on every system call also runs for the agent's own calls, on the other CPU). Total "
-        f"{sum(row[2] for row in costs):.0f} ns. The agent's own processes (its Python threads decoding the "
+        f"{in_kernel_ns:.0f} ns, {100 * in_kernel_ns / 1000 / base['exec_p50']:.1f} % of the no-agent exec p50 (an "
+        "upper bound of what the programs add to an exec: the statistics' own cost and the agent's calls are in "
+        "it). The agent's own processes (its Python threads decoding the "
         "sensor's lines and running the rules and policies, the exec probe's loader, bpftrace, the script "
         "answerer, the file guard) spent "
         f"{agent_cpu[0] if agent_cpu else float('nan'):.0f} us of CPU per exec in that run (on the other CPU while "
