@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from importlib import resources
 from pathlib import Path
 
+from probelines import BPFTRACE_READY, ProbeLines
+
 from conftest import need_root, require
 from kubeguard.sensors import execprobe
 from kubeguard.sensors.ebpf import available_tracepoints, build_program, split_sections
-from kubeguard.sensors.ebpf_decode import BpftraceDecoder
-from kubeguard.sensors.timeorder import exec_marker_time
 
 CALLS = r"""
 import ctypes, os, socket, sys
@@ -53,36 +52,10 @@ print("done", flush=True)
 """
 
 
-class Lines:
-    """One running program writing bpftrace's -f json lines, and what it printed."""
-
-    def __init__(self, command: list[str], ready: bytes) -> None:
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.lines: list[bytes] = []
-        self.drained_to = 0
-        self.ready = threading.Event()
-        self._ready_text = ready
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            if self._ready_text in raw:
-                self.ready.set()
-            marker = exec_marker_time(raw)
-            if marker is not None:
-                self.drained_to = marker
-            else:
-                self.lines.append(raw)
-
-    def events(self, pid: int) -> list[dict]:
-        """The process's connect and accept events, in order, without their timestamps."""
-        decoder = BpftraceDecoder()
-        events = [e for line in list(self.lines) for e in decoder.feed(line.decode("utf-8", "replace"))]
-        events += decoder.flush()
-        assert decoder.parse_errors == 0
-        return [{k: v for k, v in e.items() if k != "evt.time"} for e in events
-                if e["proc.pid"] == pid and e["evt.type"] in ("connect", "accept", "accept4", "socket")]
+def calls_of(out: ProbeLines, pid: int) -> list[dict]:
+    """The process's connect, accept and socket events, in order, without their timestamps."""
+    return [{k: v for k, v in e.items() if k != "evt.time"} for e in out.decoded()
+            if e["proc.pid"] == pid and e["evt.type"] in ("connect", "accept", "accept4", "socket")]
 
 
 def test_connect_and_accept_records_read_as_the_sections(tmp_path: Path) -> None:
@@ -98,8 +71,8 @@ def test_connect_and_accept_records_read_as_the_sections(tmp_path: Path) -> None
     others = tuple(name for name, _ in split_sections(text) if name not in ("", "connect", "accept", "socket"))
     program, dropped = build_program(available_tracepoints(), skip=others)
     assert not dropped
-    compiled = Lines(probe.command(), b'"kg_exec_ready"')
-    traced = Lines(["bpftrace", "-f", "json", "-e", program], b'"READY\\n"')
+    compiled = ProbeLines(probe.command())
+    traced = ProbeLines(["bpftrace", "-f", "json", "-e", program], BPFTRACE_READY)
     caller = subprocess.Popen([sys.executable, "-c", CALLS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         for out in (compiled, traced):
@@ -111,16 +84,15 @@ def test_connect_and_accept_records_read_as_the_sections(tmp_path: Path) -> None
         assert caller.stdout.readline().strip() == "done"
         done = time.monotonic_ns()
         deadline = time.monotonic() + 60
-        while compiled.drained_to <= done or len(traced.events(pid)) < len(compiled.events(pid)):
+        while compiled.drained_to <= done or len(calls_of(traced, pid)) < len(calls_of(compiled, pid)):
             assert time.monotonic() < deadline, "the probes did not report every call"
             time.sleep(0.05)
     finally:
         caller.kill()
         caller.wait()
         for out in (compiled, traced):
-            out.proc.terminate()
-            out.proc.wait(timeout=30)
-    got, want = compiled.events(pid), traced.events(pid)
+            out.stop()
+    got, want = calls_of(compiled, pid), calls_of(traced, pid)
     assert got == want
     kinds = [(e["evt.type"], e.get("fd.type"), e.get("fd.l4proto"), e["evt.res"]) for e in got]
     for family in ("ipv4", "ipv6"):

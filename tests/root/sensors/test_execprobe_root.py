@@ -10,52 +10,29 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from probelines import ProbeLines
 from sensorlog import run_sensor
 
 from conftest import need_root, require
 from kubeguard.sensors import execprobe
 from kubeguard.sensors.ebpf import EbpfSensor, tracing_dir
-from kubeguard.sensors.ebpf_decode import BpftraceDecoder
-from kubeguard.sensors.timeorder import exec_marker_time
 
 MEMFD_EXEC = ("import os, sys; fd = os.memfd_create('kg-memfd'); os.write(fd, open('/bin/true', 'rb').read()); "
               "os.execve(fd, ['kg-memfd', 'one'], {'M': '1'})")
 
 
-class ProbeOutput:
+class ProbeOutput(ProbeLines):
     """One running probe and the lines it printed."""
-
-    def __init__(self, command: list[str]) -> None:
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.lines: list[bytes] = []
-        self.drained_to = 0
-        self.ready = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            if raw.startswith(b'{"type": "kg_exec_ready"'):
-                self.ready.set()
-            marker = exec_marker_time(raw)
-            if marker is not None:
-                self.drained_to = marker
-            else:
-                self.lines.append(raw)
 
     def execs(self, start_ns: int, end_ns: int, tag_count: Counter[str]) -> dict[tuple[int, int], dict]:
         """The decoded execs stamped between the two times (CLOCK_MONOTONIC) by (thread, n-th exec of the
         thread), without their timestamps (each probe's program reads its own)."""
-        decoder = BpftraceDecoder()
-        events = [e for line in self.lines for e in decoder.feed(line.decode("utf-8", "replace"))]
-        events += decoder.flush()
-        assert decoder.parse_errors == 0
+        events = self.decoded()
         for line in self.lines:
             if line.startswith(b'{"type": "printf", "data": "'):
                 tag_count[line[28:31].split(b"\\")[0].decode()] += 1
