@@ -100,7 +100,7 @@ struct conn_rec {
     u32 family, proto, rport, lport;
     u32 accept4, pad;
     u8 raddr[16], laddr[16];
-    char path[UNIX_PATH_LEN];
+    char path[128];                /* UNIX_PATH_LEN bytes at most, NUL-terminated */
 };
 
 struct socket_rec {
@@ -399,6 +399,7 @@ int on_connect(struct trace_event_raw_sys_exit *ctx)
     struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(t);
     int fd = (int)BPF_CORE_READ(regs, di);
     void *uservaddr = (void *)BPF_CORE_READ(regs, si);
+    s32 addrlen = (s32)BPF_CORE_READ(regs, dx);
     u16 family = 0;
     if (!uservaddr || bpf_probe_read_user(&family, sizeof(family), uservaddr) != 0)
         return 0;
@@ -411,8 +412,16 @@ int on_connect(struct trace_event_raw_sys_exit *ctx)
     r->ret = (s32)ctx->ret;
     r->family = family;
     if (family == 1) {
-        if (bpf_probe_read_user(r->path, sizeof(r->path), uservaddr + 2) != 0)
-            r->path[0] = 0;
+        /* the path's bytes the caller passed (addrlen), not a fixed 108: a short address at the end of a page
+         * would otherwise fail the whole read and hide the path (bpftrace's section reads 108) */
+        u32 n = addrlen > 2 ? (u32)addrlen - 2 : 0;
+        if (n > UNIX_PATH_LEN)
+            n = UNIX_PATH_LEN;
+        barrier_var(n); /* keep the mask below in the program: the verifier needs it, the compiler sees n <= 108 */
+        n &= 127;
+        if (bpf_probe_read_user(r->path, n, uservaddr + 2) != 0)
+            n = 0;
+        r->path[n] = 0;
     } else {
         u16 port = 0;
         bpf_probe_read_user(&port, sizeof(port), uservaddr + 2);

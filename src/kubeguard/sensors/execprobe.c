@@ -92,7 +92,7 @@ struct conn_rec {
     uint32_t family, proto, rport, lport;
     uint32_t accept4, pad;
     uint8_t raddr[16], laddr[16];
-    char path[UNIX_PATH_LEN];
+    char path[128];
 };
 
 struct socket_rec {
@@ -485,7 +485,7 @@ static void on_conn(const struct conn_rec *r)
         header_fields(&r->h, r->h.ktime);
         putf("\\u001f%d\\u001f%d", r->fd, r->ret);
         sep();
-        put_str(r->path, sizeof(r->path));
+        put_str(r->path, UNIX_PATH_LEN);
         end_line();
         return;
     }

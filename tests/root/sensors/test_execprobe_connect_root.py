@@ -1,7 +1,8 @@
 """The compiled probe's connect, accept and packet-socket records read as kubeguard.bt's connect, accept and
 socket sections: both run side by side on the same calls (IPv4 and IPv6, TCP and UDP, accept and accept4, refused,
 in progress, Unix paths and abstract names, a call without an address, packet sockets made and refused) and decode
-to the same events, field for field."""
+to the same events, field for field; but a Unix address that ends right before an unreadable page, whose path only
+the probe reads (it reads the bytes the caller passed, bpftrace's section a fixed 108)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from kubeguard.sensors import execprobe
 from kubeguard.sensors.ebpf import available_tracepoints, build_program, split_sections
 
 CALLS = r"""
-import ctypes, os, socket, sys
+import ctypes, mmap, os, socket, struct, sys
 libc = ctypes.CDLL(None, use_errno=True)
 print(os.getpid(), flush=True)
 sys.stdin.readline()
@@ -45,6 +46,13 @@ unix = socket.socket(socket.AF_UNIX)
 unix.connect_ex("/nonexistent/kubeguard-probe.sock")
 abstract = socket.socket(socket.AF_UNIX)
 abstract.connect_ex("\0kubeguard-probe-abstract")
+# a short address ending right before an unreadable page (a fixed 108-byte read of it fails)
+edge = mmap.mmap(-1, 2 * mmap.PAGESIZE)
+base = ctypes.addressof(ctypes.c_char.from_buffer(edge))
+assert libc.mprotect(ctypes.c_void_p(base + mmap.PAGESIZE), mmap.PAGESIZE, 0) == 0
+address = struct.pack("<H", socket.AF_UNIX) + b"/nonexistent/kubeguard-edge.sock\0"
+edge[mmap.PAGESIZE - len(address):mmap.PAGESIZE] = address
+libc.connect(unix.fileno(), ctypes.c_void_p(base + mmap.PAGESIZE - len(address)), len(address))
 libc.connect(unix.fileno(), None, 0)                 # no address: not reported
 socket.socket(socket.AF_PACKET, socket.SOCK_RAW | socket.SOCK_CLOEXEC, socket.htons(3)).close()
 print(libc.socket(socket.AF_PACKET, 99, 0) < 0, file=sys.stderr)   # refused: reported with its error
@@ -93,7 +101,10 @@ def test_connect_and_accept_records_read_as_the_sections(tmp_path: Path) -> None
         for out in (compiled, traced):
             out.stop()
     got, want = calls_of(compiled, pid), calls_of(traced, pid)
-    assert got == want
+    # the address before an unreadable page: the probe reads the bytes the caller passed, bpftrace a fixed 108
+    edge = [i for i, e in enumerate(got) if e.get("fd.name") == "/nonexistent/kubeguard-edge.sock"]
+    assert len(edge) == 1 and want[edge[0]]["fd.name"] == "" and got[edge[0]]["evt.res"] == "ENOENT"
+    assert got[:edge[0]] + got[edge[0] + 1:] == want[:edge[0]] + want[edge[0] + 1:]
     kinds = [(e["evt.type"], e.get("fd.type"), e.get("fd.l4proto"), e["evt.res"]) for e in got]
     for family in ("ipv4", "ipv6"):
         assert kinds.count(("connect", family, "tcp", "SUCCESS")) >= 2  # and the non-blocking one, or:
@@ -104,8 +115,9 @@ def test_connect_and_accept_records_read_as_the_sections(tmp_path: Path) -> None
         assert ("connect", family, "udp", "SUCCESS") in kinds
     unix = [e for e in got if e.get("fd.type") == "unix"]
     assert [(e["fd.name"], e["evt.res"]) for e in unix] == [
-        ("/nonexistent/kubeguard-probe.sock", "ENOENT"), ("", "ECONNREFUSED")]
+        ("/nonexistent/kubeguard-probe.sock", "ENOENT"), ("", "ECONNREFUSED"),
+        ("/nonexistent/kubeguard-edge.sock", "ENOENT")]
     packet = [(e["evt.res"], e["evt.arg.domain"]) for e in got if e["evt.type"] == "socket"]
     assert [res for res, _ in packet] == ["SUCCESS", "EINVAL"] and {d for _, d in packet} == {"AF_PACKET"}
-    assert len(got) == 2 * 7 + 2 + 2  # the call without an address and the other sockets are not reported
+    assert len(got) == 2 * 7 + 3 + 2  # the call without an address and the other sockets are not reported
 
