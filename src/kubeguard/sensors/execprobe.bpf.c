@@ -413,7 +413,7 @@ int on_connect(struct trace_event_raw_sys_exit *ctx)
     r->family = family;
     if (family == 1) {
         /* the path's bytes the caller passed (addrlen), not a fixed 108: a short address at the end of a page
-         * would otherwise fail the whole read and hide the path (bpftrace's section reads 108) */
+         * would otherwise fail the whole read and hide the path (bpftrace's section reads 108 for paths over 63) */
         u32 n = addrlen > 2 ? (u32)addrlen - 2 : 0;
         if (n > UNIX_PATH_LEN)
             n = UNIX_PATH_LEN;
