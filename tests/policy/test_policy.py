@@ -238,6 +238,45 @@ def test_cli_export_diff_apply_networkpolicy(tmp_path: Path) -> None:
     assert wrong.returncode == 2 and "NAMESPACE/KIND/NAME" in wrong.stderr
 
 
+def test_cli_patterns_select_every_matching_workload(tmp_path: Path) -> None:
+    """A WORKLOAD argument with * ? [ selects every workload the directory knows (learned or hand-written) whose
+    NAMESPACE/KIND/NAME matches; a pattern that matches none is refused and changes nothing."""
+    engine = engine_for(tmp_path, Clock())
+    for uid, path in (("u1", "/usr/bin/python3"), ("u3", "/usr/bin/postgres"), ("u4", "/bin/sh")):
+        engine.process(exec_event(uid, path))
+    engine.save()
+    directory = str(tmp_path / "policies")
+
+    def modes(*pattern: str) -> dict[str, str]:
+        shown = kubeguard("policy", "show", *pattern, "--policy-dir", directory)
+        assert shown.returncode == 0, shown.stderr
+        return {line.split()[0]: line.split()[1] for line in shown.stdout.splitlines()}
+
+    later = kubeguard("policy", "mode", "shop/Deployment/later", "monitor", "--policy-dir", directory)
+    assert later.returncode == 0 and "kept until the workload appears" in later.stdout
+    switched = kubeguard("policy", "mode", "shop/Deployment/*", "protect", "--policy-dir", directory)
+    assert switched.returncode == 0, switched.stderr
+    assert switched.stdout.splitlines() == ["shop/Deployment/later: mode protect (no pods seen yet: kept until the "
+                                            "workload appears)", "shop/Deployment/web: mode protect"]
+    assert modes() == {"shop/Deployment/later": "mode=protect", "shop/Deployment/web": "mode=protect",
+                       "shop/Pod/debug": "mode=discover", "shop/StatefulSet/db": "mode=discover"}
+    both = kubeguard("policy", "mode", "*/d[a-z]*", "monitor", "--zero-drift", "--policy-dir", directory)
+    assert both.returncode == 0 and len(both.stdout.splitlines()) == 2
+    assert modes("shop/*/d*") == {"shop/Pod/debug": "mode=monitor", "shop/StatefulSet/db": "mode=monitor"}
+    assert "zeroDrift=True" in kubeguard("policy", "show", "shop/StatefulSet/?b", "--policy-dir", directory).stdout
+    exported = kubeguard("policy", "export", "*/Pod/*", "--policy-dir", directory)
+    assert [d["metadata"]["name"] for d in yaml.safe_load_all(exported.stdout)] == ["pod-debug"]
+    def files() -> dict[str, str]:
+        return {str(f): f.read_text() for f in Path(directory).rglob("*") if f.is_file()}
+
+    before = files()
+    for command in (("mode", "other/*", "protect"), ("show", "other/*"), ("export", "shop/Job/*")):
+        refused = kubeguard("policy", *command, "--policy-dir", directory)
+        assert refused.returncode == 2 and f"{command[1]}: no workload in {directory} matches" in refused.stderr
+        assert "Traceback" not in refused.stderr
+    assert files() == before and len(before) >= 5  # four learned or hand-written policies at least
+
+
 def test_crd_schema_accepts_exports_and_refuses_what_the_loader_refuses() -> None:
     import jsonschema
 

@@ -1,12 +1,15 @@
 """`kubeguard policy show | export | apply | diff | mode | networkpolicy`: workload policies as files.
 
 All of them work on the agent's ``--policy-dir``; a running agent picks changes up within a second.
+A WORKLOAD argument is ``NAMESPACE/KIND/NAME`` or a shell-style pattern over those names (``shop/*``,
+``*/Deployment/*``: ``*`` also crosses ``/``) that selects every workload the directory knows.
 Bad input (a malformed file, an unknown workload name) is one line naming file:line, exit 2, and
 nothing is changed.
 """
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
 
 import typer
@@ -19,6 +22,7 @@ from kubeguard.policy.netpol import network_policies
 from kubeguard.policy.store import PolicyStore
 
 policy_app = typer.Typer(help="Workload policies: show, export, apply, diff, change modes.", no_args_is_help=True)
+WORKLOADS_HELP = "NAMESPACE/KIND/NAME, or a pattern such as 'shop/*' (default: all)."
 DIR_OPTION = typer.Option(..., "--policy-dir", envvar="KUBEGUARD_POLICY_DIR", help="The agent's policy directory.")
 
 
@@ -30,13 +34,33 @@ def _store(directory: Path) -> PolicyStore:
     return store
 
 
+def is_pattern(workload: str) -> bool:
+    """True when `workload` is a shell-style pattern (``*``, ``?``, ``[...]``), not one workload's name."""
+    return any(c in workload for c in "*?[")
+
+
+def _parse(workload: str) -> WorkloadRef:
+    try:
+        return WorkloadRef.parse(workload)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _matching(store: PolicyStore, pattern: str) -> list[WorkloadRef]:
+    """The workloads the directory knows (learned or hand-written) whose name matches `pattern`; UserError
+    when none does."""
+    refs = [r for r in store.workloads() if fnmatchcase(str(r), pattern)]
+    if not refs:
+        raise UserError(f"{pattern}: no workload in {store.directory} matches")
+    return refs
+
+
 def _effective(store: PolicyStore, workload: str | None) -> list[WorkloadPolicy]:
     refs = store.workloads()
-    if workload:
-        try:
-            wanted = WorkloadRef.parse(workload)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
+    if workload and is_pattern(workload):
+        refs = _matching(store, workload)
+    elif workload:
+        wanted = _parse(workload)
         if wanted not in refs:
             raise UserError(f"{workload}: no policy for this workload in {store.directory}")
         refs = [wanted]
@@ -52,7 +76,7 @@ def _run(fn: object) -> None:
 
 @policy_app.command("show")
 def show(policy_dir: Path = DIR_OPTION,
-         workload: str | None = typer.Argument(None, help="NAMESPACE/KIND/NAME (default: all).")) -> None:
+         workload: str | None = typer.Argument(None, help=WORKLOADS_HELP)) -> None:
     """One line per workload: mode and rule counts (problems of refused files below)."""
 
     def go() -> None:
@@ -70,7 +94,7 @@ def show(policy_dir: Path = DIR_OPTION,
 
 @policy_app.command("export")
 def export(policy_dir: Path = DIR_OPTION,
-           workload: str | None = typer.Argument(None, help="NAMESPACE/KIND/NAME (default: all)."),
+           workload: str | None = typer.Argument(None, help=WORKLOADS_HELP),
            output: Path | None = typer.Option(None, "-o", "--output", help="Write here instead of stdout.")) -> None:
     """The policies in force (learned + hand-written) as WorkloadPolicy YAML."""
 
@@ -102,30 +126,30 @@ def apply(file: Path = typer.Argument(..., help="WorkloadPolicy YAML (one or mor
 
 
 @policy_app.command("mode")
-def mode(workload: str = typer.Argument(..., help="NAMESPACE/KIND/NAME"),
+def mode(workload: str = typer.Argument(..., help="NAMESPACE/KIND/NAME, or a pattern ('shop/*', '*') for every "
+                                                  "workload the directory knows that matches it."),
          new_mode: str = typer.Argument(..., metavar="MODE", help="discover, monitor or protect."),
          policy_dir: Path = DIR_OPTION,
          zero_drift: bool | None = typer.Option(None, "--zero-drift/--no-zero-drift",
                                                 help="Also block executables written after the container started.")
          ) -> None:
-    """Switch a workload's mode (kept in its hand-written policy, which wins over learning)."""
+    """Switch a workload's mode, or every matching workload's (kept in its hand-written policy, which wins over
+    learning)."""
 
     def go() -> None:
         if new_mode not in MODES:
             raise UserError(f"mode {new_mode!r}: expected one of {', '.join(MODES)}")
-        try:
-            ref = WorkloadRef.parse(workload)
-        except ValueError as exc:
-            raise UserError(str(exc)) from exc
         store = _store(policy_dir)
-        user = store.user.get(ref)
-        policy = user.copy() if user is not None else WorkloadPolicy(ref)
-        policy.mode = new_mode
-        if zero_drift is not None:
-            policy.zero_drift = zero_drift
-        store.write_user(policy)
-        stdout.print(f"{ref}: mode {new_mode}" + ("" if ref in store.learned else " (no pods seen yet: kept "
-                                                   "until the workload appears)"), markup=False)
+        refs = _matching(store, workload) if is_pattern(workload) else [_parse(workload)]
+        for ref in refs:
+            user = store.user.get(ref)
+            policy = user.copy() if user is not None else WorkloadPolicy(ref)
+            policy.mode = new_mode
+            if zero_drift is not None:
+                policy.zero_drift = zero_drift
+            store.write_user(policy)
+            stdout.print(f"{ref}: mode {new_mode}" + ("" if ref in store.learned else " (no pods seen yet: kept "
+                                                       "until the workload appears)"), markup=False)
 
     _run(go)
 
@@ -154,7 +178,7 @@ def diff(old: Path = typer.Argument(..., help="An earlier export."),
 
 @policy_app.command("networkpolicy")
 def networkpolicy(policy_dir: Path = DIR_OPTION,
-                  workload: str | None = typer.Argument(None, help="NAMESPACE/KIND/NAME (default: all).")) -> None:
+                  workload: str | None = typer.Argument(None, help=WORKLOADS_HELP)) -> None:
     """The learned network part as Kubernetes NetworkPolicy YAML (pods selected by their labels)."""
 
     def go() -> None:
