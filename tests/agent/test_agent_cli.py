@@ -66,3 +66,17 @@ def test_a_flag_ignored_without_its_feature_is_refused(tmp_path: Path, flag: str
     # found by the bad-input walker: a missing file here was accepted, since nothing read it
     line = one_error_line(agent(flag, str(tmp_path / "missing"), tmp=tmp_path))
     assert f"{flag} only apply with {needs}" in line
+
+
+def test_protect_after_is_checked(tmp_path: Path) -> None:
+    assert "--protect-after only apply with --policy-dir" in one_error_line(
+        agent("--protect-after", "60", tmp=tmp_path))
+    assert "--protect-after -1: must not be negative" in one_error_line(
+        agent("--policy-dir", str(tmp_path), "--protect-after", "-1", tmp=tmp_path))
+
+
+def test_new_workload_mode_is_checked(tmp_path: Path) -> None:
+    assert "--new-workload-mode only apply with --policy-dir" in one_error_line(
+        agent("--new-workload-mode", "monitor", tmp=tmp_path))
+    assert "--new-workload-mode learn: expected discover, monitor or protect" in one_error_line(
+        agent("--policy-dir", str(tmp_path), "--new-workload-mode", "learn", tmp=tmp_path))

@@ -94,6 +94,8 @@ def test_a_missing_required_value_refuses_to_render_with_a_clear_message(unset: 
     ({"console": {"databse": {"existingSecret": "kg-db"}}}, "databse"),  # a typo is not silently ignored
     ({"agent": {"console": {"url": "http://console:8443"}}}, "url"),  # agents ship over HTTPS only
     ({"agent": {"sensor": "kprobe"}}, "sensor"),
+    ({"agent": {"policy": {"newWorkloadMode": "learn"}}}, "newWorkloadMode"),
+    ({"agent": {"policy": {"protectAfter": -5}}}, "protectAfter"),
 ])
 def test_values_schema_refuses_wrong_types_typos_and_plain_http(bad: dict, where: str) -> None:
     with pytest.raises(helm.HelmError, match=where):
@@ -199,6 +201,20 @@ def test_agents_ship_to_this_releases_console_with_their_nodes_token() -> None:
     assert not [d for d in external if d["kind"] == "Deployment"]
     assert "--console=https://console.example:8443" in pod_spec(one(external, "DaemonSet", "kg-kubeguard-agent"))[
         "containers"][0]["args"]
+
+
+def test_agents_take_the_policy_modes_settings() -> None:
+    def agent_args(values: dict[str, Any]) -> list[str]:
+        return pod_spec(one(render(values), "DaemonSet", "kg-kubeguard-agent"))["containers"][0]["args"]
+
+    default = agent_args(TYPICAL)
+    assert {"--policy-dir=/var/lib/kubeguard/policies", "--quiet-window=3600",
+            "--new-workload-mode=discover"} <= set(default)
+    assert not [a for a in default if a.startswith("--protect-after")]  # off unless asked for
+    chosen = agent_args(merged({"agent": {"policy": {"quietWindow": 1800, "protectAfter": 1000000,
+                                                     "newWorkloadMode": "monitor"}}}))
+    assert {"--quiet-window=1800", "--protect-after=1000000", "--new-workload-mode=monitor"} <= set(chosen)
+    assert flags(chosen[1:]) <= options_of("agent")
 
 
 def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:

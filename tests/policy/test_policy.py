@@ -155,6 +155,84 @@ def test_learn_promote_and_deviate(tmp_path: Path) -> None:
     assert len(again.process(exec_event("u1", "/usr/bin/nc"))) == 1
 
 
+def test_monitor_moves_to_protect_after_a_clean_stretch(tmp_path: Path) -> None:
+    """With protect_after (NeuVector's mode auto-switch), a workload moves from monitor to protect once it ran that
+    long in monitor without a deviation; each deviation starts the clock again, a restart starts it again too, and
+    a mode set by hand is never changed."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "db.yaml").write_text(GOOD.replace("name: web}", "name: db}").replace("kind: Deployment",
+                                       "kind: StatefulSet").replace("mode: protect", "mode: monitor"))
+    clock = Clock()
+    store = PolicyStore(directory)
+    store.open()
+    engine = PolicyEngine(store, lambda: PODS, quiet_window=60, clock=clock, protect_after=100)
+    assert engine.process(exec_event("u1", "/usr/bin/python3")) == []
+    assert engine.process(exec_event("u3", "/usr/bin/python3")) == []  # db: monitor by hand
+    clock.now += 61
+    assert engine.tick() == ["policy: shop/Deployment/web promoted to monitor after 60s without new behaviour"]
+    clock.now += 90
+    assert engine.tick() == []
+    (alert,) = engine.process(exec_event("u1", "/usr/bin/nc", pid=200))  # a deviation: the clock starts again
+    assert alert.output_fields["policy.mode"] == "monitor"
+    clock.now += 90
+    assert engine.tick() == []  # 180 s in monitor, 90 s since the deviation
+    clock.now += 10
+    assert engine.tick() == ["policy: shop/Deployment/web promoted to protect after 100s in monitor without a "
+                             "deviation"]
+    assert engine.store.effective(WEB).mode == "protect"
+    (blocked,) = engine.process(exec_event("u2", "/usr/bin/nc", pid=300))
+    assert blocked.output_fields["policy.mode"] == "protect"
+    assert engine.store.effective(WorkloadRef("shop", "StatefulSet", "db")).mode == "monitor"  # set by hand
+    engine.save()
+    # a restart keeps protect, and counts a monitor workload's clean stretch from its own start
+    store.learned[WEB].mode = "monitor"
+    store.save_learned()
+    again_store = PolicyStore(directory)
+    again_store.open()
+    again = PolicyEngine(again_store, lambda: PODS, quiet_window=60, clock=clock, protect_after=100)
+    clock.now += 99
+    assert again.tick() == []
+    clock.now += 1
+    assert again.tick() == ["policy: shop/Deployment/web promoted to protect after 100s in monitor without a "
+                            "deviation"]
+    # without protect_after, monitor stays monitor
+    never = engine_for(tmp_path / "never", clock)
+    assert never.process(exec_event("u1", "/usr/bin/python3")) == []
+    clock.now += 61
+    assert never.tick() == ["policy: shop/Deployment/web promoted to monitor after 60s without new behaviour"]
+    clock.now += 10 ** 6
+    assert never.tick() == [] and never.store.effective(WEB).mode == "monitor"
+
+
+def test_new_workloads_can_start_in_monitor_with_nothing_learned(tmp_path: Path) -> None:
+    """new_mode (NeuVector's new service mode): a workload seen for the first time starts in monitor, learns
+    nothing (its own behaviour is a deviation), is never promoted by the quiet window; a hand-written policy still
+    allows what it lists, and a workload already known keeps its mode."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "web.yaml").write_text(GOOD.replace("  mode: protect\n", ""))  # allows python3, sets no mode
+    clock = Clock()
+    store = PolicyStore(directory)
+    store.open()
+    assert not store.errors
+    engine = PolicyEngine(store, lambda: PODS, quiet_window=60, clock=clock, new_mode="monitor")
+    (alert,) = engine.process(exec_event("u3", "/usr/bin/postgres"))  # db: new, in monitor
+    assert alert.rule == RULE_PROCESS and alert.output_fields["policy.mode"] == "monitor"
+    assert engine.store.learned[WorkloadRef("shop", "StatefulSet", "db")].processes == []
+    assert engine.process(exec_event("u1", "/usr/bin/python3")) == []  # web: allowed by the hand-written policy
+    (other,) = engine.process(exec_event("u1", "/usr/bin/cat", pid=201))
+    assert other.output_fields["policy.mode"] == "monitor"
+    clock.now += 10 ** 6
+    assert engine.tick() == []  # nothing to promote: nothing discovers
+    engine.save()
+    again = PolicyStore(directory)
+    again.open()
+    restarted = PolicyEngine(again, lambda: PODS, quiet_window=60, clock=clock)  # default new_mode: discover
+    assert len(restarted.process(exec_event("u3", "/usr/bin/postgres", pid=202))) == 1  # db stays in monitor
+    assert restarted.process(exec_event("u4", "/bin/sh")) == []  # debug: new now, discovering
+
+
 def test_hand_edits_win_and_unknown_workloads_wait(tmp_path: Path) -> None:
     directory = tmp_path / "policies"
     directory.mkdir()

@@ -81,6 +81,12 @@ def agent(
                                            "(discover / monitor / protect); learned and hand-written YAML here."),
     quiet_window: float = typer.Option(3600.0, "--quiet-window", help="Seconds without new behaviour before a "
                                        "workload moves from discover to monitor."),
+    protect_after: float | None = typer.Option(None, "--protect-after", help="Seconds in monitor without a "
+                                               "deviation before a workload moves to protect (default: never; "
+                                               "a mode set by hand is never changed)."),
+    new_workload_mode: str | None = typer.Option(None, "--new-workload-mode", help="Mode of a workload seen for "
+                                                 "the first time: discover (default), or monitor / protect with "
+                                                 "nothing learned (every policy a reviewed file)."),
     enforce: bool = typer.Option(True, "--enforce/--no-enforce", help="Block in the kernel in protect mode "
                                  "(--no-enforce: protect only alerts)."),
     firewall: bool = typer.Option(False, "--firewall", help="Inline L7 firewall for this node's pods (NFQUEUE; "
@@ -111,7 +117,8 @@ def agent(
         sensor=sensor, fanotify=fanotify, store=db or store or default_db_path(), metrics_port=metrics_port,
         metrics_host=metrics_host, webhook=webhook, webhook_headers=webhook_header, syslog=syslog, node=node,
         queue_size=queue_size, drop_report_interval=drop_report_interval, duration=duration,
-        policy_dir=policy_dir, quiet_window=quiet_window, enforce=enforce, firewall=firewall,
+        policy_dir=policy_dir, quiet_window=quiet_window, protect_after=protect_after,
+        new_workload_mode=new_workload_mode or "discover", enforce=enforce, firewall=firewall,
         firewall_selector=firewall_selector, firewall_allow_list=firewall_allow_list, firewall_mode=firewall_mode,
         firewall_queue=firewall_queue, firewall_fail_closed=firewall_fail_closed,
         console=console_url, console_ca=console_ca, console_cert=console_cert, console_key=console_key,
@@ -122,6 +129,8 @@ def agent(
                                                       "--console-ca": console_ca, "--console-cert": console_cert,
                                                       "--console-key": console_key})
         _needs("--firewall", firewall, {"--firewall-allow-list": firewall_allow_list})
+        _needs("--policy-dir", policy_dir is not None, {"--protect-after": protect_after,
+                                                        "--new-workload-mode": new_workload_mode})
         config.metrics_token = _metrics_token(metrics_token_file)
         if console_token_file is not None:
             config.console_token = read_token(console_token_file)
@@ -131,7 +140,7 @@ def agent(
     raise typer.Exit(code)
 
 
-def _needs(flag: str, given: bool, dependents: dict[str, Path | None]) -> None:
+def _needs(flag: str, given: bool, dependents: dict[str, object]) -> None:
     """UserError when a flag that only `flag` reads is given without it (it would be ignored silently)."""
     orphans = [name for name, value in dependents.items() if value is not None]
     if orphans and not given:
@@ -399,11 +408,15 @@ def attach_policies(config: AgentConfig, pipeline: Pipeline, source: PodSource) 
         stderr.print(f"kubeguard agent: warning: policy: {problem} (refused)", markup=False)
     enricher = pipeline.enricher
     engine = PolicyEngine(store, lambda: source.podmap, quiet_window=config.quiet_window,
-                          container_start=cgroup_start_time(enricher.cgroups.root, enricher.cgroups.path))
+                          container_start=cgroup_start_time(enricher.cgroups.root, enricher.cgroups.path),
+                          protect_after=config.protect_after, new_mode=config.new_workload_mode)
     pipeline.policy = engine
     pipeline.on_message = lambda line: stderr.print(f"kubeguard agent: {line}", markup=False)
     stderr.print(f"kubeguard agent: policy: {len(store.workloads())} workload policies from {config.policy_dir}; "
-                 f"new workloads discover for {config.quiet_window:g}s", markup=False)
+                 + (f"new workloads discover for {config.quiet_window:g}s" if config.new_workload_mode == "discover"
+                    else f"new workloads start in {config.new_workload_mode}, nothing learned")
+                 + (f", then protect after {config.protect_after:g}s in monitor without a deviation"
+                    if config.protect_after is not None else ""), markup=False)
 
     def pods() -> PodMap:
         source.refresh()

@@ -36,6 +36,8 @@ class AgentConfig:
     duration: float | None = None  # stop after this many seconds
     policy_dir: Path | None = None  # workload policies (learned + hand-written); None = no policies
     quiet_window: float = 3600.0  # seconds without new behaviour before discover -> monitor
+    protect_after: float | None = None  # seconds in monitor without a deviation before protect (None: never)
+    new_workload_mode: str = "discover"  # the mode a workload seen for the first time starts in
     enforce: bool = True  # protect mode blocks in the kernel (else protect only alerts)
     firewall: bool = False  # inline L7 firewall (NFQUEUE) for the node's pods (docs/firewall.md)
     firewall_selector: str | None = None  # kubectl-style label selector of the inline pods (default: all)
@@ -66,6 +68,10 @@ class AgentConfig:
             found.append(f"--metrics-port {self.metrics_port}: expected a port number 1-65535")
         if self.quiet_window < 0:
             found.append(f"--quiet-window {self.quiet_window:g}: must not be negative")
+        if self.new_workload_mode not in ("discover", "monitor", "protect"):
+            found.append(f"--new-workload-mode {self.new_workload_mode}: expected discover, monitor or protect")
+        if self.protect_after is not None and not self.protect_after >= 0:
+            found.append(f"--protect-after {self.protect_after:g}: must not be negative")
         found.extend(f"{path}: rules file not found" for path in self.rules if not path.is_file())
         if self.console and not self.console_token:
             found.append("--console needs --console-token-file (this node's API token from the console)")

@@ -13,9 +13,16 @@
   refused it) and ATT&CK tags. The file and network activity of a process that is itself a
   deviation is part of that one alert, not more alerts.
 
+A workload seen for the first time starts in discover, or in `new_mode` (monitor or protect: nothing is learned
+and everything it does is a deviation until a hand-written policy allows it; NeuVector's new service mode, for
+clusters whose policies are all reviewed files, where a new workload must not teach the agent its own behaviour).
+
 `tick()` (once a second, from the pipeline thread) re-reads the policy directory, promotes
-workloads whose profile did not change for `quiet_window` seconds from discover to monitor, and
-saves what was learned. The kernel side of protect lives in `kubeguard.policy.enforce`.
+workloads whose profile did not change for `quiet_window` seconds from discover to monitor, and, with
+`protect_after` set, from monitor to protect once they ran that long in monitor without a deviation (NeuVector's
+mode auto-switch; the clock starts again at each deviation, at the promotion to monitor and at the engine's start,
+so a restart only delays it), and saves what was learned. A workload whose hand-written policy sets a mode is never
+promoted. The kernel side of protect lives in `kubeguard.policy.enforce`.
 """
 
 from __future__ import annotations
@@ -79,11 +86,16 @@ class PolicyEngine:
 
     def __init__(self, store: PolicyStore, podmap: Callable[[], PodMap], quiet_window: float = 3600.0,
                  clock: Callable[[], float] = time.time, container_start: Callable[[Event], float | None]
-                 | None = None) -> None:
+                 | None = None, protect_after: float | None = None, new_mode: str = "discover") -> None:
         self.store = store
+        self.new_mode = new_mode  # the mode a workload seen for the first time starts in (NeuVector's new service mode)
         self.podmap = podmap
         self.quiet_window = quiet_window
+        self.protect_after = protect_after  # seconds in monitor without a deviation before protect; None: never
         self.clock = clock
+        self.started = clock()
+        # per workload in monitor, when its last deviation came (the clock of its promotion to protect)
+        self._last_deviation: dict[WorkloadRef, float] = {}
         self.container_start = container_start or (lambda event: None)
         self.enforced: set[WorkloadRef] = set()  # workloads whose kernel guards are in place (enforcer sets it)
         # the cgroup ids of the containers in the exec guard's plan, and the uids of the pods whose cgroup is in it
@@ -134,7 +146,8 @@ class PolicyEngine:
             return self._accept(ref, policy, event, podmap)
 
     def _policy(self, ref: WorkloadRef, event: Event) -> WorkloadPolicy:
-        """The effective policy (a new workload starts learning in discover)."""
+        """The effective policy (a new workload starts in `new_mode`: learning in discover, else with an empty
+        profile)."""
         policy = self._effective.get(ref, _MISSING)
         if policy is not _MISSING:
             assert isinstance(policy, WorkloadPolicy)
@@ -144,10 +157,11 @@ class PolicyEngine:
                 labels = event.get("k8s.pod.labels")
                 selector = {str(k): str(v) for k, v in labels.items() if k not in POD_SPECIFIC_LABELS} \
                     if isinstance(labels, dict) else {}
-                self.store.learned[ref] = WorkloadPolicy(ref, mode="discover", zero_drift=False, selector=selector)
+                self.store.learned[ref] = WorkloadPolicy(ref, mode=self.new_mode, zero_drift=False, selector=selector)
                 self.store.last_change[ref] = self.clock()
                 self._dirty.add(ref)
-                log.info("policy: new workload %s, discovering", ref)
+                log.info("policy: new workload %s, %s", ref,
+                         "discovering" if self.new_mode == "discover" else f"in {self.new_mode} (nothing learned)")
             self._effective[ref] = self.store.effective(ref)
             self._exec_allowed.pop(ref, None)
         found = self._effective[ref]
@@ -327,6 +341,7 @@ class PolicyEngine:
 
     def _alert(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event, dev: Deviation) -> Alert:
         self.deviations += 1
+        self._last_deviation[ref] = self.clock()
         action = "blocked" if dev.blocked else "alert"
         fields: dict[str, Any] = {key: event[key] for key in EVENT_FIELDS if key in event}
         fields.update({"policy.workload": str(ref), "policy.mode": policy.mode, "policy.deviation": dev.what,
@@ -353,9 +368,15 @@ class PolicyEngine:
                 quiet = now - self.store.last_change.get(ref, now) >= self.quiet_window
                 if learned.mode == "discover" and (user is None or user.mode is None) and quiet:
                     learned.mode = "monitor"
+                    self._last_deviation[ref] = now  # its time in monitor starts here
                     self._dirty.add(ref)
                     messages.append(f"policy: {ref} promoted to monitor after "
                                     f"{self.quiet_window:g}s without new behaviour")
+                elif learned.mode == "monitor" and (user is None or user.mode is None) and self._clean_for(ref, now):
+                    learned.mode = "protect"
+                    self._dirty.add(ref)
+                    messages.append(f"policy: {ref} promoted to protect after {self.protect_after:g}s in monitor "
+                                    f"without a deviation")
             changed = self._dirty
             self._dirty = set()
             self._effective.clear()
@@ -369,6 +390,13 @@ class PolicyEngine:
                     messages.append(f"policy: cannot save learned policies in {self.store.learned_dir}: "
                                     f"{exc.strerror}")
         return messages
+
+    def _clean_for(self, ref: WorkloadRef, now: float) -> bool:
+        """True when `protect_after` is set and workload `ref` has had no deviation for that long (since its
+        promotion to monitor, or the engine's start, when it had none)."""
+        if self.protect_after is None:
+            return False
+        return now - self._last_deviation.get(ref, self.started) >= self.protect_after
 
     def save(self) -> None:
         """Write everything learned (at stop)."""
