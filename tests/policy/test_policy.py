@@ -233,6 +233,36 @@ def test_new_workloads_can_start_in_monitor_with_nothing_learned(tmp_path: Path)
     assert restarted.process(exec_event("u4", "/bin/sh")) == []  # debug: new now, discovering
 
 
+def test_the_agents_own_pod_is_exempt_from_policies(tmp_path: Path) -> None:
+    """The agent's own pod (exempt_pods: the agent sets its own) is neither learned, nor alerted on, nor planned
+    for the kernel guards, whatever mode its workload is in; the workload's other pods are (another node's agent
+    exempts its own)."""
+    from kubeguard.policy.enforce import Enforcer
+
+    clock = Clock()
+    engine = engine_for(tmp_path, clock)
+    engine.exempt_pods = frozenset({"u1"})
+    assert engine.process(exec_event("u1", "/usr/bin/bpftrace")) == []
+    assert WEB not in engine.store.learned  # nothing learned from it
+    assert engine.process(exec_event("u2", "/usr/bin/python3")) == []
+    clock.now += 61
+    engine.tick()
+    assert engine.store.learned[WEB].mode == "monitor"
+    assert [r.path for r in engine.store.learned[WEB].processes] == ["/usr/bin/python3"]
+    assert engine.process(exec_event("u1", "/usr/bin/bpftrace", pid=301)) == []  # no deviation either
+    assert len(engine.process(exec_event("u2", "/usr/bin/bpftrace", pid=302))) == 1
+    root = tmp_path / "cgroup"
+    for uid in ("u1", "u2"):
+        (root / "kubepods" / f"pod{uid}" / f"cri-containerd-{uid}c.scope").mkdir(parents=True)
+    enforcer = Enforcer(engine, lambda: PODS, lambda line: None, cgroup_root=root)
+    try:
+        assert [c.container_id for c in enforcer._containers(PODS, WEB)] == ["u2c"]
+        engine.exempt_pods = frozenset()
+        assert sorted(c.container_id for c in enforcer._containers(PODS, WEB)) == ["u1c", "u2c"]
+    finally:
+        enforcer.close()
+
+
 def test_hand_edits_win_and_unknown_workloads_wait(tmp_path: Path) -> None:
     directory = tmp_path / "policies"
     directory.mkdir()

@@ -35,6 +35,7 @@ from kubeguard.agent.shipper import ConsoleOutput, read_token, tls_context
 from kubeguard.agent.spool import Spool
 from kubeguard.agent.writededupe import WriteDeduper
 from kubeguard.cliutil import UserError, die, stderr
+from kubeguard.cluster.cgroups import identity_of_pid
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Alert, Event
 from kubeguard.policy.document import PolicyError
@@ -410,6 +411,9 @@ def attach_policies(config: AgentConfig, pipeline: Pipeline, source: PodSource) 
     engine = PolicyEngine(store, lambda: source.podmap, quiet_window=config.quiet_window,
                           container_start=cgroup_start_time(enricher.cgroups.root, enricher.cgroups.path),
                           protect_after=config.protect_after, new_mode=config.new_workload_mode)
+    own = identity_of_pid(os.getpid())
+    if own is not None and own.pod_uid:  # the DaemonSet's pod: no policy learns, alerts on or kills the agent's own
+        engine.exempt_pods = frozenset({own.pod_uid})
     pipeline.policy = engine
     pipeline.on_message = lambda line: stderr.print(f"kubeguard agent: {line}", markup=False)
     stderr.print(f"kubeguard agent: policy: {len(store.workloads())} workload policies from {config.policy_dir}; "

@@ -277,7 +277,8 @@ class Enforcer:
         uids = [uid for uid, _ in made]
         podmap = self.reread_pods()
         policies = self.engine.effective()
-        refs = {uid: podmap.owners[uid] for uid in uids if uid in podmap.owners}
+        owners = self._owners(podmap)
+        refs = {uid: owners[uid] for uid in uids if uid in owners}
         held = {ref for ref in refs.values()
                 if (policy := policies.get(ref)) is not None and (policy.mode == "protect" or policy.zero_drift)}
         self.pods_seen_early += sum(1 for ref in refs.values() if ref in held)
@@ -353,7 +354,7 @@ class Enforcer:
             return None
         pod_dir = os.path.dirname(cgroup_dir)
         uid = next((u for u, d in self._pod_dirs.items() if d == pod_dir), None)
-        ref = self._podmap.owners.get(uid) if uid is not None else None
+        ref = self._owners(self._podmap).get(uid) if uid is not None else None
         policy = self.engine.effective().get(ref) if ref is not None else None
         if ref is None or policy is None or not (policy.mode == "protect" or policy.zero_drift):
             return None
@@ -473,8 +474,12 @@ class Enforcer:
             if message:
                 self.on_message(message)
 
+    def _owners(self, podmap: PodMap) -> dict[str, WorkloadRef]:
+        """The pods map's pod uid -> workload, less the pods no policy applies to (the agent's own)."""
+        return {uid: ref for uid, ref in podmap.owners.items() if uid not in self.engine.exempt_pods}
+
     def _containers(self, podmap: PodMap, ref: WorkloadRef) -> list[Container]:
-        uids = {uid for uid, owner in podmap.owners.items() if owner == ref}
+        uids = {uid for uid, owner in self._owners(podmap).items() if owner == ref}
         found: list[Container] = []
         for cid, workload in podmap.by_container_id.items():
             if workload.pod_uid not in uids:
@@ -495,7 +500,7 @@ class Enforcer:
         (`pod=True`), with the mount namespace their runtime execs from (a known container's, else the node's)."""
         runtime = {os.path.dirname(c.cgroup_dir): runtime_mount_ns(c.cgroup_dir) for c in containers}
         entries: dict[str, GuardedCgroup] = {}
-        for uid, owner in podmap.owners.items():
+        for uid, owner in self._owners(podmap).items():
             if owner != ref:
                 continue
             pod_dir = self._pod_dir(uid, containers)

@@ -97,6 +97,9 @@ class PolicyEngine:
         # per workload in monitor, when its last deviation came (the clock of its promotion to protect)
         self._last_deviation: dict[WorkloadRef, float] = {}
         self.container_start = container_start or (lambda event: None)
+        # pods no policy applies to: the agent's own (its sensors, guards and their restarts must never be learned as
+        # a workload's behaviour, alerted or killed, whatever a pattern or an auto-switch does to its workload)
+        self.exempt_pods: frozenset[str] = frozenset()
         self.enforced: set[WorkloadRef] = set()  # workloads whose kernel guards are in place (enforcer sets it)
         # the cgroup ids of the containers in the exec guard's plan, and the uids of the pods whose cgroup is in it
         # (their containers not planned yet are held at exec until they are); enforcer sets both. An exec anywhere
@@ -127,7 +130,7 @@ class PolicyEngine:
                 and etype not in SEND_TYPES:
             return []
         uid = event.get("k8s.pod.uid")
-        if not uid:
+        if not uid or uid in self.exempt_pods:
             return []
         podmap = self.podmap()
         ref = podmap.owners.get(str(uid))
