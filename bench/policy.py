@@ -48,6 +48,7 @@ from tests.root.podlab import Pod, PodLab
 
 from bench.bpfstats import enable_bpf_stats
 from bench.record import record
+from bench.stats import median_interval
 from kubeguard.policy.connectguard import Allow, ConnectGuard
 from kubeguard.policy.execguard import ExecGuard, GuardedCgroup
 
@@ -323,6 +324,11 @@ def main() -> int:
     def paired(key: str) -> float:
         return statistics.median(added(n, p, key) for n, p in zip(none_rounds, protect_rounds, strict=False))
 
+    def paired_interval(key: str) -> str:
+        low, high, coverage = median_interval([added(n, p, key) for n, p in zip(none_rounds, protect_rounds,
+                                                                                 strict=False)])
+        return f"{low:+.1f} to {high:+.1f} % ({100 * coverage:.0f} % confidence)"
+
     per_round = ", ".join(f"{added(n, p, 'exec_p50'):+.0f}/{added(n, p, 'connect_p50'):+.0f}"
                           for n, p in zip(none_rounds, protect_rounds, strict=False))
     # the same condition twice, one protect round apart: how far a single round's ratio moves with no change at all
@@ -370,7 +376,9 @@ def main() -> int:
         "paced. "
         "Per round (back-to-back exec/connect p50, %): "
         f"{per_round}; their medians: exec {paired('exec_p50'):+.1f} %, connect {paired('connect_p50'):+.1f} % "
-        "(each protect round against the no-agent round just before it). "
+        "(each protect round against the no-agent round just before it); the interval these medians' true values "
+        f"lie in (the sign test's, from the rounds' order alone): exec {paired_interval('exec_p50')}, connect "
+        f"{paired_interval('connect_p50')}. "
         "The noise floor of one such pair: consecutive no-agent rounds (the same condition, one protect round "
         f"apart) differ by a median {floor('exec_p50'):.1f} % on exec p50 and {floor('connect_p50'):.1f} % on "
         "connect p50. "
