@@ -58,7 +58,7 @@ class AgentProcess:
             proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env)
         agent = cls(proc, work, paths["alerts.jsonl"], paths["events.jsonl"], paths["agent.err"])
         deadline = time.monotonic() + timeout
-        while " running" not in agent.stderr():
+        while not re.search(r"^kubeguard agent: sensor \S+ running", agent.stderr(), re.M):
             if proc.poll() is not None or time.monotonic() > deadline:
                 agent.kill()
                 raise RuntimeError(f"agent did not start: {agent.stderr().strip()}")

@@ -41,6 +41,7 @@ from kubeguard.model import Alert, Event
 from kubeguard.policy.document import PolicyError
 from kubeguard.policy.enforce import Enforcer
 from kubeguard.policy.policy_engine import PolicyEngine, cgroup_start_time
+from kubeguard.policy.running import running_execs
 from kubeguard.policy.store import PolicyStore
 from kubeguard.response.inline import InlineFirewall
 from kubeguard.response.iptables import IptablesError
@@ -410,7 +411,9 @@ def attach_policies(config: AgentConfig, pipeline: Pipeline, source: PodSource) 
     enricher = pipeline.enricher
     engine = PolicyEngine(store, lambda: source.podmap, quiet_window=config.quiet_window,
                           container_start=cgroup_start_time(enricher.cgroups.root, enricher.cgroups.path),
-                          protect_after=config.protect_after, new_mode=config.new_workload_mode)
+                          protect_after=config.protect_after, new_mode=config.new_workload_mode,
+                          running=lambda uids, podmap: running_execs(uids, podmap, enricher.user_name,
+                                                                     enricher.cgroups.root))
     own = identity_of_pid(os.getpid())
     if own is not None and own.pod_uid:  # the DaemonSet's pod: no policy learns, alerts on or kills the agent's own
         engine.exempt_pods = frozenset({own.pod_uid})

@@ -91,7 +91,13 @@ class Enricher:
             if uid is not None:
                 event["user.uid"] = uid
         if uid is not None and "user.name" not in event:
-            event["user.name"] = self._user_name(uid)
+            event["user.name"] = self.user_name(uid)
+        return event
+
+    def identify(self, event: Event) -> Event:
+        """Fill only the workload fields of `event` (from its cgroup, or its process's), updating no table: for
+        events that describe a live process rather than report a system call."""
+        self._workload_fields(event, self._identity(event, as_int(event.get("proc.pid"))))
         return event
 
     def _uid_before_change(self, event: Event) -> None:
@@ -215,7 +221,8 @@ class Enricher:
         info = self.procs.get(pid)
         return info.ppid if info else 0
 
-    def _user_name(self, uid: int) -> str:
+    def user_name(self, uid: int) -> str:
+        """The name of `uid` on this node (the uid itself when it has none), remembered."""
         name = self._users.get(uid)
         if name is None:
             try:

@@ -63,6 +63,8 @@ class PolicyHook(Protocol):
 
     def tick(self) -> list[str]: ...
 
+    def running_events(self) -> list[Event]: ...
+
 
 # Events-log lines: orjson (UTF-8 as is, ~5x faster than the json module's encoder on a ~40-field event); the
 # json module for what orjson refuses (an integer beyond 64 bits, a non-string key), as before.
@@ -252,6 +254,7 @@ class Pipeline:
                     self.events_log.flush()
                 self.enricher.procs.expire()
                 if self.policy is not None:
+                    self._judge_running(self.policy)
                     for line in self.policy.tick():
                         self.on_message(line)
             if now - self._last_report >= self.drop_report_interval:
@@ -295,15 +298,27 @@ class Pipeline:
             alerts = alerts + self.policy.process(event)
         self.processed += 1
         if alerts:
-            identity = identity_fields(event)
-            for alert in alerts:
-                if not alert.hostname:
-                    alert.hostname = self.hostname
-                for key, value in identity.items():  # like Falco's -pk: who it was, on every alert
-                    alert.output_fields.setdefault(key, value)
-                if alert.workload is None:
-                    alert.workload = event.workload
-            self._raise(alerts)
+            self._raise_for(event, alerts)
+
+    def _judge_running(self, policy: PolicyHook) -> None:
+        """The policy engine's events for the processes found running in newly listed pods: given their pod's
+        identity, then judged by the engine alone (no rule sees them: no exec happened now)."""
+        for event in policy.running_events():
+            self.enricher.identify(event)
+            alerts = policy.process(event)
+            if alerts:
+                self._raise_for(event, alerts)
+
+    def _raise_for(self, event: Event, alerts: list[Alert]) -> None:
+        identity = identity_fields(event)
+        for alert in alerts:
+            if not alert.hostname:
+                alert.hostname = self.hostname
+            for key, value in identity.items():  # like Falco's -pk: who it was, on every alert
+                alert.output_fields.setdefault(key, value)
+            if alert.workload is None:
+                alert.workload = event.workload
+        self._raise(alerts)
 
     def _raise(self, alerts: list[Alert]) -> None:
         for alert in alerts:

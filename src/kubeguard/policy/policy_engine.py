@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,8 +86,15 @@ class PolicyEngine:
 
     def __init__(self, store: PolicyStore, podmap: Callable[[], PodMap], quiet_window: float = 3600.0,
                  clock: Callable[[], float] = time.time, container_start: Callable[[Event], float | None]
-                 | None = None, protect_after: float | None = None, new_mode: str = "discover") -> None:
+                 | None = None, protect_after: float | None = None, new_mode: str = "discover",
+                 running: Callable[[set[str], PodMap], Iterable[Event]] | None = None) -> None:
         self.store = store
+        # the exec events of the processes already running in the given pods (kubeguard.policy.running), learned
+        # when a pod is first listed; None: only what the sensors report is learned
+        self.running = running
+        self._listed_pods: set[str] = set()
+        self._running_pods = 0  # pods whose live processes were read since the last status line
+        self._running_learned = 0  # ... and the rules learned from them
         self.new_mode = new_mode  # the mode a workload seen for the first time starts in (NeuVector's new service mode)
         self.podmap = podmap
         self.quiet_window = quiet_window
@@ -139,7 +146,12 @@ class PolicyEngine:
         with self._lock:
             policy = self._policy(ref, event)
             if etype in EXEC_TYPES:
-                return self._exec(ref, policy, event)
+                if not event.get("_running"):
+                    return self._exec(ref, policy, event)
+                before = self.learned_rules
+                alerts = self._exec(ref, policy, event)
+                self._running_learned += self.learned_rules - before
+                return alerts
             if event.get("proc.pid") in self._deviant_pids:
                 return []  # part of that process's alert
             if etype in OPEN_TYPES:
@@ -208,6 +220,11 @@ class PolicyEngine:
                     r.action == "allow" and r.path.rsplit("/", 1)[-1][:15] == comm for r in policy.processes):
                 return []
             path = f"{comm or '?'} (path not readable)"
+        aliases: list[str] = list(event.get("_exepaths") or ())  # a process found running: its exec's names
+        if aliases:
+            if event.get("proc.pid") in self._deviant_pids:
+                return []  # alerted when it started
+            path = next((name for name in aliases if policy.process_allowed(name)), aliases[0])
         decisions = self._exec_allowed.get(ref)
         if decisions is None:
             decisions = self._exec_allowed[ref] = {}
@@ -224,14 +241,17 @@ class PolicyEngine:
         if policy.mode == "discover" and not (policy.zero_drift and drift):
             parent = str(event.get("proc.pexepath") or "")
             user = str(event.get("user.name") or "")
-            self._learn(ref, "processes", ProcessRule(path=path, parents=(parent,) if parent else (),
-                                                      users=(user,) if user else (), from_image=not drift))
+            for name in dict.fromkeys([path, *aliases]):
+                if name == path or not policy.process_allowed(name):
+                    self._learn(ref, "processes", ProcessRule(path=name, parents=(parent,) if parent else (),
+                                                              users=(user,) if user else (), from_image=not drift))
             return self._script(ref, policy, event, path)
         pid = event.get("proc.pid")
         if isinstance(pid, int):
             self._deviant_pids[pid] = self.clock()
         blocked = (policy.mode == "protect" or bool(policy.zero_drift and drift)) and self._exec_guarded(ref, event)
-        what = f"process {path}" + (" (written after the container started)" if drift else "")
+        what = f"process {path}" + (" (written after the container started)" if drift else "") + (
+            " (found running when its pod was listed)" if aliases else "")
         return [self._alert(ref, policy, event, Deviation(RULE_PROCESS, what, blocked, drift))]
 
     def _script(self, ref: WorkloadRef, policy: WorkloadPolicy, event: Event, interpreter: str) -> list[Alert]:
@@ -272,6 +292,8 @@ class PolicyEngine:
     def _exec_guarded(self, ref: WorkloadRef, event: Event) -> bool:
         """Whether the exec guard judges this exec: its workload is enforced and its container (or its pod) is in the
         plan."""
+        if event.get("_running"):
+            return False  # found running: nothing stopped it at exec
         return ref in self.enforced and (event.get("_cgroup_id") in self.guarded_cgroups
                                          or event.get("k8s.pod.uid") in self.guarded_pods)
 
@@ -359,9 +381,31 @@ class PolicyEngine:
         )
 
     # -- time ------------------------------------------------------------------------------------
+    def running_events(self) -> list[Event]:
+        """The exec events of the processes already running in the pods listed since the last call
+        (kubeguard.policy.running), for `process`: a container that started before the agent saw it ran its
+        entrypoint (and its sandbox the pause program) unseen. In discover they are learned, so that the container's
+        next start after the promotion is no deviation; in monitor and protect one outside the profile raises an
+        alert, not blocked (it runs already: a program started while no agent watched)."""
+        if self.running is None:
+            return []
+        podmap = self.podmap()
+        listed = set(podmap.owners)
+        new = listed - self._listed_pods - self.exempt_pods
+        self._listed_pods = listed
+        if not new:
+            return []
+        self._running_pods += len(new)
+        return list(self.running(new, podmap))
+
     def tick(self) -> list[str]:
         """Reload the directory, promote quiet workloads, save learning; returns status lines."""
         messages: list[str] = []
+        if self._running_learned:
+            messages.append(f"policy: learned {self._running_learned} rules from the live processes of "
+                            f"{self._running_pods} newly listed pods")
+        if self._running_learned or self._running_pods:
+            self._running_learned = self._running_pods = 0
         with self._lock:
             problems = self.store.reload()
             messages.extend(f"policy: {p}" for p in problems)

@@ -11,6 +11,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,10 +143,11 @@ def kubeguard(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=60)
 
 
-def start_agent(work: Path, pods: Path, policy_dir: Path) -> AgentProcess:
+def start_agent(work: Path, pods: Path, policy_dir: Path,
+                extra: Sequence[str] = ("--quiet-window", "6")) -> AgentProcess:
     require(shutil.which("bpftrace") is not None, "bpftrace (the ebpf sensor and the exec guard)")
     try:
-        return AgentProcess.start(work, pods, extra=["--policy-dir", str(policy_dir), "--quiet-window", "6"])
+        return AgentProcess.start(work, pods, extra=["--policy-dir", str(policy_dir), *extra])
     except RuntimeError as exc:
         require(False, f"a running agent ({exc})")
         raise
