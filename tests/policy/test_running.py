@@ -11,6 +11,7 @@ from test_policy import PODS, WEB, Clock, exec_event
 from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Event
+from kubeguard.policy.podwatch import pod_dirs
 from kubeguard.policy.policy_engine import RULE_PROCESS, PolicyEngine
 from kubeguard.policy.running import exec_paths, inside, running_execs
 from kubeguard.policy.store import PolicyStore
@@ -189,3 +190,28 @@ def test_without_a_scanner_nothing_running_is_learned(tmp_path: Path) -> None:
     engine = PolicyEngine(store, lambda: PODS, quiet_window=60, clock=Clock())
     assert engine.tick() == [] and engine.store.learned == {}
 
+
+
+def test_the_pods_own_cgroups_name_their_processes(tmp_path: Path) -> None:
+    """With the cgroup v2 root known, only the processes in the new pods' cgroups are read (both kubelet cgroup
+    drivers' layouts); a pod whose cgroup is not there makes every process's /proc entry be read instead."""
+    root, proc = container_root(tmp_path), tmp_path / "proc"
+    cgroups = tmp_path / "cgroup"
+    systemd_uid = "5e0c2d1b-6a2f-4c3e-8d7a-0f1e2d3c4b5a"
+    pod_dir = cgroups / CGROUP.strip("/").rsplit("/", 1)[0]
+    (pod_dir / ("cri-containerd-" + "a" * 64 + ".scope")).mkdir(parents=True)
+    (pod_dir / ("cri-containerd-" + "a" * 64 + ".scope") / "cgroup.procs").write_text("20\n")
+    (pod_dir / "cgroup.procs").write_text("")
+    (cgroups / "kubepods" / "besteffort" / "pod9d8c7b6a-1111-2222-3333-444455556666").mkdir(parents=True)
+    (cgroups / "kubepods.slice" / f"kubepods-pod{systemd_uid.replace('-', '_')}.slice").mkdir()
+    (cgroups / "system.slice" / "pod00000000-0000-0000-0000-000000000000").mkdir(parents=True)  # not kubepods
+    assert pod_dirs(str(cgroups)) == {POD_UID: str(pod_dir), systemd_uid: str(cgroups / "kubepods.slice" / (
+        f"kubepods-pod{systemd_uid.replace('-', '_')}.slice")),
+        "9d8c7b6a-1111-2222-3333-444455556666": str(cgroups / "kubepods" / "besteffort" /
+                                                    "pod9d8c7b6a-1111-2222-3333-444455556666")}
+    fake_process(proc, 20, root=root, exe="/usr/bin/dash", argv=["/bin/sh"])
+    fake_process(proc, 21, root=root, exe="/usr/bin/sleep", argv=["sleep"])  # its cgroup.procs line is missing
+    found = running_execs({POD_UID}, pods_with(POD_UID), str, cgroup_root=cgroups, proc=str(proc))
+    assert [e["proc.pid"] for e in found] == [20]
+    everything = running_execs({POD_UID, "not-here"}, pods_with(POD_UID), str, cgroup_root=cgroups, proc=str(proc))
+    assert sorted(e["proc.pid"] for e in everything) == [20, 21]

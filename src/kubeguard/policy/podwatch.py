@@ -40,6 +40,34 @@ def pod_uid(name: str) -> str:
     return match.group(1).replace("_", "-") if match else ""
 
 
+def pod_dirs(root: str) -> dict[str, str]:
+    """The pod cgroup directories that exist now below cgroup v2 root `root`'s kubepods tree, by pod uid."""
+    found: dict[str, str] = {}
+
+    def walk(path: str, depth: int) -> None:
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            uid = pod_uid(entry.name)
+            if uid:
+                found[uid] = entry.path
+            elif depth < MAX_DEPTH:
+                walk(entry.path, depth + 1)
+
+    try:
+        names = sorted(os.listdir(root))
+    except OSError:
+        return found
+    for name in names:
+        if name.startswith("kubepods"):
+            walk(os.path.join(root, name), 1)
+    return found
+
+
 class PodCgroupWatch:
     """inotify on the kubepods tree of cgroup v2 root `root`; `read()` gives the pod cgroups made since."""
 

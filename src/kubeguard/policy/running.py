@@ -31,6 +31,7 @@ from pathlib import Path
 from kubeguard.cluster.cgroups import identity_from_path, path_from_proc_cgroup
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.model import Event
+from kubeguard.policy.podwatch import pod_dirs
 from kubeguard.sensors.base import environ_text
 
 log = logging.getLogger(__name__)
@@ -109,11 +110,13 @@ def running_execs(pod_uids: set[str], podmap: PodMap, user_name: Callable[[int],
     """An exec event for each live process of the pods `pod_uids`, named by the first of its `exec_paths`, all of
     them in ``_exepaths`` (`user_name`: a uid's name, as the enricher gives it; `cgroup_root`: where cgroup v2 is
     mounted, for the cgroup ids)."""
-    try:
-        pids = [int(name) for name in os.listdir(proc) if name.isdigit()]
-    except OSError as exc:
-        log.warning("running processes: cannot list %s: %s", proc, exc.strerror)
-        return
+    pids = _pids_below(pod_uids, cgroup_root) if cgroup_root is not None else None
+    if pids is None:  # not every pod's cgroup found: every process's /proc/PID/cgroup says whose it is
+        try:
+            pids = [int(name) for name in os.listdir(proc) if name.isdigit()]
+        except OSError as exc:
+            log.warning("running processes: cannot list %s: %s", proc, exc.strerror)
+            return
     for pid in pids:
         base = f"{proc}/{pid}"
         text = _read(f"{base}/cgroup")
@@ -134,6 +137,20 @@ def running_execs(pod_uids: set[str], podmap: PodMap, user_name: Callable[[int],
         if paths:
             event["proc.exepath"], event["_exepaths"] = paths[0], paths
             yield event
+
+
+def _pids_below(pod_uids: set[str], cgroup_root: Path) -> list[int] | None:
+    """The processes in the cgroups of the pods `pod_uids` (their cgroup.procs, sub-cgroups included); None when a
+    pod's cgroup is not below `cgroup_root` (cgroup v1 only, another layout)."""
+    dirs = pod_dirs(str(cgroup_root))
+    if not pod_uids <= dirs.keys():
+        return None
+    pids: list[int] = []
+    for uid in sorted(pod_uids):
+        for directory, _, _ in os.walk(dirs[uid]):
+            text = _read(os.path.join(directory, "cgroup.procs"))
+            pids += [int(pid) for pid in (text or b"").split()]
+    return pids
 
 
 def _argv(base: str) -> list[str]:
