@@ -339,6 +339,7 @@ def test_cli_export_diff_apply_networkpolicy(tmp_path: Path) -> None:
     assert kubeguard("policy", "apply", str(good), "--policy-dir", directory).returncode == 0
     shown = kubeguard("policy", "show", "--policy-dir", directory)
     assert "shop/Deployment/web  mode=protect" in shown.stdout and "(hand-written)" in shown.stdout
+    assert "processes=3 scripts=0 files=1 egress=4 ingress=0 listen=0" in shown.stdout, shown.stdout  # with learned
     mode = kubeguard("policy", "mode", "shop/Deployment/web", "monitor", "--policy-dir", directory)
     assert mode.returncode == 0
     assert "mode=monitor" in kubeguard("policy", "show", "--policy-dir", directory).stdout

@@ -83,7 +83,8 @@ def show(policy_dir: Path = DIR_OPTION,
         store = _store(policy_dir)
         for policy in _effective(store, workload):
             stdout.print(f"{policy.workload}  mode={policy.mode}  zeroDrift={bool(policy.zero_drift)}  "
-                         f"processes={len(policy.processes)} files={len(policy.files)} egress={len(policy.egress)} "
+                         f"processes={len(policy.processes)} scripts={len(policy.scripts)} files={len(policy.files)} "
+                         f"egress={len(policy.egress)} "
                          f"ingress={len(policy.ingress)} listen={len(policy.listen)}"
                          f"{'  (hand-written)' if policy.workload in store.user else ''}", markup=False)
         for problem in store.errors.values():
