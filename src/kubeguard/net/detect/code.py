@@ -92,6 +92,7 @@ ENTRIES = {
     "php_dynamic": r"\$\w*\s*[\[{][^\n]*[\]}]\s*\(",
     "node": r"_\$\$ND_FUNC\$\$_|\bnew\s+Function\s*\(|\bprocess\s*(?:\.|\[\s*['\"]?)\s*mainModule"
             r"|\brequire\s*\.\s*main\b|\brequire\s*\[|\bchild_process\b|\bmodule\s*\.\s*exports\s*="
+            r"|\bmainModule\s*\.\s*require\b"
             r"|\beval\s*\(\s*String\s*\.\s*fromCharCode\b|\$[0-9a-f]{1,4}:\w*:?(?:constructor|prototype|__proto__)\b"
             r"|\bprocess\s*(?:\.\s*(?:env|binding|dlopen|kill)\b|\[\s*['\"]?\s*(?:env|binding|mainModule)|\[\s*\w+\.)"
             r"|\bconsole\s*(?:\.\s*\w+|\[\s*['\"]\w+['\"]\s*\])\s*(?:\.\s*(?:call|apply)\s*)?\("
@@ -137,7 +138,9 @@ ENTRIES = {
     # `java.lang.ProcessBuilder`, `Class.forName('java.lang.Runtime')`, `Runtime.getRuntime()`)
     "runtime": r"\bsubprocess\s*\.\s*(?:call|run|Popen|check_output|check_call|getoutput|getstatusoutput)\s*\("
                r"|\bjava\s*\.\s*lang\s*\.\s*(?:Runtime|ProcessBuilder)\b|\bClass\s*\.\s*forName\s*\(\s*['\"]"
-               r"|\bRuntime\s*\.\s*getRuntime\s*\(",
+               r"|\bRuntime\s*\.\s*getRuntime\s*\(|\bT\s*\(\s*java\s*\.\s*\w+\s*\.|\bgetClass\s*\(\s*\)\s*\.\s*forName\s*\("
+               # Go's os/exec (`exec.Command("id")`)
+               r"|\bexec\s*\.\s*Command(?:Context)?\s*\(",
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
                 r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
 }
@@ -152,6 +155,16 @@ ENTRIES["php_named"] = (r"\b[a-z]\w*_\w+\s*(?:\(|/\*|#|//)|\b(?:"
 _SHARED_CALL = (r"(?:" + "|".join(sorted(PHP_SHARED_NAMES)) + r")\s*\(\s*(?:\$[A-Za-z_]|'(?:/|\.\.?/"
                 r"|[^'\n]{0,200}\.php\d?'))|\b(?:echo|print)\s+`[^`\n]{1,200}`\s*;")
 ENTRIES["php_shared"] = r"\(\s*(?:\$[a-z_]|'(?:/|\.\.?/|[^'\n]*\.php))|\b(?:echo|print)\s+`"
+# PHP written without letters (a web shell past a filter): strings XORed together, assigned or chained
+# (`$_="`{{{"^"?<>/"`, `("%28"^"[").("%33"^"[")`),
+# variables named with underscores only assigned, appended to or incremented (`$__++`, `$___.=$__`, `$_=$$____`)
+ENTRIES["php_noalpha"] = (r"\$\w*\s*=\s*[\"'][^\"'\n]{1,12}[\"']\s*\^\s*[\"']"
+                          r"|[\"']\s*\)\s*\.\s*\(\s*[\"'][^\"'\n]{1,12}[\"']\s*\^\s*[\"']"
+                          r"|\$_{2,}\s*(?:\+\+|\.=|=\s*[$\[(@\"'])|\$_\s*=\s*(?:\[\]|@?\"\$_|\$\$_)")
+# a function's name glued from quoted pieces (`'sys' . 'tem'`) or an array of one name indexed to call it
+# (`[system][0](ls)`, `define('z', [['sys'.'tem']]); (z)[0][0]('id')`): `_assembled_name` spells it out
+ENTRIES["php_assembled"] = (r"[\"'][A-Za-z_]{1,30}[\"']\s*\.\s*[\"'][A-Za-z_]{1,30}[\"']"
+                            r"|\[\s*[\"']?[A-Za-z_]{2,30}[\"']?\s*\]\s*\[\s*\d+\s*\]")
 ENTRY_PATTERN = "|".join(f"(?:{p})" for p in ENTRIES.values())
 _ENTRY = {name: re.compile(p, re.I) for name, p in ENTRIES.items()}
 # The precise forms behind two of the entries (the entries stay small for hyperscan).
@@ -208,6 +221,8 @@ _SERVER_OBJECT = re.compile(
     r"|\d\s*\?\s*(?:lower|upper)_abc\b",
     re.I,
 )
+# A method called on an object (`name.method(`), which a `{{ }}` expression engine runs as it is written.
+_MEMBER_CALL = re.compile(r"[A-Za-z_$][\w$]*(?:\s*\.\s*[A-Za-z_$][\w$]*)+\s*\(")
 _WEBSHELL_CMD = re.compile(r"\b(?:echo|printf|print|cat|tee|curl|wget|cp|mv|base64|fputs|fwrite)\b", re.I)
 
 
@@ -227,6 +242,22 @@ _QUOTED_CALL = re.compile(r"([\"'(])((?:\\x[0-9a-f]{2}|\w){2,40})([\"')])\(", re
 _GAP_CALL = re.compile(rf"\b([a-z_]\w*)(\s*{_COMMENT})+\s*\(|\b[a-z_]\w*[\t\x0b\x0c\r\n]\s*\(\s*\)", re.I)
 _EXT_CALL = re.compile(rf"\b(?:{PHP_EXT})_\w+(\s*)\((\s*(?:$|[\"'$)]))?", re.I)
 _DANGEROUS = re.compile(rf"(?:{PHP_EXEC}|{PHP_ONLY}|touch|chroot|chmod|chown|unlink|rename|copy|mkdir|rmdir)$", re.I)
+
+
+_CONCAT = re.compile(r"[\"']([A-Za-z_]{1,30})[\"'](?:\s*\.\s*[\"']([A-Za-z_]{1,30})[\"'])+")
+_PIECE = re.compile(r"[\"']([A-Za-z_]{1,30})[\"']")
+_INDEXED = re.compile(r"\[\s*[\"']?([A-Za-z_]{2,30})[\"']?\s*\]\s*\[\s*\d+\s*\]")
+
+
+def _assembled_name(text: str) -> str | None:
+    """A dangerous function's name spelled from concatenated quoted pieces, or named in an indexed array."""
+    for concat in _CONCAT.finditer(text):
+        if _DANGEROUS.match("".join(_PIECE.findall(concat.group(0)))):
+            return text[max(0, concat.start() - 20) : concat.end() + 40]
+    for indexed in _INDEXED.finditer(text):
+        if _DANGEROUS.match(indexed.group(1)) and "(" in text[indexed.end() : indexed.end() + 40]:
+            return text[max(0, indexed.start() - 20) : indexed.end() + 40]
+    return None
 
 
 def _php_shapes(text: str) -> str | None:
@@ -278,6 +309,13 @@ def _php(text: str) -> str | None:
     split_call = _ENTRY["php_split_call"].search(text)
     if split_call:
         return text[max(0, split_call.start() - 20) : split_call.end() + 40]
+    noalpha = _ENTRY["php_noalpha"].search(text)
+    if noalpha:
+        return text[max(0, noalpha.start() - 20) : noalpha.end() + 40]
+    if _ENTRY["php_assembled"].search(text):
+        assembled = _assembled_name(text)
+        if assembled:
+            return assembled
     for name in ("php_only", "php_object", "php_wrapper", "php_dynamic"):
         for found in _ENTRY[name].finditer(text):
             called = found.group(0).split("(")[0].strip().lower()
@@ -346,8 +384,13 @@ def _template(text: str) -> str | None:
             return match.group(0)[:120]
         if match.group(0).startswith(("{php", "{/php")):
             return match.group(0)[:120]
+        if match.group(0).startswith("{{") and _MEMBER_CALL.search(inner):
+            return match.group(0)[:120]  # `{{ someString.toUpperCase() }}`: the engine calls what it is told to
     if re.search(r"\{/?php\}", text, re.I):
         return text[:80]
+    preprocessed = re.search(r"__\s*[$*#@]\{[^{}]{1,200}\}\s*__", text)
+    if preprocessed:
+        return preprocessed.group(0)[:120]  # Thymeleaf's preprocessing `__${...}__`: an expression built from input
     constant_if = re.search(r"(?:\{%|<%)-?\s*(?:if|elif|unless)\s+(?:true|false|1|0|none|nil|null)\s*-?(?:%\}|%>)",
                             text, re.I)
     if constant_if:
@@ -358,7 +401,8 @@ def _template(text: str) -> str | None:
     velocity = re.search(r"#set\s*\(\s*\$\w+\s*=\s*\$\w+\s*\.\s*\w+\s*\(", text)
     if velocity:
         return text[velocity.start() : velocity.start() + 120]
-    assign = re.search(r"[<\[]#assign\b[^>\]]{0,200}(?:freemarker\.template\.utility|\?new\s*\()", text, re.I)
+    assign = re.search(r"[<\[]#assign\b[^>\]]{0,200}(?:freemarker\.template\.utility|\?new\s*\(|classLoader"
+                       r"|protectionDomain|loadClass\s*\(|getField\s*\(|\?api\b)", text, re.I)
     if assign:
         return assign.group(0)[:120]
     return None

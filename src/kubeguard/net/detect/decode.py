@@ -19,13 +19,13 @@ MAX_INPUT = 65536  # characters of one value decoded; the rest is inspected raw
 MAX_ROUNDS = 4  # URL / entity decoding passes (triple encoding and a little more)
 
 _PCT = re.compile(r"%[0-9A-Fa-f]{2}")
-# Overlong UTF-8 spellings of '.', '/' and '\\' that old servers decoded (the IIS / Tomcat traversal trick):
+# Overlong UTF-8 spellings of '.', '/', '\\' and ' ' that old servers decoded (the IIS / Tomcat traversal trick):
 # 2- to 6-byte forms, and the invalid ones decoders that mask bits accepted (`%c0%5e`, `%c1%pc`, `%bg%qf`).
 _OVERLONG = re.compile(
-    r"%(?:c0%(?:[256aef]e|[2aq]f|5c|9v|\.)|c1%(?:[19p]c|8s|af)|bg%qf"
+    r"%(?:c0%(?:[256aef]e|[2aq]f|5c|9v|\.|a0)|c1%(?:[19p]c|8s|af)|bg%qf"
     r"|(?:e0|f0%80|f8%80%80|fc%80%80%80)%80%a[ef]|(?:e0|f0%80|f8%80%80|fc%80%80%80)%81%9c)", re.I)
 _OVERLONG_LEAD = re.compile(r"%[bcef][0-9a-g]", re.I)
-_OVERLONG_CHAR = {"e": ".", ".": ".", "f": "/", "v": "/", "s": "/", "c": "\\"}
+_OVERLONG_CHAR = {"e": ".", ".": ".", "f": "/", "v": "/", "s": "/", "c": "\\", "0": " "}
 # IIS "double nibble" escapes: `%%32%%65` is '%' + '2' + 'e', i.e. '.'.
 _NIBBLE = re.compile(r"%%(3[0-9]|[46][1-6])%%(3[0-9]|[46][1-6])")
 # ... and what is left of them after one URL decoding: `%2%e`, `%2%f`, `%5%c`.

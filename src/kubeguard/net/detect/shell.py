@@ -361,6 +361,21 @@ _ARTEFACT = re.compile(
     r"|(?:[;|&\n`]|\$\(|\\n)\s*\$(?:\{(?:SHELL|BASH|0)\}|(?:SHELL|BASH|0)\b)|(?:^|[\s;|&`(])!-\d+\b|(?:[;|&\n`]|\\n)\s*!!",
     re.I,
 )
+# Shell artefacts looked for only when their anchor is in the value (`<<<`, `IFS=`, a `|`): searched on their own,
+# so a value without the anchor does not pay for them (`_ARTEFACT` runs on every value the gate passes).
+_ARTEFACT_ANCHORED = (
+    # a shell fed a here-string (`$0<<<$'\\154\\163'`, `bash<<<"id"`), a here-string inside a substitution: the
+    # string is run as commands
+    ("<<<", re.compile(r"(?:^|[;|&\n`(])\s*(?:\$\{?0\}?|(?:/bin/)?(?:ba|da|z|k)?sh)\s*<<<|\$\([^()]{0,80}<<<", re.I)),
+    # the field separator redefined at a command position (`;IFS=];b=cat]/etc/passwd;$b`)
+    ("IFS=", re.compile(r"(?:^|[;|&\n`(])\s*IFS=\S")),
+    # a command's output piped into an interpreter or compiler that reads its program from stdin (`echo | php7.4`,
+    # `curl -s x | python3`): the command at a command position, nothing after the interpreter but the end, a
+    # separator or stdin's `-`
+    ("|", re.compile(r"(?:^|[;&|\n`(])\s*(?:echo|printf|cat|curl|wget|base64|xxd)\s[^|;&\n]{0,200}\|\s*"
+                     r"(?:\$\{[\w.]*\})?(?:php|python[23]?|perl|ruby|node|lua|tclsh|gcc|cc)(?:-?\d+(?:\.\d+)*)?"
+                     r"\s*(?:$|[;&|\n]|-(?:\s|$))", re.I)),
+)
 # A shell function that runs itself in the background or through a pipe: a fork bomb (`f(){ f & f; };f`).
 _FORK_BOMB = re.compile(r"([\w.:-]+)\s*\(\)\s*\{[^{}]{0,80}?(?<![\w.:-])\1\s*(?:\(\)\s*)?[&|][^{}]{0,80}\}")
 # Variables a value assigns and then runs (`a=nc&&$a -nlvp 555`, `c=cat;a=/etc;$c $a/passwd`).
@@ -369,9 +384,10 @@ _ASSIGNMENT = re.compile(r"(?:^|(?<=[;&|\s]))([A-Za-z_]\w{0,15})="
                          r"('[^'\s]{1,64}'|\"[^\"\s]{1,64}\"|\\ |[\w./?*\[\]-]{1,64})(?=[;&|\s]|$)")
 # Evasions undone before tokenising: caret escapes, `$@` / `$*` / `$9`, quotes and backslashes inside words.
 _TERMINAL = re.compile(r"\\(?:033|x1b|e)\[\d*[a-z]|\x1b\[\d*[a-z]", re.I)
-_CARET = re.compile(r"(?<=\w)\^(?=\w)")
+_CARET = re.compile(r"(?:(?<=[\w@,;&|(])|^)\^(?=\w)")  # `p^ing`, `@^p^o^w^e^r^shell`
 # (inside a word, the shell's special parameters too: `c$$at /et$?c/pas$_swd` is cat /etc/passwd with noise)
 _EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:\$[$?!_-](?=[\w/])|``|[<>]\(\)"
+                          r"|\$\([a-z]\)(?=\w)|`[a-z]`(?=\w)"
                           r"|\$\{?[A-Za-z_]\w{0,2}\}?(?=[\w\s/]))")
 _IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
 _INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
@@ -389,8 +405,9 @@ _IF_SWITCH = re.compile(r"(?:^|(?<=[\s;&|(]))(if)/i(?=\s)", re.I)
 # A cmd.exe comparison after `if` and the command it runs: `if (AA) == (AA) echo same`, `if (%1)==(x) CD C:\`.
 _CMD_IF = re.compile(r"(?:/i\s+)?(?:not\s+)?(?:\(\s*[^()\s]*\s*\)|\S+)\s*==\s*(?:\(\s*[^()\s]*\s*\)|\S+)\s+[a-z]",
                      re.I)
-# A brace list with a word glued to it or escapes inside (`{l,-lh}s`, `c{a,oun}t`, `{,$'whoami',}`, `{n$u\c,-e}`).
-_BRACE_AFFIX = re.compile(r"(?:^|(?<=[\s;|&`(\n\r'\"$]))([\w$\\]*)\{([\w$\\'\"./-]*,[\w$\\'\",./-]*)\}([\w$\\]*)")
+# A brace list with a word glued to it or escapes inside (`{l,-lh}s`, `c{a,oun}t`, `{,$'whoami',}`, `{n$u\c,-e}`,
+# `{\c''\a""t,/e''*?/?a?s??}`: globs in the items after the first).
+_BRACE_AFFIX = re.compile(r"(?:^|(?<=[\s;|&`(\n\r'\"$]))([\w$\\]*)\{([\w$\\'\"./-]*,[\w$\\'\",./?*-]*)\}([\w$\\]*)")
 _BRACE_QUOTED = re.compile(r"\$?'([^']*)'|\"([^\"]*)\"")
 _BRACE_NOISE = re.compile(r"\$\{?[A-Za-z_]\w{0,2}\}?|\\")
 _ENV_VAR = re.compile(r"%(?:comspec|systemroot|windir|programfiles|temp|userprofile|appdata)%", re.I)
@@ -453,7 +470,7 @@ GATE_PARTS = (
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     # a brace list with a word glued to it or escapes inside, at a command position (`_brace_evasion`)
-    rf"(?:^|{_SEP})[\s'\"]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./-]*\}}",
+    rf"(?:^|{_SEP})[\s'\"]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./?*-]*\}}",
     # a command of the wider vocabulary after a separator or a quote break (`VOCABULARY`)
     *(rf"{_SEP}[\s'\"({{@!+]*(?:{part})\b" for part in _VOCAB_PARTS),
     *(rf"^\s*['\"][\s'\"]*(?:{part})\b" for part in _VOCAB_PARTS),
@@ -464,6 +481,7 @@ GATE_PARTS = (
     # a word spelled with quotes inside it as the value starts (`_SPLIT_FIRST`)
     r"^\s*\w*(?:'\w+'|\"\w+\")\w*(?:\s|$)",
     _ARTEFACT.pattern,
+    *(pattern.pattern for _, pattern in _ARTEFACT_ANCHORED),
     # a command spelled as a glob as the value starts (`/???/??t`: `_command_here` flags it anywhere)
     r"^[\s'\"({@]*/[\w/.?*\[\]-]*[?*\[]",
     # a command named by a relative bin/ path as the whole value (`bin/visudo`)
@@ -536,7 +554,8 @@ def _command_name(word: str) -> str | None:
         if any(c in base for c in "?*[") and name.startswith("/") and re.search(r"[a-z?]", base):  # /???/c?t
             return next((c for c in sorted(STRONG | {"cat", "id", "ls", "sh", "bash", "nc"})
                          if fnmatch.fnmatchcase(c, base)), None)
-        if "/" in name and not re.search(r"(?:^|/)s?bin/|^\./|system32/", name):
+        if "/" in name and not re.search(r"(?:^|/)s?bin/|^\./|system32/", name) and not (
+                ("?" in name or "*" in name or "[" in name) and _globbed_bin(name)):
             return None
         name = base
     for suffix in (".exe", ".com"):
@@ -545,6 +564,15 @@ def _command_name(word: str) -> str | None:
         return name
     versioned = _VERSION.match(name)  # `python3.11`, `gcc-12`, `perl5.36`: how distributions name their builds
     return versioned.group(1) if versioned and versioned.group(1) in VERSIONED else None
+
+
+_BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin")
+
+
+def _globbed_bin(path: str) -> bool:
+    """Whether a path's directory, a glob, matches a binary directory (`/?in/cat`, `/usr/b*/id`)."""
+    folder = path.rsplit("/", 1)[0]
+    return any(fnmatch.fnmatchcase(d, folder) for d in _BIN_DIRS)
 
 
 def _shaped(arg: str) -> bool:
@@ -765,14 +793,25 @@ def _brace_evasion(text: str) -> str | None:
     return None
 
 
+# Zero-width characters (space, joiners, word joiner, BOM): invisible, so an attacker's filler inside a command.
+_INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff]")
+# A '+' between a word (or a variable) and a path: the space of `cat+/etc/passwd` beside real spaces.
+_PLUS_GLUED = re.compile(r"[\w$]\+[/~]")
+_BSLASH_RUN = re.compile(r"\\{2,}")
+
+
 @lru_cache(maxsize=4096)  # user agents, ids and form values repeat
 def command_injection(value: str) -> str | None:
     """The command line a shell would run from `value` (evidence), or None."""
+    if not value.isascii() and _INVISIBLE.search(value):
+        value = _INVISIBLE.sub("", value)  # `cat /et\u200b?/pa??wd`: zero-width characters a filter would not see
     found = _command_line(value[:8192])
-    if found is None and "+" in value and not any(c.isspace() for c in value[:8192]):
+    if found is None and "+" in value and (not any(c.isspace() for c in value[:8192]) or _PLUS_GLUED.search(value)):
         # `;cat+/etc/passwd` with its '+' sent as %2B: an application that decodes the value once more (or
-        # hands it to a CGI script, which reads '+' as a space) runs it with spaces
+        # hands it to a CGI script, which reads '+' as a space) runs it with spaces (`; cat$u+/etc$u/passwd`)
         found = _command_line(value[:8192].replace("+", " "))
+    if found is None and "\\\\" in value:
+        found = _command_line(_BSLASH_RUN.sub("\\\\", value[:8192]))  # `c\\a\\t`: escaped once more (JSON, C)
     if found is None and _CASED.search(value[:8192]) and any(
             w.lower() in COMMANDS or w.lower() in VOCABULARY or w.lower() in PREFIXES
             for w in _CASED.findall(value[:8192])):
@@ -783,6 +822,12 @@ def command_injection(value: str) -> str | None:
 def _command_line(text: str) -> str | None:
     """`command_injection` on one reading of the value."""
     artefact = _ARTEFACT.search(text)
+    if artefact is None:
+        for anchor, pattern in _ARTEFACT_ANCHORED:
+            if anchor in text:
+                artefact = pattern.search(text)
+                if artefact:
+                    break
     if artefact:
         return text[max(0, artefact.start() - 20) : artefact.end() + 20]
     if "\r" in text:
@@ -822,7 +867,8 @@ def _command_line(text: str) -> str | None:
                 return found
         if tok in SEPARATORS or tok in ("$(", "`", "<(", ">(", "$(("):
             start = spans[k][1]
-            inline = tok == "`" and k > 0 and start > 0 and (clean[start - 1].isspace() or clean[start - 1] == "`")
+            inline = tok == "`" and k > 0 and start > 0 and (clean[start - 1].isspace() or clean[start - 1] == "`") \
+                and tokens[k - 1] not in SEPARATORS  # `; `ls``: a substitution, not a markdown span
             found = _command_here(tokens, k + 1, "start" if inline else tok)  # "use `make -j4` to": markdown
             if found:
                 return found
