@@ -233,6 +233,31 @@ def test_new_workloads_can_start_in_monitor_with_nothing_learned(tmp_path: Path)
     assert restarted.process(exec_event("u4", "/bin/sh")) == []  # debug: new now, discovering
 
 
+def test_new_workloads_in_protect_are_adopted_when_their_pods_are_listed(tmp_path: Path) -> None:
+    """With new_mode protect a workload gets its policy when the enforcer sees its pods listed (`adopt_listed`), so
+    its pods are planned before their first exec; not in discover (an idle workload would be promoted empty), not
+    the agent's own pod, not a workload already known; a hand-written policy's mode still wins."""
+    directory = tmp_path / "policies"
+    directory.mkdir()
+    (directory / "web.yaml").write_text(GOOD.replace("  mode: protect\n", "  mode: monitor\n"))
+    store = PolicyStore(directory)
+    store.open()
+    assert not store.errors
+    engine = PolicyEngine(store, lambda: PODS, quiet_window=60, clock=Clock(), new_mode="protect")
+    engine.exempt_pods = frozenset({"u4"})  # the agent's own pod: the bare pod debug
+    db, debug = WorkloadRef("shop", "StatefulSet", "db"), WorkloadRef("shop", "Pod", "debug")
+    assert set(engine.adopt_listed(PODS)) == {WEB, db}  # once per workload (web has two pods), debug exempt
+    policies = engine.effective()
+    assert policies[db].mode == "protect" and policies[db].processes == []
+    assert policies[db].selector == {"app": "db"} and debug not in policies
+    assert policies[WEB].mode == "monitor"  # its hand-written mode
+    assert engine.adopt_listed(PODS) == []  # known now
+    (alert,) = engine.process(exec_event("u3", "/usr/bin/postgres"))  # its first exec: a deviation in protect
+    assert alert.output_fields["policy.mode"] == "protect"
+    discovering = PolicyEngine(PolicyStore(tmp_path / "other"), lambda: PODS, quiet_window=60, clock=Clock())
+    assert discovering.adopt_listed(PODS) == [] and discovering.effective() == {}
+
+
 def test_the_agents_own_pod_is_exempt_from_policies(tmp_path: Path) -> None:
     """The agent's own pod (exempt_pods: the agent sets its own) is neither learned, nor alerted on, nor planned
     for the kernel guards, whatever mode its workload is in; the workload's other pods are (another node's agent

@@ -276,6 +276,7 @@ class Enforcer:
         self._pod_dirs.update(made)
         uids = [uid for uid, _ in made]
         podmap = self.reread_pods()
+        self.engine.adopt_listed(podmap)  # --new-workload-mode protect: a brand-new workload's pods held too
         policies = self.engine.effective()
         owners = self._owners(podmap)
         refs = {uid: owners[uid] for uid in uids if uid in owners}
@@ -363,6 +364,7 @@ class Enforcer:
     def sync(self) -> None:
         """Bring the guards in line with the policies and pods now."""
         podmap = self._podmap = self.refresh_pods()
+        self.engine.adopt_listed(podmap)
         policies = self.engine.effective()
         self._pod_dirs = {uid: d for uid, d in self._pod_dirs.items() if uid in podmap.owners}
         guarded: list[GuardedCgroup] = []

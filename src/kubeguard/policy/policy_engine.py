@@ -170,18 +170,42 @@ class PolicyEngine:
         if ref not in self._effective:
             if ref not in self.store.learned:
                 labels = event.get("k8s.pod.labels")
-                selector = {str(k): str(v) for k, v in labels.items() if k not in POD_SPECIFIC_LABELS} \
-                    if isinstance(labels, dict) else {}
-                self.store.learned[ref] = WorkloadPolicy(ref, mode=self.new_mode, zero_drift=False, selector=selector)
-                self.store.last_change[ref] = self.clock()
-                self._dirty.add(ref)
-                log.info("policy: new workload %s, %s", ref,
-                         "discovering" if self.new_mode == "discover" else f"in {self.new_mode} (nothing learned)")
+                self._new_workload(ref, labels.items() if isinstance(labels, dict) else ())
             self._effective[ref] = self.store.effective(ref)
             self._exec_allowed.pop(ref, None)
         found = self._effective[ref]
         assert found is not None
         return found
+
+    def _new_workload(self, ref: WorkloadRef, labels: Iterable[tuple[Any, Any]]) -> None:
+        """A workload seen for the first time: its learned policy, in `new_mode`, selecting its pods' labels."""
+        selector = {str(k): str(v) for k, v in labels if k not in POD_SPECIFIC_LABELS}
+        self.store.learned[ref] = WorkloadPolicy(ref, mode=self.new_mode, zero_drift=False, selector=selector)
+        self.store.last_change[ref] = self.clock()
+        self._dirty.add(ref)
+        log.info("policy: new workload %s, %s", ref,
+                 "discovering" if self.new_mode == "discover" else f"in {self.new_mode} (nothing learned)")
+
+    def adopt_listed(self, podmap: PodMap) -> list[WorkloadRef]:
+        """With `new_mode` monitor or protect, the workloads of listed pods not seen before get their policy now,
+        at listing, not at their first event: the enforcer then plans a new workload's pods before their first
+        exec (with protect, a brand-new workload's entrypoint is held and judged like any later exec). In discover
+        nothing is adopted (a workload listed but idle would be promoted with an empty profile). Returns the
+        workloads adopted."""
+        if self.new_mode == "discover":
+            return []
+        adopted: list[WorkloadRef] = []
+        with self._lock:
+            for uid, ref in podmap.owners.items():
+                if uid in self.exempt_pods or ref in self.store.learned:
+                    continue
+                pod = podmap.by_pod_uid.get(uid)
+                self._new_workload(ref, pod.labels if pod is not None else ())
+                self._effective.pop(ref, None)
+                self._exec_allowed.pop(ref, None)
+                self.version += 1
+                adopted.append(ref)
+        return adopted
 
     def _learn(self, ref: WorkloadRef, attr: str, rule: Any) -> None:
         learned = self.store.learned[ref]

@@ -21,6 +21,7 @@ from roothelpers import require
 from test_policy_root import deviations, start_agent, wait_line
 from test_short_lived_root import build
 
+from kubeguard.cluster.owners import WorkloadRef
 from kubeguard.cluster.podmap import PodMap
 from kubeguard.lab.pods import NSENTER, extra_container, remove_extra_container
 from kubeguard.policy.containerfs import host_mount_ns
@@ -120,6 +121,20 @@ def policy_store(tmp_path: Path) -> PolicyStore:
     return store
 
 
+def replica_of(podlab: PodLab, app: str, template: str, suffix: str) -> Pod:
+    """A pod of Deployment `app` in namespace shop (through its ReplicaSet), with its own mount namespace."""
+    return podlab.pod(f"{app}-{template}-{suffix}", namespace="shop", owner=("ReplicaSet", f"{app}-{template}"),
+                      labels={"app": app, "pod-template-hash": template}, mount_ns=True)
+
+
+def listed_creating(pod: Pod) -> dict:
+    """The pod as the kubelet lists it before its container has started (no container ID reported yet)."""
+    creating = pod.pod_object()
+    creating["status"]["containerStatuses"][0].pop("containerID")
+    creating["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "ContainerCreating"}}
+    return creating
+
+
 def enforced(work: Path, messages: list[str]) -> tuple[Path, Path]:
     """The marker binary and the directory of its markers, once the enforcer says protect is enforced."""
     _spawner, marker = build(work)
@@ -142,9 +157,7 @@ def test_the_enforcer_guards_a_new_container_from_its_first_exec(podlab: PodLab,
                      labels={"app": "web", "pod-template-hash": "5f6d7"}, mount_ns=True)
     replica = podlab.pod("web-5f6d7-z9x8c", namespace="shop", owner=("ReplicaSet", "web-5f6d7"),
                          labels={"app": "web", "pod-template-hash": "5f6d7"}, mount_ns=True)
-    creating = replica.pod_object()  # listed, its container not started as far as the kubelet has reported
-    creating["status"]["containerStatuses"][0].pop("containerID")
-    creating["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "ContainerCreating"}}
+    creating = listed_creating(replica)
     store = policy_store(tmp_path)
     podmap = PodMap.from_pods([pod.pod_object(), creating])
     messages: list[str] = []
@@ -207,9 +220,7 @@ def test_a_new_pod_cgroup_is_planned_as_the_kubelet_makes_it(podlab: PodLab, tmp
     container_dir, pod_dir = replica.cgroup_v2, replica.cgroup_v2.parent
     container_dir.rmdir()  # not made yet
     pod_dir.rmdir()
-    creating = replica.pod_object()
-    creating["status"]["containerStatuses"][0].pop("containerID")
-    creating["status"]["containerStatuses"][0]["state"] = {"waiting": {"reason": "ContainerCreating"}}
+    creating = listed_creating(replica)
     maps = {"now": PodMap.from_pods([pod.pod_object()])}
 
     def reread() -> PodMap:  # the kubelet's list by the time the pod's cgroup exists
@@ -233,6 +244,59 @@ def test_a_new_pod_cgroup_is_planned_as_the_kubelet_makes_it(podlab: PodLab, tmp
         assert replica.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
         assert replica.run([TRUE], timeout=60).returncode == 0
         assert list(markers.iterdir()) == [] and enforcer.pods_seen_early == 1
+        assert enforcer.errors == 0, messages
+    finally:
+        enforcer.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def test_a_brand_new_workload_is_held_from_its_first_exec(podlab: PodLab, tmp_path: Path) -> None:
+    """`--new-workload-mode protect` (clusters whose policies are all reviewed files): a workload nobody wrote a
+    policy for (an attacker's miner Deployment) is adopted in protect when its pod is listed, so its pod cgroup is
+    planned as the kubelet makes it and the container's very first exec, its entrypoint, is killed, as is anything
+    after; a reviewed workload started the same way runs what its hand-written policy allows."""
+    require(shutil.which("gcc") is not None, "gcc (the marker binary)")
+    work = Path(tempfile.mkdtemp(prefix="kgn", dir="/tmp"))
+    miner, web = (replica_of(podlab, app, template, suffix)
+                  for app, template, suffix in (("miner", "7c9f8", "k2j4h"), ("web", "5f6d7", "z9x8c")))
+    listed = []
+    for pod in (miner, web):
+        pod.cgroup_v2.rmdir()  # listed by the kubelet, cgroups not made yet
+        pod.cgroup_v2.parent.rmdir()
+        listed.append(listed_creating(pod))
+    maps = {"now": PodMap.from_pods(listed[1:])}  # the miner is not listed yet at the enforcer's first look
+
+    def reread() -> PodMap:  # the kubelet's list by the time the pods' cgroups exist
+        maps["now"] = PodMap.from_pods(listed)
+        return maps["now"]
+
+    store = policy_store(tmp_path)  # web's reviewed policy; none for the miner
+    messages: list[str] = []
+    engine = PolicyEngine(store, lambda: maps["now"], new_mode="protect")
+    enforcer = Enforcer(engine, lambda: maps["now"], messages.append, interval=3600, reread_pods=reread)
+    enforcer.start()
+    try:
+        _spawner, marker = build(work)
+        markers = work / "markers"
+        markers.mkdir()
+        deadline = time.monotonic() + 120
+        while not any("shop/Deployment/web is in protect" in m for m in messages):  # the first look is done
+            assert time.monotonic() < deadline, f"the enforcer did not start: {messages}"
+            time.sleep(0.05)
+        assert WorkloadRef("shop", "Deployment", "miner") not in engine.store.learned
+        for pod in (miner, web):
+            pod.cgroup_v2.parent.mkdir()  # the kubelet makes the pod's cgroup (the miner is adopted on the re-read)
+        while not {miner.uid, web.uid} <= engine.guarded_pods:
+            assert time.monotonic() < deadline, f"the new pod cgroups were not planned: {messages}"
+            time.sleep(0.05)
+        for pod in (miner, web):
+            pod.cgroup_v2.mkdir()  # and starts its container
+        assert miner.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL  # the entrypoint
+        assert miner.run([TRUE], timeout=60).returncode == -signal.SIGKILL  # nothing was reviewed for it
+        assert web.run([TRUE], timeout=60).returncode == 0  # reviewed: allowed
+        assert web.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
+        assert list(markers.iterdir()) == [] and enforcer.pods_seen_early == 2
+        assert engine.store.learned[WorkloadRef("shop", "Deployment", "miner")].processes == []
         assert enforcer.errors == 0, messages
     finally:
         enforcer.stop()
