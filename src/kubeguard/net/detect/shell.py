@@ -384,6 +384,8 @@ _ASSIGNMENT = re.compile(r"(?:^|(?<=[;&|\s]))([A-Za-z_]\w{0,15})="
                          r"('[^'\s]{1,64}'|\"[^\"\s]{1,64}\"|\\ |[\w./?*\[\]-]{1,64})(?=[;&|\s]|$)")
 # Evasions undone before tokenising: caret escapes, `$@` / `$*` / `$9`, quotes and backslashes inside words.
 _TERMINAL = re.compile(r"\\(?:033|x1b|e)\[\d*[a-z]|\x1b\[\d*[a-z]", re.I)
+# an escape sequence without its final letter (the letter may be a command's first)
+_TERMINAL_OPEN = re.compile(r"\\(?:033|x1b|e)\[[\d;]*|\x1b\[[\d;]*", re.I)
 _CARET = re.compile(r"(?:(?<=[\w@,;&|(])|^)\^(?=\w)")  # `p^ing`, `@^p^o^w^e^r^shell`
 # (inside a word, the shell's special parameters too: `c$$at /et$?c/pas$_swd` is cat /etc/passwd with noise)
 _EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:\$[$?!_-](?=[\w/])|``|[<>]\(\)"
@@ -810,6 +812,9 @@ def command_injection(value: str) -> str | None:
         # `;cat+/etc/passwd` with its '+' sent as %2B: an application that decodes the value once more (or
         # hands it to a CGI script, which reads '+' as a space) runs it with spaces (`; cat$u+/etc$u/passwd`)
         found = _command_line(value[:8192].replace("+", " "))
+    if found is None and "[" in value and _TERMINAL.search(value):
+        # `\033[2curl ...`: the escape's final letter may be the command's first (`ESC [ 2` then `curl`)
+        found = _command_line(_TERMINAL_OPEN.sub("", value[:8192]))
     if found is None and "\\\\" in value:
         found = _command_line(_BSLASH_RUN.sub("\\\\", value[:8192]))  # `c\\a\\t`: escaped once more (JSON, C)
     if found is None and _CASED.search(value[:8192]) and any(
