@@ -70,6 +70,8 @@ from kubeguard.policy.scripts import c_is_code, interpreter_kind, runs_scripts
 log = logging.getLogger(__name__)
 RESOLVE_S = 10.0  # a container's allowed executables are resolved again after this (or when its policy changes)
 POD_SEARCH_S = 1.0  # the cgroup tree is walked for pods whose cgroup is not known at most this often
+UNLISTED_WAIT_S = 30.0  # --new-workload-mode protect: how long an exec in a pod nobody lists waits for its listing
+UNLISTED_REREAD_S = 0.5  # the pods map is re-read for such waiting execs at most this often
 
 
 class ProfileInodes(NamedTuple):
@@ -172,8 +174,9 @@ class Enforcer:
 
     def __init__(self, engine: PolicyEngine, refresh_pods: Callable[[], PodMap], on_message: Callable[[str], None],
                  interval: float = 0.5, cgroup_root: Path | None = None,
-                 reread_pods: Callable[[], PodMap] | None = None) -> None:
-        """`refresh_pods`: the pods map, re-read when due; `reread_pods`: re-read now (a new pod cgroup appeared)."""
+                 reread_pods: Callable[[], PodMap] | None = None, unlisted_wait: float = UNLISTED_WAIT_S) -> None:
+        """`refresh_pods`: the pods map, re-read when due; `reread_pods`: re-read now (a new pod cgroup appeared);
+        `unlisted_wait`: with new workloads in protect, how long a held exec in a pod not listed yet waits."""
         self.engine = engine
         self.refresh_pods = refresh_pods
         self.reread_pods = reread_pods or refresh_pods
@@ -200,6 +203,13 @@ class Enforcer:
         self._held: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()  # (pid, cgroup id) held at exec
         self.new_container_kills = 0  # held execs in unlisted containers killed here
         self.pods_seen_early = 0  # pod cgroups of protected workloads planned as the kubelet made them (inotify)
+        # --new-workload-mode protect: pod cgroups made before the pods map lists their pod (uid -> dir), held at
+        # exec like a protected pod's; their held execs wait for the listing
+        self.unlisted_wait = unlisted_wait
+        self._unlisted: dict[str, str] = {}
+        self._waiting: dict[int, tuple[int, float, str]] = {}  # pid -> (cgroup id, deadline, pod uid)
+        self._waiting_read = float("-inf")
+        self.unlisted_kills = 0  # execs killed because their pod was still not listed after `unlisted_wait`
         self.exec_guard.on_new_container = self._on_new_container
 
     def start(self) -> None:
@@ -230,6 +240,11 @@ class Enforcer:
     def kills(self) -> int:
         return self.exec_guard.kills
 
+    @property
+    def waiting_for_listing(self) -> int:
+        """Held execs in pods not listed yet, waiting for their listing."""
+        return len(self._waiting)
+
     def _loop(self) -> None:
         watch = self._open_watch()
         waits: list[int | PodCgroupWatch] = [self._wake_r, *([watch] if watch is not None else [])]
@@ -238,6 +253,7 @@ class Enforcer:
             while not self._stop.is_set():
                 try:
                     self._judge_held()
+                    self._judge_waiting()
                     if watch is not None and self._new_pods(watch.read()):
                         next_sync = 0.0
                     if time.monotonic() >= next_sync:
@@ -246,7 +262,8 @@ class Enforcer:
                 except Exception as exc:  # the agent goes on detecting; say what failed, once per change
                     self.errors += 1
                     self._say("enforcement", f"enforcement failed: {exc}")
-                ready, _, _ = select.select(waits, [], [], max(0.0, next_sync - time.monotonic()))
+                wake = min(next_sync, self._waiting_read + UNLISTED_REREAD_S) if self._waiting else next_sync
+                ready, _, _ = select.select(waits, [], [], max(0.0, wake - time.monotonic()))
                 if self._wake_r in ready:
                     while True:
                         try:
@@ -283,7 +300,11 @@ class Enforcer:
         held = {ref for ref in refs.values()
                 if (policy := policies.get(ref)) is not None and (policy.mode == "protect" or policy.zero_drift)}
         self.pods_seen_early += sum(1 for ref in refs.values() if ref in held)
-        return bool(held)
+        unlisted = self.engine.new_mode == "protect" and {
+            uid: d for uid, d in made if uid not in owners and uid not in self.engine.exempt_pods}
+        if unlisted:  # nobody lists it yet: with new workloads in protect, its execs wait for the listing
+            self._unlisted.update(unlisted)
+        return bool(held or unlisted)
 
     def _poke(self) -> None:
         try:
@@ -312,6 +333,10 @@ class Enforcer:
 
     def _judge(self, pid: int, cgroup_id: int) -> None:
         found = self._held_container(pid, cgroup_id)
+        unlisted = self._unlisted_pod(pid) if found is None and pid not in self._waiting else None
+        if unlisted is not None:
+            self._waiting[pid] = (cgroup_id, time.monotonic() + self.unlisted_wait, unlisted)  # judged once listed
+            return
         if found is None:  # gone, or its pod is no longer protected (the plan catches up at the next sync)
             if os.path.exists(f"/proc/{pid}"):
                 self.exec_guard.release_held(pid)
@@ -338,6 +363,41 @@ class Enforcer:
                 self.exec_guard.kill_held(pid)
         else:
             self.exec_guard.release_held(pid)
+
+    def _unlisted_pod(self, pid: int) -> str | None:
+        """The uid of the pod, not listed when its cgroup appeared, that process `pid` runs in; None otherwise."""
+        if not self._unlisted or self.root is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/cgroup", encoding="utf-8") as f:
+                path = next((line[3:].strip() for line in f if line.startswith("0::")), "")
+        except OSError:
+            return None
+        pod_dir = os.path.dirname(os.path.join(str(self.root), path.lstrip("/")))
+        return next((uid for uid, d in self._unlisted.items() if d == pod_dir), None)
+
+    def _judge_waiting(self) -> None:
+        """The held execs of unlisted pods: judged once the pods map lists their pod (re-read at most every
+        UNLISTED_REREAD_S), killed when it still does not after `unlisted_wait` (nothing unreviewed runs)."""
+        if not self._waiting or time.monotonic() - self._waiting_read < UNLISTED_REREAD_S:
+            return
+        self._waiting_read = time.monotonic()
+        self._podmap = self.reread_pods()
+        self.engine.adopt_listed(self._podmap)
+        self._pod_dirs.update(self._unlisted)
+        for pid, (cgroup_id, deadline, uid) in list(self._waiting.items()):
+            if not os.path.exists(f"/proc/{pid}"):
+                del self._waiting[pid]
+            elif uid in self._podmap.owners:  # listed now: judged as its workload's policy says
+                del self._waiting[pid]
+                self._unlisted.pop(uid, None)
+                self._judge(pid, cgroup_id)
+            elif time.monotonic() >= deadline:
+                del self._waiting[pid]
+                self.exec_guard.kill_held(pid)
+                self.unlisted_kills += 1
+                log.info("exec guard: killed pid %d at exec: its pod was not listed within %gs", pid,
+                         self.unlisted_wait)
 
     def _held_container(self, pid: int, cgroup_id: int) -> tuple[WorkloadRef, WorkloadPolicy, Container] | None:
         """The workload, policy and container of a held exec, when its pod belongs to a workload in protect or
@@ -366,7 +426,7 @@ class Enforcer:
         podmap = self._podmap = self.refresh_pods()
         self.engine.adopt_listed(podmap)
         policies = self.engine.effective()
-        self._pod_dirs = {uid: d for uid, d in self._pod_dirs.items() if uid in podmap.owners}
+        self._pod_dirs = {uid: d for uid, d in self._pod_dirs.items() if uid in podmap.owners or uid in self._unlisted}
         guarded: list[GuardedCgroup] = []
         enforced: set[WorkloadRef] = set()
         announce: list[tuple[WorkloadRef, str]] = []
@@ -427,6 +487,16 @@ class Enforcer:
             what = (f"{len(inodes)} executables, {destinations} destinations" if protect else "zero drift only")
             announce.append((ref, f"policy: {ref} {policy.mode} enforced on {len(containers)} container(s) ({what}"
                                   f"{', zero drift' if protect and policy.zero_drift else ''})"))
+        for uid, pod_dir in list(self._unlisted.items()):
+            try:
+                if uid in podmap.owners:
+                    raise FileNotFoundError  # listed now: planned with its workload above
+                pod_id = os.stat(pod_dir).st_ino
+            except OSError:
+                del self._unlisted[uid]
+                continue
+            guarded.append(GuardedCgroup(pod_id, profile=False, pod=True, runtime_mount_ns=host_mount_ns()))
+            pod_uids.add(uid)
         for ref in set(self.connect_guards) - wanted_guards:
             self.connect_guards.pop(ref).close()
         try:

@@ -303,6 +303,69 @@ def test_a_brand_new_workload_is_held_from_its_first_exec(podlab: PodLab, tmp_pa
         shutil.rmtree(work, ignore_errors=True)
 
 
+def test_execs_of_a_pod_nobody_lists_yet_wait_for_its_listing(podlab: PodLab, tmp_path: Path) -> None:
+    """`--new-workload-mode protect`: a pod cgroup the pods map does not list when it appears (the kubelet or API
+    server behind) is held at exec too; its held execs wait for the listing and are then judged by the pod's
+    workload (an unreviewed one's killed, a reviewed one's allowed exec released, one in monitor released), or
+    killed when the pod is still not listed after the wait (nothing unreviewed runs)."""
+    require(shutil.which("gcc") is not None, "gcc (the marker binary)")
+    work = Path(tempfile.mkdtemp(prefix="kgn", dir="/tmp"))
+    miner, web, docs, ghost = (replica_of(podlab, app, template, suffix) for app, template, suffix in
+                               (("miner", "7c9f8", "k2j4h"), ("web", "5f6d7", "z9x8c"), ("docs", "8d7e6", "m5n4b"),
+                                ("ghost", "3b4c5", "p0o9i")))
+    pods = (miner, web, docs, ghost)
+    for pod in pods:
+        pod.cgroup_v2.rmdir()  # nothing made yet
+        pod.cgroup_v2.parent.rmdir()
+    maps = {"now": PodMap.from_pods([])}
+    store = policy_store(tmp_path)  # web's reviewed policy; docs' sets monitor
+    (tmp_path / "policies" / "docs.yaml").write_text(POLICY.replace("web", "docs").replace("mode: protect",
+                                                                                           "mode: monitor"))
+    store.reload()
+    messages: list[str] = []
+    engine = PolicyEngine(store, lambda: maps["now"], new_mode="protect")
+    enforcer = Enforcer(engine, lambda: maps["now"], messages.append, interval=3600, unlisted_wait=8.0)
+    enforcer.start()
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        _spawner, marker = build(work)
+        markers = work / "markers"
+        markers.mkdir()
+        deadline = time.monotonic() + 120
+        while not any("shop/Deployment/web is in protect" in m for m in messages):  # the first look is done
+            assert time.monotonic() < deadline, f"the enforcer did not start: {messages}"
+            time.sleep(0.05)
+        for pod in pods:
+            pod.cgroup_v2.parent.mkdir()  # the kubelet makes the pods' cgroups; the agent cannot list them yet
+        while not {pod.uid for pod in pods} <= engine.guarded_pods:
+            assert time.monotonic() < deadline, f"the unlisted pod cgroups were not planned: {messages}"
+            time.sleep(0.05)
+        for pod in pods:
+            pod.cgroup_v2.mkdir()
+        dropped, allowed, monitored, unknown = (miner.popen([str(marker), str(markers)]), web.popen([TRUE]),
+                                                docs.popen([TRUE]), ghost.popen([TRUE]))
+        procs += [dropped, allowed, monitored, unknown]
+        while enforcer.waiting_for_listing < 4:  # held, each waiting for its pod's listing
+            assert time.monotonic() < deadline, f"the execs were not held: {messages}"
+            assert all(p.poll() is None for p in procs), [p.returncode for p in procs]
+            time.sleep(0.05)
+        assert all(p.poll() is None for p in procs) and list(markers.iterdir()) == []
+        maps["now"] = PodMap.from_pods([listed_creating(p) for p in (miner, web, docs)])  # the listing arrives
+        assert dropped.wait(timeout=60) == -signal.SIGKILL  # an unreviewed workload's: killed
+        assert allowed.wait(timeout=60) == 0  # the reviewed workload's allowed exec: released
+        assert monitored.wait(timeout=60) == 0  # a workload in monitor: released
+        assert unknown.poll() is None  # still not listed: still held
+        assert unknown.wait(timeout=60) == -signal.SIGKILL and enforcer.unlisted_kills == 1
+        assert list(markers.iterdir()) == []
+        assert enforcer.errors == 0, messages
+    finally:
+        enforcer.stop()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def test_the_agent_blocks_and_reports_a_new_containers_first_exec(podlab: PodLab, tmp_path: Path) -> None:
     """End to end: the agent in protect (a hand-written policy), a container of the pod that its pods map does not
     list: the dropped binary is killed at its first exec, and the deviation is reported blocked, with the pod."""
