@@ -88,7 +88,8 @@ def agent(
                                                "a mode set by hand is never changed)."),
     new_workload_mode: str | None = typer.Option(None, "--new-workload-mode", help="Mode of a workload seen for "
                                                  "the first time: discover (default), or monitor / protect with "
-                                                 "nothing learned (every policy a reviewed file)."),
+                                                 "nothing learned (every policy a reviewed file; with protect a "
+                                                 "new pod's first exec is held until it is judged)."),
     enforce: bool = typer.Option(True, "--enforce/--no-enforce", help="Block in the kernel in protect mode "
                                  "(--no-enforce: protect only alerts)."),
     firewall: bool = typer.Option(False, "--firewall", help="Inline L7 firewall for this node's pods (NFQUEUE; "
