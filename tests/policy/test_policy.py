@@ -258,6 +258,33 @@ def test_new_workloads_in_protect_are_adopted_when_their_pods_are_listed(tmp_pat
     assert discovering.adopt_listed(PODS) == [] and discovering.effective() == {}
 
 
+def test_execs_held_before_their_pod_is_listed_are_judged_once_it_is(tmp_path: Path) -> None:
+    """An exec in a pod the enforcer holds before the pods map lists it (new workloads in protect) names no
+    workload yet; the engine keeps it and hands it back through `running_events` once the pod is listed, then
+    judges it (`blocked`: the enforcer decided the held exec by the same policy). A pod no longer held drops its."""
+    pods = {"now": PODS}
+    scanned: list[set[str]] = []  # the pods whose running processes the engine asks for
+    engine = PolicyEngine(PolicyStore(tmp_path / "policies"), lambda: pods["now"], quiet_window=60, clock=Clock(),
+                          new_mode="protect", running=lambda uids, _podmap: scanned.append(set(uids)) or [])
+    engine.guarded_pods = frozenset({"u9", "u8"})
+    assert engine.process(exec_event("u9", "/tmp/miner", pid=300)) == []  # not listed: kept
+    assert engine.process(exec_event("u8", "/tmp/other", pid=301)) == []
+    assert engine.process(exec_event("u7", "/tmp/free", pid=302)) == []  # not held: not kept
+    assert engine.running_events() == []
+    miner = WorkloadRef("shop", "Deployment", "miner")
+    pods["now"] = PodMap.from_pods([pod("miner-7c9f8-k2j4h", "u9", "10.0.0.9", ("ReplicaSet", "miner-7c9f8"), "7c9f8")])
+    engine.adopt_listed(pods["now"])
+    engine.enforced = {miner}
+    engine.guarded_pods = frozenset({"u9"})  # u8 gone
+    (held,) = engine.running_events()
+    assert held["proc.exepath"] == "/tmp/miner"
+    (alert,) = engine.process(held)
+    fields = alert.output_fields
+    assert fields["policy.workload"] == "shop/Deployment/miner" and fields["policy.action"] == "blocked"
+    assert engine.running_events() == []  # handed on once; u8's dropped
+    assert all("u9" not in uids for uids in scanned)  # its processes were seen at exec: not judged as found running
+
+
 def test_the_agents_own_pod_is_exempt_from_policies(tmp_path: Path) -> None:
     """The agent's own pod (exempt_pods: the agent sets its own) is neither learned, nor alerted on, nor planned
     for the kernel guards, whatever mode its workload is in; the workload's other pods are (another node's agent

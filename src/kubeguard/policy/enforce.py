@@ -324,12 +324,16 @@ class Enforcer:
                 pid, cgroup_id = self._held.get_nowait()
             except queue.Empty:
                 return
-            try:
-                self._judge(pid, cgroup_id)
-            except Exception:
-                self.exec_guard.kill_held(pid)  # never released unjudged
-                self.new_container_kills += 1
-                raise
+            self._judge_or_kill(pid, cgroup_id)
+
+    def _judge_or_kill(self, pid: int, cgroup_id: int) -> None:
+        """`_judge` a held exec; one that could not be judged is killed, never released unjudged."""
+        try:
+            self._judge(pid, cgroup_id)
+        except Exception:
+            self.exec_guard.kill_held(pid)
+            self.new_container_kills += 1
+            raise
 
     def _judge(self, pid: int, cgroup_id: int) -> None:
         found = self._held_container(pid, cgroup_id)
@@ -364,6 +368,11 @@ class Enforcer:
         else:
             self.exec_guard.release_held(pid)
 
+    def _forget_unlisted(self, uid: str) -> None:
+        """Pod `uid` is listed now, or gone: no longer held as an unlisted pod."""
+        self._unlisted.pop(uid, None)
+        self._status.pop(("unlisted", uid), None)  # type: ignore[call-overload]
+
     def _unlisted_pod(self, pid: int) -> str | None:
         """The uid of the pod, not listed when its cgroup appeared, that process `pid` runs in; None otherwise."""
         if not self._unlisted or self.root is None:
@@ -390,14 +399,14 @@ class Enforcer:
                 del self._waiting[pid]
             elif uid in self._podmap.owners:  # listed now: judged as its workload's policy says
                 del self._waiting[pid]
-                self._unlisted.pop(uid, None)
-                self._judge(pid, cgroup_id)
+                self._forget_unlisted(uid)
+                self._judge_or_kill(pid, cgroup_id)
             elif time.monotonic() >= deadline:
                 del self._waiting[pid]
                 self.exec_guard.kill_held(pid)
                 self.unlisted_kills += 1
-                log.info("exec guard: killed pid %d at exec: its pod was not listed within %gs", pid,
-                         self.unlisted_wait)
+                self._say(("unlisted", uid), f"policy: killed pid {pid} at exec in pod {uid}: the pod was not "
+                                             f"listed within {self.unlisted_wait:g}s (new workloads in protect)")
 
     def _held_container(self, pid: int, cgroup_id: int) -> tuple[WorkloadRef, WorkloadPolicy, Container] | None:
         """The workload, policy and container of a held exec, when its pod belongs to a workload in protect or
@@ -487,16 +496,19 @@ class Enforcer:
             what = (f"{len(inodes)} executables, {destinations} destinations" if protect else "zero drift only")
             announce.append((ref, f"policy: {ref} {policy.mode} enforced on {len(containers)} container(s) ({what}"
                                   f"{', zero drift' if protect and policy.zero_drift else ''})"))
+        unlisted: list[str] = []
         for uid, pod_dir in list(self._unlisted.items()):
+            if uid in podmap.owners:
+                self._forget_unlisted(uid)  # listed now: planned with its workload above
+                continue
             try:
-                if uid in podmap.owners:
-                    raise FileNotFoundError  # listed now: planned with its workload above
                 pod_id = os.stat(pod_dir).st_ino
             except OSError:
-                del self._unlisted[uid]
+                self._forget_unlisted(uid)  # gone
                 continue
             guarded.append(GuardedCgroup(pod_id, profile=False, pod=True, runtime_mount_ns=host_mount_ns()))
             pod_uids.add(uid)
+            unlisted.append(uid)
         for ref in set(self.connect_guards) - wanted_guards:
             self.connect_guards.pop(ref).close()
         try:
@@ -523,6 +535,9 @@ class Enforcer:
         self._watch(set(learners.values()))
         for ref, message in announce:
             self._say(ref, message)
+        for uid in unlisted:
+            self._say(("unlisted", uid), f"policy: pod {uid} is not listed yet: its execs are held until it is "
+                                         "(new workloads in protect)")
 
     def _watch(self, learning: set[WorkloadRef]) -> None:
         """A discovering workload's quiet window starts again once the file guard has marked its /etc, so

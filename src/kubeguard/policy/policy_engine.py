@@ -65,6 +65,7 @@ TAGS = {
     RULE_INGRESS: ["policy", "network", "mitre_initial_access", "T1133"],
 }
 DRIFT_TAG = "T1105"  # an executable written after the container started (ingress tool transfer)
+UNLISTED_EXECS = 256  # exec events of pods held before they are listed, kept for their judgement at most
 POD_SPECIFIC_LABELS = frozenset({"pod-template-hash", "controller-revision-hash", "statefulset.kubernetes.io/pod-name",
                                  "apps.kubernetes.io/pod-index", "batch.kubernetes.io/job-completion-index"})
 EXEC_DECISIONS = 1024  # remembered process_allowed answers per workload
@@ -107,6 +108,8 @@ class PolicyEngine:
         # pods no policy applies to: the agent's own (its sensors, guards and their restarts must never be learned as
         # a workload's behaviour, alerted or killed, whatever a pattern or an auto-switch does to its workload)
         self.exempt_pods: frozenset[str] = frozenset()
+        self._unlisted_execs: list[Event] = []  # execs of held pods not listed yet (`running_events` hands them on)
+        self._seen_unlisted: set[str] = set()  # uids of those pods
         self.enforced: set[WorkloadRef] = set()  # workloads whose kernel guards are in place (enforcer sets it)
         # the cgroup ids of the containers in the exec guard's plan, and the uids of the pods whose cgroup is in it
         # (their containers not planned yet are held at exec until they are); enforcer sets both. An exec anywhere
@@ -142,6 +145,9 @@ class PolicyEngine:
         podmap = self.podmap()
         ref = podmap.owners.get(str(uid))
         if ref is None:
+            if etype in EXEC_TYPES and str(uid) in self.guarded_pods and len(self._unlisted_execs) < UNLISTED_EXECS:
+                self._unlisted_execs.append(event)  # held until its pod is listed (new workloads in protect)
+                self._seen_unlisted.add(str(uid))  # its processes were seen at exec: no "found running" scan
             return []
         with self._lock:
             policy = self._policy(ref, event)
@@ -406,21 +412,34 @@ class PolicyEngine:
 
     # -- time ------------------------------------------------------------------------------------
     def running_events(self) -> list[Event]:
-        """The exec events of the processes already running in the pods listed since the last call
+        """The exec events held for pods listed only now (`_listed_execs`), and those of the processes already
+        running in the pods listed since the last call
         (kubeguard.policy.running), for `process`: a container that started before the agent saw it ran its
         entrypoint (and its sandbox the pause program) unseen. In discover they are learned, so that the container's
         next start after the promotion is no deviation; in monitor and protect one outside the profile raises an
         alert, not blocked (it runs already: a program started while no agent watched)."""
-        if self.running is None:
-            return []
         podmap = self.podmap()
+        held = self._listed_execs(podmap)
+        if self.running is None:
+            return held
         listed = set(podmap.owners)
-        new = listed - self._listed_pods - self.exempt_pods
+        new = listed - self._listed_pods - self.exempt_pods - self._seen_unlisted
+        self._seen_unlisted = {uid for uid in self._seen_unlisted - listed if uid in self.guarded_pods}
         self._listed_pods = listed
         if not new:
-            return []
+            return held
         self._running_pods += len(new)
-        return list(self.running(new, podmap))
+        return [*held, *self.running(new, podmap)]
+
+    def _listed_execs(self, podmap: PodMap) -> list[Event]:
+        """The exec events kept while their pod was held unlisted whose pod is listed now (judged then: the
+        enforcer decided the held exec by the same policy); those of pods no longer held are dropped."""
+        if not self._unlisted_execs:
+            return []
+        ready = [e for e in self._unlisted_execs if str(e.get("k8s.pod.uid")) in podmap.owners]
+        self._unlisted_execs = [e for e in self._unlisted_execs if str(e.get("k8s.pod.uid")) not in podmap.owners
+                                and str(e.get("k8s.pod.uid")) in self.guarded_pods]
+        return ready
 
     def tick(self) -> list[str]:
         """Reload the directory, promote quiet workloads, save learning; returns status lines."""

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from agentlab import describe
+from agentlab import AgentProcess, describe
 from podlab import Pod, PodLab
 from roothelpers import require
 from test_policy_root import deviations, start_agent, wait_line
@@ -125,6 +125,26 @@ def replica_of(podlab: PodLab, app: str, template: str, suffix: str) -> Pod:
     """A pod of Deployment `app` in namespace shop (through its ReplicaSet), with its own mount namespace."""
     return podlab.pod(f"{app}-{template}-{suffix}", namespace="shop", owner=("ReplicaSet", f"{app}-{template}"),
                       labels={"app": app, "pod-template-hash": template}, mount_ns=True)
+
+
+def blocked_alert(agent: AgentProcess, container_id: str, marker: Path, workload: str, pod_name: str) -> dict:
+    """The one deviation alert for the marker binary's exec in the container (waited for): `blocked`, in protect,
+    naming the workload and the pod."""
+    deadline = time.monotonic() + 60
+    while not (found := [a for a in deviations(agent, container_id)
+                         if a["output_fields"].get("proc.exepath") == str(marker)]):
+        assert time.monotonic() < deadline, describe(agent.alerts())
+        time.sleep(0.2)
+    (alert,) = found
+    fields = alert["output_fields"]
+    assert fields["policy.action"] == "blocked" and fields["policy.workload"] == workload
+    assert fields["k8s.pod.name"] == pod_name and fields["policy.mode"] == "protect"
+    return alert
+
+
+def process_state(pid: int) -> str:
+    """The state letter of process `pid` (`T` or `t`: stopped)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
 def listed_creating(pod: Pod) -> dict:
@@ -389,18 +409,49 @@ def test_the_agent_blocks_and_reports_a_new_containers_first_exec(podlab: PodLab
         assert extra.run([str(marker), str(markers)], timeout=60).returncode == -signal.SIGKILL
         assert extra.run([TRUE], timeout=60).returncode == 0
         assert list(markers.iterdir()) == []
-        deadline = time.monotonic() + 60
-        while not (found := [a for a in deviations(agent, extra.container_id)
-                             if a["output_fields"].get("proc.exepath") == str(marker)]):
-            assert time.monotonic() < deadline, describe(agent.alerts())
-            time.sleep(0.2)
-        (alert,) = found
-        fields = alert["output_fields"]
-        assert fields["policy.action"] == "blocked" and fields["policy.workload"] == "shop/Deployment/web"
-        assert fields["k8s.pod.name"] == pod.name and fields["policy.mode"] == "protect"
+        alert = blocked_alert(agent, extra.container_id, marker, "shop/Deployment/web", pod.name)
         assert not [a for a in deviations(agent, extra.container_id) if a is not alert], describe(agent.alerts())
     finally:
         agent.stop()
         if extra is not None:
             remove_extra_container(extra)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_the_agent_holds_a_pod_it_cannot_list_yet(podlab: PodLab, tmp_path: Path) -> None:
+    """End to end, `--new-workload-mode protect`: a pod whose cgroups appear while the agent's pods source does not
+    list it yet (the kubelet behind). The agent holds the pod's first exec, a dropped binary; once the listing
+    arrives the binary is killed, never having run, and the deviation is one alert, `blocked`, with the pod's
+    name and its new workload."""
+    require(shutil.which("gcc") is not None, "gcc (the marker binary)")
+    work = Path(tempfile.mkdtemp(prefix="kgn", dir="/tmp"))
+    web = replica_of(podlab, "web", "5f6d7", "q2w3e")
+    web.popen(["sleep", "100000"])  # the reviewed workload's main process
+    pods = podlab.write_pods(tmp_path / "pods.json")  # lists web only
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "web.yaml").write_text(POLICY)
+    agent = start_agent(tmp_path / "agent", pods, policies, extra=["--new-workload-mode", "protect"])
+    run: subprocess.Popen[bytes] | None = None
+    try:
+        _spawner, marker = build(work)
+        markers = work / "markers"
+        markers.mkdir()
+        wait_line(agent, "shop/Deployment/web protect enforced on 1 container(s)")
+        miner = replica_of(podlab, "miner", "7c9f8", "k2j4h")  # its cgroups appear; the pods file lacks it
+        wait_line(agent, f"policy: pod {miner.uid} is not listed yet")
+        run = miner.popen([str(marker), str(markers)])
+        deadline = time.monotonic() + 60
+        while process_state(run.pid) not in ("T", "t"):  # stopped at exec by the guard
+            assert run.poll() is None and time.monotonic() < deadline, "the exec was not held"
+            time.sleep(0.05)
+        podlab.write_pods(pods)  # the listing arrives
+        assert run.wait(timeout=60) == -signal.SIGKILL
+        assert list(markers.iterdir()) == []
+        blocked_alert(agent, miner.container_id, marker, "shop/Deployment/miner", miner.name)
+    finally:
+        agent.stop()
+        if run is not None and run.poll() is None:
+            run.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
