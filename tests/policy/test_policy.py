@@ -271,11 +271,9 @@ def test_execs_held_before_their_pod_is_listed_are_judged_once_it_is(tmp_path: P
     assert engine.process(exec_event("u8", "/tmp/other", pid=301)) == []
     assert engine.process(exec_event("u7", "/tmp/free", pid=302)) == []  # not held: not kept
     assert engine.running_events() == []
-    miner = WorkloadRef("shop", "Deployment", "miner")
     pods["now"] = PodMap.from_pods([pod("miner-7c9f8-k2j4h", "u9", "10.0.0.9", ("ReplicaSet", "miner-7c9f8"), "7c9f8")])
     engine.adopt_listed(pods["now"])
-    engine.enforced = {miner}
-    engine.guarded_pods = frozenset({"u9"})  # u8 gone
+    engine.guarded_pods = frozenset({"u9"})  # u8 gone; the enforcer's next look (`enforced`) has not come yet
     (held,) = engine.running_events()
     assert held["proc.exepath"] == "/tmp/miner"
     (alert,) = engine.process(held)

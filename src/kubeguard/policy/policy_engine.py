@@ -146,6 +146,7 @@ class PolicyEngine:
         ref = podmap.owners.get(str(uid))
         if ref is None:
             if etype in EXEC_TYPES and str(uid) in self.guarded_pods and len(self._unlisted_execs) < UNLISTED_EXECS:
+                event["_held_unlisted"] = True  # the enforcer judges the held exec by the same policy
                 self._unlisted_execs.append(event)  # held until its pod is listed (new workloads in protect)
                 self._seen_unlisted.add(str(uid))  # its processes were seen at exec: no "found running" scan
             return []
@@ -324,8 +325,13 @@ class PolicyEngine:
         plan."""
         if event.get("_running"):
             return False  # found running: nothing stopped it at exec
-        return ref in self.enforced and (event.get("_cgroup_id") in self.guarded_cgroups
-                                         or event.get("k8s.pod.uid") in self.guarded_pods)
+        if event.get("_held_unlisted"):
+            return True  # held in a pod not listed yet: the enforcer decided it once the pod was listed
+        # a planned pod's execs are held and judged whatever its containers (also the moment after its listing,
+        # before the enforcer's next look counts its workload as enforced: the exec's event comes at execve's exit,
+        # after the enforcer's decision)
+        return (ref in self.enforced and event.get("_cgroup_id") in self.guarded_cgroups) or \
+            event.get("k8s.pod.uid") in self.guarded_pods
 
     def _written_later(self, event: Event, path: str) -> bool:
         start = self.container_start(event)
@@ -429,7 +435,8 @@ class PolicyEngine:
         if not new:
             return held
         self._running_pods += len(new)
-        return [*held, *self.running(new, podmap)]
+        return [*held, *(e for e in self.running(new, podmap)
+                         if not (str(e.get("k8s.pod.uid")) in self.guarded_pods and _stopped(e.get("proc.pid"))))]
 
     def _listed_execs(self, podmap: PodMap) -> list[Event]:
         """The exec events kept while their pod was held unlisted whose pod is listed now (judged then: the
@@ -503,6 +510,17 @@ class PolicyEngine:
                 if policy is not None:
                     out[ref] = policy.copy()
             return out
+
+
+def _stopped(pid: object) -> bool:
+    """Whether process `pid` is stopped (held at exec by the exec guard, not running its own code)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("T", "t")
+    except (OSError, IndexError):
+        return False
 
 
 def _exe_of(pid: object) -> str:

@@ -137,7 +137,8 @@ def blocked_alert(agent: AgentProcess, container_id: str, marker: Path, workload
         time.sleep(0.2)
     (alert,) = found
     fields = alert["output_fields"]
-    assert fields["policy.action"] == "blocked" and fields["policy.workload"] == workload
+    shown = {k: v for k, v in fields.items() if k.startswith(("policy", "k8s"))}
+    assert fields["policy.action"] == "blocked" and fields["policy.workload"] == workload, shown
     assert fields["k8s.pod.name"] == pod_name and fields["policy.mode"] == "protect"
     return alert
 
