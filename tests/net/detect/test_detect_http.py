@@ -151,6 +151,30 @@ def test_multipart_declared_base64_part_and_filename() -> None:
     assert TRAVERSAL in by_rule and "filename" in by_rule[TRAVERSAL].evidence
 
 
+@pytest.mark.parametrize("name", ["shell.php", "x.PHTML", "a.php5", "b.phar", "c.php...", "d.pht"])
+def test_an_uploaded_php_script_is_code_injection(name: str) -> None:
+    """A PHP script's name on an upload (a multipart filename, an X-Filename header) is flagged; the same name as a
+    query value (a link to a page) is not."""
+    body = (f"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\nhello\r\n--XyZ--\r\n")
+    found = {d.rule: d for d in inspect_http_request(post(body, "multipart/form-data; boundary=XyZ"))}
+    assert CODE in found and found[CODE].fields["http.location"] == "body part f filename", found
+    for header in ("X-Filename", "X-File-Name"):
+        found = {d.rule: d for d in inspect_http_request(post(b"hello", "application/octet-stream", "/up",
+                                                              (header, name)))}
+        assert CODE in found and header in found[CODE].evidence, (header, found)
+    if not name.endswith("."):
+        assert CODE not in {d.rule for d in inspect_http_request(get(f"/?page={quote(name)}"))}
+
+
+@pytest.mark.parametrize("name", ["report.pdf", "photo.php.jpg", "notes.txt", "php.ini.txt"])
+def test_other_uploads_are_not_php_scripts(name: str) -> None:
+    body = (f"--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"{name}\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\nhello\r\n--XyZ--\r\n")
+    assert CODE not in {d.rule for d in inspect_http_request(post(body, "multipart/form-data; boundary=XyZ"))}
+    assert CODE not in {d.rule for d in inspect_http_request(post(b"x", "text/plain", "/up", ("X-Filename", name)))}
+
+
 def test_whole_value_base64_text_is_inspected() -> None:
     """A value that is entirely base64 of text (a Node.js payload an application decodes) is inspected as that
     text too; base64-shaped words, hex ids and binary tokens are not decoded."""

@@ -119,7 +119,11 @@ COMMANDS = {
                       "/?in/cat /et?/passw?", "x\\n\\033[2curl http://10.0.0.9/a.txt",
                       # arithmetic on literals (a scanner's evaluation probe); a glob spelling a sensitive file
                       "x;echo $((3482*7301))", "$[7*7]", "$((16#41))", "/e?c/pa[s]swd", "/[e]tc/shadow",
-                      "/usr/[a-z]in/bash -i"],
+                      "/usr/[a-z]in/bash -i",
+                      # a brace list with a comment item or a `$"..."` item; a substitution of any word; a bracket
+                      # spelling a system directory; `/./` inside a globbed binary directory
+                      "{,echo,#test}", "{,$\"whoami\",}", "$(foo)", "x$(foo)", ";<(foo)", ">(foo)", "$((foo))",
+                      "/e[t]c", "/[p]roc/self", ";/s?in/./ifconfig"],
 }
 COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
@@ -160,6 +164,8 @@ COMMAND_NEAR_MISSES = [
     "/?in/notes.txt", "{a,b*}", "Hello\u200bworld; cat food", "price $[5]", "a $((x))", "/api/v1/items?id=5",
     "/files/[draft]/a.txt", "what? /home/me/notes", "/docs/[v2]/etc/readme",
     "\\033[2J hello world", "\\033[1mbold\\033[0m",
+    "$(this).hide()", "$(document)", "$(el).val()", "price >(cost)", "$(CC) -o x", "/items[0]", "{a,#b}",
+    "a $(price) b", "/docs/[t]ips",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",
@@ -182,6 +188,9 @@ CODE_PAYLOADS = {
             "htmlspecialchars($x)", "strtolower(abc)", "get_class_methods($o)", "gzdecode /**/(x)", "json_encode($a);",
             "$GLOBALS", "$GLOBALS['x']", "$_COOKIE", "$HTTP_RAW_POST_DATA", "$http_response_header",
             "data://text/plain;base64,PD9waHA=", "data:text/plain,<b>x</b>", "bzip2://x",
+            # an obfuscated variable called, an empty call as a statement, a short tag opened at the end, a PHP
+            # script's name with dots after its extension
+            "$OOO0000O0(1)", "eval();", "system()", "<? ", "x.php.", "shell.php5...", "a/b.phtml.....",
             # CRS 933210's split and indexed calls, reflection and file classes, include without parentheses, a
             # value that ends by opening PHP
             '(sys)"tem"(ls);', '{0}("ls")', "new ReflectionFunction('system')", "new SplFileObject('/etc/passwd')",
@@ -242,6 +251,7 @@ CODE_NEAR_MISSES = [
     "'foo' . 'bar'", "'sys' . 'admin'", "[system][0] is the first", "{{ user.name }}.pdf", "${user.getName()}",
     "x^2 + y^2", "the 'a' ^ 'b' operator", "$_ is Perl's default", "__init__ and __main__", "T(n) = O(n)",
     "<#assign name=\"x\">", "exec.Commander", "exec command (see docs)", "_${name}_",
+    "see config.php.", "index.php", "Use eval()", "avoid eval() here", "$AAPL(2%)", "x.php.bak",
 ]
 
 

@@ -69,11 +69,21 @@ PHP_INI = (
     "|(?:opcache|mbstring|session|phar|xdebug|apc|apcu|zend|mysqli|pdo_mysql|sqlite3|curl|openssl|mail"
     "|date|iconv|intl|ffi|zlib|soap|filter|highlight|browscap)\\.\\w+"
 )
+# A PHP script's file name (`.php`, `.php5`, `.phtml`, `.phar`, `.phps`, `.pht`, `.phpt`; dots after it, which
+# Windows drops, allowed): uploaded, it is code the server may run (CRS 933110). `php_script_name` says whether an
+# upload's name (a multipart filename, an X-Filename header) is one.
+PHP_SCRIPT_NAME = re.compile(r"\.ph(?:p\d*|tml|ar|ps|t|pt)\.*\s*$", re.I)
+# A PHP script's name with dots after its extension anywhere in a value (`shell.php....`, `x.php5.`, not the full stop
+# after "see config.php."): the name Windows saves as the script, a trick past an extension check.
+_DOTTED_SCRIPT = re.compile(r"\.ph(?:p\d*|tml|ar|ps|t|pt)\.{2,}\s*$|^\S*\.ph(?:p\d*|tml|ar|ps|t|pt)\.+$", re.I)
 # A PHP session file named by its path (`/var/lib/php/sessions/sess_...`): including one runs what a form
 # stored in the session (LFI to code execution).
 _SESSION_FILE = re.compile(r"[/\\]sess_[A-Za-z0-9,-]{20,}\b")
 # Calls that are attacks even when empty: `phpinfo()`.
 _EMPTY_OK = frozenset({"phpinfo", "phpversion", "php_uname", "getcwd", "get_current_user", "die"})
+# Calls that run code or commands, written empty as a statement of their own (`eval();`): a probe of the filter.
+_EMPTY_STATEMENT = frozenset({"eval", "system", "exec", "shell_exec", "passthru", "assert", "popen", "proc_open",
+                              "pcntl_exec", "create_function", "call_user_func", "unserialize"})
 # Calls that need more than one code-shaped argument to count (they are also ordinary words).
 _WEAK_CALLS = frozenset({"print", "md5", "chr", "hexdec", "sleep", "usleep", "die", "mail", "include", "require",
                          "assert", "exec", "eval", "system", "dl", "symlink", "fopen", "usort", "array_map",
@@ -127,6 +137,7 @@ ENTRIES = {
     # a call of a function of a PHP extension: `odbc_connect(`, `pg_query (`, `zend_version(`
     "php_ext_call": rf"\b(?:{PHP_EXT})_\w+\s*\(",
     "php_xml_tag": r"<\?xml\s*:",
+    "php_dotted_name": _DOTTED_SCRIPT.pattern,
     "php_superglobal": r"\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)\b"
                        r"|\$(?:GLOBALS|HTTP_(?:COOKIE|ENV|GET|POST|SERVER|REQUEST)_VARS|HTTP_POST_FILES|HTTP_RAW_POST_DATA"
                        r"|http_response_header|php_errormsg)\b",
@@ -264,7 +275,8 @@ def _php_shapes(text: str) -> str | None:
     """Call shapes only PHP writes: variable functions, quoted or parenthesised names called, comments
     between a name and its call, extension functions, ``$ {...}`` and ``${'...'}`` variables."""
     for call in _VARCALL.finditer(text):
-        if call.group(2) or not call.group(1).isupper():  # `$TSLA(` is a cashtag, `$f(` a call
+        name = call.group(1)
+        if call.group(2) or not (name.isupper() and name.isalpha() and len(name) <= 6):  # `$TSLA(`: a cashtag
             return text[call.start() : call.end() + 40]
     for call in _QUOTED_CALL.finditer(text):
         opened, name, closed = call.groups()
@@ -290,7 +302,7 @@ def _php(text: str) -> str | None:
     tag = _ENTRY["php_tag"].search(text)
     if tag and tag.group(0).lower() in ("<?=", "<? ") and "?>" in text[tag.end() :]:
         return text[tag.start() : tag.start() + 80]
-    if tag and tag.group(0) in ("<?", "<?=") and not text[tag.end() :].strip():
+    if tag and tag.group(0).strip() in ("<?", "<?=") and not text[tag.end() :].strip():
         return text[tag.start() :]  # a value that ends by opening PHP code: the start of an injection
     if tag and tag.group(0).lower() == "<?php":
         return text[tag.start() : tag.start() + 80]
@@ -300,6 +312,9 @@ def _php(text: str) -> str | None:
         return text[tag.start() : tag.start() + 80]
     if tag and re.match(r"\s*(?:echo|print|system|eval|include|require|exec|passthru|\$)", text[tag.end() :], re.I):
         return text[tag.start() : tag.start() + 80]
+    dotted = _DOTTED_SCRIPT.search(text)
+    if dotted:
+        return text[max(0, dotted.start() - 40) : dotted.end()]
     ini = _PHP_INI.match(text)
     if ini:
         return ini.group(0)[:80]
@@ -341,6 +356,9 @@ def _php(text: str) -> str | None:
         rest = text[call.end() : call.end() + 40]
         if first == ")" and name in _EMPTY_OK:
             return call.group(0)
+        if first == ")" and name in _EMPTY_STATEMENT and re.match(r"\s*(?:;|$)", rest) and (
+                rest.strip() or not text[: call.start()].strip()):
+            return call.group(0)  # `eval();`, a whole value `system()`: a statement, not "avoid eval() here"
         if re.match(r"[\w$]+\)", first + rest) and text[call.start() : call.end()].rstrip(first).endswith(
                 call.group(1) + "("):
             return text[call.start() : call.end() + 40]  # `system(whoami)`, `chr(123)`: no space before the paren

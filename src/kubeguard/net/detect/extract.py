@@ -157,6 +157,15 @@ def _b64_text(value: str) -> str | None:
     return raw.decode("ascii")
 
 
+# Headers some AJAX uploaders name the uploaded file in (CRS 933110 reads the same).
+UPLOAD_NAME_HEADERS = frozenset({"x-filename", "x_filename", "x.filename", "x-file-name"})
+
+
+def is_upload_name(where: str) -> bool:
+    """Whether a value found at `where` (`extract.Value.where`) names an uploaded file."""
+    return where.endswith(" filename") or (where.startswith("header ") and where[7:].lower() in UPLOAD_NAME_HEADERS)
+
+
 def request_values(req: HttpRequest) -> list[Value]:
     """Every value of `req` worth inspecting, decoded, capped at `MAX_VALUES`."""
     out: list[Value] = []

@@ -15,6 +15,8 @@ value checks of `detect.http` flag anything. It is a provable superset filter:
   by `extract` either. The verdicts of header values and paths up to `CACHED_HEADER` characters are
   cached (they repeat: user agents, Accept, health-check paths); a request pays one scan for its
   query and body, one for the SQL gate.
+* An upload's name is checked for a PHP script's extension whatever the gates say: a multipart body is a
+  trigger, and so is an X-Filename (or X-File-Name, ...) header naming a PHP script.
 * SSRF and metadata need a host spelling: ``//``, a metadata name, a wildcard-DNS suffix, or a value
   starting with an address that can equal a metadata IP (``169.`` / ``100.``, any 0-led part, ten
   digits, an IPv6 form) - all triggers.
@@ -33,7 +35,8 @@ from functools import cache, lru_cache
 
 import hyperscan
 
-from kubeguard.net.detect.extract import MAX_BODY, SQL_HEADERS
+from kubeguard.net.detect.code import PHP_SCRIPT_NAME
+from kubeguard.net.detect.extract import MAX_BODY, SQL_HEADERS, UPLOAD_NAME_HEADERS
 from kubeguard.net.detect.patterns import (
     GATE_CMD,
     GATE_CODE,
@@ -105,7 +108,7 @@ def _databases() -> tuple[hyperscan.Database, hyperscan.Database]:
     parts), compiled once per process."""
     widened = [*(widen_anchors(s.pattern) for s in SIGNATURES),
                *(widen_anchors(p) for p in (*GATE_PARTS[GATE_PATH], *GATE_PARTS[GATE_CMD]))]
-    return _compile([*TRIGGERS, *widened]), _compile([GATES[GATE_SQL]])
+    return _compile([*(widen_anchors(t) for t in TRIGGERS), *widened]), _compile([GATES[GATE_SQL]])
 
 
 def _stop(_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
@@ -164,6 +167,8 @@ def _header_verdict(name: str, value: str) -> bool:
     lname = name.lower()
     if lname in ("authorization", "proxy-authorization") or (lname == "referer" and "?" in value):
         return True
+    if lname in UPLOAD_NAME_HEADERS and PHP_SCRIPT_NAME.search(value):
+        return True  # an uploaded PHP script's name (`detect.http` checks upload names whatever the gates say)
     any_value, sql_gate = _databases()
     if lname == "cookie":
         return (_hits(any_value, _split(value, ";", "\x01").encode("latin-1", "replace"))

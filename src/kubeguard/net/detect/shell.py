@@ -380,6 +380,14 @@ _ARTEFACT_ANCHORED = (
                      r"(?:\$\{[\w.]*\})?(?:php|python[23]?|perl|ruby|node|lua|tclsh|gcc|cc)(?:-?\d+(?:\.\d+)*)?"
                      r"\s*(?:$|[;&|\n]|-(?:\s|$))", re.I)),
 )
+# A substitution of one lowercase word (`$(foo)`, `<(foo)`, `>(foo)`, `$((foo))`): the shell runs the word as a
+# command (or reads it as a variable in arithmetic) whatever it names, so a probe sends a word no list holds
+# (CRS 932130): at a command position or glued to a word. Not jQuery's `$(this)` / `$(el).hide()`, make's `$(CC)`
+# or a placeholder in prose ("Pay $(price) now").
+_WORD_SUBSTITUTION = re.compile(r"(?:\$\(\(?|(?:^|(?<=[;|&`(]))\s*[<>]\()\s*([a-z][\w-]{1,30})\s*\)\)?(?![.\[\w])")
+_JS_WORDS = frozenset({"this", "document", "window", "self", "event", "ev", "el", "elem", "element", "item", "obj",
+                       "node", "target", "selector", "parent", "form", "input", "button", "link", "row", "cell",
+                       "html", "body", "head", "container", "wrapper", "modal", "dialog", "table"})
 # A shell function that runs itself in the background or through a pipe: a fork bomb (`f(){ f & f; };f`).
 _FORK_BOMB = re.compile(r"([\w.:-]+)\s*\(\)\s*\{[^{}]{0,80}?(?<![\w.:-])\1\s*(?:\(\)\s*)?[&|][^{}]{0,80}\}")
 # Variables a value assigns and then runs (`a=nc&&$a -nlvp 555`, `c=cat;a=/etc;$c $a/passwd`).
@@ -413,8 +421,8 @@ _CMD_IF = re.compile(r"(?:/i\s+)?(?:not\s+)?(?:\(\s*[^()\s]*\s*\)|\S+)\s*==\s*(?
                      re.I)
 # A brace list with a word glued to it or escapes inside (`{l,-lh}s`, `c{a,oun}t`, `{,$'whoami',}`, `{n$u\c,-e}`,
 # `{\c''\a""t,/e''*?/?a?s??}`: globs in the items after the first).
-_BRACE_AFFIX = re.compile(r"(?:^|(?<=[\s;|&`(\n\r'\"$]))([\w$\\]*)\{([\w$\\'\"./-]*,[\w$\\'\",./?*-]*)\}([\w$\\]*)")
-_BRACE_QUOTED = re.compile(r"\$?'([^']*)'|\"([^\"]*)\"")
+_BRACE_AFFIX = re.compile(r"(?:^|(?<=[\s;|&`(\n\r'\"$]))([\w$\\]*)\{([\w$\\'\"./-]*,[\w$\\'\",./?*#-]*)\}([\w$\\]*)")
+_BRACE_QUOTED = re.compile(r"\$?'([^']*)'|\$?\"([^\"]*)\"")  # `$"x"` is a locale-translated "x"
 _BRACE_NOISE = re.compile(r"\$\{?[A-Za-z_]\w{0,2}\}?|\\")
 _ENV_VAR = re.compile(r"%(?:comspec|systemroot|windir|programfiles|temp|userprofile|appdata)%", re.I)
 
@@ -469,7 +477,10 @@ SENSITIVE_PATHS = (
       for c in ("sh", "bash", "dash", "zsh", "nc", "ncat", "netcat", "cat", "id", "whoami", "uname", "curl", "wget",
                 "python", "python3", "perl", "php", "ruby", "busybox", "socat", "telnet", "base64", "chmod", "ls")),
 )
-_GLOB_PATH = re.compile(r"(?:/[\w.?*-]*(?:\[[^\]\s]{1,24}\][\w.?*-]*)*){2,}")
+# the system directories above them, which a bracket expression spells too (`/e[t]c`, `/[p]roc/self`)
+SENSITIVE_DIRS = tuple(sorted({path.rsplit("/", k)[0] for path in SENSITIVE_PATHS for k in range(1, path.count("/"))}
+                              | {"/etc", "/bin", "/sbin", "/usr", "/proc", "/root", "/var", "/dev", "/tmp", "/home"}))
+_GLOB_PATH = re.compile(r"(?:/[\w.?*-]*(?:\[[^\]\s]{1,24}\][\w.?*-]*)*)+")
 # where `_glob_path` looks: a bracket expression in a path, a `?` in a directory's name (`/e?c/`), or a `?` in the
 # file name of a path below a system directory (`/etc/pa?swd`; not a URL's query, `/items?id=5`)
 _GLOB_HINT = re.compile(r"/[\w.?*-]*\[[^\]\s]{1,24}\]|/[\w.*-]*\?[\w.?*-]*/"
@@ -485,6 +496,8 @@ GATE_PARTS = (
     # an assignment or an unset variable before a command after a separator (`_SPACER`: `;A=1 id`, `;$a id`)
     rf"{_SEP}\s*(?:[A-Za-z_]\w{{0,30}}=\S*|\$\{{?[A-Za-z_]\w{{0,30}}\}}?)\s+[\w/'\"]",
     r"\w(?:``|[<>]\(\))\w",
+    # a substitution of one word (`_WORD_SUBSTITUTION`)
+    r"[$<>]\(\(?\s*[a-z][\w-]{1,30}\s*\)",
     # a special parameter as noise inside a word (`c$$at`, `/et$_c`: `_EMPTY_PARAM`)
     r"\w\$[$?!_@*-][\w/]",
     rf"^[\s'\"]*(?:{_WORDS})(?:\.exe)?(?:\s+\S|[<>|;&`])",
@@ -495,7 +508,7 @@ GATE_PARTS = (
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     # a brace list with a word glued to it or escapes inside, at a command position (`_brace_evasion`)
-    rf"(?:^|{_SEP})[\s'\"]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./?*-]*\}}",
+    rf"(?:^|{_SEP})[\s'\"]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./?*#-]*\}}",
     # a command of the wider vocabulary after a separator or a quote break (`VOCABULARY`)
     *(rf"{_SEP}[\s'\"({{@!+]*(?:{part})\b" for part in _VOCAB_PARTS),
     *(rf"^\s*['\"][\s'\"]*(?:{part})\b" for part in _VOCAB_PARTS),
@@ -598,7 +611,7 @@ _BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin")
 
 def _globbed_bin(path: str) -> bool:
     """Whether a path's directory, a glob, matches a binary directory (`/?in/cat`, `/usr/b*/id`)."""
-    folder = path.rsplit("/", 1)[0]
+    folder = re.sub(r"/(?:\.?/)+", "/", path).rsplit("/", 1)[0]  # `/s?in/./ifconfig`: `/./` and `//` name the same
     return any(fnmatch.fnmatchcase(d, folder) for d in _BIN_DIRS)
 
 
@@ -828,7 +841,8 @@ _BSLASH_RUN = re.compile(r"\\{2,}")
 
 
 def _glob_path(text: str) -> str | None:
-    """A path spelled as a glob (with `?` or a bracket expression) that matches a sensitive file, or None."""
+    """A path spelled as a glob (with `?` or a bracket expression) that matches a sensitive file, or whose bracket
+    expressions spell a system directory, or None."""
     for found in _GLOB_PATH.finditer(text):
         path = found.group(0)
         if "?" not in path and "[" not in path:
@@ -837,6 +851,11 @@ def _glob_path(text: str) -> str | None:
         pattern = re.sub(r"/{2,}", "/", pattern)
         if any(fnmatch.fnmatchcase(sensitive, pattern) for sensitive in SENSITIVE_PATHS):
             return path
+        if "[" in pattern:  # `/e[t]c`, `/[p]roc/self/x`: the directories up to the last bracket expression
+            steps = pattern.split("/")
+            last = max(k for k, step in enumerate(steps) if "[" in step)
+            if any(fnmatch.fnmatchcase(folder, "/".join(steps[: last + 1])) for folder in SENSITIVE_DIRS):
+                return path
     return None
 
 
@@ -881,6 +900,12 @@ def _command_line(text: str) -> str | None:
         mail = _mail_command(text)
         if mail:
             return mail
+    if "(" in text:
+        for sub in _WORD_SUBSTITUTION.finditer(text):
+            before = text[: sub.start()]
+            placed = not before.strip() or before.rstrip()[-1] in ";|&`(=\n\r"
+            if sub.group(1) not in _JS_WORDS and (placed or before[-1] in "/'\"" or before[-1].isalnum()):
+                return sub.group(0)  # at a command position or glued to a word; not "Pay $(price) now"
     bomb = _FORK_BOMB.search(text) if "(" in text else None
     if bomb:
         return bomb.group(0)
