@@ -123,7 +123,9 @@ COMMANDS = {
                       # a brace list with a comment item or a `$"..."` item; a substitution of any word; a bracket
                       # spelling a system directory; `/./` inside a globbed binary directory
                       "{,echo,#test}", "{,$\"whoami\",}", "$(foo)", "x$(foo)", ";<(foo)", ">(foo)", "$((foo))",
-                      "/e[t]c", "/[p]roc/self", ";/s?in/./ifconfig"],
+                      "/e[t]c", "/[p]roc/self", ";/s?in/./ifconfig",
+                      # a program's name with an evasion inside it, whatever its arguments; a glob assigned and run
+                      ';py""thon', "p'y'thon", ";cur[l] x", "|c\\at x", "cmd=g=adduse[r];$g pizza"],
 }
 COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
@@ -165,7 +167,7 @@ COMMAND_NEAR_MISSES = [
     "/files/[draft]/a.txt", "what? /home/me/notes", "/docs/[v2]/etc/readme",
     "\\033[2J hello world", "\\033[1mbold\\033[0m",
     "$(this).hide()", "$(document)", "$(el).val()", "price >(cost)", "$(CC) -o x", "/items[0]", "{a,#b}",
-    "a $(price) b", "/docs/[t]ips",
+    "a $(price) b", "/docs/[t]ips", "x[0] = 1", ";arr[1]=2", "rock'n'roll; jazz", "say \"\"hi\"\"",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

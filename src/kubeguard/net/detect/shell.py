@@ -392,7 +392,7 @@ _JS_WORDS = frozenset({"this", "document", "window", "self", "event", "ev", "el"
 _FORK_BOMB = re.compile(r"([\w.:-]+)\s*\(\)\s*\{[^{}]{0,80}?(?<![\w.:-])\1\s*(?:\(\)\s*)?[&|][^{}]{0,80}\}")
 # Variables a value assigns and then runs (`a=nc&&$a -nlvp 555`, `c=cat;a=/etc;$c $a/passwd`).
 # A value may be quoted (`v='u'`), an escaped space (`c4=\ `) or a glob (`g=adduse[r]`).
-_ASSIGNMENT = re.compile(r"(?:^|(?<=[;&|\s]))([A-Za-z_]\w{0,15})="
+_ASSIGNMENT = re.compile(r"(?:^|(?<=[;&|\s=]))([A-Za-z_]\w{0,15})="
                          r"('[^'\s]{1,64}'|\"[^\"\s]{1,64}\"|\\ |[\w./?*\[\]-]{1,64})(?=[;&|\s]|$)")
 # Evasions undone before tokenising: caret escapes, `$@` / `$*` / `$9`, quotes and backslashes inside words.
 _TERMINAL = re.compile(r"\\(?:033|x1b|e)\[\d*[a-z]|\x1b\[\d*[a-z]", re.I)
@@ -496,6 +496,8 @@ GATE_PARTS = (
     # an assignment or an unset variable before a command after a separator (`_SPACER`: `;A=1 id`, `;$a id`)
     rf"{_SEP}\s*(?:[A-Za-z_]\w{{0,30}}=\S*|\$\{{?[A-Za-z_]\w{{0,30}}\}}?)\s+[\w/'\"]",
     r"\w(?:``|[<>]\(\))\w",
+    # a one-character bracket glob inside a word at a command position (`_evaded_command`: `;cur[l] x`)
+    rf"(?:^|{_SEP})\s*[a-z][\w-]*\[\w\]",
     # a substitution of one word (`_WORD_SUBSTITUTION`)
     r"[$<>]\(\(?\s*[a-z][\w-]{1,30}\s*\)",
     # a special parameter as noise inside a word (`c$$at`, `/et$_c`: `_EMPTY_PARAM`)
@@ -833,6 +835,24 @@ def _brace_evasion(text: str) -> str | None:
     return None
 
 
+# A word at a command position with an evasion inside it, between its letters: empty or one-letter quotes, a
+# backslash, a one-character bracket glob, an empty special parameter (`py""thon`, `p"y"thon`, `cur[l]`, `c\\at`,
+# `wh$@oami`). Nobody types a program's name so but to slip it past a filter, so its arguments do not matter.
+_EVADED_WORD = re.compile(r"(?:^|(?<=[;|&\n`(]))\s*([a-z][\w-]*(?:(?:''|\"\"|'\w'|\"\w\"|\\(?=\w)|\[\w\]|\$[@*\d])+"
+                          r"[\w-]*)+)(?![\w'\"\\\[$])", re.I)
+_ONE_CHAR_SET = re.compile(r"\[(\w)\]")
+
+
+def _evaded_command(text: str) -> str | None:
+    """A program's name spelled with an evasion inside it at a command position (`;py""thon`), or None."""
+    for found in _EVADED_WORD.finditer(text):
+        word = _ONE_CHAR_SET.sub(r"\1", found.group(1))
+        word = re.sub(r"''|\"\"|['\"\\]|\$[@*\d]", "", word)
+        if _command_name(word):
+            return found.group(1)
+    return None
+
+
 # Zero-width characters (space, joiners, word joiner, BOM): invisible, so an attacker's filler inside a command.
 _INVISIBLE = re.compile("[\u200b-\u200d\u2060\ufeff]")
 # A '+' between a word (or a variable) and a path: the space of `cat+/etc/passwd` beside real spaces.
@@ -917,6 +937,10 @@ def _command_line(text: str) -> str | None:
     affix = _brace_evasion(text) if "{" in text and "," in text else None
     if affix:
         return affix
+    if any(c in text for c in "'\"\\[$"):
+        evaded = _evaded_command(text)
+        if evaded:
+            return evaded
     split = _SPLIT_FIRST.match(text) if "'" in text or '"' in text else None
     if split and _command_name(split.group(1).replace("'", "").replace('"', "")):
         return split.group(0).strip()
