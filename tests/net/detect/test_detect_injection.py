@@ -125,7 +125,12 @@ COMMANDS = {
                       "{,echo,#test}", "{,$\"whoami\",}", "$(foo)", "x$(foo)", ";<(foo)", ">(foo)", "$((foo))",
                       "/e[t]c", "/[p]roc/self", ";/s?in/./ifconfig",
                       # a program's name with an evasion inside it, whatever its arguments; a glob assigned and run
-                      ';py""thon', "p'y'thon", ";cur[l] x", "|c\\at x", "cmd=g=adduse[r];$g pizza"],
+                      ';py""thon', "p'y'thon", ";cur[l] x", "|c\\at x", "cmd=g=adduse[r];$g pizza",
+                      # sqlite's file and code dot-commands; alias names with POSIX's extra characters; cmd.exe's
+                      # switch glued to a program; shadow copies deleted; IF CMDEXTVERSION
+                      ";.load /tmp/x.so", "1; .output /var/www/x.php", ";.databases", "alias a%=b", "alias a,b=c",
+                      "&cmd/c whoami", "|dir/s", "&ipconfig/all", "&vssadmin delete shadows /all /quiet",
+                      "IF CMDEXTVERSION 2 echo x"],
 }
 COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
@@ -168,6 +173,7 @@ COMMAND_NEAR_MISSES = [
     "\\033[2J hello world", "\\033[1mbold\\033[0m",
     "$(this).hide()", "$(document)", "$(el).val()", "price >(cost)", "$(CC) -o x", "/items[0]", "{a,#b}",
     "a $(price) b", "/docs/[t]ips", "x[0] = 1", ";arr[1]=2", "rock'n'roll; jazz", "say \"\"hi\"\"",
+    "see; .load times", "a;.5 b", "net/http is a Go package", "x; net/http", "and/or", "tcp/ip; dir/",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

@@ -305,7 +305,7 @@ SUBCOMMANDS = {
     "reg": frozenset({"query", "add", "delete", "save", "export", "import", "load", "copy"}),
     "sc": frozenset({"query", "qc", "create", "config", "start", "stop", "delete", "queryex"}),
     "for": frozenset({"/f", "/l", "/d", "/r", "%i", "%%i", "%a", "%%a"}),
-    "if": frozenset({"exist", "not", "defined", "errorlevel", "/i"}),
+    "if": frozenset({"exist", "not", "defined", "errorlevel", "cmdextversion", "/i"}),
     # iproute2's objects (`ip addr`, `ip r`): `ip` counts only after a separator (it is in `VOCABULARY`)
     "ip": frozenset({"a", "addr", "address", "r", "route", "l", "link", "n", "neigh", "neighbour", "rule", "netns",
                      "-br", "-4", "-6", "-s", "-d", "-j"}),
@@ -327,6 +327,9 @@ SEPARATOR_SUBCOMMANDS = {
                       "kms", "dynamodb", "rds"}),
     "gcloud": frozenset({"auth", "compute", "config", "container", "iam", "projects", "secrets", "storage"}),
     "redis-cli": frozenset({"flushall", "flushdb", "keys", "config", "info", "get", "set", "-h", "-p", "-a"}),
+    # Windows' backup and shadow-copy tools: what ransomware runs first (`vssadmin delete shadows /all /quiet`)
+    "vssadmin": frozenset({"delete", "list", "resize", "create"}),
+    "wbadmin": frozenset({"delete", "start", "get", "stop"}),
 }
 
 SEPARATORS = frozenset({";", "|", "||", "&", "&&", "\n", "\\n", "\\r"})
@@ -348,6 +351,9 @@ _ARTEFACT = re.compile(
     # a shell and -c in a comma-separated argument list (`-wrapper sh,-c,id`), a client's shell escape right
     # after a separator (sqlite's `.shell` / `.system`), a command word escaped by a backslash as a value starts
     r"|\b(?:ba|da|z|k)?sh,-c,|(?:[;\n]|\\n)\.\s*\\?[\"']?(?:shell|system|sh)\s+[\w/]"
+    # sqlite's other dot-commands that load code or read and write files (`;.load /tmp/x.so`, `; .output x.php`)
+    r"|(?:[;\n]|\\n)[ \t]*\.[ \t]*\\?[\"']?(?:(?:load|output|once|read|open|import|backup|save|restore|cd)[ \t]+"
+    r"['\"]?[\w-]*[/.\\]|(?:databases|dbinfo|fullschema|dump|excel)[ \t]*(?:$|[;\n]|\\n))"
     r"|^\s*\\(?:ls|id|cat|whoami|uname|sh|bash|nc|curl|wget|rm|ps|env)\b"
     # `at` scheduling a command after a separator: a time, then the job in quotes or from a redirection
     r"|(?:[;|&\n]|\\n)\s*at\s+(?:\d{1,2}(?::\d{2})?\s*(?:am|pm)?|now|midnight|noon|teatime)(?:\s*\+\s*\d+\s*\w+)?"
@@ -587,6 +593,9 @@ def _command_name(word: str) -> str | None:
         return "cmd"  # cmd.exe by its environment variable
     if word != name and name.split("\\")[-1].split("/")[-1].removesuffix(".exe") not in WINDOWS:
         return None  # "More", "SC", "Make": only cmd.exe ignores case
+    switched = _SWITCH_GLUED.fullmatch(name) if "/" in name else None
+    if switched and switched.group(1) in WINDOWS:
+        return switched.group(1)  # `cmd/c`, `dir/s`, `ipconfig/all`: cmd.exe reads a switch glued to the name
     if "/" in name or "\\" in name:
         if name.startswith(("http:", "https:", "//")):
             return None
@@ -609,6 +618,7 @@ def _command_name(word: str) -> str | None:
 
 
 _BIN_DIRS = ("/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin")
+_SWITCH_GLUED = re.compile(r"([a-z][\w-]*?)(?:\.exe|\.com)?/(?:[a-z?]{1,3}|all)")
 
 
 def _globbed_bin(path: str) -> bool:
@@ -787,7 +797,7 @@ def _alias_definition(words: list[str]) -> bool:
     if re.fullmatch(r"[-+][a-z]+\+?", words[0]):
         return True
     joined = "".join(words[:2])
-    if "=" not in joined or not re.match(r"[\w.-]+=", joined):
+    if "=" not in joined or not re.match(r"[\w.!%,@-]+=", joined):
         return False
     return len(words) == 1 or _command_name(joined.split("=", 1)[1].strip("'\"")) is not None
 
