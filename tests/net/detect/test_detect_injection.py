@@ -199,6 +199,9 @@ CODE_PAYLOADS = {
             # an obfuscated variable called, an empty call as a statement, a short tag opened at the end, a PHP
             # script's name with dots after its extension
             "$OOO0000O0(1)", "eval();", "system()", "<? ", "x.php.", "shell.php5...", "a/b.phtml.....",
+            # a PHP variable among a shared name's arguments; a variable called after a tab or with a code argument;
+            # PHP's short tag followed by `xml` and no declaration
+            "explode(',', $a)", "unpack('N', $x)", "printf(\"%s\", $x)", "$x\t(1)", "$f ('id')", "<?xml 1",
             # CRS 933210's split and indexed calls, reflection and file classes, include without parentheses, a
             # value that ends by opening PHP
             '(sys)"tem"(ls);', '{0}("ls")', "new ReflectionFunction('system')", "new SplFileObject('/etc/passwd')",
@@ -208,7 +211,8 @@ CODE_PAYLOADS = {
             "mkdir($d)", "rtrim($x)", "opendir('/etc')", "file('../../config.php')", "print `ls`;",
             "strip_tags($_GET['a'])"],
     "node": ["x = root.process; x.mainModule.require('fs')",
-             "console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");", "module.exports=x",
+             "console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");",
+             "while(42)", "while(Object)", "while('a')", "module.exports=x",
              "eval(String.fromCharCode(97))", "process.env", "process[\"env\"]", '{"0": "$7:Module:prototype"}',
              # CRS 934100's indicators; Ruby's command runners
              "this.constructor.constructor('return process')()", "process.readFileSync('/etc/passwd')",
@@ -260,6 +264,7 @@ CODE_NEAR_MISSES = [
     "x^2 + y^2", "the 'a' ^ 'b' operator", "$_ is Perl's default", "__init__ and __main__", "T(n) = O(n)",
     "<#assign name=\"x\">", "exec.Commander", "exec command (see docs)", "_${name}_",
     "see config.php.", "index.php", "Use eval()", "avoid eval() here", "$AAPL(2%)", "x.php.bak",
+    "$total (2) items", "a, $5 (net)", "max(a, b)", "while(x)", "<?xml version='1.0'?>",
 ]
 
 

@@ -90,7 +90,7 @@ _WEAK_CALLS = frozenset({"print", "md5", "chr", "hexdec", "sleep", "usleep", "di
                          "array_filter", "var_dump", "print_r"})
 
 ENTRIES = {
-    "php_tag": r"<\?(?:php\b|=|\s)|\[[/\\]?php\]|<\?=?$",
+    "php_tag": r"<\?(?:php\b|=|\s)|\[[/\\]?php\]|<\?=?$|<\?xml\s+[^a-z\s]",
     "php_ini": rf"^\s*(?:{PHP_INI})\s*=",
     "php_session": r"[/\\]sess_[A-Za-z0-9,-]{20}",
     "php_call": rf"\b(?:{PHP_EXEC})\s*(?:\(|/\*|#|//)",
@@ -115,12 +115,14 @@ ENTRIES = {
             # Ruby: Kernel's and Process's command runners, Open3, %x{}
             r"|\b(?:Process\s*\.\s*spawn|Kernel\s*\.\s*(?:exec|system|spawn|eval|open)|IO\s*\.\s*popen"
             r"|Open3\s*\.\s*(?:popen\w*|capture\w*|pipeline\w*))\s*\(|%x\{[^}]{1,200}\}"
-            r"|\bwhile\s*\(+\s*[!+-]*\s*(?:true|false|1|0|NaN|this|null|undefined|\"\"|''|``|\{\}|\[\]|new\s+Date"
-            r"|\+?Infinity|\+1)"
+            # a loop on a constant that never ends (Node.js runs one thread: a denial of service): booleans, numbers,
+            # strings, objects and the global constructors
+            r"|\bwhile\s*\(+\s*[!+-]*\s*(?:true|false|[1-9]\d{0,9}|0|NaN|this|null|undefined|\"[^\"\n]{0,40}\"|'[^'\n]{0,40}'"
+            r"|`[^`\n]{0,40}`|\{\}|\[\]|new\s+\w+|\+?Infinity|window|String|Boolean|Function|Object|Array)"
             r"\s*\)+",
     "php_complex": r"\$\{\s*@|\{\s*\$\{|\$\s+\{|\$\{\s*['\"]",
     # a variable called as a function: `$a(1)`, `$$b(2)`, `$f /*x*/ (3)`, `$o->$m()`
-    "php_varcall": r"\$+[A-Za-z_]\w*(?:[([]|\s*(?:/\*|#|//|->\s*\$|\r|\n))",
+    "php_varcall": r"\$+[A-Za-z_]\w*(?:[([]|\s*(?:/\*|#|//|->\s*\$|\r|\n|\())",
     # a name in quotes or parentheses called: `"system"(ls)`, `(system)(id)`, `"\x73ystem"(ls)`
     "php_quoted_call": r"[\"'(](?:\\x[0-9a-f]{2}|\w){2,40}[\"')]\(",
     # CRS 933210's call shapes: a name glued from a bracketed and a quoted part (`(sys)"tem"(ls)`), an
@@ -164,8 +166,8 @@ ENTRIES["php_named"] = (r"\b[a-z]\w*_\w+\s*(?:\(|/\*|#|//)|\b(?:"
 # (the entry, a superset for hyperscan, reads the argument only: a list of 185 short names made the gate scan
 # 12 times slower; `_ENTRY` holds the precise form, no method call: `os.mkdir('/x')`, `$o->mkdir($d)`)
 _SHARED_CALL = (r"(?:" + "|".join(sorted(PHP_SHARED_NAMES)) + r")\s*\(\s*(?:\$[A-Za-z_]|'(?:/|\.\.?/"
-                r"|[^'\n]{0,200}\.php\d?'))|\b(?:echo|print)\s+`[^`\n]{1,200}`\s*;")
-ENTRIES["php_shared"] = r"\(\s*(?:\$[a-z_]|'(?:/|\.\.?/|[^'\n]*\.php))|\b(?:echo|print)\s+`"
+                r"|[^'\n]{0,200}\.php\d?')|[^()\n]{0,80}?,\s*\$[A-Za-z_])|\b(?:echo|print)\s+`[^`\n]{1,200}`\s*;")
+ENTRIES["php_shared"] = r"[(,]\s*(?:\$[a-z_]|'(?:/|\.\.?/|[^'\n]*\.php))|\b(?:echo|print)\s+`"
 # PHP written without letters (a web shell past a filter): strings XORed together, assigned or chained
 # (`$_="`{{{"^"?<>/"`, `("%28"^"[").("%33"^"[")`),
 # variables named with underscores only assigned, appended to or incremented (`$__++`, `$___.=$__`, `$_=$$____`)
@@ -249,6 +251,8 @@ _COMMENT = r"(?:/\*[^*]{0,80}\*/|#[^\n]{0,80}\n|//[^\n]{0,80}\n)"
 _VARCALL = re.compile(
     rf"\$+([A-Za-z_]\w*)((?:\s*{_COMMENT}|\s*\[[^\[\]\n]{{0,40}}\]|\s*\{{[^{{}}\n]{{0,40}}\}}|\s*->\s*\$?\w+"
     rf"|[ \t]*[\r\n][ \t]*)+\s*)?\(", re.S)
+# a variable called with spacing between it and its arguments: a tab or two spaces, or a code argument after one
+_VARCALL_SPACED = re.compile(r"\$+[A-Za-z_]\w*(\t[ \t]*|  +| )\(\s*([$'\"`])?")
 _QUOTED_CALL = re.compile(r"([\"'(])((?:\\x[0-9a-f]{2}|\w){2,40})([\"')])\(", re.I)
 _GAP_CALL = re.compile(rf"\b([a-z_]\w*)(\s*{_COMMENT})+\s*\(|\b[a-z_]\w*[\t\x0b\x0c\r\n]\s*\(\s*\)", re.I)
 _EXT_CALL = re.compile(rf"\b(?:{PHP_EXT})_\w+(\s*)\((\s*(?:$|[\"'$)]))?", re.I)
@@ -278,6 +282,9 @@ def _php_shapes(text: str) -> str | None:
         name = call.group(1)
         if call.group(2) or not (name.isupper() and name.isalpha() and len(name) <= 6):  # `$TSLA(`: a cashtag
             return text[call.start() : call.end() + 40]
+    for call in _VARCALL_SPACED.finditer(text):
+        if call.group(1) != " " or call.group(2):  # `$f\t(1)`, `$f ('id')`; not "$a (dollar a)"
+            return text[call.start() : call.end() + 40]
     for call in _QUOTED_CALL.finditer(text):
         opened, name, closed = call.groups()
         if (opened == closed or (opened, closed) == ("(", ")")) and (
@@ -304,6 +311,8 @@ def _php(text: str) -> str | None:
         return text[tag.start() : tag.start() + 80]
     if tag and tag.group(0).strip() in ("<?", "<?=") and not text[tag.end() :].strip():
         return text[tag.start() :]  # a value that ends by opening PHP code: the start of an injection
+    if tag and tag.group(0).lower().startswith("<?xml"):
+        return text[tag.start() : tag.start() + 80]  # `<?xml 1`: no declaration; PHP's short tag with `xml` after it
     if tag and tag.group(0).lower() == "<?php":
         return text[tag.start() : tag.start() + 80]
     if tag and re.search(r"[;()$'\"`]", text[tag.end() : tag.end() + 200]):
