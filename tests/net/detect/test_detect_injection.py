@@ -202,6 +202,8 @@ CODE_PAYLOADS = {
             # a PHP variable among a shared name's arguments; a variable called after a tab or with a code argument;
             # PHP's short tag followed by `xml` and no declaration
             "explode(',', $a)", "unpack('N', $x)", "printf(\"%s\", $x)", "$x\t(1)", "$f ('id')", "<?xml 1",
+            # a name of CRS 933160's list called glued to one word or variable
+            "substr(x)", "mkdir($d)", "printf(foo)", "glob(x)",
             # CRS 933210's split and indexed calls, reflection and file classes, include without parentheses, a
             # value that ends by opening PHP
             '(sys)"tem"(ls);', '{0}("ls")', "new ReflectionFunction('system')", "new SplFileObject('/etc/passwd')",
@@ -221,6 +223,7 @@ CODE_PAYLOADS = {
                 "new java.lang.ProcessBuilder(\"id\").start()", "Class.forName('java.lang.Runtime')",
                 "Runtime.getRuntime().exec(\"id\")", "T(java.lang.System).getenv()",
                 "\"\".getClass().forName(\"java.util.Date\")", "exec.Command(\"id\").Output()"],
+    "perl": ["@{[ ]}", "@@{[system whoami]}", "x @ {[ `id` ]}"],
     "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
             '<!--#echo var="DOCUMENT_ROOT"-->', '<esi:include src="http://x.example/a"/>'],
     "template": ["{{7*7}}", "${7*7}", "{{7*'7'}}", "#{7*7}", "<%= 7*7 %>", "{{config}}", "{{config.items()}}",
@@ -232,6 +235,8 @@ CODE_PAYLOADS = {
                  "{{constructor.constructor('return process')()}}", "*{T(java.lang.Runtime).getRuntime()}",
                  "{{ ['id']|filter('system') }}", "{% if True %}49{% endif %}", "<% if 1 %>49<% endif %>",
                  "${(6?lower_abc+18?lower_abc+5?lower_abc)?new()}", "${(9?upper_abc+4?upper_abc)}",
+                 # FreeMarker spelling a long name (its closing brace far away)
+                 "${(6?lower_abc+" + "18?lower_abc+" * 40 + "5?lower_abc)}",
                  # the polyglot probe, EL's implicit objects, Thymeleaf / Razor's @{...}
                  "${{<%[%'\"}}%\\.", "${sessionScope}", "#{facesContext.externalContext}", "@{7*7}",
                  # a method called inside {{ }}: the engine runs it
@@ -264,7 +269,8 @@ CODE_NEAR_MISSES = [
     "x^2 + y^2", "the 'a' ^ 'b' operator", "$_ is Perl's default", "__init__ and __main__", "T(n) = O(n)",
     "<#assign name=\"x\">", "exec.Commander", "exec command (see docs)", "_${name}_",
     "see config.php.", "index.php", "Use eval()", "avoid eval() here", "$AAPL(2%)", "x.php.bak",
-    "$total (2) items", "a, $5 (net)", "max(a, b)", "while(x)", "<?xml version='1.0'?>",
+    "$total (2) items", "a, $5 (net)", "max(a, b)", "while(x)", "<?xml version='1.0'?>", "printf(3)", "file(s)",
+    "a@{b}[c]",
 ]
 
 

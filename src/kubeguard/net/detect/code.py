@@ -140,11 +140,15 @@ ENTRIES = {
     "php_ext_call": rf"\b(?:{PHP_EXT})_\w+\s*\(",
     "php_xml_tag": r"<\?xml\s*:",
     "php_dotted_name": _DOTTED_SCRIPT.pattern,
+    # a name of CRS 933160's list (PHP calls that prose rarely writes) called glued to one word or variable:
+    # `substr(x)`, `mkdir($d)`, `printf(foo)` (not `printf(3)`, a manual section; not `file(s)`)
+    "php_glued": r"\b(?:ord|rtrim|substr|strip_tags|glob|mkdir|prev|printf|tmpfile|unlink|unpack|intval|is_a"
+                 r"|image(?:gif|jpeg|png|wbmp|xbm)|opendir|filegroup|readfile|popen|fputs|usort)\(\$?[A-Za-z_]\w*\)",
     "php_superglobal": r"\$_(?:GET|POST|REQUEST|COOKIE|SERVER|FILES|ENV|SESSION)\b"
                        r"|\$(?:GLOBALS|HTTP_(?:COOKIE|ENV|GET|POST|SERVER|REQUEST)_VARS|HTTP_POST_FILES|HTTP_RAW_POST_DATA"
                        r"|http_response_header|php_errormsg)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
-    "perl": r"@\{\s*\[",
+    "perl": r"@+\s*\{\s*\[",
     "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%",
     "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     # a process started from Python or Java code an eval / expression language runs (`subprocess.call(['id'])`,
@@ -357,6 +361,9 @@ def _php(text: str) -> str | None:
         if gap and not gap.strip() and not re.match(r"\s*(?:$|[\"'$)`])", after):
             continue  # "array_diff (see the manual)": a space, then prose (`gzdecode ('.')`, `gzdecode /**/(` count)
         return text[call.start() : call.end() + 40]
+    glued = _ENTRY["php_glued"].search(text)
+    if glued:
+        return text[max(0, glued.start() - 20) : glued.end() + 40]
     shared = _ENTRY["php_shared"].search(text)
     if shared:
         return text[shared.start() : shared.end() + 40]
@@ -415,6 +422,9 @@ def _template(text: str) -> str | None:
             return match.group(0)[:120]  # `{{ someString.toUpperCase() }}`: the engine calls what it is told to
     if re.search(r"\{/?php\}", text, re.I):
         return text[:80]
+    letters = re.search(r"[$#]\{\s*\(?\s*\d+\s*\?\s*(?:lower|upper)_abc\b", text)
+    if letters:
+        return text[letters.start() : letters.start() + 120]  # FreeMarker spelling a name from numbers, however long
     preprocessed = re.search(r"__\s*[$*#@]\{[^{}]{1,200}\}\s*__", text)
     if preprocessed:
         return preprocessed.group(0)[:120]  # Thymeleaf's preprocessing `__${...}__`: an expression built from input
@@ -458,7 +468,7 @@ def code_injection(value: str) -> tuple[str, str] | None:
         if template:
             return "template", template
     perl = _ENTRY["perl"].search(text)
-    if perl and re.search(r"\w", text[perl.end() : perl.end() + 200]):
+    if perl:  # Perl's `@{[ ... ]}` interpolation opener: nothing else writes it (CRS 934140)
         return "perl", text[perl.start() : perl.start() + 80]
     python = _ENTRY["python"].search(text)
     if python:

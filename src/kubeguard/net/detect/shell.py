@@ -361,7 +361,7 @@ _ARTEFACT = re.compile(
     r"|<\s*[/\w])"
     # a directory-stack tilde expansion as the whole value (`~+`, `~-1`: the shell's working directories);
     # parameter expansions that carve a path out of a variable (`${PATH#{}/}`, `${HOME:0:1}`, `${x//a?b/}`)
-    r"|^\s*~[+-]\d{0,2}\s*$|\$\{[A-Za-z_]\w*(?:#\{\}|:\d+:\d+\}|//[^{}/\s]*/\})"
+    r"|^\s*~[+-]\d{0,2}\s*$|\$\{[A-Za-z_]\w*(?:#\{\}|:\d+:\d+\}|//(?:[^{}/\s\\]|\\.)*/\})"
     # the user's shell run by its variable at a command position (`;$SHELL`, `` `${BASH}` ``); a history
     # expansion that runs an earlier command again (`!-1`, `;!!`: CRS 932330)
     r"|(?:[;|&\n`]|\$\(|\\n)\s*\$(?:\{(?:SHELL|BASH|0)\}|(?:SHELL|BASH|0)\b)|(?:^|[\s;|&`(])!-\d+\b|(?:[;|&\n`]|\\n)\s*!!",
