@@ -237,6 +237,12 @@ CODE_PAYLOADS = {
                  "${(6?lower_abc+18?lower_abc+5?lower_abc)?new()}", "${(9?upper_abc+4?upper_abc)}",
                  # FreeMarker spelling a long name (its closing brace far away)
                  "${(6?lower_abc+" + "18?lower_abc+" * 40 + "5?lower_abc)}",
+                 # the probes SSTI scanners send to tell engines apart (tplmap, SSTImap, TInjA)
+                 "${89}<#--78-->${56}", "{89}{*78*}{56}", "{math equation=\"7 * 7\"}", "mm{@if cond=\"1\"}gs{/if}",
+                 "AA{!c!}AA", "${typeof(89)+78}", "(89*78).to_s", "print(89+78);", "echo PHP_OS;",
+                 "'KL'+1*(@java.lang.Integer@valueOf('2000000000')+2)", "#set($c=89*78)${c}", "#evaluate(\"a\")",
+                 "{{ 7 | times:7 }}", "{% widthratio 7 1 7 %}", "{{printf \"%s\" \"x\"}}", "{% if 1 == 2 %}",
+                 "#{RUBY_PLATFORM}", "<%= %x(id) %>",
                  # the polyglot probe, EL's implicit objects, Thymeleaf / Razor's @{...}
                  "${{<%[%'\"}}%\\.", "${sessionScope}", "#{facesContext.externalContext}", "@{7*7}",
                  # a method called inside {{ }}: the engine runs it
@@ -270,6 +276,8 @@ CODE_NEAR_MISSES = [
     "<#assign name=\"x\">", "exec.Commander", "exec command (see docs)", "_${name}_",
     "see config.php.", "index.php", "Use eval()", "avoid eval() here", "$AAPL(2%)", "x.php.bak",
     "$total (2) items", "a, $5 (net)", "max(a, b)", "while(x)", "<?xml version='1.0'?>", "printf(3)", "file(s)",
+    "{*note*}", "the {!important!} part", "printf(\"%x(%d)\", a, b)", "{{ price | times: qty }}", "#set($a = $b)",
+    "print(x+1)", "@java is fun", "{% if user %}",
     "a@{b}[c]",
 ]
 

@@ -158,6 +158,15 @@ ENTRIES = {
                r"|\bRuntime\s*\.\s*getRuntime\s*\(|\bT\s*\(\s*java\s*\.\s*\w+\s*\.|\bgetClass\s*\(\s*\)\s*\.\s*forName\s*\("
                # Go's os/exec (`exec.Command("id")`)
                r"|\bexec\s*\.\s*Command(?:Context)?\s*\(",
+    # the probes SSTI scanners (tplmap, SSTImap, TInjA) send to tell one engine from another, each of which only that
+    # engine reads: Velocity's #evaluate, FreeMarker's comment, Smarty's comment between tags and its {math}, Dust's
+    # helpers and comment, and literal arithmetic a language evaluates and prints (`typeof(89)+78`, `(89*78).to_s`,
+    # `print(89+78)`, `echo PHP_OS;`); OGNL's static member access (`@java.lang.Integer@valueOf`)
+    "probe": r"#evaluate\s*\(|<#--[^>\n]{0,80}-->|\}\s*\{\*[^*{}]{0,40}\*\}|\{\*[^*{}]{0,40}\*\}\s*\{"
+             r"|\{math\s+equation\s*=|\{@(?:if|eq|ne|select|math|sep|gt|lt|contextDump)\b|\w\{![^!{}\s]{1,40}!\}"
+             r"|\btypeof\s*\(\s*\d+\s*\)\s*\+\s*\d|\(\s*\d+\s*[-+*/]\s*\d+\s*\)\s*\.\s*to_s\b"
+             r"|\b(?:echo|print)\s+PHP_[A-Z_]+\s*;|\b(?:print|str|puts|echo)\s*\(\s*\d+\s*[-+*/]\s*\d+\s*\)"
+             r"|@java\.lang\.\w+@\w+",
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
                 r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
 }
@@ -235,7 +244,9 @@ _SERVER_OBJECT = re.compile(
     r"|^\s*(?:exec|sym|data|call|fd|section)://|^\s*#with\s+[\"'(\w]|\bstring\.sub\b"
     r"|\.\s*(?:mro|subclasses|globals|builtins|init)\b|\bimport\b|\bincludes?\s+['\"]?/"
     # FreeMarker's number-to-letter built-ins: a string spelled from numbers (`${(6?lower_abc+...)}`)
-    r"|\d\s*\?\s*(?:lower|upper)_abc\b",
+    r"|\d\s*\?\s*(?:lower|upper)_abc\b"
+    # Ruby's platform constants and command substitution, a library loaded (`#{RUBY_PLATFORM}`, `<%= %x(id) %>`)
+    r"|\bRUBY_(?:PLATFORM|VERSION|ENGINE|PATCHLEVEL)\b|%x\(|\brequire\s*['\"]\w",
     re.I,
 )
 # A method called on an object (`name.method(`), which a `{{ }}` expression engine runs as it is written.
@@ -428,11 +439,16 @@ def _template(text: str) -> str | None:
     preprocessed = re.search(r"__\s*[$*#@]\{[^{}]{1,200}\}\s*__", text)
     if preprocessed:
         return preprocessed.group(0)[:120]  # Thymeleaf's preprocessing `__${...}__`: an expression built from input
-    constant_if = re.search(r"(?:\{%|<%)-?\s*(?:if|elif|unless)\s+(?:true|false|1|0|none|nil|null)\s*-?(?:%\}|%>)",
-                            text, re.I)
+    constant_if = re.search(r"(?:\{%|<%)-?\s*(?:if|elif|unless)\s+(?:true|false|1|0|none|nil|null"
+                            r"|\d+\s*(?:==|!=|<=|>=|<|>)\s*\d+)\s*-?(?:%\}|%>)", text, re.I)
     if constant_if:
         return constant_if.group(0)  # `{% if True %}49{% endif %}`: a probe, no template tests a constant
-    statement = re.search(r"\{%-?\s*(?:include|import|from|extends|debug|load|get_admin_log|ssi)\b", text, re.I)
+    engine_math = re.search(r"\{\{-?\s*\d+\s*\|\s*(?:times|plus|minus|divided_by|modulo)\s*:\s*\d+"
+                            r"|\{\{-?\s*printf\s+[\"`]|#set\s*\(\s*\$\w+\s*=\s*[^)]{0,80}?\d\s*[-+*/%]\s*\d", text)
+    if engine_math:
+        return engine_math.group(0)[:120]  # Liquid's and Velocity's arithmetic, Go's printf: an engine's probe
+    statement = re.search(r"\{%-?\s*(?:include|import|from|extends|debug|load|get_admin_log|ssi|widthratio)\b", text,
+                          re.I)
     if statement:
         return statement.group(0)[:120]
     velocity = re.search(r"#set\s*\(\s*\$\w+\s*=\s*\$\w+\s*\.\s*\w+\s*\(", text)
@@ -476,6 +492,9 @@ def code_injection(value: str) -> tuple[str, str] | None:
     runtime = _ENTRY["runtime"].search(text)
     if runtime:
         return "runtime", text[max(0, runtime.start() - 30) : runtime.end() + 40]
+    probe = _ENTRY["probe"].search(text)
+    if probe:
+        return "template", text[max(0, probe.start() - 30) : probe.end() + 40]
     node = _ENTRY["node"].search(text)
     if node:
         return "node", text[node.start() : node.end() + 40]

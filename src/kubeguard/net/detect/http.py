@@ -15,7 +15,7 @@ from functools import cache
 
 from kubeguard.model import Severity
 from kubeguard.net.detect.code import PHP_SCRIPT_NAME, code_injection
-from kubeguard.net.detect.extract import Value, is_upload_name, request_values
+from kubeguard.net.detect.extract import Value, request_values
 from kubeguard.net.detect.jndi import jndi_lookup
 from kubeguard.net.detect.mask import snippet
 from kubeguard.net.detect.patterns import GATE_CMD, GATE_CODE, GATE_HOST, GATE_JNDI, GATE_PATH, GATE_SQL, Catalogue
@@ -160,7 +160,7 @@ def inspect_http_request(req: HttpRequest, prefilter: bool = True) -> list[Detec
     for val, marks in zip(values, catalogue().scan_values([v.text for v in values]), strict=True):
         if marks:
             _inspect_value(val, marks, found, threshold)
-        if is_upload_name(val.where) and PHP_SCRIPT_NAME.search(val.text):
+        if val.upload_name and PHP_SCRIPT_NAME.search(val.text):
             found.add(CODE, val.where, f"PHP script uploaded: {snippet(val.text)}",
                       **{"http.code_family": "php_upload"})
     return sorted(found.by_rule.values(), key=lambda d: -d.severity)
