@@ -44,7 +44,6 @@ class Value:
     text: str
     sql: bool = True  # also scored by the SQL injection model
     key: str = ""
-    upload_name: bool = False  # the name of an uploaded file (a multipart filename, an X-Filename header)
 
 
 def _split_pairs(text: str, sep: str, where: str, plus: bool) -> Iterator[Value]:
@@ -99,7 +98,7 @@ def _multipart_values(body: bytes, ctype: str, where: str) -> Iterator[Value]:
         filename = re.search(r'\bfilename\*?="?([^";\r\n]{0,255})', headers, re.I)
         label = f"{where} part {name.group(1) if name else '?'}"
         if filename:
-            yield Value(f"{label} filename", normalize(filename.group(1)), sql=False, upload_name=True)
+            yield Value(f"{label} filename", normalize(filename.group(1)), sql=False)
         text = content.decode("utf-8", "replace")
         if re.search(r"content-transfer-encoding:\s*base64", headers, re.I):
             decoded = b64_decode(content)
@@ -162,6 +161,11 @@ def _b64_text(value: str) -> str | None:
 UPLOAD_NAME_HEADERS = frozenset({"x-filename", "x_filename", "x.filename", "x-file-name"})
 
 
+def is_upload_name(where: str) -> bool:
+    """Whether a value found at `where` (`Value.where`) names an uploaded file."""
+    return where.endswith(" filename") or (where.startswith("header ") and where[7:].lower() in UPLOAD_NAME_HEADERS)
+
+
 def request_values(req: HttpRequest) -> list[Value]:
     """Every value of `req` worth inspecting, decoded, capped at `MAX_VALUES`."""
     out: list[Value] = []
@@ -183,8 +187,7 @@ def request_values(req: HttpRequest) -> list[Value]:
             if "?" in value:
                 out.extend(_split_pairs(value.split("?", 1)[1], "&", "referer query", plus=True))
         else:
-            out.append(Value(f"header {name}", normalize(value), sql=lname in SQL_HEADERS,
-                             upload_name=lname in UPLOAD_NAME_HEADERS))
+            out.append(Value(f"header {name}", normalize(value), sql=lname in SQL_HEADERS))
         if len(out) >= MAX_VALUES:
             break
     for val in body_values(req):

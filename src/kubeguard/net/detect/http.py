@@ -15,10 +15,19 @@ from functools import cache
 
 from kubeguard.model import Severity
 from kubeguard.net.detect.code import PHP_SCRIPT_NAME, code_injection
-from kubeguard.net.detect.extract import Value, request_values
+from kubeguard.net.detect.extract import Value, is_upload_name, request_values
 from kubeguard.net.detect.jndi import jndi_lookup
 from kubeguard.net.detect.mask import snippet
-from kubeguard.net.detect.patterns import GATE_CMD, GATE_CODE, GATE_HOST, GATE_JNDI, GATE_PATH, GATE_SQL, Catalogue
+from kubeguard.net.detect.patterns import (
+    GATE_CMD,
+    GATE_CODE,
+    GATE_HOST,
+    GATE_JNDI,
+    GATE_PATH,
+    GATE_SQL,
+    GATE_UPLOAD,
+    Catalogue,
+)
 from kubeguard.net.detect.prefilter import needs_values
 from kubeguard.net.detect.shell import command_injection
 from kubeguard.net.detect.sqli import is_inert, load_model, sqli_score
@@ -105,7 +114,7 @@ def _inspect_value(val: Value, marks: set[int], found: _Findings, sql_threshold:
     text = val.text
     where = val.where
     cat = catalogue()
-    if any(m < GATE_SQL for m in marks):
+    if min(marks) < GATE_SQL:  # a signature candidate (gates are numbered from GATE_SQL up)
         for index in cat.scan(text):
             sig = cat.signatures[index]
             start, end = cat.evidence_span(index, text)
@@ -118,6 +127,8 @@ def _inspect_value(val: Value, marks: set[int], found: _Findings, sql_threshold:
         command = command_injection(text)
         if command:
             found.add(CMDI, where, snippet(command))
+    if GATE_UPLOAD in marks and is_upload_name(where) and PHP_SCRIPT_NAME.search(text):
+        found.add(CODE, where, f"PHP script uploaded: {snippet(text)}", **{"http.code_family": "php_upload"})
     if GATE_CODE in marks:
         code = code_injection(text)
         if code:
@@ -160,7 +171,4 @@ def inspect_http_request(req: HttpRequest, prefilter: bool = True) -> list[Detec
     for val, marks in zip(values, catalogue().scan_values([v.text for v in values]), strict=True):
         if marks:
             _inspect_value(val, marks, found, threshold)
-        if val.upload_name and PHP_SCRIPT_NAME.search(val.text):
-            found.add(CODE, val.where, f"PHP script uploaded: {snippet(val.text)}",
-                      **{"http.code_family": "php_upload"})
     return sorted(found.by_rule.values(), key=lambda d: -d.severity)

@@ -63,6 +63,7 @@ GATE_HOST = 1002  # something that can name a host: a URL, a bare address, a met
 GATE_CMD = 1003  # a command word or evasion at a shell command position (`shell.command_injection` looks further)
 GATE_CODE = 1004  # an entry token of PHP / SSI / template / web-shell code (`code.code_injection` looks further)
 GATE_PATH = 1005  # something a traversal verdict needs: `..`, a drive, a null byte, a sensitive file's name
+GATE_UPLOAD = 1006  # a PHP script's name (`http` checks it when the value names an upload; the prefilter has its own)
 GATES = {
     GATE_SQL: r"['\"`;()#=<>|&*@\\]|--|/\*|0x[0-9a-f]{8}|\b(?:and|or|xor|not|union|select|insert|update|delete|"
               r"drop|exec|execute|sleep|benchmark|waitfor|having|order|group|like|rlike|regexp|between|case|when|"
@@ -74,6 +75,7 @@ GATES = {
     GATE_CMD: shell.GATE,
     GATE_CODE: code.ENTRY_PATTERN,
     GATE_PATH: PATH_GATE,
+    GATE_UPLOAD: code.PHP_SCRIPT_NAME.pattern,
 }
 # The gates as hyperscan compiles them fastest: one expression per alternative (the same id for each).
 GATE_PARTS: dict[int, tuple[str, ...]] = {

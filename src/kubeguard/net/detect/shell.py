@@ -348,12 +348,9 @@ _ARTEFACT = re.compile(
     r"|^[\s'\"]*\$\{?(?:SHELL|BASH|0)\}?\s+-c\b"
     # the Shellshock prefix as a value starts (bash reads a function definition from it)
     r"|^\s*\(\)\s*\{"
-    # a shell and -c in a comma-separated argument list (`-wrapper sh,-c,id`), a client's shell escape right
-    # after a separator (sqlite's `.shell` / `.system`), a command word escaped by a backslash as a value starts
-    r"|\b(?:ba|da|z|k)?sh,-c,|(?:[;\n]|\\n)\.\s*\\?[\"']?(?:shell|system|sh)\s+[\w/]"
-    # sqlite's other dot-commands that load code or read and write files (`;.load /tmp/x.so`, `; .output x.php`)
-    r"|(?:[;\n]|\\n)[ \t]*\.[ \t]*\\?[\"']?(?:(?:load|output|once|read|open|import|backup|save|restore|cd)[ \t]+"
-    r"['\"]?[\w-]*[/.\\]|(?:databases|dbinfo|fullschema|dump|excel)[ \t]*(?:$|[;\n]|\\n))"
+    # a shell and -c in a comma-separated argument list (`-wrapper sh,-c,id`), a command word escaped by a
+    # backslash as a value starts
+    r"|\b(?:ba|da|z|k)?sh,-c,"
     r"|^\s*\\(?:ls|id|cat|whoami|uname|sh|bash|nc|curl|wget|rm|ps|env)\b"
     # `at` scheduling a command after a separator: a time, then the job in quotes or from a redirection
     r"|(?:[;|&\n]|\\n)\s*at\s+(?:\d{1,2}(?::\d{2})?\s*(?:am|pm)?|now|midnight|noon|teatime)(?:\s*\+\s*\d+\s*\w+)?"
@@ -369,10 +366,19 @@ _ARTEFACT = re.compile(
 )
 # Shell artefacts looked for only when their anchor is in the value (`<<<`, `IFS=`, a `|`): searched on their own,
 # so a value without the anchor does not pay for them (`_ARTEFACT` runs on every value the gate passes).
+# sqlite's dot-commands after a separator: a shell escape (`;.shell id`, `.system`), code loaded, files read and
+# written (`;.load /tmp/x.so`, `; .output x.php`), the schema dumped
+_SQLITE_DOT = re.compile(
+    r"(?:[;\n]|\\n)\.\s*\\?[\"']?(?:shell|system|sh)\s+[\w/]"
+    r"|(?:[;\n]|\\n)[ \t]*\.[ \t]*\\?[\"']?(?:(?:load|output|once|read|open|import|backup|save|restore|cd)[ \t]+"
+    r"['\"]?[\w-]*[/.\\]|(?:databases|dbinfo|fullschema|dump|excel)[ \t]*(?:$|[;\n]|\\n))", re.I)
 _ARTEFACT_ANCHORED = (
+    # sqlite's dot-commands after a separator (`_SQLITE_DOT`), by each separator it may follow
+    (";", _SQLITE_DOT), ("\n", _SQLITE_DOT), ("\\n", _SQLITE_DOT),
     # a shell fed a here-string (`$0<<<$'\\154\\163'`, `bash<<<"id"`), a here-string inside a substitution: the
     # string is run as commands
-    ("<<<", re.compile(r"(?:^|[;|&\n`(])\s*(?:\$\{?0\}?|(?:/bin/)?(?:ba|da|z|k)?sh)\s*<<<|\$\([^()]{0,80}<<<", re.I)),
+    ("<<<", re.compile(r"(?:^|[;|&\n`(])\s*(?:\$\{?0\}?|(?:/bin/)?(?:ba|da|z|k)?sh)\s*<<<|\$\([^()]{0,80}<<<",
+                        re.I)),
     # the field separator redefined at a command position (`;IFS=];b=cat]/etc/passwd;$b`)
     ("IFS=", re.compile(r"(?:^|[;|&\n`(])\s*IFS=\S")),
     # the shell's arithmetic on literals (`$((3482*7301))`, `$[7*7]`, `$((16#41))`): the probe scanners send to see
@@ -527,7 +533,7 @@ GATE_PARTS = (
     # a word spelled with quotes inside it as the value starts (`_SPLIT_FIRST`)
     r"^\s*\w*(?:'\w+'|\"\w+\")\w*(?:\s|$)",
     _ARTEFACT.pattern,
-    *(pattern.pattern for _, pattern in _ARTEFACT_ANCHORED),
+    *dict.fromkeys(pattern.pattern for _, pattern in _ARTEFACT_ANCHORED),
     # a path spelled as a glob with `?` or a bracket expression (`_glob_path`: only a sensitive file's counts)
     _GLOB_HINT.pattern,
     # a command spelled as a glob as the value starts (`/???/??t`: `_command_here` flags it anywhere)
@@ -851,6 +857,9 @@ def _brace_evasion(text: str) -> str | None:
 _EVADED_WORD = re.compile(r"(?:^|(?<=[;|&\n`(]))\s*([a-z][\w-]*(?:(?:''|\"\"|'\w'|\"\w\"|\\(?=\w)|\[\w\]|\$[@*\d])+"
                           r"[\w-]*)+)(?![\w'\"\\\[$])", re.I)
 _ONE_CHAR_SET = re.compile(r"\[(\w)\]")
+# `_EVADED_WORD`'s marks alone, a necessary condition searched first (a character class before them makes the
+# search six times slower)
+_EVASION_INSIDE = re.compile(r"''|\"\"|'\w'|\"\w\"|\\\w|\[\w\]|\$[@*\d]")
 
 
 def _evaded_command(text: str) -> str | None:
@@ -930,7 +939,7 @@ def _command_line(text: str) -> str | None:
         mail = _mail_command(text)
         if mail:
             return mail
-    if "(" in text:
+    if "$(" in text or "<(" in text or ">(" in text:
         for sub in _WORD_SUBSTITUTION.finditer(text):
             before = text[: sub.start()]
             placed = not before.strip() or before.rstrip()[-1] in ";|&`(=\n\r"
@@ -947,7 +956,7 @@ def _command_line(text: str) -> str | None:
     affix = _brace_evasion(text) if "{" in text and "," in text else None
     if affix:
         return affix
-    if any(c in text for c in "'\"\\[$"):
+    if _EVASION_INSIDE.search(text):
         evaded = _evaded_command(text)
         if evaded:
             return evaded
