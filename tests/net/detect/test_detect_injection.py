@@ -130,7 +130,11 @@ COMMANDS = {
                       # switch glued to a program; shadow copies deleted; IF CMDEXTVERSION
                       ";.load /tmp/x.so", "1; .output /var/www/x.php", ";.databases", "alias a%=b", "alias a,b=c",
                       "&cmd/c whoami", "|dir/s", "&ipconfig/all", "&vssadmin delete shadows /all /quiet",
-                      "IF CMDEXTVERSION 2 echo x"],
+                      "IF CMDEXTVERSION 2 echo x",
+                      # cmd.exe's comma delimiters, a variable's substring, switches with values, attrib's flags,
+                      # event logs cleared, PowerShell running cmd.exe by its variable
+                      "&cmd,/c,dir", "&%COMSPEC:~-16,1%", "&cipher /w:c:\\", "&attrib +h +s x.exe",
+                      "&wevtutil cl security", "&rd /s /q c:\\x", "& $env:COMSPEC /c dir"],
 }
 COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
@@ -174,6 +178,7 @@ COMMAND_NEAR_MISSES = [
     "$(this).hide()", "$(document)", "$(el).val()", "price >(cost)", "$(CC) -o x", "/items[0]", "{a,#b}",
     "a $(price) b", "/docs/[t]ips", "x[0] = 1", ";arr[1]=2", "rock'n'roll; jazz", "say \"\"hi\"\"",
     "see; .load times", "a;.5 b", "net/http is a Go package", "x; net/http", "and/or", "tcp/ip; dir/",
+    "R&D; rd x", "Q&A, comma", "set +e", "Price: 5+x", "50%:~ish", "rd",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

@@ -52,7 +52,8 @@ BARE = frozenset({
 })
 # Names cmd.exe runs whatever their case (``DIR``, ``Net User``); other commands count only in lower case.
 WINDOWS = frozenset({
-    "dir", "type", "net", "reg", "sc", "netsh", "systeminfo", "ipconfig", "tasklist", "wmic", "whoami", "hostname",
+    "rd", "dir", "type", "net", "reg", "sc", "netsh", "systeminfo", "ipconfig", "tasklist", "wmic", "whoami",
+    "hostname",
     "ver", "set", "echo", "copy", "del", "move", "for", "if", "start", "call", "cmd", "powershell", "certutil",
     "bitsadmin", "ping", "timeout", "more", "findstr", "schtasks", "taskkill", "tracert", "route", "arp", "netstat",
     "nslookup", "cd", "icacls", "qwinsta", "quser", "regsvr32", "rundll32", "mshta", "cscript", "wscript",
@@ -67,7 +68,7 @@ WEAK = frozenset({
     "ruby", "php", "node", "lua", "cmd", "cd", "net", "reg", "sc", "ssh", "scp", "kubectl", "docker", "apt-get", "yum",
     "apk", "tar", "gzip", "zip", "unzip", "openssl", "mail", "sort", "uniq", "wc", "od", "xxd", "strings", "nl",
     "tac", "rev", "cut", "which", "diff", "file", "stat", "date", "time", "expr", "eval", "exec", "source", "start",
-    "call",
+    "call", "rd",
     "for", "if", "vi", "vim", "nano", "mount", "df", "du", "free", "top", "history", "alias", "export", "unset",
     "strace", "ltrace", "flock", "cpulimit", "nice", "ionice", "stdbuf", "watch", "chroot", "unshare", "runuser",
     "taskset", "script", "htop", "visudo", "aptitude", "shutdown", "reboot", "halt", "poweroff", "lastlog",
@@ -329,6 +330,7 @@ SEPARATOR_SUBCOMMANDS = {
     "redis-cli": frozenset({"flushall", "flushdb", "keys", "config", "info", "get", "set", "-h", "-p", "-a"}),
     # Windows' backup and shadow-copy tools: what ransomware runs first (`vssadmin delete shadows /all /quiet`)
     "vssadmin": frozenset({"delete", "list", "resize", "create"}),
+    "wevtutil": frozenset({"cl", "clear-log", "qe", "query-events", "el", "enum-logs", "sl", "set-log", "epl"}),
     "wbadmin": frozenset({"delete", "start", "get", "stop"}),
 }
 
@@ -361,7 +363,9 @@ _ARTEFACT = re.compile(
     r"|^\s*~[+-]\d{0,2}\s*$|\$\{[A-Za-z_]\w*(?:#\{\}|:\d+:\d+\}|//(?:[^{}/\s\\]|\\.)*/\})"
     # the user's shell run by its variable at a command position (`;$SHELL`, `` `${BASH}` ``); a history
     # expansion that runs an earlier command again (`!-1`, `;!!`: CRS 932330)
-    r"|(?:[;|&\n`]|\$\(|\\n)\s*\$(?:\{(?:SHELL|BASH|0)\}|(?:SHELL|BASH|0)\b)|(?:^|[\s;|&`(])!-\d+\b|(?:[;|&\n`]|\\n)\s*!!",
+    r"|(?:[;|&\n`]|\$\(|\\n)\s*\$(?:\{(?:SHELL|BASH|0)\}|(?:SHELL|BASH|0|env:comspec)\b)"
+    # cmd.exe's substring of a variable (`%COMSPEC:~-16,1%`): a letter cut out of a path to spell a command
+    r"|%\w+:~-?\d+(?:,-?\d+)?%|(?:^|[\s;|&`(])!-\d+\b|(?:[;|&\n`]|\\n)\s*!!",
     re.I,
 )
 # Shell artefacts looked for only when their anchor is in the value (`<<<`, `IFS=`, a `|`): searched on their own,
@@ -439,7 +443,8 @@ _BRACE_NOISE = re.compile(r"\$\{?[A-Za-z_]\w{0,2}\}?|\\")
 _ENV_VAR = re.compile(r"%(?:comspec|systemroot|windir|programfiles|temp|userprofile|appdata)%", re.I)
 
 # Argument shapes of a command line.
-_OPTION = re.compile(r"-{1,2}[a-z][\w-]*|/[a-z?]{1,8}:?|-\d+", re.I)
+# `-x`, `--long`, cmd.exe's `/s` and `/w:c:\` (a switch with its value), `+x` (chmod, attrib, set), `-5`
+_OPTION = re.compile(r"-{1,2}[a-z][\w-]*|/[a-z?]{1,8}(?::\S*)?|\+[a-z]{1,3}|-\d+", re.I)
 _PATHISH = re.compile(
     r"(?:[a-z]:)?[\\/][\w.*?~$%\\/\[\]-]*|~/?\S*|\.\.?[\\/]\S*|%\w+%\S*|\\\\\w|\$\w+|\$\{\w+\}", re.I
 )
@@ -595,6 +600,8 @@ def _unescape(text: str) -> str:
 def _command_name(word: str) -> str | None:
     """The command a word names (``/usr/bin/id`` -> ``id``, ``NET.EXE`` -> ``net``), or None."""
     name = word.lower().rstrip(",")
+    if "," in name and name.split(",", 1)[0] in WINDOWS:
+        return name.split(",", 1)[0]  # `cmd,/c,dir`: cmd.exe reads a comma as a space
     if name == "%comspec%":
         return "cmd"  # cmd.exe by its environment variable
     if word != name and name.split("\\")[-1].split("/")[-1].removesuffix(".exe") not in WINDOWS:
