@@ -422,6 +422,9 @@ _EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:\$[$?!_-](?=
 _IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
 _INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
 _EMPTY_QUOTES = re.compile(r"''|\"\"")
+# an assignment of a quoted value at a command position, before a command (`;A="x y" ifconfig`)
+_QUOTED_ASSIGNMENT = re.compile(
+    r"((?:^|[;|&\n`(])\s*[A-Za-z_]\w{0,30}=)(?:'[^'\n]{0,100}'|\"[^\"\n]{0,100}\")(?=[ \t])")
 _QUOTED_TAIL = re.compile(r"(?<=\w)(['\"])(\w+)\1(?=[\s/]|$)")
 # A word the value starts with, spelled with quotes inside it (`'i'p a`, `c'a't x`): only the shell joins it.
 _SPLIT_FIRST = re.compile(r"^\s*(\w*(?:'\w+'|\"\w+\")\w+|\w+(?:'\w+'|\"\w+\")\w*)(?=\s|$)")
@@ -567,6 +570,8 @@ GATE = "|".join(f"(?:{p})" for p in GATE_PARTS)
 def _deobfuscate(text: str) -> str:
     """`text` with the shell evasions undone (quotes inside words, carets, empty parameters, brace lists)."""
     out = _CARET.sub("", text) if "^" in text else text
+    if "='" in out or '="' in out:
+        out = _QUOTED_ASSIGNMENT.sub(r"\1q", out)  # `;A='x y' ifconfig`: a prefix assignment, whatever its value
     if "[" in out:
         out = _TERMINAL.sub("", out)
     if "$" in out or "`" in out or "()" in out:
