@@ -227,7 +227,8 @@ CODE_PAYLOADS = {
              # CRS 934100's indicators; Ruby's command runners
              "this.constructor.constructor('return process')()", "process.readFileSync('/etc/passwd')",
              "require.resolve('x')", "function(){return 1}", "Process.spawn('id')", "IO.popen('id')", "%x{id}"],
-    "runtime": ["subprocess.call(['id'])", "subprocess.check_output('id', shell=True)",
+    "runtime": ["subprocess.call(['id'])", "FileSystemXmlApplicationContext('http://127.0.0.1/wb.xml')",
+                 "subprocess.check_output('id', shell=True)",
                 "new java.lang.ProcessBuilder(\"id\").start()", "Class.forName('java.lang.Runtime')",
                 "Runtime.getRuntime().exec(\"id\")", "T(java.lang.System).getenv()",
                 "\"\".getClass().forName(\"java.util.Date\")", "exec.Command(\"id\").Output()"],

@@ -156,8 +156,9 @@ ENTRIES = {
     "runtime": r"\bsubprocess\s*\.\s*(?:call|run|Popen|check_output|check_call|getoutput|getstatusoutput)\s*\("
                r"|\bjava\s*\.\s*lang\s*\.\s*(?:Runtime|ProcessBuilder)\b|\bClass\s*\.\s*forName\s*\(\s*['\"]"
                r"|\bRuntime\s*\.\s*getRuntime\s*\(|\bT\s*\(\s*java\s*\.\s*\w+\s*\.|\bgetClass\s*\(\s*\)\s*\.\s*forName\s*\("
-               # Go's os/exec (`exec.Command("id")`)
-               r"|\bexec\s*\.\s*Command(?:Context)?\s*\(",
+               # Go's os/exec (`exec.Command("id")`); Spring's context loaded from a URL, the gadget of CVE-2017-17485
+               # and its kin (`FileSystemXmlApplicationContext('http://...')`)
+               r"|\bexec\s*\.\s*Command(?:Context)?\s*\(|\b(?:FileSystem|ClassPath)XmlApplicationContext\s*\(",
     # the probes SSTI scanners (tplmap, SSTImap, TInjA) send to tell one engine from another, each of which only that
     # engine reads: Velocity's #evaluate, FreeMarker's comment, Smarty's comment between tags and its {math}, Dust's
     # helpers and comment, and literal arithmetic a language evaluates and prints (`typeof(89)+78`, `(89*78).to_s`,
