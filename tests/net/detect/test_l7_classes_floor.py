@@ -17,9 +17,10 @@ import pytest
 from bench import l7_classes
 
 # percent of sampled attack requests detected (any HTTP rule), never below; false positives, never above
-# cmdi, code: 24b3bcf (95.63, 95.10); da4f717 (95.42, 95.10); dd63a45 (95.09, 94.68); c0ff117 (94.14, 93.93)
+# cmdi, code: 8d9d64d (96.49, 96.17); 24b3bcf (95.63, 95.10); da4f717 (95.42, 95.10); dd63a45 (95.09, 94.68);
+# c0ff117 (94.14, 93.93)
 # traversal: code12 (#12)
-FLOORS = {"cmdi": 95.6, "code": 95.1, "traversal": 97.3}
+FLOORS = {"cmdi": 96.4, "code": 96.1, "traversal": 97.3}
 FP_CEILING = 0.5  # the goal (0.30 % at l7cmd 93076da)
 
 
