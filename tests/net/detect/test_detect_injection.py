@@ -136,7 +136,9 @@ COMMANDS = {
                       "&cmd,/c,dir", "&%COMSPEC:~-16,1%", "&cipher /w:c:\\", "&attrib +h +s x.exe",
                       "&wevtutil cl security", "&rd /s /q c:\\x", "& $env:COMSPEC /c dir",
                       # a prefix assignment of a quoted value before the command
-                      ";A='x y' ifconfig", "|A=\"x\" whoami"],
+                      ";A='x y' ifconfig", "|A=\"x\" whoami",
+                      # short programs of CRS's unix list: socket statistics, a hex dump
+                      ";ss -tlnp", "|hd /etc/passwd"],
 }
 COMMAND_NEAR_MISSES = [
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
@@ -181,7 +183,7 @@ COMMAND_NEAR_MISSES = [
     "a $(price) b", "/docs/[t]ips", "x[0] = 1", ";arr[1]=2", "rock'n'roll; jazz", "say \"\"hi\"\"",
     "see; .load times", "a;.5 b", "net/http is a Go package", "x; net/http", "and/or", "tcp/ip; dir/",
     "R&D; rd x", "Q&A, comma", "set +e", "Price: 5+x", "50%:~ish", "rd", "name=\"John Smith\" wrote",
-    ";title=\"A B\" cat food",
+    ";title=\"A B\" cat food", "a; ss", "SS; pg 13", "the ss boat",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

@@ -68,7 +68,7 @@ WEAK = frozenset({
     "ruby", "php", "node", "lua", "cmd", "cd", "net", "reg", "sc", "ssh", "scp", "kubectl", "docker", "apt-get", "yum",
     "apk", "tar", "gzip", "zip", "unzip", "openssl", "mail", "sort", "uniq", "wc", "od", "xxd", "strings", "nl",
     "tac", "rev", "cut", "which", "diff", "file", "stat", "date", "time", "expr", "eval", "exec", "source", "start",
-    "call", "rd",
+    "call", "rd", "ss", "hd", "sg", "pg", "ptx", "esh", "bzz", "lz",
     "for", "if", "vi", "vim", "nano", "mount", "df", "du", "free", "top", "history", "alias", "export", "unset",
     "strace", "ltrace", "flock", "cpulimit", "nice", "ionice", "stdbuf", "watch", "chroot", "unshare", "runuser",
     "taskset", "script", "htop", "visudo", "aptitude", "shutdown", "reboot", "halt", "poweroff", "lastlog",
