@@ -9,8 +9,10 @@
  *   EXEC  a successful exec, at sched_process_exec (the new image is set up, before its first instruction):
  *         the header fields, the file name the caller passed (bprm->filename), argv as the new mm holds it,
  *         the cwd walked upward crossing mounts (as kubeguard.bt's W lines), loginuid, session id, tty,
- *         capabilities and the exec facts of kubeguard.bt's XF line;
- *   ENV   right before its EXEC when the environment is wanted (Falco's proc.env): up to 4096 bytes;
+ *         capabilities and the exec facts of kubeguard.bt's XF line; packed (struct exec_packed): the strings
+ *         back to back, the record as long as they are;
+ *   EXEC_ENV  instead of EXEC when the environment is wanted (Falco's proc.env): the EXEC record with up to
+ *         4096 bytes of the environment after its strings;
  *   FAIL  a failed execve/execveat, at the syscall's exit: the file name and argv from the caller's memory
  *         (still its own after a failure), through the syscall's saved registers;
  *   EXIT  a process (thread group leader) exiting, with its exit code;
@@ -37,12 +39,12 @@ char LICENSE[] SEC("license") = "GPL";
 #define ENV_LEN 4096     /* Falco's MAX_PROC_ARG_ENV */
 
 #define REC_EXEC 1
-#define REC_ENV 2
 #define REC_FAIL 3
 #define REC_EXIT 4
 #define REC_CONNECT 5
 #define REC_ACCEPT 6
 #define REC_SOCKET 7
+#define REC_EXEC_ENV 8
 
 #define UNIX_PATH_LEN 108 /* sizeof(sockaddr_un.sun_path) */
 
@@ -59,22 +61,21 @@ struct header {
     char comm[16];
 };
 
-struct exec_rec {
+/* A successful exec: the fixed fields, then `data`: the file name (filename_len bytes, its NUL included), argv
+ * (args_len bytes, NUL-separated), the cwd's names leaf first (cwd_len[i] bytes each, NULs included; 0: none) and,
+ * in a REC_EXEC_ENV record, the environment (env_copied bytes of env_length). Offsets into `data` stay below a
+ * power of two at each step (the verifier's bound): the file name below 256, argv from below 512, the names and
+ * the environment from below 2048. */
+#define PACK_ARGS_MASK 511
+#define PACK_NAMES_MASK 2047
+#define PACK_DATA_MASK 8191
+struct exec_packed {
     struct header h;
-    u32 loginuid, sid, tty_major, tty_minor, facts, args_len, cwd_n, pad;
-    u64 cap_permitted, cap_effective, cap_inheritable;
-    char filename[FILENAME_LEN];
-    char args[ARGS_LEN];           /* NUL-separated, args_len bytes valid */
-    char cwd[CWD_MAX][STR_LEN];    /* leaf first */
-    u8 cwd_root[CWD_MAX];          /* the component is the root dentry */
-    u8 cwd_pad[6];
-};
-
-struct env_rec {
-    struct header h;
-    u64 length;                    /* env_end - env_start */
-    u32 copied, pad;
-    char env[ENV_LEN];
+    u32 loginuid, sid, tty_major, tty_minor, facts, args_len, filename_len, env_copied;
+    u64 cap_permitted, cap_effective, cap_inheritable, env_length;
+    u8 cwd_root[CWD_MAX], cwd_len[CWD_MAX];
+    u32 pad;
+    char data[PACK_DATA_MASK + 1];
 };
 
 struct fail_rec {
@@ -120,6 +121,14 @@ struct {
     __type(key, u32);
     __type(value, u64);
 } lost SEC(".maps");
+
+/* the exec record being built, per CPU (a raw tracepoint's program runs with preemption off, never nested) */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, u32);
+    __type(value, struct exec_packed);
+} scratch SEC(".maps");
 
 static __always_inline void count_lost(void)
 {
@@ -175,8 +184,11 @@ static __always_inline void fill_session(struct task_struct *t, u32 *loginuid, u
 
 /* The cwd, leaf first, as kubeguard.bt's W lines walk it: before each component, a dentry that is its mount's
  * root moves to the mount point in the parent mount (struct mount embeds the vfsmount). Past the root every
- * component is the root again: its flag is set and its name left empty. */
-static __always_inline void walk_cwd(struct task_struct *t, char cwd[CWD_MAX][STR_LEN], u8 *root)
+ * component is the root again: its flag is set and its name left empty. The names go into `cwd`'s slots, or, with
+ * `data` (a packed record's), back to back from `data + off` with their lengths in `lens`; returns the offset
+ * after them. */
+static __always_inline u32 walk_cwd(struct task_struct *t, char cwd[CWD_MAX][STR_LEN], u8 *root, char *data,
+                                    u32 off, u8 *lens)
 {
     u32 vm_id = bpf_core_type_id_kernel(struct vfsmount), m_id = bpf_core_type_id_kernel(struct mount);
     u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
@@ -185,9 +197,11 @@ static __always_inline void walk_cwd(struct task_struct *t, char cwd[CWD_MAX][ST
     int at_root = 0;
 #pragma unroll
     for (int i = 0; i < CWD_MAX; i++) {
+        if (data)
+            lens[i] = 0;
         if (at_root) {
             root[i] = 1;
-            if (i < CWD_MAX - 1)
+            if (!data && i < CWD_MAX - 1)
                 cwd[i][0] = 0;
             continue;
         }
@@ -200,42 +214,37 @@ static __always_inline void walk_cwd(struct task_struct *t, char cwd[CWD_MAX][ST
         struct dentry *up = d->d_parent;
         at_root = d == up;
         root[i] = at_root;
-        if (i < CWD_MAX - 1)
-            bpf_probe_read_kernel_str(cwd[i], STR_LEN, d->d_name.name);
+        if (i < CWD_MAX - 1) {
+            if (data) {
+                long n = bpf_probe_read_kernel_str(&data[off & PACK_NAMES_MASK], STR_LEN, d->d_name.name);
+                if (n > 0) {
+                    lens[i] = n;
+                    off += n;
+                }
+            } else {
+                bpf_probe_read_kernel_str(cwd[i], STR_LEN, d->d_name.name);
+            }
+        }
         d = up;
     }
+    return off;
 }
 
+/* A successful exec as a packed record, built in this CPU's scratch and copied out at its length (a fixed-size
+ * reservation wrote ~2-6 KB of cold ring memory per exec, most of it unused) */
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
-    struct mm_struct *mm = p->mm;
-
-#ifdef WANT_ENV /* Falco's proc.env is read by a loaded rule */
-    {
-        struct env_rec *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-        if (!e) {
-            count_lost();
-        } else {
-            unsigned long start = mm->env_start, end = mm->env_end;
-            u64 length = end > start ? end - start : 0;
-            u32 copy = length > ENV_LEN ? ENV_LEN : (u32)length;
-            fill_header(&e->h, p, REC_ENV);
-            e->length = length;
-            e->copied = 0;
-            if (copy > 0 && copy <= ENV_LEN && bpf_probe_read_user(e->env, copy, (void *)start) == 0)
-                e->copied = copy;
-            bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-        }
-    }
-#endif
-
-    struct exec_rec *r = bpf_ringbuf_reserve(&events, sizeof(*r), 0);
-    if (!r) {
-        count_lost();
+    u32 zero = 0;
+    struct exec_packed *r = bpf_map_lookup_elem(&scratch, &zero);
+    if (!r)
         return 0;
-    }
+    struct mm_struct *mm = p->mm;
+#ifdef WANT_ENV /* Falco's proc.env is read by a loaded rule */
+    fill_header(&r->h, p, REC_EXEC_ENV);
+#else
     fill_header(&r->h, p, REC_EXEC);
+#endif
     fill_session(p, &r->loginuid, &r->sid, &r->tty_major, &r->tty_minor);
 
     const struct cred *cred = p->cred;
@@ -264,19 +273,42 @@ int BPF_PROG(on_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm 
         facts |= FACT_FROM_MEMFD;
     r->facts = facts;
 
-    bpf_probe_read_kernel_str(r->filename, sizeof(r->filename), bprm->filename);
+    u32 off = 0;
+    long n = bpf_probe_read_kernel_str(r->data, FILENAME_LEN, bprm->filename);
+    if (n > 0)
+        off = n;
+    r->filename_len = off;
 
     unsigned long as = mm->arg_start, ae = mm->arg_end;
     u64 alen = ae > as ? ae - as : 0;
     if (alen > ARGS_LEN)
         alen = ARGS_LEN;
     r->args_len = 0;
-    if (alen > 0 && alen <= ARGS_LEN && bpf_probe_read_user(r->args, alen, (void *)as) == 0)
+    if (alen > 0 && alen <= ARGS_LEN && bpf_probe_read_user(&r->data[off & PACK_ARGS_MASK], alen, (void *)as) == 0) {
         r->args_len = alen;
+        off += alen;
+    }
 
-    walk_cwd(p, r->cwd, r->cwd_root);
-    r->cwd_n = CWD_MAX;
-    bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
+    off = walk_cwd(p, 0, r->cwd_root, r->data, off, r->cwd_len);
+
+    r->env_length = 0;
+    r->env_copied = 0;
+#ifdef WANT_ENV
+    {
+        unsigned long start = mm->env_start, end = mm->env_end;
+        u64 length = end > start ? end - start : 0;
+        u32 copy = length > ENV_LEN ? ENV_LEN : (u32)length;
+        r->env_length = length;
+        if (copy > 0 && copy <= ENV_LEN &&
+            bpf_probe_read_user(&r->data[off & PACK_NAMES_MASK], copy, (void *)start) == 0) {
+            r->env_copied = copy;
+            off += copy;
+        }
+    }
+#endif
+    u64 size = offsetof(struct exec_packed, data) + (off & PACK_DATA_MASK);
+    if (bpf_ringbuf_output(&events, r, size, BPF_RB_NO_WAKEUP) != 0)
+        count_lost();
     return 0;
 }
 
@@ -306,7 +338,7 @@ static __always_inline int on_fail(long ret, const char *filename, const char *c
         argc = i + 1;
     }
     r->argc = argc;
-    walk_cwd(t, r->cwd, r->cwd_root);
+    walk_cwd(t, r->cwd, r->cwd_root, 0, 0, 0);
     bpf_ringbuf_submit(r, BPF_RB_NO_WAKEUP);
     return 0;
 }

@@ -42,8 +42,8 @@
 
 #define UNIX_PATH_LEN 108
 
-enum { REC_EXEC = 1, REC_ENV = 2, REC_FAIL = 3, REC_EXIT = 4, REC_CONNECT = 5, REC_ACCEPT = 6,
-       REC_SOCKET = 7 };
+enum { REC_EXEC = 1, REC_FAIL = 3, REC_EXIT = 4, REC_CONNECT = 5, REC_ACCEPT = 6, REC_SOCKET = 7,
+       REC_EXEC_ENV = 8 };
 
 struct header {
     uint32_t type;
@@ -68,6 +68,17 @@ struct env_rec {
     uint64_t length;
     uint32_t copied, pad;
     char env[ENV_LEN];
+};
+
+/* a successful exec as the probe sends it (execprobe.bpf.c's struct exec_packed): the fixed fields, then the file
+ * name, argv, the cwd's names and (REC_EXEC_ENV) the environment back to back in `data`, as long as they are */
+struct exec_packed {
+    struct header h;
+    uint32_t loginuid, sid, tty_major, tty_minor, facts, args_len, filename_len, env_copied;
+    uint64_t cap_permitted, cap_effective, cap_inheritable, env_length;
+    uint8_t cwd_root[CWD_MAX], cwd_len[CWD_MAX];
+    uint32_t pad;
+    char data[];
 };
 
 struct fail_rec {
@@ -503,6 +514,58 @@ static void on_conn(const struct conn_rec *r)
     end_line();
 }
 
+/* A packed exec record into `unpacked` (the fixed-slot form the printers read) and, with an environment, into
+ * env_pending; -1 when its lengths do not fit its size or their bounds (the record is skipped) */
+static struct exec_rec unpacked;
+
+static int unpack_exec(const void *data, size_t size)
+{
+    const struct exec_packed *p = data;
+    if (size < sizeof(*p))
+        return -1;
+    size_t avail = size - sizeof(*p), off = 0;
+    struct exec_rec *r = &unpacked;
+    memset(r, 0, sizeof(*r));
+    r->h = p->h;
+    r->loginuid = p->loginuid;
+    r->sid = p->sid;
+    r->tty_major = p->tty_major;
+    r->tty_minor = p->tty_minor;
+    r->facts = p->facts;
+    r->cap_permitted = p->cap_permitted;
+    r->cap_effective = p->cap_effective;
+    r->cap_inheritable = p->cap_inheritable;
+    r->cwd_n = CWD_MAX;
+    if (p->filename_len > FILENAME_LEN || p->args_len > ARGS_LEN || p->filename_len + p->args_len > avail)
+        return -1;
+    memcpy(r->filename, p->data, p->filename_len);
+    r->filename[FILENAME_LEN - 1] = 0;
+    off = p->filename_len;
+    memcpy(r->args, p->data + off, p->args_len);
+    r->args_len = p->args_len;
+    off += p->args_len;
+    for (int i = 0; i < CWD_MAX; i++) {
+        size_t n = p->cwd_len[i];
+        if (n > STR_LEN || off + n > avail)
+            return -1;
+        memcpy(r->cwd[i], p->data + off, n);
+        r->cwd[i][STR_LEN - 1] = 0;
+        r->cwd_root[i] = p->cwd_root[i];
+        off += n;
+    }
+    if (p->h.type == REC_EXEC_ENV) {
+        if (p->env_copied > ENV_LEN || off + p->env_copied > avail)
+            return -1;
+        env_pending.h = p->h;
+        env_pending.length = p->env_length;
+        env_pending.copied = p->env_copied;
+        memcpy(env_pending.env, p->data + off, p->env_copied); /* bytes past the copy are read as NULs */
+        env_tid = p->h.tid;
+        env_have = 1;
+    }
+    return 0;
+}
+
 static int on_record(void *ctx, void *data, size_t size)
 {
     (void)ctx;
@@ -511,15 +574,9 @@ static int on_record(void *ctx, void *data, size_t size)
         return 0;
     switch (h->type) {
     case REC_EXEC:
-        if (size >= sizeof(struct exec_rec))
-            on_exec(data);
-        break;
-    case REC_ENV:
-        if (size >= sizeof(struct env_rec)) {
-            memcpy(&env_pending, data, sizeof(env_pending));
-            env_tid = h->tid;
-            env_have = 1;
-        }
+    case REC_EXEC_ENV:
+        if (unpack_exec(data, size) == 0)
+            on_exec(&unpacked);
         break;
     case REC_FAIL:
         if (size >= sizeof(struct fail_rec))
