@@ -139,8 +139,19 @@ COMMANDS = {
                       ";A='x y' ifconfig", "|A=\"x\" whoami",
                       # short programs of CRS's unix list: socket statistics, a hex dump
                       ";ss -tlnp", "|hd /etc/passwd"],
+    # commix's tampers: a braced variable nothing set as noise at a word's start too, a SUB byte after a
+    # separator, cmd.exe's carets after a slash, a space or a quote and quoted between letters, `cmd+/c` with
+    # '+' for spaces, '+' for spaces beside CR LF, a backslashed word with its version after it
+    "commix tampers": [";${I}ec${I}h${I}o x$(${I}id)", '&&${QNV}p${QNV}y${QNV}t${QNV}h${QNV}o${QNV}n3 -c "print(1)"',
+                       "&\x1awhoami",
+                       "|^f^o^r /^f \"\"t\"^\"o\"^\"k\"^\"e\"^\"n\"^\"s\"=*\" %^i ^i^n ('c^md /c \"ver\"') d^o x",
+                       "for+/f+\"tokens=*\"+%i+in+('cmd+/c+\"ver\"')+do+@set+/p+=+x%ix",
+                       "\r\necho+x`echo+x``ps+aux``echo+x`x", '\\p\\y\\t\\h\\o\\n3 -c "print(1)"'],
 }
 COMMAND_NEAR_MISSES = [
+    # carets, braced variables, SUB bytes and '+' in text (the commix tampers' readings find no command here)
+    "press ^C to stop", "use ^f ^o ^r loops", "`${a}b`", "the ${AB}cd value", "data\x1aend", "echo+hello",
+    "hello\r\nworld+and+more", 'ab"^"cd',
     "R&D department network", "salt & type of pepper", "Tom & net profit 2024", "the dir command lists files",
     "Smartwatch Models & More", "hp|gen|top|women", "MMB|SC|C1|MakeMyBook", "cat food", "find a store near me",
     "set up your account", "I type fast; echo chambers are bad", "2+2;+3", "notes; ip phone", "I use dotnet daily",

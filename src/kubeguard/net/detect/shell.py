@@ -343,7 +343,7 @@ _TOKEN = re.compile(
 _ARTEFACT = re.compile(
     r"/dev/(?:tcp|udp)/|>&\s*/dev/|\b0>&1|\$\{IFS\}|\$IFS\b|\(\)\s*\{\s*:?\s*;?\s*\}|\|\s*(?:ba|z|da)?sh\b"
     r"|\bnc(?:at)?\s+(?:-\w+\s+)*-[ec]\s|\bpowershell(?:\.exe)?\s+-(?:enc|e|nop|w|c|ep|exec)\w*\b"
-    r"|(?:\bcmd(?:\.exe)?|%comspec%)\s+/[ck]\s"
+    r"|(?:\bcmd(?:\.exe)?|%comspec%)[\s+]+/[ck][\s+]"
     # a fork bomb, a shell escape from vi/ex/gdb, a bracket glob spelling a system path, the shell run by name
     r"|\(\)\s*\{\s*[\w.:]+\s*\|\s*[\w.:]+\s*&\s*\}|\b(?:vim?|ex|gdb|less|more|man)\b[^;|&\n]{0,40}\\?!\s*[a-z]"
     r"|/(?:etc|bin|usr|proc|dev|var|root|home|sbin)/[^\s/]*\[[^\]\s/]+\][^\s/]*"
@@ -414,11 +414,16 @@ _ASSIGNMENT = re.compile(r"(?:^|(?<=[;&|\s=]))([A-Za-z_]\w{0,15})="
 _TERMINAL = re.compile(r"\\(?:033|x1b|e)\[\d*[a-z]|\x1b\[\d*[a-z]", re.I)
 # an escape sequence without its final letter (the letter may be a command's first)
 _TERMINAL_OPEN = re.compile(r"\\(?:033|x1b|e)\[[\d;]*|\x1b\[[\d;]*", re.I)
-_CARET = re.compile(r"(?:(?<=[\w@,;&|(])|^)\^(?=\w)")  # `p^ing`, `@^p^o^w^e^r^shell`
+# `p^ing`, `@^p^o^w^e^r^shell`, `/^f`, `%^i`, ` ^i^n` (cmd.exe escapes the next character anywhere)
+_CARET = re.compile(r"(?:(?<=[\w@,;&|(/%\s\"])|^)\^(?=\w)")
+# a caret quoted between two letters (`""t"^"o"^"k"^"e"^"n"^"s"=*"`): noise cmd.exe drops with the quotes
+_QUOTED_CARET = re.compile(r"(?<=\w)\"\^\"(?=\w)")
 # (inside a word, the shell's special parameters too: `c$$at /et$?c/pas$_swd` is cat /etc/passwd with noise)
+# (and a braced variable of up to three letters nothing set, at a word's start too: `;${I}ec${I}h${I}o`)
 _EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:\$[$?!_-](?=[\w/])|``|[<>]\(\)"
                           r"|\$\([a-z]\)(?=\w)|`[a-z]`(?=\w)"
-                          r"|\$\{?[A-Za-z_]\w{0,2}\}?(?=[\w\s/]))")
+                          r"|\$\{?[A-Za-z_]\w{0,2}\}?(?=[\w\s/]))"
+                          r"|(?:^|(?<=[\s;&|`(\n'\"]))\$\{[A-Za-z_]\w{0,2}\}(?=\w)")
 _IFS = re.compile(r"\$\{IFS\}|\$IFS(?:\$\d)?\b", re.I)
 _INWORD_QUOTE = re.compile(r"(?<=[\w/])(?:''|\"\"|'(?=\w[^'\s]*'\w)|\"(?=\w[^\"\s]*\"\w))|(?<=[\w/])['\"](?=\w)")
 _EMPTY_QUOTES = re.compile(r"''|\"\"")
@@ -429,8 +434,9 @@ _QUOTED_TAIL = re.compile(r"(?<=\w)(['\"])(\w+)\1(?=[\s/]|$)")
 # A word the value starts with, spelled with quotes inside it (`'i'p a`, `c'a't x`): only the shell joins it.
 _SPLIT_FIRST = re.compile(r"^\s*(\w*(?:'\w+'|\"\w+\")\w+|\w+(?:'\w+'|\"\w+\")\w*)(?=\s|$)")
 _QUOTED_FIRST = re.compile(r"^(\s*)['\"]([\w.-]+)['\"](?=\s)")
-# a word of single characters each escaped by a backslash, `\n` included (`i\f\c\o\n\f\i\g`, `\w\h\o`)
-_ESCAPED_WORD = re.compile(r"(?<![\w\\])\\?[a-z0-9](?:\\[a-z0-9]){3,}(?![\w\\])", re.I)
+# a word of single characters each escaped by a backslash, `\n` included (`i\f\c\o\n\f\i\g`, `\w\h\o`), maybe a version
+# after it (`\p\y\t\h\o\n3`)
+_ESCAPED_WORD = re.compile(r"(?<![\w\\])\\?[a-z0-9](?:\\[a-z0-9]){3,}\d{0,2}(?![\w\\])", re.I)
 _WIN_PATH = re.compile(r"(?:\b[a-z]:|%\w+%|\\\\[\w.$-]+)(?:\\[\w.$ -]+)+\\?", re.I)
 _INWORD_BSLASH = re.compile(r"(?<=[\w/])\\(?=[a-mo-qs-z])|(?<![\w:])\\(?=[a-mo-qs-z]\w)", re.I)
 _BRACE_LIST = re.compile(r"\{,?([\w./?*-]+),([^{}\s]*)\}")
@@ -479,7 +485,7 @@ _VOCAB_WORDS = sorted((w for w in VOCABULARY if not (w in WINDOWS_TOOLS and _CMD
                       reverse=True)
 _VOCAB_PARTS = ["|".join(re.escape(c) for c in _VOCAB_WORDS[i : i + 150]) for i in range(0, len(_VOCAB_WORDS), 150)]
 _VERBS = "|".join(sorted({w.split("-")[0] for w in WINDOWS_TOOLS if _CMDLET.fullmatch(w)}))
-_SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])"
+_SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])\x1a*"  # and commix's SUB after it (`command_injection` drops it)
 # Interpreters and compilers that distributions install under versioned names too (`python3.11`, `gcc-12`).
 VERSIONED = frozenset({"python", "python2", "python3", "perl", "php", "ruby", "lua", "node", "gcc", "cc", "clang",
                        "java", "pip", "pip3", "tclsh", "gdb"})
@@ -522,11 +528,11 @@ GATE_PARTS = (
     r"[$<>]\(\(?\s*[a-z][\w-]{1,30}\s*\)",
     # a special parameter as noise inside a word (`c$$at`, `/et$_c`: `_EMPTY_PARAM`)
     r"\w\$[$?!_@*-][\w/]",
-    rf"^[\s'\"]*(?:{_WORDS})(?:\.exe)?(?:\s+\S|[<>|;&`])",
+    rf"^[\s'\"\x1a]*(?:{_WORDS})(?:\.exe)?(?:\s+\S|[<>|;&`])",
     # a versioned interpreter or compiler (`_command_name`) after a separator or as the value starts
     rf"(?:^|{_SEP})[\s'\"({{@!+]*(?:{_VERSIONED_WORDS})-?\d[\d.]*\b",
     r"^[\s'\"]*(?:[a-z]:)?[/\\][\w./\\-]*(?:bin|system32)[/\\]",
-    r"^\s*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
+    r"^[\s\x1a]*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     # a brace list with a word glued to it or escapes inside, at a command position (`_brace_evasion`)
@@ -545,7 +551,7 @@ GATE_PARTS = (
     # a path spelled as a glob with `?` or a bracket expression (`_glob_path`: only a sensitive file's counts)
     _GLOB_HINT.pattern,
     # a command spelled as a glob as the value starts (`/???/??t`: `_command_here` flags it anywhere)
-    r"^[\s'\"({@]*/[\w/.?*\[\]-]*[?*\[]",
+    r"^[\s'\"({@\x1a]*/[\w/.?*\[\]-]*[?*\[]",
     # a command named by a relative bin/ path as the whole value (`bin/visudo`)
     r"^\s*(?:[\w.-]+/)*s?bin/[\w.-]+\s*$",
     # a shell function definition (`_FORK_BOMB`); a variable the value assigns then runs (`_expand_assigned`)
@@ -569,7 +575,9 @@ GATE = "|".join(f"(?:{p})" for p in GATE_PARTS)
 
 def _deobfuscate(text: str) -> str:
     """`text` with the shell evasions undone (quotes inside words, carets, empty parameters, brace lists)."""
-    out = _CARET.sub("", text) if "^" in text else text
+    out = text
+    if "^" in out:
+        out = _CARET.sub("", _QUOTED_CARET.sub("", out) if '"^"' in out else out)
     if "='" in out or '="' in out:
         out = _QUOTED_ASSIGNMENT.sub(r"\1q", out)  # `;A='x y' ifconfig`: a prefix assignment, whatever its value
     if "[" in out:
@@ -915,8 +923,11 @@ def command_injection(value: str) -> str | None:
     """The command line a shell would run from `value` (evidence), or None."""
     if not value.isascii() and _INVISIBLE.search(value):
         value = _INVISIBLE.sub("", value)  # `cat /et\u200b?/pa??wd`: zero-width characters a filter would not see
+    if "\x1a" in value:
+        value = value.replace("\x1a", "")  # `&\x1aid`: commix's SUB before a command, which a parser drops
     found = _command_line(value[:8192])
-    if found is None and "+" in value and (not any(c.isspace() for c in value[:8192]) or _PLUS_GLUED.search(value)):
+    spaced = " " in value or "\t" in value  # (CR and LF are separators: `\r\necho+x` has no space)
+    if found is None and "+" in value and (not spaced or _PLUS_GLUED.search(value)):
         # `;cat+/etc/passwd` with its '+' sent as %2B: an application that decodes the value once more (or
         # hands it to a CGI script, which reads '+' as a space) runs it with spaces (`; cat$u+/etc$u/passwd`)
         found = _command_line(value[:8192].replace("+", " "))
