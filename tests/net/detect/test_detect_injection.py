@@ -149,6 +149,14 @@ COMMANDS = {
                        "\r\necho+x`echo+x``ps+aux``echo+x`x", '\\p\\y\\t\\h\\o\\n3 -c "print(1)"'],
     # the scanners' probes (skipfish, w3af): a control character before a command, localhost as a ping's target
     "scanner probes": ["\x03 /bin/sleep 5 \r", "ping -c 8 localhost", "ping -n 4 localhost"],
+    # exploit requests (afrog's pocs, nikto's checks, blazehttp's cases, wfuzz's list): `expr` on literals, `echo`
+    # of one random token, a network client sent to any host name, a command given a substitution after a
+    # separator; an option that runs a command (git's pager, zip's -TT); Perl's `open` running `id|`
+    "exploit probes": [";expr 4821 - 7356;", "'\nexpr 4821 - 7356\n'", "|expr 12 \\* 34", ";echo 4821",
+                       "cls_mode_login\necho 4821\n", "x;echo q7w2e9r4;", ";ping d8w2n5.oast.example;",
+                       "x||nslookup a.b.interact.sh||", "|| echo `123456789`", "; echo `id`",
+                       "--open-files-in-pager=touch /tmp/success;", "-TvTT=id>shell.php # a.zip",
+                       "x --upload-pack=$(id)", "id|", "id\x00|", "/usr/bin/id|"],
 }
 COMMAND_NEAR_MISSES = [
     # carets, braced variables, SUB bytes and '+' in text (the commix tampers' readings find no command here)
@@ -197,6 +205,12 @@ COMMAND_NEAR_MISSES = [
     "see; .load times", "a;.5 b", "net/http is a Go package", "x; net/http", "and/or", "tcp/ip; dir/",
     "R&D; rd x", "Q&A, comma", "set +e", "Price: 5+x", "50%:~ish", "rd", "name=\"John Smith\" wrote",
     ";title=\"A B\" cat food", "a; ss", "SS; pg 13", "the ss boat",
+    # fresh6 near misses: numbers and words after echo, expr in prose, host names in prose, a substitution in a
+    # markdown span, options and pipes in text
+    "Amazon|Echo 360", "hi; echo hello", "x; echo 12", "echo 4821", "expr 1 + 2", "see; expr is a tool",
+    "a; expr x + y", "Tom; see me.later", "; host index.html", "contact | Host Europe.de", "ping me.later",
+    "use `make` here; echo `x` ok", "name|", "a|b|", "id|name", "select --exec=foo", "--execute=true",
+    "x --rsh is an option", "the -TT= flag", "use --open-files-in-pager with git grep",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

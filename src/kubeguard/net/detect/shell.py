@@ -376,7 +376,7 @@ _SQLITE_DOT = re.compile(
     r"(?:[;\n]|\\n)\.\s*\\?[\"']?(?:shell|system|sh)\s+[\w/]"
     r"|(?:[;\n]|\\n)[ \t]*\.[ \t]*\\?[\"']?(?:(?:load|output|once|read|open|import|backup|save|restore|cd)[ \t]+"
     r"['\"]?[\w-]*[/.\\]|(?:databases|dbinfo|fullschema|dump|excel)[ \t]*(?:$|[;\n]|\\n))", re.I)
-_ARTEFACT_ANCHORED = (
+_ARTEFACT_ANCHORED: tuple[tuple[str, re.Pattern[str]], ...] = (
     # sqlite's dot-commands after a separator (`_SQLITE_DOT`), by each separator it may follow
     (";", _SQLITE_DOT), ("\n", _SQLITE_DOT), ("\\n", _SQLITE_DOT),
     # a shell fed a here-string (`$0<<<$'\\154\\163'`, `bash<<<"id"`), a here-string inside a substitution: the
@@ -475,6 +475,17 @@ _NUMBER = re.compile(r"\d+(?:\.\d+)?[smhd]?")
 _FILE_ARG = re.compile(r"[\w.-]+\.(?:php\d?|phtml|jsp|jspx|aspx?|cgi|exe|bat|ps1|dll)$",
                        re.I)
 _STOP = frozenset({";", "|", "||", "&", "&&", "\n", "\\n", "\\r", ")", "`", "'", '"', "}"})
+# What scanners run after a separator to see whether a value reaches a shell: `expr` on literals (`;expr 4821 - 7356`,
+# as `$((a*b))` is the shell's own arithmetic), `echo` of one token prose does not write (`;echo 4821;`,
+# `\necho q7w2e9\n`), a network client sent to a host name of any top-level domain (`;ping x.oast.example`: the
+# out-of-band probe; `_ADDRESS` knows a few domains only), a command given a substitution (`|| echo `123``)
+_EXPR = re.compile(r"-?\d+(?:\s+(?:\\?[-+*/%<>=|&]|[<>!]=)\s+-?\d+)+")
+_PROBE_TOKEN = re.compile(r"\d{3,}|(?=[a-z]*\d)(?=\d*[a-z])[a-z\d]{6,}", re.I)
+_HOSTNAME = re.compile(r"(?:[a-z\d](?:[a-z\d-]{0,61}[a-z\d])?\.)+(?!(?:html?|php\d?|txt|jpe?g|png|gif|css|js|json|xml"
+                       r"|pdf|zip|gz|tar|log|conf|ini|py|pl|rb|exe|dll|bat)\.?$)[a-z]{2,24}\.?", re.I)
+NETWORK_CLIENTS = frozenset({"ping", "ping6", "nslookup", "dig", "host", "curl", "wget", "nc", "ncat", "netcat",
+                             "telnet", "traceroute", "tracert", "whois", "ftp", "tftp", "ssh", "lynx", "socat"})
+_LINE_END = frozenset({"", ";", "|", "||", "&", "&&", "\n", "\\n", "\r", "\\r", "#", ")", "`"})
 
 
 _WORDS = "|".join(re.escape(c) for c in sorted(COMMANDS, key=len, reverse=True))
@@ -489,6 +500,17 @@ _VERBS = "|".join(sorted({w.split("-")[0] for w in WINDOWS_TOOLS if _CMDLET.full
 # nor \x01, which bounds the prefilter's joined values
 _CONTROL = "\x02-\x08\x0e-\x1f"
 _SEP = rf"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])[{_CONTROL}]*"
+# An option that makes a program run a command, given one (argument injection: git's `--open-files-in-pager=touch x`
+# and `--upload-pack=`, tar's `--to-command=` and `--checkpoint-action=exec=`, rsync's `--rsh=`, zip's `-TT=`, glued
+# to other letters as elFinder's `-TvTT=id`): the value reaches a program's argument list, not a shell
+_OPTION_RUNS = re.compile(
+    r"(?:^|[\s'\"=])(?:--(?:open-files-in-pager|upload-pack|receive-pack|use-compress-program|to-command|rsh"
+    r"|unzip-command|rsync-path|index-filter|tree-filter|msg-filter|exec|checkpoint-action=exec)|-[a-z]*TT)\s*=\s*"
+    rf"['\"]?(?:(?:[\w.-]*/)*(?:{_WORDS})(?:\.exe)?\b|\$\(|`)", re.I)
+_ARTEFACT_ANCHORED += (("--", _OPTION_RUNS), ("TT=", _OPTION_RUNS))
+# A command line Perl's two-argument `open` runs: a command alone with a pipe after it ending the value (`id|`, with
+# a NUL before the pipe, `id%00|`, for a check that stops at the NUL)
+_PIPE_OPEN = re.compile(r"\x00+(?=\|\s*$)")
 # Interpreters and compilers that distributions install under versioned names too (`python3.11`, `gcc-12`).
 VERSIONED = frozenset({"python", "python2", "python3", "perl", "php", "ruby", "lua", "node", "gcc", "cc", "clang",
                        "java", "pip", "pip3", "tclsh", "gdb"})
@@ -555,6 +577,8 @@ GATE_PARTS = (
     _GLOB_HINT.pattern,
     # a command spelled as a glob as the value starts (`/???/??t`: `_command_here` flags it anywhere)
     rf"^[\s'\"({{@{_CONTROL}]*/[\w/.?*\[\]-]*[?*\[]",
+    # a command alone and a pipe ending the value, a NUL before it maybe (`_PIPE_OPEN`: `id%00|`)
+    rf"^[\s'\"]*(?:[\w.-]*/)*(?:{_WORDS})\x00*\|\s*$",
     # a command named by a relative bin/ path as the whole value (`bin/visudo`)
     r"^\s*(?:[\w.-]+/)*s?bin/[\w.-]+\s*$",
     # a shell function definition (`_FORK_BOMB`); a variable the value assigns then runs (`_expand_assigned`)
@@ -755,6 +779,8 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     if after == "start":
         if not words and name in START_ALONE:
             return tokens[i]
+        if i == 0 and not words and end == "|" and len(tokens) == 2 and (name in STRONG or name in BARE):
+            return tokens[i] + "|"  # `id|`: Perl's `open` runs a command a pipe ends
         if i == 0 and not words and name in LINE_ENDED and re.search(r"(?:^|/)s?bin/", tokens[i]):
             return tokens[i]  # bin/visudo as the whole value: a command named by its path (not a markdown span)
         if end in ("\n", "\\n", "\\r", "\r") and name in LINE_ENDED and len(words) <= 4 and all(
@@ -777,6 +803,9 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
         return " ".join([tokens[i], *words[:4]])
     if name in SUBCOMMANDS and words and not subcommand and not shaped:
         return None  # "& net profit", "; if you", "| for details"
+    lower = tokens[i] == tokens[i].lower()  # (cmd.exe reads `Ping` too, but prose writes "Echo 360", "Host Europe.de")
+    if lower and _probe(tokens, i, name, words, end, after):
+        return " ".join([tokens[i], *words[:4], end])
     if (not words and (name in BARE or end not in ("|", "||"))) and (name in BARE or name in STRONG):
         return tokens[i]
     if not words and name in ALONE_UNLISTED and after not in ("|", "&") and end not in ("|", "||"):
@@ -790,6 +819,24 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
     if after in ("$(", "`", "<(", ">(") and end in (")", "`"):
         return " ".join([tokens[i], *words[:4]])  # a whole substitution: `$(cat x)`
     return None
+
+
+def _probe(tokens: list[str], i: int, name: str, words: list[str], end: str, after: str) -> bool:
+    """Whether the command at `i` (after a separator) is a scanner's probe: `expr` on literals, `echo` of one
+    token nobody writes in prose ending its line, a network client sent to a host name, or a command given a
+    substitution that closes its line (`;echo `id``; not markdown's "use `make`", which `after` marks)."""
+    if name == "expr":
+        return 3 <= len(words) <= 9 and _EXPR.fullmatch(" ".join(words)) is not None
+    if name in ("echo", "printf") and len(words) == 1 and end in _LINE_END and _PROBE_TOKEN.fullmatch(words[0]):
+        return True
+    if name in NETWORK_CLIENTS and any(_HOSTNAME.fullmatch(w) for w in words[:4]):
+        return True
+    if end in ("`", "$(") and after != "`" and len(words) <= 3:
+        k = tokens.index(end, i + 1)
+        close = "`" if end == "`" else ")"
+        j = tokens.index(close, k + 2) if close in tokens[k + 2 : k + 30] else 0
+        return j > 0 and tokens[k + 1] != close and (j + 1 == len(tokens) or tokens[j + 1] in _LINE_END)
+    return False
 
 
 # A mail protocol command on a line an injected CR LF starts (SMTP, POP3, IMAP: the value reaches a mail
@@ -931,6 +978,8 @@ def command_injection(value: str) -> str | None:
         value = _INVISIBLE.sub("", value)  # `cat /et\u200b?/pa??wd`: zero-width characters a filter would not see
     if _CONTROL_CHAR.search(value):
         value = _CONTROL_CHAR.sub("", value)  # `&\x1aid`, `\x03 /bin/sleep 5`: characters a parser drops
+    if "\x00" in value and _PIPE_OPEN.search(value):
+        value = _PIPE_OPEN.sub("", value)  # `id\x00|`
     found = _command_line(value[:8192])
     spaced = " " in value or "\t" in value  # (CR and LF are separators: `\r\necho+x` has no space)
     if found is None and "+" in value and (not spaced or _PLUS_GLUED.search(value)):
