@@ -156,7 +156,9 @@ COMMANDS = {
                        "cls_mode_login\necho 4821\n", "x;echo q7w2e9r4;", ";ping d8w2n5.oast.example;",
                        "x||nslookup a.b.interact.sh||", "|| echo `123456789`", "; echo `id`",
                        "--open-files-in-pager=touch /tmp/success;", "-TvTT=id>shell.php # a.zip",
-                       "x --upload-pack=$(id)", "id|", "id\x00|", "/usr/bin/id|"],
+                       "x --upload-pack=$(id)", "id|", "id\x00|", "/usr/bin/id|",
+                       # a positional parameter past the ninth as noise (xray's marker `r1${r2}r3`)
+                       "$(echo 4821${7356}9153^2847>webLib/2847)", "| echo 4821${7356}9153^2847"],
 }
 COMMAND_NEAR_MISSES = [
     # carets, braced variables, SUB bytes and '+' in text (the commix tampers' readings find no command here)
@@ -211,6 +213,7 @@ COMMAND_NEAR_MISSES = [
     "a; expr x + y", "Tom; see me.later", "; host index.html", "contact | Host Europe.de", "ping me.later",
     "use `make` here; echo `x` ok", "name|", "a|b|", "id|name", "select --exec=foo", "--execute=true",
     "x --rsh is an option", "the -TT= flag", "use --open-files-in-pager with git grep",
+    "Price ${100} now", "${12345}", "a; ${2024} b",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

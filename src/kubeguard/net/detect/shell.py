@@ -420,7 +420,8 @@ _CARET = re.compile(r"(?:(?<=[\w@,;&|(/%\s\"])|^)\^(?=\w)")
 _QUOTED_CARET = re.compile(r"(?<=\w)\"\^\"(?=\w)")
 # (inside a word, the shell's special parameters too: `c$$at /et$?c/pas$_swd` is cat /etc/passwd with noise)
 # (and a braced variable of up to three letters nothing set, at a word's start too: `;${I}ec${I}h${I}o`)
-_EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{[@*\d]?\}|\(\))|(?<=\w)(?:\$[$?!_-](?=[\w/])|``|[<>]\(\)"
+# (and a positional parameter past the ninth, which takes braces and nothing sets: `4821${7356}9153`, xray's marker)
+_EMPTY_PARAM = re.compile(r"\$(?:[@*\d]|\{(?:[@*]|\d{0,5})\}|\(\))|(?<=\w)(?:\$[$?!_-](?=[\w/])|``|[<>]\(\)"
                           r"|\$\([a-z]\)(?=\w)|`[a-z]`(?=\w)"
                           r"|\$\{?[A-Za-z_]\w{0,2}\}?(?=[\w\s/]))"
                           r"|(?:^|(?<=[\s;&|`(\n'\"]))\$\{[A-Za-z_]\w{0,2}\}(?=\w)")
