@@ -159,6 +159,12 @@ COMMANDS = {
                        "x --upload-pack=$(id)", "id|", "id\x00|", "/usr/bin/id|",
                        # a positional parameter past the ninth as noise (xray's marker `r1${r2}r3`)
                        "$(echo 4821${7356}9153^2847>webLib/2847)", "| echo 4821${7356}9153^2847"],
+    # shelling's terminators and separators: a NUL, an emoji or cmd.exe's `::` ending the command line, SUB (0x1a) as
+    # cmd.exe's separator, `::` glued after `&`; a network client reaching a host name as a value starts
+    "shelling": ["ping -c25 localhost\x00", "ping -n 25 127.0.0.2\U0001f4a9", "ping\t-n\t25\t127.0.0.2::",
+                 "test\x1aping -n 25 127.0.0.2\x1atest", "test'\x1a{ping,25,localhost}\x1a'",
+                 "&::nslookup k7q2.x9f3.oast.example&::test", "test&::ping\t-c25\tlocalhost&::test",
+                 "nslookup k7q2.x9f3.oast.example", "nslookup\x0bk7q2.x9f3.oast.example&"],
 }
 COMMAND_NEAR_MISSES = [
     # carets, braced variables, SUB bytes and '+' in text (the commix tampers' readings find no command here)
@@ -214,6 +220,8 @@ COMMAND_NEAR_MISSES = [
     "use `make` here; echo `x` ok", "name|", "a|b|", "id|name", "select --exec=foo", "--execute=true",
     "x --rsh is an option", "the -TT= flag", "use --open-files-in-pager with git grep",
     "Price ${100} now", "${12345}", "a; ${2024} b",
+    "ping me \U0001f600", "Call me; ping \U0001f600", "fe80::", "a&::b", "R&::D notes", "data\x1aend",
+    "nslookup example", "ping me.later", "dig this.site",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

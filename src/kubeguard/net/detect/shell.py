@@ -500,7 +500,7 @@ _VERBS = "|".join(sorted({w.split("-")[0] for w in WINDOWS_TOOLS if _CMDLET.full
 # control characters a parser drops (commix's SUB, skipfish's ETX: `command_injection` drops them too); not NUL,
 # nor \x01, which bounds the prefilter's joined values
 _CONTROL = "\x02-\x08\x0e-\x1f"
-_SEP = rf"(?:[;|&`\n\r]|\$\(|[<>]\(|\\[nr])[{_CONTROL}]*"
+_SEP = rf"(?:[;|&`\n\r\x1a]|\$\(|[<>]\(|\\[nr])[{_CONTROL}]*"
 # An option that makes a program run a command, given one (argument injection: git's `--open-files-in-pager=touch x`
 # and `--upload-pack=`, tar's `--to-command=` and `--checkpoint-action=exec=`, rsync's `--rsh=`, zip's `-TT=`, glued
 # to other letters as elFinder's `-TvTT=id`): the value reaches a program's argument list, not a shell
@@ -543,7 +543,7 @@ _GLOB_HINT = re.compile(r"/[\w.?*-]*\[[^\]\s]{1,24}\]|/[\w.*-]*\?[\w.?*-]*/"
 # or an evasion at a command position, a command line at the start of the value, a shell artefact. A '+' may
 # stand for the space after a separator (`;+cat+/etc/passwd`: `command_injection` reads it as one).
 GATE_PARTS = (
-    rf"{_SEP}[\s'\"({{@!+]*(?:{_WORDS})(?:\.exe)?\b",
+    rf"{_SEP}[\s'\"({{@!+:]*(?:{_WORDS})(?:\.exe)?\b",
     rf"{_SEP}[\s'\"({{@,]*[\w/.~%-]*(?:[/'\"\\^]|\$[\w@*{{(])",
     # an assignment or an unset variable before a command after a separator (`_SPACER`: `;A=1 id`, `;$a id`)
     rf"{_SEP}\s*(?:[A-Za-z_]\w{{0,30}}=\S*|\$\{{?[A-Za-z_]\w{{0,30}}\}}?)\s+[\w/'\"]",
@@ -562,7 +562,7 @@ GATE_PARTS = (
     rf"^\s*['\"][\s'\"]*(?:{_WORDS})\b",
     rf"\{{,?\s*(?:{_WORDS}|/)[\w/?*]*,",
     # a brace list with a word glued to it or escapes inside, at a command position (`_brace_evasion`)
-    rf"(?:^|{_SEP})[\s'\"]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./?*#-]*\}}",
+    rf"(?:^|{_SEP})[\s'\":]*[\w$\\]*\{{[\w$\\'\"./-]*,[\w$\\'\",./?*#-]*\}}",
     # a command of the wider vocabulary after a separator or a quote break (`VOCABULARY`)
     *(rf"{_SEP}[\s'\"({{@!+]*(?:{part})\b" for part in _VOCAB_PARTS),
     *(rf"^\s*['\"][\s'\"]*(?:{part})\b" for part in _VOCAB_PARTS),
@@ -793,7 +793,8 @@ def _command_here(tokens: list[str], i: int, after: str) -> str | None:
             return None  # "net profit", "type of", "set up", "for all"
         if name in INTERPRETERS and words and words[0] in ("-e", "-c", "-r", "-E", "-command", "-enc"):
             return " ".join([tokens[i], *words[:3]])  # perl -e '...': inline code
-        reaches = any(_TARGET.fullmatch(w.split("=", 1)[-1]) or _ADDRESS.fullmatch(w) for w in words[:6])
+        reaches = any(_TARGET.fullmatch(w.split("=", 1)[-1]) or _ADDRESS.fullmatch(w) for w in words[:6]) or (
+            name in NETWORK_CLIENTS and any(w.count(".") >= 2 and _HOSTNAME.fullmatch(w) for w in words[:4]))
         if words and re.search(r"(?:^|/)s?bin/", tokens[i]):
             return " ".join([tokens[i], *words[:4]])  # /usr/bin/python3 ...: a program named by its path
         if not (subcommand or (redirect_or_pipe and words) or reaches or (shaped and name in STRONG)):
@@ -977,6 +978,7 @@ def command_injection(value: str) -> str | None:
     """The command line a shell would run from `value` (evidence), or None."""
     if not value.isascii() and _INVISIBLE.search(value):
         value = _INVISIBLE.sub("", value)  # `cat /et\u200b?/pa??wd`: zero-width characters a filter would not see
+    raw = value
     if _CONTROL_CHAR.search(value):
         value = _CONTROL_CHAR.sub("", value)  # `&\x1aid`, `\x03 /bin/sleep 5`: characters a parser drops
     if "\x00" in value and _PIPE_OPEN.search(value):
@@ -996,7 +998,21 @@ def command_injection(value: str) -> str | None:
             w.lower() in COMMANDS or w.lower() in VOCABULARY or w.lower() in PREFIXES
             for w in _CASED.findall(value[:8192])):
         found = _command_line(value[:8192].lower())  # `'TiMe Sh -c whoami`: read as a filter that folds case
+    if found is None and ("::" in raw or "\x00" in raw or "\x1a" in raw or not raw.isascii()) and \
+            _TERMINATOR.search(raw):
+        # what ends a command line for the program that reads it (shelling's terminators and separators): a NUL (a C
+        # string's end), an emoji (invalid in the program's encoding), cmd.exe's `::` comment ending the value, SUB
+        # (0x1a) as cmd.exe's separator (`x\x1aping -n 25 127.0.0.2\x1a`), `::` glued after `&` (`&::ping`)
+        found = _command_line(_CONTROL_CHAR.sub("", _TERMINATOR.sub(_terminated, raw[:8192])))
     return found
+
+
+# What `command_injection`'s last reading takes for the end of a command line or for nothing
+_TERMINATOR = re.compile("[\x00\x1a]|[\U00010000-\U0010ffff]|::(?=\\s*$)|(?<=&)::")
+
+
+def _terminated(found: re.Match[str]) -> str:
+    return "" if found.group(0) == "::" and found.start() > 0 and found.string[found.start() - 1] == "&" else "\n"
 
 
 def _command_line(text: str) -> str | None:
