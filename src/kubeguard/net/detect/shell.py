@@ -1070,6 +1070,11 @@ def _command_line(text: str) -> str | None:
         found = _command_here(tokens, 1, "quote")
         if found:
             return found
+    lead = 1 if tokens[0] in ("'", '"') else 0
+    if tokens[lead : lead + 1] and tokens[lead] in _LEADING and lead + 1 < len(tokens):
+        found = _leading_command(tokens, lead + 1)
+        if found:
+            return found
     for k, tok in enumerate(tokens[:-1]):
         if tok in ("(", "{") and tokens[k - 2 : k] == ["(", ")"]:
             found = _command_here(tokens, k + 1, tok)  # a function's body: `a() ( ifconfig; ); a`
@@ -1083,6 +1088,22 @@ def _command_line(text: str) -> str | None:
             if found:
                 return found
     return _assigned_command(clean) if "=" in clean else None
+
+
+# A separator the value starts with (after a quote maybe): nothing but an injection starts a value so, so the command
+# after it counts whatever its arguments (`;top x`, `|vi (x`, `;read;`); not `&`, which a fragment of a query string
+# starts with (`&sort`), nor an English word of the vocabulary (`; done`, `| view`)
+_LEADING = frozenset({";", "|", "||", "&&", "\n", "\\n"})
+
+
+def _leading_command(tokens: list[str], i: int) -> str | None:
+    """The command right after the separator a value starts with (`tokens[i - 1]`), or None."""
+    name = _command_name(tokens[i])
+    if name is None or name in WORDLIKE or tokens[i] != tokens[i].lower():
+        return None
+    if tokens[i - 1] == "|" and "|" in tokens[i + 1 : i + 4]:
+        return None  # `| date | price |`: a table's header
+    return " ".join(tokens[i - 1 : i + 4])
 
 
 # A word in mixed case, neither Title nor UPPER (`TiMe`, `wHoAmI`): a command spelled so is a probe of a filter that
