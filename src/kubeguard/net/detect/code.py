@@ -149,7 +149,20 @@ ENTRIES = {
                        r"|http_response_header|php_errormsg)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
     "perl": r"@+\s*\{\s*\[",
-    "template": r"\{\{|\{%|\$\{|#\{|\*\{|!\{|%\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%",
+    "template": r"\{\{|\{%|\$\{|#\{|\*\{|!\{|%\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%"
+                r"|[$#]\\[A-Za-z]\{",
+    # the tags and macros of server page languages that run code or commands: ColdFusion's (`<cfexecute`,
+    # `<cfscript>`), ASP.NET's and JSP's directives (`<%@ Register ... %>`, `<%@ page import=... %>`), HFS's macros
+    # (`{.exec|ipconfig.}`), DedeCMS's tags told to run PHP (`{dede:field runphp='yes'}`, `{dede:php}`)
+    "server_tag": r"<cf(?:execute|script|object|invoke|file|registry|include|module)\b"
+                  r"|<%@\s*(?:page|register|import|assembly|control|master|reference|implements|outputcache|webhandler"
+                  r"|webservice|application|taglib|include|tag)\b"
+                  r"|\{\.\s*(?:exec|load|save|append|delete|mkdir|run)\s*\||\brunphp\s*=\s*['\"]?(?:yes|true|1)\b|\{dede:php\b",
+    # OGNL reached by breaking out of a quoted string (Confluence's `\u0027+{233*233}+\u0027`), and OGNL's context
+    # variables read or called (`#request.get(`, `#parameters.x,`, `#_memberAccess[`, `#context['xwork...']`)
+    "ognl": r"(?:\\u00(?:27|22)|['\"])\s*\+\s*\{\s*\d+\s*[-+*/]\s*\d+\s*\}"
+            r"|#(?:request|parameters|context|_memberAccess|attr|application|session|_root)\s*(?:\.\s*\w+\s*[(,)]"
+            r"|\[\s*['\"\\]|\\u005b)",
     "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     # a process started from Python or Java code an eval / expression language runs (`subprocess.call(['id'])`,
     # `java.lang.ProcessBuilder`, `Class.forName('java.lang.Runtime')`, `Runtime.getRuntime()`)
@@ -158,7 +171,14 @@ ENTRIES = {
                r"|\bRuntime\s*\.\s*getRuntime\s*\(|\bT\s*\(\s*java\s*\.\s*\w+\s*\.|\bgetClass\s*\(\s*\)\s*\.\s*forName\s*\("
                # Go's os/exec (`exec.Command("id")`); Spring's context loaded from a URL, the gadget of CVE-2017-17485
                # and its kin (`FileSystemXmlApplicationContext('http://...')`)
-               r"|\bexec\s*\.\s*Command(?:Context)?\s*\(|\b(?:FileSystem|ClassPath)XmlApplicationContext\s*\(",
+               r"|\bexec\s*\.\s*Command(?:Context)?\s*\(|\b(?:FileSystem|ClassPath)XmlApplicationContext\s*\("
+               # Groovy's String.execute(), which runs the string as a command (`'id'.execute().text`: Jenkins' script
+               # console, OFBiz's programExport); Lua's and Python's os.execute / os.system / os.popen on a literal (an
+               # APISIX filter_func); a Java class made by its full name, as a script engine or EL is told to
+               # (`new java.util.Scanner(`, `new org.springframework.expression.spel.standard.SpelExpressionParser()`)
+               r"|['\"][^'\"\n]{1,200}['\"]\s*\.\s*execute\s*\(\s*\)|\.\s*execute\s*\(\s*\)\s*\.\s*(?:text|waitFor)\b"
+               r"|\bos\s*\.\s*(?:execute|system|popen|exec[lv]p?e?|spawn[lv]p?e?)\s*\(\s*['\"\[]"
+               r"|\bnew\s+(?:java|javax|jdk|sun|com\.sun|org\.springframework|org\.apache|groovy|bsh)\.(?:[a-z]\w*\.)*[A-Z]\w*\s*\(",
     # the probes SSTI scanners (tplmap, SSTImap, TInjA) send to tell one engine from another, each of which only that
     # engine reads: Velocity's #evaluate, FreeMarker's comment, Smarty's comment between tags and its {math}, Dust's
     # helpers and comment, and literal arithmetic a language evaluates and prints (`typeof(89)+78`, `(89*78).to_s`,
@@ -170,7 +190,7 @@ ENTRIES = {
              r"|@java\.lang\.\w+@\w+"
              # a product of two long literals printed (ZAP's and w3af's check: `print 28763*4196403;`,
              # `Response.Write(28763*4196403)`): only an evaluator prints the product back
-             r"|\b(?:print|echo|Response\.Write)\s*\(?\s*\d{3,}\s*\*\s*\d{3,}",
+             r"|\b(?:print(?:f|ln)?|echo|puts|throw|die|Response\.Write|out\.print(?:ln)?)\s*\(?\s*\d{3,}\s*\*\s*\d{3,}",
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
                 r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
 }
@@ -216,7 +236,7 @@ _CALL_NAME = re.compile(r"[a-z_]\w*\s*\(", re.I)
 _PHP_INI = re.compile(
     rf"\s*(?:{PHP_INI})\s*=\s*(?:\"[^\"\n]{{0,200}}\"|'[^'\n]{{0,200}}'|[\w./\\:-]{{1,200}})\s*$", re.I)
 _TEMPLATE = re.compile(
-    r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*!%]\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
+    r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*!%](?:\\[A-Za-z])?\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
     r"|@\((.{0,200}?)\)|@\{\[(.{0,200}?)\]\}|@\{(.{0,200}?)\}",
     re.S,
 )
@@ -263,8 +283,8 @@ _WEBSHELL_CMD = re.compile(r"\b(?:echo|printf|print|cat|tee|curl|wget|cp|mv|base
 
 def _code_arg(first: str, rest: str) -> bool:
     """The start of a call's first argument is code, not prose: a literal, a variable, a call, backticks."""
-    if first in ("'", '"', "$", "`", "@", "["):
-        return True
+    if first in ("'", '"', "$", "`", "@", "[") or (first == "\\" and rest[:1] in ("'", '"')):
+        return True  # a literal, a variable, an array; a quote escaped once more (`system(\\'id\\')`)
     return bool(first) and _CALL_NAME.match(first + rest) is not None
 
 
@@ -403,7 +423,8 @@ def _php(text: str) -> str | None:
             continue
         if name in ("require", "include") and re.match(r"""(['"])[\w@-]+\1\s*\)""", first + rest):
             continue  # `require('express')`: a Node module name, not a file PHP would include
-        if name in _WEAK_CALLS and not (first in ("'", '"', "$", "`") or _CALL_NAME.match(first + rest)):
+        escaped = first == "\\" and rest[:1] in ("'", '"')
+        if name in _WEAK_CALLS and not (first in ("'", '"', "$", "`") or escaped or _CALL_NAME.match(first + rest)):
             continue
         before = text[max(0, call.start() - 2) : call.start()]
         if name in _WEAK_CALLS and first not in ("$", "`") and before[-1:].isalpha():
@@ -491,6 +512,9 @@ def code_injection(value: str) -> tuple[str, str] | None:
         template = _template(text)
         if template:
             return "template", template
+    tag = _ENTRY["server_tag"].search(text) or _ENTRY["ognl"].search(text)
+    if tag:
+        return "template", text[max(0, tag.start() - 30) : tag.end() + 60]
     perl = _ENTRY["perl"].search(text)
     if perl:  # Perl's `@{[ ... ]}` interpolation opener: nothing else writes it (CRS 934140)
         return "perl", text[perl.start() : perl.start() + 80]
