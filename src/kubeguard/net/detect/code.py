@@ -168,7 +168,7 @@ ENTRIES = {
     # `java.lang.ProcessBuilder`, `Class.forName('java.lang.Runtime')`, `Runtime.getRuntime()`)
     "runtime": r"\bsubprocess\s*\.\s*(?:call|run|Popen|check_output|check_call|getoutput|getstatusoutput)\s*\("
                r"|\bjava\s*\.\s*lang\s*\.\s*(?:Runtime|ProcessBuilder)\b|\bClass\s*\.\s*forName\s*\(\s*['\"]"
-               r"|\bRuntime\s*\.\s*getRuntime\s*\(|\bT\s*\(\s*java\s*\.\s*\w+\s*\.|\bgetClass\s*\(\s*\)\s*\.\s*forName\s*\("
+               r"|\bRuntime\s*\.\s*getRuntime\s*\(|\bT\s*\(\s*(?:java|javax|jdk|sun|com|org|groovy)\s*\.\s*\w+\s*\.|\bgetClass\s*\(\s*\)\s*\.\s*forName\s*\("
                # Go's os/exec (`exec.Command("id")`); Spring's context loaded from a URL, the gadget of CVE-2017-17485
                # and its kin (`FileSystemXmlApplicationContext('http://...')`)
                r"|\bexec\s*\.\s*Command(?:Context)?\s*\(|\b(?:FileSystem|ClassPath)XmlApplicationContext\s*\("
@@ -251,14 +251,14 @@ _SERVER_OBJECT = re.compile(
     # JSP / JSF expression language's implicit objects
     r"|applicationScope|sessionScope|requestScope|pageContext|facesContext|initParam"
     r"|application|request\.(?:application|environ|__)|smarty|\$smarty|_context|this|global|process)\b"
-    r"|\bT\s*\(\s*java\.|\bjava\.(?:lang|io|nio|net)\.|\bgetClass\s*\(|\bforName\s*\(|\bgetRuntime\s*\(|\.exec\s*\("
+    r"|\bT\s*\(\s*(?:java|javax|jdk|sun|com|org|groovy)\.|\bjava\.(?:lang|io|nio|net)\.|\bgetClass\s*\(|\bforName\s*\(|\bgetRuntime\s*\(|\.exec\s*\("
     r"|\bProcessBuilder\b|classLoader\b|\bgetResource\s*\(|\bfreemarker\.template|\?new\s*\(|\bnew\s+java\."
     r"|\bprocess\.(?:mainModule|binding|env)|\bchild_process\b|\brequire\s*\(|\bconstructor\s*\.\s*constructor"
     r"|\bconstructor\s*\(|\bos\.(?:popen|system)|\bsubprocess\b|\b__import__|\bimport\s+os\b|\bpopen\s*\("
     r"|\b(?:system|exec|eval|passthru|shell_exec|spawn|execSync|IO\.popen|Kernel|File\.(?:open|read)|Dir\."
     r"|open|readlines|getattr|attr)\s*\(|`[^`]+`|\|\s*(?:filter|map|sort|reduce)\s*\(\s*['\"]"
     r"|\bregisterUndefinedFilterCallback\b|\bgetFilter\s*\(|\bsetAttribute\s*\(|\bgetMethod\s*\(|\binvoke\s*\("
-    r"|\bphp\b|\bSmarty_Internal|\bdump\s*\(|\bdebug\b|\bsource\s*\(|\bmodule\.(?:require|constructor)"
+    r"|\bphp\b|\bSmarty_Internal|\bdump\s*\(|\bdebug\b|\bsource\s*\(|\b(?:include|template_from_string)\s*\(\s*['\"]|\bmodule\.(?:require|constructor)"
     r"|\bnew\s+(?:[A-Z]\w*|[a-z]+\.[\w.]+)\s*\(|\bgetAttribute\s*\(|\.\s*execute\s*\(|\bnewInstance\s*\("
     r"|\bMethodClosure\b|^\s*(?:request|session)\s*$|\b(?:request|session)\s*\.\s*\w+\s*\("
     r"|['\"][^'\"]{0,40}['\"]\s*\.\s*\w+\s*\(|^\s*=?\s*_\.(?:VERSION|templateSettings)\b"
@@ -471,6 +471,10 @@ def _template(text: str) -> str | None:
                             r"|\d+\s*(?:==|!=|<=|>=|<|>)\s*\d+)\s*-?(?:%\}|%>)", text, re.I)
     if constant_if:
         return constant_if.group(0)  # `{% if True %}49{% endif %}`: a probe, no template tests a constant
+    macro = re.search(r"\{\{\s*(groovy|python|jython|ruby|php|velocity|script)\b[^{}\n]{0,80}\}\}.{0,2000}?"
+                      r"\{\{\s*/\s*\1\s*\}\}", text, re.I | re.S)
+    if macro:
+        return macro.group(0)[:120]  # XWiki's script macros, opened and closed: `{{groovy}}...{{/groovy}}` runs
     engine_math = re.search(r"\{\{-?\s*\d+\s*\|\s*(?:times|plus|minus|divided_by|modulo)\s*:\s*\d+"
                             r"|\{\{-?\s*print(?:f|ln)?\s+[\"`]"
                             r"|#set\s*\(\s*\$\w+\s*=\s*[^)]{0,80}?\d\s*[-+*/%]\s*\d", text)
@@ -484,6 +488,7 @@ def _template(text: str) -> str | None:
     if velocity:
         return text[velocity.start() : velocity.start() + 120]
     assign = re.search(r"[<\[]#assign\b[^>\]]{0,200}(?:freemarker\.template\.utility|\?new\s*\(|classLoader"
+                       r"|=\s*(?:Runtime|ProcessBuilder|Execute|ObjectConstructor|JythonRuntime|ClassLoader)\b"
                        r"|protectionDomain|loadClass\s*\(|getField\s*\(|\?api\b)", text, re.I)
     if assign:
         return assign.group(0)[:120]
