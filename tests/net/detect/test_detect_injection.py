@@ -301,6 +301,7 @@ CODE_PAYLOADS = {
                  # server page tags and directives: ColdFusion, ASP.NET / JSP, HFS macros, DedeCMS's runphp
                  "<cfexecute name='id' outputFile='/tmp/x'></cfexecute>", "<cfscript>writeOutput(1)</cfscript>",
                  '<%@ Register Tagprefix="x" Namespace="System.Web.UI" %>', '<%@ page import="java.io.*" %>',
+                 '<jsp:include page="evil.jsp" />', "<jsp:scriptlet>x</jsp:scriptlet>",
                  "{.exec|ipconfig|timeout=5|out=abc.}", "{dede:field name='source' runphp='yes'}echo 1;{/dede:field}",
                  # OGNL reached from a broken-out string, OGNL's context variables (Confluence, Struts)
                  "\\u0027+{752966+760885}+\\u0027", "'+{233*233}+'",
@@ -357,6 +358,7 @@ CODE_NEAR_MISSES = [
     "T(org) = 5", "<#assign x=RuntimeName>", "{{ include }}", "{{ script }}", "{{groovy}} is a macro",
     "{{ python_version }}{{/python}}",
     "eval the request (see below)", "an unsafe eval(x, 'safe')", "CreateObject(\"Excel.Application\")",
+    "<jsp-include>", "the jsp:include action",
     "System.IO is a namespace", "the System.Diagnostics docs", "<%= evaluation %>", "execute the request",
 ]
 

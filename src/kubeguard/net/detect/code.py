@@ -152,11 +152,14 @@ ENTRIES = {
     "template": r"\{\{|\{%|\$\{|#\{|\*\{|!\{|%\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%"
                 r"|[$#]\\[A-Za-z]\{",
     # the tags and macros of server page languages that run code or commands: ColdFusion's (`<cfexecute`,
-    # `<cfscript>`), ASP.NET's and JSP's directives (`<%@ Register ... %>`, `<%@ page import=... %>`), HFS's macros
+    # `<cfscript>`), ASP.NET's and JSP's directives (`<%@ Register ... %>`, `<%@ page import=... %>`) and JSP's
+    # standard actions (`<jsp:include page=...>`, `<jsp:scriptlet>`), HFS's macros
     # (`{.exec|ipconfig.}`), DedeCMS's tags told to run PHP (`{dede:field runphp='yes'}`, `{dede:php}`)
     "server_tag": r"<cf(?:execute|script|object|invoke|file|registry|include|module)\b"
                   r"|<%@\s*(?:page|register|import|assembly|control|master|reference|implements|outputcache|webhandler"
                   r"|webservice|application|taglib|include|tag)\b"
+                  r"|<jsp:(?:include|forward|useBean|setProperty|getProperty|scriptlet|expression|declaration|plugin"
+                  r"|directive\.\w+)\b"
                   r"|\{\.\s*(?:exec|load|save|append|delete|mkdir|run)\s*\||\brunphp\s*=\s*['\"]?(?:yes|true|1)\b|\{dede:php\b",
     # OGNL reached by breaking out of a quoted string (Confluence's `\u0027+{233*233}+\u0027`), and OGNL's context
     # variables read or called (`#request.get(`, `#parameters.x,`, `#_memberAccess[`, `#context['xwork...']`)
