@@ -236,7 +236,9 @@ CODE_PAYLOADS = {
             "mkdir($d)", "rtrim($x)", "opendir('/etc')", "file('../../config.php')", "print `ls`;",
             "strip_tags($_GET['a'])",
             # a quote escaped once more as a call's argument (afrog's IceWarp probe)
-            "system(\\'ipconfig\\')\\", "passthru(\\\"id\\\")"],
+            "system(\\'ipconfig\\')\\", "passthru(\\\"id\\\")",
+            # a statement closed by PHP's closing tag (vulhub's ThinkPHP lang RCE, seacms in afrog, PHPIDS)
+            "phpinfo()?> shell.php", "exit;?>", "x=1; ?>"],
     "node": ["x = root.process; x.mainModule.require('fs')",
              "console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");",
              "while(42)", "while(Object)", "while('a')", "module.exports=x",
@@ -358,7 +360,7 @@ CODE_NEAR_MISSES = [
     "T(org) = 5", "<#assign x=RuntimeName>", "{{ include }}", "{{ script }}", "{{groovy}} is a macro",
     "{{ python_version }}{{/python}}",
     "eval the request (see below)", "an unsafe eval(x, 'safe')", "CreateObject(\"Excel.Application\")",
-    "<jsp-include>", "the jsp:include action",
+    "<jsp-include>", "the jsp:include action", "What (really)?>", "<?xml version=\"1.0\"?>", "Why?>",
     "System.IO is a namespace", "the System.Diagnostics docs", "<%= evaluation %>", "execute the request",
 ]
 

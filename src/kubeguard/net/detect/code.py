@@ -91,6 +91,9 @@ _WEAK_CALLS = frozenset({"print", "md5", "chr", "hexdec", "sleep", "usleep", "di
 
 ENTRIES = {
     "php_tag": r"<\?(?:php\b|=|\s)|\[[/\\]?php\]|<\?=?$|<\?xml\s+[^a-z\s]",
+    # a PHP statement closed by PHP's closing tag (`phpinfo()?>`, `@eval($_GET[_]);?>`, `exit;?>`): the end of code
+    # injected into a file PHP includes (a log, a cache, a template); an XML declaration ends `"?>`, not `)?>` or `;?>`
+    "php_close": r"[);]\s*\?>",
     "php_ini": rf"^\s*(?:{PHP_INI})\s*=",
     "php_session": r"[/\\]sess_[A-Za-z0-9,-]{20}",
     "php_call": rf"\b(?:{PHP_EXEC})\s*(?:\(|/\*|#|//)",
@@ -374,6 +377,9 @@ def _php(text: str) -> str | None:
         return text[tag.start() : tag.start() + 80]
     if tag and re.match(r"\s*(?:echo|print|system|eval|include|require|exec|passthru|\$)", text[tag.end() :], re.I):
         return text[tag.start() : tag.start() + 80]
+    close = _ENTRY["php_close"].search(text) and re.search(r"\w\([^()\n]{0,200}\)\s*\?>|;\s*\?>", text)
+    if close:
+        return text[max(0, close.start() - 60) : close.end() + 20]
     dotted = _DOTTED_SCRIPT.search(text)
     if dotted:
         return text[max(0, dotted.start() - 40) : dotted.end()]
