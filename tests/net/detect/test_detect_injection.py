@@ -309,7 +309,7 @@ CODE_PAYLOADS = {
                  "\\u0027+{752966+760885}+\\u0027", "'+{233*233}+'",
                  "aaa\\u0027+#request.get(\\u0027.KEY_velocity.struts2.context\\u0027)",
                  "#request\\u005b\\u0027x\\u0027\\u005d", "findValue(#parameters.x,{})",
-                 "#_memberAccess['allowStaticMethodAccess']",
+                 "#_memberAccess['allowStaticMethodAccess']", "#context[#parameters.obj[0]].getWriter()",
                  # SpEL's type reference to any package (wy876/POC), FreeMarker's assign of a class, Twig's include(),
                  # XWiki's script macros (websitesVulnerableToSSTI, wy876/POC)
                  "__${T(groovy.lang.GroovyClassLoader).newInstance()}__::.x", "${T(org.x.StreamUtils).copy(a)}",

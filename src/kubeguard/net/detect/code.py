@@ -167,8 +167,8 @@ ENTRIES = {
     # OGNL reached by breaking out of a quoted string (Confluence's `\u0027+{233*233}+\u0027`), and OGNL's context
     # variables read or called (`#request.get(`, `#parameters.x,`, `#_memberAccess[`, `#context['xwork...']`)
     "ognl": r"(?:\\u00(?:27|22)|['\"])\s*\+\s*\{\s*\d+\s*[-+*/]\s*\d+\s*\}"
-            r"|#(?:request|parameters|context|_memberAccess|attr|application|session|_root)\s*(?:\.\s*\w+\s*[(,)]"
-            r"|\[\s*['\"\\]|\\u005b)",
+            r"|#(?:request|parameters|context|_memberAccess|attr|application|session|_root)\s*(?:\.\s*\w+\s*[(,)\[]"
+            r"|\[\s*['\"\\#]|\\u005b)",
     "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     # a process started from Python or Java code an eval / expression language runs (`subprocess.call(['id'])`,
     # `java.lang.ProcessBuilder`, `Class.forName('java.lang.Runtime')`, `Runtime.getRuntime()`)
