@@ -238,7 +238,10 @@ CODE_PAYLOADS = {
             # a quote escaped once more as a call's argument (afrog's IceWarp probe)
             "system(\\'ipconfig\\')\\", "passthru(\\\"id\\\")",
             # a statement closed by PHP's closing tag (vulhub's ThinkPHP lang RCE, seacms in afrog, PHPIDS)
-            "phpinfo()?> shell.php", "exit;?>", "x=1; ?>"],
+            "phpinfo()?> shell.php", "exit;?>", "x=1; ?>",
+            # ThinkPHP's classes named in a route, a method of theirs called (afrog, xray)
+            "/index/\\think\\app/invokefunction", "index/\\think\\Container/invokefunction",
+            "k3v9q2zt/\\think\\Request/input", "x/think\\\\Error/appError", "\\think\\view\\driver\\php/display"],
     "node": ["x = root.process; x.mainModule.require('fs')",
              "console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");",
              "while(42)", "while(Object)", "while('a')", "module.exports=x",
@@ -360,6 +363,7 @@ CODE_NEAR_MISSES = [
     "T(org) = 5", "<#assign x=RuntimeName>", "{{ include }}", "{{ script }}", "{{groovy}} is a macro",
     "{{ python_version }}{{/python}}",
     "eval the request (see below)", "an unsafe eval(x, 'safe')", "CreateObject(\"Excel.Application\")",
+    "I think/know", "C:\\think\\notes/todo.txt", "think\\app",
     "<jsp-include>", "the jsp:include action", "What (really)?>", "<?xml version=\"1.0\"?>", "Why?>",
     "System.IO is a namespace", "the System.Diagnostics docs", "<%= evaluation %>", "execute the request",
 ]

@@ -94,6 +94,10 @@ ENTRIES = {
     # a PHP statement closed by PHP's closing tag (`phpinfo()?>`, `@eval($_GET[_]);?>`, `exit;?>`): the end of code
     # injected into a file PHP includes (a log, a cache, a template); an XML declaration ends `"?>`, not `)?>` or `;?>`
     "php_close": r"[);]\s*\?>",
+    # ThinkPHP's own classes named by their namespace in a route and a method of theirs called from it
+    # (`?s=/index/\think\app/invokefunction`, `\think\Request/input`, `\think\view\driver\php/display`): the
+    # framework's route RCE, whatever the function and arguments the other parameters pass
+    "php_route": r"(?:^|[/=])\s*\\*think\\+[A-Za-z_][\w\\]*/[A-Za-z_]\w*",
     "php_ini": rf"^\s*(?:{PHP_INI})\s*=",
     "php_session": r"[/\\]sess_[A-Za-z0-9,-]{20}",
     "php_call": rf"\b(?:{PHP_EXEC})\s*(?:\(|/\*|#|//)",
@@ -377,6 +381,9 @@ def _php(text: str) -> str | None:
         return text[tag.start() : tag.start() + 80]
     if tag and re.match(r"\s*(?:echo|print|system|eval|include|require|exec|passthru|\$)", text[tag.end() :], re.I):
         return text[tag.start() : tag.start() + 80]
+    route = _ENTRY["php_route"].search(text)
+    if route:
+        return text[max(0, route.start() - 20) : route.end() + 40]
     close = _ENTRY["php_close"].search(text) and re.search(r"\w\([^()\n]{0,200}\)\s*\?>|;\s*\?>", text)
     if close:
         return text[max(0, close.start() - 60) : close.end() + 20]
