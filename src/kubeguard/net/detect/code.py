@@ -91,6 +91,13 @@ _WEAK_CALLS = frozenset({"print", "md5", "chr", "hexdec", "sleep", "usleep", "di
 
 ENTRIES = {
     "php_tag": r"<\?(?:php\b|=|\s)|\[[/\\]?php\]|<\?=?$|<\?xml\s+[^a-z\s]",
+    # a PHP statement closed by PHP's closing tag (`phpinfo()?>`, `@eval($_GET[_]);?>`, `exit;?>`): the end of code
+    # injected into a file PHP includes (a log, a cache, a template); an XML declaration ends `"?>`, not `)?>` or `;?>`
+    "php_close": r"[);]\s*\?>",
+    # ThinkPHP's own classes named by their namespace in a route and a method of theirs called from it
+    # (`?s=/index/\think\app/invokefunction`, `\think\Request/input`, `\think\view\driver\php/display`): the
+    # framework's route RCE, whatever the function and arguments the other parameters pass
+    "php_route": r"(?:^|[/=])\s*\\*think\\+[A-Za-z_][\w\\]*/[A-Za-z_]\w*",
     "php_ini": rf"^\s*(?:{PHP_INI})\s*=",
     "php_session": r"[/\\]sess_[A-Za-z0-9,-]{20}",
     "php_call": rf"\b(?:{PHP_EXEC})\s*(?:\(|/\*|#|//)",
@@ -149,16 +156,47 @@ ENTRIES = {
                        r"|http_response_header|php_errormsg)\b",
     "ssi": r"<!--\s*#\s*(?:exec|include|echo|config|printenv|set|fsize|flastmod|if|elif)\b|<esi:[a-z]",
     "perl": r"@+\s*\{\s*\[",
-    "template": r"\{\{|\{%|\$\{|#\{|\*\{|!\{|%\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%",
+    "template": r"\{\{|\{%|\$\{|#\{|\*\{|!\{|%\{|<%|\{\$|\{/?php\}|@\{|@\(|[<\[]#assign\b|#set\s*\(\s*\$|\[%"
+                r"|[$#]\\[A-Za-z]\{",
+    # the tags and macros of server page languages that run code or commands: ColdFusion's (`<cfexecute`,
+    # `<cfscript>`), ASP.NET's and JSP's directives (`<%@ Register ... %>`, `<%@ page import=... %>`) and JSP's
+    # standard actions (`<jsp:include page=...>`, `<jsp:scriptlet>`), HFS's macros
+    # (`{.exec|ipconfig.}`), DedeCMS's tags told to run PHP (`{dede:field runphp='yes'}`, `{dede:php}`)
+    "server_tag": r"<cf(?:execute|script|object|invoke|file|registry|include|module)\b"
+                  r"|<%@\s*(?:page|register|import|assembly|control|master|reference|implements|outputcache|webhandler"
+                  r"|webservice|application|taglib|include|tag)\b"
+                  r"|<jsp:(?:include|forward|useBean|setProperty|getProperty|scriptlet|expression|declaration|plugin"
+                  r"|directive\.\w+)\b"
+                  r"|\{\.\s*(?:exec|load|save|append|delete|mkdir|run)\s*\||\brunphp\s*=\s*['\"]?(?:yes|true|1)\b|\{dede:php\b",
+    # OGNL reached by breaking out of a quoted string (Confluence's `\u0027+{233*233}+\u0027`), and OGNL's context
+    # variables read or called (`#request.get(`, `#parameters.x,`, `#_memberAccess[`, `#context['xwork...']`)
+    "ognl": r"(?:\\u00(?:27|22)|['\"])\s*\+\s*\{\s*\d+\s*[-+*/]\s*\d+\s*\}"
+            r"|#(?:request|parameters|context|_memberAccess|attr|application|session|_root)\s*(?:\.\s*\w+\s*[(,)\[]"
+            r"|\[\s*['\"\\#]|\\u005b)",
     "python": r"[.\[]\s*['\"]?__(?:class|mro|subclasses|globals|builtins|init|import|dict|bases?)__\b|__import__\s*\(",
     # a process started from Python or Java code an eval / expression language runs (`subprocess.call(['id'])`,
     # `java.lang.ProcessBuilder`, `Class.forName('java.lang.Runtime')`, `Runtime.getRuntime()`)
     "runtime": r"\bsubprocess\s*\.\s*(?:call|run|Popen|check_output|check_call|getoutput|getstatusoutput)\s*\("
                r"|\bjava\s*\.\s*lang\s*\.\s*(?:Runtime|ProcessBuilder)\b|\bClass\s*\.\s*forName\s*\(\s*['\"]"
-               r"|\bRuntime\s*\.\s*getRuntime\s*\(|\bT\s*\(\s*java\s*\.\s*\w+\s*\.|\bgetClass\s*\(\s*\)\s*\.\s*forName\s*\("
+               r"|\bRuntime\s*\.\s*getRuntime\s*\(|\bT\s*\(\s*(?:java|javax|jdk|sun|com|org|groovy)\s*\.\s*\w+\s*\.|\bgetClass\s*\(\s*\)\s*\.\s*forName\s*\("
                # Go's os/exec (`exec.Command("id")`); Spring's context loaded from a URL, the gadget of CVE-2017-17485
                # and its kin (`FileSystemXmlApplicationContext('http://...')`)
-               r"|\bexec\s*\.\s*Command(?:Context)?\s*\(|\b(?:FileSystem|ClassPath)XmlApplicationContext\s*\(",
+               r"|\bexec\s*\.\s*Command(?:Context)?\s*\(|\b(?:FileSystem|ClassPath)XmlApplicationContext\s*\("
+               # Groovy's String.execute(), which runs the string as a command (`'id'.execute().text`: Jenkins' script
+               # console, OFBiz's programExport); Lua's and Python's os.execute / os.system / os.popen on a literal (an
+               # APISIX filter_func); a Java class made by its full name, as a script engine or EL is told to
+               # (`new java.util.Scanner(`, `new org.springframework.expression.spel.standard.SpelExpressionParser()`)
+               r"|['\"][^'\"\n]{1,200}['\"]\s*\.\s*execute\s*\(\s*\)|\.\s*execute\s*\(\s*\)\s*\.\s*(?:text|waitFor)\b"
+               r"|\bos\s*\.\s*(?:execute|system|popen|exec[lv]p?e?|spawn[lv]p?e?)\s*\(\s*['\"\[]"
+               r"|\bnew\s+(?:java|javax|jdk|sun|com\.sun|org\.springframework|org\.apache|groovy|bsh)\.(?:[a-z]\w*\.)*[A-Z]\w*\s*\("
+               # ASP and ASP.NET: eval / Execute of a request value (`<%eval request("ant")%>`, AntSword's shells),
+               # JScript.NET's eval with its "unsafe" argument, the COM objects that run commands or touch files,
+               # .NET's process and file classes
+               r"|\b(?:eval|execute|executeglobal)\s*\(?\s*request\s*(?:\.\s*(?:item|form|querystring|cookies)\s*)?[(\[]"
+               r"|\beval\s*\([^\n]{0,2000}?,\s*[\"']unsafe[\"']\s*\)"
+               r"|\bCreateObject\s*\(\s*[\"'](?:WScript\.Shell|Scripting\.FileSystemObject|Shell\.Application|ADODB\.Stream"
+               r"|WScript\.Network)[\"']"
+               r"|\bSystem\s*\.\s*(?:Diagnostics\s*\.\s*Process|IO\s*\.\s*(?:File|Directory|StreamWriter)\w*)\s*[.(]",
     # the probes SSTI scanners (tplmap, SSTImap, TInjA) send to tell one engine from another, each of which only that
     # engine reads: Velocity's #evaluate, FreeMarker's comment, Smarty's comment between tags and its {math}, Dust's
     # helpers and comment, and literal arithmetic a language evaluates and prints (`typeof(89)+78`, `(89*78).to_s`,
@@ -170,7 +208,7 @@ ENTRIES = {
              r"|@java\.lang\.\w+@\w+"
              # a product of two long literals printed (ZAP's and w3af's check: `print 28763*4196403;`,
              # `Response.Write(28763*4196403)`): only an evaluator prints the product back
-             r"|\b(?:print|echo|Response\.Write)\s*\(?\s*\d{3,}\s*\*\s*\d{3,}",
+             r"|\b(?:print(?:f|ln)?|echo|puts|throw|die|Response\.Write|out\.print(?:ln)?)\s*\(?\s*\d{3,}\s*\*\s*\d{3,}",
     "webshell": r">>?\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|asmx|cgi)\b"
                 r"|\s-[oO]\s*['\"]?[\w./\\~-]*\.(?:php\d?|phtml|phar|jspx?|aspx?|ashx|cgi)\b",
 }
@@ -216,7 +254,7 @@ _CALL_NAME = re.compile(r"[a-z_]\w*\s*\(", re.I)
 _PHP_INI = re.compile(
     rf"\s*(?:{PHP_INI})\s*=\s*(?:\"[^\"\n]{{0,200}}\"|'[^'\n]{{0,200}}'|[\w./\\:-]{{1,200}})\s*$", re.I)
 _TEMPLATE = re.compile(
-    r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*!%]\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
+    r"\{\{(.{0,400}?)\}\}|\{%(.{0,400}?)%\}|[$#*!%](?:\\[A-Za-z])?\{(.{0,400}?)\}|<%=?(.{0,400}?)%>|\{\$(.{0,200}?)\}"
     r"|@\((.{0,200}?)\)|@\{\[(.{0,200}?)\]\}|@\{(.{0,200}?)\}",
     re.S,
 )
@@ -231,14 +269,14 @@ _SERVER_OBJECT = re.compile(
     # JSP / JSF expression language's implicit objects
     r"|applicationScope|sessionScope|requestScope|pageContext|facesContext|initParam"
     r"|application|request\.(?:application|environ|__)|smarty|\$smarty|_context|this|global|process)\b"
-    r"|\bT\s*\(\s*java\.|\bjava\.(?:lang|io|nio|net)\.|\bgetClass\s*\(|\bforName\s*\(|\bgetRuntime\s*\(|\.exec\s*\("
+    r"|\bT\s*\(\s*(?:java|javax|jdk|sun|com|org|groovy)\.|\bjava\.(?:lang|io|nio|net)\.|\bgetClass\s*\(|\bforName\s*\(|\bgetRuntime\s*\(|\.exec\s*\("
     r"|\bProcessBuilder\b|classLoader\b|\bgetResource\s*\(|\bfreemarker\.template|\?new\s*\(|\bnew\s+java\."
     r"|\bprocess\.(?:mainModule|binding|env)|\bchild_process\b|\brequire\s*\(|\bconstructor\s*\.\s*constructor"
     r"|\bconstructor\s*\(|\bos\.(?:popen|system)|\bsubprocess\b|\b__import__|\bimport\s+os\b|\bpopen\s*\("
     r"|\b(?:system|exec|eval|passthru|shell_exec|spawn|execSync|IO\.popen|Kernel|File\.(?:open|read)|Dir\."
     r"|open|readlines|getattr|attr)\s*\(|`[^`]+`|\|\s*(?:filter|map|sort|reduce)\s*\(\s*['\"]"
     r"|\bregisterUndefinedFilterCallback\b|\bgetFilter\s*\(|\bsetAttribute\s*\(|\bgetMethod\s*\(|\binvoke\s*\("
-    r"|\bphp\b|\bSmarty_Internal|\bdump\s*\(|\bdebug\b|\bsource\s*\(|\bmodule\.(?:require|constructor)"
+    r"|\bphp\b|\bSmarty_Internal|\bdump\s*\(|\bdebug\b|\bsource\s*\(|\b(?:include|template_from_string)\s*\(\s*['\"]|\bmodule\.(?:require|constructor)"
     r"|\bnew\s+(?:[A-Z]\w*|[a-z]+\.[\w.]+)\s*\(|\bgetAttribute\s*\(|\.\s*execute\s*\(|\bnewInstance\s*\("
     r"|\bMethodClosure\b|^\s*(?:request|session)\s*$|\b(?:request|session)\s*\.\s*\w+\s*\("
     r"|['\"][^'\"]{0,40}['\"]\s*\.\s*\w+\s*\(|^\s*=?\s*_\.(?:VERSION|templateSettings)\b"
@@ -263,8 +301,8 @@ _WEBSHELL_CMD = re.compile(r"\b(?:echo|printf|print|cat|tee|curl|wget|cp|mv|base
 
 def _code_arg(first: str, rest: str) -> bool:
     """The start of a call's first argument is code, not prose: a literal, a variable, a call, backticks."""
-    if first in ("'", '"', "$", "`", "@", "["):
-        return True
+    if first in ("'", '"', "$", "`", "@", "[") or (first == "\\" and rest[:1] in ("'", '"')):
+        return True  # a literal, a variable, an array; a quote escaped once more (`system(\\'id\\')`)
     return bool(first) and _CALL_NAME.match(first + rest) is not None
 
 
@@ -343,6 +381,12 @@ def _php(text: str) -> str | None:
         return text[tag.start() : tag.start() + 80]
     if tag and re.match(r"\s*(?:echo|print|system|eval|include|require|exec|passthru|\$)", text[tag.end() :], re.I):
         return text[tag.start() : tag.start() + 80]
+    route = _ENTRY["php_route"].search(text)
+    if route:
+        return text[max(0, route.start() - 20) : route.end() + 40]
+    close = _ENTRY["php_close"].search(text) and re.search(r"\w\([^()\n]{0,200}\)\s*\?>|;\s*\?>", text)
+    if close:
+        return text[max(0, close.start() - 60) : close.end() + 20]
     dotted = _DOTTED_SCRIPT.search(text)
     if dotted:
         return text[max(0, dotted.start() - 40) : dotted.end()]
@@ -403,7 +447,8 @@ def _php(text: str) -> str | None:
             continue
         if name in ("require", "include") and re.match(r"""(['"])[\w@-]+\1\s*\)""", first + rest):
             continue  # `require('express')`: a Node module name, not a file PHP would include
-        if name in _WEAK_CALLS and not (first in ("'", '"', "$", "`") or _CALL_NAME.match(first + rest)):
+        escaped = first == "\\" and rest[:1] in ("'", '"')
+        if name in _WEAK_CALLS and not (first in ("'", '"', "$", "`") or escaped or _CALL_NAME.match(first + rest)):
             continue
         before = text[max(0, call.start() - 2) : call.start()]
         if name in _WEAK_CALLS and first not in ("$", "`") and before[-1:].isalpha():
@@ -436,6 +481,8 @@ def _template(text: str) -> str | None:
             return match.group(0)[:120]
         if match.group(0).startswith(("{php", "{/php")):
             return match.group(0)[:120]
+        if match.group(0).startswith("<%") and re.search(r"\b(?:eval|execute(?:global)?)\s+[A-Za-z_\"(]", inner, re.I):
+            return match.group(0)[:120]  # VBScript's eval / Execute of a value in ASP's <% %> (`eval str`)
         if match.group(0).startswith("{{") and _MEMBER_CALL.search(inner):
             return match.group(0)[:120]  # `{{ someString.toUpperCase() }}`: the engine calls what it is told to
     if re.search(r"\{/?php\}", text, re.I):
@@ -450,6 +497,10 @@ def _template(text: str) -> str | None:
                             r"|\d+\s*(?:==|!=|<=|>=|<|>)\s*\d+)\s*-?(?:%\}|%>)", text, re.I)
     if constant_if:
         return constant_if.group(0)  # `{% if True %}49{% endif %}`: a probe, no template tests a constant
+    macro = re.search(r"\{\{\s*(groovy|python|jython|ruby|php|velocity|script)\b[^{}\n]{0,80}\}\}.{0,2000}?"
+                      r"\{\{\s*/\s*\1\s*\}\}", text, re.I | re.S)
+    if macro:
+        return macro.group(0)[:120]  # XWiki's script macros, opened and closed: `{{groovy}}...{{/groovy}}` runs
     engine_math = re.search(r"\{\{-?\s*\d+\s*\|\s*(?:times|plus|minus|divided_by|modulo)\s*:\s*\d+"
                             r"|\{\{-?\s*print(?:f|ln)?\s+[\"`]"
                             r"|#set\s*\(\s*\$\w+\s*=\s*[^)]{0,80}?\d\s*[-+*/%]\s*\d", text)
@@ -463,6 +514,7 @@ def _template(text: str) -> str | None:
     if velocity:
         return text[velocity.start() : velocity.start() + 120]
     assign = re.search(r"[<\[]#assign\b[^>\]]{0,200}(?:freemarker\.template\.utility|\?new\s*\(|classLoader"
+                       r"|=\s*(?:Runtime|ProcessBuilder|Execute|ObjectConstructor|JythonRuntime|ClassLoader)\b"
                        r"|protectionDomain|loadClass\s*\(|getField\s*\(|\?api\b)", text, re.I)
     if assign:
         return assign.group(0)[:120]
@@ -491,6 +543,9 @@ def code_injection(value: str) -> tuple[str, str] | None:
         template = _template(text)
         if template:
             return "template", template
+    tag = _ENTRY["server_tag"].search(text) or _ENTRY["ognl"].search(text)
+    if tag:
+        return "template", text[max(0, tag.start() - 30) : tag.end() + 60]
     perl = _ENTRY["perl"].search(text)
     if perl:  # Perl's `@{[ ... ]}` interpolation opener: nothing else writes it (CRS 934140)
         return "perl", text[perl.start() : perl.start() + 80]
