@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from urllib.parse import quote
 
 import pytest
@@ -295,3 +296,28 @@ def test_windows_command_injection_detected(req: HttpRequest) -> None:
 @pytest.mark.parametrize("req", WINDOWS_CMDI_NEAR_MISS, ids=[r.uri for r in WINDOWS_CMDI_NEAR_MISS])
 def test_windows_command_near_misses_not_flagged(req: HttpRequest) -> None:
     assert CMDI not in rules(req)
+
+
+TEMPLATE = "HTTP template syntax"
+TEMPLATE_TAGS = [
+    "{% for user in users %}", "{%- set x = y -%}", "{% endblock %}", "{%csrf_token%}", "<% items.each %>",
+    "<%= user.name %>", "{{#each items}}", "{{/with}}", "{{^empty}}", "{{> header}}", "{{~#if admin~}}",
+]
+TEMPLATE_NEAR_MISSES = [
+    "Hello {{ first_name }}", "{{count}} items", "50{%} off", "save 20% {on} all", "a <% b", "100%}", "{% %}",
+    "{%20}", "x <%> y", "{{#}}", "{{ a }}/{{ b }}", "Total: ${total}", "progress {%d%%}",
+]
+
+
+@pytest.mark.parametrize("value", TEMPLATE_TAGS)
+def test_template_statement_tags_are_their_own_medium_rule(value: str) -> None:
+    found = {d.rule: d for d in inspect_http_request(get("/page?tpl=" + quote(value)))}
+    assert TEMPLATE in found and found[TEMPLATE].severity.name == "MEDIUM", value
+    assert CODE not in found  # syntax alone runs no code: not code injection (CRITICAL)
+    body = {d.rule for d in inspect_http_request(post(json.dumps({"tpl": value}), "application/json"))}
+    assert TEMPLATE in body
+
+
+@pytest.mark.parametrize("value", TEMPLATE_NEAR_MISSES)
+def test_template_near_misses_not_flagged(value: str) -> None:
+    assert TEMPLATE not in rules(get("/page?q=" + quote(value)))

@@ -54,6 +54,16 @@ SIGNATURES: tuple[Signature, ...] = (
         r"class\.module\.classLoader|class\.classLoader|class\[['\"]?module['\"]?\]|"
         r"\.classLoader\.resources\.context|T\(java\.lang\.Runtime\)|spring\.cloud\.function\.routing-expression",
     ),
+    # A template engine's statement tag in a value: Jinja / Django / Twig / Liquid's `{% for x in y %}`, ERB / ASP /
+    # JSP's `<% x %>` (what CRS flags as "SSTI Attack" at paranoia level 2, 934180), Handlebars / Mustache's
+    # sections and partials (`{{#each x}}`, `{{/each}}`, `{{^x}}`, `{{> name}}`). Plain syntax runs no code by
+    # itself (`code_injection` judges what is inside), so it is its own rule at medium severity: an alert, below
+    # the firewall's default block severity, that an application whose users post templates can leave out.
+    Signature(
+        "HTTP template syntax", Severity.MEDIUM, ("T1190",),
+        r"\{%-?\s*[a-z_][^%{}\n]{0,200}?-?%\}|<%[=-]?\s*[a-z_@][^%<>\n]{0,200}?-?%>"
+        r"|\{\{~?[#/^>]\s*[a-z_][\w.-]*(?:\s[^{}\n]{0,200}?)?~?\}\}",
+    ),
 )
 
 # Gates: cheap marks a value must carry before the slower checks run on it.
