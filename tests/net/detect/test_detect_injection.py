@@ -166,7 +166,7 @@ COMMANDS = {
                  "&::nslookup k7q2.x9f3.oast.example&::test", "test&::ping\t-c25\tlocalhost&::test",
                  "nslookup k7q2.x9f3.oast.example", "nslookup\x0bk7q2.x9f3.oast.example&"],
     # a separator the value starts with, then a command whatever its arguments (the injection's only shape)
-    "leading separator": [";top x y", "|vi (x", "\"; cat food", "\nls foo", "&& uptime please", "|| df x"],
+    "leading separator": [";htop x y", "|vi (x", "\"; uname food", "\nls foo", "&& uptime please", "|| df x"],
 }
 COMMAND_NEAR_MISSES = [
     # carets, braced variables, SUB bytes and '+' in text (the commix tampers' readings find no command here)
@@ -225,6 +225,8 @@ COMMAND_NEAR_MISSES = [
     "ping me \U0001f600", "Call me; ping \U0001f600", "fe80::", "a&::b", "R&::D notes", "data\x1aend",
     "nslookup example", "ping me.later", "dig this.site",
     "| date | price |", "|date|", "&sort", "&type=id", "; Done", "| Date", ";-)", "; see below", "\nDate: today",
+    "\ntime is money", "\nless is more", "; sort by date", "\nwho are you", "; touch base", "| more info",
+    "; kill two birds", "\ntop sellers", "; watch this", "; tail end", "\nsleep well",
 ]
 CODE_PAYLOADS = {
     "php": ["$_=(\"%28\"^\"[\").(\"%33\"^\"[\");", "$_=\"`{{{\"^\"?<>/\";", "$__++;$__++;$___.=$__;",

@@ -1090,16 +1090,24 @@ def _command_line(text: str) -> str | None:
     return _assigned_command(clean) if "=" in clean else None
 
 
-# A separator the value starts with (after a quote maybe): nothing but an injection starts a value so, so the command
-# after it counts whatever its arguments (`;top x`, `|vi (x`, `;read;`); not `&`, which a fragment of a query string
-# starts with (`&sort`), nor an English word of the vocabulary (`; done`, `| view`)
+# A separator the value starts with (after a quote maybe): an injection starts a value so, and the command after it
+# counts whatever its arguments (`;vi x`, `|ls (x`, `\nuname foo`); not `&`, which a fragment of a query string
+# starts with (`&sort`), nor a command that is an English word (`; done`, `| view`, `\ntime is money`, `; touch
+# base`: a text area's first line, a breadcrumb's), which the usual reading after a separator judges instead.
 _LEADING = frozenset({";", "|", "||", "&&", "\n", "\\n"})
+PROSE_WORDS = frozenset({
+    "cat", "type", "echo", "ping", "sleep", "timeout", "find", "head", "tail", "more", "less", "set", "kill", "copy",
+    "move", "touch", "sort", "file", "stat", "date", "time", "start", "call", "source", "for", "if", "free", "top",
+    "history", "alias", "export", "nice", "watch", "script", "shutdown", "reboot", "halt", "who", "w", "groups",
+    "last", "finger", "service", "host", "fetch", "wall", "make", "jobs", "mail", "which", "cut", "strings", "diff",
+    "net", "exec", "eval", "column", "tee", "dig", "trap", "flock", "perf", "mount", "split", "print",
+})
 
 
 def _leading_command(tokens: list[str], i: int) -> str | None:
     """The command right after the separator a value starts with (`tokens[i - 1]`), or None."""
     name = _command_name(tokens[i])
-    if name is None or name in WORDLIKE or tokens[i] != tokens[i].lower():
+    if name is None or name in WORDLIKE or name in PROSE_WORDS or tokens[i] != tokens[i].lower():
         return None
     if tokens[i - 1] == "|" and "|" in tokens[i + 1 : i + 4]:
         return None  # `| date | price |`: a table's header
