@@ -5,9 +5,10 @@
  * execguard.c loads it and prints the lines the bpftrace program prints.
  *
  * Records (ring buffer, default wake-up: a held interpreter waits for its S line):
- *   K  an exec killed (pid, cgroup, inode, why: 1 not in the profile, 2 drifted), or a process killed as it maps a
- *      drifted file executable or makes its mapping executable (why 4: zero drift for shared objects, LD_PRELOAD,
- *      dlopen and a manual loader's mprotect alike);
+ *   K  an exec killed (pid, cgroup, inode, why: 1 not in the profile, 2 drifted, 8 a 32-bit interpreter it would
+ *      hold, whose system calls the hold trap cannot see), or a process killed as it maps a drifted file
+ *      executable or makes its mapping executable (why 4: zero drift for shared objects, LD_PRELOAD, dlopen and a
+ *      manual loader's mprotect alike);
  *   S  an interpreter held (SIGSTOP) until the script answerer's answer;
  *   N  an exec held (SIGSTOP) in a container the plan does not know yet, below a pod cgroup in @g with MODE_POD:
  *      the agent builds that container's plan, then kills it or has the answerer judge it;
@@ -33,6 +34,8 @@ char LICENSE[] SEC("license") = "GPL";
 #define SIG_STOP 19
 #define PROT_EXEC 4
 #define BAD_MAPPED 4
+#define BAD_32BIT 8       /* an interpreter to hold in a 32-bit address space: the hold trap cannot see its calls */
+#define ADDR32_END 0x100000000ull /* task_size of an ia32 or x32 process is below it, of a 64-bit one far above */
 
 #define REC_KILL 1
 #define REC_HOLD 2
@@ -216,6 +219,10 @@ int BPF_PROG(guard_exec, struct task_struct *p, pid_t old_pid, struct linux_binp
     s64 kind = bad == 0 ? lookup(&AT_i, &k2) : 0;
     if (kind)
         hold = !unheld(t->mm, k1.cgroup, kind);
+    if (hold && t->mm->task_size < ADDR32_END) { /* syscall tracepoints skip 32-bit calls (holdtrap.py) */
+        bad = BAD_32BIT;
+        hold = 0;
+    }
     if (!bad && !hold)
         return 0;
     /* is this the runtime's own exec into the cgroup (runc init, from the runtime's mount namespace)? It is not

@@ -148,6 +148,7 @@ MAPS = ("g", "s", "a", "i", "c", "m", "r")  # written last to first: a cgroup's 
 MIN_MAP_KEYS = 4096  # bpftrace's default map size; bigger plans get bigger maps (BPFTRACE_MAP_KEYS_MAX)
 INIT_USER_NS = 0xEFFFFFFD  # the initial user namespace's inode number (PROC_USER_INIT_INO, fixed)
 ARGV0_MAX = 256  # argv[0] longer than this: argv[1] is not looked for (held)
+ADDR32_END = 1 << 32  # an ia32 or x32 process's address space (mm->task_size) ends below it, a 64-bit one far above
 STRLEN = 64  # bpftrace's string size (BPFTRACE_STRLEN): a string in a map key takes that many bytes
 Key = tuple[int | str, ...]
 
@@ -270,6 +271,9 @@ def program(gen: int = 0) -> str:
       }
     }
   }
+  // a 32-bit interpreter (ia32 or x32: its address space ends below 4 GiB) is killed, not held: the syscall
+  // tracepoints the hold trap is on do not report its calls (holdtrap.py)
+  if ($hold && (uint64)curtask->mm->task_size < ADDR32_END) { $bad = 8; $hold = 0; }
   if ($bad || $hold) {  // only then: is this the runtime's own exec into the cgroup (runc init, from the runtime's
     // mount namespace)? It is not the container's and is neither killed nor held (an allowed exec skips this check).
     // A mount namespace the container made (unshare -m, also when privileged) is not the runtime's: judged.
@@ -303,17 +307,23 @@ tracepoint:syscalls:sys_enter_mmap /(args->prot & 4) && (@g[cgroup] & 2)/ {
 }
 tracepoint:signal:signal_generate /@p[args->pid]/ {
   if (args->sig == 18 && pid == $1) { delete(@p[args->pid]); }  // the answerer's SIGCONT: released
-  // the hold trap's SIGKILL (holdtrap.py: a held process made a system call, someone else resumed it)
-  if (args->sig == 9 && pid == args->pid) { delete(@p[args->pid]); printf("E %d\\n", args->pid); }
+  if (args->sig == 9 && pid != args->pid) { delete(@p[args->pid]); }  // killed by someone: not the trap
 }
+// the hold trap's SIGKILL (holdtrap.py: a held process made a system call, someone else resumed it) is sent from
+// the trap's own BPF program, so this program's signal_generate probe does not run for it (one BPF program per
+// CPU at a time on perf tracepoints): a process still held that exits killed is the trap's
 tracepoint:sched:sched_process_exit {  // one program for both checks (each probe is a program run at every exit)
   if (pid == $1) { exit(); }
-  if (@p[pid]) { delete(@p[pid]); }
+  if (@p[pid]) {
+    if (curtask->exit_code == 9) { printf("E %d\\n", pid); }
+    delete(@p[pid]);
+  }
 }
 // bpftrace prints none of the maps at exit
 END { clear(@g); clear(@s); clear(@a); clear(@i); clear(@c); clear(@m); clear(@r); clear(@p); }
 """.replace("GEN", str(gen)).replace(
-        "INIT_USER_NS", str(INIT_USER_NS)).replace("ARGV0_MAX", str(ARGV0_MAX)))
+        "INIT_USER_NS", str(INIT_USER_NS)).replace("ARGV0_MAX", str(ARGV0_MAX)).replace(
+        "ADDR32_END", str(ADDR32_END)))
     return "\n".join(lines) + "\n"
 
 
@@ -327,7 +337,7 @@ class _Run:
     keys_max: int  # its maps' size: a plan that fits is written in place
     ready: threading.Event = field(default_factory=threading.Event)
     updates: int = 0  # plans written in place since it started
-    trap_fd: int = -1  # its hold trap (holdtrap.py), attached to its @p
+    trap: holdtrap.HoldTrap | None = None  # its hold trap (holdtrap.py), attached to its @p
 
 
 class ExecGuard:
@@ -449,7 +459,7 @@ class ExecGuard:
                     else "timeout"
                 raise ExecGuardError(f"exec guard did not start: {what}")
         try:  # before the plan: no process is held without it; none at all while no interpreter can be held
-            run.trap_fd = self._trap(proc.pid) if holds(guarded) else -1
+            run.trap = self._trap(proc.pid) if holds(guarded) else None
         except BpfError as exc:
             self._stop(run)
             raise ExecGuardError(f"exec guard: no hold trap: {exc}") from None
@@ -461,8 +471,8 @@ class ExecGuard:
         return run
 
     @staticmethod
-    def _trap(pid: int) -> int:
-        """Attach the hold trap to the held-process map of program `pid`; the trap's fd. Raises BpfError."""
+    def _trap(pid: int) -> holdtrap.HoldTrap:
+        """Attach the hold trap to the held-process map of program `pid`. Raises BpfError."""
         fds = process_maps(pid, {"AT_p"})
         try:
             if "AT_p" not in fds:
@@ -476,8 +486,8 @@ class ExecGuard:
         """Change the running program's plan to `guarded` in place (the answerer's rules first); raises BpfError."""
         if not self._send_rules(run.gen, run.rules_file, guarded):
             raise BpfError("the script answerer exited")
-        if run.trap_fd < 0 and holds(guarded):  # the first interpreter that can be held: the trap before it
-            run.trap_fd = self._trap(run.proc.pid)
+        if run.trap is None and holds(guarded):  # the first interpreter that can be held: the trap before it
+            run.trap = self._trap(run.proc.pid)
         # every key starts with its cgroup: the cgroups whose rules did not change keep their entries as they are
         old = {g.cgroup_id: g for g in self.guarded}
         new = {g.cgroup_id: g for g in guarded}
@@ -555,7 +565,10 @@ class ExecGuard:
                     self.kills += 1
                     self.early_kills += line.startswith("E ")
                 words = line.split()
-                if len(words) == 5 and words[4] == "4":
+                if len(words) == 5 and words[4] == "8":
+                    log.warning("exec guard: killed pid %s, a 32-bit interpreter (inode %s) it would hold until its "
+                                "script is read: the hold trap does not see 32-bit system calls", words[1], words[3])
+                elif len(words) == 5 and words[4] == "4":
                     log.info("exec guard: killed pid %s mapping inode %s executable (mmap or mprotect), changed "
                              "after its container started (zero drift)", words[1], words[3])
             elif line.startswith("N "):
@@ -610,9 +623,9 @@ class ExecGuard:
             except subprocess.TimeoutExpired:
                 run.proc.kill()
                 run.proc.wait()
-        if run.trap_fd >= 0:
-            os.close(run.trap_fd)
-            run.trap_fd = -1
+        if run.trap is not None:
+            run.trap.close()
+            run.trap = None
         self._send(f"D {run.gen}")  # after every line of the program: its rules go
         self._runs.pop(run.gen, None)
         if run.proc.stderr is not None:

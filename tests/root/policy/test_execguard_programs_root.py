@@ -53,7 +53,7 @@ def test_the_maps_are_bpftrace_s() -> None:
     plan = [GuardedCgroup(NO_CGROUP, frozenset(range(1, 5000)), interpreter_inodes=frozenset({7}))]
     try:
         guard.apply(plan)
-        assert guard.current is not None and guard.current.trap_fd >= 0  # the hold trap found @p
+        assert guard.current is not None and guard.current.trap is not None  # the hold trap found @p
         maps = maps_of(guard.current.proc.pid)
     finally:
         guard.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import time
@@ -196,11 +197,11 @@ def test_the_hold_trap_is_attached_once_an_interpreter_can_be_held(podlab: PodLa
         pod = podlab.pod("trap")
         allowed = frozenset(os.stat(p).st_ino for p in (NSENTER, SH))
         guard.apply([GuardedCgroup(pod.cgroup_id, allowed)])
-        assert guard.current is not None and guard.current.trap_fd == -1  # nothing can be held
+        assert guard.current is not None and guard.current.trap is None  # nothing can be held
         assert pod.run([SH, "-e", str(script)]).returncode == 0  # sh is merely allowed here
         guard.apply([GuardedCgroup(pod.cgroup_id, allowed, interpreter_inodes=frozenset({os.stat(SH).st_ino}),
                                    scripts=(ScriptRule(str(script)),))])
-        assert guard.current.updates == 1 and guard.current.trap_fd >= 0  # written in place, trap first
+        assert guard.current.updates == 1 and guard.current.trap is not None  # written in place, trap first
         assert guard.answerer is not None
         os.kill(guard.answerer.pid, signal.SIGSTOP)
         try:
@@ -213,6 +214,47 @@ def test_the_hold_trap_is_attached_once_an_interpreter_can_be_held(podlab: PodLa
             os.kill(guard.answerer.pid, signal.SIGCONT)
         wait_for("the early kill's report", lambda: guard.early_kills > early)
         assert (work / "known.log").read_text() == "run\n"  # only the run before the hold
+    finally:
+        guard.close()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def elf32_creating(marker: Path) -> bytes:
+    """A static 32-bit (i386) program that creates `marker` (open O_CREAT through int 0x80) and exits 0."""
+    base, code_at = 0x08048000, 52 + 32  # after the ELF header and the one program header
+    path = str(marker).encode() + b"\0"
+    code = (b"\xb8\x05\x00\x00\x00" + b"\xbb" + struct.pack("<I", base + code_at + 31)  # eax = open, ebx = path
+            + b"\xb9\x41\x00\x00\x00" + b"\xba\xa4\x01\x00\x00" + b"\xcd\x80"  # O_WRONLY | O_CREAT, 0644; int 0x80
+            + b"\xb8\x01\x00\x00\x00" + b"\x31\xdb" + b"\xcd\x80")  # exit(0)
+    size = code_at + len(code) + len(path)
+    header = b"\x7fELF\x01\x01\x01" + bytes(9) + struct.pack("<HHIIIIIHHHHHH", 2, 3, 1, base + code_at, 52, 0, 0,
+                                                               52, 32, 1, 0, 0, 0)
+    segment = struct.pack("<IIIIIIII", 1, 0, base, base, size, size, 5, 0x1000)  # PT_LOAD, read + execute
+    return header + segment + code + path
+
+
+def test_a_32_bit_interpreter_is_killed_not_held(podlab: PodLab) -> None:
+    """The hold trap is on the syscall tracepoints, which do not report a 32-bit process's calls: an allowed
+    interpreter the guard would hold is killed when it is 32-bit (before its first instruction: no marker),
+    and runs when the guard has no reason to hold it."""
+    work = Path(tempfile.mkdtemp(prefix="kgs", dir="/tmp"))
+    guard = ExecGuard()
+    try:
+        interpreter = work / "interp32"
+        interpreter.write_bytes(elf32_creating(work / "ran"))
+        interpreter.chmod(0o755)
+        pod = podlab.pod("i386")
+        allowed = frozenset(os.stat(p).st_ino for p in (NSENTER, interpreter))
+        guard.apply([GuardedCgroup(pod.cgroup_id, allowed)])
+        require(pod.run([str(interpreter)]).returncode == 0 and (work / "ran").exists(),
+                "32-bit programs (CONFIG_IA32_EMULATION)")
+        (work / "ran").unlink()
+        guard.apply([GuardedCgroup(pod.cgroup_id, allowed,
+                                   interpreter_inodes=frozenset({os.stat(interpreter).st_ino}))])
+        kills = guard.kills
+        assert pod.run([str(interpreter), str(work / "script")]).returncode == -signal.SIGKILL
+        assert not (work / "ran").exists()
+        wait_for("the kill's report", lambda: guard.kills > kills)
     finally:
         guard.close()
         shutil.rmtree(work, ignore_errors=True)
